@@ -1,0 +1,41 @@
+import type { BlockDevice } from './types';
+
+/** The allocation state of a guest range after following the backing chain, as `map` reports it. */
+export interface DeepExtent {
+  kind: 'data' | 'zero' | 'unallocated';
+  length: number;
+  /** How many backing hops down the state was found (for unallocated: the depth of the last image). */
+  depth: number;
+  /** The image that holds the data, and where in it. */
+  file: string;
+  hostOffset?: number;
+}
+
+/**
+ * Status of [offset, offset+length) through the chain: a range unallocated in one image is looked up in its
+ * backing image; a range past the end of a shorter backing image reads as zeros.
+ */
+export async function deepStatus(top: BlockDevice, offset: number, length: number): Promise<DeepExtent> {
+  let dev = top;
+  let depth = 0;
+  let len = length;
+  for (;;) {
+    const ext = await dev.status(offset, len);
+    len = Math.min(len, ext.length);
+    if (ext.kind !== 'unallocated') {
+      return { kind: ext.kind, length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}) };
+    }
+    const backing = dev.backing;
+    if (!backing || offset >= backing.size) return { kind: 'unallocated', length: len, depth, file: dev.path };
+    len = Math.min(len, backing.size - offset);
+    dev = backing;
+    depth++;
+  }
+}
+
+/** The devices of a chain, top first. */
+export function chainOf(top: BlockDevice): BlockDevice[] {
+  const out: BlockDevice[] = [];
+  for (let d: BlockDevice | undefined = top; d; d = d.backing) out.push(d);
+  return out;
+}

@@ -1,0 +1,147 @@
+import { promises as fsp, constants as fsc } from 'node:fs';
+import { DiskError, toDiskError, corrupt } from './errors';
+import { seekHoleBinding } from './native';
+
+/**
+ * A file opened for image work. Every metadata read goes through readExact, which bounds the offset and
+ * length by the file's length first, so a damaged header can never make us allocate or seek past the end.
+ */
+export class ImageFile {
+  private constructor(
+    readonly path: string,
+    private readonly fh: fsp.FileHandle,
+    readonly writable: boolean,
+    private length: number,
+  ) {}
+
+  static async open(path: string, writable: boolean): Promise<ImageFile> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(path, writable ? fsc.O_RDWR : fsc.O_RDONLY);
+    } catch (err) {
+      throw toDiskError(err, path);
+    }
+    try {
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new DiskError('EISDIR', `${path}: is a directory, not an image`, path);
+      if (!st.isFile() && !st.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file`, path);
+      return new ImageFile(path, fh, writable, st.size);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw toDiskError(err, path);
+    }
+  }
+
+  /** Creates (or truncates) a file for writing. */
+  static async create(path: string): Promise<ImageFile> {
+    try {
+      const fh = await fsp.open(path, 'w+');
+      return new ImageFile(path, fh, true, 0);
+    } catch (err) {
+      throw toDiskError(err, path);
+    }
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Blocks actually used on disk, in bytes. */
+  async allocatedSize(): Promise<number> {
+    const st = await this.fh.stat();
+    return st.blocks * 512;
+  }
+
+  /** Reads exactly into.length bytes at pos; a range past the end of the file is corruption. */
+  async readExact(pos: number, into: Uint8Array, what = 'metadata'): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(pos) || pos < 0 || pos + into.length > this.length) {
+      throw corrupt(`${this.path}: ${what} at offset ${pos} (${into.length} bytes) lies past the end of the file (${this.length} bytes)`, this.path);
+    }
+    await this.readInto(pos, into);
+    return into;
+  }
+
+  /** Allocates and reads a metadata structure whose size came from the file; bounded by the file length. */
+  async readBlock(pos: number, length: number, what = 'metadata'): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(length) || length < 0 || !Number.isSafeInteger(pos) || pos < 0 || pos + length > this.length) {
+      throw corrupt(`${this.path}: ${what} at offset ${pos} (${length} bytes) lies past the end of the file (${this.length} bytes)`, this.path);
+    }
+    return this.readExact(pos, new Uint8Array(length), what);
+  }
+
+  /** Reads what exists at pos; bytes past the end of the file read as zero (a sparse tail). */
+  async readZeroPadded(pos: number, into: Uint8Array): Promise<void> {
+    const avail = Math.max(0, Math.min(into.length, this.length - pos));
+    if (avail < into.length) into.fill(0, avail);
+    if (avail > 0) await this.readInto(pos, into.subarray(0, avail));
+  }
+
+  private async readInto(pos: number, into: Uint8Array): Promise<void> {
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const { bytesRead } = await this.fh.read(into, done, into.length - done, pos + done);
+        if (bytesRead === 0) {
+          into.fill(0, done);
+          return;
+        }
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  /** True when this system can ask the file system where a sparse file's holes are. */
+  get seesHoles(): boolean {
+    return seekHoleBinding !== undefined;
+  }
+
+  /**
+   * The file's allocation at pos: whether pos is in data or a hole, and where that run ends (capped at the
+   * file's length). Only valid when seesHoles is true.
+   */
+  allocationAt(pos: number): { data: boolean; end: number } {
+    const b = seekHoleBinding;
+    if (!b) throw new DiskError('EUNSUPPORTED', 'hole detection is not available on this system');
+    if (pos >= this.length) return { data: false, end: pos };
+    const nextData = b.seekData(this.fh.fd, pos);
+    if (nextData === pos) {
+      const hole = b.seekHole(this.fh.fd, pos);
+      return { data: true, end: Math.min(hole < 0 ? this.length : hole, this.length) };
+    }
+    return { data: false, end: nextData < 0 ? this.length : Math.min(nextData, this.length) };
+  }
+
+  async write(pos: number, data: Uint8Array): Promise<void> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, pos + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+    if (pos + data.length > this.length) this.length = pos + data.length;
+  }
+
+  async truncate(length: number): Promise<void> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    try {
+      await this.fh.truncate(length);
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+    this.length = length;
+  }
+
+  async sync(): Promise<void> {
+    if (this.writable) await this.fh.datasync().catch((err) => { throw toDiskError(err, this.path); });
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,109 @@
+import type { FormatName, ExtentKind, ImageInfo, SnapshotInfo } from '../../src-shared/api';
+import type { OptionSpec, OptionValues } from '../../src-shared/options';
+import type { ImageFile } from './file';
+
+export type { FormatName, ExtentKind };
+
+/** A run of guest addresses with one allocation state, as a driver's status() reports it. */
+export interface Extent {
+  kind: ExtentKind; // data | zero | unallocated (reads through to the backing file, or zeros without one)
+  length: number; // bytes from the queried offset that share this state (> 0)
+  hostOffset?: number; // where the data lies in the image file, when it lies there contiguously
+}
+
+/** An open image. Offsets are guest (virtual) byte addresses. */
+export interface BlockDevice {
+  readonly format: FormatName;
+  readonly path: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** The opened backing image, if the format has one and it was followed. */
+  readonly backing?: BlockDevice;
+  read(offset: number, into: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  writeZeroes(offset: number, length: number): Promise<void>;
+  status(offset: number, length: number): Promise<Extent>;
+  /** The allocation unit, where the format has one (qcow2 cluster, VHDX block); convert aligns its work to it. */
+  readonly clusterSize?: number;
+  /** Writes whole clusters compressed (convert -c); only formats that store compressed clusters have it. */
+  writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
+  /** Changes the virtual size. Shrinking is only done when `shrink` is true. */
+  resize?(newSize: number, shrink: boolean): Promise<void>;
+  flush(): Promise<void>;
+  /** Closes this image and its backing chain. */
+  close(): Promise<void>;
+}
+
+/** Where a backing file may be followed from: the image's own folder only, or anywhere the user allowed. */
+export type BackingPolicy = 'inside-folder' | 'anywhere' | 'none';
+
+export interface OpenOptions {
+  readOnly: boolean;
+  backingPolicy: BackingPolicy;
+  /** Opens a backing image: given by the registry so that formats never import it. */
+  openBacking: (path: string, format: FormatName | undefined, readOnly: boolean) => Promise<BlockDevice>;
+}
+
+export interface CreateOptions {
+  options: OptionValues;
+  backingFile?: string;
+  backingFormat?: FormatName;
+  /** Size of the backing image, looked up by the service when size is not given. */
+  backingSize?: number;
+}
+
+export interface CheckProblem {
+  severity: 'corruption' | 'leak' | 'error';
+  message: string;
+  fixed?: boolean;
+}
+
+/** What a check finds; the counts and keys follow qemu-img check's JSON. */
+export interface CheckReport {
+  filename: string;
+  format: FormatName;
+  'check-errors': number;
+  corruptions: number;
+  leaks: number;
+  'corruptions-fixed': number;
+  'leaks-fixed': number;
+  'image-end-offset'?: number;
+  'total-clusters'?: number;
+  'allocated-clusters'?: number;
+  'fragmented-clusters'?: number;
+  'compressed-clusters'?: number;
+  problems: CheckProblem[];
+}
+
+/** Header-level facts, gathered without reading guest data; drivers that cannot read data yet still give these. */
+export type HeaderInfo = Omit<ImageInfo, 'filename' | 'actual-size' | 'backing-image' | 'full-backing-filename'>;
+
+/** A guest range where two states of an image differ (snapshot --diff). */
+export interface DiffRange {
+  start: number;
+  length: number;
+}
+
+/** Internal snapshots, for formats that keep them (qcow2). Names or ids identify a snapshot, as in qemu-img. */
+export interface SnapshotOps {
+  list(path: string): Promise<SnapshotInfo[]>;
+  create(path: string, name: string): Promise<void>;
+  apply(path: string, nameOrId: string): Promise<void>;
+  delete(path: string, nameOrId: string): Promise<void>;
+  /** Ranges that differ between snapshot `a` and `b` (or the current state), from the mapping tables alone. */
+  diff(path: string, a: string, b?: string): Promise<DiffRange[]>;
+}
+
+export interface FormatDriver {
+  readonly name: FormatName;
+  /** How sure the driver is that `head` (the first bytes of the file) is its format: 0 = not mine; raw scores 1. */
+  probe(head: Uint8Array, path: string): number;
+  /** Reads the header and returns what `info` shows. */
+  describe(file: ImageFile): Promise<HeaderInfo>;
+  open(path: string, opts: OpenOptions): Promise<BlockDevice>;
+  create?(path: string, size: number, opts: CreateOptions): Promise<void>;
+  check?(path: string, repair: 'none' | 'leaks' | 'all', signal?: AbortSignal): Promise<CheckReport>;
+  readonly snapshots?: SnapshotOps;
+  /** ONE source for create options: drives CLI -o parsing, validation and the wizard form. */
+  readonly createOptions: OptionSpec[];
+}

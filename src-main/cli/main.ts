@@ -1,0 +1,341 @@
+/**
+ * diskwright: the qemu-img-style command line. Same names, flags and exit codes as qemu-img so that people's
+ * habits and scripts carry over. Every failure is one plain line on stderr and a non-zero exit.
+ */
+import { promises as fsp } from 'node:fs';
+import { DiskError, toDiskError } from '../block/errors';
+import { driverFor, openImage } from '../block/registry';
+import { parseSize } from '../block/sizes';
+import type { BackingPolicy } from '../block/types';
+import { checkExitCode, checkImage } from '../services/check';
+import { compareImages } from '../services/compare';
+import { convertImage } from '../services/convert';
+import { createImage } from '../services/create';
+import { inspectImage } from '../services/info';
+import { mapImage } from '../services/map';
+import { describeOptions, splitOptionString } from '../services/options';
+import { readBytes, writeBytes } from '../services/rw';
+import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
+import { has, last, parseArgs, type ParsedArgs } from './args';
+import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
+
+/** The CLI follows backing files wherever the image says, as qemu-img does: the user named the image. */
+const BACKING: BackingPolicy = 'anywhere';
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  writeOut: (b: Uint8Array) => Promise<void>;
+  readIn: () => Promise<Uint8Array>;
+}
+
+const USAGE = `usage: diskwright COMMAND [options]
+
+Commands (flags as in qemu-img):
+  info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
+  create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
+  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-B BACKING [-F FMT]] [-n] SRC DST
+  check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
+  compare  [-f FMT] [-F FMT] [-s] [-p] A B
+  map      [-f FMT] [--output human|json] IMAGE
+  snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B]] [-f FMT] IMAGE
+  resize   [-f FMT] [--shrink] IMAGE [+|-]SIZE
+  read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
+  write    [-f FMT] IMAGE OFFSET INFILE
+
+Formats: raw, qcow2, vmdk, vhdx, parallels, cow. 'create -f FMT -o help' lists a format's options.
+Exit codes: 0 success, 1 error; check: 2 corruptions, 3 leaks, 63 no check for the format; compare: 1 differ, 2 error.`;
+
+function formatArg(p: ParsedArgs, flag = '-f'): string | undefined {
+  const f = last(p, flag);
+  if (f !== undefined) driverFor(f); // unknown names fail with the list of known ones
+  return f;
+}
+
+function outputArg(p: ParsedArgs): 'human' | 'json' {
+  const o = last(p, '--output') ?? 'human';
+  if (o !== 'human' && o !== 'json') throw new DiskError('EINVAL', `--output must be human or json, not '${o}'`);
+  return o;
+}
+
+function need(p: ParsedArgs, n: number, command: string, what: string): void {
+  if (p.positional.length < n) throw new DiskError('EINVAL', `${command}: expecting ${what}`);
+  if (p.positional.length > n + 1) throw new DiskError('EINVAL', `${command}: too many arguments`);
+}
+
+function optionsArg(p: ParsedArgs): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const text of p.flags.get('-o') ?? []) {
+    for (const [k, v] of splitOptionString(text)) out[k] = v ?? 'on';
+  }
+  return out;
+}
+
+function parseOffset(text: string, what: string): number {
+  return parseSize(text, what);
+}
+
+function progressPrinter(io: Io, enabled: boolean): ((done: number, total: number) => void) | undefined {
+  if (!enabled) return undefined;
+  let lastPct = -1;
+  return (done, total) => {
+    const pct = total ? Math.floor((done * 100) / total) : 100;
+    if (pct !== lastPct) {
+      lastPct = pct;
+      io.err(`    (${pct.toFixed(2)}/100%)\r`);
+    }
+  };
+}
+
+async function cmdInfo(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['--backing-chain', '-U', '--force-share'] }, 'info');
+  need(p, 1, 'info', 'an image file name');
+  const format = formatArg(p);
+  const output = outputArg(p);
+  const info = await inspectImage(p.positional[0], { format, backingChain: has(p, '--backing-chain'), backingPolicy: BACKING });
+  if (output === 'json') {
+    if (has(p, '--backing-chain')) {
+      const chain = [];
+      for (let i: typeof info | undefined = info; i; i = i['backing-image']) {
+        const { ['backing-image']: _omit, ...rest } = i;
+        chain.push(rest);
+      }
+      io.out(toJson(chain));
+    } else io.out(toJson(info));
+  } else {
+    const parts: string[] = [];
+    for (let i: typeof info | undefined = info; i; i = i['backing-image']) parts.push(infoText(i));
+    io.out(parts.join('\n\n'));
+  }
+  return 0;
+}
+
+async function cmdCreate(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-o', '-b', '-F'], boolean: ['-q', '-u'] }, 'create');
+  const format = last(p, '-f') ?? 'raw';
+  const driver = driverFor(format);
+  const opts = optionsArg(p);
+  if ('help' in opts || opts['?'] !== undefined) {
+    io.out(describeOptions(format, driver.createOptions));
+    return 0;
+  }
+  need(p, 1, 'create', 'an image file name');
+  const [path, sizeText] = p.positional;
+  const backingFormat = formatArg(p, '-F');
+  const backingFile = last(p, '-b') ?? opts.backing_file;
+  delete opts.backing_file;
+  const bf = backingFormat ?? opts.backing_fmt;
+  delete opts.backing_fmt;
+  const size = sizeText !== undefined ? parseSize(sizeText, 'image size') : opts.size !== undefined ? parseSize(opts.size, 'image size') : undefined;
+  delete opts.size;
+  await createImage({ path, format, size, options: opts, backingFile, backingFormat: bf });
+  if (!has(p, '-q')) {
+    const shown = Object.entries(opts).map(([k, v]) => ` ${k}=${v}`).join('');
+    io.out(`Formatting '${path}', fmt=${format}${shown}${size !== undefined ? ` size=${size}` : ''}${backingFile ? ` backing_file=${backingFile}` : ''}`);
+  }
+  return 0;
+}
+
+async function cmdConvert(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W'] }, 'convert');
+  if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
+  if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
+  const targetFormat = last(p, '-O') ?? 'raw';
+  driverFor(targetFormat);
+  const sourceFormat = formatArg(p);
+  const [source, target] = p.positional;
+  await convertImage({
+    source,
+    sourceFormat,
+    target,
+    targetFormat,
+    options: optionsArg(p),
+    compress: has(p, '-c'),
+    backingFile: last(p, '-B'),
+    backingFormat: formatArg(p, '-F'),
+    existingTarget: has(p, '-n'),
+    backingPolicy: BACKING,
+    onProgress: progressPrinter(io, has(p, '-p')),
+  });
+  if (has(p, '-p')) io.err(`    (100.00/100%)\n`);
+  return 0;
+}
+
+async function cmdCheck(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-r', '--output'], boolean: ['-q', '-U'] }, 'check');
+  need(p, 1, 'check', 'an image file name');
+  const format = formatArg(p);
+  const output = outputArg(p);
+  const r = last(p, '-r');
+  if (r !== undefined && r !== 'leaks' && r !== 'all') throw new DiskError('EINVAL', `-r must be 'leaks' or 'all', not '${r}'`);
+  let report;
+  try {
+    report = await checkImage({ path: p.positional[0], format, repair: r });
+  } catch (err) {
+    const e = toDiskError(err, p.positional[0]);
+    if (e.code === 'EUNSUPPORTED' && /does not support checks/.test(e.message)) {
+      io.err(`diskwright: ${e.message}`);
+      return 63;
+    }
+    throw e;
+  }
+  io.out(output === 'json' ? checkJson(report) : checkText(report));
+  return checkExitCode(report);
+}
+
+async function cmdCompare(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-F', '-T'], boolean: ['-s', '-p', '-q', '-U'] }, 'compare');
+  try {
+    if (p.positional.length !== 2) throw new DiskError('EINVAL', 'compare: expecting two image file names');
+    const res = await compareImages({
+      a: p.positional[0],
+      b: p.positional[1],
+      formatA: formatArg(p),
+      formatB: formatArg(p, '-F'),
+      strict: has(p, '-s'),
+      backingPolicy: BACKING,
+    });
+    if (!has(p, '-q')) io.out(res.messages.join('\n'));
+    return res.identical ? 0 : 1;
+  } catch (err) {
+    io.err(`diskwright: ${toDiskError(err).message}`);
+    return 2;
+  }
+}
+
+async function cmdMap(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['-U'] }, 'map');
+  need(p, 1, 'map', 'an image file name');
+  const entries = await mapImage(p.positional[0], { format: formatArg(p), backingPolicy: BACKING });
+  io.out(outputArg(p) === 'json' ? mapJson(entries) : mapText(entries));
+  return 0;
+}
+
+async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-c', '-a', '-d', '--diff'], boolean: ['-l', '-q', '-U'] }, 'snapshot');
+  const format = formatArg(p);
+  const actions = ['-l', '-c', '-a', '-d', '--diff'].filter((f) => has(p, f));
+  if (actions.length > 1) throw new DiskError('EINVAL', 'snapshot: give only one of -l, -c, -a, -d, --diff');
+  const action = actions[0] ?? '-l';
+  if (action === '--diff') {
+    // snapshot --diff A [B] IMAGE: B defaults to the current state.
+    if (p.positional.length < 1 || p.positional.length > 2) throw new DiskError('EINVAL', 'snapshot --diff: expecting [B] and an image file name');
+    const image = p.positional[p.positional.length - 1];
+    const b = p.positional.length === 2 ? p.positional[0] : undefined;
+    const ranges = await diffSnapshots(image, last(p, '--diff')!, b, format);
+    io.out(ranges.map((r) => `${r.start} ${r.length}`).join('\n'));
+    return 0;
+  }
+  need(p, 1, 'snapshot', 'an image file name');
+  const image = p.positional[0];
+  switch (action) {
+    case '-l': {
+      const list = await listSnapshots(image, format);
+      if (list.length) io.out(snapshotTable(list).join('\n'));
+      return 0;
+    }
+    case '-c':
+      await createSnapshot(image, last(p, '-c')!, format);
+      return 0;
+    case '-a':
+      await applySnapshot(image, last(p, '-a')!, format);
+      return 0;
+    default:
+      await deleteSnapshot(image, last(p, '-d')!, format);
+      return 0;
+  }
+}
+
+async function cmdResize(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '--preallocation'], boolean: ['--shrink', '-q'] }, 'resize');
+  // A negative size ("-1G") would look like a flag; qemu-img takes it after the image name.
+  if (p.positional.length !== 2) throw new DiskError('EINVAL', 'resize: expecting an image file name and a size');
+  const [image, sizeText] = p.positional;
+  const dev = await openImage(image, { format: formatArg(p), readOnly: false, backingPolicy: BACKING });
+  try {
+    if (!dev.resize) throw new DiskError('EUNSUPPORTED', `${dev.format} images cannot be resized by this build`);
+    let size: number;
+    if (sizeText.startsWith('+')) size = dev.size + parseSize(sizeText.slice(1));
+    else if (sizeText.startsWith('-')) size = dev.size - parseSize(sizeText.slice(1));
+    else size = parseSize(sizeText);
+    if (size < 0) throw new DiskError('EINVAL', 'resize: the new size would be negative');
+    await dev.resize(size, has(p, '--shrink'));
+    await dev.flush();
+  } finally {
+    await dev.close();
+  }
+  return 0;
+}
+
+async function cmdRead(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f'], boolean: [] }, 'read');
+  if (p.positional.length < 3 || p.positional.length > 4) throw new DiskError('EINVAL', 'read: expecting IMAGE OFFSET LENGTH [OUTFILE]');
+  const [image, off, len, outFile] = p.positional;
+  const data = await readBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), length: parseOffset(len, 'length'), backingPolicy: BACKING });
+  if (outFile !== undefined) await fsp.writeFile(outFile, data).catch((e) => { throw toDiskError(e, outFile); });
+  else await io.writeOut(data);
+  return 0;
+}
+
+async function cmdWrite(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f'], boolean: [] }, 'write');
+  if (p.positional.length !== 3) throw new DiskError('EINVAL', 'write: expecting IMAGE OFFSET INFILE (- for standard input)');
+  const [image, off, inFile] = p.positional;
+  const data = inFile === '-' ? await io.readIn() : await fsp.readFile(inFile).catch((e) => { throw toDiskError(e, inFile); });
+  await writeBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), data, backingPolicy: BACKING });
+  return 0;
+}
+
+const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
+  info: cmdInfo,
+  create: cmdCreate,
+  convert: cmdConvert,
+  check: cmdCheck,
+  compare: cmdCompare,
+  map: cmdMap,
+  snapshot: cmdSnapshot,
+  resize: cmdResize,
+  read: cmdRead,
+  write: cmdWrite,
+};
+
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    io.out(USAGE);
+    return command === undefined ? 1 : 0;
+  }
+  if (command === '--version' || command === '-V') {
+    io.out('diskwright version 0.1.0');
+    return 0;
+  }
+  const fn = COMMANDS[command];
+  if (!fn) {
+    io.err(`diskwright: unknown command '${command}' (try --help)`);
+    return 1;
+  }
+  try {
+    return await fn(rest, io);
+  } catch (err) {
+    const e = toDiskError(err);
+    io.err(`diskwright: ${e.message}`);
+    if (process.env.DISKWRIGHT_DEBUG) io.err(String((err as Error).stack));
+    return 1;
+  }
+}
+
+/** Entry point used by bin/diskwright.js. */
+export async function main(): Promise<void> {
+  const io: Io = {
+    out: (s) => process.stdout.write(s.endsWith('\n') || s === '' ? s : s + '\n'),
+    err: (s) => process.stderr.write(s.endsWith('\n') || s.endsWith('\r') ? s : s + '\n'),
+    writeOut: (b) => new Promise((res, rej) => process.stdout.write(b, (e) => (e ? rej(e) : res()))),
+    readIn: async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    },
+  };
+  process.exitCode = await runCli(process.argv.slice(2), io);
+}
+

@@ -1,0 +1,82 @@
+import type { SnapshotInfo } from '../../../src-shared/api';
+import { DiskError } from '../../block/errors';
+import type { ImageFile } from '../../block/file';
+import type { FormatDriver, HeaderInfo } from '../../block/types';
+import {
+  COMPAT_LAZY_REFCOUNTS,
+  COMPRESSION_ZSTD,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  QCOW2_MAGIC,
+  parseSnapshotTable,
+  readLayout,
+  type Qcow2Layout,
+  type SnapshotEntry,
+} from './layout';
+
+/** Reads the snapshot table, bounded by the file's length. */
+export async function readSnapshots(file: ImageFile, layout: Qcow2Layout): Promise<SnapshotEntry[]> {
+  const h = layout.header;
+  if (h.nbSnapshots === 0) return [];
+  const len = Math.min(file.size - h.snapshotsOffset, 64 * 1024 * 1024);
+  const buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
+  return parseSnapshotTable(buf, h.nbSnapshots, file.path, layout.clusterSize, file.size).entries;
+}
+
+export function snapshotInfo(s: SnapshotEntry): SnapshotInfo {
+  const clock = s.vmClockNsec;
+  return {
+    id: s.id,
+    name: s.name,
+    'vm-state-size': s.vmStateSize,
+    'date-sec': s.dateSec,
+    'date-nsec': s.dateNsec,
+    'vm-clock-sec': Number(clock / 1_000_000_000n),
+    'vm-clock-nsec': Number(clock % 1_000_000_000n),
+    ...(s.icount !== undefined && s.icount !== 0xffffffffffffffffn ? { icount: Number(s.icount) } : {}),
+  } as SnapshotInfo;
+}
+
+async function describe(file: ImageFile): Promise<HeaderInfo> {
+  const layout = await readLayout(file);
+  const h = layout.header;
+  const snapshots = await readSnapshots(file, layout);
+  const data: Record<string, unknown> =
+    h.version === 2
+      ? { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': layout.refcountBits }
+      : {
+          compat: '1.1',
+          'compression-type': h.compressionType === COMPRESSION_ZSTD ? 'zstd' : 'zlib',
+          'lazy-refcounts': (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
+          'refcount-bits': layout.refcountBits,
+          corrupt: (h.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
+          'extended-l2': layout.extendedL2,
+        };
+  if (layout.dataFile !== undefined) data['data-file'] = layout.dataFile;
+  if (h.cryptMethod !== 0) data.encrypt = { format: h.cryptMethod === 1 ? 'aes' : 'luks' };
+  return {
+    format: 'qcow2',
+    'virtual-size': h.size,
+    'cluster-size': layout.clusterSize,
+    ...(layout.backingFile !== undefined ? { 'backing-filename': layout.backingFile } : {}),
+    ...(layout.backingFormat !== undefined ? { 'backing-filename-format': layout.backingFormat } : {}),
+    'dirty-flag': (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
+    ...(snapshots.length ? { snapshots: snapshots.map(snapshotInfo) } : {}),
+    'format-specific': { type: 'qcow2', data },
+    'data-readable': false,
+  };
+}
+
+export const qcow2Driver: FormatDriver = {
+  name: 'qcow2',
+  probe(head: Uint8Array): number {
+    if (head.length < 8) return 0;
+    const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 2 ? 100 : 0;
+  },
+  describe,
+  createOptions: [],
+  async open() {
+    throw new DiskError('EUNSUPPORTED', 'qcow2: reading image data is not supported yet');
+  },
+};

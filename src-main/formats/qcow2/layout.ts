@@ -1,0 +1,414 @@
+/**
+ * qcow2 on-disk structures (docs/interop/qcow2.txt): the header, header extensions, snapshot table entries
+ * and the bit layout of L1/L2/refcount entries. All numbers are big-endian. Pure codecs: no I/O here except
+ * readLayout(), which reads and validates a header against the file's length.
+ */
+import { corrupt, DiskError } from '../../block/errors';
+import type { ImageFile } from '../../block/file';
+
+export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
+export const V2_HEADER_LENGTH = 72;
+export const V3_HEADER_LENGTH = 104; // through header_length; 112 with compression_type and padding
+export const MIN_CLUSTER_BITS = 9;
+export const MAX_CLUSTER_BITS = 21; // qemu's limit: 2 MiB clusters
+export const MAX_L1_BYTES = 32 * 1024 * 1024; // qemu's limit on the L1 table
+export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024; // qemu's limit on the refcount table
+export const MAX_BACKING_NAME = 1023;
+export const MAX_SNAPSHOTS = 65536;
+
+export const INCOMPAT_DIRTY = 1n << 0n;
+export const INCOMPAT_CORRUPT = 1n << 1n;
+export const INCOMPAT_DATA_FILE = 1n << 2n;
+export const INCOMPAT_COMPRESSION = 1n << 3n;
+export const INCOMPAT_EXTL2 = 1n << 4n;
+export const INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
+export const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
+export const AUTOCLEAR_BITMAPS = 1n << 0n;
+export const AUTOCLEAR_DATA_FILE_RAW = 1n << 1n;
+
+export const EXT_END = 0x00000000;
+export const EXT_BACKING_FORMAT = 0xe2792aca;
+export const EXT_FEATURE_TABLE = 0x6803f857;
+export const EXT_BITMAPS = 0x23852875;
+export const EXT_CRYPTO = 0x0537be77;
+export const EXT_DATA_FILE = 0x44415441;
+
+export const COMPRESSION_ZLIB = 0;
+export const COMPRESSION_ZSTD = 1;
+
+/** Names of incompatible features, for messages that name what we refuse. */
+export const INCOMPAT_NAMES: Record<number, string> = {
+  0: 'dirty bit',
+  1: 'corrupt bit',
+  2: 'external data file',
+  3: 'compression type',
+  4: 'extended L2 entries',
+};
+
+// L1/L2/refcount-table entry bits.
+export const OFLAG_COPIED = 1n << 63n;
+export const OFLAG_COMPRESSED = 1n << 62n;
+export const OFLAG_ZERO = 1n;
+export const L1E_OFFSET_MASK = 0x00fffffffffffe00n; // bits 9-55
+export const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
+export const REFT_OFFSET_MASK = 0xfffffffffffffe00n; // bits 9-63
+export const L1E_RESERVED_MASK = 0x7f000000000001ffn;
+export const L2E_STD_RESERVED_MASK = 0x3f000000000001fen;
+
+export interface HeaderExtension {
+  type: number;
+  data: Uint8Array;
+}
+
+export interface Qcow2Header {
+  version: 2 | 3;
+  backingFileOffset: number;
+  backingFileSize: number;
+  clusterBits: number;
+  size: number;
+  cryptMethod: number;
+  l1Size: number;
+  l1TableOffset: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
+  nbSnapshots: number;
+  snapshotsOffset: number;
+  incompatibleFeatures: bigint;
+  compatibleFeatures: bigint;
+  autoclearFeatures: bigint;
+  refcountOrder: number;
+  headerLength: number;
+  compressionType: number;
+  /** Header bytes past the fields we know (kept intact on rewrite). */
+  extraHeaderBytes: Uint8Array;
+}
+
+/** The header plus what it points to in the first cluster: extensions and the backing file name. */
+export interface Qcow2Layout {
+  header: Qcow2Header;
+  extensions: HeaderExtension[];
+  backingFile?: string;
+  backingFormat?: string;
+  dataFile?: string;
+  clusterSize: number;
+  refcountBits: number;
+  extendedL2: boolean;
+  /** Bytes per L2 entry: 8, or 16 with extended L2. */
+  l2EntrySize: number;
+  l2Entries: number;
+}
+
+function u64(view: DataView, off: number, path: string, what: string): number {
+  const v = view.getBigUint64(off);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${path}: ${what} (${v}) is impossibly large`, path);
+  return Number(v);
+}
+
+/** Decodes and validates the fixed header. `fileSize` bounds every offset. */
+export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qcow2Header {
+  if (buf.length < V2_HEADER_LENGTH) throw corrupt(`${path}: qcow2 header is truncated`, path);
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (v.getUint32(0) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
+  const version = v.getUint32(4);
+  if (version !== 2 && version !== 3) throw new DiskError('EUNSUPPORTED', `${path}: qcow2 version ${version} is not supported (2 and 3 are)`, path);
+  const h: Qcow2Header = {
+    version,
+    backingFileOffset: u64(v, 8, path, 'backing file offset'),
+    backingFileSize: v.getUint32(16),
+    clusterBits: v.getUint32(20),
+    size: u64(v, 24, path, 'virtual size'),
+    cryptMethod: v.getUint32(32),
+    l1Size: v.getUint32(36),
+    l1TableOffset: u64(v, 40, path, 'L1 table offset'),
+    refcountTableOffset: u64(v, 48, path, 'refcount table offset'),
+    refcountTableClusters: v.getUint32(56),
+    nbSnapshots: v.getUint32(60),
+    snapshotsOffset: u64(v, 64, path, 'snapshot table offset'),
+    incompatibleFeatures: 0n,
+    compatibleFeatures: 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: 4,
+    headerLength: V2_HEADER_LENGTH,
+    compressionType: COMPRESSION_ZLIB,
+    extraHeaderBytes: new Uint8Array(0),
+  };
+  if (version === 3) {
+    if (buf.length < V3_HEADER_LENGTH) throw corrupt(`${path}: qcow2 v3 header is truncated`, path);
+    h.incompatibleFeatures = v.getBigUint64(72);
+    h.compatibleFeatures = v.getBigUint64(80);
+    h.autoclearFeatures = v.getBigUint64(88);
+    h.refcountOrder = v.getUint32(96);
+    h.headerLength = v.getUint32(100);
+    if (h.headerLength < V3_HEADER_LENGTH || h.headerLength % 8 !== 0) {
+      throw corrupt(`${path}: qcow2 header length ${h.headerLength} is invalid`, path);
+    }
+    if (h.headerLength > buf.length) throw corrupt(`${path}: qcow2 header length ${h.headerLength} exceeds the first cluster`, path);
+    if (h.headerLength > 104) h.compressionType = buf[104];
+    if (h.headerLength > 112) h.extraHeaderBytes = buf.slice(112, h.headerLength);
+  }
+  if (h.clusterBits < MIN_CLUSTER_BITS || h.clusterBits > MAX_CLUSTER_BITS) {
+    throw corrupt(`${path}: cluster size 2^${h.clusterBits} is outside 512 B .. 2 MiB`, path);
+  }
+  if (h.refcountOrder > 6) throw corrupt(`${path}: refcount width 2^${h.refcountOrder} bits exceeds 64`, path);
+  const clusterSize = 2 ** h.clusterBits;
+  const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
+  if (unknown !== 0n) {
+    throw new DiskError('EUNSUPPORTED', `${path}: the image uses unknown incompatible features (mask 0x${unknown.toString(16)})`, path);
+  }
+  const aligned = (off: number) => off % clusterSize === 0;
+  if (!aligned(h.l1TableOffset) || !aligned(h.refcountTableOffset) || !aligned(h.snapshotsOffset)) {
+    throw corrupt(`${path}: a table offset in the header is not cluster aligned`, path);
+  }
+  if (h.l1Size * 8 > MAX_L1_BYTES) throw corrupt(`${path}: active L1 table is too large (${h.l1Size} entries)`, path);
+  if (h.l1Size > 0 && h.l1TableOffset + h.l1Size * 8 > fileSize) throw corrupt(`${path}: the L1 table lies past the end of the file`, path);
+  if (h.refcountTableClusters * clusterSize > MAX_REFTABLE_BYTES) throw corrupt(`${path}: refcount table is too large`, path);
+  if (h.refcountTableClusters === 0 || h.refcountTableOffset + h.refcountTableClusters * clusterSize > fileSize) {
+    throw corrupt(`${path}: the refcount table lies past the end of the file`, path);
+  }
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw corrupt(`${path}: too many snapshots (${h.nbSnapshots})`, path);
+  if (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize) throw corrupt(`${path}: the snapshot table lies past the end of the file`, path);
+  if (h.backingFileOffset !== 0) {
+    if (h.backingFileSize > MAX_BACKING_NAME || h.backingFileOffset + h.backingFileSize > Math.min(clusterSize, fileSize)) {
+      throw corrupt(`${path}: the backing file name lies outside the first cluster`, path);
+    }
+  }
+  // L1 must be able to map the whole virtual size.
+  const l2Entries = clusterSize / (h.incompatibleFeatures & INCOMPAT_EXTL2 ? 16 : 8);
+  const needL1 = Math.ceil(h.size / (clusterSize * l2Entries));
+  if (needL1 > h.l1Size) throw corrupt(`${path}: the L1 table (${h.l1Size} entries) is too small for the virtual size (needs ${needL1})`, path);
+  return h;
+}
+
+/** Encodes the fixed header (72 bytes for v2, headerLength for v3). */
+export function serializeHeader(h: Qcow2Header): Uint8Array {
+  const len = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
+  const buf = new Uint8Array(len);
+  const v = new DataView(buf.buffer);
+  v.setUint32(0, QCOW2_MAGIC);
+  v.setUint32(4, h.version);
+  v.setBigUint64(8, BigInt(h.backingFileOffset));
+  v.setUint32(16, h.backingFileSize);
+  v.setUint32(20, h.clusterBits);
+  v.setBigUint64(24, BigInt(h.size));
+  v.setUint32(32, h.cryptMethod);
+  v.setUint32(36, h.l1Size);
+  v.setBigUint64(40, BigInt(h.l1TableOffset));
+  v.setBigUint64(48, BigInt(h.refcountTableOffset));
+  v.setUint32(56, h.refcountTableClusters);
+  v.setUint32(60, h.nbSnapshots);
+  v.setBigUint64(64, BigInt(h.snapshotsOffset));
+  if (h.version === 3) {
+    v.setBigUint64(72, h.incompatibleFeatures);
+    v.setBigUint64(80, h.compatibleFeatures);
+    v.setBigUint64(88, h.autoclearFeatures);
+    v.setUint32(96, h.refcountOrder);
+    v.setUint32(100, h.headerLength);
+    if (len > 104) buf[104] = h.compressionType;
+    if (len > 112) buf.set(h.extraHeaderBytes.subarray(0, len - 112), 112);
+  }
+  return buf;
+}
+
+/** Parses the header extensions that follow the header, up to the end of the first cluster. */
+export function parseExtensions(cluster: Uint8Array, start: number, path: string): HeaderExtension[] {
+  const exts: HeaderExtension[] = [];
+  const v = new DataView(cluster.buffer, cluster.byteOffset, cluster.byteLength);
+  let pos = start;
+  while (pos + 8 <= cluster.length) {
+    const type = v.getUint32(pos);
+    const len = v.getUint32(pos + 4);
+    if (type === EXT_END) return exts;
+    if (pos + 8 + len > cluster.length) throw corrupt(`${path}: header extension 0x${type.toString(16)} runs past the first cluster`, path);
+    exts.push({ type, data: cluster.slice(pos + 8, pos + 8 + len) });
+    pos += 8 + Math.ceil(len / 8) * 8;
+  }
+  if (pos < cluster.length) throw corrupt(`${path}: header extensions are not terminated`, path);
+  return exts;
+}
+
+/** Encodes header extensions followed by the end marker. */
+export function serializeExtensions(exts: HeaderExtension[]): Uint8Array {
+  const total = exts.reduce((n, e) => n + 8 + Math.ceil(e.data.length / 8) * 8, 0) + 8;
+  const buf = new Uint8Array(total);
+  const v = new DataView(buf.buffer);
+  let pos = 0;
+  for (const e of exts) {
+    v.setUint32(pos, e.type);
+    v.setUint32(pos + 4, e.data.length);
+    buf.set(e.data, pos + 8);
+    pos += 8 + Math.ceil(e.data.length / 8) * 8;
+  }
+  return buf; // the trailing 8 zero bytes are the end marker
+}
+
+/** The feature name table qemu writes into new v3 images. */
+export function featureNameTable(): Uint8Array {
+  const entries: Array<[number, number, string]> = [
+    [0, 0, 'dirty bit'],
+    [0, 1, 'corrupt bit'],
+    [0, 2, 'external data file'],
+    [0, 3, 'compression type'],
+    [0, 4, 'extended L2 entries'],
+    [1, 0, 'lazy refcounts'],
+    [2, 0, 'bitmaps'],
+    [2, 1, 'raw external data'],
+  ];
+  const buf = new Uint8Array(entries.length * 48);
+  entries.forEach(([type, bit, name], i) => {
+    buf[i * 48] = type;
+    buf[i * 48 + 1] = bit;
+    buf.set(new TextEncoder().encode(name), i * 48 + 2);
+  });
+  return buf;
+}
+
+export interface SnapshotEntry {
+  l1TableOffset: number;
+  l1Size: number;
+  id: string;
+  name: string;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: bigint;
+  vmStateSize: number;
+  /** Virtual disk size when the snapshot was taken (extra data); undefined when absent. */
+  diskSize?: number;
+  icount?: bigint;
+  /** The extra data as stored, kept intact beyond the fields we know. */
+  extraData: Uint8Array;
+}
+
+const SNAPSHOT_FIXED = 40;
+
+/** Parses the snapshot table. The buffer is bounded by the caller by the file length. */
+export function parseSnapshotTable(buf: Uint8Array, count: number, path: string, clusterSize: number, fileSize: number): { entries: SnapshotEntry[]; byteLength: number } {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const dec = new TextDecoder();
+  const entries: SnapshotEntry[] = [];
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (pos + SNAPSHOT_FIXED > buf.length) throw corrupt(`${path}: snapshot table is truncated`, path);
+    const l1TableOffset = u64(v, pos, path, 'snapshot L1 offset');
+    const l1Size = v.getUint32(pos + 8);
+    const idLen = v.getUint16(pos + 12);
+    const nameLen = v.getUint16(pos + 14);
+    const extraLen = v.getUint32(pos + 36);
+    if (extraLen > 1024) throw corrupt(`${path}: snapshot ${i} has too much extra data (${extraLen} bytes)`, path);
+    const end = pos + SNAPSHOT_FIXED + extraLen + idLen + nameLen;
+    if (end > buf.length) throw corrupt(`${path}: snapshot table is truncated`, path);
+    if (l1TableOffset % clusterSize !== 0) throw corrupt(`${path}: snapshot ${i} L1 table is not cluster aligned`, path);
+    if (l1Size * 8 > MAX_L1_BYTES || l1TableOffset + l1Size * 8 > fileSize) throw corrupt(`${path}: snapshot ${i} L1 table lies past the end of the file`, path);
+    const extra = buf.slice(pos + SNAPSHOT_FIXED, pos + SNAPSHOT_FIXED + extraLen);
+    const ev = new DataView(extra.buffer);
+    const e: SnapshotEntry = {
+      l1TableOffset,
+      l1Size,
+      dateSec: v.getUint32(pos + 16),
+      dateNsec: v.getUint32(pos + 20),
+      vmClockNsec: v.getBigUint64(pos + 24),
+      vmStateSize: v.getUint32(pos + 32),
+      extraData: extra,
+      id: dec.decode(buf.subarray(pos + SNAPSHOT_FIXED + extraLen, pos + SNAPSHOT_FIXED + extraLen + idLen)),
+      name: dec.decode(buf.subarray(pos + SNAPSHOT_FIXED + extraLen + idLen, end)),
+    };
+    if (extraLen >= 8) e.vmStateSize = u64(ev, 0, path, 'snapshot VM state size');
+    if (extraLen >= 16) e.diskSize = u64(ev, 8, path, 'snapshot disk size');
+    if (extraLen >= 24) e.icount = ev.getBigUint64(16);
+    entries.push(e);
+    pos = Math.ceil(end / 8) * 8;
+  }
+  return { entries, byteLength: pos };
+}
+
+/** Encodes snapshot entries; v3 images always get extra data through the disk size (16 bytes). */
+export function serializeSnapshotTable(entries: SnapshotEntry[], version: 2 | 3): Uint8Array {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    const id = enc.encode(e.id);
+    const name = enc.encode(e.name);
+    let extra = e.extraData;
+    const minExtra = version === 3 ? 16 : e.extraData.length;
+    if (extra.length < minExtra || e.diskSize !== undefined) {
+      const grown = new Uint8Array(Math.max(extra.length, minExtra, e.diskSize !== undefined ? 16 : 0));
+      grown.set(extra);
+      extra = grown;
+    }
+    const ev = new DataView(extra.buffer, extra.byteOffset, extra.byteLength);
+    if (extra.length >= 8) ev.setBigUint64(0, BigInt(e.vmStateSize));
+    if (extra.length >= 16 && e.diskSize !== undefined) ev.setBigUint64(8, BigInt(e.diskSize));
+    const len = Math.ceil((SNAPSHOT_FIXED + extra.length + id.length + name.length) / 8) * 8;
+    const buf = new Uint8Array(len);
+    const v = new DataView(buf.buffer);
+    v.setBigUint64(0, BigInt(e.l1TableOffset));
+    v.setUint32(8, e.l1Size);
+    v.setUint16(12, id.length);
+    v.setUint16(14, name.length);
+    v.setUint32(16, e.dateSec);
+    v.setUint32(20, e.dateNsec);
+    v.setBigUint64(24, e.vmClockNsec);
+    v.setUint32(32, Math.min(e.vmStateSize, 0xffffffff));
+    v.setUint32(36, extra.length);
+    buf.set(extra, SNAPSHOT_FIXED);
+    buf.set(id, SNAPSHOT_FIXED + extra.length);
+    buf.set(name, SNAPSHOT_FIXED + extra.length + id.length);
+    parts.push(buf);
+  }
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+/** Reads the first cluster and everything in it: header, extensions, backing file name. */
+export async function readLayout(file: ImageFile): Promise<Qcow2Layout> {
+  const path = file.path;
+  const first = new Uint8Array(Math.min(file.size, 2 ** MAX_CLUSTER_BITS));
+  await file.readExact(0, first, 'qcow2 header');
+  const header = parseHeader(first, path, file.size);
+  const clusterSize = 2 ** header.clusterBits;
+  const cluster = first.subarray(0, Math.min(clusterSize, first.length));
+  const extStart = header.version === 2 ? V2_HEADER_LENGTH : header.headerLength;
+  // Extensions end at the backing file name when there is one.
+  const extEnd = header.backingFileOffset ? Math.min(header.backingFileOffset, cluster.length) : cluster.length;
+  const extensions = parseExtensions(cluster.subarray(0, extEnd), extStart, path);
+  const dec = new TextDecoder();
+  const layout: Qcow2Layout = {
+    header,
+    extensions,
+    clusterSize,
+    refcountBits: 2 ** header.refcountOrder,
+    extendedL2: (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+    l2EntrySize: header.incompatibleFeatures & INCOMPAT_EXTL2 ? 16 : 8,
+    l2Entries: clusterSize / (header.incompatibleFeatures & INCOMPAT_EXTL2 ? 16 : 8),
+  };
+  if (header.backingFileOffset) {
+    layout.backingFile = dec.decode(cluster.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize));
+  }
+  for (const e of extensions) {
+    if (e.type === EXT_BACKING_FORMAT) layout.backingFormat = dec.decode(e.data);
+    if (e.type === EXT_DATA_FILE) layout.dataFile = dec.decode(e.data);
+  }
+  return layout;
+}
+
+/** Offset of the compressed data and its length in bytes (an upper bound: whole sectors), from an L2 entry. */
+export function compressedExtent(entry: bigint, clusterBits: number): { offset: number; length: number } {
+  const x = BigInt(62 - (clusterBits - 8));
+  const offsetMask = (1n << x) - 1n;
+  const offset = Number(entry & offsetMask);
+  const sectors = Number((entry >> x) & ((1n << (62n - x)) - 1n));
+  // "additional sectors beyond the sector containing the offset"
+  const length = (sectors + 1) * 512 - (offset % 512);
+  return { offset, length };
+}
+
+export function encodeCompressedEntry(offset: number, length: number, clusterBits: number): bigint {
+  const x = BigInt(62 - (clusterBits - 8));
+  const additional = Math.floor((offset + length - 1) / 512) - Math.floor(offset / 512);
+  return OFLAG_COMPRESSED | (BigInt(additional) << x) | BigInt(offset);
+}

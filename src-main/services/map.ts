@@ -1,0 +1,96 @@
+import type { MapEntry, MapPicture } from '../../src-shared/api';
+import { deepStatus } from '../block/chain';
+import { throwIfAborted } from '../block/errors';
+import { openImage } from '../block/registry';
+import type { BackingPolicy, BlockDevice } from '../block/types';
+
+export interface MapOptions {
+  format?: string;
+  backingPolicy?: BackingPolicy;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** One status query covers at most this much, so progress and cancel stay responsive. */
+const STATUS_STEP = 1 << 30;
+
+/** Walks the allocation of the whole chain, calling `visit` for each run as qemu-img map would print it. */
+export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: string) => void, opts: MapOptions = {}): Promise<void> {
+  let pos = 0;
+  while (pos < dev.size) {
+    throwIfAborted(opts.signal);
+    const ext = await deepStatus(dev, pos, Math.min(STATUS_STEP, dev.size - pos));
+    const entry: MapEntry = {
+      start: pos,
+      length: ext.length,
+      depth: ext.depth,
+      present: ext.kind !== 'unallocated',
+      zero: ext.kind !== 'data',
+      data: ext.kind === 'data',
+      ...(ext.hostOffset !== undefined ? { offset: ext.hostOffset } : {}),
+    };
+    visit(entry, ext.file);
+    pos += ext.length;
+    opts.onProgress?.(pos, dev.size);
+  }
+}
+
+/** The merged map of an image, in qemu-img's JSON shape: adjacent runs with the same state are joined. */
+export async function mapImage(path: string, opts: MapOptions = {}): Promise<Array<MapEntry & { filename: string }>> {
+  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy });
+  const out: Array<MapEntry & { filename: string }> = [];
+  try {
+    await walkMap(
+      dev,
+      (e, file) => {
+        const last = out[out.length - 1];
+        if (
+          last &&
+          last.depth === e.depth &&
+          last.present === e.present &&
+          last.zero === e.zero &&
+          last.data === e.data &&
+          last.filename === file &&
+          (last.offset === undefined) === (e.offset === undefined) &&
+          (e.offset === undefined || last.offset! + last.length === e.offset)
+        ) {
+          last.length += e.length;
+        } else {
+          out.push({ ...e, filename: file });
+        }
+      },
+      opts,
+    );
+  } finally {
+    await dev.close();
+  }
+  return out;
+}
+
+/** The map drawn into `buckets` equal parts with the share of data, zero and unallocated bytes in each. */
+export async function mapPicture(path: string, buckets: number, opts: MapOptions = {}): Promise<MapPicture> {
+  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy });
+  try {
+    const n = Math.max(1, Math.min(4096, Math.floor(buckets)));
+    const bucketSize = Math.max(1, Math.ceil(dev.size / n));
+    const pic: MapPicture = { virtualSize: dev.size, bucketSize, buckets: Array.from({ length: n }, () => ({ data: 0, zero: 0, unallocated: 0 })) };
+    await walkMap(
+      dev,
+      (e) => {
+        const kind = e.data ? 'data' : e.present ? 'zero' : 'unallocated';
+        let pos = e.start;
+        const end = e.start + e.length;
+        while (pos < end) {
+          const b = Math.floor(pos / bucketSize);
+          const bEnd = Math.min(end, (b + 1) * bucketSize);
+          pic.buckets[b][kind] += bEnd - pos;
+          pos = bEnd;
+        }
+      },
+      opts,
+    );
+    return pic;
+  } finally {
+    await dev.close();
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The contract between the renderer and the main process (Electron IPC or the browser host's WebSocket).
+ * Nothing here imports Node, the DOM or Electron: both sides compile against it.
+ */
+import type { DiskErrorDto } from './errors';
+import type { OptionSpec, OptionValues } from './options';
+
+export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'parallels' | 'cow';
+export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'parallels', 'cow'];
+
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  'vm-state-size': number;
+  'date-sec': number;
+  'date-nsec': number;
+  'vm-clock-sec': number;
+  'vm-clock-nsec': number;
+  icount?: number;
+}
+
+/** What `info` reports; keys follow qemu-img's JSON so people's scripts carry over. */
+export interface ImageInfo {
+  filename: string;
+  format: FormatName;
+  'virtual-size': number;
+  'actual-size': number;
+  'cluster-size'?: number;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'backing-filename-format'?: string;
+  'dirty-flag': boolean;
+  snapshots?: SnapshotInfo[];
+  'format-specific'?: { type: string; data: Record<string, unknown> };
+  /** Set when the header was recognised but this build cannot read the image's data yet. */
+  'data-readable': boolean;
+  'backing-image'?: ImageInfo;
+}
+
+export type ExtentKind = 'data' | 'zero' | 'unallocated';
+/** One run of the allocation map, as `map --output json` prints it (qemu-img's keys). */
+export interface MapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  offset?: number;
+}
+
+/** A picture of the map: the image cut into `buckets.length` equal parts, each the share of each kind. */
+export interface MapPicture {
+  virtualSize: number;
+  bucketSize: number;
+  buckets: Array<{ data: number; zero: number; unallocated: number }>;
+}
+
+export interface DirEntry {
+  name: string;
+  path: string;
+  kind: 'dir' | 'file';
+  size?: number;
+}
+export interface DirListing {
+  path: string;
+  parent?: string;
+  entries: DirEntry[];
+}
+
+export type JobId = string;
+export type JobSpec =
+  | { kind: 'inspect'; path: string }
+  | { kind: 'map'; path: string; buckets: number }
+  | { kind: 'create'; path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName }
+  | { kind: 'check'; path: string; repair?: 'leaks' | 'all' }
+  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean };
+
+export interface JobProgress {
+  done: number;
+  total: number;
+  phase: string;
+}
+export type JobEvent =
+  | { id: JobId; type: 'progress'; progress: JobProgress }
+  | { id: JobId; type: 'done'; result: unknown }
+  | { id: JobId; type: 'failed'; error: DiskErrorDto };
+
+export type Unsubscribe = () => void;
+
+export interface DiskwrightApi {
+  /** Header-level and format-specific facts about an image (and its backing chain). */
+  inspect(path: string): Promise<ImageInfo>;
+  /** The allocation map drawn into a fixed number of buckets. */
+  mapPicture(path: string, buckets: number): Promise<MapPicture>;
+  /** The options a format's create accepts: one schema for CLI, service and wizard. */
+  createOptions(format: FormatName): Promise<OptionSpec[]>;
+  /** The folder browser used where no native dialog exists (browser host). */
+  listDir(path?: string): Promise<DirListing>;
+  /** The native open dialog (Electron); undefined when cancelled or unavailable. */
+  pickImage(): Promise<string | undefined>;
+  startJob(spec: JobSpec): Promise<JobId>;
+  cancelJob(id: JobId): Promise<void>;
+  onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
+}
+
+/** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
+export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
+export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
+export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
+
+export type { DiskErrorDto, OptionSpec, OptionValues };
