@@ -412,3 +412,42 @@ export function encodeCompressedEntry(offset: number, length: number, clusterBit
   const additional = Math.floor((offset + length - 1) / 512) - Math.floor(offset / 512);
   return OFLAG_COMPRESSED | (BigInt(additional) << x) | BigInt(offset);
 }
+
+/** Reads entry `index` of a refcount block whose entries are `bits` wide (1..64; sub-byte widths LSB first). */
+export function getRefcount(block: Uint8Array, index: number, bits: number): number {
+  if (bits >= 8) {
+    const bytes = bits / 8;
+    const pos = index * bytes;
+    let v = 0;
+    for (let i = 0; i < bytes; i++) v = v * 256 + block[pos + i];
+    return v; // exact while below 2^53, which any real refcount is
+  }
+  const perByte = 8 / bits;
+  const byte = block[Math.floor(index / perByte)];
+  const shift = (index % perByte) * bits;
+  return (byte >> shift) & ((1 << bits) - 1);
+}
+
+/** Writes entry `index` of a refcount block; the caller has checked that `value` fits in `bits`. */
+export function setRefcount(block: Uint8Array, index: number, bits: number, value: number): void {
+  if (bits >= 8) {
+    const bytes = bits / 8;
+    const pos = index * bytes;
+    let v = value;
+    for (let i = bytes - 1; i >= 0; i--) {
+      block[pos + i] = v % 256;
+      v = Math.floor(v / 256);
+    }
+    return;
+  }
+  const perByte = 8 / bits;
+  const at = Math.floor(index / perByte);
+  const shift = (index % perByte) * bits;
+  const mask = ((1 << bits) - 1) << shift;
+  block[at] = (block[at] & ~mask) | ((value << shift) & mask);
+}
+
+/** The largest refcount a `bits`-wide entry holds (capped at 2^53 - 1 for 64-bit entries). */
+export function maxRefcount(bits: number): number {
+  return bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
+}

@@ -1,0 +1,55 @@
+/** Shared helpers for the test suites: scratch folders, running our CLI and the qemu oracles. */
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ROOT = join(__dirname, '..');
+export const CLI = join(ROOT, 'bin', 'diskwright.js');
+
+/** A scratch folder removed when the returned cleanup runs (use with t.after / after). */
+export function scratch(prefix = 'dw-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface RunResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+function result(r: SpawnSyncReturns<Buffer>): RunResult {
+  if (r.error) throw r.error;
+  return { status: r.status ?? -1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), stdoutBytes: r.stdout };
+}
+
+/** Runs `diskwright ARGS` (the built CLI) and returns its exit status and output. */
+export function dw(args: string[], opts: { cwd?: string; input?: Buffer } = {}): RunResult {
+  return result(spawnSync(process.execPath, [CLI, ...args], { cwd: opts.cwd, input: opts.input, maxBuffer: 1 << 30 }));
+}
+
+/** Runs a command (qemu-img, qemu-io, ...) and returns its exit status and output. */
+export function run(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer } = {}): RunResult {
+  return result(spawnSync(cmd, args, { cwd: opts.cwd, input: opts.input, maxBuffer: 1 << 30 }));
+}
+
+/** Runs a command that must succeed; throws with its stderr otherwise. */
+export function must(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer } = {}): RunResult {
+  const r = run(cmd, args, opts);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+  return r;
+}
+
+/** `diskwright` that must succeed. */
+export function dwOk(args: string[], opts: { cwd?: string; input?: Buffer } = {}): RunResult {
+  const r = dw(args, opts);
+  if (r.status !== 0) throw new Error(`diskwright ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+  return r;
+}
+
+/** qemu-io with a list of -c commands. */
+export function qemuIo(image: string, format: string, commands: string[]): RunResult {
+  return must('qemu-io', ['-f', format, ...commands.flatMap((c) => ['-c', c]), image]);
+}
