@@ -35,6 +35,8 @@ export interface ImageInfo {
   /** Set when the header was recognised but this build cannot read the image's data yet. */
   'data-readable': boolean;
   'backing-image'?: ImageInfo;
+  /** Set by the app (not by `info`) when the backing chain could not be followed; the image itself was read. */
+  'backing-error'?: DiskErrorDto;
 }
 
 export type ExtentKind = 'data' | 'zero' | 'unallocated';
@@ -111,3 +113,20 @@ export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 
 export type { DiskErrorDto, OptionSpec, OptionValues };
+
+/**
+ * The browser host's WebSocket messages (JSON text frames). A request names a contract method; its reply
+ * carries the same id and either a result or an error. Job events are pushed without an id.
+ */
+export interface WireRequest {
+  id: number;
+  method: ApiMethod;
+  args: unknown[];
+}
+export type WireMessage = { id: number; result: unknown } | { id: number; error: DiskErrorDto } | { event: JobEvent };
+
+/**
+ * What an Electron IPC handler returns. Errors travel as data because Electron reduces a thrown error to
+ * its message text; the preload turns `error` back into a rejection carrying the DiskErrorDto.
+ */
+export type IpcReply<T> = { ok: true; result: T } | { ok: false; error: DiskErrorDto };
