@@ -1,0 +1,106 @@
+/**
+ * Schemas for the arguments of every contract method. Whatever arrives over IPC or the WebSocket is
+ * untrusted: it is parsed here before any service sees it, and a bad argument becomes one plain EINVAL.
+ */
+import { z } from 'zod';
+import type { ApiArgs, ApiMethod, FormatName } from '../../src-shared/api';
+import { FORMAT_NAMES } from '../../src-shared/api';
+import { DiskError } from '../block/errors';
+
+/** Windows' long-path limit; Linux stops at 4096, but a path is checked by the OS anyway. */
+const MAX_PATH_CHARS = 32767;
+
+export const pathSchema = z
+  .string({ error: 'a path must be text' })
+  .min(1, 'the path is empty')
+  .max(MAX_PATH_CHARS, 'the path is too long')
+  .refine((s) => !s.includes('\0'), 'the path contains a NUL character');
+
+export const formatSchema = z.enum(FORMAT_NAMES as readonly [FormatName, ...FormatName[]], {
+  error: `the format must be one of ${FORMAT_NAMES.join(', ')}`,
+});
+
+export const bucketsSchema = z
+  .number({ error: 'the bucket count must be a number' })
+  .int('the bucket count must be a whole number')
+  .min(1, 'the bucket count must be at least 1')
+  .max(4096, 'the bucket count must be at most 4096');
+
+const sizeSchema = z
+  .number({ error: 'the size must be a number' })
+  .int('the size must be a whole number of bytes')
+  .min(0, 'the size cannot be negative')
+  .max(Number.MAX_SAFE_INTEGER, 'the size is too large');
+
+const optionValuesSchema = z.record(
+  z.string().min(1).max(256),
+  z.union([z.string().max(MAX_PATH_CHARS), z.number().refine(Number.isFinite, 'an option value must be a finite number'), z.boolean()]),
+  { error: 'options must be a map of names to text, numbers or on/off values' },
+);
+
+export const jobSpecSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({ kind: z.literal('inspect'), path: pathSchema }),
+    z.strictObject({ kind: z.literal('map'), path: pathSchema, buckets: bucketsSchema }),
+    z.strictObject({
+      kind: z.literal('create'),
+      path: pathSchema,
+      format: formatSchema,
+      size: sizeSchema,
+      options: optionValuesSchema,
+      backing: pathSchema.optional(),
+      backingFormat: formatSchema.optional(),
+    }),
+    z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
+    z.strictObject({
+      kind: z.literal('convert'),
+      source: pathSchema,
+      target: pathSchema,
+      targetFormat: formatSchema,
+      options: optionValuesSchema,
+      compress: z.boolean().optional(),
+    }),
+  ],
+  { error: 'the job must be one of inspect, map, create, check or convert, with its fields' },
+);
+
+const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');
+
+/** One tuple schema per method; the mapped type keeps each in step with the contract's parameter list. */
+export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
+  inspect: z.tuple([pathSchema]),
+  mapPicture: z.tuple([pathSchema, bucketsSchema]),
+  createOptions: z.tuple([formatSchema]),
+  // listDir() may come with no argument, or (over JSON) an explicit null standing for "my home folder".
+  listDir: z.tuple([pathSchema.nullish()]).transform(([p]): ApiArgs<'listDir'> => (p == null ? [] : [p])),
+  pickImage: z.tuple([]),
+  startJob: z.tuple([jobSpecSchema]),
+  cancelJob: z.tuple([jobIdSchema]),
+};
+
+export function isApiMethod(name: unknown): name is ApiMethod {
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(ARG_SCHEMAS, name);
+}
+
+/** Validates the arguments of a call; throws DiskError EINVAL naming the method and the first problem. */
+export function parseArgs<M extends ApiMethod>(method: M, args: unknown): ApiArgs<M> {
+  const schema = ARG_SCHEMAS[method] as z.ZodType<ApiArgs<M>>;
+  const r = schema.safeParse(args);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  throw new DiskError('EINVAL', `${method}: ${issue ? describeIssue(issue) : 'invalid arguments'}`);
+}
+
+/** One zod issue in plain words, naming the argument (counted from 1) and the field it is about. */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const [first, ...rest] = issue.path;
+  const where = typeof first === 'number' ? ` (argument ${first + 1}${rest.length ? `, field ${rest.map(String).join('.')}` : ''})` : '';
+  if (issue.path.length === 0) {
+    if (issue.code === 'too_big') return 'too many arguments';
+    if (issue.code === 'too_small') return 'an argument is missing';
+    if (issue.code === 'invalid_type') return 'the arguments must be a list';
+  }
+  if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}${where}`;
+  return `${issue.message}${where}`;
+}

@@ -1,0 +1,165 @@
+/**
+ * The Electron app: one window showing the renderer from dist/renderer, with the contract bound to IPC.
+ * The renderer is treated as untrusted: it runs sandboxed without Node, may not navigate or open windows,
+ * and every IPC call is checked for its sender and validated before a service sees it.
+ */
+import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, type OpenDialogOptions } from 'electron';
+import * as nodePath from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { ApiArgs, ApiMethod, ApiResult, IpcReply, JobEvent } from '../../src-shared/api';
+import { API_METHODS } from '../../src-shared/api';
+import { DiskError } from '../block/errors';
+import { JobManager } from '../services/jobs';
+import { createApi, errorDto, parseArgs } from '../api';
+
+/** dist/main/src-main/electron → dist/renderer and dist/main/src-main/preload.js. */
+const RENDERER_INDEX = nodePath.join(__dirname, '..', '..', '..', 'renderer', 'index.html');
+const PRELOAD = nodePath.join(__dirname, '..', 'preload.js');
+const INDEX_URL = pathToFileURL(RENDERER_INDEX);
+/** The channel job events are pushed on; the preload listens on the same name. */
+const JOB_EVENT_CHANNEL = 'job-event';
+
+/** Mirrors the meta tag in index.html, for anything served over http(s) (nothing should be). */
+const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const IMAGE_FILTERS: OpenDialogOptions['filters'] = [
+  { name: 'Disk images', extensions: ['qcow2', 'qcow', 'img', 'raw', 'vmdk', 'vhdx', 'hdd', 'hds', 'cow', 'bin'] },
+  { name: 'All files', extensions: ['*'] },
+];
+
+let mainWindow: BrowserWindow | undefined;
+const jobs = new JobManager('inside-folder');
+const api = createApi(jobs, {
+  backingPolicy: 'inside-folder',
+  async pickImage() {
+    const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
+    const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);
+    return r.canceled ? undefined : r.filePaths[0];
+  },
+});
+
+/** True when the URL is our own index.html; query and fragment do not matter. */
+function isOurPage(url: string | undefined): boolean {
+  if (!url) return false;
+  try {
+    const u = new URL(url);
+    return u.protocol === 'file:' && u.host === INDEX_URL.host && u.pathname === INDEX_URL.pathname;
+  } catch {
+    return false;
+  }
+}
+
+/** A call is honoured only from the top frame of our window showing our page, never from a subframe. */
+function senderIsTrusted(event: IpcMainInvokeEvent): boolean {
+  const frame = event.senderFrame;
+  return !!frame && frame.parent === null && !!mainWindow && event.sender === mainWindow.webContents && isOurPage(frame.url);
+}
+
+/** Binds one contract method to its IPC channel (named after the method), typed by the contract. */
+function handle<M extends ApiMethod>(method: M, impl: (...args: ApiArgs<M>) => Promise<ApiResult<M>>): void {
+  ipcMain.handle(method, async (event: IpcMainInvokeEvent, ...raw: unknown[]): Promise<IpcReply<ApiResult<M>>> => {
+    try {
+      if (!senderIsTrusted(event)) throw new DiskError('EACCES', `${method}: refused, the call did not come from diskwright's own window`);
+      const args = parseArgs(method, raw);
+      return { ok: true, result: await impl(...args) };
+    } catch (err) {
+      return { ok: false, error: errorDto(err) };
+    }
+  });
+}
+
+function bindApi(): void {
+  for (const method of API_METHODS) bindOne(method);
+  jobs.onEvent((e: JobEvent) => {
+    if (mainWindow && !mainWindow.isDestroyed()) mainWindow.webContents.send(JOB_EVENT_CHANNEL, e);
+  });
+}
+
+function bindOne<M extends ApiMethod>(method: M): void {
+  const fn = api[method] as (...args: ApiArgs<M>) => Promise<ApiResult<M>>;
+  handle(method, (...args) => fn.apply(api, args));
+}
+
+function hardenSessions(): void {
+  const ses = session.defaultSession;
+  // The window asks for nothing: no camera, notifications, clipboard reading, …
+  ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
+  ses.setPermissionCheckHandler(() => false);
+  ses.webRequest.onHeadersReceived((details, callback) => {
+    callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } });
+  });
+}
+
+function createWindow(): void {
+  mainWindow = new BrowserWindow({
+    width: 1280,
+    height: 800,
+    minWidth: 880,
+    minHeight: 600,
+    title: 'diskwright',
+    backgroundColor: '#f4f5f7',
+    show: false,
+    autoHideMenuBar: true,
+    webPreferences: {
+      preload: PRELOAD,
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
+      navigateOnDragDrop: false,
+      spellcheck: false,
+      devTools: !app.isPackaged,
+    },
+  });
+  mainWindow.once('ready-to-show', () => mainWindow?.show());
+  mainWindow.on('closed', () => {
+    mainWindow = undefined;
+  });
+  void mainWindow.loadFile(RENDERER_INDEX);
+}
+
+app.enableSandbox();
+
+// Every web contents, present and future: no navigation away from our page, no new windows, no webviews.
+app.on('web-contents-created', (_event, contents) => {
+  contents.on('will-navigate', (e) => e.preventDefault());
+  contents.on('will-redirect', (e) => e.preventDefault());
+  contents.on('will-attach-webview', (e) => e.preventDefault());
+  contents.setWindowOpenHandler(() => ({ action: 'deny' }));
+});
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  app.on('second-instance', () => {
+    if (mainWindow) {
+      if (mainWindow.isMinimized()) mainWindow.restore();
+      mainWindow.focus();
+    }
+  });
+  void app.whenReady().then(() => {
+    hardenSessions();
+    bindApi();
+    createWindow();
+    app.on('activate', () => {
+      if (BrowserWindow.getAllWindows().length === 0) createWindow();
+    });
+  });
+  app.on('window-all-closed', () => {
+    if (process.platform !== 'darwin') app.quit();
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * The browser host: the same window the Electron app shows, served to a browser on 127.0.0.1, with the
+ * contract carried over a WebSocket. Anything on this machine can reach a loopback port, so every page
+ * load and every socket must present the per-launch token, and sockets must come from our own origin.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as nodePath from 'node:path';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import type { DiskErrorDto, WireMessage } from '../../src-shared/api';
+import type { BackingPolicy } from '../block/types';
+import { JobManager } from '../services/jobs';
+import { callApi, createApi, errorDto } from '../api';
+
+export interface HostOptions {
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** The built renderer (dist/renderer). */
+  staticDir?: string;
+  backingPolicy?: BackingPolicy;
+}
+
+export interface Host {
+  /** The address to open, token included. */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const BIND_ADDRESS = '127.0.0.1';
+/** A request is one JSON call with a few paths in it; nothing legitimate comes near this. */
+const MAX_MESSAGE_BYTES = 1 << 20;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.json': 'application/json',
+  '.map': 'application/json',
+};
+
+/** The project's root, found from this file whether it runs from src-main (tsx) or dist/main (built). */
+function projectRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (existsSync(nodePath.join(dir, 'package.json')) && existsSync(nodePath.join(dir, 'src-main'))) return dir;
+    const up = nodePath.dirname(dir);
+    if (up === dir) return nodePath.resolve(__dirname, '..', '..', '..', '..');
+    dir = up;
+  }
+}
+
+export function defaultStaticDir(): string {
+  return nodePath.join(projectRoot(), 'dist', 'renderer');
+}
+
+/** Compares a presented token with ours in constant time; hashing first makes the lengths equal. */
+function tokenMatches(given: string | null, token: string): boolean {
+  if (given === null) return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
+}
+
+export async function startHost(opts: HostOptions = {}): Promise<Host> {
+  const staticDir = nodePath.resolve(opts.staticDir ?? defaultStaticDir());
+  if (!existsSync(nodePath.join(staticDir, 'index.html'))) {
+    throw new Error(`the user interface is not built (${nodePath.join(staticDir, 'index.html')} is missing); run npm run build`);
+  }
+  const token = randomBytes(32).toString('hex');
+  const jobs = new JobManager(opts.backingPolicy ?? 'inside-folder');
+  const api = createApi(jobs, { backingPolicy: opts.backingPolicy ?? 'inside-folder' });
+
+  let port = 0;
+  // A page reached as localhost is the same place; any other Host header is a DNS-rebinding attempt.
+  const allowedHosts = () => new Set([`${BIND_ADDRESS}:${port}`, `localhost:${port}`]);
+  const allowedOrigins = () => new Set([`http://${BIND_ADDRESS}:${port}`, `http://localhost:${port}`]);
+
+  const securityHeaders = (): Record<string, string> => ({
+    'Content-Security-Policy': [
+      "default-src 'none'",
+      "script-src 'self'",
+      "style-src 'self'",
+      "img-src 'self' data:",
+      "font-src 'self'",
+      `connect-src ws://${BIND_ADDRESS}:${port} ws://localhost:${port}`,
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join('; '),
+    'X-Content-Type-Options': 'nosniff',
+    'X-Frame-Options': 'DENY',
+    // The token is in the page's address: no request may carry it elsewhere in a Referer.
+    'Referrer-Policy': 'no-referrer',
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  });
+
+  const reply = (res: http.ServerResponse, status: number, text: string) => {
+    res.writeHead(status, { ...securityHeaders(), 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(text + '\n');
+  };
+
+  const server = http.createServer((req, res) => {
+    void serve(req, res).catch(() => {
+      if (!res.headersSent) reply(res, 500, 'internal error');
+      else res.destroy();
+    });
+  });
+
+  async function serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (!allowedHosts().has(req.headers.host ?? '')) return reply(res, 421, 'this server only answers as 127.0.0.1');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'method not allowed');
+    const url = new URL(req.url ?? '/', `http://${BIND_ADDRESS}:${port}`);
+    let rel: string;
+    try {
+      rel = decodeURIComponent(url.pathname);
+    } catch {
+      return reply(res, 400, 'bad address');
+    }
+    if (rel === '/' || rel === '/index.html') {
+      if (!tokenMatches(url.searchParams.get('token'), token)) {
+        return reply(res, 403, 'This address needs the token diskwright printed when it started. Open the full address it printed.');
+      }
+      return sendFile(req, res, nodePath.join(staticDir, 'index.html'), true);
+    }
+    // The built assets hold no secrets; they are served to anyone who can reach the port, but only from
+    // inside the renderer folder, and never dotfiles.
+    const full = nodePath.resolve(staticDir, '.' + rel);
+    const inside = nodePath.relative(staticDir, full);
+    if (rel.includes('\0') || inside.startsWith('..') || nodePath.isAbsolute(inside) || inside.split(nodePath.sep).some((p) => p.startsWith('.'))) {
+      return reply(res, 404, 'not found');
+    }
+    return sendFile(req, res, full, false);
+  }
+
+  async function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, isPage: boolean): Promise<void> {
+    let body: Buffer;
+    try {
+      const st = await fsp.stat(file);
+      if (!st.isFile()) return reply(res, 404, 'not found');
+      body = await fsp.readFile(file);
+    } catch {
+      return reply(res, 404, 'not found');
+    }
+    res.writeHead(200, {
+      ...securityHeaders(),
+      'Content-Type': CONTENT_TYPES[nodePath.extname(file).toLowerCase()] ?? 'application/octet-stream',
+      'Content-Length': String(body.length),
+      'Cache-Control': isPage ? 'no-store' : 'no-cache',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', `http://${BIND_ADDRESS}:${port}`);
+    const ok =
+      url.pathname === '/ws' &&
+      allowedHosts().has(req.headers.host ?? '') &&
+      allowedOrigins().has(req.headers.origin ?? '') &&
+      tokenMatches(url.searchParams.get('token'), token);
+    if (!ok) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+
+  wss.on('connection', (ws: WebSocket) => {
+    const send = (msg: WireMessage) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+    };
+    // One person, one machine: every window of this host sees every job's events.
+    const unsubscribe = jobs.onEvent((event) => send({ event }));
+    ws.on('close', unsubscribe);
+    ws.on('error', () => ws.terminate());
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const msg = isBinary ? undefined : parseRequest(data.toString());
+      if (!msg) {
+        ws.close(1008, 'malformed request');
+        return;
+      }
+      void callApi(api, msg.method, msg.args).then(
+        (result) => send({ id: msg.id, result: result === undefined ? null : result }),
+        (err: unknown) => send({ id: msg.id, error: errorDto(err) satisfies DiskErrorDto }),
+      );
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, BIND_ADDRESS, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://${BIND_ADDRESS}:${port}/?token=${token}`,
+    port,
+    close: async () => {
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The envelope of a request; the method and arguments are checked by callApi. */
+function parseRequest(text: string): { id: number; method: unknown; args: unknown } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { id, method, args } = value as Record<string, unknown>;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id)) return undefined;
+  return { id, method, args };
+}

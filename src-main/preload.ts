@@ -1,0 +1,40 @@
+/**
+ * The bridge between the sandboxed renderer and the main process: exactly one function per contract
+ * method, plus onJobEvent and pathForFile (a dropped file's path, which only Electron can give).
+ * A sandboxed preload may only require('electron'), so everything from our own modules is a type import.
+ */
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
+import type { ApiMethod, DirListing, DiskwrightApi, FormatName, ImageInfo, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, Unsubscribe } from '../src-shared/api';
+
+/** Same name as in electron/main.ts (a runtime import of it is not possible here). */
+const JOB_EVENT_CHANNEL = 'job-event';
+
+/**
+ * Calls one method and unwraps its reply. A failure rejects with the plain DiskErrorDto object (code,
+ * message, path), which survives the context bridge; an Error would arrive as its message alone.
+ */
+async function call<T>(method: ApiMethod, ...args: unknown[]): Promise<T> {
+  const reply = (await ipcRenderer.invoke(method, ...args)) as IpcReply<T>;
+  if (reply.ok) return reply.result;
+  throw reply.error;
+}
+
+const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
+  inspect: (path: string) => call<ImageInfo>('inspect', path),
+  mapPicture: (path: string, buckets: number) => call<MapPicture>('mapPicture', path, buckets),
+  createOptions: (format: FormatName) => call<OptionSpec[]>('createOptions', format),
+  listDir: (path?: string) => (path === undefined ? call<DirListing>('listDir') : call<DirListing>('listDir', path)),
+  pickImage: () => call<string | undefined>('pickImage'),
+  startJob: (spec: JobSpec) => call<JobId>('startJob', spec),
+  cancelJob: (id: JobId) => call<void>('cancelJob', id),
+  onJobEvent(listener: (e: JobEvent) => void): Unsubscribe {
+    const onEvent = (_event: IpcRendererEvent, e: JobEvent) => listener(e);
+    ipcRenderer.on(JOB_EVENT_CHANNEL, onEvent);
+    return () => {
+      ipcRenderer.removeListener(JOB_EVENT_CHANNEL, onEvent);
+    };
+  },
+  pathForFile: (file: File) => webUtils.getPathForFile(file),
+};
+
+contextBridge.exposeInMainWorld('diskwright', bridge);
