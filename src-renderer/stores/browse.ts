@@ -1,0 +1,53 @@
+import { defineStore } from 'pinia';
+import type { DirListing } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+
+const LAST_FOLDER_KEY = 'diskwright.lastFolder';
+
+function rememberedFolder(): string | undefined {
+  try {
+    return window.localStorage.getItem(LAST_FOLDER_KEY) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The folder listing the browser host offers in place of a native open dialog. */
+export const useBrowseStore = defineStore('browse', {
+  state: () => ({
+    listing: null as DirListing | null,
+    loading: false,
+    error: null as ApiError | null,
+    generation: 0,
+  }),
+  actions: {
+    async load(path?: string): Promise<void> {
+      const gen = ++this.generation;
+      this.loading = true;
+      this.error = null;
+      try {
+        const listing = await api.listDir(path);
+        if (gen !== this.generation) return;
+        this.listing = listing;
+        try {
+          window.localStorage.setItem(LAST_FOLDER_KEY, listing.path);
+        } catch {
+          // storage may be disabled; remembering the folder is a convenience
+        }
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.error = toApiError(err);
+      } finally {
+        if (gen === this.generation) this.loading = false;
+      }
+    },
+
+    /** The folder shown last time, or the home folder; a remembered folder that is gone falls back to home. */
+    async loadInitial(): Promise<void> {
+      if (this.listing) return;
+      const last = rememberedFolder();
+      await this.load(last);
+      if (this.error && last !== undefined) await this.load();
+    },
+  },
+});
