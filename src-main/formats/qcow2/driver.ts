@@ -67,8 +67,11 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   };
 }
 
+import { checkQcow2 } from './check';
+
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
+  check: checkQcow2,
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
     const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
