@@ -89,12 +89,16 @@ export function mapJson(entries: Array<MapEntry & { filename: string }>): string
 
 /** qemu-img check's human report. */
 export function checkText(r: CheckReport): string {
-  const lines: string[] = r.problems.map((p) => p.message);
-  const corruptLeft = r.corruptions - r['corruptions-fixed'];
-  const leaksLeft = r.leaks - r['leaks-fixed'];
-  if (r['corruptions-fixed'] || r['leaks-fixed']) {
+  // As in qemu-img's JSON, corruptions and leaks are what is left (after the double check, when repairing).
+  const corruptLeft = r.corruptions;
+  const leaksLeft = r.leaks;
+  const repaired = r['corruptions-fixed'] > 0 || r['leaks-fixed'] > 0;
+  // A repairing pass marks its messages with `fixed`; the double check's messages come after its banner.
+  const lines: string[] = r.problems.filter((p) => !repaired || p.fixed !== undefined).map((p) => p.message);
+  if (repaired) {
     lines.push(`The following inconsistencies were found and repaired:\n\n    ${r['leaks-fixed']} leaked clusters\n    ${r['corruptions-fixed']} corruptions\n`);
     lines.push('Double checking the fixed image now...');
+    lines.push(...r.problems.filter((p) => p.fixed === undefined).map((p) => p.message));
   }
   if (corruptLeft === 0 && leaksLeft === 0 && r['check-errors'] === 0) lines.push('No errors were found on the image.');
   if (corruptLeft > 0) {
@@ -114,10 +118,10 @@ export function checkText(r: CheckReport): string {
   return lines.join('\n');
 }
 
-/** check --output json, with qemu-img's keys (our per-problem list is left out to keep the shape). */
+/** check --output json, with qemu-img's keys in qemu-img's order (our per-problem list is left out to keep the shape). */
 export function checkJson(r: CheckReport): string {
   const out: Record<string, unknown> = {};
-  for (const k of ['image-end-offset', 'total-clusters', 'check-errors', 'leaks', 'corruptions', 'leaks-fixed', 'corruptions-fixed', 'allocated-clusters', 'fragmented-clusters', 'compressed-clusters', 'filename', 'format'] as const) {
+  for (const k of ['image-end-offset', 'compressed-clusters', 'total-clusters', 'corruptions', 'corruptions-fixed', 'check-errors', 'leaks', 'leaks-fixed', 'allocated-clusters', 'filename', 'format', 'fragmented-clusters'] as const) {
     const v = r[k];
     if (v === undefined) continue;
     if ((k === 'leaks' || k === 'corruptions' || k === 'leaks-fixed' || k === 'corruptions-fixed') && v === 0) continue;

@@ -19,7 +19,8 @@ export async function checkImage(req: CheckRequest): Promise<CheckReport> {
 /** qemu-img check's exit codes: 0 clean, 2 corruptions, 3 leaks only, 1 could not check. */
 export function checkExitCode(r: CheckReport): number {
   if (r['check-errors'] > 0) return 1;
-  if (r.corruptions - r['corruptions-fixed'] > 0) return 2;
-  if (r.leaks - r['leaks-fixed'] > 0) return 3;
+  // corruptions and leaks count what is left after a repair, as in qemu-img's JSON.
+  if (r.corruptions > 0) return 2;
+  if (r.leaks > 0) return 3;
   return 0;
 }
