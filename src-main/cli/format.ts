@@ -108,13 +108,16 @@ export function checkText(r: CheckReport): string {
     lines.push(`\n${leaksLeft} leaked clusters were found on the image.`, 'This means waste of disk space, but no harm to data.');
   }
   if (r['check-errors'] > 0) lines.push(`\n${r['check-errors']} internal errors have occurred during the check.`);
-  if (r['total-clusters'] !== undefined && r['allocated-clusters'] !== undefined) {
-    const pct = (n: number | undefined) => (r['total-clusters'] ? ((100 * (n ?? 0)) / r['total-clusters']).toFixed(2) : '0.00');
+  const total = r['total-clusters'] ?? 0;
+  const allocated = r['allocated-clusters'] ?? 0;
+  if (total && allocated) {
+    // qemu-img: allocated is a share of all clusters, fragmented and compressed are shares of the allocated ones.
+    const pct = (n: number | undefined, of: number) => ((100 * (n ?? 0)) / of).toFixed(2);
     lines.push(
-      `${r['allocated-clusters']}/${r['total-clusters']} = ${pct(r['allocated-clusters'])}% allocated, ${pct(r['fragmented-clusters'])}% fragmented, ${pct(r['compressed-clusters'])}% compressed clusters`,
+      `${allocated}/${total} = ${pct(allocated, total)}% allocated, ${pct(r['fragmented-clusters'], allocated)}% fragmented, ${pct(r['compressed-clusters'], allocated)}% compressed clusters`,
     );
   }
-  if (r['image-end-offset'] !== undefined) lines.push(`Image end offset: ${r['image-end-offset']}`);
+  if (r['image-end-offset']) lines.push(`Image end offset: ${r['image-end-offset']}`);
   return lines.join('\n');
 }
 
