@@ -9,6 +9,8 @@ export interface DeepExtent {
   /** The image that holds the data, and where in it. */
   file: string;
   hostOffset?: number;
+  /** Data that reads as zeros (see Extent.readsAsZero). */
+  readsAsZero?: boolean;
 }
 
 /**
@@ -23,10 +25,11 @@ export async function deepStatus(top: BlockDevice, offset: number, length: numbe
     const ext = await dev.status(offset, len);
     len = Math.min(len, ext.length);
     if (ext.kind !== 'unallocated') {
-      return { kind: ext.kind, length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}) };
+      return { kind: ext.kind, length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}), ...(ext.readsAsZero ? { readsAsZero: true } : {}) };
     }
     const backing = dev.backing;
-    if (!backing || offset >= backing.size) return { kind: 'unallocated', length: len, depth, file: dev.path };
+    // qemu-img map shows the host offset of an unallocated subcluster in an allocated cluster (extended L2).
+    if (!backing || offset >= backing.size) return { kind: 'unallocated', length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}) };
     len = Math.min(len, backing.size - offset);
     dev = backing;
     depth++;

@@ -9,6 +9,8 @@ export interface Extent {
   kind: ExtentKind; // data | zero | unallocated (reads through to the backing file, or zeros without one)
   length: number; // bytes from the queried offset that share this state (> 0)
   hostOffset?: number; // where the data lies in the image file, when it lies there contiguously
+  /** Data known to read as zeros (a file-system hole under a preallocated qcow2 cluster): `map` shows it as data and zero, as qemu-img does. */
+  readsAsZero?: boolean;
 }
 
 /** An open image. Offsets are guest (virtual) byte addresses. */

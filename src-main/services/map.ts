@@ -25,7 +25,7 @@ export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: strin
       length: ext.length,
       depth: ext.depth,
       present: ext.kind !== 'unallocated',
-      zero: ext.kind !== 'data',
+      zero: ext.kind !== 'data' || ext.readsAsZero === true,
       data: ext.kind === 'data',
       ...(ext.hostOffset !== undefined ? { offset: ext.hostOffset } : {}),
     };

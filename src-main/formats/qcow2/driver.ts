@@ -1,7 +1,8 @@
 import type { SnapshotInfo } from '../../../src-shared/api';
-import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import type { FormatDriver, HeaderInfo } from '../../block/types';
+import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
+import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
+import { checkFeatures, openQcow2 } from './image';
 import {
   COMPAT_LAZY_REFCOUNTS,
   COMPRESSION_ZSTD,
@@ -37,6 +38,16 @@ export function snapshotInfo(s: SnapshotEntry): SnapshotInfo {
   } as SnapshotInfo;
 }
 
+/** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
+function dataReadable(layout: Qcow2Layout, path: string): boolean {
+  try {
+    checkFeatures(layout, path, false);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   const layout = await readLayout(file);
   const h = layout.header;
@@ -63,7 +74,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     'dirty-flag': (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
     ...(snapshots.length ? { snapshots: snapshots.map(snapshotInfo) } : {}),
     'format-specific': { type: 'qcow2', data },
-    'data-readable': false,
+    'data-readable': dataReadable(layout, file.path),
   };
 }
 
@@ -78,8 +89,11 @@ export const qcow2Driver: FormatDriver = {
     return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 2 ? 100 : 0;
   },
   describe,
-  createOptions: [],
-  async open() {
-    throw new DiskError('EUNSUPPORTED', 'qcow2: reading image data is not supported yet');
+  createOptions: QCOW2_CREATE_OPTIONS,
+  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return openQcow2(path, opts);
+  },
+  create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return createQcow2(path, size, opts);
   },
 };

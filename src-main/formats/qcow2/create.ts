@@ -1,0 +1,197 @@
+/**
+ * Creating qcow2 images with qemu-img's defaults and layout: the header (with the feature name table when it
+ * is roomy enough, as qemu writes it), the refcount table in cluster 1, the first refcount block in cluster 2,
+ * then the L1 table allocated like any other cluster (cluster 3 for a fresh image), sized for the disk.
+ */
+import type { OptionSpec, OptionValues } from '../../../src-shared/options';
+import { DiskError, toDiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { CreateOptions } from '../../block/types';
+import { openQcow2 } from './image';
+import {
+  COMPAT_LAZY_REFCOUNTS,
+  EXT_BACKING_FORMAT,
+  EXT_FEATURE_TABLE,
+  featureNameTable,
+  INCOMPAT_EXTL2,
+  MAX_BACKING_NAME,
+  serializeExtensions,
+  serializeHeader,
+  setRefcount,
+  type HeaderExtension,
+  type Qcow2Header,
+} from './layout';
+
+export const QCOW2_CREATE_OPTIONS: OptionSpec[] = [
+  {
+    name: 'compat',
+    type: 'enum',
+    choices: ['1.1', '0.10', 'v3', 'v2'],
+    default: '1.1',
+    description: 'Compatibility level: 1.1 (qcow2 version 3: zero clusters, lazy refcounts, any refcount width) or 0.10 (version 2, for very old readers)',
+  },
+  {
+    name: 'cluster_size',
+    type: 'size',
+    min: 512,
+    max: 2 * 1024 * 1024,
+    powerOfTwo: true,
+    default: 65536,
+    description: 'Cluster size, the unit of allocation: a power of two from 512 bytes to 2 MiB',
+  },
+  {
+    name: 'refcount_bits',
+    type: 'number',
+    choices: [1, 2, 4, 8, 16, 32, 64],
+    default: 16,
+    description: 'Width of a reference count in bits (a power of two, 1 to 64; not 16 requires compat=1.1)',
+  },
+  { name: 'lazy_refcounts', type: 'boolean', default: false, description: 'Postpone refcount updates while the image is open (compat=1.1 only)' },
+  {
+    name: 'extended_l2',
+    type: 'boolean',
+    default: false,
+    description: 'Extended L2 entries: 32 separately allocated subclusters per cluster (compat=1.1, clusters of 16 KiB or more)',
+  },
+  {
+    name: 'preallocation',
+    type: 'enum',
+    choices: ['off', 'metadata', 'full'],
+    default: 'off',
+    description: 'Preallocation mode: off allocates on write, metadata allocates all tables and clusters up front, full also writes zeros to them',
+  },
+  { name: 'compression_type', type: 'enum', choices: ['zlib'], default: 'zlib', description: 'Compression used for compressed clusters (convert -c)' },
+  { name: 'backing_file', type: 'string', description: 'File name of a base image' },
+  { name: 'backing_fmt', type: 'string', description: 'Image format of the base image' },
+];
+
+interface Qcow2CreateSettings {
+  version: 2 | 3;
+  clusterBits: number;
+  refcountOrder: number;
+  lazyRefcounts: boolean;
+  extendedL2: boolean;
+  preallocation: 'off' | 'metadata' | 'full';
+  backingFile?: string;
+  backingFormat?: string;
+}
+
+function settingsFrom(options: OptionValues, opts: CreateOptions): Qcow2CreateSettings {
+  const compat = String(options.compat ?? '1.1');
+  const version: 2 | 3 = compat === '0.10' || compat === 'v2' ? 2 : 3;
+  const clusterSize = Number(options.cluster_size ?? 65536);
+  if (!Number.isInteger(Math.log2(clusterSize)) || clusterSize < 512 || clusterSize > 2 * 1024 * 1024) {
+    throw new DiskError('EINVAL', 'cluster_size must be a power of two between 512 bytes and 2 MiB');
+  }
+  const refcountBits = Number(options.refcount_bits ?? 16);
+  if (![1, 2, 4, 8, 16, 32, 64].includes(refcountBits)) throw new DiskError('EINVAL', 'refcount_bits must be a power of two from 1 to 64');
+  const lazyRefcounts = options.lazy_refcounts === true;
+  const extendedL2 = options.extended_l2 === true;
+  const preallocation = String(options.preallocation ?? 'off') as Qcow2CreateSettings['preallocation'];
+  const backingFile = opts.backingFile ?? (options.backing_file !== undefined ? String(options.backing_file) : undefined);
+  const backingFormat = opts.backingFormat ?? (options.backing_fmt !== undefined ? String(options.backing_fmt) : undefined);
+  // The same rules, and nearly the same words, as qemu-img.
+  if (version === 2) {
+    if (lazyRefcounts) throw new DiskError('EINVAL', 'lazy refcounts are only supported with compat=1.1');
+    if (refcountBits !== 16) throw new DiskError('EINVAL', 'refcount widths other than 16 bits require compat=1.1');
+    if (extendedL2) throw new DiskError('EINVAL', 'extended L2 entries are only supported with compat=1.1');
+  }
+  if (extendedL2 && clusterSize < 16384) throw new DiskError('EINVAL', 'extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
+  if (backingFile !== undefined && preallocation !== 'off' && !extendedL2) {
+    throw new DiskError('EINVAL', 'a backing file and preallocation can only be used together with extended_l2=on');
+  }
+  if (backingFile !== undefined && (backingFile === '' || new TextEncoder().encode(backingFile).length > MAX_BACKING_NAME)) {
+    throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`);
+  }
+  return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat };
+}
+
+/** The first cluster: header, extensions, end marker, then the backing file name. */
+function headerCluster(s: Qcow2CreateSettings): Uint8Array {
+  const cs = 2 ** s.clusterBits;
+  const enc = new TextEncoder();
+  const h: Qcow2Header = {
+    version: s.version,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits: s.clusterBits,
+    size: 0,
+    cryptMethod: 0,
+    l1Size: 0,
+    l1TableOffset: 0,
+    refcountTableOffset: cs,
+    refcountTableClusters: 1,
+    nbSnapshots: 0,
+    snapshotsOffset: 0,
+    incompatibleFeatures: s.extendedL2 ? INCOMPAT_EXTL2 : 0n,
+    compatibleFeatures: s.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: s.refcountOrder,
+    headerLength: 112,
+    compressionType: 0,
+    extraHeaderBytes: new Uint8Array(0),
+  };
+  const exts: HeaderExtension[] = [];
+  if (s.backingFile !== undefined && s.backingFormat !== undefined) exts.push({ type: EXT_BACKING_FORMAT, data: enc.encode(s.backingFormat) });
+  const headerLen = s.version === 2 ? 72 : 112;
+  const name = s.backingFile !== undefined ? enc.encode(s.backingFile) : new Uint8Array(0);
+  // qemu leaves the feature name table out of small (4 KiB and below) header clusters.
+  if (s.version === 3 && cs > 4096) {
+    const withTable = [...exts, { type: EXT_FEATURE_TABLE, data: featureNameTable() }];
+    if (headerLen + serializeExtensions(withTable).length + name.length <= cs) exts.push(withTable[withTable.length - 1]);
+  }
+  const extBytes = serializeExtensions(exts);
+  const nameOffset = headerLen + extBytes.length;
+  if (nameOffset + name.length > cs) {
+    throw new DiskError('EINVAL', `the backing file name (${name.length} bytes) does not fit in the first cluster; use a shorter name or a larger cluster_size`);
+  }
+  if (name.length) {
+    h.backingFileOffset = nameOffset;
+    h.backingFileSize = name.length;
+  }
+  const buf = new Uint8Array(nameOffset + name.length);
+  buf.set(serializeHeader(h), 0);
+  buf.set(extBytes, headerLen);
+  buf.set(name, nameOffset);
+  return buf;
+}
+
+export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
+  const s = settingsFrom(opts.options, opts);
+  if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
+  // qemu-img rounds the virtual size up to whole 512-byte sectors.
+  const virtualSize = Math.ceil(size / 512) * 512;
+  const cs = 2 ** s.clusterBits;
+  const file = await ImageFile.create(path);
+  try {
+    // Cluster 0: header. Cluster 1: refcount table pointing at cluster 2, the refcount block counting 0-2.
+    await file.write(0, headerCluster(s));
+    const table = new Uint8Array(cs);
+    new DataView(table.buffer).setBigUint64(0, BigInt(2 * cs));
+    await file.write(cs, table);
+    const block = new Uint8Array(cs);
+    const bits = 2 ** s.refcountOrder;
+    for (let i = 0; i < 3; i++) setRefcount(block, i, bits, 1);
+    await file.write(2 * cs, block);
+    await file.sync();
+  } catch (err) {
+    throw toDiskError(err, path);
+  } finally {
+    await file.close();
+  }
+  // The L1 table and any preallocation are made by the driver itself, as qemu-img does by resizing.
+  const dev = await openQcow2(path, {
+    readOnly: false,
+    backingPolicy: 'none',
+    openBacking: async () => {
+      throw new DiskError('EINVAL', 'no backing file is opened while creating an image');
+    },
+  });
+  try {
+    if (virtualSize > 0) await dev.resize(virtualSize, false);
+    if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
+    await dev.flush();
+  } finally {
+    await dev.close();
+  }
+}
