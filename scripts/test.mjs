@@ -33,6 +33,10 @@ if (missing.length) {
 const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
+// A type error anywhere (main, Electron, tests, renderer) fails the run before any test starts.
+const typecheck = spawnSync(process.execPath, [join(root, 'scripts', 'typecheck.mjs')], { cwd: root, stdio: 'inherit' });
+if (typecheck.status !== 0) process.exit(typecheck.status ?? 1);
+
 const files = [];
 for (const suite of suites) {
   const dir = join(root, 'test', suite);
