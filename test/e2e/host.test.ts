@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import type { JobEvent, MapPicture, WireMessage } from '../../src-shared/api';
+import type { ImageInfo, JobEvent, MapPicture, WireMessage } from '../../src-shared/api';
 import { startHost, type Host } from '../../src-main/host/server';
 import { must, qemuIo, scratch } from '../helpers';
 
@@ -187,6 +187,30 @@ test('listDir, mapPicture and a map job answer what the folder and qemu-img say'
     const done = c.events.find((e) => e.id === id && e.type === 'done');
     assert.ok(done && done.type === 'done', JSON.stringify(c.events));
     assert.equal((done.result as MapPicture).buckets.reduce((n, b) => n + b.data, 0), oracleData);
+  } finally {
+    c.ws.close();
+  }
+});
+
+test('a backing file outside the image folder is not followed: the image is shown and the chain says why', async () => {
+  const base = work.path('outside-base.qcow2');
+  const inner = work.path('inner');
+  const overlay = `${inner}/overlay.qcow2`;
+  must('mkdir', ['-p', inner]);
+  must('qemu-img', ['create', '-f', 'qcow2', base, '8M']);
+  must('qemu-img', ['create', '-f', 'qcow2', '-b', '../outside-base.qcow2', '-F', 'qcow2', overlay]);
+  const c = new Client(await connect('?token=' + token));
+  try {
+    const r = await c.call('inspect', [overlay]);
+    assert.ok('result' in r, JSON.stringify(r));
+    const info = r.result as ImageInfo;
+    assert.equal(info.format, 'qcow2');
+    assert.equal(info['virtual-size'], 8 * 1024 * 1024);
+    assert.equal(info['backing-filename'], '../outside-base.qcow2');
+    assert.equal(info['backing-image'], undefined);
+    assert.equal(info['backing-error']?.code, 'EOUTSIDE');
+    const pic = await c.call('mapPicture', [overlay, 8]);
+    assert.ok('error' in pic && pic.error.code === 'EOUTSIDE', JSON.stringify(pic));
   } finally {
     c.ws.close();
   }

@@ -142,11 +142,28 @@ test('a missing path gives one plain error and no inspect view', async () => {
   const alert = page.getByRole('alert');
   await alert.waitFor();
   const text = await alert.innerText();
+  await page.screenshot({ path: join(SHOTS, 'missing.png') });
   assert.match(text, /The image could not be opened/);
   assert.match(text, new RegExp(`${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: no such file`));
   assert.doesNotMatch(text, /Error:|ENOENT|at \w+ \(/, 'no error class names, codes or stack frames');
   assert.equal(await page.getByLabel('Image path').getAttribute('aria-invalid'), 'true');
-  await page.screenshot({ path: join(SHOTS, 'missing.png') });
+});
+
+test('a file dropped on the browser page is explained, not silently ignored', async () => {
+  const { page } = browser;
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(512)], 'dropped.vmdk'));
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      window.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }
+  });
+  const notice = page.getByRole('status').filter({ hasText: 'dropped.vmdk' });
+  await notice.waitFor();
+  assert.match(await notice.innerText(), /does not tell a page where a dropped file lives[\s\S]*Image path/);
+  await page.screenshot({ path: join(SHOTS, 'drop.png') });
+  await notice.getByRole('button', { name: 'Dismiss' }).click();
+  await notice.waitFor({ state: 'detached' });
 });
 
 test('a qcow2 overlay on a qcow2 base: header facts, backing chain, snapshots and the map of the chain', async () => {
