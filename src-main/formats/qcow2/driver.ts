@@ -1,8 +1,9 @@
-import type { SnapshotInfo } from '../../../src-shared/api';
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
 import { checkFeatures, openQcow2 } from './image';
+import { snapshotInfo } from './snapshot-info';
+import { qcow2Snapshots } from './snapshot';
 import {
   COMPAT_LAZY_REFCOUNTS,
   COMPRESSION_ZSTD,
@@ -24,19 +25,7 @@ export async function readSnapshots(file: ImageFile, layout: Qcow2Layout): Promi
   return parseSnapshotTable(buf, h.nbSnapshots, file.path, layout.clusterSize, file.size).entries;
 }
 
-export function snapshotInfo(s: SnapshotEntry): SnapshotInfo {
-  const clock = s.vmClockNsec;
-  return {
-    id: s.id,
-    name: s.name,
-    'vm-state-size': s.vmStateSize,
-    'date-sec': s.dateSec,
-    'date-nsec': s.dateNsec,
-    'vm-clock-sec': Number(clock / 1_000_000_000n),
-    'vm-clock-nsec': Number(clock % 1_000_000_000n),
-    ...(s.icount !== undefined && s.icount !== 0xffffffffffffffffn ? { icount: Number(s.icount) } : {}),
-  } as SnapshotInfo;
-}
+export { snapshotInfo };
 
 /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
 function dataReadable(layout: Qcow2Layout, path: string): boolean {
@@ -90,6 +79,7 @@ export const qcow2Driver: FormatDriver = {
   },
   describe,
   createOptions: QCOW2_CREATE_OPTIONS,
+  snapshots: qcow2Snapshots,
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return openQcow2(path, opts);
   },

@@ -29,7 +29,7 @@ import {
 } from './layout';
 import { Refcounts } from './refcount';
 
-const HI_COPIED = 0x80000000;
+export const HI_COPIED = 0x80000000;
 const HI_COMPRESSED = 0x40000000;
 const SUBCLUSTERS = 32;
 const ALL_SUBCLUSTERS = 0xffffffff;
@@ -40,7 +40,7 @@ function l2CacheCapacity(clusterSize: number): number {
 }
 
 /** One L2 entry, split into 32-bit words (bigint arithmetic is kept off the hot path). */
-interface L2Entry {
+export interface L2Entry {
   hi: number;
   lo: number;
   /** Extended L2: "reads as zero" bits (bitmap bits 32-63) and allocation bits (bitmap bits 0-31). */
@@ -58,11 +58,11 @@ interface Piece {
   entry?: bigint;
 }
 
-function hostOf(e: L2Entry): number {
+export function hostOf(e: L2Entry): number {
   return (e.hi & 0x00ffffff) * 2 ** 32 + ((e.lo & 0xfffffe00) >>> 0);
 }
 
-function entryBig(e: L2Entry): bigint {
+export function entryBig(e: L2Entry): bigint {
   return (BigInt(e.hi >>> 0) << 32n) | BigInt(e.lo >>> 0);
 }
 
@@ -131,7 +131,7 @@ export class Qcow2Device implements BlockDevice {
   }
 
   /** Runs mutations one at a time, in call order. */
-  protected serial<T>(fn: () => Promise<T>): Promise<T> {
+  serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
@@ -215,7 +215,7 @@ export class Qcow2Device implements BlockDevice {
     };
   }
 
-  private putEntry(table: Uint8Array, index: number, e: L2Entry): void {
+  putEntry(table: Uint8Array, index: number, e: L2Entry): void {
     const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
     const p = index * this.l2EntrySize;
     v.setUint32(p, e.hi >>> 0);
@@ -226,7 +226,7 @@ export class Qcow2Device implements BlockDevice {
     }
   }
 
-  private async writeEntries(l2Offset: number, table: Uint8Array, first: number, count: number): Promise<void> {
+  async writeEntries(l2Offset: number, table: Uint8Array, first: number, count: number): Promise<void> {
     const a = first * this.l2EntrySize;
     const b = (first + count) * this.l2EntrySize;
     await this.file.write(l2Offset + a, table.subarray(a, b));
@@ -237,7 +237,7 @@ export class Qcow2Device implements BlockDevice {
     return { hi: (Math.floor(host / 2 ** 32) | HI_COPIED) >>> 0, lo: ((host % 2 ** 32) | (zeroFlag ? 1 : 0)) >>> 0, zeroBits, allocBits };
   }
 
-  private isCompressed(e: L2Entry): boolean {
+  isCompressed(e: L2Entry): boolean {
     return (e.hi & HI_COMPRESSED) !== 0;
   }
 
