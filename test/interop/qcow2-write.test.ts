@@ -252,3 +252,16 @@ test('unknown autoclear bits are cleared on the first write; unknown header exte
   assertQemuAccepts(img, m.path);
   assert.match(run('qemu-img', ['info', img]).stdout, /virtual size: 1 MiB/);
 });
+
+test('a persistent bitmap is declared inconsistent on our first write (autoclear bit cleared): qemu-img sees leaks only', () => {
+  const img = s.path('bitmap.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1M']);
+  must('qemu-img', ['bitmap', '--add', img, 'b0']);
+  const m = new Mirror(1048576);
+  dwWrite(img, 4096, pattern(8192, 4), m);
+  assert.equal(readFileSync(img)[95] & 1, 0, 'bitmaps autoclear bit cleared');
+  const c = run('qemu-img', ['check', img]);
+  assert.equal(c.status, 3, `leaks only: ${c.stdout}${c.stderr}`);
+  must('qemu-img', ['check', '-r', 'leaks', img]);
+  assertQemuAccepts(img, m.path);
+});
