@@ -246,7 +246,7 @@ async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
   }
 }
 
-async function cmdResize(argv: string[]): Promise<number> {
+async function cmdResize(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '--preallocation'], boolean: ['--shrink', '-q'] }, 'resize');
   // A negative size ("-1G") would look like a flag; qemu-img takes it after the image name.
   if (p.positional.length !== 2) throw new DiskError('EINVAL', 'resize: expecting an image file name and a size');
@@ -264,6 +264,7 @@ async function cmdResize(argv: string[]): Promise<number> {
   } finally {
     await dev.close();
   }
+  if (!has(p, '-q')) io.out('Image resized.'); // as qemu-img says it
   return 0;
 }
 

@@ -44,10 +44,7 @@ export async function compareImages(req: CompareRequest): Promise<CompareResult>
 
 async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareRequest): Promise<CompareResult> {
   const messages: string[] = [];
-  if (a.size !== b.size) {
-    if (req.strict) return { identical: false, messages: ['Strict mode: Image size mismatch!'] };
-    messages.push('Warning: Image size mismatch!');
-  }
+  if (a.size !== b.size && req.strict) return { identical: false, messages: ['Strict mode: Image size mismatch!'] };
   const common = Math.min(a.size, b.size);
   const total = Math.max(a.size, b.size);
   const bufA = new Uint8Array(CHUNK);
@@ -61,7 +58,7 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
     const len = Math.min(sa.length, sb.length);
     const zeroA = sa.kind !== 'data';
     const zeroB = sb.kind !== 'data';
-    if (req.strict && (sa.kind === 'unallocated') !== (sb.kind === 'unallocated')) {
+    if (req.strict && !(await sameBlockStatus(a, b, pos, common))) {
       return { identical: false, mismatchOffset: pos, messages: [...messages, `Strict mode: Offset ${pos} block status mismatch!`] };
     }
     if (!(zeroA && zeroB)) {
@@ -72,13 +69,15 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
       if (zeroB) vb.fill(0);
       else await b.read(pos, vb);
       if (Buffer.compare(va, vb) !== 0) {
-        const at = pos + firstDifference(va, vb);
+        const at = pos + sectorFloor(firstDifference(va, vb));
         return { identical: false, mismatchOffset: at, messages: [...messages, `Content mismatch at offset ${at}!`] };
       }
     }
     pos += len;
     req.onProgress?.(pos, total);
   }
+  // qemu-img warns about the sizes only once the common part matched, then checks the rest reads as zeros.
+  if (a.size !== b.size) messages.push('Warning: Image size mismatch!');
   // Past the shorter image, the longer one must read as zeros.
   const longer = a.size > b.size ? a : b;
   while (pos < longer.size) {
@@ -88,7 +87,7 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
       const v = bufA.subarray(0, s.length);
       await longer.read(pos, v);
       if (!isZero(v)) {
-        const at = pos + v.findIndex((x) => x !== 0);
+        const at = pos + sectorFloor(v.findIndex((x) => x !== 0));
         return { identical: false, mismatchOffset: at, messages: [...messages, `Content mismatch at offset ${at}!`] };
       }
     }
@@ -96,6 +95,21 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
     req.onProgress?.(pos, total);
   }
   return { identical: true, messages: [...messages, 'Images are identical.'] };
+}
+
+/**
+ * qemu-img compare -s compares the whole block status of both images at `pos`: the kind (data, zero,
+ * unallocated) and whether the run reaches the end of the image (its EOF flag), each asked for the rest of the image.
+ */
+async function sameBlockStatus(a: BlockDevice, b: BlockDevice, pos: number, end: number): Promise<boolean> {
+  const fa = await deepStatus(a, pos, end - pos);
+  const fb = await deepStatus(b, pos, end - pos);
+  return fa.kind === fb.kind && (pos + fa.length === a.size) === (pos + fb.length === b.size);
+}
+
+/** qemu-img compares in 512-byte sectors from the start of each run and names the first differing sector. */
+function sectorFloor(n: number): number {
+  return Math.floor(n / 512) * 512;
 }
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {

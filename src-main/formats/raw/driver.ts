@@ -6,6 +6,12 @@ import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, Open
 /** Zero detection works in blocks of this size when the file system cannot tell us its holes. */
 const ZERO_PROBE_BLOCK = 4096;
 const ZERO_WRITE_CHUNK = 1 << 20;
+/**
+ * qemu sees a raw file in whole 512-byte sectors: a file whose length is not a multiple of 512 has a virtual
+ * size rounded up, and its tail reads as zeros. We do the same so sizes, maps and converts agree with qemu-img.
+ */
+const SECTOR = 512;
+const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
@@ -14,7 +20,7 @@ class RawDevice implements BlockDevice {
     return this.file.path;
   }
   get size(): number {
-    return this.file.size;
+    return sectorRound(this.file.size);
   }
 
   private checkRange(offset: number, length: number): void {
@@ -50,6 +56,8 @@ class RawDevice implements BlockDevice {
   async status(offset: number, length: number): Promise<Extent> {
     this.checkRange(offset, length);
     const end = offset + length;
+    // The rounded-up tail past the end of the file reads as zeros.
+    if (offset >= this.file.size) return { kind: 'zero', length, hostOffset: offset };
     if (this.file.seesHoles) {
       const a = this.file.allocationAt(offset);
       const runEnd = Math.min(end, Math.max(a.end, offset + 1));
@@ -95,7 +103,7 @@ export const rawDriver: FormatDriver = {
   ],
 
   async describe(file: ImageFile): Promise<HeaderInfo> {
-    return { format: 'raw', 'virtual-size': file.size, 'dirty-flag': false, 'data-readable': true };
+    return { format: 'raw', 'virtual-size': sectorRound(file.size), 'dirty-flag': false, 'data-readable': true };
   },
 
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
@@ -103,7 +111,8 @@ export const rawDriver: FormatDriver = {
     return new RawDevice(file, opts.readOnly);
   },
 
-  async create(path: string, size: number, opts: CreateOptions): Promise<void> {
+  async create(path: string, requested: number, opts: CreateOptions): Promise<void> {
+    const size = sectorRound(requested); // qemu-img create rounds up to whole sectors too
     if (opts.backingFile) throw new DiskError('EUNSUPPORTED', 'raw images have no backing file');
     const prealloc = String(opts.options.preallocation ?? 'off');
     const file = await ImageFile.create(path);
