@@ -185,8 +185,9 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
 
 async function cmdCompare(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '-F', '-T'], boolean: ['-s', '-p', '-q', '-U'] }, 'compare');
+  // A usage error exits 1 as in qemu-img; only failures to open or read the images exit 2.
+  if (p.positional.length !== 2) throw new DiskError('EINVAL', 'compare: expecting two image file names');
   try {
-    if (p.positional.length !== 2) throw new DiskError('EINVAL', 'compare: expecting two image file names');
     const res = await compareImages({
       a: p.positional[0],
       b: p.positional[1],
