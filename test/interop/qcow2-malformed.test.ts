@@ -68,16 +68,20 @@ for (const [label, edit, pattern] of CASES) {
   });
 }
 
-test('a zstd-compressed image names zstd when a compressed cluster must be read', () => {
+test('damaged zstd-compressed data gives a plain error naming zstd', () => {
   const raw = s.path('z.raw');
   writeFileSync(raw, Buffer.alloc(65536, 0x42));
   const img = s.path('zstd.qcow2');
-  const r = must('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', raw, img]);
-  assert.equal(r.status, 0);
+  must('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', raw, img]);
+  const b = readFileSync(img);
+  const l1 = Number(b.readBigUInt64BE(40));
+  const l2 = Number(b.readBigUInt64BE(l1) & 0x00fffffffffffe00n);
+  const off = Number(b.readBigUInt64BE(l2) & ((1n << 54n) - 1n));
+  b[off + 5] = 0xff; // window descriptor: a 2^41-byte window
+  writeFileSync(img, b);
   assertPlainError(['convert', '-O', 'raw', img, s.path('zout.raw')], /zstd/);
   // Its map needs no decompression.
-  const m = dwOk(['map', '--output', 'json', img]);
-  assert.match(m.stdout, /"data": true/);
+  assert.match(dwOk(['map', '--output', 'json', img]).stdout, /"data": true/);
 });
 
 test('random byte damage in the metadata never escapes as anything but a DiskError', async () => {

@@ -5,7 +5,8 @@
  */
 import { test, after } from 'node:test';
 import { writeFileSync } from 'node:fs';
-import { must, scratch } from '../helpers';
+import assert from 'node:assert/strict';
+import { dwOk, must, run, scratch } from '../helpers';
 import { assertReadsLikeQemu, io } from './qcow2-common';
 
 const s = scratch('dw-qcow2-read-');
@@ -92,6 +93,21 @@ for (const cs of ['512', '4k', '64k', '2M']) {
     assertReadsLikeQemu(img, s.path, `compressed ${cs}`);
     io(img, ['write -P 0x99 1000 3000', 'write -z 1M 64k', 'write -P 0x98 2M 512']);
     assertReadsLikeQemu(img, s.path, `compressed ${cs} after writes`);
+  });
+}
+
+for (const cs of ['512', '64k', '2M']) {
+  test(`zstd-compressed clusters (compression_type=zstd, cluster_size=${cs}) read like qemu-img; our writes over them pass check`, () => {
+    const src = rawSource(2 * 1024 * 1024 + 4096);
+    const img = s.path(`zstd${n++}.qcow2`);
+    must('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', `compression_type=zstd,cluster_size=${cs}`, src, img]);
+    assertReadsLikeQemu(img, s.path, `zstd ${cs}`);
+    const f = s.path(`zw${n++}.bin`);
+    writeFileSync(f, Buffer.alloc(3000, 0x7e));
+    dwOk(['write', img, '70000', f]);
+    const c = run('qemu-img', ['check', img]);
+    assert.equal(c.status, 0, c.stdout + c.stderr);
+    assertReadsLikeQemu(img, s.path, `zstd ${cs} after our write`);
   });
 }
 

@@ -8,6 +8,7 @@
  * nothing points to it. A crash at any point leaks clusters at worst.
  */
 import { constants as zc, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
 import { FORMAT_NAMES, type FormatName } from '../../../src-shared/api';
 import { LruCache } from '../../block/cache';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
@@ -376,11 +377,14 @@ export class Qcow2Device implements BlockDevice {
     const { offset, length } = compressedExtent(entry, this.clusterBits);
     const cached = this.inflated.get(offset);
     if (cached) return cached;
-    if (this.header.compressionType === COMPRESSION_ZSTD) {
-      throw new DiskError('EUNSUPPORTED', `${this.path}: the image's compressed clusters use zstd compression, which this build cannot read (zlib is supported)`, this.path);
-    }
     if (offset >= this.file.size) throw corrupt(`${this.path}: a compressed cluster lies past the end of the file (host offset 0x${offset.toString(16)})`, this.path);
     const src = await this.file.readBlock(offset, Math.min(length, this.file.size - offset), 'compressed cluster');
+    if (this.header.compressionType === COMPRESSION_ZSTD) {
+      const c = inflateZstd(src, this.clusterSize);
+      if (!c) throw corrupt(`${this.path}: the zstd-compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, this.path);
+      this.inflated.set(offset, c);
+      return c;
+    }
     let out: Buffer;
     try {
       // Raw deflate, as qemu writes it; the stream may be cut at a sector end once a cluster is produced.
@@ -786,7 +790,9 @@ export class Qcow2Device implements BlockDevice {
     await this.serial(async () => {
       await this.beginWrite();
       if (this.header.compressionType !== COMPRESSION_ZLIB) {
-        throw new DiskError('EUNSUPPORTED', `${this.path}: writing zstd-compressed clusters is not supported`, this.path);
+        // This build compresses with zlib only; in a zstd image such clusters are stored uncompressed (valid).
+        await this.writeData(offset, data);
+        return;
       }
       const full = data.length === cs ? data : (() => { const b = new Uint8Array(cs); b.set(data); return b; })();
       // qemu's parameters: raw deflate, 4 KiB window, default level; data that does not shrink is stored plain.
@@ -1037,6 +1043,47 @@ export class Qcow2Device implements BlockDevice {
       }
     });
   }
+}
+
+/** The largest zstd window we accept: a frame header from the file decides how much the decoder allocates. */
+const MAX_ZSTD_WINDOW = 8 << 20;
+
+/**
+ * Decompresses one zstd-compressed cluster (qemu's compression_type=zstd): a single frame, possibly followed
+ * by sector padding, producing exactly one cluster. Returns undefined when the data is not such a frame.
+ */
+function inflateZstd(src: Uint8Array, clusterSize: number): Uint8Array | undefined {
+  if (src.length < 6 || src[0] !== 0x28 || src[1] !== 0xb5 || src[2] !== 0x2f || src[3] !== 0xfd) return undefined;
+  const flags = src[4];
+  const singleSegment = (flags >> 5) & 1;
+  const sizeFlag = flags >> 6;
+  const dictBytes = [0, 1, 2, 4][flags & 3];
+  if (singleSegment) {
+    // The window is the content size, given right after the dictionary id.
+    const at = 5 + dictBytes;
+    const n = sizeFlag ? 1 << sizeFlag : 1;
+    if (src.length < at + n) return undefined;
+    let size = 0;
+    for (let i = n - 1; i >= 0; i--) size = size * 256 + src[at + i];
+    if (sizeFlag === 1) size += 256;
+    if (size > clusterSize) return undefined;
+  } else {
+    const base = 2 ** (10 + (src[5] >> 3));
+    if (base + (base / 8) * (src[5] & 7) > MAX_ZSTD_WINDOW) return undefined;
+  }
+  const out = new Uint8Array(clusterSize);
+  let got = 0;
+  const d = new ZstdDecompress((chunk: Uint8Array) => {
+    const take = Math.min(chunk.length, clusterSize - got);
+    out.set(chunk.subarray(0, take), got);
+    got += take;
+  });
+  try {
+    d.push(src, true);
+  } catch {
+    // The padding after the frame is not another frame; what counts is a whole cluster produced before it.
+  }
+  return got === clusterSize ? out : undefined;
 }
 
 /** What qemu's backing format names mean to us. */
