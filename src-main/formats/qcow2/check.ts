@@ -50,6 +50,8 @@ const MAX_REFCOUNT_ARRAY_BYTES = 1024 * 1024 * 1024;
 const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
 /** Beyond this many messages the rest are counted, not kept: a wrecked image must not exhaust memory. */
 const MAX_PROBLEMS = 10000;
+/** The block layer's limit on request offsets (INT64_MAX, less alignment): metadata beyond it cannot be read. */
+const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
 /** Header field offsets. */
 const HDR_REFTABLE_OFFSET = 48;
 const HDR_INCOMPAT = 72;
@@ -236,7 +238,8 @@ class StoredRefcounts {
     const c = this.c;
     if (index >= c.reftableEntries) return 0;
     const off = c.reftable[2 * index] * TWO32 + ((c.reftable[2 * index + 1] & 0xfffffe00) >>> 0);
-    if (off % c.cs !== 0) return -1;
+    // qemu cannot read at offsets near 2^63 (the block layer refuses them) or inside a cluster.
+    if (off % c.cs !== 0 || off > MAX_READABLE_OFFSET) return -1;
     return off;
   }
 
@@ -271,11 +274,56 @@ class StoredRefcounts {
     setRefcount(b, e, c.refcountBits, value);
     const bytes = c.refcountBits >= 8 ? c.refcountBits / 8 : 1;
     const start = c.refcountBits >= 8 ? e * bytes : Math.floor(e / (8 / c.refcountBits));
-    await c.write(off + start, b.subarray(start, start + bytes));
+    await c.write(off + start, b.subarray(start, start + bytes), 'refcount block');
   }
 }
 
-class RebuildError extends Error {}
+/** Ends a check that cannot go on, after its message was reported (qemu's -EIO from the check). */
+class CheckFailed extends Error {}
+
+/** The classes of metadata qemu's overlap check knows (in its default "cached" mode, without inactive L2s). */
+type MetadataKind =
+  | 'main header'
+  | 'active L1 table'
+  | 'active L2 table'
+  | 'refcount table'
+  | 'refcount block'
+  | 'snapshot table'
+  | 'inactive L1 table'
+  | 'bitmap directory';
+
+/**
+ * Where the image's metadata lies, so that a repair never writes one structure over another: our
+ * counterpart of qemu's qcow2_check_metadata_overlap(). Cluster-sized tables are kept per cluster, the few
+ * others as byte ranges.
+ */
+class MetadataMap {
+  private readonly clusters = new Map<number, MetadataKind>();
+  private readonly ranges: Array<{ start: number; end: number; kind: MetadataKind }> = [];
+
+  constructor(private readonly cs: number) {}
+
+  add(kind: MetadataKind, offset: number, size: number): void {
+    if (size <= 0 || !Number.isFinite(offset)) return;
+    if (offset % this.cs === 0 && size === this.cs) {
+      if (!this.clusters.has(offset / this.cs)) this.clusters.set(offset / this.cs, kind);
+    } else this.ranges.push({ start: offset, end: offset + size, kind });
+  }
+
+  /** The structure a write of [offset, offset+size) would hit, widened to whole clusters as qemu does. */
+  overlap(offset: number, size: number, ignore?: MetadataKind): MetadataKind | undefined {
+    const first = Math.floor(offset / this.cs);
+    const end = Math.ceil((offset + size) / this.cs);
+    for (let k = first; k < end; k++) {
+      const kind = this.clusters.get(k);
+      if (kind !== undefined && kind !== ignore) return kind;
+    }
+    for (const r of this.ranges) {
+      if (r.kind !== ignore && r.start < end * this.cs && r.end > first * this.cs) return r.kind;
+    }
+    return undefined;
+  }
+}
 
 /** One check pass over an open image, qemu's qcow2_co_check_locked(). */
 class Checker {
@@ -301,6 +349,7 @@ class Checker {
   /** Marks messages of a repairing pass: `fixed` tells whether the problem was repaired. */
   private repairing = false;
   private omitted = 0;
+  private metadata!: MetadataMap;
 
   constructor(
     private readonly file: ImageFile,
@@ -341,8 +390,41 @@ class Checker {
     return this.readPadded(offset, avail - (avail % 8));
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes metadata after checking that it does not land on another structure (`ignore`: the class being
+   * rewritten); throws a DiskError naming the structure otherwise.
+   */
+  async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
+    if (ignore !== 'unchecked') {
+      const hit = this.metadata.overlap(offset, data.length, ignore);
+      if (hit) throw new DiskError('ECORRUPT', `Preventing invalid write on metadata (overlaps with ${hit})`);
+    }
     await this.file.write(offset, data);
+  }
+
+  /** Records where every structure lies (header, tables, L2 tables, refcount blocks, snapshots, bitmaps). */
+  private mapMetadata(): void {
+    const h = this.layout.header;
+    const m = new MetadataMap(this.cs);
+    m.add('main header', 0, this.cs);
+    m.add('active L1 table', h.l1TableOffset, h.l1Size * 8);
+    for (let i = 0; i < this.l1.length / 2; i++) {
+      const off = stdOffset(this.l1[2 * i], this.l1[2 * i + 1]);
+      if (off) m.add('active L2 table', off, this.cs);
+    }
+    m.add('refcount table', this.reftableOffset, this.reftableClusters * this.cs);
+    for (let i = 0; i < this.reftableEntries; i++) {
+      const off = this.reftable[2 * i] * TWO32 + ((this.reftable[2 * i + 1] & 0xfffffe00) >>> 0);
+      if (off) m.add('refcount block', off, this.cs);
+    }
+    m.add('snapshot table', h.snapshotsOffset, this.snapshots.byteLength);
+    for (const sn of this.snapshots.entries) m.add('inactive L1 table', sn.l1TableOffset, sn.l1Size * 8);
+    const bm = this.layout.extensions.find((e) => e.type === EXT_BITMAPS);
+    if (bm && bm.data.length >= 24 && (h.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n) {
+      const v = new DataView(bm.data.buffer, bm.data.byteOffset, bm.data.byteLength);
+      m.add('bitmap directory', Number(v.getBigUint64(16)), Number(v.getBigUint64(8)));
+    }
+    this.metadata = m;
   }
 
   async load(): Promise<void> {
@@ -350,6 +432,7 @@ class Checker {
     await this.loadReftable();
     const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);
     this.l1 = halves(l1);
+    this.mapMetadata();
   }
 
   private async loadReftable(): Promise<void> {
@@ -412,7 +495,7 @@ class Checker {
   }
 
   /** check_refcounts_l2(). */
-  private async checkL2(res: Result, imrt: RefcountArray, l2Offset: number, flags: number, fix: number): Promise<void> {
+  private async checkL2(res: Result, imrt: RefcountArray, l2Offset: number, flags: number, fix: number, active: boolean): Promise<void> {
     throwIfAborted(this.signal);
     const es = this.l2EntrySize;
     const table = await this.readPadded(l2Offset, this.l2Entries * es);
@@ -470,7 +553,7 @@ class Checker {
             if (!containsData) {
               const repair = (fix & FIX_ERRORS) !== 0;
               this.say('corruption', `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
-              if (repair && (await this.zeroL2Entry(res, l2Offset, table, i))) continue;
+              if (repair && (await this.zeroL2Entry(res, l2Offset, table, i, active))) continue;
             } else {
               this.say('corruption', `ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
             }
@@ -499,14 +582,14 @@ class Checker {
    * fix_l2_entry_by_zero(): turns an entry into a plain zero cluster (all subclusters zero with extended L2).
    * The caller has counted the corruption; returns true when it was repaired.
    */
-  private async zeroL2Entry(res: Result, l2Offset: number, table: Uint8Array, i: number): Promise<boolean> {
+  private async zeroL2Entry(res: Result, l2Offset: number, table: Uint8Array, i: number, active: boolean): Promise<boolean> {
     const es = this.l2EntrySize;
     const at = l2Offset + i * es;
-    // Our stand-in for qemu's overlap check: never write a table that is not a cluster inside the file.
-    if (l2Offset % this.cs !== 0 || l2Offset + this.cs > this.file.size) {
+    // qemu's check stops when the entry would be written over other metadata.
+    if (this.metadata.overlap(at, es, active ? 'active L2 table' : undefined)) {
       this.say('error', 'ERROR: Overlap check failed');
       res.checkErrors++;
-      return false;
+      throw new CheckFailed();
     }
     const v = new DataView(table.buffer);
     if (es === 16) {
@@ -521,7 +604,7 @@ class Checker {
       v.setUint32(i * es + 4, 1); // QCOW_OFLAG_ZERO
     }
     try {
-      await this.write(at, table.subarray(i * es, i * es + es));
+      await this.write(at, table.subarray(i * es, i * es + es), 'unchecked');
       await this.file.sync();
     } catch (err) {
       this.say('error', `ERROR: Failed to overwrite L2 table entry: ${toDiskError(err).message}`);
@@ -552,7 +635,7 @@ class Checker {
         this.say('corruption', `ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`);
         res.corruptions++;
       }
-      await this.checkL2(res, imrt, l2Offset, flags, fix);
+      await this.checkL2(res, imrt, l2Offset, flags, fix, active);
     }
   }
 
@@ -764,14 +847,16 @@ class Checker {
         if (repair) {
           hi = rc === 1 ? (hi | 0x80000000) >>> 0 : hi & 0x7fffffff;
           const at = h.l1TableOffset + 8 * i;
-          if (at + 8 > this.file.size) {
-            res.checkErrors++;
-            return;
-          }
           const e = new Uint8Array(8);
           new DataView(e.buffer).setUint32(0, hi);
           new DataView(e.buffer).setUint32(4, lo);
-          await this.write(at, e);
+          try {
+            await this.write(at, e, 'active L1 table');
+          } catch (err) {
+            this.say('error', `ERROR: Could not write the L1 table entry: ${toDiskError(err).message}`);
+            res.checkErrors++;
+            throw new CheckFailed();
+          }
           await this.file.sync();
           this.l1[2 * i] = hi;
           res.corruptions--;
@@ -798,13 +883,12 @@ class Checker {
         }
       }
       if (dirty) {
-        // Our stand-in for qemu's metadata overlap check: the table must be a whole cluster inside the file.
-        if (l2Offset % this.cs !== 0 || l2Offset + this.cs > this.file.size) {
+        if (this.metadata.overlap(l2Offset, this.cs, 'active L2 table')) {
           this.say('error', 'ERROR: Could not write L2 table; metadata overlap check failed: Input/output error');
           res.checkErrors++;
-          return;
+          throw new CheckFailed();
         }
-        await this.write(l2Offset, table);
+        await this.write(l2Offset, table, 'unchecked');
         await this.file.sync();
         res.corruptions -= dirty;
         res.corruptionsFixed += dirty;
@@ -874,13 +958,17 @@ class Checker {
         if (table.e.length <= index) {
           const per = this.cs / 8;
           const n = Math.ceil((index + 1) / per) * per;
-          if (n * 8 > 8 * 1024 * 1024) throw new RebuildError('ERROR the new refcount table would be too large');
+          if (n * 8 > 8 * 1024 * 1024) throw new CheckFailed('ERROR the new refcount table would be too large');
           while (table.e.length < n) table.e.push(0);
           grown = true;
         }
         table.e[index] = blockOffset;
       }
-      await this.write(blockOffset, this.encodeRefblock(imrt, index));
+      try {
+        await this.write(blockOffset, this.encodeRefblock(imrt, index));
+      } catch (err) {
+        throw new CheckFailed(`ERROR writing refblock: ${toDiskError(err).message}`);
+      }
       cluster = start + this.refblockEntries;
     }
     return grown;
@@ -907,13 +995,17 @@ class Checker {
     const buf = new Uint8Array(tableClusters * this.cs);
     const bv = new DataView(buf.buffer);
     table.e.forEach((e, i) => bv.setBigUint64(i * 8, BigInt(e)));
-    await this.write(tableOffset, buf);
+    try {
+      await this.write(tableOffset, buf);
+    } catch (err) {
+      throw new CheckFailed(`ERROR writing reftable: ${toDiskError(err).message}`);
+    }
     await this.file.sync();
     const hdr = new Uint8Array(12);
     const hv = new DataView(hdr.buffer);
     hv.setBigUint64(0, BigInt(tableOffset));
     hv.setUint32(8, tableClusters);
-    await this.write(HDR_REFTABLE_OFFSET, hdr);
+    await this.write(HDR_REFTABLE_OFFSET, hdr, 'unchecked');
     await this.file.sync();
     this.reftableOffset = tableOffset;
     this.reftableClusters = tableClusters;
@@ -923,10 +1015,26 @@ class Checker {
       this.reftable[2 * i + 1] = e % TWO32;
     });
     this.reftableEntries = table.e.length;
+    this.mapMetadata();
   }
 
   /** qcow2_check_refcounts(). Returns false when the check could not finish (qemu's -EIO). */
   private async checkRefcounts(res: Result, fix: number): Promise<boolean> {
+    try {
+      await this.checkRefcountsOrFail(res, fix);
+      return true;
+    } catch (err) {
+      if (!(err instanceof CheckFailed)) throw err;
+      // A message on the exception is a failure not counted yet; without one it was reported where it happened.
+      if (err.message) {
+        this.say('error', err.message);
+        res.checkErrors++;
+      }
+      return false;
+    }
+  }
+
+  private async checkRefcountsOrFail(res: Result, fix: number): Promise<void> {
     const h = this.layout.header;
     const nbClusters = Math.ceil(this.file.size / this.cs);
     const imrt = new RefcountArray(this.refcountBits, nbClusters);
@@ -940,13 +1048,7 @@ class Checker {
       const old = { ...res };
       let freshLeaks = 0;
       this.say('corruption', 'Rebuilding refcount structure');
-      try {
-        await this.rebuildStructure(imrt);
-      } catch (err) {
-        this.say('error', err instanceof RebuildError ? err.message : `ERROR writing the new refcount structure: ${toDiskError(err).message}`);
-        res.checkErrors++;
-        return false;
-      }
+      await this.rebuildStructure(imrt);
       // Refcounts that could not be read belonged to the old structure, which is gone.
       res.checkErrors -= this.unreadable - unreadableBefore;
       res.corruptions = 0;
@@ -967,11 +1069,7 @@ class Checker {
       if (res.leaks < old.leaks) res.leaksFixed += old.leaks - res.leaks;
       res.leaks += freshLeaks;
     } else if (fix) {
-      if (this.rebuild) {
-        this.say('error', 'ERROR need to rebuild refcount structures');
-        res.checkErrors++;
-        return false;
-      }
+      if (this.rebuild) throw new CheckFailed('ERROR need to rebuild refcount structures');
       if (res.leaks || res.corruptions) {
         Object.assign(res, preCompare);
         highest = await this.compare(res, fix, imrt);
@@ -979,7 +1077,6 @@ class Checker {
     }
     await this.checkOflagCopied(res, fix);
     res.imageEndOffset = (highest + 1) * this.cs;
-    return true;
   }
 
   /** qcow2_co_check_locked(): the refcount check, then a clean/consistent mark when a repair left no errors. */
@@ -987,6 +1084,16 @@ class Checker {
     const res = emptyResult();
     this.repairing = fix !== 0;
     await this.load();
+    // qcow2_check_read_snapshot_table(): v3 snapshot entries carry at least 16 bytes of extra data. We report
+    // it; rewriting the snapshot table (qemu's repair) needs cluster allocation, which the check does not do.
+    if (this.layout.header.version === 3) {
+      this.snapshots.entries.forEach((sn, i) => {
+        if (sn.extraData.length < 16) {
+          this.say('corruption', `ERROR snapshot table entry ${i} is incomplete`);
+          res.corruptions++;
+        }
+      });
+    }
     const ok = await this.checkRefcounts(res, fix);
     if (ok && fix && res.checkErrors === 0 && res.corruptions === 0) await this.markCleanAndConsistent();
     this.finishMessages();
@@ -1002,7 +1109,7 @@ class Checker {
     await this.file.sync();
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, bits);
-    await this.write(HDR_INCOMPAT, b);
+    await this.write(HDR_INCOMPAT, b, 'unchecked');
     await this.file.sync();
     h.incompatibleFeatures = bits;
   }
