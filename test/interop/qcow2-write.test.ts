@@ -135,6 +135,7 @@ for (const [label, args] of [
   ['qcow2 -o cluster_size=4k,refcount_bits=1', ['-o', 'cluster_size=4k,refcount_bits=1']],
   ['qcow2 -c -o cluster_size=512', ['-c', '-o', 'cluster_size=512']],
   ['qcow2 -c -o cluster_size=2M', ['-c', '-o', 'cluster_size=2M']],
+  ['qcow2 -c -o cluster_size=512,refcount_bits=64 (the refcount table grows while clusters are packed)', ['-c', '-o', 'cluster_size=512,refcount_bits=64']],
   ['qcow2 -o compat=0.10', ['-o', 'compat=0.10']],
   ['qcow2 -c -o extended_l2=on', ['-c', '-o', 'extended_l2=on']],
 ] as Array<[string, string[]]>) {

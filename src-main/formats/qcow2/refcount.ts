@@ -252,8 +252,9 @@ export class Refcounts {
     if (newClusters * cs > MAX_REFTABLE_BYTES) {
       throw new DiskError('EUNSUPPORTED', `${this.path}: the refcount table would exceed 8 MiB (qemu's limit); the image cannot grow further`, this.path);
     }
-    // Start past the end of the file and of anything reserved or counted there.
-    let start = Math.ceil(this.file.size / cs);
+    // Start past the end of the file, past anything handed out by the free-cluster search (it may not be
+    // counted yet) and past anything reserved.
+    let start = Math.max(Math.ceil(this.file.size / cs), this.freeIndex);
     for (const r of this.reserved) if (r >= start) start = r + 1;
     for (;;) {
       // Number of new refcount blocks needed to describe [start, start + newClusters + blocks).
