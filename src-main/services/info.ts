@@ -29,8 +29,8 @@ async function inspectOne(path: string, opts: InspectOptions, depth: number): Pr
   const backingName = info['backing-filename'];
   if (backingName !== undefined) {
     const policy = opts.backingPolicy ?? 'inside-folder';
-    const full = nodePath.resolve(nodePath.dirname(nodePath.resolve(path)), backingName);
-    info['full-backing-filename'] = nodePath.isAbsolute(backingName) ? backingName : full;
+    // As qemu-img shows it: the backing name joined to the image's folder as the user gave it (relative stays relative).
+    info['full-backing-filename'] = nodePath.isAbsolute(backingName) ? backingName : nodePath.join(nodePath.dirname(path), backingName);
     if (opts.backingChain && depth < 256) {
       const resolved = resolveBackingPath(path, backingName, policy);
       info['backing-image'] = await inspectOne(resolved, { ...opts, format: info['backing-filename-format'] }, depth + 1);
