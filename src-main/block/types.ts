@@ -29,6 +29,17 @@ export interface BlockDevice {
   readonly clusterSize?: number;
   /** Writes whole clusters compressed (convert -c); only formats that store compressed clusters have it. */
   writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Releases the allocation units (qcow2 clusters) lying wholly inside [offset, offset + length), as qemu's
+   * discard does: their host space goes back to the image's free space. A unit at the end of the image counts
+   * as whole when the range runs to the end. Parts of units at the edges are left as they are. What released
+   * units read afterwards is what qemu makes them read: zeros, even over a backing file (qcow2 v3 marks them
+   * zero clusters, so the backing file's data does not show through); qcow2 v2 without a backing file leaves
+   * them unallocated (zeros too). Where that cannot hold (qcow2 v2 with a backing file: no zero flag, so the
+   * backing file's data would appear) it throws EUNSUPPORTED and changes nothing. Formats without it cannot
+   * release space (raw: Node cannot punch holes).
+   */
+  discard?(offset: number, length: number): Promise<void>;
   /** Changes the virtual size. Shrinking is only done when `shrink` is true. */
   resize?(newSize: number, shrink: boolean): Promise<void>;
   flush(): Promise<void>;

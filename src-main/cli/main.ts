@@ -14,7 +14,7 @@ import { createImage } from '../services/create';
 import { inspectImage } from '../services/info';
 import { mapImage } from '../services/map';
 import { describeOptions, splitOptionString } from '../services/options';
-import { readBytes, writeBytes } from '../services/rw';
+import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
@@ -42,6 +42,7 @@ Commands (flags as in qemu-img):
   resize   [-f FMT] [--shrink] IMAGE [+|-]SIZE
   read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
   write    [-f FMT] IMAGE OFFSET INFILE
+  discard  [-f FMT] [-q] IMAGE OFFSET LENGTH
 
 Formats: raw, qcow2, vmdk, vhdx, parallels, cow. 'create -f FMT -o help' lists a format's options.
 Exit codes: 0 success, 1 error; check: 2 corruptions, 3 leaks, 63 no check for the format; compare: 1 differ, 2 error.`;
@@ -288,6 +289,19 @@ async function cmdWrite(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+async function cmdDiscard(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f'], boolean: ['-q'] }, 'discard');
+  if (p.positional.length !== 3) throw new DiskError('EINVAL', 'discard: expecting IMAGE OFFSET LENGTH');
+  const [image, off, len] = p.positional;
+  const length = parseOffset(len, 'length');
+  const r = await discardBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), length, backingPolicy: BACKING });
+  // qemu-io reports the whole range as discarded; we say which part was released.
+  if (r.wholeUnitBytes < length && !has(p, '-q')) {
+    io.out(`Discarded ${r.wholeUnitBytes} of ${length} bytes: only whole ${r.granularity}-byte clusters are released; the partial clusters at the edges keep their data.`);
+  }
+  return 0;
+}
+
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   info: cmdInfo,
   create: cmdCreate,
@@ -299,6 +313,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   resize: cmdResize,
   read: cmdRead,
   write: cmdWrite,
+  discard: cmdDiscard,
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

@@ -40,3 +40,39 @@ export async function writeBytes(req: ByteRange & { data: Uint8Array }): Promise
     await dev.close();
   }
 }
+
+export interface DiscardResult {
+  /** The format's allocation unit: only whole units are released. */
+  granularity: number;
+  /** Bytes of the range that cover whole units (the rest, at the edges, keeps its content). */
+  wholeUnitBytes: number;
+}
+
+/**
+ * Discards a guest range: the whole allocation units inside it are released (see BlockDevice.discard for
+ * what they read afterwards). Formats that cannot release space refuse with EUNSUPPORTED.
+ */
+export async function discardBytes(req: ByteRange & { length: number }): Promise<DiscardResult> {
+  const dev = await openImage(req.path, { format: req.format, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
+  try {
+    checkRange(dev.size, req.offset, req.length, req.path);
+    if (!dev.discard) {
+      throw new DiskError(
+        'EUNSUPPORTED',
+        dev.format === 'raw'
+          ? `${req.path}: raw images cannot discard here: Node has no way to punch holes in a file, and writing zeros would allocate the range rather than release it`
+          : `${req.path}: ${dev.format} images cannot discard in this build`,
+        req.path,
+      );
+    }
+    await dev.discard(req.offset, req.length);
+    await dev.flush();
+    const unit = dev.clusterSize ?? 1;
+    const end = req.offset + req.length;
+    const a = Math.ceil(req.offset / unit) * unit;
+    const b = end === dev.size ? end : Math.floor(end / unit) * unit;
+    return { granularity: unit, wholeUnitBytes: Math.max(0, b - a) };
+  } finally {
+    await dev.close();
+  }
+}

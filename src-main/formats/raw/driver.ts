@@ -13,6 +13,10 @@ const ZERO_WRITE_CHUNK = 1 << 20;
 const SECTOR = 512;
 const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 
+/**
+ * No discard: releasing a raw file's space means punching a hole (fallocate PUNCH_HOLE), which Node cannot do.
+ * Writing zeros instead would allocate the range rather than release it, so `discard` says raw can't.
+ */
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
   constructor(private readonly file: ImageFile, readonly readOnly: boolean) {}
