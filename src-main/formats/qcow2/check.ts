@@ -1086,15 +1086,17 @@ class Checker {
     await this.load();
     // qcow2_check_read_snapshot_table(): v3 snapshot entries carry at least 16 bytes of extra data. We report
     // it; rewriting the snapshot table (qemu's repair) needs cluster allocation, which the check does not do.
+    let snapshotCorruptions = 0;
     if (this.layout.header.version === 3) {
       this.snapshots.entries.forEach((sn, i) => {
         if (sn.extraData.length < 16) {
           this.say('corruption', `ERROR snapshot table entry ${i} is incomplete`);
-          res.corruptions++;
+          snapshotCorruptions++;
         }
       });
     }
     const ok = await this.checkRefcounts(res, fix);
+    res.corruptions += snapshotCorruptions;
     if (ok && fix && res.checkErrors === 0 && res.corruptions === 0) await this.markCleanAndConsistent();
     this.finishMessages();
     return res;
