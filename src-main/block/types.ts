@@ -89,7 +89,10 @@ export interface CheckReport {
 }
 
 /** Header-level facts, gathered without reading guest data; drivers that cannot read data yet still give these. */
-export type HeaderInfo = Omit<ImageInfo, 'filename' | 'actual-size' | 'backing-image' | 'full-backing-filename'>;
+export type HeaderInfo = Omit<ImageInfo, 'filename' | 'actual-size' | 'backing-image' | 'full-backing-filename'> & {
+  /** Set by formats whose data lives in several files (VMDK extents): the bytes all of them take on disk. */
+  'actual-size'?: number;
+};
 
 /** A guest range where two states of an image differ (snapshot --diff). */
 export interface DiffRange {

@@ -22,7 +22,7 @@ async function inspectOne(path: string, opts: InspectOptions, depth: number): Pr
   try {
     const driver = opts.format !== undefined && depth === 0 ? driverFor(opts.format) : await probeDriver(file);
     const header = await driver.describe(file);
-    info = { filename: path, ...header, 'actual-size': await file.allocatedSize() };
+    info = { filename: path, ...header, 'actual-size': header['actual-size'] ?? (await file.allocatedSize()) };
   } finally {
     await file.close();
   }

@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { corrupt, DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -157,12 +158,30 @@ function headerInfo(virtualSize: number, d: Descriptor | undefined, extents: Vmd
   };
 }
 
-async function describeDescriptorFile(path: string, d: Descriptor): Promise<HeaderInfo> {
+/**
+ * What the descriptor and its extent files take on disk, as qemu-img counts it: the descriptor plus every other
+ * extent file (only those in the descriptor's folder are looked at).
+ */
+async function allocatedWithExtents(file: ImageFile, extents: VmdkExtentInfo[]): Promise<number> {
+  let total = await file.allocatedSize();
+  const seen = new Set<string>([nodePath.resolve(file.path)]);
+  for (const e of extents) {
+    const full = nodePath.resolve(e.filename);
+    if (e.filename === '' || seen.has(full) || !insideFolder(file.path, e.filename)) continue;
+    seen.add(full);
+    const st = await fsp.stat(full).catch(() => undefined);
+    if (st?.isFile()) total += st.blocks * 512;
+  }
+  return total;
+}
+
+async function describeDescriptorFile(file: ImageFile, d: Descriptor): Promise<HeaderInfo> {
+  const path = file.path;
   if (d.extents.length === 0) throw corrupt(`${path}: the vmdk descriptor lists no extents`, path);
   const total = d.extents.reduce((n, e) => n + e.sectors, 0);
   if (total * SECTOR > Number.MAX_SAFE_INTEGER) throw corrupt(`${path}: the vmdk extents add up to an impossibly large disk`, path);
   const extents = await describeExtents(path, d.extents);
-  return headerInfo(total * SECTOR, d, extents, false);
+  return { ...headerInfo(total * SECTOR, d, extents, false), 'actual-size': await allocatedWithExtents(file, extents) };
 }
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
@@ -173,7 +192,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   if (magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) {
     const s = await readSparse(file);
     // A sparse header with no capacity whose embedded descriptor lists extents is a descriptor in disguise (ESXi).
-    if (s.sectors === 0 && s.descriptor && s.descriptor.extents.length > 0) return describeDescriptorFile(path, s.descriptor);
+    if (s.sectors === 0 && s.descriptor && s.descriptor.extents.length > 0) return describeDescriptorFile(file, s.descriptor);
     const extent: VmdkExtentInfo = { 'virtual-size': s.sectors * SECTOR, filename: path, 'cluster-size': s.grainBytes, format: '' };
     if (s.compressed) extent.compressed = true;
     return headerInfo(s.sectors * SECTOR, s.descriptor, [extent], s.unclean);
@@ -181,7 +200,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   const probeHead = await file.readExact(0, new Uint8Array(Math.min(4096, file.size)), 'vmdk descriptor');
   if (!probeVmdk(probeHead)) throw new DiskError('EINVAL', `${path}: not a VMDK image (no sparse header and no descriptor)`, path);
   const text = await readText(file, 0, MAX_DESCRIPTOR_BYTES);
-  return describeDescriptorFile(path, parseDescriptor(text, path));
+  return describeDescriptorFile(file, parseDescriptor(text, path));
 }
 
 export const vmdkDriver = headerOnlyDriver('vmdk', (head) => probeVmdk(head), describe);
