@@ -35,6 +35,13 @@ function specificLines(data: Record<string, unknown>, indent: string): string[] 
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       out.push(`${indent}${key}:`);
       out.push(...specificLines(v as Record<string, unknown>, indent + '    '));
+    } else if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object')) {
+      // qemu-img lists arrays of objects (VMDK extents, qcow2 bitmaps) as numbered blocks.
+      out.push(`${indent}${key}:`);
+      v.forEach((item, i) => {
+        out.push(`${indent}    [${i}]:`);
+        out.push(...specificLines(item as Record<string, unknown>, indent + '        '));
+      });
     } else out.push(`${indent}${key}: ${Array.isArray(v) ? JSON.stringify(v) : String(v)}`);
   }
   return out;

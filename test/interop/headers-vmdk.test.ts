@@ -165,3 +165,11 @@ test('a damaged vmdk gives one plain error line', () => {
   assert.match(r.stderr, /grain size/);
   assert.ok(!r.stderr.includes('    at '));
 });
+
+test('human info of a multi-extent vmdk reads line for line like qemu-img info (extents as numbered blocks)', () => {
+  const p = s.path('human.vmdk');
+  must('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', p, '5G']);
+  const q = must('qemu-img', ['info', p]).stdout.trim().split('\n');
+  const o = dwOk(['info', p]).stdout.trim().split('\n').filter((l) => !l.startsWith('note: '));
+  assert.deepEqual(o, q);
+});

@@ -109,23 +109,32 @@ function insideFolder(descriptorPath: string, extent: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !nodePath.isAbsolute(rel);
 }
 
+/** One extent, its keys in qemu-img's order. */
+function extentInfo(bytes: number, filename: string, format: string, facts: SparseFacts | undefined): VmdkExtentInfo {
+  return {
+    ...(facts?.compressed ? { compressed: true } : {}),
+    'virtual-size': bytes,
+    filename,
+    ...(facts ? { 'cluster-size': facts.grainBytes } : {}),
+    format,
+  };
+}
+
 /** A descriptor's extents as info lists them; sparse extents' headers are read for their grain size. */
 async function describeExtents(descriptorPath: string, extents: ExtentLine[]): Promise<VmdkExtentInfo[]> {
   const out: VmdkExtentInfo[] = [];
   for (const e of extents) {
     const filename = e.type === 'ZERO' ? '' : extentPath(descriptorPath, e.filename);
-    const info: VmdkExtentInfo = { 'virtual-size': e.sectors * SECTOR, filename, format: e.type };
+    let facts: SparseFacts | undefined;
     if ((e.type === 'SPARSE' || e.type === 'VMFSSPARSE' || e.type === 'SESPARSE') && insideFolder(descriptorPath, filename)) {
       const f = await ImageFile.open(filename, false);
       try {
-        const facts = await readSparse(f);
-        info['cluster-size'] = facts.grainBytes;
-        if (facts.compressed) info.compressed = true;
+        facts = await readSparse(f);
       } finally {
         await f.close();
       }
     }
-    out.push(info);
+    out.push(extentInfo(e.sectors * SECTOR, filename, e.type, facts));
   }
   return out;
 }
@@ -193,9 +202,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     const s = await readSparse(file);
     // A sparse header with no capacity whose embedded descriptor lists extents is a descriptor in disguise (ESXi).
     if (s.sectors === 0 && s.descriptor && s.descriptor.extents.length > 0) return describeDescriptorFile(file, s.descriptor);
-    const extent: VmdkExtentInfo = { 'virtual-size': s.sectors * SECTOR, filename: path, 'cluster-size': s.grainBytes, format: '' };
-    if (s.compressed) extent.compressed = true;
-    return headerInfo(s.sectors * SECTOR, s.descriptor, [extent], s.unclean);
+    return headerInfo(s.sectors * SECTOR, s.descriptor, [extentInfo(s.sectors * SECTOR, path, '', s)], s.unclean);
   }
   const probeHead = await file.readExact(0, new Uint8Array(Math.min(4096, file.size)), 'vmdk descriptor');
   if (!probeVmdk(probeHead)) throw new DiskError('EINVAL', `${path}: not a VMDK image (no sparse header and no descriptor)`, path);
