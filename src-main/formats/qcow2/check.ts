@@ -116,7 +116,8 @@ export class RefcountArray {
   constructor(refcountBits: number, size: number) {
     this.bytesPer = refcountBits <= 8 ? 1 : refcountBits <= 16 ? 2 : 4;
     this.max = refcountBits >= 32 ? TWO32 - 1 : 2 ** refcountBits - 1;
-    this.data = this.make(this.checkedSize(size + 2));
+    this.checkedSize(size);
+    this.data = this.make(size + 2);
     this.length = size;
   }
 
@@ -1166,7 +1167,8 @@ export async function checkQcow2(path: string, repair: RepairMode, signal?: Abor
     if (res.compressedClusters) report['compressed-clusters'] = res.compressedClusters;
     return report;
   } catch (err) {
-    throw toDiskError(err, path);
+    const e = toDiskError(err, path);
+    throw e.path ? e : new DiskError(e.code, `${path}: ${e.message}`, path);
   } finally {
     await file.close();
   }
