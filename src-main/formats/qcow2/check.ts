@@ -264,6 +264,15 @@ class StoredRefcounts {
     return getRefcount(b, cluster - index * c.refblockEntries, c.refcountBits);
   }
 
+  /** A refcount for a message: 64-bit values above 2^53 (garbage, but qemu prints them) read exactly. */
+  async shown(cluster: number, value: number): Promise<number | bigint> {
+    const c = this.c;
+    if (value <= Number.MAX_SAFE_INTEGER || c.refcountBits !== 64) return value;
+    const index = Math.floor(cluster / c.refblockEntries);
+    const b = await this.block(this.blockOffset(index));
+    return new DataView(b.buffer).getBigUint64((cluster - index * c.refblockEntries) * 8);
+  }
+
   /** Sets a stored refcount; only called for clusters whose refcount block exists. */
   async set(cluster: number, value: number): Promise<void> {
     const c = this.c;
@@ -809,7 +818,9 @@ class Checker {
         else if (rc1 > rc2 && fix & FIX_LEAKS) kind = 'leak';
         else if (rc1 < rc2 && fix & FIX_ERRORS) kind = 'corruption';
         const word = kind ? 'Repairing' : rc1 < rc2 ? 'ERROR' : 'Leaked';
-        this.say(rc1 < rc2 ? 'corruption' : 'leak', `${word} cluster ${k} refcount=${rc1} reference=${rc2}`);
+        // A 64-bit refcount above 2^53 is garbage, but qemu prints it exactly.
+        const shown = rc1 > Number.MAX_SAFE_INTEGER && block ? new DataView(block.buffer).getBigUint64((k - first) * 8) : rc1;
+        this.say(rc1 < rc2 ? 'corruption' : 'leak', `${word} cluster ${k} refcount=${shown} reference=${rc2}`);
         if (kind) {
           try {
             await this.stored.set(k, rc2);
@@ -844,7 +855,7 @@ class Checker {
       if (rc === undefined) continue; // reported by the comparison already
       if ((rc === 1) !== ((hi & 0x80000000) !== 0)) {
         res.corruptions++;
-        this.say('corruption', `${word} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${rc}`);
+        this.say('corruption', `${word} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${await this.stored.shown(Math.floor(l2Offset / this.cs), rc)}`);
         if (repair) {
           hi = rc === 1 ? (hi | 0x80000000) >>> 0 : hi & 0x7fffffff;
           const at = h.l1TableOffset + 8 * i;
@@ -876,7 +887,7 @@ class Checker {
         if (erc === undefined) continue;
         if ((erc === 1) !== ((ehi & 0x80000000) !== 0)) {
           res.corruptions++;
-          this.say('corruption', `${word} OFLAG_COPIED data cluster: l2_entry=${hex64(ehi, elo)} refcount=${erc}`);
+          this.say('corruption', `${word} OFLAG_COPIED data cluster: l2_entry=${hex64(ehi, elo)} refcount=${await this.stored.shown(Math.floor(stdOffset(ehi, elo) / this.cs), erc)}`);
           if (repair) {
             v.setUint32(j * es, erc === 1 ? (ehi | 0x80000000) >>> 0 : ehi & 0x7fffffff);
             dirty++;
