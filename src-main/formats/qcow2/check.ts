@@ -292,23 +292,25 @@ class StoredRefcounts {
 class CheckFailed extends Error {}
 
 /** The classes of metadata qemu's overlap check knows (in its default "cached" mode, without inactive L2s). */
-type MetadataKind =
-  | 'main header'
-  | 'active L1 table'
-  | 'active L2 table'
-  | 'refcount table'
-  | 'refcount block'
-  | 'snapshot table'
-  | 'inactive L1 table'
-  | 'bitmap directory';
+const METADATA_KINDS = [
+  'main header',
+  'active L1 table',
+  'active L2 table',
+  'refcount table',
+  'refcount block',
+  'snapshot table',
+  'inactive L1 table',
+  'bitmap directory',
+] as const;
+type MetadataKind = (typeof METADATA_KINDS)[number];
 
 /**
  * Where the image's metadata lies, so that a repair never writes one structure over another: our
- * counterpart of qemu's qcow2_check_metadata_overlap(). Cluster-sized tables are kept per cluster, the few
- * others as byte ranges.
+ * counterpart of qemu's qcow2_check_metadata_overlap(). Cluster-sized tables are kept per cluster (as a set
+ * of kinds: damaged images put two structures in one cluster), the few others as byte ranges.
  */
 class MetadataMap {
-  private readonly clusters = new Map<number, MetadataKind>();
+  private readonly clusters = new Map<number, number>();
   private readonly ranges: Array<{ start: number; end: number; kind: MetadataKind }> = [];
 
   constructor(private readonly cs: number) {}
@@ -316,7 +318,8 @@ class MetadataMap {
   add(kind: MetadataKind, offset: number, size: number): void {
     if (size <= 0 || !Number.isFinite(offset)) return;
     if (offset % this.cs === 0 && size === this.cs) {
-      if (!this.clusters.has(offset / this.cs)) this.clusters.set(offset / this.cs, kind);
+      const k = offset / this.cs;
+      this.clusters.set(k, (this.clusters.get(k) ?? 0) | (1 << METADATA_KINDS.indexOf(kind)));
     } else this.ranges.push({ start: offset, end: offset + size, kind });
   }
 
@@ -324,9 +327,10 @@ class MetadataMap {
   overlap(offset: number, size: number, ignore?: MetadataKind): MetadataKind | undefined {
     const first = Math.floor(offset / this.cs);
     const end = Math.ceil((offset + size) / this.cs);
+    const ignored = ignore ? 1 << METADATA_KINDS.indexOf(ignore) : 0;
     for (let k = first; k < end; k++) {
-      const kind = this.clusters.get(k);
-      if (kind !== undefined && kind !== ignore) return kind;
+      const kinds = (this.clusters.get(k) ?? 0) & ~ignored;
+      if (kinds) return METADATA_KINDS[31 - Math.clz32(kinds & -kinds)];
     }
     for (const r of this.ranges) {
       if (r.kind !== ignore && r.start < end * this.cs && r.end > first * this.cs) return r.kind;
