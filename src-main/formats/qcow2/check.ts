@@ -7,6 +7,14 @@
  * Like qemu, metadata that lies past the end of the file reads as zeros and is reported rather than refused,
  * so a damaged image still gets a verdict. Memory is bounded by the file: one refcount array entry (1-4 bytes)
  * per cluster of the file, tables read one at a time and never larger than the file holds.
+ *
+ * Where we knowingly differ from qemu-img's repair:
+ * - a refcount block "outside the image" is reached by growing the file only within reason (qemu grows it to
+ *   any size, even terabytes); farther ones are dropped by rebuilding the refcount structure instead;
+ * - refcounts that cannot be read (an unaligned refcount block) are repaired by the rebuild, where qemu stops
+ *   because it marked the image corrupt on the way;
+ * - clusters freed by the repair keep their bytes (qemu discards them from the file); nothing reads them;
+ * - snapshot table damage is reported, not rewritten (that needs cluster allocation).
  */
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -1157,6 +1165,7 @@ export async function checkQcow2(path: string, repair: RepairMode, signal?: Abor
   try {
     const problems: CheckProblem[] = [];
     let res = await checkPass(file, fix, problems, signal);
+    if (fix) await file.sync(); // the repair is on disk before the double check reads it back
     const fixedCorruptions = res.corruptionsFixed;
     const fixedLeaks = res.leaksFixed;
     if (fix && (fixedCorruptions || fixedLeaks)) {
