@@ -12,6 +12,7 @@ import { Decompress as ZstdDecompress } from 'fzstd';
 import { FORMAT_NAMES, type FormatName } from '../../../src-shared/api';
 import { LruCache } from '../../block/cache';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
+import { resolveBackingPath } from '../../block/backing-path';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import {
@@ -1213,8 +1214,6 @@ export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2D
     const layout = await readLayout(file);
     checkFeatures(layout, path, !opts.readOnly);
     if (layout.backingFile !== undefined && opts.backingPolicy !== 'none') {
-      // Imported when needed: the registry imports this driver, so a static import would be a cycle.
-      const { resolveBackingPath } = await import('../../block/registry');
       const full = resolveBackingPath(path, layout.backingFile, opts.backingPolicy);
       backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);
     }
