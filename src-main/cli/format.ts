@@ -95,17 +95,20 @@ export function mapJson(entries: Array<MapEntry & { filename: string }>): string
 }
 
 /** qemu-img check's human report. */
-export function checkText(r: CheckReport): string {
+export function checkText(r: CheckReport, problemSink?: (line: string) => void): string {
   // As in qemu-img's JSON, corruptions and leaks are what is left (after the double check, when repairing).
   const corruptLeft = r.corruptions;
   const leaksLeft = r.leaks;
   const repaired = r['corruptions-fixed'] > 0 || r['leaks-fixed'] > 0;
   // A repairing pass marks its messages with `fixed`; the double check's messages come after its banner.
-  const lines: string[] = r.problems.filter((p) => !repaired || p.fixed !== undefined).map((p) => p.message);
+  // qemu-img prints each problem on stderr and the summary on stdout; without a sink both go to one text.
+  const lines: string[] = [];
+  const problems = (msgs: string[]) => (problemSink ? msgs.forEach(problemSink) : lines.push(...msgs));
+  problems(r.problems.filter((p) => !repaired || p.fixed !== undefined).map((p) => p.message));
   if (repaired) {
     lines.push(`The following inconsistencies were found and repaired:\n\n    ${r['leaks-fixed']} leaked clusters\n    ${r['corruptions-fixed']} corruptions\n`);
     lines.push('Double checking the fixed image now...');
-    lines.push(...r.problems.filter((p) => p.fixed === undefined).map((p) => p.message));
+    problems(r.problems.filter((p) => p.fixed === undefined).map((p) => p.message));
   }
   if (corruptLeft === 0 && leaksLeft === 0 && r['check-errors'] === 0) lines.push('No errors were found on the image.');
   if (corruptLeft > 0) {

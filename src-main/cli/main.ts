@@ -180,7 +180,11 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
     }
     throw e;
   }
-  io.out(output === 'json' ? checkJson(report) : checkText(report));
+  // As qemu-img: one line per problem on stderr, the report (human or JSON) on stdout.
+  if (output === 'json') {
+    for (const p of report.problems) io.err(p.message);
+    io.out(checkJson(report));
+  } else io.out(checkText(report, (line) => io.err(line)));
   return checkExitCode(report);
 }
 

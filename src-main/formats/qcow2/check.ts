@@ -21,23 +21,17 @@ import { ImageFile } from '../../block/file';
 import type { CheckProblem, CheckReport } from '../../block/types';
 import {
   AUTOCLEAR_BITMAPS,
-  EXT_BACKING_FORMAT,
   EXT_BITMAPS,
   EXT_CRYPTO,
-  EXT_DATA_FILE,
   INCOMPAT_CORRUPT,
   INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
-  INCOMPAT_EXTL2,
-  MAX_CLUSTER_BITS,
   MAX_L1_BYTES,
   MAX_SNAPSHOTS,
-  V2_HEADER_LENGTH,
   compressedExtent,
   getRefcount,
-  parseExtensions,
-  parseHeader,
   parseSnapshotTable,
+  readLayout,
   setRefcount,
   type Qcow2Layout,
   type SnapshotEntry,
@@ -183,36 +177,6 @@ const enum ClusterType {
   Compressed,
 }
 
-/** Reads the header and first-cluster structures without requiring tables to lie inside the file. */
-async function readLayoutForCheck(file: ImageFile): Promise<Qcow2Layout> {
-  const path = file.path;
-  const first = new Uint8Array(Math.min(file.size, 2 ** MAX_CLUSTER_BITS));
-  await file.readExact(0, first, 'qcow2 header');
-  // qemu opens an image whose tables run past the end of the file (they read as zeros) and lets the check
-  // report it, so only the header's own consistency is enforced here: the file size given is "unbounded".
-  const header = parseHeader(first, path, Number.MAX_SAFE_INTEGER);
-  const clusterSize = 2 ** header.clusterBits;
-  const cluster = first.subarray(0, Math.min(clusterSize, first.length));
-  const extStart = header.version === 2 ? V2_HEADER_LENGTH : header.headerLength;
-  const extEnd = header.backingFileOffset ? Math.min(header.backingFileOffset, cluster.length) : cluster.length;
-  const extensions = parseExtensions(cluster.subarray(0, extEnd), extStart, path);
-  const extendedL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
-  const dec = new TextDecoder();
-  const layout: Qcow2Layout = {
-    header,
-    extensions,
-    clusterSize,
-    refcountBits: 2 ** header.refcountOrder,
-    extendedL2,
-    l2EntrySize: extendedL2 ? 16 : 8,
-    l2Entries: clusterSize / (extendedL2 ? 16 : 8),
-  };
-  for (const e of extensions) {
-    if (e.type === EXT_BACKING_FORMAT) layout.backingFormat = dec.decode(e.data);
-    if (e.type === EXT_DATA_FILE) layout.dataFile = dec.decode(e.data);
-  }
-  return layout;
-}
 
 interface Snapshots {
   entries: SnapshotEntry[];
@@ -1149,7 +1113,7 @@ function halves(buf: Uint8Array): Uint32Array {
 }
 
 async function checkPass(file: ImageFile, fix: number, problems: CheckProblem[], signal?: AbortSignal): Promise<Result> {
-  const layout = await readLayoutForCheck(file);
+  const layout = await readLayout(file, Number.MAX_SAFE_INTEGER);
   const snapshots = await readSnapshotsForCheck(file, layout);
   return new Checker(file, layout, snapshots, problems, signal).run(fix);
 }

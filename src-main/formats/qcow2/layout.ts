@@ -364,12 +364,16 @@ export function serializeSnapshotTable(entries: SnapshotEntry[], version: 2 | 3)
   return out;
 }
 
-/** Reads the first cluster and everything in it: header, extensions, backing file name. */
-export async function readLayout(file: ImageFile): Promise<Qcow2Layout> {
+/**
+ * Reads the first cluster and everything in it: header, extensions, backing file name. Tables named by the
+ * header must lie within `tableBound` bytes (the file's length, except for check, which opens images whose
+ * tables run past the end as qemu does and reports that instead).
+ */
+export async function readLayout(file: ImageFile, tableBound = file.size): Promise<Qcow2Layout> {
   const path = file.path;
   const first = new Uint8Array(Math.min(file.size, 2 ** MAX_CLUSTER_BITS));
   await file.readExact(0, first, 'qcow2 header');
-  const header = parseHeader(first, path, file.size);
+  const header = parseHeader(first, path, tableBound);
   const clusterSize = 2 ** header.clusterBits;
   const cluster = first.subarray(0, Math.min(clusterSize, first.length));
   const extStart = header.version === 2 ? V2_HEADER_LENGTH : header.headerLength;
