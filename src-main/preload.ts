@@ -22,6 +22,7 @@ async function call<T>(method: ApiMethod, ...args: unknown[]): Promise<T> {
 const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
   inspect: (path: string) => call<ImageInfo>('inspect', path),
   mapPicture: (path: string, buckets: number) => call<MapPicture>('mapPicture', path, buckets),
+  allowBackingPath: (imagePath: string, backingPath: string) => call<void>('allowBackingPath', imagePath, backingPath),
   createOptions: (format: FormatName) => call<OptionSpec[]>('createOptions', format),
   listDir: (path?: string) => (path === undefined ? call<DirListing>('listDir') : call<DirListing>('listDir', path)),
   pickImage: () => call<string | undefined>('pickImage'),

@@ -93,8 +93,18 @@ export type Unsubscribe = () => void;
 export interface DiskwrightApi {
   /** Header-level and format-specific facts about an image (and its backing chain). */
   inspect(path: string): Promise<ImageInfo>;
-  /** The allocation map drawn into a fixed number of buckets. */
+  /**
+   * The allocation map drawn into a fixed number of buckets. Where the chain runs into a backing file
+   * outside its image's folder that was not allowed, the map stops there: what that file would provide
+   * shows as unallocated (inspect's 'backing-error' says which file).
+   */
   mapPicture(path: string, buckets: number): Promise<MapPicture>;
+  /**
+   * The user's answer to "follow this backing file outside the image's folder?": allows the image at
+   * `imagePath` to follow exactly `backingPath` (which must be the backing file it names), for this launch
+   * only. Inspect, map and jobs then follow it.
+   */
+  allowBackingPath(imagePath: string, backingPath: string): Promise<void>;
   /** The options a format's create accepts: one schema for CLI, service and wizard. */
   createOptions(format: FormatName): Promise<OptionSpec[]>;
   /** The folder browser used where no native dialog exists (browser host). */
@@ -108,7 +118,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

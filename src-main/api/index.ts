@@ -2,9 +2,11 @@
  * The one implementation of the contract on top of the services. The browser host and Electron both
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
+import * as nodePath from 'node:path';
 import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, ImageInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
+import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
-import { driverFor } from '../block/registry';
+import { driverFor, resolveBackingPath } from '../block/registry';
 import type { BackingPolicy } from '../block/types';
 import { listDir } from '../services/browse';
 import { inspectImage } from '../services/info';
@@ -15,29 +17,40 @@ import { isApiMethod, parseArgs } from './schemas';
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
 
 export interface ApiOptions {
-  /** How far backing files may be followed; both faces use 'inside-folder' until the UI asks. */
+  /**
+   * How far backing files may be followed. Unset (both faces): the image's folder plus what the user
+   * allowed with allowBackingPath, recorded in `backingGrants`.
+   */
   backingPolicy?: BackingPolicy;
+  /** This launch's grants; share them with the JobManager (grants.policy('refuse')) so jobs see them too. */
+  backingGrants?: BackingGrants;
   /** The native open dialog; absent in the browser host, where pickImage answers undefined. */
   pickImage?: () => Promise<string | undefined>;
 }
 
 /** The contract implemented with the services. Arguments are assumed valid: go through callApi from outside. */
 export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightApi {
-  const backingPolicy = opts.backingPolicy ?? 'inside-folder';
+  const grants = opts.backingGrants ?? new BackingGrants();
+  const backingPolicy = opts.backingPolicy ?? grants.policy('refuse');
+  // The map of an image whose backing file was not allowed is the image's own allocation, not an error.
+  const mapPolicy = opts.backingPolicy ?? grants.policy('cut');
   return {
-    async inspect(path: string): Promise<ImageInfo> {
-      try {
-        return await inspectImage(path, { backingChain: true, backingPolicy });
-      } catch (chainErr) {
-        // The image itself may be fine while a backing file is missing or lies outside its folder:
-        // show the image and say why its chain stops, rather than showing nothing.
-        const info = await inspectImage(path, { backingChain: false, backingPolicy });
-        if (info['backing-filename'] === undefined) throw chainErr;
-        return { ...info, 'backing-error': toDiskError(chainErr).toDto() };
-      }
+    inspect(path: string): Promise<ImageInfo> {
+      return inspectChain(path, backingPolicy);
     },
     mapPicture(path: string, buckets: number): Promise<MapPicture> {
-      return mapPicture(path, buckets, { backingPolicy });
+      return mapPicture(path, buckets, { backingPolicy: mapPolicy });
+    },
+    async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
+      // Only the backing file the image really names can be allowed, and only for that image.
+      const info = await inspectImage(imagePath, { backingChain: false, backingPolicy: 'none' });
+      const name = info['backing-filename'];
+      if (name === undefined) throw new DiskError('EINVAL', `${imagePath}: the image has no backing file to allow`, imagePath);
+      const actual = resolveBackingPath(imagePath, name, 'anywhere');
+      if (actual !== nodePath.resolve(backingPath)) {
+        throw new DiskError('EINVAL', `${imagePath}: its backing file is ${actual}, not ${backingPath}`, imagePath);
+      }
+      grants.grant(imagePath, actual);
     },
     async createOptions(format: FormatName): Promise<OptionSpec[]> {
       // A copy: the registry's specs are shared by the CLI and must not be changed by a caller.
@@ -59,6 +72,36 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       return jobs.onEvent(listener);
     },
   };
+}
+
+/** Most images a chain is followed through, as in inspectImage. */
+const MAX_CHAIN = 256;
+
+/**
+ * The image and as much of its backing chain as may be followed. The image itself may be fine while a
+ * backing file is missing or lies outside its folder without a grant: then the chain shows every level up
+ * to the image that names that file, and 'backing-error' on the top says why it stops there (its path is
+ * the backing file's), rather than showing nothing.
+ */
+async function inspectChain(path: string, policy: BackingPolicy): Promise<ImageInfo> {
+  const top = await inspectImage(path, { backingChain: false, backingPolicy: policy });
+  const seen = new Set<string>([nodePath.resolve(path)]);
+  let cur = top;
+  for (let depth = 1; cur['backing-filename'] !== undefined; depth++) {
+    try {
+      const full = resolveBackingPath(cur.filename, cur['backing-filename'], policy);
+      if (seen.has(full)) throw new DiskError('ECORRUPT', `${path}: the backing chain loops back to ${full}`, full);
+      if (depth > MAX_CHAIN) throw new DiskError('ECORRUPT', `${path}: the backing chain is deeper than ${MAX_CHAIN} images`, full);
+      seen.add(full);
+      const next = await inspectImage(full, { backingChain: false, backingPolicy: policy });
+      cur['backing-image'] = next;
+      cur = next;
+    } catch (err) {
+      top['backing-error'] = toDiskError(err).toDto();
+      break;
+    }
+  }
+  return top;
 }
 
 /** Calls one method by name with untrusted arguments: unknown names and bad arguments give EINVAL. */

@@ -71,6 +71,7 @@ const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job
 export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   inspect: z.tuple([pathSchema]),
   mapPicture: z.tuple([pathSchema, bucketsSchema]),
+  allowBackingPath: z.tuple([pathSchema, pathSchema]),
   createOptions: z.tuple([formatSchema]),
   // listDir() may come with no argument, or (over JSON) an explicit null standing for "my home folder".
   listDir: z.tuple([pathSchema.nullish()]).transform(([p]): ApiArgs<'listDir'> => (p == null ? [] : [p])),

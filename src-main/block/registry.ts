@@ -3,7 +3,7 @@ import type { FormatName } from '../../src-shared/api';
 import { FORMAT_NAMES } from '../../src-shared/api';
 import { DiskError } from './errors';
 import { ImageFile } from './file';
-import type { BackingPolicy, BlockDevice, FormatDriver } from './types';
+import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './types';
 import { rawDriver } from '../formats/raw/driver';
 import { qcow2Driver } from '../formats/qcow2/driver';
 import { vmdkDriver } from '../formats/vmdk/driver';
@@ -81,7 +81,28 @@ export async function openImage(path: string, opts: OpenImageOptions = {}): Prom
     seen.add(key);
     if (seen.size > 256) throw new DiskError('ECORRUPT', `${path}: the backing chain is deeper than 256 images`, path);
     const d = await resolveDriver(backingPath, format);
-    return d.open(backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking });
+    return openCutting(d, backingPath, backingReadOnly, backingPolicy, openBacking);
   };
-  return driver.open(path, { readOnly, backingPolicy, openBacking });
+  return openCutting(driver, path, readOnly, backingPolicy, openBacking);
+}
+
+/**
+ * Opens one image of a chain. Under a grant policy with ungranted 'cut', an image whose chain runs into a
+ * backing file the user has not allowed is opened again without its backing: the chain ends there and the
+ * ranges it left unallocated read as unallocated, instead of the whole open failing with EOUTSIDE. A
+ * refusal deeper down was already cut at its own level, so the one caught here is this image's own.
+ */
+async function openCutting(
+  driver: FormatDriver,
+  path: string,
+  readOnly: boolean,
+  backingPolicy: BackingPolicy,
+  openBacking: OpenOptions['openBacking'],
+): Promise<BlockDevice> {
+  try {
+    return await driver.open(path, { readOnly, backingPolicy, openBacking });
+  } catch (err) {
+    if (typeof backingPolicy !== 'object' || backingPolicy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
+    return driver.open(path, { readOnly, backingPolicy: 'none', openBacking });
+  }
 }

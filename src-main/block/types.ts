@@ -47,8 +47,22 @@ export interface BlockDevice {
   close(): Promise<void>;
 }
 
-/** Where a backing file may be followed from: the image's own folder only, or anywhere the user allowed. */
-export type BackingPolicy = 'inside-folder' | 'anywhere' | 'none';
+/**
+ * The image's own folder plus the exact backing files the user allowed for this launch (the app asks
+ * before following a backing file outside an image's folder; see BackingGrants in backing-path.ts).
+ */
+export interface BackingGrantPolicy {
+  /** True when the user allowed the image at `imagePath` to follow `backingPath` (both absolute). */
+  allows(imagePath: string, backingPath: string): boolean;
+  /**
+   * An outside backing file without a grant: 'refuse' fails with EOUTSIDE (inspect, convert); 'cut' opens
+   * the image that names it without its backing chain, so its unallocated ranges stay unallocated (the map).
+   */
+  readonly ungranted: 'refuse' | 'cut';
+}
+
+/** Where a backing file may be followed from: the image's own folder only, anywhere, nowhere, or the folder plus the user's grants. */
+export type BackingPolicy = 'inside-folder' | 'anywhere' | 'none' | BackingGrantPolicy;
 
 export interface OpenOptions {
   readOnly: boolean;

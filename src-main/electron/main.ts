@@ -8,6 +8,7 @@ import * as nodePath from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ApiArgs, ApiMethod, ApiResult, IpcReply, JobEvent } from '../../src-shared/api';
 import { API_METHODS } from '../../src-shared/api';
+import { BackingGrants } from '../block/backing-path';
 import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
 import { createApi, errorDto, parseArgs } from '../api';
@@ -38,9 +39,11 @@ const IMAGE_FILTERS: OpenDialogOptions['filters'] = [
 ];
 
 let mainWindow: BrowserWindow | undefined;
-const jobs = new JobManager('inside-folder');
+/** Backing files outside an image's folder that the user allowed; this launch only, never saved. */
+const backingGrants = new BackingGrants();
+const jobs = new JobManager(backingGrants.policy('refuse'));
 const api = createApi(jobs, {
-  backingPolicy: 'inside-folder',
+  backingGrants,
   async pickImage() {
     const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
     const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);

@@ -11,6 +11,7 @@ import * as nodePath from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { DiskErrorDto, WireMessage } from '../../src-shared/api';
+import { BackingGrants } from '../block/backing-path';
 import type { BackingPolicy } from '../block/types';
 import { JobManager } from '../services/jobs';
 import { callApi, createApi, errorDto } from '../api';
@@ -20,6 +21,7 @@ export interface HostOptions {
   port?: number;
   /** The built renderer (dist/renderer). */
   staticDir?: string;
+  /** Unset: the image's folder plus what the user allows during this launch (allowBackingPath). */
   backingPolicy?: BackingPolicy;
 }
 
@@ -76,8 +78,10 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     throw new Error(`the user interface is not built (${nodePath.join(staticDir, 'index.html')} is missing); run npm run build`);
   }
   const token = randomBytes(32).toString('hex');
-  const jobs = new JobManager(opts.backingPolicy ?? 'inside-folder');
-  const api = createApi(jobs, { backingPolicy: opts.backingPolicy ?? 'inside-folder' });
+  // Grants live as long as this host: a new launch asks again.
+  const backingGrants = new BackingGrants();
+  const jobs = new JobManager(opts.backingPolicy ?? backingGrants.policy('refuse'));
+  const api = createApi(jobs, { backingPolicy: opts.backingPolicy, backingGrants });
 
   let port = 0;
   // A page reached as localhost is the same place; any other Host header is a DNS-rebinding attempt.

@@ -29,6 +29,7 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
   return {
     inspect: guard(bridge.inspect),
     mapPicture: guard(bridge.mapPicture),
+    allowBackingPath: guard(bridge.allowBackingPath),
     createOptions: guard(bridge.createOptions),
     listDir: guard(bridge.listDir),
     pickImage: guard(bridge.pickImage),

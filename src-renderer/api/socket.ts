@@ -80,6 +80,9 @@ export class SocketApi implements DiskwrightApi {
   mapPicture(path: string, buckets: number) {
     return this.call('mapPicture', [path, buckets]);
   }
+  async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
+    await this.call('allowBackingPath', [imagePath, backingPath]);
+  }
   createOptions(format: FormatName) {
     return this.call('createOptions', [format]);
   }

@@ -7,6 +7,14 @@ export const MAP_BUCKETS = 1024;
 
 type Status = 'idle' | 'loading' | 'ready' | 'failed';
 
+/** A backing file outside its image's folder that the chain stopped at, waiting for the user's answer. */
+export interface RefusedBacking {
+  /** The image that names the backing file (the top image or one of its backing files). */
+  image: string;
+  /** The backing file, as an absolute path. */
+  backing: string;
+}
+
 /** The image being inspected: its facts, then its allocation map (which can take longer). */
 export const useImageStore = defineStore('image', {
   state: () => ({
@@ -17,9 +25,24 @@ export const useImageStore = defineStore('image', {
     picture: null as MapPicture | null,
     mapStatus: 'idle' as Status | 'unavailable',
     mapError: null as ApiError | null,
+    /** "Not now" was the answer to following the refused backing file; the map stays cut there. */
+    backingDeclined: false,
+    grantStatus: 'idle' as 'idle' | 'granting' | 'failed',
+    grantError: null as ApiError | null,
     /** Bumped on every open so that answers for an image no longer shown are dropped. */
     generation: 0,
   }),
+  getters: {
+    /** Set when the chain stopped at a backing file outside its image's folder that was not allowed. */
+    refusedBacking(state): RefusedBacking | null {
+      const err = state.info?.['backing-error'];
+      if (!state.info || err?.code !== 'EOUTSIDE' || err.path === undefined) return null;
+      // The chain as far as it could be followed; its last level is the image that names the refused file.
+      let last: ImageInfo = state.info;
+      for (let n = 0; last['backing-image'] && n < 300; n++) last = last['backing-image'];
+      return { image: last.filename, backing: err.path };
+    },
+  },
   actions: {
     /** Reads the image's facts; resolves with the error (also kept in state) or null. */
     async open(path: string): Promise<ApiError | null> {
@@ -31,6 +54,9 @@ export const useImageStore = defineStore('image', {
       this.picture = null;
       this.mapStatus = 'idle';
       this.mapError = null;
+      this.backingDeclined = false;
+      this.grantStatus = 'idle';
+      this.grantError = null;
       try {
         const info = await api.inspect(path);
         if (gen !== this.generation) return null;
@@ -63,6 +89,38 @@ export const useImageStore = defineStore('image', {
         this.mapStatus = 'failed';
         this.mapError = toApiError(err);
       }
+    },
+
+    /** The user's "Follow this backing file": allows it for this launch, then reads the image and its map again. */
+    async followBacking(): Promise<void> {
+      const refused = this.refusedBacking;
+      if (!refused || this.grantStatus === 'granting') return;
+      const gen = this.generation;
+      this.grantStatus = 'granting';
+      this.grantError = null;
+      try {
+        await api.allowBackingPath(refused.image, refused.backing);
+        if (gen !== this.generation) return;
+        // The facts on screen stay until the new ones arrive, so the view does not blink away.
+        const info = await api.inspect(this.path);
+        if (gen !== this.generation) return;
+        const next = ++this.generation;
+        this.info = info;
+        this.picture = null;
+        this.mapStatus = 'idle';
+        this.mapError = null;
+        this.grantStatus = 'idle';
+        void this.loadMap(next);
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.grantStatus = 'failed';
+        this.grantError = toApiError(err);
+      }
+    },
+
+    /** The user's "Not now": the question goes away; the chain and the map stay cut at that file. */
+    declineBacking(): void {
+      this.backingDeclined = true;
     },
 
     close(): void {
