@@ -42,9 +42,13 @@ export function toDiskError(err: unknown, path?: string): DiskError {
       return new DiskError('ECANCELLED', 'cancelled', where);
   }
   if (e?.name === 'AbortError') return new DiskError('ECANCELLED', 'cancelled', where);
-  if (err instanceof RangeError || err instanceof TypeError) {
+  if (err instanceof RangeError) {
     // A raw RangeError means a size or offset from the file did not fit: the file is damaged.
     return new DiskError('ECORRUPT', `${where ? where + ': ' : ''}the image is damaged (${err.message})`, where);
+  }
+  if (err instanceof TypeError) {
+    // A TypeError is our bug, not the file's fault: say so instead of blaming the image.
+    return new DiskError('EIO', `${where ? where + ': ' : ''}internal error in diskwright (${err.message}); please report it`, where);
   }
   const msg = e?.message ?? String(err);
   return new DiskError('EIO', `${where ? where + ': ' : ''}${msg}`, where);
