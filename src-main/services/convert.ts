@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { deepStatus } from '../block/chain';
+import { chainOf, deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted } from '../block/errors';
 import { driverFor, openImage } from '../block/registry';
 import { isZero } from '../block/sizes';
@@ -25,10 +25,19 @@ export interface ConvertRequest {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Work is done in runs of at most this many bytes: memory stays flat whatever the image size. */
+/** Data is read and written in pieces of at most this many bytes: memory stays flat whatever the image size. */
 const CHUNK = 2 * 1024 * 1024;
 /** Granularity of zero detection inside data: all-zero 4 KiB blocks are not written (qemu-img's -S 4k). */
 const ZERO_GRAIN = 4096;
+/** One status query looks this far ahead; a long hole or zero run is then a single step. */
+const STATUS_SPAN = 1 << 30;
+/** Zeros that must really be written (-n, -B) go in steps of at most this much, so cancel stays responsive. */
+const ZERO_STEP = 64 * 1024 * 1024;
+/** Pieces read ahead of the writer, and pieces whose writes may be under way at once (each holds a buffer). */
+const READ_AHEAD = 4;
+const WRITES_IN_FLIGHT = 3;
+/** Written bytes after which the target's dirty pages are sent to the disk in the background (see Writeback). */
+const WRITEBACK_EVERY = 32 * 1024 * 1024;
 
 /**
  * Copies the guest-visible content of `source` (its whole chain) into a new image of `targetFormat`.
@@ -49,7 +58,12 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       await createImage({ path: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
-    await copyContent(src, dst, req);
+    const writeback = await Writeback.open(tmp ?? req.target);
+    try {
+      await copyContent(src, dst, req, writeback);
+    } finally {
+      await writeback.close();
+    }
     await dst.flush();
     await dst.close();
     dst = undefined;
@@ -64,72 +78,233 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   }
 }
 
-async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertRequest): Promise<void> {
+/** One piece of the copy: a guest range with one state, and for data the buffer it is read into. */
+interface Step {
+  pos: number;
+  len: number;
+  kind: 'data' | 'zero' | 'skip';
+  buf?: Uint8Array;
+  /** The read into buf. */
+  ready?: Promise<void>;
+  /** All writes of the step, settled (errors are kept by the pipeline, not by this promise). */
+  done?: Promise<void>;
+}
+
+/**
+ * Drivers whose devices take overlapping calls safely: raw (positioned file I/O only) and qcow2 (mutations
+ * queued in call order, reads touch only caches). Other formats get one call at a time.
+ */
+function takesConcurrentCalls(dev: BlockDevice): boolean {
+  return chainOf(dev).every((d) => d.format === 'raw' || d.format === 'qcow2');
+}
+
+/**
+ * The copy is a pipeline: status queries and reads run up to READ_AHEAD pieces ahead, and the writes of up to
+ * WRITES_IN_FLIGHT pieces proceed while the next pieces are read, so source and target I/O overlap as in
+ * qemu-img's parallel requests. Writes are issued in guest order (qcow2 allocates clusters in that order), and
+ * every buffer belongs to one piece at a time, so memory stays bounded.
+ */
+async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertRequest, writeback: Writeback): Promise<void> {
   const fresh = !req.existingTarget; // a fresh target reads as zeros everywhere already
   const withBacking = req.backingFile !== undefined;
-  const grain = req.compress ? dst.clusterSize ?? 65536 : ZERO_GRAIN;
+  const compress = req.compress === true;
+  const grain = compress ? dst.clusterSize ?? 65536 : ZERO_GRAIN;
   const chunk = Math.max(CHUNK, grain);
-  const buf = new Uint8Array(chunk);
-  let pos = 0;
-  while (pos < src.size) {
-    throwIfAborted(req.signal);
-    // Keep runs aligned to the grain so compressed clusters are whole.
-    const maxLen = Math.min(chunk - (pos % grain), src.size - pos);
-    let kind: 'data' | 'zero' | 'skip';
+  const skipZeros = fresh && !withBacking;
+  const srcConcurrent = takesConcurrentCalls(src);
+  const dstConcurrent = takesConcurrentCalls(dst);
+  const readAhead = srcConcurrent ? READ_AHEAD : 1;
+  const writesInFlight = dstConcurrent ? WRITES_IN_FLIGHT : 1;
+  const free: Uint8Array[] = [];
+  const takeBuffer = () => free.pop() ?? new Uint8Array(chunk);
+
+  let failure: { err: unknown } | undefined;
+  const fail = (err: unknown) => {
+    failure ??= { err };
+  };
+  const checkFailure = () => {
+    if (failure) throw failure.err;
+  };
+
+  // The extent being cut into steps: [extPos, extEnd) has kind extKind.
+  let next = 0;
+  let extEnd = 0;
+  let extKind: Step['kind'] = 'zero';
+  const planStep = async (): Promise<Step> => {
+    if (next >= extEnd) {
+      const span = Math.min(STATUS_SPAN, src.size - next);
+      if (withBacking) {
+        // -B: only what the source's top image holds is copied; the rest comes from the new backing file.
+        const ext = await src.status(next, span);
+        extKind = ext.kind === 'unallocated' ? 'skip' : ext.kind;
+        extEnd = next + ext.length;
+      } else {
+        const ext = await deepStatus(src, next, span);
+        extKind = ext.kind === 'data' ? 'data' : 'zero';
+        extEnd = next + ext.length;
+      }
+    }
+    const pos = next;
     let len: number;
-    if (withBacking) {
-      // -B: only what the source's top image holds is copied; the rest comes from the new backing file.
-      const ext = await src.status(pos, maxLen);
-      len = ext.length;
-      kind = ext.kind === 'unallocated' ? 'skip' : ext.kind;
+    if (extKind === 'data') {
+      // Keep pieces aligned to the grain so that compressed clusters are whole.
+      len = Math.min(chunk - (pos % grain), extEnd - pos);
+      if (compress) {
+        // A compressed cluster must be written whole: extend the piece to the end of its grain.
+        const grainEnd = Math.min(src.size, Math.ceil((pos + len) / grain) * grain);
+        len = Math.min(grainEnd - pos, chunk - (pos % grain));
+      }
     } else {
-      const ext = await deepStatus(src, pos, maxLen);
-      len = ext.length;
-      kind = ext.kind === 'data' ? 'data' : 'zero';
+      len = extEnd - pos;
+      if (extKind === 'zero' && (!fresh || withBacking)) len = Math.min(len, ZERO_STEP);
     }
-    if (req.compress && kind === 'data') {
-      // A compressed cluster must be written whole: extend the run to the end of its grain.
-      const grainEnd = Math.min(src.size, Math.ceil((pos + len) / grain) * grain);
-      len = Math.min(grainEnd - pos, maxLen);
+    next = pos + len;
+    const step: Step = { pos, len, kind: extKind };
+    if (extKind === 'data') {
+      step.buf = takeBuffer().subarray(0, len);
+      step.ready = src.read(pos, step.buf);
+      // Keep a failed read from being reported as unhandled before the writer reaches it.
+      step.ready.catch(() => undefined);
+      if (!srcConcurrent) await step.ready;
     }
-    if (kind === 'zero') {
-      if (!fresh || withBacking) await dst.writeZeroes(pos, len);
-    } else if (kind === 'data') {
-      const view = buf.subarray(0, len);
-      await src.read(pos, view);
-      await writeNonZero(dst, pos, view, grain, fresh && !withBacking, req.compress === true);
+    return step;
+  };
+
+  const issueWrites = (step: Step): Promise<void> => {
+    const ops: Array<Promise<void>> = [];
+    const run = (op: () => Promise<void>) => {
+      if (!dstConcurrent && ops.length) {
+        const prev = ops[ops.length - 1];
+        ops.push(prev.then(op));
+      } else ops.push(op());
+    };
+    if (step.kind === 'zero') {
+      if (!skipZeros) run(() => dst.writeZeroes(step.pos, step.len));
+    } else if (step.kind === 'data') {
+      planWrites(step.pos, step.buf!, grain, skipZeros, compress, (kind, at, data) => {
+        if (kind === 'zero') run(() => dst.writeZeroes(at, data.length));
+        else if (kind === 'compressed') run(() => dst.writeCompressed!(at, data));
+        else run(() => dst.write(at, data));
+      });
     }
-    pos += len;
-    req.onProgress?.(pos, src.size);
+    // Settled only when every write of the step is over, so that its buffer is free for reuse.
+    return Promise.allSettled(ops).then((results) => {
+      const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (bad) fail(bad.reason);
+      else if (step.kind === 'data') writeback.wrote(step.len);
+    });
+  };
+
+  const planned: Step[] = [];
+  const writing: Step[] = [];
+  const finish = async (step: Step) => {
+    await step.done;
+    if (step.buf) free.push(new Uint8Array(step.buf.buffer, 0, chunk));
+    checkFailure();
+    req.onProgress?.(step.pos + step.len, src.size);
+  };
+  try {
+    for (;;) {
+      throwIfAborted(req.signal);
+      checkFailure();
+      while (planned.length < readAhead && next < src.size) planned.push(await planStep());
+      const step = planned.shift();
+      if (!step) break;
+      if (step.ready) await step.ready;
+      step.done = issueWrites(step);
+      writing.push(step);
+      while (writing.length > writesInFlight - (dstConcurrent ? 0 : 1)) await finish(writing.shift()!);
+    }
+    while (writing.length) await finish(writing.shift()!);
+  } finally {
+    // On failure or cancel, let every read and write under way settle before the files are closed.
+    await Promise.allSettled([...planned, ...writing].flatMap((s) => [s.ready, s.done].filter((p): p is Promise<void> => p !== undefined)));
   }
 }
 
-/** Writes `data` at `pos`, leaving out all-zero grains when the target already reads as zero there. */
-async function writeNonZero(dst: BlockDevice, pos: number, data: Uint8Array, grain: number, skipZeros: boolean, compress: boolean): Promise<void> {
+/**
+ * Cuts `data` (guest offset `pos`) into the writes it needs: runs of non-zero grains are written (compressed
+ * clusters with -c), all-zero grains are left out when the target already reads as zero there, else zeroed.
+ */
+function planWrites(pos: number, data: Uint8Array, grain: number, skipZeros: boolean, compress: boolean, emit: (kind: 'data' | 'zero' | 'compressed', at: number, data: Uint8Array) => void): void {
   let runStart = -1;
-  const flush = async (end: number) => {
+  const flush = (end: number) => {
     if (runStart < 0) return;
     const run = data.subarray(runStart, end);
-    if (compress) await writeCompressedRun(dst, pos + runStart, run, grain);
-    else await dst.write(pos + runStart, run);
+    if (compress) emitCompressedRun(pos + runStart, run, grain, emit);
+    else emit('data', pos + runStart, run);
     runStart = -1;
+  };
+  let zeroStart = -1;
+  const flushZeros = (end: number) => {
+    if (zeroStart < 0) return;
+    if (!skipZeros) emit('zero', pos + zeroStart, data.subarray(zeroStart, end));
+    zeroStart = -1;
   };
   for (let off = 0; off < data.length; ) {
     const n = Math.min(grain - ((pos + off) % grain), data.length - off);
-    const piece = data.subarray(off, off + n);
-    if (isZero(piece)) {
-      await flush(off);
-      if (!skipZeros) await dst.writeZeroes(pos + off, n);
-    } else if (runStart < 0) runStart = off;
+    if (isZeroRange(data, off, off + n)) {
+      flush(off);
+      if (zeroStart < 0) zeroStart = off;
+    } else {
+      flushZeros(off);
+      if (runStart < 0) runStart = off;
+    }
     off += n;
   }
-  await flush(data.length);
+  flush(data.length);
+  flushZeros(data.length);
 }
 
-async function writeCompressedRun(dst: BlockDevice, pos: number, run: Uint8Array, cluster: number): Promise<void> {
+function emitCompressedRun(pos: number, run: Uint8Array, cluster: number, emit: (kind: 'data' | 'compressed', at: number, data: Uint8Array) => void): void {
   for (let off = 0; off < run.length; off += cluster) {
     const piece = run.subarray(off, Math.min(off + cluster, run.length));
-    if (dst.writeCompressed && piece.length === cluster) await dst.writeCompressed(pos + off, piece);
-    else await dst.write(pos + off, piece); // the image's last, partial cluster is stored uncompressed
+    // The image's last, partial cluster is stored uncompressed.
+    emit(piece.length === cluster ? 'compressed' : 'data', pos + off, piece);
+  }
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** True when data[a, b) is all zeros. Most data grains differ from zero in their first bytes: look there first. */
+function isZeroRange(data: Uint8Array, a: number, b: number): boolean {
+  if (b - a >= 8 && (data[a] | data[a + 1] | data[a + 2] | data[a + 3] | data[b - 1] | data[b - 2] | data[b - 3] | data[b - 4]) !== 0) return false;
+  if (b - a > ZEROS.length) return isZero(data.subarray(a, b));
+  const view = Buffer.from(data.buffer, data.byteOffset + a, b - a);
+  return view.equals(ZEROS.subarray(0, b - a));
+}
+
+/**
+ * The target's dirty pages are sent to the disk while the copy goes on, one fdatasync at a time on a second
+ * handle, so that the flush at the end, which makes the new image durable before it is renamed into place,
+ * finds little left to write. Best effort: its errors are ignored, the final flush is the one that counts.
+ */
+class Writeback {
+  private pending = 0;
+  private syncing?: Promise<void>;
+  private constructor(private readonly fh: fsp.FileHandle | undefined) {}
+
+  static async open(path: string): Promise<Writeback> {
+    const fh = await fsp.open(path, 'r').catch(() => undefined);
+    return new Writeback(fh);
+  }
+
+  wrote(bytes: number): void {
+    this.pending += bytes;
+    if (!this.fh || this.syncing || this.pending < WRITEBACK_EVERY) return;
+    this.pending = 0;
+    this.syncing = this.fh.datasync().then(
+      () => {
+        this.syncing = undefined;
+      },
+      () => {
+        this.syncing = undefined;
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.syncing;
+    await this.fh?.close().catch(() => undefined);
   }
 }

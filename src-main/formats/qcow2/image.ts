@@ -607,17 +607,31 @@ export class Qcow2Device implements BlockDevice {
     const refs = await this.refcounts();
     const old: L2Entry[] = [];
     for (let j = 0; j < n; j++) old.push(this.readEntry(table, (c0 + j) % this.l2Entries));
-    const buf = new Uint8Array(n * cs);
-    for (let j = 0; j < n; j++) {
-      const g = (c0 + j) * cs;
-      const ws = Math.max(pos, g);
-      const we = Math.min(end, g + cs);
-      const slot = buf.subarray(j * cs, (j + 1) * cs);
-      if (ws > g || we < g + cs) await this.readOld(g, slot);
-      slot.set(data.subarray(ws - pos, we - pos), ws - g);
+    let buf: Uint8Array;
+    if (pos <= c0 * cs && end >= (c0 + n) * cs) {
+      // Whole clusters (the usual case in a sequential copy): written straight from the caller's buffer.
+      buf = data.subarray(c0 * cs - pos, (c0 + n) * cs - pos);
+    } else {
+      buf = new Uint8Array(n * cs);
+      for (let j = 0; j < n; j++) {
+        const g = (c0 + j) * cs;
+        const ws = Math.max(pos, g);
+        const we = Math.min(end, g + cs);
+        const slot = buf.subarray(j * cs, (j + 1) * cs);
+        if (ws > g || we < g + cs) await this.readOld(g, slot);
+        slot.set(data.subarray(ws - pos, we - pos), ws - g);
+      }
     }
-    const host = await refs.alloc(n);
-    await this.file.write(host, buf);
+    // The refcount raise and the data go to the file side by side; the L2 entries only after both are written.
+    const refcountWrites: Array<Promise<void>> = [];
+    let host: number;
+    try {
+      host = await refs.alloc(n, refcountWrites);
+    } catch (err) {
+      await Promise.allSettled(refcountWrites);
+      throw err;
+    }
+    await Promise.all([...refcountWrites, this.file.write(host, buf)]);
     for (let j = 0; j < n; j++) {
       const g = (c0 + j) * cs;
       let zeroBits = 0;

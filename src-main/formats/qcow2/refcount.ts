@@ -152,13 +152,17 @@ export class Refcounts {
     return count;
   }
 
-  /** Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. */
-  async alloc(n: number): Promise<number> {
+  /**
+   * Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. With `writes`,
+   * the refcount block writes are started but not awaited: they are pushed there, and the caller awaits them
+   * before anything points at the clusters (it may write the clusters' data meanwhile).
+   */
+  async alloc(n: number, writes?: Array<Promise<void>>): Promise<number> {
     if (n < 1) throw new DiskError('EINVAL', 'cannot allocate zero clusters');
     const start = await this.findFree(n);
     for (let i = start; i < start + n; i++) this.reserved.add(i);
     try {
-      await this.change(start, n, +1);
+      await this.change(start, n, +1, writes);
     } finally {
       for (let i = start; i < start + n; i++) this.reserved.delete(i);
     }
@@ -173,8 +177,13 @@ export class Refcounts {
     await this.change(first, last - first + 1, delta);
   }
 
-  /** Adds `delta` to the refcounts of clusters [first, first + count), one block write per refcount block. */
-  async change(first: number, count: number, delta: number): Promise<void> {
+  /**
+   * Adds `delta` to the refcounts of clusters [first, first + count), one block write per refcount block.
+   * With `writes`, those block writes are pushed there instead of awaited (see alloc). The cached block is the
+   * source of every write and only moves forward, so writes of one block that overlap in time still leave
+   * its newest state in the file.
+   */
+  async change(first: number, count: number, delta: number, writes?: Array<Promise<void>>): Promise<void> {
     let i = first;
     const end = first + count;
     while (i < end) {
@@ -199,7 +208,9 @@ export class Refcounts {
       // Write back just the bytes that changed.
       const byteStart = Math.floor(((i % this.perBlock) * this.bits) / 8);
       const byteEnd = Math.ceil((((runEnd - 1) % this.perBlock) + 1) * this.bits / 8);
-      await this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
+      const write = this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
+      if (writes) writes.push(write);
+      else await write;
       for (const j of freed) {
         if (j < this.freeIndex) this.freeIndex = j;
         this.onFreed?.(j * this.clusterSize);
