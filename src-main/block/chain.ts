@@ -42,3 +42,12 @@ export function chainOf(top: BlockDevice): BlockDevice[] {
   for (let d: BlockDevice | undefined = top; d; d = d.backing) out.push(d);
   return out;
 }
+
+/**
+ * True when every device of the chain takes overlapping calls safely, so callers may keep several reads (or
+ * writes) under way: raw does positioned file I/O only, and qcow2 queues its mutations in call order while
+ * its reads touch only caches. Other formats are given one call at a time.
+ */
+export function takesConcurrentCalls(top: BlockDevice): boolean {
+  return chainOf(top).every((d) => d.format === 'raw' || d.format === 'qcow2');
+}

@@ -1,4 +1,4 @@
-import { deepStatus } from '../block/chain';
+import { deepStatus, takesConcurrentCalls } from '../block/chain';
 import { throwIfAborted } from '../block/errors';
 import { openImage } from '../block/registry';
 import { isZero } from '../block/sizes';
@@ -25,6 +25,8 @@ export interface CompareResult {
 }
 
 const CHUNK = 1024 * 1024;
+/** Pieces whose reads run ahead of the comparison (each holds two CHUNK buffers). */
+const READ_AHEAD = 4;
 
 /** Compares the guest-visible content of two images, reading only where either holds data. */
 export async function compareImages(req: CompareRequest): Promise<CompareResult> {
@@ -42,49 +44,92 @@ export async function compareImages(req: CompareRequest): Promise<CompareResult>
   }
 }
 
+/** One piece of the common part: its state in both images, and the reads of whichever side holds data. */
+interface Piece {
+  pos: number;
+  len: number;
+  /** qemu-img compare -s: the block status differs here. */
+  statusMismatch: boolean;
+  bufA?: Uint8Array;
+  bufB?: Uint8Array;
+  /** Both reads (a side that reads as zero is filled with zeros instead). */
+  ready?: Promise<unknown>;
+}
+
+/**
+ * Walks both images piece by piece. The status queries and reads run up to READ_AHEAD pieces ahead of the
+ * comparison, and the two images are read side by side, so the files' I/O overlaps the comparing.
+ */
 async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareRequest): Promise<CompareResult> {
   const messages: string[] = [];
   if (a.size !== b.size && req.strict) return { identical: false, messages: ['Strict mode: Image size mismatch!'] };
   const common = Math.min(a.size, b.size);
   const total = Math.max(a.size, b.size);
-  const bufA = new Uint8Array(CHUNK);
-  const bufB = new Uint8Array(CHUNK);
-  let pos = 0;
-  while (pos < common) {
-    throwIfAborted(req.signal);
+  // Reads of one image overlap each other only where its drivers allow it.
+  const readAhead = takesConcurrentCalls(a) && takesConcurrentCalls(b) ? READ_AHEAD : 1;
+  const free: Uint8Array[] = [];
+  const take = () => free.pop() ?? new Uint8Array(CHUNK);
+  const give = (v?: Uint8Array) => {
+    if (v) free.push(new Uint8Array(v.buffer, 0, CHUNK));
+  };
+  let next = 0;
+  const plan = async (): Promise<Piece> => {
+    const pos = next;
     const len0 = Math.min(CHUNK, common - pos);
     const sa = await deepStatus(a, pos, len0);
     const sb = await deepStatus(b, pos, Math.min(len0, sa.length));
     const len = Math.min(sa.length, sb.length);
+    next = pos + len;
+    const piece: Piece = { pos, len, statusMismatch: req.strict === true && !(await sameBlockStatus(a, b, pos, common)) };
     const zeroA = sa.kind !== 'data';
     const zeroB = sb.kind !== 'data';
-    if (req.strict && !(await sameBlockStatus(a, b, pos, common))) {
-      return { identical: false, mismatchOffset: pos, messages: [...messages, `Strict mode: Offset ${pos} block status mismatch!`] };
+    if (!(zeroA && zeroB) && !piece.statusMismatch) {
+      const va = (piece.bufA = take().subarray(0, len));
+      const vb = (piece.bufB = take().subarray(0, len));
+      piece.ready = Promise.all([zeroA ? va.fill(0) : a.read(pos, va), zeroB ? vb.fill(0) : b.read(pos, vb)]);
+      // Keep a failed read from being reported as unhandled before the comparison reaches it.
+      piece.ready.catch(() => undefined);
     }
-    if (!(zeroA && zeroB)) {
-      const va = bufA.subarray(0, len);
-      const vb = bufB.subarray(0, len);
-      if (zeroA) va.fill(0);
-      else await a.read(pos, va);
-      if (zeroB) vb.fill(0);
-      else await b.read(pos, vb);
-      if (Buffer.compare(va, vb) !== 0) {
-        const at = pos + sectorFloor(firstDifference(va, vb));
-        return { identical: false, mismatchOffset: at, messages: [...messages, `Content mismatch at offset ${at}!`] };
+    return piece;
+  };
+  const planned: Piece[] = [];
+  try {
+    for (;;) {
+      throwIfAborted(req.signal);
+      while (planned.length < readAhead && next < common) planned.push(await plan());
+      const p = planned.shift();
+      if (!p) break;
+      if (p.statusMismatch) {
+        return { identical: false, mismatchOffset: p.pos, messages: [...messages, `Strict mode: Offset ${p.pos} block status mismatch!`] };
       }
+      if (p.ready) {
+        await p.ready;
+        const va = p.bufA!;
+        const vb = p.bufB!;
+        if (Buffer.compare(va, vb) !== 0) {
+          const at = p.pos + sectorFloor(firstDifference(va, vb));
+          return { identical: false, mismatchOffset: at, messages: [...messages, `Content mismatch at offset ${at}!`] };
+        }
+        give(va);
+        give(vb);
+      }
+      req.onProgress?.(p.pos + p.len, total);
     }
-    pos += len;
-    req.onProgress?.(pos, total);
+  } finally {
+    // Reads still under way (after a mismatch or a failure) settle before the images are closed.
+    await Promise.allSettled(planned.map((p) => p.ready));
   }
+  let pos = common;
   // qemu-img warns about the sizes only once the common part matched, then checks the rest reads as zeros.
   if (a.size !== b.size) messages.push('Warning: Image size mismatch!');
   // Past the shorter image, the longer one must read as zeros.
   const longer = a.size > b.size ? a : b;
+  const buf = take();
   while (pos < longer.size) {
     throwIfAborted(req.signal);
     const s = await deepStatus(longer, pos, Math.min(CHUNK, longer.size - pos));
     if (s.kind === 'data') {
-      const v = bufA.subarray(0, s.length);
+      const v = buf.subarray(0, s.length);
       await longer.read(pos, v);
       if (!isZero(v)) {
         const at = pos + sectorFloor(v.findIndex((x) => x !== 0));

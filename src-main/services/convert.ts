@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { chainOf, deepStatus } from '../block/chain';
+import { deepStatus, takesConcurrentCalls } from '../block/chain';
 import { DiskError, throwIfAborted } from '../block/errors';
 import { driverFor, openImage } from '../block/registry';
 import { isZero } from '../block/sizes';
@@ -88,14 +88,6 @@ interface Step {
   ready?: Promise<void>;
   /** All writes of the step, settled (errors are kept by the pipeline, not by this promise). */
   done?: Promise<void>;
-}
-
-/**
- * Drivers whose devices take overlapping calls safely: raw (positioned file I/O only) and qcow2 (mutations
- * queued in call order, reads touch only caches). Other formats get one call at a time.
- */
-function takesConcurrentCalls(dev: BlockDevice): boolean {
-  return chainOf(dev).every((d) => d.format === 'raw' || d.format === 'qcow2');
 }
 
 /**

@@ -1,10 +1,12 @@
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import { isZero } from '../../block/sizes';
 import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 
 /** Zero detection works in blocks of this size when the file system cannot tell us its holes. */
 const ZERO_PROBE_BLOCK = 4096;
+/** Zero detection reads the file in windows of this size (a multiple of the block), kept for the next query. */
+const PROBE_WINDOW = 1 << 20;
+const ZERO_BLOCK = Buffer.alloc(ZERO_PROBE_BLOCK);
 const ZERO_WRITE_CHUNK = 1 << 20;
 /**
  * qemu sees a raw file in whole 512-byte sectors: a file whose length is not a multiple of 512 has a virtual
@@ -19,6 +21,8 @@ const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
  */
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
+  /** The window last read for zero detection (status without hole detection); dropped by every change. */
+  private probe?: { at: number; data: Uint8Array };
   constructor(private readonly file: ImageFile, readonly readOnly: boolean) {}
   get path(): string {
     return this.file.path;
@@ -41,16 +45,23 @@ class RawDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     this.checkRange(offset, data.length);
-    await this.file.write(offset, data);
+    this.probe = undefined;
+    try {
+      await this.file.write(offset, data);
+    } finally {
+      this.probe = undefined;
+    }
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
     if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     this.checkRange(offset, length);
+    this.probe = undefined;
     const zero = new Uint8Array(Math.min(length, ZERO_WRITE_CHUNK));
     for (let pos = offset; pos < offset + length; pos += zero.length) {
       await this.file.write(pos, zero.subarray(0, Math.min(zero.length, offset + length - pos)));
     }
+    this.probe = undefined;
   }
 
   /**
@@ -67,14 +78,12 @@ class RawDevice implements BlockDevice {
       const runEnd = Math.min(end, Math.max(a.end, offset + 1));
       return a.data ? { kind: 'data', length: runEnd - offset, hostOffset: offset } : { kind: 'zero', length: runEnd - offset, hostOffset: offset };
     }
-    const buf = new Uint8Array(ZERO_PROBE_BLOCK);
     let pos = offset;
     let zero: boolean | undefined;
     while (pos < end) {
+      const w = await this.probeWindow(pos);
       const n = Math.min(ZERO_PROBE_BLOCK - (pos % ZERO_PROBE_BLOCK), end - pos);
-      const view = buf.subarray(0, n);
-      await this.file.readZeroPadded(pos, view);
-      const z = isZero(view);
+      const z = isZeroBlock(w.data, pos - w.at, pos - w.at + n);
       if (zero === undefined) zero = z;
       else if (z !== zero) break;
       pos += n;
@@ -83,11 +92,24 @@ class RawDevice implements BlockDevice {
     return zero ? { kind: 'zero', length: pos - offset, hostOffset: offset } : { kind: 'data', length: pos - offset, hostOffset: offset };
   }
 
+  /** The window of the file around `pos` for zero detection: read in one go, block-aligned, kept for the next query. */
+  private async probeWindow(pos: number): Promise<{ at: number; data: Uint8Array }> {
+    const p = this.probe;
+    if (p && pos >= p.at && pos < p.at + p.data.length) return p;
+    const at = pos - (pos % ZERO_PROBE_BLOCK);
+    const data = new Uint8Array(Math.min(PROBE_WINDOW, this.size - at));
+    await this.file.readZeroPadded(at, data);
+    const w = { at, data };
+    this.probe = w;
+    return w;
+  }
+
   async resize(newSize: number, shrink: boolean): Promise<void> {
     if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     if (newSize < this.size && !shrink) {
       throw new DiskError('EINVAL', `${this.path}: shrinking would lose data; use --shrink to confirm`, this.path);
     }
+    this.probe = undefined;
     await this.file.truncate(newSize);
   }
 
@@ -97,6 +119,12 @@ class RawDevice implements BlockDevice {
   async close(): Promise<void> {
     await this.file.close();
   }
+}
+
+/** True when data[a, b) is all zeros (b - a is at most one probe block). */
+function isZeroBlock(data: Uint8Array, a: number, b: number): boolean {
+  if (data[a] !== 0 || data[b - 1] !== 0) return false;
+  return Buffer.from(data.buffer, data.byteOffset + a, b - a).equals(ZERO_BLOCK.subarray(0, b - a));
 }
 
 export const rawDriver: FormatDriver = {
