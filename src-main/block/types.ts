@@ -43,6 +43,11 @@ export interface BlockDevice {
   /** Changes the virtual size. Shrinking is only done when `shrink` is true. */
   resize?(newSize: number, shrink: boolean): Promise<void>;
   flush(): Promise<void>;
+  /**
+   * qemu's cache=unsafe from now on (convert -t unsafe): flush() returns at once and close() does not sync,
+   * so what was written reaches the disk when the system writes it back. Formats without it always flush.
+   */
+  skipFlushes?(): void;
   /** Closes this image and its backing chain. */
   close(): Promise<void>;
 }

@@ -34,7 +34,7 @@ const USAGE = `usage: diskwright COMMAND [options]
 Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
-  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-B BACKING [-F FMT]] [-n] SRC DST
+  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] A B
   map      [-f FMT] [--output human|json] IMAGE
@@ -155,6 +155,7 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     backingFile: last(p, '-B'),
     backingFormat: formatArg(p, '-F'),
     existingTarget: has(p, '-n'),
+    cache: last(p, '-t'),
     backingPolicy: BACKING,
     onProgress: progressPrinter(io, has(p, '-p')),
   });

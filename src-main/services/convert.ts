@@ -20,6 +20,11 @@ export interface ConvertRequest {
   backingFormat?: string;
   /** The target exists already: write into it instead of creating it (-n). */
   existingTarget?: boolean;
+  /**
+   * The target's cache mode, as qemu-img's -t: 'unsafe' writes without any flush (qemu-img convert's
+   * default); the others (the default here) flush the new image once, before it is renamed into place.
+   */
+  cache?: string;
   backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -36,6 +41,8 @@ const ZERO_STEP = 64 * 1024 * 1024;
 /** Pieces read ahead of the writer, and pieces whose writes may be under way at once (each holds a buffer). */
 const READ_AHEAD = 4;
 const WRITES_IN_FLIGHT = 3;
+/** qemu's cache modes; all but unsafe flush once at the end (none/directsync do not bypass the page cache here). */
+const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
 /** Written bytes after which the target's dirty pages are sent to the disk in the background (see Writeback). */
 const WRITEBACK_EVERY = 32 * 1024 * 1024;
 
@@ -46,6 +53,9 @@ const WRITEBACK_EVERY = 32 * 1024 * 1024;
 export async function convertImage(req: ConvertRequest): Promise<void> {
   const targetDriver = driverFor(req.targetFormat);
   if (req.compress && targetDriver.name !== 'qcow2') throw new DiskError('EUNSUPPORTED', `compression (-c) is not supported for ${req.targetFormat}`);
+  const cache = req.cache ?? 'writeback';
+  if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
+  const unsafe = cache === 'unsafe';
   const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
   let tmp: string | undefined;
   let dst: BlockDevice | undefined;
@@ -58,7 +68,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       await createImage({ path: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
-    const writeback = await Writeback.open(tmp ?? req.target);
+    if (unsafe) dst.skipFlushes?.();
+    const writeback = unsafe ? Writeback.none() : await Writeback.open(tmp ?? req.target);
     try {
       await copyContent(src, dst, req, writeback);
     } finally {
@@ -275,6 +286,10 @@ class Writeback {
   private pending = 0;
   private syncing?: Promise<void>;
   private constructor(private readonly fh: fsp.FileHandle | undefined) {}
+
+  static none(): Writeback {
+    return new Writeback(undefined);
+  }
 
   static async open(path: string): Promise<Writeback> {
     const fh = await fsp.open(path, 'r').catch(() => undefined);

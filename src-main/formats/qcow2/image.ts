@@ -7,8 +7,8 @@
  * written, then the L2 entry (and L1 entry) that points to it; an old cluster's refcount is lowered only after
  * nothing points to it. A crash at any point leaks clusters at worst.
  */
-import { constants as zc, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { Decompress as ZstdDecompress } from 'fzstd';
+import type * as Zlib from 'node:zlib';
+import type * as Fzstd from 'fzstd';
 import { FORMAT_NAMES, type FormatName } from '../../../src-shared/api';
 import { LruCache } from '../../block/cache';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
@@ -30,6 +30,22 @@ import {
   type Qcow2Layout,
 } from './layout';
 import { Refcounts } from './refcount';
+
+// The codecs are loaded on first use: most commands never meet a compressed cluster, and start-up time counts.
+let zlibModule: typeof Zlib | undefined;
+let fzstdModule: typeof Fzstd | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const zlib = (): typeof Zlib => (zlibModule ??= require('node:zlib') as typeof Zlib);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const fzstd = (): typeof Fzstd => (fzstdModule ??= require('fzstd') as typeof Fzstd);
+
+/** qemu's deflate parameters for compressed clusters: raw deflate, 4 KiB window, default level. */
+const DEFLATE_OPTIONS = { windowBits: 12, memLevel: 9 };
+
+/** Compresses one cluster on the thread pool, so that several clusters are compressed at once. */
+function deflateCluster(data: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, out) => (err ? reject(err) : resolve(out))));
+}
 
 export const HI_COPIED = 0x80000000;
 const HI_COMPRESSED = 0x40000000;
@@ -100,6 +116,15 @@ export class Qcow2Device implements BlockDevice {
   private freeByteOffset = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private preallocDetected?: boolean;
+  private noFlush = false;
+  /**
+   * Work that writes started and no job waits for (see post and writeNewClusters): L2 writes, and new clusters
+   * whose data is being written; and the first of them that failed.
+   */
+  private readonly posted = new Set<Promise<void>>();
+  private postedFailure?: { err: unknown };
+  /** Guest clusters whose new host clusters are being written; their L2 entries change when that is done. */
+  private readonly landing = new Map<number, Promise<void>>();
 
   constructor(
     readonly file: ImageFile,
@@ -132,11 +157,61 @@ export class Qcow2Device implements BlockDevice {
     return this.header.version;
   }
 
-  /** Runs mutations one at a time, in call order. */
-  serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+  /**
+   * Runs mutations one at a time, in call order. Only plain writes (`posting`) may start while L2 writes
+   * posted by earlier writes are still under way; every other job waits for them first, so it sees them
+   * done, in order before its own writes and syncs.
+   */
+  serial<T>(fn: () => Promise<T>, posting: boolean | 'settles-itself' = false): Promise<T> {
+    const job = async (): Promise<T> => {
+      if (posting === true) this.throwPostedFailure();
+      else if (!posting) await this.settlePosted();
+      return fn();
+    };
+    const run = this.queue.then(job, job);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Starts an L2 write that the current job does not wait for. Allowed only for entries whose clusters'
+   * data and refcounts are already written and when no refcount drop depends on the write: the file then
+   * holds either the old or the new entry, and both are consistent.
+   */
+  private post(write: Promise<void>): void {
+    const p: Promise<void> = write.then(
+      () => {
+        this.posted.delete(p);
+      },
+      (err: unknown) => {
+        this.posted.delete(p);
+        this.postedFailure ??= { err };
+      },
+    );
+    this.posted.add(p);
+  }
+
+  /** Waits until no cluster of [first, last] is landing (a job that touches a cluster sees it done). */
+  private async awaitLanding(first: number, last: number): Promise<void> {
+    if (this.landing.size === 0) return;
+    for (let c = first; c <= last; c++) {
+      const l = this.landing.get(c);
+      if (l) await l.catch(() => undefined);
+    }
+  }
+
+  /** Waits for every posted write; the first one that failed fails this. */
+  private async settlePosted(): Promise<void> {
+    while (this.posted.size) await Promise.all(this.posted);
+    this.throwPostedFailure();
+  }
+
+  private throwPostedFailure(): void {
+    const f = this.postedFailure;
+    if (f) {
+      this.postedFailure = undefined;
+      throw f.err;
+    }
   }
 
   async loadL1(): Promise<void> {
@@ -195,6 +270,10 @@ export class Qcow2Device implements BlockDevice {
   async l2Table(offset: number): Promise<Uint8Array> {
     let t = this.l2Cache.get(offset);
     if (!t) {
+      // A table evicted while a posted write of it is under way must not be read back before that write lands.
+      await this.settlePosted();
+      t = this.l2Cache.get(offset);
+      if (t) return t;
       t = await this.file.readBlock(offset, this.clusterSize, 'L2 table');
       this.l2Cache.set(offset, t);
     }
@@ -389,7 +468,7 @@ export class Qcow2Device implements BlockDevice {
     let out: Buffer;
     try {
       // Raw deflate, as qemu writes it; the stream may be cut at a sector end once a cluster is produced.
-      out = inflateRawSync(src, { finishFlush: zc.Z_SYNC_FLUSH, maxOutputLength: this.clusterSize });
+      out = zlib().inflateRawSync(src, { finishFlush: zlib().constants.Z_SYNC_FLUSH, maxOutputLength: this.clusterSize });
     } catch {
       throw corrupt(`${this.path}: the compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, this.path);
     }
@@ -502,24 +581,39 @@ export class Qcow2Device implements BlockDevice {
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     this.checkRange(offset, data.length);
+    // New clusters' data may still be landing when the job ends (the next write starts meanwhile); the write
+    // is done when they have landed.
+    const landings: Array<Promise<void>> = [];
     await this.serial(async () => {
       await this.beginWrite();
-      await this.writeData(offset, data);
-    }).catch((err) => {
+      await this.writeData(offset, data, landings);
+    }, true).catch((err) => {
+      throw toDiskError(err, this.path);
+    });
+    await Promise.all(landings).catch((err) => {
       throw toDiskError(err, this.path);
     });
   }
 
-  /** Writes guest data, one L2 table's range at a time. */
-  private async writeData(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes guest data, one L2 table's range at a time. With `landings`, the data of new clusters may still be
+   * on its way when this returns: their completions are pushed there. Without, this waits for them.
+   */
+  private async writeData(offset: number, data: Uint8Array, landings?: Array<Promise<void>>): Promise<void> {
     const span = this.l2Entries * this.clusterSize;
+    const own = landings ?? [];
     let pos = offset;
     const end = offset + data.length;
-    while (pos < end) {
-      const spanEnd = Math.min(end, (Math.floor(pos / span) + 1) * span);
-      await this.writeSpan(pos, data.subarray(pos - offset, spanEnd - offset));
-      pos = spanEnd;
+    try {
+      while (pos < end) {
+        const spanEnd = Math.min(end, (Math.floor(pos / span) + 1) * span);
+        await this.writeSpan(pos, data.subarray(pos - offset, spanEnd - offset), own);
+        pos = spanEnd;
+      }
+    } finally {
+      if (!landings) await Promise.allSettled(own);
     }
+    if (!landings) await Promise.all(own);
   }
 
   /**
@@ -573,11 +667,12 @@ export class Qcow2Device implements BlockDevice {
   }
 
   /** Writes `data` at guest `pos`; the range lies within one L2 table's range. */
-  private async writeSpan(pos: number, data: Uint8Array): Promise<void> {
+  private async writeSpan(pos: number, data: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
     const cs = this.clusterSize;
     const end = pos + data.length;
     const firstCluster = Math.floor(pos / cs);
     const lastCluster = Math.floor((end - 1) / cs);
+    await this.awaitLanding(firstCluster, lastCluster);
     const l1i = Math.floor(firstCluster / this.l2Entries);
     const { offset: l2off, table } = await this.l2ForWrite(l1i);
     let c = firstCluster;
@@ -591,7 +686,7 @@ export class Qcow2Device implements BlockDevice {
       // A run of clusters that all need new host clusters: allocate them together.
       let n = 1;
       while (c + n <= lastCluster && !this.ownsCluster(this.readEntry(table, (c + n) % this.l2Entries))) n++;
-      await this.writeNewClusters(c, n, pos, data, l2off, table);
+      await this.writeNewClusters(c, n, pos, data, l2off, table, landings);
       c += n;
     }
   }
@@ -601,7 +696,13 @@ export class Qcow2Device implements BlockDevice {
     await this.readAt(start, into);
   }
 
-  private async writeNewClusters(c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array): Promise<void> {
+  /**
+   * Gives guest clusters [c0, c0 + n) new host clusters holding `data` (and their old content where `data`
+   * covers them only in part). The refcounts are raised and the data written side by side; the L2 entries
+   * change only once both are written. When no old cluster is freed, that last part happens after this
+   * returns ("landing", pushed to `landings`), so that the next write's data goes to the file meanwhile.
+   */
+  private async writeNewClusters(c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
     const cs = this.clusterSize;
     const end = pos + data.length;
     const refs = await this.refcounts();
@@ -622,7 +723,6 @@ export class Qcow2Device implements BlockDevice {
         slot.set(data.subarray(ws - pos, we - pos), ws - g);
       }
     }
-    // The refcount raise and the data go to the file side by side; the L2 entries only after both are written.
     const refcountWrites: Array<Promise<void>> = [];
     let host: number;
     try {
@@ -631,7 +731,32 @@ export class Qcow2Device implements BlockDevice {
       await Promise.allSettled(refcountWrites);
       throw err;
     }
-    await Promise.all([...refcountWrites, this.file.write(host, buf)]);
+    const written = Promise.all([...refcountWrites, this.file.write(host, buf)]);
+    const released = old.filter((o) => this.isCompressed(o) || hostOf(o) !== 0);
+    if (released.length === 0) {
+      // Nothing is freed, so nothing waits for the L2 write: the entries change when the data has landed, and
+      // until then no other job touches these clusters (awaitLanding) or reads their table from the file.
+      const landing = written.then(() => {
+        this.putNewEntries(c0, n, pos, end, host, old, table);
+        this.post(this.writeEntries(l2off, table, c0 % this.l2Entries, n));
+      });
+      for (let j = 0; j < n; j++) this.landing.set(c0 + j, landing);
+      const landed = () => {
+        for (let j = 0; j < n; j++) if (this.landing.get(c0 + j) === landing) this.landing.delete(c0 + j);
+      };
+      this.post(landing.finally(landed));
+      landings.push(landing);
+      return;
+    }
+    await written;
+    this.putNewEntries(c0, n, pos, end, host, old, table);
+    await this.writeEntries(l2off, table, c0 % this.l2Entries, n);
+    for (const o of released) await this.releaseEntry(o);
+  }
+
+  /** The L2 entries of clusters [c0, c0 + n) newly at `host`, after guest bytes [pos, end) were written there. */
+  private putNewEntries(c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
+    const cs = this.clusterSize;
     for (let j = 0; j < n; j++) {
       const g = (c0 + j) * cs;
       let zeroBits = 0;
@@ -647,8 +772,6 @@ export class Qcow2Device implements BlockDevice {
       }
       this.putEntry(table, (c0 + j) % this.l2Entries, this.normalEntry(host + j * cs, zeroBits, allocBits));
     }
-    await this.writeEntries(l2off, table, c0 % this.l2Entries, n);
-    for (const o of old) await this.releaseEntry(o);
   }
 
   /** Subclusters touched by the byte range [a, b) of a cluster. */
@@ -886,22 +1009,36 @@ export class Qcow2Device implements BlockDevice {
     if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== this.size)) {
       throw new DiskError('EINVAL', `${this.path}: compressed writes must cover whole clusters`, this.path);
     }
+    // This build compresses with zlib only; in a zstd image such clusters are stored uncompressed (valid).
+    const zlibImage = this.header.compressionType === COMPRESSION_ZLIB;
+    const full = data.length === cs ? data : (() => { const b = new Uint8Array(cs); b.set(data); return b; })();
+    // Compressed on the thread pool before this write's turn in the queue comes, so that the clusters of a
+    // convert are compressed side by side; allocation still happens in call order.
+    const packing = zlibImage ? deflateCluster(full) : undefined;
+    packing?.catch(() => undefined);
     await this.serial(async () => {
       await this.beginWrite();
-      if (this.header.compressionType !== COMPRESSION_ZLIB) {
-        // This build compresses with zlib only; in a zstd image such clusters are stored uncompressed (valid).
+      if (!packing) {
         await this.writeData(offset, data);
         return;
       }
-      const full = data.length === cs ? data : (() => { const b = new Uint8Array(cs); b.set(data); return b; })();
-      // qemu's parameters: raw deflate, 4 KiB window, default level; data that does not shrink is stored plain.
-      const packed = deflateRawSync(full, { windowBits: 12, memLevel: 9 });
+      // Data that does not shrink is stored plain.
+      const packed = await packing;
       if (packed.length >= cs) {
         await this.writeData(offset, data);
         return;
       }
-      const host = await this.allocBytes(packed.length);
-      await this.file.write(host, packed);
+      const refcountWrites: Array<Promise<void>> = [];
+      let host: number;
+      try {
+        host = await this.allocBytes(packed.length, refcountWrites);
+      } catch (err) {
+        await Promise.allSettled(refcountWrites);
+        throw err;
+      }
+      // The refcount raise and the data go to the file side by side; the L2 entry only after both are written.
+      await Promise.all([...refcountWrites, this.file.write(host, packed)]);
+      await this.awaitLanding(offset / cs, offset / cs);
       const { offset: l2off, table } = await this.l2ForWrite(Math.floor(offset / cs / this.l2Entries));
       const idx = (offset / cs) % this.l2Entries;
       const old = this.readEntry(table, idx);
@@ -909,13 +1046,13 @@ export class Qcow2Device implements BlockDevice {
       this.putEntry(table, idx, { hi: Number(ce >> 32n), lo: Number(ce & 0xffffffffn), zeroBits: 0, allocBits: 0 });
       await this.writeEntries(l2off, table, idx, 1);
       await this.releaseEntry(old);
-    }).catch((err) => {
+    }, true).catch((err) => {
       throw toDiskError(err, this.path);
     });
   }
 
   /** Allocates `size` bytes for compressed data, packing clusters one after another as qemu does. */
-  private async allocBytes(size: number): Promise<number> {
+  private async allocBytes(size: number, writes?: Array<Promise<void>>): Promise<number> {
     const refs = await this.refcounts();
     const cs = this.clusterSize;
     let offset = this.freeByteOffset;
@@ -928,7 +1065,7 @@ export class Qcow2Device implements BlockDevice {
       const next = await refs.findFreeClusters(1);
       if (!offset || Math.ceil(offset / cs) * cs !== next) offset = next;
     }
-    await refs.update(offset, size, +1);
+    await refs.update(offset, size, +1, writes);
     this.freeByteOffset = offset + size;
     return offset;
   }
@@ -1121,27 +1258,36 @@ export class Qcow2Device implements BlockDevice {
     this.inflated.clear();
   }
 
+  /** cache=unsafe: no syncs at flush and close (the other syncs of rare metadata moves stay). */
+  skipFlushes(): void {
+    this.noFlush = true;
+  }
+
   async flush(): Promise<void> {
+    if (this.noFlush) return;
     await this.serial(() => this.file.sync());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Posted writes are waited for inside the job, so that the file is closed even when one of them failed.
     await this.serial(async () => {
       this.closed = true;
       try {
+        await this.settlePosted();
         if (this.dirtySetByUs) {
-          await this.file.sync();
+          if (!this.noFlush) await this.file.sync();
           this.header.incompatibleFeatures &= ~INCOMPAT_DIRTY;
           await this.writeU64(HDR_INCOMPAT, this.header.incompatibleFeatures);
         }
-        if (!this.readOnly) await this.file.sync();
+        if (!this.readOnly && !this.noFlush) await this.file.sync();
       } finally {
         await this.file.close();
         await this.backing?.close();
       }
-    });
+    }, 'settles-itself');
   }
+
 }
 
 /** The largest zstd window we accept: a frame header from the file decides how much the decoder allocates. */
@@ -1172,7 +1318,7 @@ function inflateZstd(src: Uint8Array, clusterSize: number): Uint8Array | undefin
   }
   const out = new Uint8Array(clusterSize);
   let got = 0;
-  const d = new ZstdDecompress((chunk: Uint8Array) => {
+  const d = new (fzstd().Decompress)((chunk: Uint8Array) => {
     const take = Math.min(chunk.length, clusterSize - got);
     out.set(chunk.subarray(0, take), got);
     got += take;

@@ -169,12 +169,12 @@ export class Refcounts {
     return start * this.clusterSize;
   }
 
-  /** Adds `delta` to the refcount of every cluster touched by the byte range [offset, offset + length). */
-  async update(offset: number, length: number, delta: number): Promise<void> {
+  /** Adds `delta` to the refcount of every cluster touched by the byte range [offset, offset + length); `writes` as in change(). */
+  async update(offset: number, length: number, delta: number, writes?: Array<Promise<void>>): Promise<void> {
     if (length <= 0) return;
     const first = Math.floor(offset / this.clusterSize);
     const last = Math.floor((offset + length - 1) / this.clusterSize);
-    await this.change(first, last - first + 1, delta);
+    await this.change(first, last - first + 1, delta, writes);
   }
 
   /**

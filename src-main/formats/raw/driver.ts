@@ -23,6 +23,7 @@ class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
   /** The window last read for zero detection (status without hole detection); dropped by every change. */
   private probe?: { at: number; data: Uint8Array };
+  private noFlush = false;
   constructor(private readonly file: ImageFile, readonly readOnly: boolean) {}
   get path(): string {
     return this.file.path;
@@ -113,8 +114,12 @@ class RawDevice implements BlockDevice {
     await this.file.truncate(newSize);
   }
 
+  skipFlushes(): void {
+    this.noFlush = true;
+  }
+
   async flush(): Promise<void> {
-    await this.file.sync();
+    if (!this.noFlush) await this.file.sync();
   }
   async close(): Promise<void> {
     await this.file.close();
