@@ -42,6 +42,9 @@ const fzstd = (): typeof Fzstd => (fzstdModule ??= require('fzstd') as typeof Fz
 /** qemu's deflate parameters for compressed clusters: raw deflate, 4 KiB window, default level. */
 const DEFLATE_OPTIONS = { windowBits: 12, memLevel: 9 };
 
+/** Clusters at least this large are compressed on the thread pool (measured: smaller ones are faster inline). */
+const ASYNC_DEFLATE_MIN = 32 * 1024;
+
 /** Compresses one cluster on the thread pool, so that several clusters are compressed at once. */
 function deflateCluster(data: Uint8Array): Promise<Buffer> {
   return new Promise((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, out) => (err ? reject(err) : resolve(out))));
@@ -1012,9 +1015,10 @@ export class Qcow2Device implements BlockDevice {
     // This build compresses with zlib only; in a zstd image such clusters are stored uncompressed (valid).
     const zlibImage = this.header.compressionType === COMPRESSION_ZLIB;
     const full = data.length === cs ? data : (() => { const b = new Uint8Array(cs); b.set(data); return b; })();
-    // Compressed on the thread pool before this write's turn in the queue comes, so that the clusters of a
-    // convert are compressed side by side; allocation still happens in call order.
-    const packing = zlibImage ? deflateCluster(full) : undefined;
+    // Large clusters are compressed on the thread pool before this write's turn in the queue comes, so that the
+    // clusters of a convert are compressed side by side; allocation still happens in call order. Below 32 KiB
+    // a thread pool round trip costs more than it saves.
+    const packing = !zlibImage ? undefined : cs >= ASYNC_DEFLATE_MIN ? deflateCluster(full) : Promise.resolve(zlib().deflateRawSync(full, DEFLATE_OPTIONS));
     packing?.catch(() => undefined);
     await this.serial(async () => {
       await this.beginWrite();
@@ -1044,6 +1048,11 @@ export class Qcow2Device implements BlockDevice {
       const old = this.readEntry(table, idx);
       const ce = encodeCompressedEntry(host, packed.length, this.clusterBits);
       this.putEntry(table, idx, { hi: Number(ce >> 32n), lo: Number(ce & 0xffffffffn), zeroBits: 0, allocBits: 0 });
+      if (!this.isCompressed(old) && hostOf(old) === 0) {
+        // Nothing is freed, so nothing waits for the L2 write: it may land while the next cluster goes on.
+        this.post(this.writeEntries(l2off, table, idx, 1));
+        return;
+      }
       await this.writeEntries(l2off, table, idx, 1);
       await this.releaseEntry(old);
     }, true).catch((err) => {
@@ -1058,6 +1067,11 @@ export class Qcow2Device implements BlockDevice {
     let offset = this.freeByteOffset;
     let freeIn = offset ? cs - (offset % cs) : 0;
     if (freeIn === cs) {
+      offset = 0;
+      freeIn = 0;
+    }
+    // A cluster whose refcount is at its width's maximum (1-bit refcounts: one user) takes no more: start a new one, as qemu does.
+    if (offset && (await refs.get(Math.floor(offset / cs))) >= refs.max) {
       offset = 0;
       freeIn = 0;
     }
