@@ -45,6 +45,8 @@ export class Refcounts {
   private freeIndex = 0;
   /** Clusters picked for a refcount block whose own refcount is not written yet; allocation skips them. */
   private readonly reserved = new Set<number>();
+  /** Block writes handed to callers (change with `writes`) that may still be under way. */
+  private readonly unwaited = new Set<Promise<unknown>>();
   private readonly writeTableLocation: RefcountOptions['writeTableLocation'];
   private readonly onFreed?: (clusterOffset: number) => void;
 
@@ -96,6 +98,12 @@ export class Refcounts {
     if (!off) return undefined;
     let b = this.blocks.get(off);
     if (!b) {
+      // A block evicted while a write of it is under way must not be read back before that write lands.
+      if (this.unwaited.size) {
+        await Promise.allSettled(this.unwaited);
+        b = this.blocks.get(off);
+        if (b) return b;
+      }
       b = await this.file.readBlock(off, this.clusterSize, `refcount block ${tableIndex}`);
       this.blocks.set(off, b);
     }
@@ -209,8 +217,14 @@ export class Refcounts {
       const byteStart = Math.floor(((i % this.perBlock) * this.bits) / 8);
       const byteEnd = Math.ceil((((runEnd - 1) % this.perBlock) + 1) * this.bits / 8);
       const write = this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
-      if (writes) writes.push(write);
-      else await write;
+      if (writes) {
+        writes.push(write);
+        const tracked: Promise<unknown> = write.then(
+          () => this.unwaited.delete(tracked),
+          () => this.unwaited.delete(tracked),
+        );
+        this.unwaited.add(tracked);
+      } else await write;
       for (const j of freed) {
         if (j < this.freeIndex) this.freeIndex = j;
         this.onFreed?.(j * this.clusterSize);
