@@ -229,3 +229,18 @@ test('overlapping qcow2 writes issued without waiting land in call order; qemu-i
     assertQemuAccepts(img, expected);
   }
 });
+
+test('deferred L2 entries past the cache bound are written by a queued flush mid-way (2 MiB clusters, writes 512 GiB apart); qemu-img reads them all', async () => {
+  const img = s.path(`far${n++}.qcow2`);
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', img, '6T']);
+  const dev = await openImage(img, { format: 'qcow2', readOnly: false });
+  const span = 512 * 1024 ** 3; // one L2 table's range at 2 MiB clusters; the deferred-table bound is 8
+  const pending: Array<Promise<void>> = [];
+  for (let k = 0; k < 11; k++) pending.push(dev.write(k * span + 4096, Buffer.alloc(8192, k + 1)));
+  await Promise.all(pending);
+  await dev.close();
+  qcow2Clean(img);
+  const checks = Array.from({ length: 11 }, (_, k) => `read -P ${k + 1} ${k * span + 4096} 8192`);
+  checks.push(`read -P 0 ${3 * span} 4096`);
+  must('qemu-io', ['-f', 'qcow2', ...checks.flatMap((c) => ['-c', c]), img]);
+});

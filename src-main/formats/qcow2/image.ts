@@ -128,6 +128,13 @@ export class Qcow2Device implements BlockDevice {
   private postedFailure?: { err: unknown };
   /** Guest clusters whose new host clusters are being written; their L2 entries change when that is done. */
   private readonly landing = new Map<number, Promise<void>>();
+  /**
+   * L2 entries of new clusters changed in memory and not written yet: per table offset, the table and the
+   * entry range. They are written (after the deferred refcounts) by writeDeferredMetadata, which every job
+   * other than a plain write runs first; until then their tables are never read back from the file.
+   */
+  private readonly deferredL2 = new Map<number, { table: Uint8Array; lo: number; hi: number }>();
+  private metadataFlushQueued = false;
 
   constructor(
     readonly file: ImageFile,
@@ -203,10 +210,61 @@ export class Qcow2Device implements BlockDevice {
     }
   }
 
-  /** Waits for every posted write; the first one that failed fails this. */
+  /**
+   * Waits for every posted write and landing, then writes the deferred metadata; the first failure fails this.
+   * Only where no allocation can run meanwhile: at the start of a job, or when no job runs.
+   */
   private async settlePosted(): Promise<void> {
-    while (this.posted.size) await Promise.all(this.posted);
+    while (this.posted.size) await Promise.allSettled(this.posted);
     this.throwPostedFailure();
+    await this.writeDeferredMetadata();
+  }
+
+  /** Writes the deferred refcounts, then the deferred L2 entries that point at those clusters. */
+  private async writeDeferredMetadata(): Promise<void> {
+    await this.refs?.writeDeferred();
+    if (this.deferredL2.size === 0) return;
+    const all = [...this.deferredL2];
+    this.deferredL2.clear();
+    try {
+      await Promise.all(all.map(([off, d]) => this.writeEntries(off, d.table, d.lo, d.hi - d.lo)));
+    } catch (err) {
+      for (const [off, d] of all) this.noteDeferredL2(off, d.table, d.lo, d.hi - d.lo);
+      throw err;
+    }
+  }
+
+  /** Notes changed L2 entries [first, first + count) of the table at `l2off` for writeDeferredMetadata. */
+  private noteDeferredL2(l2off: number, table: Uint8Array, first: number, count: number): void {
+    const d = this.deferredL2.get(l2off);
+    if (d && d.table === table) {
+      d.lo = Math.min(d.lo, first);
+      d.hi = Math.max(d.hi, first + count);
+    } else if (d) {
+      // Cannot happen (a table with deferred entries is never read back from the file); stay correct anyway.
+      this.post(this.writeEntries(l2off, table, first, count));
+    } else this.deferredL2.set(l2off, { table, lo: first, hi: first + count });
+  }
+
+  /**
+   * Defers L2 entries of new clusters whose data is written, and queues a flush of the deferred metadata when
+   * it holds more tables than the L2 cache would, so that memory stays bounded.
+   */
+  private deferEntries(l2off: number, table: Uint8Array, first: number, count: number): void {
+    this.noteDeferredL2(l2off, table, first, count);
+    const limit = l2CacheCapacity(this.clusterSize);
+    if (this.metadataFlushQueued || (this.deferredL2.size < limit && (this.refs?.deferredBlocks ?? 0) < limit)) return;
+    this.metadataFlushQueued = true;
+    // An empty job: taking its turn in the queue runs settlePosted, which writes the metadata.
+    this.serial(async () => undefined).then(
+      () => {
+        this.metadataFlushQueued = false;
+      },
+      (err: unknown) => {
+        this.metadataFlushQueued = false;
+        this.postedFailure ??= { err };
+      },
+    );
   }
 
   private throwPostedFailure(): void {
@@ -271,12 +329,13 @@ export class Qcow2Device implements BlockDevice {
   }
 
   async l2Table(offset: number): Promise<Uint8Array> {
-    let t = this.l2Cache.get(offset);
+    let t = this.l2Cache.get(offset) ?? this.deferredL2.get(offset)?.table;
+    if (!t && this.posted.size) {
+      // A table evicted while a write of it is under way must not be read back before that write lands.
+      await Promise.allSettled(this.posted);
+      t = this.l2Cache.get(offset) ?? this.deferredL2.get(offset)?.table;
+    }
     if (!t) {
-      // A table evicted while a posted write of it is under way must not be read back before that write lands.
-      await this.settlePosted();
-      t = this.l2Cache.get(offset);
-      if (t) return t;
       t = await this.file.readBlock(offset, this.clusterSize, 'L2 table');
       this.l2Cache.set(offset, t);
     }
@@ -310,7 +369,9 @@ export class Qcow2Device implements BlockDevice {
     }
   }
 
+  /** Writes L2 entries [first, first + count); deferred refcount raises go to the file first (they may be what the entries point at). */
   async writeEntries(l2Offset: number, table: Uint8Array, first: number, count: number): Promise<void> {
+    await this.refs?.writeDeferred();
     const a = first * this.l2EntrySize;
     const b = (first + count) * this.l2EntrySize;
     await this.file.write(l2Offset + a, table.subarray(a, b));
@@ -336,18 +397,34 @@ export class Qcow2Device implements BlockDevice {
 
   /** The state of the guest range starting at `pos` (at most `maxLen` bytes, never past its cluster). */
   private async piece(pos: number, maxLen: number): Promise<Piece> {
-    const cs = this.clusterSize;
-    const ci = Math.floor(pos / cs);
-    const inner = pos - ci * cs;
-    const l1i = Math.floor(ci / this.l2Entries);
+    const known = this.pieceNow(pos, maxLen);
+    if (known) return known;
+    const { offset: l2off } = this.l1Entry(Math.floor(Math.floor(pos / this.clusterSize) / this.l2Entries));
+    return this.pieceIn(await this.l2Table(l2off), pos, maxLen);
+  }
+
+  /**
+   * piece() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
+   * then cost no promise each. Undefined when the table must be read first.
+   */
+  private pieceNow(pos: number, maxLen: number): Piece | undefined {
+    const l1i = Math.floor(Math.floor(pos / this.clusterSize) / this.l2Entries);
     const { offset: l2off } = this.l1Entry(l1i);
     if (!l2off) {
       // A whole L2 table's range is unallocated: answer for all of it at once.
-      const spanEnd = (l1i + 1) * this.l2Entries * cs;
+      const spanEnd = (l1i + 1) * this.l2Entries * this.clusterSize;
       return { kind: 'unallocated', length: Math.min(maxLen, spanEnd - pos) };
     }
+    const table = this.l2Cache.get(l2off);
+    return table ? this.pieceIn(table, pos, maxLen) : undefined;
+  }
+
+  /** piece() in the given L2 table (the one of `pos`). */
+  private pieceIn(table: Uint8Array, pos: number, maxLen: number): Piece {
+    const cs = this.clusterSize;
+    const ci = Math.floor(pos / cs);
+    const inner = pos - ci * cs;
     const len = Math.min(maxLen, cs - inner);
-    const table = await this.l2Table(l2off);
     const e = this.readEntry(table, ci % this.l2Entries);
     if (this.isCompressed(e)) return { kind: 'compressed', length: len, entry: entryBig(e) };
     const host = this.checkedHost(e, ci * cs);
@@ -410,7 +487,7 @@ export class Qcow2Device implements BlockDevice {
       bLen = 0;
     };
     while (pos < limit) {
-      const p = await this.piece(pos, limit - pos);
+      const p = this.pieceNow(pos, limit - pos) ?? (await this.piece(pos, limit - pos));
       const dst = into.subarray(pos - offset, pos - offset + p.length);
       if (p.kind !== 'data') await flushRun();
       if (p.kind !== 'unallocated') await flushBacking();
@@ -498,13 +575,13 @@ export class Qcow2Device implements BlockDevice {
   private async statusAt(offset: number, length: number): Promise<Extent> {
     const end = offset + length;
     const kindOf = (p: Piece): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
-    const first = await this.piece(offset, length);
+    const first = this.pieceNow(offset, length) ?? (await this.piece(offset, length));
     const kind = kindOf(first);
     // Compressed data has no host offset that qemu-img map would show.
     const host = first.kind === 'compressed' ? undefined : first.host;
     let pos = offset + first.length;
     while (pos < end) {
-      const p = await this.piece(pos, end - pos);
+      const p = this.pieceNow(pos, end - pos) ?? (await this.piece(pos, end - pos));
       if (kindOf(p) !== kind) break;
       const pHost = p.kind === 'compressed' ? undefined : p.host;
       if ((host === undefined) !== (pHost === undefined)) break;
@@ -701,9 +778,10 @@ export class Qcow2Device implements BlockDevice {
 
   /**
    * Gives guest clusters [c0, c0 + n) new host clusters holding `data` (and their old content where `data`
-   * covers them only in part). The refcounts are raised and the data written side by side; the L2 entries
-   * change only once both are written. When no old cluster is freed, that last part happens after this
-   * returns ("landing", pushed to `landings`), so that the next write's data goes to the file meanwhile.
+   * covers them only in part). The refcounts are raised first and the L2 entries change only once the data is
+   * written. When no old cluster is freed, that last part happens after this returns ("landing", pushed to
+   * `landings`), so that the next write's data goes to the file meanwhile, and the refcounts and entries are
+   * written later in runs (deferred): refcounts before entries, entries after their data.
    */
   private async writeNewClusters(c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
     const cs = this.clusterSize;
@@ -726,22 +804,16 @@ export class Qcow2Device implements BlockDevice {
         slot.set(data.subarray(ws - pos, we - pos), ws - g);
       }
     }
-    const refcountWrites: Array<Promise<void>> = [];
-    let host: number;
-    try {
-      host = await refs.alloc(n, refcountWrites);
-    } catch (err) {
-      await Promise.allSettled(refcountWrites);
-      throw err;
-    }
-    const written = Promise.all([...refcountWrites, this.file.write(host, buf)]);
     const released = old.filter((o) => this.isCompressed(o) || hostOf(o) !== 0);
     if (released.length === 0) {
-      // Nothing is freed, so nothing waits for the L2 write: the entries change when the data has landed, and
-      // until then no other job touches these clusters (awaitLanding) or reads their table from the file.
+      // Nothing is freed, so nothing waits for the metadata: the refcounts are raised in memory (written before
+      // any L2 entry, see writeEntries), the entries change when the data has landed and are written later
+      // with the others of their table; until then no other job touches these clusters (awaitLanding).
+      const host = await refs.alloc(n, true);
+      const written = this.file.write(host, buf);
       const landing = written.then(() => {
         this.putNewEntries(c0, n, pos, end, host, old, table);
-        this.post(this.writeEntries(l2off, table, c0 % this.l2Entries, n));
+        this.deferEntries(l2off, table, c0 % this.l2Entries, n);
       });
       for (let j = 0; j < n; j++) this.landing.set(c0 + j, landing);
       const landed = () => {
@@ -751,7 +823,9 @@ export class Qcow2Device implements BlockDevice {
       landings.push(landing);
       return;
     }
-    await written;
+    // Old clusters are freed: refcount raised, data written, entries written, and only then the old dropped.
+    const host = await refs.alloc(n);
+    await this.file.write(host, buf);
     this.putNewEntries(c0, n, pos, end, host, old, table);
     await this.writeEntries(l2off, table, c0 % this.l2Entries, n);
     for (const o of released) await this.releaseEntry(o);
@@ -1032,16 +1106,9 @@ export class Qcow2Device implements BlockDevice {
         await this.writeData(offset, data);
         return;
       }
-      const refcountWrites: Array<Promise<void>> = [];
-      let host: number;
-      try {
-        host = await this.allocBytes(packed.length, refcountWrites);
-      } catch (err) {
-        await Promise.allSettled(refcountWrites);
-        throw err;
-      }
-      // The refcount raise and the data go to the file side by side; the L2 entry only after both are written.
-      await Promise.all([...refcountWrites, this.file.write(host, packed)]);
+      // The refcount raise is deferred (written before any L2 entry, see writeEntries); the data is written now.
+      const host = await this.allocBytes(packed.length, true);
+      await this.file.write(host, packed);
       await this.awaitLanding(offset / cs, offset / cs);
       const { offset: l2off, table } = await this.l2ForWrite(Math.floor(offset / cs / this.l2Entries));
       const idx = (offset / cs) % this.l2Entries;
@@ -1049,8 +1116,8 @@ export class Qcow2Device implements BlockDevice {
       const ce = encodeCompressedEntry(host, packed.length, this.clusterBits);
       this.putEntry(table, idx, { hi: Number(ce >> 32n), lo: Number(ce & 0xffffffffn), zeroBits: 0, allocBits: 0 });
       if (!this.isCompressed(old) && hostOf(old) === 0) {
-        // Nothing is freed, so nothing waits for the L2 write: it may land while the next cluster goes on.
-        this.post(this.writeEntries(l2off, table, idx, 1));
+        // Nothing is freed, so nothing waits for the L2 write: it goes with the others of its table.
+        this.deferEntries(l2off, table, idx, 1);
         return;
       }
       await this.writeEntries(l2off, table, idx, 1);
@@ -1061,7 +1128,7 @@ export class Qcow2Device implements BlockDevice {
   }
 
   /** Allocates `size` bytes for compressed data, packing clusters one after another as qemu does. */
-  private async allocBytes(size: number, writes?: Array<Promise<void>>): Promise<number> {
+  private async allocBytes(size: number, defer = false): Promise<number> {
     const refs = await this.refcounts();
     const cs = this.clusterSize;
     let offset = this.freeByteOffset;
@@ -1079,7 +1146,7 @@ export class Qcow2Device implements BlockDevice {
       const next = await refs.findFreeClusters(1);
       if (!offset || Math.ceil(offset / cs) * cs !== next) offset = next;
     }
-    await refs.update(offset, size, +1, writes);
+    await refs.update(offset, size, +1, defer);
     this.freeByteOffset = offset + size;
     return offset;
   }

@@ -3,6 +3,8 @@
  * allocation (first fit, as qemu does it, so images we grow look like the ones qemu grows) and refcount
  * changes. Every change is written through to the file at once, so callers can order their writes for crash
  * safety: a cluster's refcount is raised before anything points at it, and lowered only after nothing does.
+ * The one exception is asked for by name: raises made with `defer` are written by writeDeferred(), which the
+ * caller runs before it writes anything that points at those clusters.
  * A crash in between leaves a leak (harmless, `check -r leaks` reclaims it), never a cluster in use with a
  * refcount of zero.
  */
@@ -45,8 +47,12 @@ export class Refcounts {
   private freeIndex = 0;
   /** Clusters picked for a refcount block whose own refcount is not written yet; allocation skips them. */
   private readonly reserved = new Set<number>();
-  /** Block writes handed to callers (change with `writes`) that may still be under way. */
-  private readonly unwaited = new Set<Promise<unknown>>();
+  /**
+   * Refcount changes made with `defer` and not written yet: per refcount block offset, the block and the byte
+   * range changed. writeDeferred() writes them; until then the block is never read back from the file.
+   */
+  private readonly deferred = new Map<number, { block: Uint8Array; lo: number; hi: number }>();
+  private writingDeferred?: Promise<unknown>;
   private readonly writeTableLocation: RefcountOptions['writeTableLocation'];
   private readonly onFreed?: (clusterOffset: number) => void;
 
@@ -96,14 +102,13 @@ export class Refcounts {
   private async block(tableIndex: number): Promise<Uint8Array | undefined> {
     const off = tableIndex < this.table.length ? this.table[tableIndex] : 0;
     if (!off) return undefined;
-    let b = this.blocks.get(off);
+    let b = this.blocks.get(off) ?? this.deferred.get(off)?.block;
+    if (!b && this.writingDeferred) {
+      // The block may be one whose deferred write is under way: read it back only once that landed.
+      await this.writingDeferred.catch(() => undefined);
+      b = this.blocks.get(off) ?? this.deferred.get(off)?.block;
+    }
     if (!b) {
-      // A block evicted while a write of it is under way must not be read back before that write lands.
-      if (this.unwaited.size) {
-        await Promise.allSettled(this.unwaited);
-        b = this.blocks.get(off);
-        if (b) return b;
-      }
       b = await this.file.readBlock(off, this.clusterSize, `refcount block ${tableIndex}`);
       this.blocks.set(off, b);
     }
@@ -161,37 +166,38 @@ export class Refcounts {
   }
 
   /**
-   * Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. With `writes`,
-   * the refcount block writes are started but not awaited: they are pushed there, and the caller awaits them
-   * before anything points at the clusters (it may write the clusters' data meanwhile).
+   * Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. With `defer`,
+   * the new refcounts are only noted (see change); the caller must have them written (writeDeferred) before
+   * anything on disk points at the clusters.
    */
-  async alloc(n: number, writes?: Array<Promise<void>>): Promise<number> {
+  async alloc(n: number, defer = false): Promise<number> {
     if (n < 1) throw new DiskError('EINVAL', 'cannot allocate zero clusters');
     const start = await this.findFree(n);
     for (let i = start; i < start + n; i++) this.reserved.add(i);
     try {
-      await this.change(start, n, +1, writes);
+      await this.change(start, n, +1, defer);
     } finally {
       for (let i = start; i < start + n; i++) this.reserved.delete(i);
     }
     return start * this.clusterSize;
   }
 
-  /** Adds `delta` to the refcount of every cluster touched by the byte range [offset, offset + length); `writes` as in change(). */
-  async update(offset: number, length: number, delta: number, writes?: Array<Promise<void>>): Promise<void> {
+  /** Adds `delta` to the refcount of every cluster touched by the byte range [offset, offset + length); `defer` as in change(). */
+  async update(offset: number, length: number, delta: number, defer = false): Promise<void> {
     if (length <= 0) return;
     const first = Math.floor(offset / this.clusterSize);
     const last = Math.floor((offset + length - 1) / this.clusterSize);
-    await this.change(first, last - first + 1, delta, writes);
+    await this.change(first, last - first + 1, delta, defer);
   }
 
   /**
    * Adds `delta` to the refcounts of clusters [first, first + count), one block write per refcount block.
-   * With `writes`, those block writes are pushed there instead of awaited (see alloc). The cached block is the
-   * source of every write and only moves forward, so writes of one block that overlap in time still leave
-   * its newest state in the file.
+   * With `defer` (raises only), the blocks are changed in memory and the changed bytes noted instead of
+   * written, so that a run of allocations costs one write per block (writeDeferred). Structure changes on the
+   * way (a new refcount block, a larger table) are still written at once.
    */
-  async change(first: number, count: number, delta: number, writes?: Array<Promise<void>>): Promise<void> {
+  async change(first: number, count: number, delta: number, defer = false): Promise<void> {
+    if (defer && delta < 0) throw new DiskError('EINVAL', 'refcount drops are never deferred');
     let i = first;
     const end = first + count;
     while (i < end) {
@@ -216,20 +222,50 @@ export class Refcounts {
       // Write back just the bytes that changed.
       const byteStart = Math.floor(((i % this.perBlock) * this.bits) / 8);
       const byteEnd = Math.ceil((((runEnd - 1) % this.perBlock) + 1) * this.bits / 8);
-      const write = this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
-      if (writes) {
-        writes.push(write);
-        const tracked: Promise<unknown> = write.then(
-          () => this.unwaited.delete(tracked),
-          () => this.unwaited.delete(tracked),
-        );
-        this.unwaited.add(tracked);
-      } else await write;
+      if (defer) {
+        const d = this.deferred.get(blockOff);
+        if (d) {
+          d.lo = Math.min(d.lo, byteStart);
+          d.hi = Math.max(d.hi, byteEnd);
+        } else this.deferred.set(blockOff, { block: b, lo: byteStart, hi: byteEnd });
+      } else await this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
       for (const j of freed) {
         if (j < this.freeIndex) this.freeIndex = j;
         this.onFreed?.(j * this.clusterSize);
       }
       i = runEnd;
+    }
+  }
+
+  /** Refcount blocks with deferred changes not written yet. */
+  get deferredBlocks(): number {
+    return this.deferred.size;
+  }
+
+  /**
+   * Writes every deferred change. The caller writes what points at the clusters (L2 entries) only after this;
+   * no allocation may run meanwhile (the device calls it from its serialized jobs).
+   */
+  async writeDeferred(): Promise<void> {
+    if (this.deferred.size === 0) return;
+    const all = [...this.deferred];
+    this.deferred.clear();
+    const writing = Promise.all(all.map(([off, d]) => this.file.write(off + d.lo, d.block.subarray(d.lo, d.hi))));
+    this.writingDeferred = writing;
+    try {
+      await writing;
+    } catch (err) {
+      // Still owed: noted again, merged with whatever was deferred meanwhile.
+      for (const [off, d] of all) {
+        const now = this.deferred.get(off);
+        if (now) {
+          now.lo = Math.min(now.lo, d.lo);
+          now.hi = Math.max(now.hi, d.hi);
+        } else this.deferred.set(off, d);
+      }
+      throw err;
+    } finally {
+      if (this.writingDeferred === writing) this.writingDeferred = undefined;
     }
   }
 
