@@ -6,6 +6,11 @@
  * Write order, for crash safety: a new cluster's refcount is raised when it is allocated, then its data is
  * written, then the L2 entry (and L1 entry) that points to it; an old cluster's refcount is lowered only after
  * nothing points to it. A crash at any point leaks clusters at worst.
+ *
+ * Sequential writes of new clusters (convert) keep that order while batching: the refcount raises and the L2
+ * entries are kept in memory and written in runs (refcounts first, then entries, only for clusters whose data
+ * has landed), before any other kind of job, at flush and at close; and a write's data may still be on its way
+ * while the next write allocates, its entries set once it has landed (see writeNewClusters).
  */
 import type * as Zlib from 'node:zlib';
 import type * as Fzstd from 'fzstd';
