@@ -84,6 +84,17 @@ interface Piece {
   entry?: bigint;
 }
 
+function be32(b: Uint8Array, p: number): number {
+  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+}
+
+function putBe32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
 export function hostOf(e: L2Entry): number {
   return (e.hi & 0x00ffffff) * 2 ** 32 + ((e.lo & 0xfffffe00) >>> 0);
 }
@@ -352,25 +363,24 @@ export class Qcow2Device implements BlockDevice {
     this.l2Cache.set(offset, table);
   }
 
+  /** Entry `index` of an L2 table (big-endian words read by hand: no DataView per entry on the hot path of map and read). */
   readEntry(table: Uint8Array, index: number): L2Entry {
-    const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
     const p = index * this.l2EntrySize;
     return {
-      hi: v.getUint32(p),
-      lo: v.getUint32(p + 4),
-      zeroBits: this.extendedL2 ? v.getUint32(p + 8) : 0,
-      allocBits: this.extendedL2 ? v.getUint32(p + 12) : 0,
+      hi: be32(table, p),
+      lo: be32(table, p + 4),
+      zeroBits: this.extendedL2 ? be32(table, p + 8) : 0,
+      allocBits: this.extendedL2 ? be32(table, p + 12) : 0,
     };
   }
 
   putEntry(table: Uint8Array, index: number, e: L2Entry): void {
-    const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
     const p = index * this.l2EntrySize;
-    v.setUint32(p, e.hi >>> 0);
-    v.setUint32(p + 4, e.lo >>> 0);
+    putBe32(table, p, e.hi);
+    putBe32(table, p + 4, e.lo);
     if (this.extendedL2) {
-      v.setUint32(p + 8, e.zeroBits >>> 0);
-      v.setUint32(p + 12, e.allocBits >>> 0);
+      putBe32(table, p + 8, e.zeroBits);
+      putBe32(table, p + 12, e.allocBits);
     }
   }
 
@@ -400,7 +410,10 @@ export class Qcow2Device implements BlockDevice {
     return host;
   }
 
-  /** The state of the guest range starting at `pos` (at most `maxLen` bytes, never past its cluster). */
+  /**
+   * The state of the guest range starting at `pos` (at most `maxLen` bytes): one cluster, or with standard
+   * L2 entries a run of clusters of its L2 table in the same state (data: contiguous on the host).
+   */
   private async piece(pos: number, maxLen: number): Promise<Piece> {
     const known = this.pieceNow(pos, maxLen);
     if (known) return known;
@@ -435,8 +448,23 @@ export class Qcow2Device implements BlockDevice {
     const host = this.checkedHost(e, ci * cs);
     if (!this.extendedL2) {
       const zero = (e.lo & 1) !== 0;
-      if (!host) return { kind: zero ? 'zero' : 'unallocated', length: len };
-      return { kind: zero ? 'zero' : 'data', length: len, host: host + inner };
+      const kind: Piece['kind'] = zero ? 'zero' : host ? 'data' : 'unallocated';
+      // The following entries of this table in the same state (hosts contiguous where there are hosts) join
+      // the piece, read straight from the table's bytes: a run of clusters costs one piece, not one each.
+      let length = len;
+      for (let idx = (ci % this.l2Entries) + 1; length < maxLen && idx < this.l2Entries; idx++) {
+        const p = idx * 8;
+        const hi = be32(table, p);
+        const lo = be32(table, p + 4);
+        if (hi & HI_COMPRESSED) break;
+        const h = (hi & 0x00ffffff) * 2 ** 32 + ((lo & 0xfffffe00) >>> 0);
+        // A damaged entry (unaligned host) is left to its own piece, which reports it.
+        if (h % cs !== 0) break;
+        const k: Piece['kind'] = (lo & 1) !== 0 ? 'zero' : h ? 'data' : 'unallocated';
+        if (k !== kind || (host ? h !== host + inner + length : h !== 0)) break;
+        length += Math.min(cs, maxLen - length);
+      }
+      return host ? { kind, length, host: host + inner } : { kind, length };
     }
     if (e.zeroBits & e.allocBits) throw corrupt(`${this.path}: the cluster at guest offset ${ci * cs} has subclusters both allocated and zero`, this.path);
     if (!host && e.allocBits) throw corrupt(`${this.path}: the cluster at guest offset ${ci * cs} has allocated subclusters but no host cluster`, this.path);

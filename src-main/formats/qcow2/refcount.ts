@@ -159,7 +159,7 @@ export class Refcounts {
       const ti = Math.floor(i / this.perBlock);
       const blockEnd = Math.min(end, (ti + 1) * this.perBlock);
       const b = await this.block(ti);
-      if (b) for (let j = i; j < blockEnd && count <= stopAbove; j++) if (getRefcount(b, j % this.perBlock, this.bits) !== 0) count++;
+      if (b) count += countNonZero(b, i % this.perBlock, blockEnd - i, this.bits, stopAbove - count + 1);
       i = blockEnd;
     }
     return count;
@@ -389,4 +389,23 @@ export class Refcounts {
   get coveredClusters(): number {
     return this.table.length * this.perBlock;
   }
+}
+
+/**
+ * How many of the `n` refcount entries from `first` in a block are nonzero, counting at most `limit`. Whole
+ * bytes are tested where entries are at least a byte wide: whether an entry is zero needs no decoding.
+ */
+function countNonZero(b: Uint8Array, first: number, n: number, bits: number, limit: number): number {
+  let count = 0;
+  if (bits < 8) {
+    for (let j = first; j < first + n && count < limit; j++) if (getRefcount(b, j, bits) !== 0) count++;
+    return count;
+  }
+  const bytes = bits / 8;
+  for (let p = first * bytes, end = (first + n) * bytes; p < end && count < limit; p += bytes) {
+    let any = 0;
+    for (let k = 0; k < bytes; k++) any |= b[p + k];
+    if (any !== 0) count++;
+  }
+  return count;
 }
