@@ -129,7 +129,7 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
     if (failure) throw failure.err;
   };
 
-  // The extent being cut into steps: [extPos, extEnd) has kind extKind.
+  // The status extent being cut into steps: [next, extEnd) has kind extKind.
   let next = 0;
   let extEnd = 0;
   let extKind: Step['kind'] = 'zero';
