@@ -1,11 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import { deepStatus, takesConcurrentCalls } from '../block/chain';
-import { DiskError, throwIfAborted } from '../block/errors';
+import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage } from '../block/registry';
 import { isZero } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { createImage } from './create';
-import { tempPathFor } from './atomic';
+import { checkTarget, tempPathFor } from './atomic';
 
 export interface ConvertRequest {
   source: string;
@@ -64,8 +64,9 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       dst = await openImage(req.target, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
       if (dst.size < src.size) throw new DiskError('EINVAL', `${req.target} (${dst.size} bytes) is smaller than ${req.source} (${src.size} bytes)`);
     } else {
+      await checkTarget(req.target);
       tmp = tempPathFor(req.target);
-      await createImage({ path: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
+      await createImage({ path: req.target, writeTo: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
     if (unsafe) dst.skipFlushes?.();
@@ -79,7 +80,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await dst.close();
     dst = undefined;
     if (tmp) {
-      await fsp.rename(tmp, req.target);
+      await fsp.rename(tmp, req.target).catch((err) => { throw toDiskError(err, req.target); });
       tmp = undefined;
     }
   } finally {

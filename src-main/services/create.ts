@@ -13,6 +13,8 @@ export interface CreateRequest {
   options?: Record<string, string | number | boolean | undefined>;
   backingFile?: string;
   backingFormat?: string;
+  /** Write the image at this path instead, as is; the caller renames it into place (convert does). */
+  writeTo?: string;
 }
 
 /** Creates a new image; the file appears only once it is complete. */
@@ -35,8 +37,8 @@ export async function createImage(req: CreateRequest): Promise<void> {
   }
   if (size === undefined) throw new DiskError('EINVAL', 'an image size is required (e.g. 10G)');
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
-  const create = driver.create.bind(driver);
-  await writeAtomically(req.path, (tmp) =>
-    create(tmp, size!, { options, backingFile: req.backingFile, backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat, backingSize }),
-  );
+  const create = (path: string) =>
+    driver.create!(path, size!, { options, backingFile: req.backingFile, backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat, backingSize });
+  if (req.writeTo !== undefined) await create(req.writeTo);
+  else await writeAtomically(req.path, create);
 }

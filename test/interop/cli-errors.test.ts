@@ -139,3 +139,23 @@ test('--help and --version exit 0; no command at all exits 1 with the usage', ()
   assert.equal(r.status, 1);
   assert.equal(run('qemu-img', []).status, 1);
 });
+
+test('a target in a missing folder, under a file, or that is a folder: one line naming the target, and no file left behind', () => {
+  const q = s.path('src.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', q, '1M']);
+  const cases: Array<[string[], RegExp]> = [
+    [['convert', '-O', 'raw', q, s.path('no-such-folder/x.raw')], /x\.raw: the folder .*no-such-folder does not exist/],
+    [['create', '-f', 'qcow2', s.path('no-such-folder/x.qcow2'), '1M'], /x\.qcow2: the folder .*no-such-folder does not exist/],
+    [['convert', '-O', 'qcow2', q, dir], /a-folder: is a directory/],
+    [['create', '-f', 'raw', dir, '1M'], /a-folder: is a directory/],
+    [['create', '-f', 'raw', `${img}/x.raw`, '1M'], /is not a folder/],
+  ];
+  for (const [args, message] of cases) {
+    const label = args.join(' ');
+    assertOneLine(args, label, ['convert', 'create'].includes(args[0]) ? args : null);
+    assert.match(dw(args).stderr, message, label);
+    assert.doesNotMatch(dw(args).stderr, /diskwright-[0-9a-f]+\.tmp/, `${label}: names our temporary file`);
+  }
+  const leftovers = run('sh', ['-c', `ls -a ${JSON.stringify(s.dir)} ${JSON.stringify(dir)} | grep -c diskwright || true`]).stdout.trim();
+  assert.equal(leftovers, '0');
+});
