@@ -371,8 +371,14 @@ export function serializeSnapshotTable(entries: SnapshotEntry[], version: 2 | 3)
  */
 export async function readLayout(file: ImageFile, tableBound = file.size): Promise<Qcow2Layout> {
   const path = file.path;
-  const first = new Uint8Array(Math.min(file.size, 2 ** MAX_CLUSTER_BITS));
+  // The header, its extensions and the backing name all lie in the first cluster: read just that much.
+  let first = new Uint8Array(Math.min(file.size, 4096));
   await file.readExact(0, first, 'qcow2 header');
+  const bits = first.length >= 24 ? new DataView(first.buffer).getUint32(20) : 0;
+  if (bits > 12 && bits <= MAX_CLUSTER_BITS && file.size > first.length) {
+    first = new Uint8Array(Math.min(file.size, 2 ** bits));
+    await file.readExact(0, first, 'qcow2 header');
+  }
   const header = parseHeader(first, path, tableBound);
   const clusterSize = 2 ** header.clusterBits;
   const cluster = first.subarray(0, Math.min(clusterSize, first.length));
