@@ -1,17 +1,11 @@
 /** Helpers shared by the qcow2 interop suites: qemu-img is the oracle for content, maps and consistency. */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import type { MapEntry } from '../../src-shared/api';
 import { dw, dwOk, must, run } from '../helpers';
 
-export interface MapRow {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
+/** One row of `map --output json`: the contract's MapEntry, qemu-img's keys. */
+export type MapRow = MapEntry;
 
 function parseMap(text: string, drop: string[]): MapRow[] {
   const rows = JSON.parse(text) as Array<Record<string, unknown>>;
