@@ -4,6 +4,7 @@
  * (qemu-io, qemu-img). Every operation prints as one line, so a failing run names a replayable sequence.
  */
 import { writeFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { dw, run } from '../helpers';
 import { openImage } from '../../src-main/block/registry';
 
@@ -265,5 +266,39 @@ export async function runOurs(image: string, op: Op, useCli: boolean, dataFile: 
     return { ok: true, message: '' };
   } catch (err) {
     return { ok: false, message: err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err) };
+  }
+}
+
+/**
+ * Names the step that hangs. A loop in the driver that never yields to timers (only awaiting resolved
+ * promises) starves the event loop, so node:test's own timeout never fires and the run just stalls; a
+ * worker thread keeps its own clock, writes the replay text straight to fd 2 and ends the process.
+ */
+export class Watchdog {
+  private readonly worker: Worker;
+  constructor(private readonly stepMs: number) {
+    this.worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const { writeSync } = require('node:fs');
+       let armed;
+       parentPort.on('message', (m) => { armed = m; });
+       setInterval(() => {
+         if (armed && Date.now() > armed.deadline) {
+           writeSync(2, '\\nqcow2 differential: a step ran for over ' + armed.ms + ' ms (hang)\\n' + armed.text + '\\n');
+           process.kill(process.pid, 'SIGKILL');
+         }
+       }, 250);`,
+      { eval: true },
+    );
+    this.worker.unref();
+  }
+  arm(text: string): void {
+    this.worker.postMessage({ deadline: Date.now() + this.stepMs, ms: this.stepMs, text });
+  }
+  disarm(): void {
+    this.worker.postMessage(undefined);
+  }
+  stop(): Promise<number> {
+    return this.worker.terminate();
   }
 }

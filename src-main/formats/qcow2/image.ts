@@ -958,8 +958,11 @@ export class Qcow2Device implements BlockDevice {
     const end = offset + length === this.size ? Math.ceil(this.size / cs) * cs : offset + length;
     if (this.version === 2) {
       // No zero flag in version 2: clusters that already read as zero are left alone, the rest get zeros.
-      for (let pos = offset; pos < end; ) {
-        const stop = Math.min(end, this.size, (Math.floor(pos / cs) + 1) * cs);
+      // Zeros are written up to the virtual size only: `end` may lie past it (the last cluster's tail), and
+      // walking to `end` would never get past the size (an empty step at the size, forever).
+      const dataEnd = Math.min(end, this.size);
+      for (let pos = offset; pos < dataEnd; ) {
+        const stop = Math.min(dataEnd, (Math.floor(pos / cs) + 1) * cs);
         const p = await this.piece(pos, stop - pos);
         if (p.kind === 'zero' || (p.kind === 'unallocated' && !this.backing)) {
           pos += p.length;
