@@ -53,3 +53,15 @@ export function dwOk(args: string[], opts: { cwd?: string; input?: Buffer } = {}
 export function qemuIo(image: string, format: string, commands: string[]): RunResult {
   return must('qemu-io', ['-f', format, ...commands.flatMap((c) => ['-c', c]), image]);
 }
+
+/** mulberry32: a small seeded generator, so that a failing random case names a reproducible seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

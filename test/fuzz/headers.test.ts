@@ -13,7 +13,7 @@ import { driverFor, openImage } from '../../src-main/block/registry';
 import type { FormatName } from '../../src-main/block/types';
 import { parseHeader as parseQcow2Header, readLayout } from '../../src-main/formats/qcow2/layout';
 import { crc32c } from '../../src-main/formats/vhdx/layout';
-import { must, scratch } from '../helpers';
+import { must, scratch, seededRandom } from '../helpers';
 
 const SEED = Number(process.env.DISKWRIGHT_FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.DISKWRIGHT_FUZZ_CASES ?? 300);
@@ -23,17 +23,7 @@ const CASE_LIMIT_MS = 5000;
 const s = scratch('dw-fuzz-');
 after(() => s.cleanup());
 
-/** mulberry32: small, fast and deterministic. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 // ---- watching every read the drivers make ----
 

@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, truncateSync } from 'node:fs';
-import { dw, must, qemuIo, run, scratch, type RunResult } from '../helpers';
+import { dw, must, qemuIo, run, scratch, type RunResult, seededRandom } from '../helpers';
 import { Qcow2Patcher } from './qcow2-check-patch';
 import { checkQcow2 } from '../../src-main/formats/qcow2/check';
 import { checkExitCode } from '../../src-main/services/check';
@@ -154,17 +154,7 @@ describe('file sizes and memory', () => {
   });
 });
 
-/** mulberry32: a small seeded generator, so that a failure names a reproducible case. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 test('fuzzed L1, L2 and refcount tables: qemu-img\'s verdict, and after -r all qemu-img agrees with our double check', async () => {
   const base = image('fuzz-base.qcow2');

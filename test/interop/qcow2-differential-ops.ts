@@ -5,21 +5,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { dw, run } from '../helpers';
+import { dw, run, seededRandom } from '../helpers';
 import { openImage } from '../../src-main/block/registry';
 
-/** mulberry32: a small, well-mixed 32-bit PRNG; the same seed always gives the same sequence. */
+/** A seeded generator (mulberry32, from helpers) with the picks the operation generator needs. */
 export class Prng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = seededRandom(seed);
   }
   /** An integer in [lo, hi]. */
   int(lo: number, hi: number): number {
