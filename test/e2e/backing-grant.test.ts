@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import WebSocket from 'ws';
-import type { ImageInfo, JobEvent, MapPicture, WireMessage } from '../../src-shared/api';
+import type { ImageInfo, MapPicture } from '../../src-shared/api';
 import { startHost, type Host } from '../../src-main/host/server';
 import { must, qemuIo, scratch } from '../helpers';
+import { SocketClient } from './socket-client';
 
 const MiB = 1024 * 1024;
 const work = scratch('dw-e2e-grant-');
@@ -23,54 +23,6 @@ after(async () => {
   await host?.close();
   work.cleanup();
 });
-
-class Client {
-  private nextId = 1;
-  readonly events: JobEvent[] = [];
-  private readonly waiting = new Map<number, (m: WireMessage) => void>();
-  private eventWaiters: Array<() => void> = [];
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as WireMessage;
-      if ('event' in msg) {
-        this.events.push(msg.event);
-        for (const w of this.eventWaiters.splice(0)) w();
-      } else this.waiting.get(msg.id)?.(msg);
-    });
-  }
-  static async connect(h: Host): Promise<Client> {
-    const u = new URL(h.url);
-    const ws = new WebSocket(`ws://127.0.0.1:${h.port}/ws?token=${u.searchParams.get('token')}`, { origin: u.origin });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    return new Client(ws);
-  }
-  call(method: string, args: unknown): Promise<WireMessage> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
-      this.ws.send(JSON.stringify({ id, method, args }));
-    });
-  }
-  async result<T>(method: string, args: unknown): Promise<T> {
-    const r = await this.call(method, args);
-    assert.ok('result' in r, `${method} ${JSON.stringify(args)}: ${JSON.stringify(r)}`);
-    return r.result as T;
-  }
-  async error(method: string, args: unknown): Promise<{ code: string; message: string; path?: string }> {
-    const r = await this.call(method, args);
-    assert.ok('error' in r, `${method} ${JSON.stringify(args)} should fail: ${JSON.stringify(r)}`);
-    return r.error;
-  }
-  async until(pred: (events: JobEvent[]) => boolean): Promise<void> {
-    while (!pred(this.events)) await new Promise<void>((r) => this.eventWaiters.push(r));
-  }
-  close(): void {
-    this.ws.close();
-  }
-}
 
 interface OracleMapEntry {
   start: number;
@@ -134,7 +86,7 @@ function layout() {
 
 test('without a grant: the chain stops at the outside file, the map is the overlay’s own (qemu-img with backing null)', async () => {
   const { base, overlay } = layout();
-  const c = await Client.connect(host);
+  const c = await SocketClient.connect(host);
   try {
     const info = await c.result<ImageInfo>('inspect', [overlay]);
     assert.equal(info['backing-filename'], base);
@@ -157,7 +109,7 @@ test('without a grant: the chain stops at the outside file, the map is the overl
 
 test('a grant follows that one backing file for that one image; the map then matches qemu-img map of the chain', async () => {
   const { base, base2, overlay, other, onBase2 } = layout();
-  const c = await Client.connect(host);
+  const c = await SocketClient.connect(host);
   try {
     // Only the backing file the image names can be granted, and only to an image that has one.
     const wrong = await c.error('allowBackingPath', [overlay, base2]);
@@ -196,7 +148,7 @@ test('a grant follows that one backing file for that one image; the map then mat
 
   // A new launch has forgotten every grant.
   const next = await startHost({ port: 0 });
-  const c2 = await Client.connect(next);
+  const c2 = await SocketClient.connect(next);
   try {
     const again = await c2.result<ImageInfo>('inspect', [overlay]);
     assert.equal(again['backing-error']?.code, 'EOUTSIDE');
@@ -227,7 +179,7 @@ test('deeper down: the chain shows every level it could follow and stops at the 
   must('qemu-img', ['create', '-f', 'qcow2', '-b', mid, '-F', 'qcow2', top]);
   qemuIo(top, 'qcow2', ['write -P 0x77 6M 1M']);
 
-  const c = await Client.connect(host);
+  const c = await SocketClient.connect(host);
   try {
     await c.result('allowBackingPath', [top, mid]);
     const info = await c.result<ImageInfo>('inspect', [top]);

@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import type { ImageInfo, JobEvent, MapPicture, WireMessage } from '../../src-shared/api';
+import type { ImageInfo, MapPicture } from '../../src-shared/api';
 import { startHost, type Host } from '../../src-main/host/server';
 import { must, qemuIo, scratch } from '../helpers';
+import { SocketClient } from './socket-client';
 
 let host: Host;
 let origin: string;
@@ -49,32 +50,6 @@ function connect(query: string, wsOrigin = origin): Promise<WebSocket> {
     ws.once('unexpected-response', (_req, res) => reject(new Error(`refused with ${res.statusCode}`)));
     ws.once('error', reject);
   });
-}
-
-class Client {
-  private nextId = 1;
-  readonly events: JobEvent[] = [];
-  private readonly waiting = new Map<number, (m: WireMessage) => void>();
-  private eventWaiters: Array<() => void> = [];
-  constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as WireMessage;
-      if ('event' in msg) {
-        this.events.push(msg.event);
-        for (const w of this.eventWaiters.splice(0)) w();
-      } else this.waiting.get(msg.id)?.(msg);
-    });
-  }
-  call(method: string, args: unknown): Promise<WireMessage> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
-      this.ws.send(JSON.stringify({ id, method, args }));
-    });
-  }
-  async until(pred: (events: JobEvent[]) => boolean): Promise<void> {
-    while (!pred(this.events)) await new Promise<void>((r) => this.eventWaiters.push(r));
-  }
 }
 
 test('the page needs the launch token; the answer carries a strict CSP', async () => {
@@ -117,7 +92,7 @@ test('the socket needs the token and our own origin', async () => {
 });
 
 test('calls are validated and fail with a plain DiskErrorDto', async () => {
-  const c = new Client(await connect('?token=' + token));
+  const c = new SocketClient(await connect('?token=' + token));
   try {
     const missing = work.path('missing.qcow2');
     assert.deepEqual(await c.call('inspect', [missing]), { id: 1, error: { code: 'ENOENT', message: `${missing}: no such file`, path: missing } });
@@ -165,7 +140,7 @@ test('listDir, mapPicture and a map job answer what the folder and qemu-img say'
   const oracle = JSON.parse(must('qemu-img', ['map', '--output=json', '-f', 'raw', image]).stdout) as Array<{ length: number; data: boolean }>;
   const oracleData = oracle.filter((e) => e.data).reduce((n, e) => n + e.length, 0);
 
-  const c = new Client(await connect('?token=' + token));
+  const c = new SocketClient(await connect('?token=' + token));
   try {
     const listing = await c.call('listDir', [work.dir]);
     assert.ok('result' in listing);
@@ -199,7 +174,7 @@ test('a backing file outside the image folder is not followed: the image is show
   must('mkdir', ['-p', inner]);
   must('qemu-img', ['create', '-f', 'qcow2', base, '8M']);
   must('qemu-img', ['create', '-f', 'qcow2', '-b', '../outside-base.qcow2', '-F', 'qcow2', overlay]);
-  const c = new Client(await connect('?token=' + token));
+  const c = new SocketClient(await connect('?token=' + token));
   try {
     const r = await c.call('inspect', [overlay]);
     assert.ok('result' in r, JSON.stringify(r));
