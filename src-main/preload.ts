@@ -4,10 +4,10 @@
  * A sandboxed preload may only require('electron'), so everything from our own modules is a type import.
  */
 import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
-import type { ApiMethod, DirListing, DiskwrightApi, FormatName, ImageInfo, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, Unsubscribe } from '../src-shared/api';
+import type { ApiMethod, DirListing, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEventChannel, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, Unsubscribe } from '../src-shared/api';
 
-/** Same name as in electron/main.ts (a runtime import of it is not possible here). */
-const JOB_EVENT_CHANNEL = 'job-event';
+/** The contract's channel name; a runtime import is not possible here, the type keeps the two the same. */
+const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
 
 /**
  * Calls one method and unwraps its reply. A failure rejects with the plain DiskErrorDto object (code,
@@ -23,6 +23,7 @@ const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
   inspect: (path: string) => call<ImageInfo>('inspect', path),
   mapPicture: (path: string, buckets: number) => call<MapPicture>('mapPicture', path, buckets),
   allowBackingPath: (imagePath: string, backingPath: string) => call<void>('allowBackingPath', imagePath, backingPath),
+  formats: () => call<FormatSummary[]>('formats'),
   createOptions: (format: FormatName) => call<OptionSpec[]>('createOptions', format),
   listDir: (path?: string) => (path === undefined ? call<DirListing>('listDir') : call<DirListing>('listDir', path)),
   pickImage: () => call<string | undefined>('pickImage'),

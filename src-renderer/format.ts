@@ -51,12 +51,3 @@ export function humanKey(key: string): string {
   const words = key.replace(/[-_]/g, ' ');
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
-
-export const FORMAT_LABELS: Record<string, string> = {
-  raw: 'Raw',
-  qcow2: 'QCOW2',
-  vmdk: 'VMDK',
-  vhdx: 'VHDX',
-  parallels: 'Parallels',
-  cow: 'UML COW',
-};

@@ -8,6 +8,20 @@ import type { OptionSpec, OptionValues } from './options';
 export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'parallels' | 'cow';
 export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'parallels', 'cow'];
 
+/** What the faces show about a format, taken from its driver (never from a list kept in a face). */
+export interface FormatSummary {
+  name: FormatName;
+  /** "QCOW2", "UML COW". */
+  label: string;
+  /** One line on what it is for. */
+  description: string;
+  /** File name extensions without the dot, the usual one first. */
+  extensions: string[];
+  canCreate: boolean;
+  canCheck: boolean;
+  hasSnapshots: boolean;
+}
+
 export interface SnapshotInfo {
   id: string;
   name: string;
@@ -90,6 +104,13 @@ export type JobEvent =
 
 export type Unsubscribe = () => void;
 
+/**
+ * The Electron IPC channel job events are pushed on. The sandboxed preload cannot import a value, so it
+ * declares its copy with this type: a different name there fails to compile.
+ */
+export type JobEventChannel = 'job-event';
+export const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
+
 export interface DiskwrightApi {
   /** Header-level and format-specific facts about an image (and its backing chain). */
   inspect(path: string): Promise<ImageInfo>;
@@ -105,6 +126,8 @@ export interface DiskwrightApi {
    * only. Inspect, map and jobs then follow it.
    */
   allowBackingPath(imagePath: string, backingPath: string): Promise<void>;
+  /** Every format this build knows, with what it can do. */
+  formats(): Promise<FormatSummary[]>;
   /** The options a format's create accepts: one schema for CLI, service and wizard. */
   createOptions(format: FormatName): Promise<OptionSpec[]>;
   /** The folder browser used where no native dialog exists (browser host). */
@@ -118,7 +141,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'formats', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

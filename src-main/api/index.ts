@@ -3,10 +3,10 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, ImageInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
-import { driverFor, resolveBackingPath } from '../block/registry';
+import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
 import { listDir } from '../services/browse';
 import { inspectImage } from '../services/info';
@@ -36,7 +36,8 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
   const mapPolicy = opts.backingPolicy ?? grants.policy('cut');
   return {
     inspect(path: string): Promise<ImageInfo> {
-      return inspectChain(path, backingPolicy);
+      // The image itself is shown even when its chain cannot be followed all the way; 'backing-error' says why.
+      return inspectImage(path, { backingChain: true, backingPolicy, chainErrors: 'record' });
     },
     mapPicture(path: string, buckets: number): Promise<MapPicture> {
       return mapPicture(path, buckets, { backingPolicy: mapPolicy });
@@ -51,6 +52,9 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
         throw new DiskError('EINVAL', `${imagePath}: its backing file is ${actual}, not ${backingPath}`, imagePath);
       }
       grants.grant(imagePath, actual);
+    },
+    async formats(): Promise<FormatSummary[]> {
+      return formatSummaries();
     },
     async createOptions(format: FormatName): Promise<OptionSpec[]> {
       // A copy: the registry's specs are shared by the CLI and must not be changed by a caller.
@@ -72,36 +76,6 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       return jobs.onEvent(listener);
     },
   };
-}
-
-/** Most images a chain is followed through, as in inspectImage. */
-const MAX_CHAIN = 256;
-
-/**
- * The image and as much of its backing chain as may be followed. The image itself may be fine while a
- * backing file is missing or lies outside its folder without a grant: then the chain shows every level up
- * to the image that names that file, and 'backing-error' on the top says why it stops there (its path is
- * the backing file's), rather than showing nothing.
- */
-async function inspectChain(path: string, policy: BackingPolicy): Promise<ImageInfo> {
-  const top = await inspectImage(path, { backingChain: false, backingPolicy: policy });
-  const seen = new Set<string>([nodePath.resolve(path)]);
-  let cur = top;
-  for (let depth = 1; cur['backing-filename'] !== undefined; depth++) {
-    try {
-      const full = resolveBackingPath(cur.filename, cur['backing-filename'], policy);
-      if (seen.has(full)) throw new DiskError('ECORRUPT', `${path}: the backing chain loops back to ${full}`, full);
-      if (depth > MAX_CHAIN) throw new DiskError('ECORRUPT', `${path}: the backing chain is deeper than ${MAX_CHAIN} images`, full);
-      seen.add(full);
-      const next = await inspectImage(full, { backingChain: false, backingPolicy: policy });
-      cur['backing-image'] = next;
-      cur = next;
-    } catch (err) {
-      top['backing-error'] = toDiskError(err).toDto();
-      break;
-    }
-  }
-  return top;
 }
 
 /** Calls one method by name with untrusted arguments: unknown names and bad arguments give EINVAL. */

@@ -1,3 +1,5 @@
+import * as nodePath from 'node:path';
+import { DiskError } from './errors';
 import type { BlockDevice } from './types';
 
 /** The allocation state of a guest range after following the backing chain, as `map` reports it. */
@@ -43,11 +45,23 @@ export function chainOf(top: BlockDevice): BlockDevice[] {
   return out;
 }
 
+/** Most images one backing chain is followed through. */
+export const MAX_CHAIN_DEPTH = 256;
+
 /**
- * True when every device of the chain takes overlapping calls safely, so callers may keep several reads (or
- * writes) under way: raw does positioned file I/O only, and qcow2 queues its mutations in call order while
- * its reads touch only caches. Other formats are given one call at a time.
+ * The guard every walk down a backing chain goes through (open, inspect): a file met twice is a loop and a
+ * chain deeper than MAX_CHAIN_DEPTH is refused, both as damage to the image the walk started from.
  */
-export function takesConcurrentCalls(top: BlockDevice): boolean {
-  return chainOf(top).every((d) => d.format === 'raw' || d.format === 'qcow2');
+export class ChainGuard {
+  private readonly seen: Set<string>;
+  constructor(private readonly top: string) {
+    this.seen = new Set([nodePath.resolve(top)]);
+  }
+  /** Records the next file of the chain; throws when it was met before or the chain grows too deep. */
+  visit(path: string): void {
+    const key = nodePath.resolve(path);
+    if (this.seen.has(key)) throw new DiskError('ECORRUPT', `${this.top}: the backing chain loops back to ${path}`, this.top);
+    this.seen.add(key);
+    if (this.seen.size > MAX_CHAIN_DEPTH) throw new DiskError('ECORRUPT', `${this.top}: the backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, this.top);
+  }
 }

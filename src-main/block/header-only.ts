@@ -8,20 +8,20 @@ import type { FormatDriver, FormatName, HeaderInfo } from './types';
  */
 export function headerOnlyDriver(
   name: FormatName,
+  meta: Pick<FormatDriver, 'label' | 'description' | 'extensions'>,
   probe: (head: Uint8Array, path: string) => number,
   describe: (file: ImageFile) => Promise<HeaderInfo>,
 ): FormatDriver {
   const unsupported = (what: string) => new DiskError('EUNSUPPORTED', `${name}: ${what} is not supported yet by this build (its header can be inspected)`);
   return {
     name,
+    ...meta,
+    concurrentCalls: false,
     probe,
     describe,
     createOptions: [],
     async open() {
       throw unsupported('reading and writing image data');
-    },
-    async create() {
-      throw unsupported('creating images');
     },
   };
 }

@@ -26,17 +26,6 @@ export function formatSize(bytes: number): string {
   return `${Number(s)} ${units[i]}`;
 }
 
-const ZERO_CHUNK = Buffer.alloc(1 << 20);
-
-/** True when every byte is zero. Compares against a zero buffer with memcmp; this is on the hot path of convert and map. */
-export function isZero(buf: Uint8Array): boolean {
-  for (let pos = 0; pos < buf.length; pos += ZERO_CHUNK.length) {
-    const n = Math.min(ZERO_CHUNK.length, buf.length - pos);
-    if (Buffer.compare(Buffer.from(buf.buffer, buf.byteOffset + pos, n), ZERO_CHUNK.subarray(0, n)) !== 0) return false;
-  }
-  return true;
-}
-
 export function alignUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }

@@ -84,6 +84,13 @@ export interface CreateOptions {
   backingSize?: number;
 }
 
+export interface CheckOptions {
+  /** Cancels the check (or repair) between steps; a repair cancelled mid-way leaves an image the next check repairs. */
+  signal?: AbortSignal;
+  /** Progress in any unit the format likes (clusters, table entries), done ≤ total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
 export interface CheckProblem {
   severity: 'corruption' | 'leak' | 'error';
   message: string;
@@ -131,13 +138,34 @@ export interface SnapshotOps {
 
 export interface FormatDriver {
   readonly name: FormatName;
+  /** The name a person reads: "QCOW2", "UML COW". */
+  readonly label: string;
+  /** One line on what the format is for, in a person's words ("QEMU/KVM: snapshots, compression, backing files"). */
+  readonly description: string;
+  /** File name extensions without the dot, the usual one first: open dialogs, file filters, the default target name. */
+  readonly extensions: readonly string[];
+  /**
+   * True when its open devices take overlapping calls safely, so callers may keep several reads (or writes)
+   * under way: raw does positioned file I/O only, and qcow2 queues its mutations in call order while its reads
+   * touch only caches. Devices of other formats are given one call at a time.
+   */
+  readonly concurrentCalls: boolean;
+  /** True when its devices store compressed clusters (writeCompressed; convert -c). */
+  readonly writesCompressed?: boolean;
   /** How sure the driver is that `head` (the first bytes of the file) is its format: 0 = not mine; raw scores 1. */
   probe(head: Uint8Array, path: string): number;
   /** Reads the header and returns what `info` shows. */
   describe(file: ImageFile): Promise<HeaderInfo>;
   open(path: string, opts: OpenOptions): Promise<BlockDevice>;
   create?(path: string, size: number, opts: CreateOptions): Promise<void>;
-  check?(path: string, repair: 'none' | 'leaks' | 'all', signal?: AbortSignal): Promise<CheckReport>;
+  /** Checks (and with repair 'leaks' or 'all', repairs) the image at `path`, as qemu-img check does for the format. */
+  check?(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport>;
+  /**
+   * For formats whose image can be a folder (a Parallels .hdd bundle): the file inside `dir` that stands
+   * for it (its DiskDescriptor.xml), or undefined when the folder is not one of its images. The registry
+   * asks before opening a folder, and then probes, describes and opens that file instead.
+   */
+  folderEntry?(dir: string): Promise<string | undefined>;
   readonly snapshots?: SnapshotOps;
   /** ONE source for create options: drives CLI -o parsing, validation and the wizard form. */
   readonly createOptions: OptionSpec[];

@@ -4,7 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { DiskError, toDiskError } from '../block/errors';
-import { driverFor, openImage } from '../block/registry';
+import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
 import type { BackingPolicy } from '../block/types';
 import { checkExitCode, checkImage } from '../services/check';
@@ -14,6 +14,7 @@ import { createImage } from '../services/create';
 import { inspectImage } from '../services/info';
 import { mapImage } from '../services/map';
 import { describeOptions, splitOptionString } from '../services/options';
+import { resizeImage } from '../services/resize';
 import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs, type ParsedArgs } from './args';
@@ -44,7 +45,9 @@ Commands (flags as in qemu-img):
   write    [-f FMT] IMAGE OFFSET INFILE
   discard  [-f FMT] [-q] IMAGE OFFSET LENGTH
 
-Formats: raw, qcow2, vmdk, vhdx, parallels, cow. 'create -f FMT -o help' lists a format's options.
+Formats:
+${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
+'create -f FMT -o help' lists a format's options.
 Exit codes: 0 success, 1 error; check: 2 corruptions, 3 leaks, 63 no check for the format; compare: 1 differ, 2 error.`;
 
 function formatArg(p: ParsedArgs, flag = '-f'): string | undefined {
@@ -258,19 +261,11 @@ async function cmdResize(argv: string[], io: Io): Promise<number> {
   // A negative size ("-1G") would look like a flag; qemu-img takes it after the image name.
   if (p.positional.length !== 2) throw new DiskError('EINVAL', 'resize: expecting an image file name and a size');
   const [image, sizeText] = p.positional;
-  const dev = await openImage(image, { format: formatArg(p), readOnly: false, backingPolicy: BACKING });
-  try {
-    if (!dev.resize) throw new DiskError('EUNSUPPORTED', `${dev.format} images cannot be resized by this build`);
-    let size: number;
-    if (sizeText.startsWith('+')) size = dev.size + parseSize(sizeText.slice(1));
-    else if (sizeText.startsWith('-')) size = dev.size - parseSize(sizeText.slice(1));
-    else size = parseSize(sizeText);
-    if (size < 0) throw new DiskError('EINVAL', 'resize: the new size would be negative');
-    await dev.resize(size, has(p, '--shrink'));
-    await dev.flush();
-  } finally {
-    await dev.close();
-  }
+  let size: number | { delta: number };
+  if (sizeText.startsWith('+')) size = { delta: parseSize(sizeText.slice(1)) };
+  else if (sizeText.startsWith('-')) size = { delta: -parseSize(sizeText.slice(1)) };
+  else size = parseSize(sizeText);
+  await resizeImage({ path: image, format: formatArg(p), size, shrink: has(p, '--shrink'), backingPolicy: BACKING });
   if (!has(p, '-q')) io.out('Image resized.'); // as qemu-img says it
   return 0;
 }

@@ -7,34 +7,23 @@ import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, 
 import * as nodePath from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ApiArgs, ApiMethod, ApiResult, IpcReply, JobEvent } from '../../src-shared/api';
-import { API_METHODS } from '../../src-shared/api';
+import { API_METHODS, JOB_EVENT_CHANNEL } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
 import { createApi, errorDto, parseArgs } from '../api';
+import { contentSecurityPolicy } from '../api/csp';
+import { formatSummaries } from '../registry';
 
 /** dist/main/src-main/electron → dist/renderer and dist/main/src-main/preload.js. */
 const RENDERER_INDEX = nodePath.join(__dirname, '..', '..', '..', 'renderer', 'index.html');
 const PRELOAD = nodePath.join(__dirname, '..', 'preload.js');
 const INDEX_URL = pathToFileURL(RENDERER_INDEX);
-/** The channel job events are pushed on; the preload listens on the same name. */
-const JOB_EVENT_CHANNEL = 'job-event';
+const CSP = contentSecurityPolicy();
 
-/** Mirrors the meta tag in index.html, for anything served over http(s) (nothing should be). */
-const CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
-
+/** The open dialog's filter, from the drivers' extensions. */
 const IMAGE_FILTERS: OpenDialogOptions['filters'] = [
-  { name: 'Disk images', extensions: ['qcow2', 'qcow', 'img', 'raw', 'vmdk', 'vhdx', 'hdd', 'hds', 'cow', 'bin'] },
+  { name: 'Disk images', extensions: [...new Set(formatSummaries().flatMap((f) => f.extensions))] },
   { name: 'All files', extensions: ['*'] },
 ];
 

@@ -15,6 +15,7 @@ import { BackingGrants } from '../block/backing-path';
 import type { BackingPolicy } from '../block/types';
 import { JobManager } from '../services/jobs';
 import { callApi, createApi, errorDto } from '../api';
+import { contentSecurityPolicy } from '../api/csp';
 
 export interface HostOptions {
   /** 0 (the default) picks a free port. */
@@ -89,17 +90,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
   const allowedOrigins = () => new Set([`http://${BIND_ADDRESS}:${port}`, `http://localhost:${port}`]);
 
   const securityHeaders = (): Record<string, string> => ({
-    'Content-Security-Policy': [
-      "default-src 'none'",
-      "script-src 'self'",
-      "style-src 'self'",
-      "img-src 'self' data:",
-      "font-src 'self'",
-      `connect-src ws://${BIND_ADDRESS}:${port} ws://localhost:${port}`,
-      "base-uri 'none'",
-      "form-action 'none'",
-      "frame-ancestors 'none'",
-    ].join('; '),
+    'Content-Security-Policy': contentSecurityPolicy(`ws://${BIND_ADDRESS}:${port} ws://localhost:${port}`),
     'X-Content-Type-Options': 'nosniff',
     'X-Frame-Options': 'DENY',
     // The token is in the page's address: no request may carry it elsewhere in a Referer.

@@ -1,5 +1,5 @@
 import { DiskError } from '../block/errors';
-import { resolveDriver } from '../block/registry';
+import { imageEntry, resolveDriver } from '../registry';
 import type { CheckReport } from '../block/types';
 
 export interface CheckRequest {
@@ -7,13 +7,15 @@ export interface CheckRequest {
   format?: string;
   repair?: 'leaks' | 'all';
   signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Checks (and optionally repairs) an image's metadata. Without repair the file is opened read-only. */
 export async function checkImage(req: CheckRequest): Promise<CheckReport> {
-  const driver = await resolveDriver(req.path, req.format);
+  const path = await imageEntry(req.path);
+  const driver = await resolveDriver(path, req.format);
   if (!driver.check) throw new DiskError('EUNSUPPORTED', `This image format (${driver.name}) does not support checks`, req.path);
-  return driver.check(req.path, req.repair ?? 'none', req.signal);
+  return driver.check(path, req.repair ?? 'none', { signal: req.signal, onProgress: req.onProgress });
 }
 
 /** qemu-img check's exit codes: 0 clean, 2 corruptions, 3 leaks only, 1 could not check. */

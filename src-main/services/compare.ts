@@ -1,7 +1,7 @@
-import { deepStatus, takesConcurrentCalls } from '../block/chain';
+import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';
-import { openImage } from '../block/registry';
-import { isZero } from '../block/sizes';
+import { openImage, takesConcurrentCalls } from '../registry';
+import { isZero } from '../block/bytes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 
 export interface CompareRequest {

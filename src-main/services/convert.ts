@@ -1,8 +1,8 @@
 import { promises as fsp } from 'node:fs';
-import { deepStatus, takesConcurrentCalls } from '../block/chain';
+import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
-import { driverFor, openImage } from '../block/registry';
-import { isZero } from '../block/sizes';
+import { driverFor, openImage, takesConcurrentCalls } from '../registry';
+import { isZero } from '../block/bytes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { createImage } from './create';
 import { checkTarget, tempPathFor } from './atomic';
@@ -52,7 +52,7 @@ const WRITEBACK_EVERY = 32 * 1024 * 1024;
  */
 export async function convertImage(req: ConvertRequest): Promise<void> {
   const targetDriver = driverFor(req.targetFormat);
-  if (req.compress && targetDriver.name !== 'qcow2') throw new DiskError('EUNSUPPORTED', `compression (-c) is not supported for ${req.targetFormat}`);
+  if (req.compress && !targetDriver.writesCompressed) throw new DiskError('EUNSUPPORTED', `compression (-c) is not supported for ${req.targetFormat}`);
   const cache = req.cache ?? 'writeback';
   if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
   const unsafe = cache === 'unsafe';
@@ -247,7 +247,7 @@ function planWrites(pos: number, data: Uint8Array, grain: number, skipZeros: boo
   };
   for (let off = 0; off < data.length; ) {
     const n = Math.min(grain - ((pos + off) % grain), data.length - off);
-    if (isZeroRange(data, off, off + n)) {
+    if (isZero(data.subarray(off, off + n))) {
       flush(off);
       if (zeroStart < 0) zeroStart = off;
     } else {
@@ -266,16 +266,6 @@ function emitCompressedRun(pos: number, run: Uint8Array, cluster: number, emit: 
     // The image's last, partial cluster is stored uncompressed.
     emit(piece.length === cluster ? 'compressed' : 'data', pos + off, piece);
   }
-}
-
-const ZEROS = Buffer.alloc(64 * 1024);
-
-/** True when data[a, b) is all zeros. Most data grains differ from zero in their first bytes: look there first. */
-function isZeroRange(data: Uint8Array, a: number, b: number): boolean {
-  if (b - a >= 8 && (data[a] | data[a + 1] | data[a + 2] | data[a + 3] | data[b - 1] | data[b - 2] | data[b - 3] | data[b - 4]) !== 0) return false;
-  if (b - a > ZEROS.length) return isZero(data.subarray(a, b));
-  const view = Buffer.from(data.buffer, data.byteOffset + a, b - a);
-  return view.equals(ZEROS.subarray(0, b - a));
 }
 
 /**

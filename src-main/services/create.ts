@@ -1,7 +1,7 @@
 import type { FormatName } from '../../src-shared/api';
 import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
-import { driverFor, isFormatName, openImage, resolveBackingPath } from '../block/registry';
+import { driverFor, isFormatName, openImage, resolveBackingPath } from '../registry';
 import { validateOptions } from './options';
 import { writeAtomically } from './atomic';
 
@@ -20,7 +20,7 @@ export interface CreateRequest {
 /** Creates a new image; the file appears only once it is complete. */
 export async function createImage(req: CreateRequest): Promise<void> {
   const driver = driverFor(req.format);
-  if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported`);
+  if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
   const options: OptionValues = validateOptions(req.format, driver.createOptions, req.options ?? {});
   let size = req.size;
   let backingSize: number | undefined;

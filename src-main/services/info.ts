@@ -1,40 +1,59 @@
 import * as nodePath from 'node:path';
 import type { ImageInfo } from '../../src-shared/api';
+import { ChainGuard } from '../block/chain';
+import { toDiskError } from '../block/errors';
 import { ImageFile } from '../block/file';
-import { driverFor, probeDriver, resolveBackingPath } from '../block/registry';
 import type { BackingPolicy } from '../block/types';
+import { driverFor, imageEntry, probeDriver, resolveBackingPath } from '../registry';
 
 export interface InspectOptions {
   format?: string;
   /** Describe the whole backing chain under 'backing-image'. */
   backingChain?: boolean;
   backingPolicy?: BackingPolicy;
+  /**
+   * What a backing file that cannot be followed (missing, outside the folder without a grant, a loop) does
+   * to a chain walk: 'throw' fails the whole inspect (the CLI, as qemu-img); 'record' keeps every level up
+   * to the image naming it and says why on the top image's 'backing-error' (the app).
+   */
+  chainErrors?: 'throw' | 'record';
 }
 
-/** Header-level facts about an image, read without touching guest data; never modifies the file. */
+/** Header-level facts about an image (and its backing chain), read without touching guest data; never modifies a file. */
 export async function inspectImage(path: string, opts: InspectOptions = {}): Promise<ImageInfo> {
-  return inspectOne(path, opts, 0);
+  const top = await inspectOne(path, opts.format);
+  if (!opts.backingChain) return top;
+  const policy = opts.backingPolicy ?? 'inside-folder';
+  const guard = new ChainGuard(path);
+  for (let cur = top; cur['backing-filename'] !== undefined; ) {
+    try {
+      const full = resolveBackingPath(cur.filename, cur['backing-filename'], policy);
+      guard.visit(full);
+      const next = await inspectOne(full, cur['backing-filename-format']);
+      cur['backing-image'] = next;
+      cur = next;
+    } catch (err) {
+      if (opts.chainErrors !== 'record') throw err;
+      top['backing-error'] = toDiskError(err).toDto();
+      break;
+    }
+  }
+  return top;
 }
 
-async function inspectOne(path: string, opts: InspectOptions, depth: number): Promise<ImageInfo> {
+async function inspectOne(givenPath: string, format: string | undefined): Promise<ImageInfo> {
+  const path = await imageEntry(givenPath);
   const file = await ImageFile.open(path, false);
   let info: ImageInfo;
   try {
-    const driver = opts.format !== undefined && depth === 0 ? driverFor(opts.format) : await probeDriver(file);
+    const driver = format !== undefined ? driverFor(format) : await probeDriver(file);
     const header = await driver.describe(file);
     info = { filename: path, ...header, 'actual-size': header['actual-size'] ?? (await file.allocatedSize()) };
   } finally {
     await file.close();
   }
   const backingName = info['backing-filename'];
-  if (backingName !== undefined) {
-    const policy = opts.backingPolicy ?? 'inside-folder';
-    // As qemu-img shows it: the backing name joined to the image's folder as the user gave it (relative stays relative).
-    info['full-backing-filename'] = nodePath.isAbsolute(backingName) ? backingName : nodePath.join(nodePath.dirname(path), backingName);
-    if (opts.backingChain && depth < 256) {
-      const resolved = resolveBackingPath(path, backingName, policy);
-      info['backing-image'] = await inspectOne(resolved, { ...opts, format: info['backing-filename-format'] }, depth + 1);
-    }
-  }
+  // As qemu-img shows it: the backing name joined to the image's folder as the user gave it (relative stays relative).
+  if (backingName !== undefined) info['full-backing-filename'] = nodePath.isAbsolute(backingName) ? backingName : nodePath.join(nodePath.dirname(path), backingName);
   return info;
 }

@@ -61,7 +61,7 @@ export class JobManager {
       case 'create':
         return createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat });
       case 'check':
-        return checkImage({ path: spec.path, repair: spec.repair, signal });
+        return checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') });
       case 'convert':
         return convertImage({
           source: spec.source,

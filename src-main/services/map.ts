@@ -1,7 +1,7 @@
 import type { MapEntry, MapPicture } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';
-import { openImage } from '../block/registry';
+import { openImage } from '../registry';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 
 export interface MapOptions {

@@ -1,5 +1,6 @@
+import { checkRange } from '../block/bytes';
 import { DiskError } from '../block/errors';
-import { openImage } from '../block/registry';
+import { openImage } from '../registry';
 import type { BackingPolicy } from '../block/types';
 
 export interface ByteRange {
@@ -7,12 +8,6 @@ export interface ByteRange {
   format?: string;
   offset: number;
   backingPolicy?: BackingPolicy;
-}
-
-function checkRange(size: number, offset: number, length: number, path: string): void {
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || offset + length > size) {
-    throw new DiskError('EINVAL', `${path}: range ${offset}+${length} lies outside the image (virtual size ${size})`, path);
-  }
 }
 
 /** Reads guest bytes (through the backing chain); for scripts and tests. */

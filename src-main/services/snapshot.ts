@@ -1,6 +1,6 @@
 import type { SnapshotInfo } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
-import { resolveDriver } from '../block/registry';
+import { resolveDriver } from '../registry';
 import type { DiffRange, SnapshotOps } from '../block/types';
 
 async function opsFor(path: string, format?: string): Promise<SnapshotOps> {

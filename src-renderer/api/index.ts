@@ -30,6 +30,7 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
     inspect: guard(bridge.inspect),
     mapPicture: guard(bridge.mapPicture),
     allowBackingPath: guard(bridge.allowBackingPath),
+    formats: guard(bridge.formats),
     createOptions: guard(bridge.createOptions),
     listDir: guard(bridge.listDir),
     pickImage: guard(bridge.pickImage),

@@ -83,6 +83,9 @@ export class SocketApi implements DiskwrightApi {
   async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
     await this.call('allowBackingPath', [imagePath, backingPath]);
   }
+  formats() {
+    return this.call('formats', []);
+  }
   createOptions(format: FormatName) {
     return this.call('createOptions', [format]);
   }

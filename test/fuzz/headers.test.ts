@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { closeSync, copyFileSync, fstatSync, openSync, readFileSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { DiskError } from '../../src-main/block/errors';
 import { ImageFile } from '../../src-main/block/file';
-import { driverFor, openImage } from '../../src-main/block/registry';
+import { driverFor, openImage } from '../../src-main/registry';
 import type { FormatName } from '../../src-main/block/types';
 import { parseHeader as parseQcow2Header, readLayout } from '../../src-main/formats/qcow2/layout';
 import { crc32c } from '../../src-main/formats/vhdx/layout';

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { CLI, dw, dwOk, must, run, scratch } from '../helpers';
 import { assertQemuAccepts, io } from './qcow2-common';
-import { openImage } from '../../src-main/block/registry';
+import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-convert-pipeline-');
 after(() => s.cleanup());

@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { dw, run, seededRandom } from '../helpers';
-import { openImage } from '../../src-main/block/registry';
+import { openImage } from '../../src-main/registry';
 
 /** A seeded generator (mulberry32, from helpers) with the picks the operation generator needs. */
 export class Prng {

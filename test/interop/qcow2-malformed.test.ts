@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dwOk, must, scratch } from '../helpers';
 import { assertPlainError, io } from './qcow2-common';
-import { openImage } from '../../src-main/block/registry';
+import { openImage } from '../../src-main/registry';
 import { DiskError } from '../../src-main/block/errors';
 
 const s = scratch('dw-qcow2-bad-');

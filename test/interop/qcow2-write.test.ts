@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dw, dwOk, must, run, scratch } from '../helpers';
 import { assertPlainError, assertQemuAccepts, assertSameContent, io } from './qcow2-common';
-import { openImage } from '../../src-main/block/registry';
+import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-qcow2-write-');
 after(() => s.cleanup());

@@ -150,5 +150,5 @@ test('damaged headers are DiskErrors, never raw exceptions', async () => {
 test('an aborted check stops with ECANCELLED', async () => {
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(checkQcow2(write('cancel.qcow2', tinyImage()), 'none', ac.signal), (e: unknown) => e instanceof DiskError && e.code === 'ECANCELLED');
+  await assert.rejects(checkQcow2(write('cancel.qcow2', tinyImage()), 'none', { signal: ac.signal }), (e: unknown) => e instanceof DiskError && e.code === 'ECANCELLED');
 });

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { DRIVERS, PROBE_BYTES, driverFor, isFormatName, probeDriver, resolveDriver } from '../../src-main/block/registry';
+import { DRIVERS, PROBE_BYTES, driverFor, isFormatName, probeDriver, resolveDriver } from '../../src-main/registry';
 import { ImageFile } from '../../src-main/block/file';
 import { DiskError } from '../../src-main/block/errors';
 import { scratch } from '../helpers';

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSize, formatSize, isZero } from '../../src-main/block/sizes';
+import { isZero } from '../../src-main/block/bytes';
+import { parseSize, formatSize } from '../../src-main/block/sizes';
 import { DiskError } from '../../src-main/block/errors';
 
 test('parseSize reads qemu-img suffixes', () => {

@@ -29,4 +29,4 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   };
 }
 
-export const cowDriver = headerOnlyDriver('cow', (head) => probeCow(head), describe);
+export const cowDriver = headerOnlyDriver('cow', { label: 'UML COW', description: 'User-Mode Linux copy-on-write overlay of a backing file', extensions: ['cow'] }, (head) => probeCow(head), describe);

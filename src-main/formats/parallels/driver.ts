@@ -29,4 +29,4 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   };
 }
 
-export const parallelsDriver = headerOnlyDriver('parallels', (head) => probeParallels(head), describe);
+export const parallelsDriver = headerOnlyDriver('parallels', { label: 'Parallels', description: 'Parallels Desktop expanding disk (.hdd/.hds)', extensions: ['hds', 'hdd'] }, (head) => probeParallels(head), describe);

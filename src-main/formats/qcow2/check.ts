@@ -18,7 +18,7 @@
  */
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { CheckProblem, CheckReport } from '../../block/types';
+import type { CheckProblem, CheckReport, CheckOptions } from '../../block/types';
 import {
   AUTOCLEAR_BITMAPS,
   EXT_BITMAPS,
@@ -1123,7 +1123,8 @@ async function checkPass(file: ImageFile, fix: number, problems: CheckProblem[],
  * checks the image again the way qemu-img does ("Double checking the fixed image now..."). The report's
  * corruptions and leaks are those left after the repair; the -fixed counts are what the repair fixed.
  */
-export async function checkQcow2(path: string, repair: RepairMode, signal?: AbortSignal): Promise<CheckReport> {
+export async function checkQcow2(path: string, repair: RepairMode, opts: CheckOptions = {}): Promise<CheckReport> {
+  const signal = opts.signal;
   const fix = repair === 'all' ? FIX_LEAKS | FIX_ERRORS : repair === 'leaks' ? FIX_LEAKS : 0;
   const file = await ImageFile.open(path, fix !== 0);
   try {

@@ -71,6 +71,11 @@ import { checkQcow2 } from './check';
 
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
+  label: 'QCOW2',
+  description: 'QEMU/KVM disk: grows as written, snapshots, compression, backing files',
+  extensions: ['qcow2', 'qcow', 'img'],
+  concurrentCalls: true,
+  writesCompressed: true,
   check: checkQcow2,
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;

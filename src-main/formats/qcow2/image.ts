@@ -1,3 +1,4 @@
+import { checkRange } from '../../block/bytes';
 /**
  * An open qcow2 image: the L1/L2 walk (with a bounded cache of L2 tables), reads through compressed, zero,
  * unallocated and backing-file clusters, and writes with copy-on-write, cluster allocation and refcount
@@ -479,9 +480,7 @@ export class Qcow2Device implements BlockDevice {
   }
 
   private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new DiskError('EINVAL', `${this.path}: range ${offset}+${length} lies outside the image (${this.size} bytes)`, this.path);
-    }
+    checkRange(this.size, offset, length, this.path);
   }
 
   // ---------------------------------------------------------------- reading

@@ -1,3 +1,4 @@
+import { checkRange, isZero } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
@@ -6,7 +7,6 @@ import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, Open
 const ZERO_PROBE_BLOCK = 4096;
 /** Zero detection reads the file in windows of this size (a multiple of the block), kept for the next query. */
 const PROBE_WINDOW = 1 << 20;
-const ZERO_BLOCK = Buffer.alloc(ZERO_PROBE_BLOCK);
 const ZERO_WRITE_CHUNK = 1 << 20;
 /**
  * qemu sees a raw file in whole 512-byte sectors: a file whose length is not a multiple of 512 has a virtual
@@ -33,9 +33,7 @@ class RawDevice implements BlockDevice {
   }
 
   private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new DiskError('EINVAL', `${this.path}: range ${offset}+${length} lies outside the image (${this.size} bytes)`, this.path);
-    }
+    checkRange(this.size, offset, length, this.path);
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
@@ -84,7 +82,7 @@ class RawDevice implements BlockDevice {
     while (pos < end) {
       const w = await this.probeWindow(pos);
       const n = Math.min(ZERO_PROBE_BLOCK - (pos % ZERO_PROBE_BLOCK), end - pos);
-      const z = isZeroBlock(w.data, pos - w.at, pos - w.at + n);
+      const z = isZero(w.data.subarray(pos - w.at, pos - w.at + n));
       if (zero === undefined) zero = z;
       else if (z !== zero) break;
       pos += n;
@@ -126,14 +124,12 @@ class RawDevice implements BlockDevice {
   }
 }
 
-/** True when data[a, b) is all zeros (b - a is at most one probe block). */
-function isZeroBlock(data: Uint8Array, a: number, b: number): boolean {
-  if (data[a] !== 0 || data[b - 1] !== 0) return false;
-  return Buffer.from(data.buffer, data.byteOffset + a, b - a).equals(ZERO_BLOCK.subarray(0, b - a));
-}
-
 export const rawDriver: FormatDriver = {
   name: 'raw',
+  label: 'Raw',
+  description: 'Plain byte-for-byte disk: every tool reads it; sparse where the file system allows',
+  extensions: ['img', 'raw', 'bin', 'iso'],
+  concurrentCalls: true,
   probe: () => 1,
   createOptions: [
     { name: 'preallocation', type: 'enum', choices: ['off', 'full'], default: 'off', description: 'Preallocation mode: off leaves the file sparse, full writes zeros over the whole size' },

@@ -169,4 +169,4 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   };
 }
 
-export const vhdxDriver = headerOnlyDriver('vhdx', (head) => probeVhdx(head), describe);
+export const vhdxDriver = headerOnlyDriver('vhdx', { label: 'VHDX', description: 'Hyper-V virtual hard disk: fixed, dynamic or differencing', extensions: ['vhdx'] }, (head) => probeVhdx(head), describe);

@@ -210,4 +210,4 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
   return describeDescriptorFile(file, parseDescriptor(text, path));
 }
 
-export const vmdkDriver = headerOnlyDriver('vmdk', (head) => probeVmdk(head), describe);
+export const vmdkDriver = headerOnlyDriver('vmdk', { label: 'VMDK', description: 'VMware disk: Workstation, Fusion, ESXi, VirtualBox', extensions: ['vmdk'] }, (head) => probeVmdk(head), describe);

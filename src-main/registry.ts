@@ -1,18 +1,25 @@
-import * as nodePath from 'node:path';
-import type { FormatName } from '../../src-shared/api';
-import { FORMAT_NAMES } from '../../src-shared/api';
-import { DiskError } from './errors';
-import { ImageFile } from './file';
-import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './types';
-import { rawDriver } from '../formats/raw/driver';
-import { qcow2Driver } from '../formats/qcow2/driver';
-import { vmdkDriver } from '../formats/vmdk/driver';
-import { vhdxDriver } from '../formats/vhdx/driver';
-import { parallelsDriver } from '../formats/parallels/driver';
-import { cowDriver } from '../formats/cow/driver';
+/**
+ * The registry: probe, open and look up drivers over the one list in formats/index.ts. It lives above the
+ * formats (block/ never imports a format); formats reach other images only through OpenOptions.openBacking.
+ */
+import type { FormatName, FormatSummary } from '../src-shared/api';
+import { promises as fsp } from 'node:fs';
+import { FORMAT_NAMES } from '../src-shared/api';
+import { ChainGuard, chainOf } from './block/chain';
+import { DiskError } from './block/errors';
+import { ImageFile } from './block/file';
+import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
+import { FORMAT_DRIVERS } from './formats/index';
 
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
-export const DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, parallelsDriver, cowDriver, rawDriver];
+export const DRIVERS = FORMAT_DRIVERS;
+
+// The contract's FormatName union and the driver list must name the same formats, once each.
+for (const name of FORMAT_NAMES) {
+  if (DRIVERS.filter((d) => d.name === name).length !== 1) throw new Error(`formats/index.ts must list exactly one driver named '${name}'`);
+}
+if (DRIVERS.length !== FORMAT_NAMES.length) throw new Error('formats/index.ts lists a driver whose name is not in the contract\'s FormatName');
+const rawDriver = DRIVERS[DRIVERS.length - 1];
 
 /** How many bytes of a file the probes look at. */
 export const PROBE_BYTES = 2048;
@@ -44,7 +51,27 @@ export async function probeDriver(file: ImageFile): Promise<FormatDriver> {
   return best;
 }
 
-/** Opens just long enough to find the format (given or probed). */
+/**
+ * The file that stands for the image at `path`: `path` itself, or, when it is a folder that a format keeps
+ * its images in (a Parallels .hdd bundle), the file inside it that the format names. A folder no format
+ * claims is returned as it is, and opening it gives the plain "is a folder" error.
+ */
+export async function imageEntry(path: string): Promise<string> {
+  let isDir = false;
+  try {
+    isDir = (await fsp.stat(path)).isDirectory();
+  } catch {
+    return path; // a missing file gets its own plain error where it is opened
+  }
+  if (!isDir) return path;
+  for (const d of DRIVERS) {
+    const entry = d.folderEntry ? await d.folderEntry(path) : undefined;
+    if (entry !== undefined) return entry;
+  }
+  return path;
+}
+
+/** Opens just long enough to find the format (given or probed). `path` is a file (see imageEntry for folders). */
 export async function resolveDriver(path: string, format?: string): Promise<FormatDriver> {
   if (format !== undefined) {
     const d = driverFor(format);
@@ -61,7 +88,7 @@ export async function resolveDriver(path: string, format?: string): Promise<Form
   }
 }
 
-export { resolveBackingPath } from './backing-path';
+export { resolveBackingPath } from './block/backing-path';
 
 export interface OpenImageOptions {
   format?: string;
@@ -70,16 +97,15 @@ export interface OpenImageOptions {
 }
 
 /** Opens an image and, unless the policy is 'none', its whole backing chain (read-only). */
-export async function openImage(path: string, opts: OpenImageOptions = {}): Promise<BlockDevice> {
+export async function openImage(givenPath: string, opts: OpenImageOptions = {}): Promise<BlockDevice> {
+  const path = await imageEntry(givenPath);
   const readOnly = opts.readOnly ?? true;
   const backingPolicy = opts.backingPolicy ?? 'inside-folder';
   const driver = await resolveDriver(path, opts.format);
-  const seen = new Set<string>([nodePath.resolve(path)]);
+  const guard = new ChainGuard(path);
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
-    const key = nodePath.resolve(backingPath);
-    if (seen.has(key)) throw new DiskError('ECORRUPT', `${path}: the backing chain loops back to ${backingPath}`, path);
-    seen.add(key);
-    if (seen.size > 256) throw new DiskError('ECORRUPT', `${path}: the backing chain is deeper than 256 images`, path);
+    guard.visit(backingPath);
+    backingPath = await imageEntry(backingPath);
     const d = await resolveDriver(backingPath, format);
     return openCutting(d, backingPath, backingReadOnly, backingPolicy, openBacking);
   };
@@ -105,4 +131,22 @@ async function openCutting(
     if (typeof backingPolicy !== 'object' || backingPolicy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
     return driver.open(path, { readOnly, backingPolicy: 'none', openBacking });
   }
+}
+
+/** True when every device of the chain takes overlapping calls safely (FormatDriver.concurrentCalls). */
+export function takesConcurrentCalls(top: BlockDevice): boolean {
+  return chainOf(top).every((d) => driverFor(d.format).concurrentCalls);
+}
+
+/** What the faces show about each format, from the drivers alone (wizards, dialogs, usage text). */
+export function formatSummaries(): FormatSummary[] {
+  return DRIVERS.map((d) => ({
+    name: d.name,
+    label: d.label,
+    description: d.description,
+    extensions: [...d.extensions],
+    canCreate: d.create !== undefined,
+    canCheck: d.check !== undefined,
+    hasSnapshots: d.snapshots !== undefined,
+  }));
 }
