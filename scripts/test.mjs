@@ -37,6 +37,13 @@ if (build.status !== 0) process.exit(build.status ?? 1);
 const typecheck = spawnSync(process.execPath, [join(root, 'scripts', 'typecheck.mjs')], { cwd: root, stdio: 'inherit' });
 if (typecheck.status !== 0) process.exit(typecheck.status ?? 1);
 
+// The layering (import boundaries) and lint rules: a violation fails the run before any test starts.
+const lint = spawnSync(process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'], { cwd: root, stdio: 'inherit' });
+if (lint.status !== 0) {
+  console.error('lint failed (npm run lint shows the same)');
+  process.exit(lint.status ?? 1);
+}
+
 const files = [];
 for (const suite of suites) {
   const dir = join(root, 'test', suite);
