@@ -53,6 +53,30 @@ export interface ImageInfo {
   'backing-error'?: DiskErrorDto;
 }
 
+/** One finding of a check, in qemu-img's words; `fixed` once a repair mended it. */
+export interface CheckProblem {
+  severity: 'corruption' | 'leak' | 'error';
+  message: string;
+  fixed?: boolean;
+}
+
+/** What a check finds; the counts and keys follow qemu-img check's JSON. */
+export interface CheckReport {
+  filename: string;
+  format: FormatName;
+  'check-errors': number;
+  corruptions: number;
+  leaks: number;
+  'corruptions-fixed': number;
+  'leaks-fixed': number;
+  'image-end-offset'?: number;
+  'total-clusters'?: number;
+  'allocated-clusters'?: number;
+  'fragmented-clusters'?: number;
+  'compressed-clusters'?: number;
+  problems: CheckProblem[];
+}
+
 export type ExtentKind = 'data' | 'zero' | 'unallocated';
 /** One run of the allocation map, as `map --output json` prints it (qemu-img's keys). */
 export interface MapEntry {
@@ -90,7 +114,20 @@ export type JobSpec =
   | { kind: 'map'; path: string; buckets: number }
   | { kind: 'create'; path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName }
   | { kind: 'check'; path: string; repair?: 'leaks' | 'all' }
+  /**
+   * A repair that leaves the image as it was when it fails or is cancelled: it mends a copy made beside the
+   * image and renames it into place when done. keepCopy keeps the image as it was under a name beside it.
+   */
+  | { kind: 'repair'; path: string; mode: 'leaks' | 'all'; keepCopy: boolean }
   | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean };
+
+/** What a 'repair' job gives back. */
+export interface RepairResult {
+  /** The repair's own report (counts after it, with what it fixed). */
+  report: CheckReport;
+  /** The image as it was before the repair, when a copy was asked for. */
+  keptCopy?: string;
+}
 
 export interface JobProgress {
   done: number;

@@ -1,8 +1,8 @@
-import type { FormatName, ExtentKind, ImageInfo, SnapshotInfo } from '../../src-shared/api';
+import type { CheckProblem, CheckReport, FormatName, ExtentKind, ImageInfo, SnapshotInfo } from '../../src-shared/api';
 import type { OptionSpec, OptionValues } from '../../src-shared/options';
 import type { ImageFile } from './file';
 
-export type { FormatName, ExtentKind };
+export type { CheckProblem, CheckReport, FormatName, ExtentKind };
 
 /** A run of guest addresses with one allocation state, as a driver's status() reports it. */
 export interface Extent {
@@ -91,29 +91,6 @@ export interface CheckOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface CheckProblem {
-  severity: 'corruption' | 'leak' | 'error';
-  message: string;
-  fixed?: boolean;
-}
-
-/** What a check finds; the counts and keys follow qemu-img check's JSON. */
-export interface CheckReport {
-  filename: string;
-  format: FormatName;
-  'check-errors': number;
-  corruptions: number;
-  leaks: number;
-  'corruptions-fixed': number;
-  'leaks-fixed': number;
-  'image-end-offset'?: number;
-  'total-clusters'?: number;
-  'allocated-clusters'?: number;
-  'fragmented-clusters'?: number;
-  'compressed-clusters'?: number;
-  problems: CheckProblem[];
-}
-
 /** Header-level facts, gathered without reading guest data; drivers that cannot read data yet still give these. */
 export type HeaderInfo = Omit<ImageInfo, 'filename' | 'actual-size' | 'backing-image' | 'full-backing-filename'> & {
   /** Set by formats whose data lives in several files (VMDK extents): the bytes all of them take on disk. */
@@ -150,6 +127,11 @@ export interface FormatDriver {
    * touch only caches. Devices of other formats are given one call at a time.
    */
   readonly concurrentCalls: boolean;
+  /**
+   * True when one image can span several files (VMDK extents, Parallels bundles): whole-image work that copies
+   * a file (the safe repair) cannot copy just one.
+   */
+  readonly multiFile?: boolean;
   /** True when its devices store compressed clusters (writeCompressed; convert -c). */
   readonly writesCompressed?: boolean;
   /** How sure the driver is that `head` (the first bytes of the file) is its format: 0 = not mine; raw scores 1. */

@@ -5,6 +5,7 @@ import { inspectImage } from './info';
 import { mapPicture } from './map';
 import { createImage } from './create';
 import { checkImage } from './check';
+import { repairImage } from './repair';
 import { convertImage } from './convert';
 import type { BackingPolicy } from '../block/types';
 
@@ -62,6 +63,8 @@ export class JobManager {
         return createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat });
       case 'check':
         return checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') });
+      case 'repair':
+        return repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
       case 'convert':
         return convertImage({
           source: spec.source,

@@ -1,0 +1,125 @@
+/**
+ * Repair that leaves the image as it was when it fails or is cancelled: the image is copied beside itself
+ * (reflinked where the file system can, else a sparse copy that skips holes and zero runs), the copy is
+ * repaired, and only a finished repair is renamed over the image. "Keep a copy" then costs nothing more: the
+ * old file is kept under a second name (a hard link) before the rename.
+ */
+import { constants as fsc, promises as fsp } from 'node:fs';
+import * as nodePath from 'node:path';
+import type { CheckReport, RepairResult } from '../../src-shared/api';
+import { isZero } from '../block/bytes';
+import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import { seekHoleBinding } from '../block/native';
+import { imageEntry, resolveDriver } from '../registry';
+import { tempPathFor } from './atomic';
+
+export interface RepairRequest {
+  path: string;
+  format?: string;
+  mode: 'leaks' | 'all';
+  keepCopy: boolean;
+  signal?: AbortSignal;
+  /** phase 'copy' (bytes) while the working copy is made, then 'repair' (the format's own unit). */
+  onProgress?: (phase: 'copy' | 'repair', done: number, total: number) => void;
+}
+
+const CHUNK = 1 << 20;
+
+/** "disk.qcow2" → "disk.before-repair-2026-12-01-1455.qcow2", beside it. */
+export function keptCopyName(path: string, now = new Date()): string {
+  const ext = nodePath.extname(path);
+  const stem = nodePath.basename(path, ext);
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${now.getFullYear()}-${p2(now.getMonth() + 1)}-${p2(now.getDate())}-${p2(now.getHours())}${p2(now.getMinutes())}${p2(now.getSeconds())}`;
+  return nodePath.join(nodePath.dirname(path), `${stem}.before-repair-${stamp}${ext}`);
+}
+
+/** Copies `src` to a new file `dst`: a reflink when the file system offers one, else only the data runs. */
+async function copyImage(src: string, dst: string, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<void> {
+  try {
+    await fsp.copyFile(src, dst, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
+    return;
+  } catch {
+    await fsp.rm(dst, { force: true });
+  }
+  const from = await fsp.open(src, 'r');
+  try {
+    const { size, mode } = await from.stat();
+    const to = await fsp.open(dst, 'wx', mode & 0o777);
+    try {
+      const buf = Buffer.allocUnsafe(CHUNK);
+      let pos = 0;
+      while (pos < size) {
+        throwIfAborted(signal);
+        // Holes are skipped without reading them where the native helper can find them.
+        if (seekHoleBinding) {
+          const data = seekHoleBinding.seekData(from.fd, pos);
+          if (data < 0 || data >= size) break;
+          pos = Math.max(pos, Math.floor(data / 4096) * 4096);
+        }
+        const n = Math.min(CHUNK, size - pos);
+        const { bytesRead } = await from.read(buf, 0, n, pos);
+        if (bytesRead !== n) throw new DiskError('EIO', `${src}: the file shrank while it was copied`, src);
+        // Zero runs stay holes in the copy: an image's unused space reads as zeros either way.
+        let run = -1; // start of the current run of non-zero blocks
+        for (let at = 0; at <= n; at += 4096) {
+          const zero = at === n || isZero(buf.subarray(at, Math.min(n, at + 4096)));
+          if (!zero && run < 0) run = at;
+          if (zero && run >= 0) {
+            await to.write(buf, run, Math.min(at, n) - run, pos + run);
+            run = -1;
+          }
+        }
+        pos += n;
+        onProgress(pos, size);
+      }
+      await to.truncate(size);
+      await to.sync();
+    } finally {
+      await to.close();
+    }
+  } finally {
+    await from.close();
+  }
+}
+
+/** The report speaks of the image, not of the working copy it was made on. */
+function aboutImage(report: CheckReport, tmp: string, path: string): CheckReport {
+  return {
+    ...report,
+    filename: path,
+    problems: report.problems.map((p) => ({ ...p, message: p.message.split(tmp).join(path) })),
+  };
+}
+
+/** Repairs the image at req.path (see the file's comment for how it stays safe). */
+export async function repairImage(req: RepairRequest): Promise<RepairResult> {
+  const path = await imageEntry(req.path);
+  const driver = await resolveDriver(path, req.format);
+  if (!driver.check) throw new DiskError('EUNSUPPORTED', `This image format (${driver.name}) does not support checks`, req.path);
+  if (driver.multiFile) {
+    throw new DiskError('EUNSUPPORTED', `${req.path}: a ${driver.label} image can span several files; repair it in place with diskwright check -r ${req.mode}`, req.path);
+  }
+  const tmp = tempPathFor(path);
+  let kept: string | undefined;
+  try {
+    await copyImage(path, tmp, req.signal, (d, t) => req.onProgress?.('copy', d, t));
+    // The phase starts (and shows) even for a format whose check reports no finer progress.
+    req.onProgress?.('repair', 0, 1);
+    const report = await driver.check(tmp, req.mode, { signal: req.signal, onProgress: (d, t) => req.onProgress?.('repair', d, t) });
+    throwIfAborted(req.signal);
+    const fh = await fsp.open(tmp, 'r+');
+    await fh.sync().finally(() => fh.close());
+    if (req.keepCopy) {
+      kept = keptCopyName(path);
+      await fsp.link(path, kept);
+    }
+    await fsp.rename(tmp, path);
+    return { report: aboutImage(report, tmp, req.path), ...(kept ? { keptCopy: kept } : {}) };
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if (kept) await fsp.rm(kept, { force: true }).catch(() => undefined);
+    const e = toDiskError(err, req.path);
+    throw e.message.includes(tmp) ? new DiskError(e.code, e.message.split(tmp).join(path), req.path) : e;
+  }
+}
