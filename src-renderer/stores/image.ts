@@ -1,6 +1,7 @@
 import { defineStore } from 'pinia';
 import type { ImageInfo, MapPicture } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
+import { useFormatsStore } from './formats';
 
 /** How many cells the allocation map is drawn with (64 columns × 16 rows). */
 export const MAP_BUCKETS = 1024;
@@ -58,7 +59,8 @@ export const useImageStore = defineStore('image', {
       this.grantStatus = 'idle';
       this.grantError = null;
       try {
-        const info = await api.inspect(path);
+        // The formats' labels arrive with the first image, so the page never shows a bare format name.
+        const [info] = await Promise.all([api.inspect(path), useFormatsStore().load()]);
         if (gen !== this.generation) return null;
         this.info = info;
         this.status = 'ready';

@@ -1,0 +1,131 @@
+/**
+ * The Check & Repair wizard, clicked through in Chromium against the browser host on real images: a leaky
+ * qcow2 made by qemu-img is repaired by clicking (open → Check & Repair → Repair → done) and `qemu-img check`
+ * is clean afterwards, with the image as it was kept beside it; a clean image says so and offers no repair.
+ * Screenshots at 1280×800 and 800×600 go to test-results/e2e.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright';
+import { startHost, type Host } from '../../src-main/host/server';
+import { ROOT, must, qemuIo, run, scratch } from '../helpers';
+import { Qcow2Patcher } from '../interop/qcow2-check-patch';
+import { launch, type Browser } from './browser';
+
+const SHOTS = join(ROOT, 'test-results', 'e2e');
+const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+let host: Host;
+let browser: Browser;
+const work = scratch('dw-e2e-check-');
+
+before(async () => {
+  host = await startHost({ port: 0 });
+  browser = await launch();
+  mkdirSync(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await host?.close();
+  work.cleanup();
+});
+
+async function openImage(page: Page, path: string, name: string): Promise<void> {
+  await page.goto(host.url);
+  await page.getByLabel('Image path').fill(path);
+  await page.getByRole('button', { name: 'Open', exact: true }).click();
+  await page.getByRole('heading', { name, level: 1 }).waitFor();
+}
+
+test('a leaky qcow2 is repaired by clicking, and qemu-img check is clean afterwards', async () => {
+  const img = work.path('leaky.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', img, '16M']);
+  qemuIo(img, 'qcow2', ['write -P 0x11 0 256k', 'write -P 0x22 5M 64k']);
+  const p = new Qcow2Patcher(img);
+  p.setRefcount(p.appendCluster(0x5a), 1);
+  p.setRefcount(p.appendCluster(0x5b), 1);
+  assert.equal(run('qemu-img', ['check', img]).status, 3, 'qemu-img sees leaks only');
+  const before = sha(img);
+
+  const { page } = browser;
+  await openImage(page, img, 'leaky.qcow2');
+  await page.getByRole('button', { name: 'Check & Repair…' }).click();
+
+  const findings = page.getByTestId('findings');
+  await findings.waitFor();
+  await page.getByRole('heading', { name: 'The image leaks space' }).waitFor();
+  assert.match(await findings.locator('.finding[data-kind="leak"]').innerText(), /Harmless: 2 leaked clusters[\s\S]*No data is at risk/);
+  assert.equal(await findings.locator('.finding[data-kind="corruption"]').count(), 0);
+  assert.equal(await page.getByLabel('Keep a copy of the image as it was, beside it').isChecked(), true, 'keeping a copy is offered by default');
+  assert.equal(sha(img), before, 'checking did not change the image');
+  await page.screenshot({ path: join(SHOTS, 'check-findings-1280.png'), fullPage: true });
+  await page.setViewportSize({ width: 800, height: 600 });
+  await page.screenshot({ path: join(SHOTS, 'check-findings-800.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  await page.getByRole('button', { name: 'Repair', exact: true }).click();
+  const result = page.getByTestId('result');
+  await result.waitFor({ timeout: 30_000 });
+  await page.getByRole('heading', { name: 'The image is now clean' }).waitFor();
+  assert.match(await result.innerText(), /Freed 2 leaked clusters\./);
+  const kept = (await page.getByTestId('kept-copy').locator('code').innerText()).trim();
+  await page.screenshot({ path: join(SHOTS, 'check-result-1280.png'), fullPage: true });
+
+  assert.equal(run('qemu-img', ['check', img]).status, 0, 'qemu-img check of the repaired image is clean');
+  assert.equal(sha(kept), before, 'the kept copy is the image as it was');
+  must('qemu-img', ['compare', kept, img]);
+  assert.deepEqual(readdirSync(work.dir).filter((n) => n.startsWith('.')), [], 'no temporary file left');
+
+  // Back to the image: the page shows it again.
+  await page.getByRole('button', { name: 'Back to the image' }).click();
+  await page.getByRole('heading', { name: 'leaky.qcow2', level: 1 }).waitFor();
+  assert.deepEqual(browser.problems, []);
+});
+
+test('a clean image says so, and no repair is offered', async () => {
+  const img = work.path('clean.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '16M']);
+  qemuIo(img, 'qcow2', ['write -P 0x11 0 1M']);
+  const { page } = browser;
+  // From the home screen: the path field's Check & Repair.
+  await page.goto(host.url);
+  await page.getByLabel('Image path').fill(img);
+  await page.getByRole('button', { name: 'Check & Repair', exact: true }).click();
+  await page.getByRole('heading', { name: 'The image is clean' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Repair', exact: true }).count(), 0);
+  await page.screenshot({ path: join(SHOTS, 'check-clean-1280.png'), fullPage: true });
+  await page.setViewportSize({ width: 800, height: 600 });
+  await page.screenshot({ path: join(SHOTS, 'check-clean-800.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  assert.deepEqual(browser.problems, []);
+});
+
+test('a damaged qcow2 (a refcount too low) is shown as data at risk and repaired with everything', async () => {
+  const img = work.path('damaged.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', img, '16M']);
+  qemuIo(img, 'qcow2', ['write -P 0x11 0 256k']);
+  const reference = work.path('damaged-reference.raw');
+  must('qemu-img', ['convert', '-O', 'raw', img, reference]);
+  const p = new Qcow2Patcher(img);
+  p.setRefcount(p.dataClusters()[2].offset / p.clusterSize, 0);
+  assert.equal(run('qemu-img', ['check', img]).status, 2);
+
+  const { page } = browser;
+  await openImage(page, img, 'damaged.qcow2');
+  await page.getByRole('button', { name: 'Check & Repair…' }).click();
+  await page.getByRole('heading', { name: 'The image is damaged' }).waitFor();
+  assert.match(await page.locator('.finding[data-kind="corruption"]').innerText(), /Data at risk/);
+  assert.equal(await page.getByLabel(/Repair everything/).isChecked(), true);
+  await page.getByLabel('Keep a copy of the image as it was, beside it').uncheck();
+  await page.screenshot({ path: join(SHOTS, 'check-damaged-1280.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Repair', exact: true }).click();
+  await page.getByRole('heading', { name: 'The image is now clean' }).waitFor({ timeout: 30_000 });
+  assert.equal(await page.getByTestId('kept-copy').count(), 0);
+  assert.equal(run('qemu-img', ['check', img]).status, 0);
+  must('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', reference, img]);
+  assert.deepEqual(browser.problems, []);
+});
