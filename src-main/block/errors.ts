@@ -36,6 +36,8 @@ export function toDiskError(err: unknown, path?: string): DiskError {
       return new DiskError('EACCES', `${where ?? 'file'}: the file system is read-only`, where);
     case 'ENOSPC':
       return new DiskError('EIO', `${where ?? 'file'}: no space left on the device`, where);
+    case 'EFBIG':
+      return new DiskError('EIO', `${where ?? 'file'}: the file would grow past the largest file this system allows`, where);
     case 'EEXIST':
       return new DiskError('EEXIST', `${where ?? 'file'}: already exists`, where);
     case 'ABORT_ERR':

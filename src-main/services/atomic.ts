@@ -22,6 +22,16 @@ export async function checkTarget(target: string): Promise<void> {
 }
 
 /**
+ * The error as the user should read it: about the target they named, never about the hidden temporary file
+ * it is being written as ("…/.out.raw.diskwright-3d1e22f4.tmp: no space left" becomes "…/out.raw: no space left").
+ */
+export function aboutTarget(err: unknown, tmp: string | undefined, target: string): DiskError {
+  const e = toDiskError(err, target);
+  if (tmp === undefined || (!e.message.includes(tmp) && e.path !== tmp)) return e;
+  return new DiskError(e.code, e.message.split(tmp).join(target), target);
+}
+
+/**
  * Writes a new file beside the target and renames it into place when `write` succeeds; on failure or cancel
  * the partial file is removed and the target is untouched.
  */
@@ -34,6 +44,6 @@ export async function writeAtomically<T>(target: string, write: (tmpPath: string
     return result;
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw toDiskError(err, target);
+    throw aboutTarget(err, tmp, target);
   }
 }

@@ -3,9 +3,10 @@ import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZero } from '../block/bytes';
+import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { createImage } from './create';
-import { checkTarget, tempPathFor } from './atomic';
+import { aboutTarget, checkTarget, tempPathFor } from './atomic';
 
 export interface ConvertRequest {
   source: string;
@@ -83,6 +84,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       await fsp.rename(tmp, req.target).catch((err) => { throw toDiskError(err, req.target); });
       tmp = undefined;
     }
+  } catch (err) {
+    throw aboutTarget(err, tmp, req.target);
   } finally {
     await dst?.close().catch(() => undefined);
     await src.close().catch(() => undefined);
@@ -147,17 +150,23 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
         extKind = ext.kind === 'data' ? 'data' : 'zero';
         extEnd = next + ext.length;
       }
+      if (compress) {
+        // Compressed clusters are written whole, so with -c the copy walks whole clusters (`next` stays
+        // aligned): a source whose extents follow smaller units (a file system's 4 KiB holes in a raw image)
+        // has a cluster read as data when any part of it is data, its holes reading as zeros.
+        if (extKind === 'data') extEnd = Math.min(src.size, alignUp(extEnd, grain));
+        else if (alignDown(extEnd, grain) > next) extEnd = alignDown(extEnd, grain);
+        else {
+          extKind = 'data';
+          extEnd = Math.min(src.size, alignUp(extEnd, grain));
+        }
+      }
     }
     const pos = next;
     let len: number;
     if (extKind === 'data') {
-      // Keep pieces aligned to the grain so that compressed clusters are whole.
+      // Pieces stay aligned to the grain (with -c, `pos` and `extEnd` are cluster boundaries or the end).
       len = Math.min(chunk - (pos % grain), extEnd - pos);
-      if (compress) {
-        // A compressed cluster must be written whole: extend the piece to the end of its grain.
-        const grainEnd = Math.min(src.size, Math.ceil((pos + len) / grain) * grain);
-        len = Math.min(grainEnd - pos, chunk - (pos % grain));
-      }
     } else {
       len = extEnd - pos;
       if (extKind === 'zero' && (!fresh || withBacking)) len = Math.min(len, ZERO_STEP);
