@@ -21,14 +21,15 @@ function buildMain() {
 }
 
 function buildNative() {
-  // lseek(SEEK_DATA/SEEK_HOLE) for the raw driver. Optional: without a C compiler the driver detects zeros instead.
+  // lseek(SEEK_DATA/SEEK_HOLE/SEEK_END) and qemu-compatible image locks (native/fileops.c). Optional: without a
+  // C compiler raw images fall back to zero detection and locking is reported as unavailable.
   const out = join(root, 'dist', 'native');
   mkdirSync(out, { recursive: true });
   const include = join(dirname(dirname(process.execPath)), 'include', 'node');
   if (process.platform !== 'linux' && process.platform !== 'darwin') return;
   const ok = existsSync(join(include, 'node_api.h')) &&
-    run('cc', ['-shared', '-fPIC', '-O2', `-I${include}`, '-o', join(out, 'seek_hole.node'), join(root, 'native', 'seek_hole.c')], { stdio: 'pipe' });
-  if (!ok) console.warn('note: the native hole-seeking helper was not built (no C compiler or Node headers); raw images fall back to zero detection');
+    run('cc', ['-shared', '-fPIC', '-O2', `-I${include}`, '-o', join(out, 'fileops.node'), join(root, 'native', 'fileops.c')], { stdio: 'pipe' });
+  if (!ok) console.warn('note: the native file helper was not built (no C compiler or Node headers): raw images fall back to zero detection, and images are not locked');
 }
 
 function buildRenderer() {

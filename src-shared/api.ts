@@ -49,6 +49,8 @@ export interface ImageInfo {
   /** Set when the header was recognised but this build cannot read the image's data yet. */
   'data-readable': boolean;
   'backing-image'?: ImageInfo;
+  /** Set when this build cannot lock images (no native helper): a running VM is not kept from writing while we work. */
+  'locking-unavailable'?: true;
   /** Set by the app (not by `info`) when the backing chain could not be followed; the image itself was read. */
   'backing-error'?: DiskErrorDto;
 }

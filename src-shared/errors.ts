@@ -11,6 +11,7 @@ export type DiskErrorCode =
   | 'ECANCELLED' // the job was cancelled by the user
   | 'EEXIST' // the target already exists
   | 'EOUTSIDE' // a backing file or extent lies outside the image's folder and was not allowed
+  | 'EBUSY' // another program (a running VM, qemu-img) holds the image's lock
   | 'EIO'; // any other I/O failure
 
 export interface DiskErrorDto {

@@ -1,6 +1,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { DiskError, toDiskError, corrupt } from './errors';
-import { seekHoleBinding } from './native';
+import { lockImage, type ImageLock } from './lock';
+import { nativeFileOps } from './native';
 
 /**
  * A file opened for image work. Every metadata read goes through readExact, which bounds the offset and
@@ -12,32 +13,51 @@ export class ImageFile {
     private readonly fh: fsp.FileHandle,
     readonly writable: boolean,
     private length: number,
+    private readonly lock: ImageLock,
   ) {}
 
+  /**
+   * Opens an image file: a regular file or a block device, refused before it is opened otherwise (opening a
+   * FIFO for reading would wait forever for a writer). It is locked as qemu locks images (block/lock.ts):
+   * shared for reading, exclusive of other writers and readers for writing.
+   */
   static async open(path: string, writable: boolean): Promise<ImageFile> {
+    const st = await fsp.stat(path).catch((err) => {
+      throw toDiskError(err, path);
+    });
+    if (st.isDirectory()) throw new DiskError('EISDIR', `${path}: is a directory, not an image`, path);
+    if (!st.isFile() && !st.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file or a block device, so not a disk image`, path);
     let fh: fsp.FileHandle;
     try {
       fh = await fsp.open(path, writable ? fsc.O_RDWR : fsc.O_RDONLY);
     } catch (err) {
       throw toDiskError(err, path);
     }
+    let lock: ImageLock | undefined;
     try {
-      const st = await fh.stat();
-      if (st.isDirectory()) throw new DiskError('EISDIR', `${path}: is a directory, not an image`, path);
-      if (!st.isFile() && !st.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file`, path);
-      return new ImageFile(path, fh, writable, st.size);
+      const fst = await fh.stat();
+      // The path may have been swapped for something else between the two looks.
+      if (!fst.isFile() && !fst.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file or a block device, so not a disk image`, path);
+      const size = fst.isBlockDevice() ? await blockDeviceSize(fh, fst.rdev, path) : fst.size;
+      lock = await lockImage(path, fst.dev, fst.ino, writable ? 'write' : 'read');
+      return new ImageFile(path, fh, writable, size, lock);
     } catch (err) {
+      await lock?.release();
       await fh.close().catch(() => undefined);
       throw toDiskError(err, path);
     }
   }
 
-  /** Creates (or truncates) a file for writing. */
+  /** Creates (or truncates) a file for writing, locked for writing. */
   static async create(path: string): Promise<ImageFile> {
+    let fh: fsp.FileHandle | undefined;
     try {
-      const fh = await fsp.open(path, 'w+');
-      return new ImageFile(path, fh, true, 0);
+      fh = await fsp.open(path, 'w+');
+      const st = await fh.stat();
+      const lock = await lockImage(path, st.dev, st.ino, 'write');
+      return new ImageFile(path, fh, true, 0, lock);
     } catch (err) {
+      await fh?.close().catch(() => undefined);
       throw toDiskError(err, path);
     }
   }
@@ -94,7 +114,7 @@ export class ImageFile {
 
   /** True when this system can ask the file system where a sparse file's holes are. */
   get seesHoles(): boolean {
-    return seekHoleBinding !== undefined;
+    return nativeFileOps !== undefined;
   }
 
   /**
@@ -102,7 +122,7 @@ export class ImageFile {
    * file's length). Only valid when seesHoles is true.
    */
   allocationAt(pos: number): { data: boolean; end: number } {
-    const b = seekHoleBinding;
+    const b = nativeFileOps;
     if (!b) throw new DiskError('EUNSUPPORTED', 'hole detection is not available on this system');
     if (pos >= this.length) return { data: false, end: pos };
     const nextData = b.seekData(this.fh.fd, pos);
@@ -143,5 +163,17 @@ export class ImageFile {
 
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
+    await this.lock.release();
   }
+}
+
+/** A block device's size: stat says 0, lseek to its end (native helper) or the kernel's count of sectors says it. */
+async function blockDeviceSize(fh: fsp.FileHandle, rdev: number, path: string): Promise<number> {
+  if (nativeFileOps) return nativeFileOps.sizeOf(fh.fd);
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+  const text = await fsp.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8').catch(() => undefined);
+  const sectors = text === undefined ? NaN : Number(text.trim());
+  if (!Number.isSafeInteger(sectors)) throw new DiskError('EUNSUPPORTED', `${path}: the size of this block device cannot be read on this system`, path);
+  return sectors * 512;
 }

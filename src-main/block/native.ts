@@ -1,10 +1,16 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 
-/** The optional native helpers (native/seek_hole.c), built by scripts/build.mjs where a C compiler exists. */
-export interface SeekHoleBinding {
+/** The optional native helpers (native/fileops.c), built by scripts/build.mjs where a C compiler exists. */
+export interface NativeFileOps {
   seekData(fd: number, offset: number): number; // -1: no data at or after offset
   seekHole(fd: number, offset: number): number;
+  /** lseek(fd, 0, SEEK_END): a block device's size. */
+  sizeOf(fd: number): number;
+  /** Takes (shared 1) or releases (0) an OFD read lock on [start, start+length): 0, or the errno. */
+  lockBytes(fd: number, start: number, length: number, shared: 0 | 1): number;
+  /** 1 when another open file description holds a lock in the range, 0 when none, -errno on failure. */
+  testBytes(fd: number, start: number, length: number): number;
 }
 
 function findRoot(): string | undefined {
@@ -16,16 +22,16 @@ function findRoot(): string | undefined {
   return undefined;
 }
 
-function load(): SeekHoleBinding | undefined {
+function load(): NativeFileOps | undefined {
   if (process.env.DISKWRIGHT_NO_NATIVE === '1') return undefined;
   const root = findRoot();
   if (!root) return undefined;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(nodePath.join(root, 'dist', 'native', 'seek_hole.node')) as SeekHoleBinding;
+    return require(nodePath.join(root, 'dist', 'native', 'fileops.node')) as NativeFileOps;
   } catch {
     return undefined;
   }
 }
 
-export const seekHoleBinding: SeekHoleBinding | undefined = load();
+export const nativeFileOps: NativeFileOps | undefined = load();

@@ -68,6 +68,7 @@ export function infoText(info: ImageInfo): string {
     lines.push('Format specific information:', ...specificLines(fs.data, '    '));
   }
   if (!info['data-readable']) lines.push(`note: this build reads the ${info.format} header only; its data cannot be read yet`);
+  if (info['locking-unavailable']) lines.push('note: image locking is unavailable (the native helper was not built): other programs are not kept from writing this image while diskwright uses it');
   return lines.join('\n');
 }
 

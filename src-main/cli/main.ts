@@ -4,6 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { DiskError, toDiskError } from '../block/errors';
+import { setForceShare } from '../block/lock';
 import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
 import type { BackingPolicy } from '../block/types';
@@ -24,6 +25,8 @@ import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson
 const BACKING: BackingPolicy = 'anywhere';
 
 interface Io {
+  /** Aborted by Ctrl-C / SIGTERM: long commands cancel like the app's Cancel button. */
+  signal?: AbortSignal;
   out: (s: string) => void;
   err: (s: string) => void;
   writeOut: (b: Uint8Array) => Promise<void>;
@@ -160,7 +163,9 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     existingTarget: has(p, '-n'),
     cache: last(p, '-t'),
     backingPolicy: BACKING,
+    signal: io.signal,
     onProgress: progressPrinter(io, has(p, '-p')),
+    onNotice: (text) => io.err(`diskwright: ${text}`),
   });
   if (has(p, '-p')) io.err(`    (100.00/100%)\n`);
   return 0;
@@ -175,7 +180,7 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
   if (r !== undefined && r !== 'leaks' && r !== 'all') throw new DiskError('EINVAL', `-r must be 'leaks' or 'all', not '${r}'`);
   let report;
   try {
-    report = await checkImage({ path: p.positional[0], format, repair: r });
+    report = await checkImage({ path: p.positional[0], format, repair: r, signal: io.signal });
   } catch (err) {
     const e = toDiskError(err, p.positional[0]);
     if (e.code === 'EUNSUPPORTED' && /does not support checks/.test(e.message)) {
@@ -204,6 +209,7 @@ async function cmdCompare(argv: string[], io: Io): Promise<number> {
       formatB: formatArg(p, '-F'),
       strict: has(p, '-s'),
       backingPolicy: BACKING,
+      signal: io.signal,
     });
     if (!has(p, '-q')) io.out(res.messages.join('\n'));
     return res.identical ? 0 : 1;
@@ -216,7 +222,7 @@ async function cmdCompare(argv: string[], io: Io): Promise<number> {
 async function cmdMap(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['-U'] }, 'map');
   need(p, 1, 'map', 'an image file name');
-  const entries = await mapImage(p.positional[0], { format: formatArg(p), backingPolicy: BACKING });
+  const entries = await mapImage(p.positional[0], { format: formatArg(p), backingPolicy: BACKING, signal: io.signal });
   io.out(outputArg(p) === 'json' ? mapJson(entries) : mapText(entries));
   return 0;
 }
@@ -271,7 +277,7 @@ async function cmdResize(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdRead(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f'], boolean: [] }, 'read');
+  const p = parseArgs(argv, { withValue: ['-f'], boolean: ['-U'] }, 'read');
   if (p.positional.length < 3 || p.positional.length > 4) throw new DiskError('EINVAL', 'read: expecting IMAGE OFFSET LENGTH [OUTFILE]');
   const [image, off, len, outFile] = p.positional;
   const data = await readBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), length: parseOffset(len, 'length'), backingPolicy: BACKING });
@@ -331,10 +337,18 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     io.err(`diskwright: unknown command '${command}' (try --help)`);
     return 1;
   }
+  // -U / --force-share (qemu-img's): read an image another program holds. Only the commands that accept it
+  // see it; where it reaches the lock layer it only relaxes reading, never writing.
+  const args = rest.map((a) => (a === '--force-share' ? '-U' : a));
+  setForceShare(args.includes('-U'));
   try {
-    return await fn(rest, io);
+    return await fn(args, io);
   } catch (err) {
     const e = toDiskError(err);
+    if (e.code === 'ECANCELLED') {
+      io.err('diskwright: cancelled; nothing was left half-written');
+      return 130;
+    }
     io.err(`diskwright: ${e.message}`);
     if (process.env.DISKWRIGHT_DEBUG) io.err(String((err as Error).stack));
     return 1;
@@ -353,6 +367,26 @@ export async function main(): Promise<void> {
       return Buffer.concat(chunks);
     },
   };
-  process.exitCode = await runCli(process.argv.slice(2), io);
+  // Ctrl-C and SIGTERM cancel the running command like the app's Cancel button: its temporary files are
+  // removed and it exits 130 (143 for SIGTERM). A second signal exits at once.
+  const ctl = new AbortController();
+  io.signal = ctl.signal;
+  let exitFor: number | undefined;
+  const onSignal = (code: number) => () => {
+    if (exitFor !== undefined) process.exit(code);
+    exitFor = code;
+    ctl.abort();
+  };
+  const onInt = onSignal(130);
+  const onTerm = onSignal(143);
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  try {
+    const code = await runCli(process.argv.slice(2), io);
+    process.exitCode = exitFor !== undefined && code === 130 ? exitFor : code;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  }
 }
 

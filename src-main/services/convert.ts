@@ -6,7 +6,7 @@ import { isZero } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { createImage } from './create';
-import { aboutTarget, checkTarget, tempPathFor } from './atomic';
+import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor } from './atomic';
 
 export interface ConvertRequest {
   source: string;
@@ -29,6 +29,8 @@ export interface ConvertRequest {
   backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Things worth a line to the user that are not errors (a stale temporary file removed). */
+  onNotice?: (text: string) => void;
 }
 
 /** Data is read and written in pieces of at most this many bytes: memory stays flat whatever the image size. */
@@ -66,6 +68,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       if (dst.size < src.size) throw new DiskError('EINVAL', `${req.target} (${dst.size} bytes) is smaller than ${req.source} (${src.size} bytes)`);
     } else {
       await checkTarget(req.target);
+      for (const stale of await removeStaleTemporaries(req.target)) req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
       tmp = tempPathFor(req.target);
       await createImage({ path: req.target, writeTo: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });

@@ -1,6 +1,7 @@
 import * as nodePath from 'node:path';
 import type { ImageInfo } from '../../src-shared/api';
 import { ChainGuard } from '../block/chain';
+import { lockingAvailable } from '../block/lock';
 import { toDiskError } from '../block/errors';
 import { ImageFile } from '../block/file';
 import type { BackingPolicy } from '../block/types';
@@ -22,6 +23,7 @@ export interface InspectOptions {
 /** Header-level facts about an image (and its backing chain), read without touching guest data; never modifies a file. */
 export async function inspectImage(path: string, opts: InspectOptions = {}): Promise<ImageInfo> {
   const top = await inspectOne(path, opts.format);
+  if (!lockingAvailable()) top['locking-unavailable'] = true;
   if (!opts.backingChain) return top;
   const policy = opts.backingPolicy ?? 'inside-folder';
   const guard = new ChainGuard(path);

@@ -9,7 +9,7 @@ import * as nodePath from 'node:path';
 import type { CheckReport, RepairResult } from '../../src-shared/api';
 import { isZero } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
-import { seekHoleBinding } from '../block/native';
+import { nativeFileOps } from '../block/native';
 import { imageEntry, resolveDriver } from '../registry';
 import { tempPathFor } from './atomic';
 
@@ -52,8 +52,8 @@ async function copyImage(src: string, dst: string, signal: AbortSignal | undefin
       while (pos < size) {
         throwIfAborted(signal);
         // Holes are skipped without reading them where the native helper can find them.
-        if (seekHoleBinding) {
-          const data = seekHoleBinding.seekData(from.fd, pos);
+        if (nativeFileOps) {
+          const data = nativeFileOps.seekData(from.fd, pos);
           if (data < 0 || data >= size) break;
           pos = Math.max(pos, Math.floor(data / 4096) * 4096);
         }
