@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { resolveBackingPath } from '../../block/backing-path';
-import { DiskError, toDiskError } from '../../block/errors';
+import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BackingPolicy } from '../../block/types';
 import { cowSizes, MAX_HEADER_SIZE, parseHeader, patchBackingFacts, type CowHeader } from './layout';
@@ -27,10 +27,20 @@ export interface BackingFacts {
   mtime: number;
 }
 
-/** Reads the COW header of an open file. */
+/**
+ * Reads the COW header of an open file and checks that its bitmap lies inside the file (uml_mkcow makes the
+ * file data_offset + size long) and its data addresses fit a number: a damaged size fails here, not later.
+ */
 export async function readCowHeader(file: ImageFile): Promise<{ head: Uint8Array; header: CowHeader }> {
+  const path = file.path;
   const head = await file.readBlock(0, Math.min(MAX_HEADER_SIZE, file.size), 'COW header');
-  return { head, header: parseHeader(head, file.path, file.size) };
+  const h = parseHeader(head, path, file.size);
+  const { bitmapOffset, bitmapLength } = cowSizes(h.layout, h.size, h.sectorSize, h.alignment);
+  if (!Number.isSafeInteger(h.dataOffset + h.size)) throw corrupt(`${path}: its size (${h.size}) is impossibly large`, path);
+  if (bitmapOffset + bitmapLength > file.size) {
+    throw corrupt(`${path}: its bitmap (${bitmapLength} bytes at offset ${bitmapOffset}, for a ${h.size}-byte disk) lies past the end of the file (${file.size} bytes)`, path);
+  }
+  return { head, header: h };
 }
 
 /**

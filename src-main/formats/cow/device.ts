@@ -5,12 +5,12 @@
  * crash leaves every sector with its old content or its new one, never a mix of a bit and stale data.
  */
 import { checkRange } from '../../block/bytes';
-import { corrupt, DiskError, toDiskError } from '../../block/errors';
+import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { locateBacking, readCowHeader, verifyBacking, type CowOpenOptions } from './backing';
 import { CowBitmap } from './bitmap';
-import { cowSizes, sectorsWithBits, type CowHeader } from './layout';
+import { sectorsWithBits, type CowHeader } from './layout';
 
 /** writeZeroes writes zeros in pieces of this size (a COW file has no way to mark sectors zero). */
 const ZERO_CHUNK = 1 << 20;
@@ -137,15 +137,6 @@ export class CowDevice implements BlockDevice {
   }
 }
 
-/** Checks that the header's bitmap and data addresses fit the file and a number. */
-function checkBounds(h: CowHeader, path: string, fileSize: number): void {
-  const { bitmapOffset, bitmapLength } = cowSizes(h.layout, h.size, h.sectorSize, h.alignment);
-  if (!Number.isSafeInteger(h.dataOffset + h.size)) throw corrupt(`${path}: its size (${h.size}) is impossibly large`, path);
-  if (bitmapOffset + bitmapLength > fileSize) {
-    throw corrupt(`${path}: its bitmap (${bitmapLength} bytes at offset ${bitmapOffset}, for a ${h.size}-byte disk) lies past the end of the file (${fileSize} bytes)`, path);
-  }
-}
-
 /**
  * Opens a COW file and, when the policy allows, its backing file as a raw image (UML reads it as one). The
  * backing file must still have the recorded size and mtime unless `acceptChangedBacking` says otherwise.
@@ -155,7 +146,6 @@ export async function openCow(path: string, opts: OpenOptions & CowOpenOptions):
   let backing: BlockDevice | undefined;
   try {
     const { header: h } = await readCowHeader(file);
-    checkBounds(h, path, file.size);
     const full = locateBacking(path, h, opts.backingPolicy, opts.backingOverride);
     if (full !== undefined) {
       await verifyBacking(path, h, full, opts.acceptChangedBacking === true);

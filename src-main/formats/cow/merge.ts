@@ -12,7 +12,7 @@ import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import { locateBacking, readCowHeader, verifyBacking, type CowOpenOptions } from './backing';
 import { CowBitmap } from './bitmap';
-import { cowSizes, sectorsWithBits } from './layout';
+import { sectorsWithBits } from './layout';
 
 /** Sectors are copied in pieces of at most this many bytes. */
 const PIECE = 1 << 20;
@@ -35,8 +35,6 @@ export async function mergeIntoBacking(cowPath: string, opts: MergeOptions = {})
     const { header: h } = await readCowHeader(cow);
     const full = locateBacking(cowPath, h, 'anywhere', opts.backingOverride);
     if (full === undefined) throw new DiskError('EINVAL', `${cowPath}: the COW file names no backing file to merge into`, cowPath);
-    const { bitmapLength } = cowSizes(h.layout, h.size, h.sectorSize, h.alignment);
-    if (h.bitmapOffset + bitmapLength > cow.size) throw new DiskError('ECORRUPT', `${cowPath}: its bitmap lies past the end of the file`, cowPath);
     await verifyBacking(cowPath, h, full, opts.acceptChangedBacking === true);
     back = await ImageFile.open(full, true);
     const ss = h.sectorSize;
