@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, openSync, closeSync, readFileSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dw, dwOk, must, scratch, seededRandom } from '../helpers';
 import { openImage } from '../../src-main/registry';
+import { cowSizes, serializeHeader, type CowLayout } from '../../src-main/formats/cow/layout';
 
 const s = scratch('dw-cow-rw-');
 after(() => { if (!process.env.KEEP) s.cleanup(); else console.log(s.dir); });
@@ -161,5 +162,32 @@ test('create refuses what UML could not use: no backing file, a size other than 
     assert.equal(r.status, 1, args.join(' '));
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, re);
+  }
+});
+
+test('versions 1 and 2 and the broken 64-bit v3 layout, bits and data set by hand: uml_moo (which reads all three) merges what we read', () => {
+  const size = 1 << 20;
+  const back = s.path('old-back.img');
+  makeBacking(back, size, 8);
+  const mtime = Math.floor(statSync(back).mtimeMs / 1000);
+  const layouts: CowLayout[] = ['v1', 'v2-time32', 'v3-broken'];
+  for (const layout of layouts) {
+    const alignment = layout === 'v3-broken' ? 4096 : 512;
+    const hdr = serializeHeader({ layout, littleEndian: true, backingFile: back, mtime, size, sectorSize: 512, alignment, cowFormat: 0 });
+    const { bitmapOffset, bitmapLength, dataOffset } = cowSizes(layout, size, 512, alignment);
+    const file = Buffer.alloc(dataOffset + size);
+    file.set(hdr, 0);
+    const rnd = seededRandom(9);
+    for (let i = 0; i < bitmapLength * 8; i++) {
+      if (rnd() < 0.1) {
+        file[bitmapOffset + (i >> 3)] |= 1 << (i & 7);
+        file.fill(0x40 + (i % 50), dataOffset + i * 512, dataOffset + (i + 1) * 512);
+      }
+    }
+    const cow = s.path(`old-${layout}.cow`);
+    writeFileSync(cow, file);
+    const moo = mooRaw(cow);
+    assert.ok(oursRaw(cow).equals(moo), `${layout}: our read equals uml_moo's merge`);
+    assert.ok(!moo.equals(readFileSync(back)), `${layout}: the COW file's sectors show`);
   }
 });
