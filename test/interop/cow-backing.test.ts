@@ -164,3 +164,37 @@ test('damaged headers: a huge size, an absurd alignment, an unterminated name gi
     await assert.rejects(mergeIntoBacking(p), (e: unknown) => e instanceof DiskError, label);
   }
 });
+
+test('check: a clean uml_mkcow file passes; stray bits past the last sector and data cut off by truncation are corruptions that -r all repairs', () => {
+  const { back, cow } = pair(s.path('ck'), 1000000, 7); // 1954 sectors: the bitmap's last byte holds 2 real bits
+  const clean = dw(['check', '--output', 'json', cow]);
+  assert.equal(clean.status, 0, clean.stderr);
+  assert.equal(JSON.parse(clean.stdout)['total-clusters'], 1954);
+  // Stray bits in the bitmap's last byte (offset 8192 + 244), plus sector 1900 marked present.
+  const b = readFileSync(cow);
+  b[8192 + 244] |= 0xf0;
+  b[8192 + (1900 >> 3)] |= 1 << (1900 & 7);
+  b.fill(0x33, 12288 + 1900 * 512, 12288 + 1901 * 512);
+  writeFileSync(cow, b.subarray(0, 12288 + 1000 * 512)); // and cut the file short: sector 1900's data is gone
+  const r = dw(['check', '--output', 'json', cow]);
+  assert.equal(r.status, 2, r.stdout + r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.corruptions, 2);
+  assert.equal(rep['allocated-clusters'], 1);
+  const fixed = dw(['check', '-r', 'all', cow]);
+  assert.equal(fixed.status, 0, fixed.stdout + fixed.stderr);
+  assert.match(fixed.stdout, /2 corruptions/);
+  const after = readFileSync(cow);
+  assert.equal(after[8192 + 244] & 0xfc, 0, 'stray bits cleared, the real ones kept');
+  assert.equal(after.length, 12288 + 1000000, 'extended to the length uml_mkcow gives');
+  // uml_moo takes the repaired file, and sector 1900 reads as zeros there as here.
+  must('uml_moo', [cow, s.path('ck.moo')]);
+  const moo = readFileSync(s.path('ck.moo'));
+  assert.ok(moo.subarray(1900 * 512, 1901 * 512).every((x) => x === 0));
+  assert.ok(moo.subarray(0, 1900 * 512).equals(readFileSync(back).subarray(0, 1900 * 512)));
+  // A changed backing file is reported but is no corruption of the COW file.
+  utimesSync(back, 1760000000, 1760000000);
+  const w = dw(['check', cow]);
+  assert.equal(w.status, 0);
+  assert.match(w.stderr, /changed since the COW file was made/);
+});

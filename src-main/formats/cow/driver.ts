@@ -1,10 +1,12 @@
 /**
  * The UML COW driver: wiring only. The header codecs are in layout.ts, the bitmap in bitmap.ts, the backing
- * file's checks in backing.ts, the device in device.ts, creation in create.ts and the in-place merge in merge.ts.
+ * file's checks in backing.ts, the device in device.ts, creation in create.ts, the check in check.ts and the
+ * in-place merge in merge.ts.
  */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { readCowHeader, type CowOpenOptions } from './backing';
+import { checkCow } from './check';
 import { COW_CREATE_OPTIONS, createCow } from './create';
 import { openCow } from './device';
 import { probeCow } from './layout';
@@ -46,6 +48,7 @@ export const cowDriver: FormatDriver = {
   concurrentCalls: false,
   probe: (head: Uint8Array) => probeCow(head),
   describe,
+  check: checkCow,
   createOptions: COW_CREATE_OPTIONS,
   // Fields of CowOpenOptions that a caller adds to the OpenOptions (accept a changed base, name the actual backing file) reach openCow as they are.
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
