@@ -95,7 +95,8 @@ export class CowDevice implements BlockDevice {
       }
       await this.file.write(this.header.dataOffset + start, buf);
       if (fresh.length) {
-        await this.file.sync();
+        // cache=unsafe (skipFlushes) gives up crash safety for speed, this ordering sync included, as qemu does.
+        if (!this.noFlush) await this.file.sync();
         for (const [a, b] of fresh) await this.bitmap.set(a, b);
       }
     } catch (err) {
