@@ -1,11 +1,21 @@
+/**
+ * The UML COW driver: wiring only. The header codecs are in layout.ts, the bitmap in bitmap.ts, the backing
+ * file's checks in backing.ts, the device in device.ts, creation in create.ts, the check in check.ts and the
+ * in-place merge in merge.ts.
+ */
 import type { ImageFile } from '../../block/file';
-import { headerOnlyDriver } from '../../block/header-only';
-import type { HeaderInfo } from '../../block/types';
-import { MAX_HEADER_SIZE, parseHeader, probeCow } from './layout';
+import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
+import { readCowHeader, type CowOpenOptions } from './backing';
+import { checkCow } from './check';
+import { COW_CREATE_OPTIONS, createCow } from './create';
+import { openCow } from './device';
+import { probeCow } from './layout';
+
+export { acceptBackingChange, type CowOpenOptions } from './backing';
+export { mergeIntoBacking } from './merge';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
-  const head = await file.readBlock(0, Math.min(MAX_HEADER_SIZE, file.size), 'COW header');
-  const h = parseHeader(head, file.path, file.size);
+  const { header: h } = await readCowHeader(file);
   return {
     format: 'cow',
     'virtual-size': h.size,
@@ -25,8 +35,26 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
         'backing-mtime': h.mtime,
       },
     },
-    'data-readable': false,
+    'data-readable': true,
   };
 }
 
-export const cowDriver = headerOnlyDriver('cow', { label: 'UML COW', description: 'User-Mode Linux copy-on-write overlay of a backing file', extensions: ['cow'] }, (head) => probeCow(head), describe);
+export const cowDriver: FormatDriver = {
+  name: 'cow',
+  label: 'UML COW',
+  description: 'User-Mode Linux copy-on-write overlay of a backing file',
+  extensions: ['cow'],
+  // One call at a time: a write's read-modify-write of edge sectors and its bitmap update must not interleave.
+  concurrentCalls: false,
+  probe: (head: Uint8Array) => probeCow(head),
+  describe,
+  check: checkCow,
+  createOptions: COW_CREATE_OPTIONS,
+  // Fields of CowOpenOptions that a caller adds to the OpenOptions (accept a changed base, name the actual backing file) reach openCow as they are.
+  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return openCow(path, opts as OpenOptions & CowOpenOptions);
+  },
+  create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return createCow(path, size, opts);
+  },
+};

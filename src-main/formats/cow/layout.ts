@@ -4,6 +4,7 @@
  * this file, clear = read the backing file), then the sectors themselves. Version 2 and 3 numbers are
  * big-endian; version 1 was written in the host's byte order, which the magic reveals. Pure codecs: no I/O.
  */
+import { view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
 
 export const COW_MAGIC = 0x4f4f4f4d; // "OOOM"
@@ -36,7 +37,8 @@ interface Offsets {
 export const LAYOUTS: Record<CowLayout, Offsets> = {
   v1: { path: 8, pathLen: PATH_LEN_V1, mtime: 264, mtimeBytes: 4, size: 268, sectorSize: 276, headerSize: 280 },
   'v2-time32': { path: 8, pathLen: PATH_LEN_V2, mtime: 4104, mtimeBytes: 4, size: 4108, sectorSize: 4116, headerSize: 4120 },
-  'v2-time64': { path: 8, pathLen: PATH_LEN_V2, mtime: 4104, mtimeBytes: 8, size: 4112, sectorSize: 4120, headerSize: 4124 },
+  // sizeof() of this unpacked struct on x86_64 is 4128 (padded to 8), and the bitmap starts there.
+  'v2-time64': { path: 8, pathLen: PATH_LEN_V2, mtime: 4104, mtimeBytes: 8, size: 4112, sectorSize: 4120, headerSize: 4128 },
   'v2-qemu': { path: 8, pathLen: PATH_LEN_QEMU, mtime: 1032, mtimeBytes: 4, size: 1040, sectorSize: 1048, headerSize: 1056 },
   'v2-qemu-i386': { path: 8, pathLen: PATH_LEN_QEMU, mtime: 1032, mtimeBytes: 4, size: 1036, sectorSize: 1044, headerSize: 1048 },
   v3: { path: 32, pathLen: PATH_LEN_V3, mtime: 8, mtimeBytes: 4, size: 12, sectorSize: 20, alignment: 24, cowFormat: 28, headerSize: 4128 },
@@ -45,6 +47,7 @@ export const LAYOUTS: Record<CowLayout, Offsets> = {
 
 /** The most bytes any layout's header takes. */
 export const MAX_HEADER_SIZE = 4136;
+
 
 export interface CowHeader {
   version: 1 | 2 | 3;
@@ -59,10 +62,6 @@ export interface CowHeader {
   cowFormat: number;
   bitmapOffset: number;
   dataOffset: number;
-}
-
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -115,7 +114,9 @@ function readAt(buf: Uint8Array, layout: CowLayout, littleEndian: boolean): CowH
   const nul = pathBytes.indexOf(0);
   if (nul < 0) return 'its backing file name is not terminated';
   const backingFile = new TextDecoder().decode(pathBytes.subarray(0, nul));
-  const mtime = o.mtimeBytes === 4 ? v.getUint32(o.mtime, le) : Number(v.getBigInt64(o.mtime, le));
+  // Writers of the 8-byte layouts stored htonl(mtime) in a little-endian 64-bit field: the big-endian 32-bit
+  // value sits in the field's first four bytes (uml_moo reads it the same way, "bug-to-bug compatible").
+  const mtime = v.getUint32(o.mtime, le);
   const { bitmapOffset, dataOffset } = cowSizes(layout, size, sectorSize, alignment);
   const version = layout === 'v1' ? 1 : layout.startsWith('v2') ? 2 : 3;
   return { version, layout, littleEndian, backingFile, mtime, size, sectorSize, alignment, cowFormat, bitmapOffset, dataOffset };
@@ -170,11 +171,29 @@ export function serializeHeader(h: Omit<CowHeader, 'bitmapOffset' | 'dataOffset'
   const name = new TextEncoder().encode(h.backingFile);
   if (name.length >= o.pathLen) throw new DiskError('EINVAL', `the backing file name is longer than ${o.pathLen - 1} bytes`);
   buf.set(name, o.path);
-  if (o.mtimeBytes === 4) v.setUint32(o.mtime, h.mtime >>> 0, le);
-  else v.setBigInt64(o.mtime, BigInt(h.mtime), le);
+  v.setUint32(o.mtime, h.mtime >>> 0, le); // an 8-byte field keeps its other four bytes zero (see readAt)
   v.setBigUint64(o.size, BigInt(h.size), le);
   v.setUint32(o.sectorSize, h.sectorSize, le);
   if (o.alignment !== undefined) v.setUint32(o.alignment, h.alignment, le);
   if (o.cowFormat !== undefined) v.setUint32(o.cowFormat, h.cowFormat, le);
   return buf;
+}
+
+/**
+ * Rewrites the recorded backing file facts (mtime, size) in a copy of a header's bytes, leaving every other
+ * byte as it was (the name's tail after its terminator included).
+ */
+export function patchBackingFacts(head: Uint8Array, h: CowHeader, mtime: number, size: number): Uint8Array {
+  const o = LAYOUTS[h.layout];
+  const out = head.slice(0, o.headerSize);
+  const v = view(out);
+  v.setUint32(o.mtime, mtime >>> 0, h.littleEndian);
+  v.setBigUint64(o.size, BigInt(size), h.littleEndian);
+  return out;
+}
+
+/** How many sectors have a bit in the bitmap: all of them for v3 and qemu's layout, fewer for v1/v2 (old rounding). */
+export function sectorsWithBits(h: CowHeader): number {
+  const { bitmapLength } = cowSizes(h.layout, h.size, h.sectorSize, h.alignment);
+  return Math.min(Math.ceil(h.size / h.sectorSize), bitmapLength * 8);
 }

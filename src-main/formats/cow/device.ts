@@ -1,0 +1,161 @@
+/**
+ * An open UML COW file as a BlockDevice. Guest sector i lives at data_offset + i * sector_size when its
+ * bitmap bit is set; otherwise it reads through to the backing file (a raw image), or as zeros without one.
+ * Writes put whole sectors in the data area first, make them durable, and only then set their bits, so a
+ * crash leaves every sector with its old content or its new one, never a mix of a bit and stale data.
+ */
+import { checkRange } from '../../block/bytes';
+import { DiskError, toDiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
+import { locateBacking, readCowHeader, verifyBacking, type CowOpenOptions } from './backing';
+import { CowBitmap } from './bitmap';
+import { sectorsWithBits, type CowHeader } from './layout';
+
+/** writeZeroes writes zeros in pieces of this size (a COW file has no way to mark sectors zero). */
+const ZERO_CHUNK = 1 << 20;
+
+export class CowDevice implements BlockDevice {
+  readonly format = 'cow' as const;
+  private readonly ss: number;
+  private noFlush = false;
+
+  constructor(
+    private readonly file: ImageFile,
+    readonly header: CowHeader,
+    private readonly bitmap: CowBitmap,
+    readonly readOnly: boolean,
+    readonly backing?: BlockDevice,
+  ) {
+    this.ss = header.sectorSize;
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+  get size(): number {
+    return this.header.size;
+  }
+
+  /** The run of sectors sharing the state of the one holding `offset`, cut at `end`, in bytes. */
+  private async runAt(offset: number, end: number): Promise<{ set: boolean; end: number }> {
+    const r = await this.bitmap.run(Math.floor(offset / this.ss), Math.ceil(end / this.ss));
+    return { set: r.set, end: Math.min(end, r.end * this.ss) };
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    checkRange(this.size, offset, into.length, this.path);
+    const end = offset + into.length;
+    let pos = offset;
+    while (pos < end) {
+      const run = await this.runAt(pos, end);
+      const part = into.subarray(pos - offset, run.end - offset);
+      if (run.set) await this.file.readZeroPadded(this.header.dataOffset + pos, part);
+      else await this.readBacking(pos, part);
+      pos = run.end;
+    }
+  }
+
+  /** What the backing file holds at `pos` (zeros past its end, or without one). */
+  private async readBacking(pos: number, into: Uint8Array): Promise<void> {
+    const b = this.backing;
+    const avail = b ? Math.max(0, Math.min(into.length, b.size - pos)) : 0;
+    if (avail > 0) await b!.read(pos, into.subarray(0, avail));
+    into.fill(0, avail);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    checkRange(this.size, offset, data.length, this.path);
+    if (data.length === 0) return;
+    const ss = this.ss;
+    const first = Math.floor(offset / ss);
+    const last = Math.ceil((offset + data.length) / ss); // one past
+    if (last > this.bitmap.bits) {
+      throw new DiskError('EUNSUPPORTED', `${this.path}: the last sectors of this old (version ${this.header.version}) COW file have no bitmap bits and cannot be written`, this.path);
+    }
+    // Whole sectors go to the data area: the edges of a partial write keep what the sector reads now.
+    const start = first * ss;
+    const stop = Math.min(last * ss, this.size);
+    let buf = data;
+    if (start !== offset || stop !== offset + data.length) {
+      buf = new Uint8Array(stop - start);
+      if (start !== offset) await this.read(start, buf.subarray(0, Math.min(ss, buf.length)));
+      const tail = Math.max(start, (last - 1) * ss);
+      if (stop !== offset + data.length && tail >= start) await this.read(tail, buf.subarray(tail - start));
+      buf.set(data, offset - start);
+    }
+    try {
+      // Which sectors are new: their bits are set only after their data is on disk.
+      const fresh: Array<[number, number]> = [];
+      for (let s = first; s < last; ) {
+        const r = await this.bitmap.run(s, last);
+        if (!r.set) fresh.push([s, r.end]);
+        s = r.end;
+      }
+      await this.file.write(this.header.dataOffset + start, buf);
+      if (fresh.length) {
+        // cache=unsafe (skipFlushes) gives up crash safety for speed, this ordering sync included, as qemu does.
+        if (!this.noFlush) await this.file.sync();
+        for (const [a, b] of fresh) await this.bitmap.set(a, b);
+      }
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    checkRange(this.size, offset, length, this.path);
+    const zero = new Uint8Array(Math.min(length, ZERO_CHUNK));
+    for (let pos = offset; pos < offset + length; pos += zero.length) {
+      await this.write(pos, zero.subarray(0, Math.min(zero.length, offset + length - pos)));
+    }
+  }
+
+  /** Sectors with their bit set are data (at data_offset + offset); the others are unallocated. */
+  async status(offset: number, length: number): Promise<Extent> {
+    checkRange(this.size, offset, length, this.path);
+    const run = await this.runAt(offset, offset + length);
+    return run.set ? { kind: 'data', length: run.end - offset, hostOffset: this.header.dataOffset + offset } : { kind: 'unallocated', length: run.end - offset };
+  }
+
+  skipFlushes(): void {
+    this.noFlush = true;
+  }
+
+  async flush(): Promise<void> {
+    if (!this.noFlush) await this.file.sync();
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (!this.readOnly && !this.noFlush) await this.file.sync();
+    } finally {
+      await this.file.close();
+      await this.backing?.close();
+    }
+  }
+}
+
+/**
+ * Opens a COW file and, when the policy allows, its backing file as a raw image (UML reads it as one). The
+ * backing file must still have the recorded size and mtime unless `acceptChangedBacking` says otherwise.
+ */
+export async function openCow(path: string, opts: OpenOptions & CowOpenOptions): Promise<CowDevice> {
+  const file = await ImageFile.open(path, !opts.readOnly);
+  let backing: BlockDevice | undefined;
+  try {
+    const { header: h } = await readCowHeader(file);
+    const full = locateBacking(path, h, opts.backingPolicy, opts.backingOverride);
+    if (full !== undefined) {
+      await verifyBacking(path, h, full, opts.acceptChangedBacking === true);
+      backing = await opts.openBacking(full, 'raw', true);
+    }
+    return new CowDevice(file, h, new CowBitmap(file, h.bitmapOffset, sectorsWithBits(h)), opts.readOnly, backing);
+  } catch (err) {
+    await file.close();
+    await backing?.close().catch(() => undefined);
+    throw toDiskError(err, path);
+  }
+}
