@@ -4,7 +4,7 @@
  * A sandboxed preload may only require('electron'), so everything from our own modules is a type import.
  */
 import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
-import type { ApiMethod, DirListing, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEventChannel, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, Unsubscribe } from '../src-shared/api';
+import type { ApiMethod, DirListing, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEventChannel, TargetInfo, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, Unsubscribe } from '../src-shared/api';
 
 /** The contract's channel name; a runtime import is not possible here, the type keeps the two the same. */
 const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
@@ -27,6 +27,8 @@ const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
   createOptions: (format: FormatName) => call<OptionSpec[]>('createOptions', format),
   listDir: (path?: string) => (path === undefined ? call<DirListing>('listDir') : call<DirListing>('listDir', path)),
   pickImage: () => call<string | undefined>('pickImage'),
+  pickTarget: (suggestedName: string) => call<string | undefined>('pickTarget', suggestedName),
+  targetInfo: (path: string) => call<TargetInfo>('targetInfo', path),
   startJob: (spec: JobSpec) => call<JobId>('startJob', spec),
   cancelJob: (id: JobId) => call<void>('cancelJob', id),
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe {

@@ -18,6 +18,8 @@ export interface FormatSummary {
   /** File name extensions without the dot, the usual one first. */
   extensions: string[];
   canCreate: boolean;
+  /** Whether a new image takes a backing file: not at all, optionally, or always (a COW overlay). */
+  backing: 'none' | 'optional' | 'required';
   canCheck: boolean;
   hasSnapshots: boolean;
 }
@@ -104,6 +106,18 @@ export interface DirEntry {
   kind: 'dir' | 'file';
   size?: number;
 }
+/** What the wizards need to know about a place a new image would be written. */
+export interface TargetInfo {
+  /** The path made absolute. */
+  path: string;
+  /** The folder it would be written in exists (and is a folder). */
+  folderExists: boolean;
+  /** Something already has that name (a new image would replace it). */
+  exists: boolean;
+  /** Free space in the folder's file system, when it can be told. */
+  freeBytes?: number;
+}
+
 export interface DirListing {
   path: string;
   parent?: string;
@@ -173,6 +187,10 @@ export interface DiskwrightApi {
   listDir(path?: string): Promise<DirListing>;
   /** The native open dialog (Electron); undefined when cancelled or unavailable. */
   pickImage(): Promise<string | undefined>;
+  /** The native save dialog (Electron) suggesting `suggestedName`; undefined when cancelled or unavailable (browser host). */
+  pickTarget(suggestedName: string): Promise<string | undefined>;
+  /** Whether a new image can go at `path`: its folder, whether the name is taken, the free space there. */
+  targetInfo(path: string): Promise<TargetInfo>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
@@ -180,7 +198,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'formats', 'createOptions', 'listDir', 'pickImage', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

@@ -3,12 +3,12 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
-import { listDir } from '../services/browse';
+import { listDir, targetInfo } from '../services/browse';
 import { inspectImage } from '../services/info';
 import type { JobManager } from '../services/jobs';
 import { mapPicture } from '../services/map';
@@ -26,6 +26,8 @@ export interface ApiOptions {
   backingGrants?: BackingGrants;
   /** The native open dialog; absent in the browser host, where pickImage answers undefined. */
   pickImage?: () => Promise<string | undefined>;
+  /** The native save dialog; absent in the browser host, where pickTarget answers undefined. */
+  pickTarget?: (suggestedName: string) => Promise<string | undefined>;
 }
 
 /** The contract implemented with the services. Arguments are assumed valid: go through callApi from outside. */
@@ -65,6 +67,12 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     async pickImage(): Promise<string | undefined> {
       return opts.pickImage ? opts.pickImage() : undefined;
+    },
+    async pickTarget(suggestedName: string): Promise<string | undefined> {
+      return opts.pickTarget ? opts.pickTarget(suggestedName) : undefined;
+    },
+    targetInfo(path: string): Promise<TargetInfo> {
+      return targetInfo(path);
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

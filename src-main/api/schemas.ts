@@ -78,6 +78,8 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   // listDir() may come with no argument, or (over JSON) an explicit null standing for "my home folder".
   listDir: z.tuple([pathSchema.nullish()]).transform(([p]): ApiArgs<'listDir'> => (p == null ? [] : [p])),
   pickImage: z.tuple([]),
+  pickTarget: z.tuple([z.string({ error: 'a file name must be text' }).max(255, 'the file name is too long')]),
+  targetInfo: z.tuple([pathSchema]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
 };

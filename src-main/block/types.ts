@@ -132,6 +132,8 @@ export interface FormatDriver {
    * a file (the safe repair) cannot copy just one.
    */
   readonly multiFile?: boolean;
+  /** Whether a new image of this format can stand on a backing file (create -b): optional (qcow2), required (UML COW). */
+  readonly backingFiles?: 'optional' | 'required';
   /** True when its devices store compressed clusters (writeCompressed; convert -c). */
   readonly writesCompressed?: boolean;
   /** How sure the driver is that `head` (the first bytes of the file) is its format: 0 = not mine; raw scores 1. */

@@ -3,7 +3,7 @@
  * The renderer is treated as untrusted: it runs sandboxed without Node, may not navigate or open windows,
  * and every IPC call is checked for its sender and validated before a service sees it.
  */
-import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, type OpenDialogOptions } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, type OpenDialogOptions, type SaveDialogOptions } from 'electron';
 import * as nodePath from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ApiArgs, ApiMethod, ApiResult, IpcReply, JobEvent } from '../../src-shared/api';
@@ -37,6 +37,11 @@ const api = createApi(jobs, {
     const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
     const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);
     return r.canceled ? undefined : r.filePaths[0];
+  },
+  async pickTarget(suggestedName: string) {
+    const options: SaveDialogOptions = { title: 'Save the new image as', defaultPath: suggestedName, properties: ['createDirectory', 'showOverwriteConfirmation'] };
+    const r = mainWindow ? await dialog.showSaveDialog(mainWindow, options) : await dialog.showSaveDialog(options);
+    return r.canceled || !r.filePath ? undefined : r.filePath;
   },
 });
 

@@ -1,8 +1,23 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import type { DirListing, DirEntry } from '../../src-shared/api';
+import type { DirListing, DirEntry, TargetInfo } from '../../src-shared/api';
 import { toDiskError } from '../block/errors';
+
+/** Whether a new image can be written at `path` (see TargetInfo). */
+export async function targetInfo(path: string): Promise<TargetInfo> {
+  const full = nodePath.resolve(path);
+  const dir = nodePath.dirname(full);
+  const dirStat = await fsp.stat(dir).catch(() => undefined);
+  const folderExists = dirStat?.isDirectory() ?? false;
+  const exists = (await fsp.lstat(full).catch(() => undefined)) !== undefined;
+  let freeBytes: number | undefined;
+  if (folderExists) {
+    const fs = await fsp.statfs(dir).catch(() => undefined);
+    if (fs) freeBytes = Number(fs.bavail) * Number(fs.bsize);
+  }
+  return { path: full, folderExists, exists, ...(freeBytes !== undefined ? { freeBytes } : {}) };
+}
 
 /** Lists a folder for the browser host's file picker: folders first, then files, hidden ones left out. */
 export async function listDir(path?: string): Promise<DirListing> {

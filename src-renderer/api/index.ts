@@ -34,6 +34,8 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
     createOptions: guard(bridge.createOptions),
     listDir: guard(bridge.listDir),
     pickImage: guard(bridge.pickImage),
+    pickTarget: guard(bridge.pickTarget),
+    targetInfo: guard(bridge.targetInfo),
     startJob: guard(bridge.startJob),
     cancelJob: guard(bridge.cancelJob),
     onJobEvent: (listener) => bridge.onJobEvent(listener),

@@ -92,6 +92,13 @@ export class SocketApi implements DiskwrightApi {
   listDir(path?: string) {
     return this.call('listDir', path === undefined ? [] : [path]);
   }
+  async pickTarget() {
+    // The browser host has no save dialog: the wizards show a path field instead.
+    return undefined;
+  }
+  targetInfo(path: string) {
+    return this.call('targetInfo', [path]);
+  }
   async pickImage() {
     // JSON has no undefined: "no file" comes back as null.
     return (await this.call('pickImage', [])) ?? undefined;

@@ -46,6 +46,7 @@ export const cowDriver: FormatDriver = {
   extensions: ['cow'],
   // One call at a time: a write's read-modify-write of edge sectors and its bitmap update must not interleave.
   concurrentCalls: false,
+  backingFiles: 'required',
   probe: (head: Uint8Array) => probeCow(head),
   describe,
   check: checkCow,

@@ -76,6 +76,7 @@ export const qcow2Driver: FormatDriver = {
   extensions: ['qcow2', 'qcow', 'img'],
   concurrentCalls: true,
   writesCompressed: true,
+  backingFiles: 'optional',
   check: checkQcow2,
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;

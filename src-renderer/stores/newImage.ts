@@ -1,0 +1,99 @@
+import { defineStore } from 'pinia';
+import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+import { runJob } from '../api/jobs';
+
+/**
+ * The New Image wizard: format → size, options, backing file and where → review → create. The form is drawn
+ * from the format's OptionSpec (one schema with the CLI's -o); the main side validates again when it creates.
+ */
+export type NewImageStep = 'format' | 'details' | 'review' | 'creating' | 'failed';
+
+/** Options the wizard asks for itself (the backing file step), whatever the format calls them in -o. */
+export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt'];
+
+export const useNewImageStore = defineStore('newImage', {
+  state: () => ({
+    active: false,
+    step: 'format' as NewImageStep,
+    format: '' as FormatName | '',
+    specs: [] as OptionSpec[],
+    /** Option values as typed (text for sizes), only the ones the user changed from the default. */
+    values: {} as Record<string, string | number | boolean>,
+    sizeText: '10G',
+    backingPath: '',
+    backing: null as ImageInfo | null,
+    backingError: null as ApiError | null,
+    targetPath: '',
+    target: null as TargetInfo | null,
+    error: null as ApiError | null,
+    startedAt: 0,
+    generation: 0,
+  }),
+  actions: {
+    start(folder?: string): void {
+      this.$reset();
+      this.active = true;
+      if (folder) this.targetPath = folder.replace(/[\\/]+$/, '') + '/';
+    },
+    async chooseFormat(format: FormatName, extension: string): Promise<void> {
+      this.format = format;
+      this.values = {};
+      this.specs = await api.createOptions(format);
+      // The target's name follows the format until the user names it themselves.
+      const m = /^(.*[\\/])?(new-disk)?(\.[A-Za-z0-9]+)?$/.exec(this.targetPath);
+      if (!this.targetPath || m) this.targetPath = `${m?.[1] ?? ''}new-disk.${extension}`;
+      this.step = 'details';
+      void this.checkTarget();
+    },
+    async checkBacking(): Promise<void> {
+      this.backing = null;
+      this.backingError = null;
+      const path = this.backingPath.trim();
+      if (!path) return;
+      try {
+        this.backing = await api.inspect(path);
+        // A new overlay is as large as its base unless told otherwise.
+        this.sizeText = String(this.backing['virtual-size']);
+      } catch (err) {
+        this.backingError = toApiError(err);
+      }
+    },
+    async checkTarget(): Promise<void> {
+      const path = this.targetPath.trim();
+      this.target = null;
+      if (!path) return;
+      try {
+        this.target = await api.targetInfo(path);
+      } catch {
+        this.target = null;
+      }
+    },
+    async create(options: Record<string, string | number | boolean>, size: number): Promise<void> {
+      const gen = ++this.generation;
+      this.step = 'creating';
+      this.error = null;
+      this.startedAt = Date.now();
+      const job = runJob<void>({
+        kind: 'create',
+        path: this.target?.path ?? this.targetPath.trim(),
+        format: this.format as FormatName,
+        size,
+        options,
+        ...(this.backing ? { backing: this.backing.filename, backingFormat: this.backing.format } : {}),
+      });
+      try {
+        await job.result;
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.error = toApiError(err);
+        this.step = 'failed';
+        return;
+      }
+    },
+    close(): void {
+      this.generation++;
+      this.$reset();
+    },
+  },
+});
