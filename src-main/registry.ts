@@ -146,6 +146,7 @@ export function formatSummaries(): FormatSummary[] {
     description: d.description,
     extensions: [...d.extensions],
     canCreate: d.create !== undefined,
+    compresses: d.writesCompressed === true,
     backing: d.backingFiles ?? 'none',
     canCheck: d.check !== undefined,
     hasSnapshots: d.snapshots !== undefined,

@@ -18,6 +18,8 @@ export interface FormatSummary {
   /** File name extensions without the dot, the usual one first. */
   extensions: string[];
   canCreate: boolean;
+  /** Writes compressed clusters (convert -c). */
+  compresses: boolean;
   /** Whether a new image takes a backing file: not at all, optionally, or always (a COW overlay). */
   backing: 'none' | 'optional' | 'required';
   canCheck: boolean;
@@ -135,7 +137,25 @@ export type JobSpec =
    * image and renames it into place when done. keepCopy keeps the image as it was under a name beside it.
    */
   | { kind: 'repair'; path: string; mode: 'leaks' | 'all'; keepCopy: boolean }
-  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean };
+  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean }
+  /** Compares the guest-visible content of two images (the Convert wizard's verify). */
+  | { kind: 'compare'; a: string; b: string };
+
+/** What a 'convert' job gives back. */
+export interface ConvertResult {
+  target: string;
+  /** Bytes the new image takes on disk. */
+  targetBytes: number;
+}
+
+/** What a 'compare' job gives back (qemu-img compare's verdict). */
+export interface CompareOutcome {
+  identical: boolean;
+  /** The first guest offset where the images differ. */
+  mismatchOffset?: number;
+  /** The lines qemu-img would print. */
+  messages: string[];
+}
 
 /** What a 'repair' job gives back. */
 export interface RepairResult {

@@ -54,6 +54,7 @@ export const jobSpecSchema = z.discriminatedUnion(
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),
+    z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema }),
     z.strictObject({
       kind: z.literal('convert'),
       source: pathSchema,
@@ -63,7 +64,7 @@ export const jobSpecSchema = z.discriminatedUnion(
       compress: z.boolean().optional(),
     }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair or convert, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare or convert, with its fields' },
 );
 
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');

@@ -1,3 +1,4 @@
+import type { CompareOutcome } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';
 import { openImage, takesConcurrentCalls } from '../registry';
@@ -16,13 +17,8 @@ export interface CompareRequest {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface CompareResult {
-  identical: boolean;
-  /** The first guest offset where the images differ. */
-  mismatchOffset?: number;
-  /** Lines qemu-img would print (warnings, then the verdict). */
-  messages: string[];
-}
+/** The verdict: the contract's CompareOutcome (messages are the lines qemu-img would print, warnings first). */
+export type CompareResult = CompareOutcome;
 
 const CHUNK = 1024 * 1024;
 /** Pieces whose reads run ahead of the comparison (each holds two CHUNK buffers). */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobEvent, JobId, JobSpec } from '../../src-shared/api';
+import type { ConvertResult, JobEvent, JobId, JobSpec } from '../../src-shared/api';
 import { toDiskError } from '../block/errors';
 import { inspectImage } from './info';
 import { mapPicture } from './map';
@@ -7,6 +7,8 @@ import { createImage } from './create';
 import { checkImage } from './check';
 import { repairImage } from './repair';
 import { convertImage } from './convert';
+import { compareImages } from './compare';
+import { promises as fsp } from 'node:fs';
 import type { BackingPolicy } from '../block/types';
 
 type Listener = (e: JobEvent) => void;
@@ -65,8 +67,10 @@ export class JobManager {
         return checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') });
       case 'repair':
         return repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
+      case 'compare':
+        return compareImages({ a: spec.a, b: spec.b, backingPolicy, signal, onProgress: progress('compare') });
       case 'convert':
-        return convertImage({
+        await convertImage({
           source: spec.source,
           target: spec.target,
           targetFormat: spec.targetFormat,
@@ -76,6 +80,8 @@ export class JobManager {
           signal,
           onProgress: progress('convert'),
         });
+        // What the new image takes on disk, for the wizard's before/after.
+        return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512 } satisfies ConvertResult;
     }
   }
 }

@@ -9,9 +9,6 @@ import { runJob } from '../api/jobs';
  */
 export type NewImageStep = 'format' | 'details' | 'review' | 'creating' | 'failed';
 
-/** Options the wizard asks for itself (the backing file step), whatever the format calls them in -o. */
-export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt'];
-
 export const useNewImageStore = defineStore('newImage', {
   state: () => ({
     active: false,

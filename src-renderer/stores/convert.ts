@@ -1,0 +1,125 @@
+import { defineStore } from 'pinia';
+import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, JobProgress, OptionSpec, TargetInfo } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+import { runJob, type RunningJob } from '../api/jobs';
+
+/**
+ * The Convert wizard: target format, its options and place → review with an estimate → convert (progress,
+ * rate, time left, cancel that leaves nothing) → optional verify (compare, with its own progress) → result.
+ */
+export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
+
+let running: RunningJob<unknown> | null = null;
+
+export const useConvertStore = defineStore('convert', {
+  state: () => ({
+    active: false,
+    step: 'target' as ConvertStep,
+    source: null as ImageInfo | null,
+    /** Bytes of data the source holds (from its map), for the estimate; undefined when not known. */
+    sourceData: undefined as number | undefined,
+    format: '' as FormatName | '',
+    specs: [] as OptionSpec[],
+    values: {} as Record<string, string | number | boolean>,
+    compress: false,
+    verify: true,
+    targetPath: '',
+    target: null as TargetInfo | null,
+    progress: null as JobProgress | null,
+    startedAt: 0,
+    result: null as ConvertResult | null,
+    verdict: null as CompareOutcome | null,
+    error: null as ApiError | null,
+    cancelled: false,
+    generation: 0,
+  }),
+  actions: {
+    /** Opens the wizard for an image (read again so the facts are current). */
+    async start(path: string, sourceData?: number): Promise<void> {
+      this.$reset();
+      this.active = true;
+      try {
+        this.source = await api.inspect(path);
+        this.sourceData = sourceData;
+      } catch (err) {
+        this.error = toApiError(err);
+        this.step = 'failed';
+      }
+    },
+    async chooseFormat(format: FormatName, extension: string): Promise<void> {
+      this.format = format;
+      this.values = {};
+      this.compress = false;
+      this.specs = await api.createOptions(format);
+      const src = this.source?.filename ?? '';
+      // Beside the source, same name, the new format's extension.
+      this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `.${extension}`);
+      if (this.targetPath === src) this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `-converted.${extension}`);
+      await this.checkTarget();
+    },
+    async checkTarget(): Promise<void> {
+      this.target = null;
+      const path = this.targetPath.trim();
+      if (!path) return;
+      this.target = await api.targetInfo(path).catch(() => null);
+    },
+    async run(options: Record<string, string | number | boolean>): Promise<void> {
+      if (!this.source) return;
+      const gen = ++this.generation;
+      this.cancelled = false;
+      this.error = null;
+      this.step = 'converting';
+      const target = this.target?.path ?? this.targetPath.trim();
+      const result = await this.follow<ConvertResult>(
+        gen,
+        runJob<ConvertResult>(
+          { kind: 'convert', source: this.source.filename, target, targetFormat: this.format as FormatName, options, ...(this.compress ? { compress: true } : {}) },
+          (p) => this.onProgress(gen, p),
+        ),
+      );
+      if (!result) return;
+      this.result = result;
+      if (this.verify) {
+        this.step = 'verifying';
+        const verdict = await this.follow<CompareOutcome>(gen, runJob<CompareOutcome>({ kind: 'compare', a: this.source.filename, b: target }, (p) => this.onProgress(gen, p)));
+        if (!verdict) return;
+        this.verdict = verdict;
+      }
+      this.step = 'result';
+    },
+    async follow<T>(gen: number, job: RunningJob<T>): Promise<T | undefined> {
+      running = job as RunningJob<unknown>;
+      this.progress = null;
+      this.startedAt = Date.now();
+      try {
+        const v = await job.result;
+        return gen === this.generation ? v : undefined;
+      } catch (err) {
+        if (gen !== this.generation) return undefined;
+        const e = toApiError(err);
+        if (e.code === 'ECANCELLED') {
+          this.cancelled = true;
+          // A cancelled convert left nothing behind; a cancelled verify leaves the finished target.
+          this.step = this.result ? 'result' : 'review';
+        } else {
+          this.error = e;
+          this.step = 'failed';
+        }
+        return undefined;
+      } finally {
+        if (gen === this.generation) running = null;
+      }
+    },
+    onProgress(gen: number, p: JobProgress): void {
+      if (gen === this.generation) this.progress = p;
+    },
+    cancel(): void {
+      running?.cancel();
+    },
+    close(): void {
+      running?.cancel();
+      this.generation++;
+      this.$reset();
+    },
+  },
+});
