@@ -1,6 +1,12 @@
+/**
+ * The Parallels driver's wiring: probe, describe (`info`), open, create and check. The format's pieces live
+ * in layout.ts (header and BAT codecs), device.ts (reads, writes, the in-use mark), create.ts and check.ts.
+ */
 import type { ImageFile } from '../../block/file';
-import { headerOnlyDriver } from '../../block/header-only';
-import type { HeaderInfo } from '../../block/types';
+import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
+import { checkParallels } from './check';
+import { createParallels, PARALLELS_CREATE_OPTIONS } from './create';
+import { openParallels } from './device';
 import { HEADER_SIZE, INUSE_MAGIC, SECTOR, dataOffsetBytes, parseHeader, probeParallels, validateHeader } from './layout';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
@@ -25,8 +31,24 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
         empty: (h.flags & 1) !== 0,
       },
     },
-    'data-readable': false,
+    'data-readable': true,
   };
 }
 
-export const parallelsDriver = headerOnlyDriver('parallels', { label: 'Parallels', description: 'Parallels Desktop expanding disk (.hdd/.hds)', extensions: ['hds', 'hdd'] }, (head) => probeParallels(head), describe);
+export const parallelsDriver: FormatDriver = {
+  name: 'parallels',
+  label: 'Parallels',
+  description: 'Parallels Desktop expanding disk (.hdd/.hds)',
+  extensions: ['hds', 'hdd'],
+  concurrentCalls: false,
+  probe: (head: Uint8Array) => probeParallels(head),
+  describe,
+  createOptions: PARALLELS_CREATE_OPTIONS,
+  check: checkParallels,
+  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return openParallels(path, opts);
+  },
+  create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return createParallels(path, size, opts);
+  },
+};
