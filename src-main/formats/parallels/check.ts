@@ -23,6 +23,11 @@ interface Result {
   fragmented: number;
 }
 
+/** The file's length as qemu sees it: in whole sectors, rounded up. */
+function sizeOf(file: ImageFile): number {
+  return Math.ceil(file.size / SECTOR) * SECTOR;
+}
+
 /** How a BAT entry is damaged, when it is. */
 type Damage = { kind: 'outside' } | { kind: 'header' } | { kind: 'shared'; with: number };
 
@@ -139,11 +144,11 @@ async function repair(file: ImageFile, img: ParallelsImage, damage: Map<number, 
   if (errors && wasUnclean) r.corruptionsFixed++;
   const after = { ...r, allocated: 0, fragmented: 0 };
   statistics(img, after);
-  if (file.size > after.imageEnd) {
+  if (sizeOf(file) > after.imageEnd) {
     // With -r leaks alone, entries past the end of the file still count (as in qemu): nothing is cut then.
     // With -r all, space a cleared entry had hidden is a leak too, as qemu 7.2 counts it in its repairing pass.
-    if (r.leaks === 0) problems.push({ severity: 'leak', message: `Repairing space leaked at the end of the image ${file.size - after.imageEnd}`, fixed: true });
-    r.leaksFixed = Math.ceil((file.size - after.imageEnd) / cs);
+    if (r.leaks === 0) problems.push({ severity: 'leak', message: `Repairing space leaked at the end of the image ${sizeOf(file) - after.imageEnd}`, fixed: true });
+    r.leaksFixed = Math.ceil((sizeOf(file) - after.imageEnd) / cs);
     await file.truncate(after.imageEnd);
     await file.sync();
   }
@@ -166,7 +171,7 @@ export async function checkParallels(path: string, mode: RepairMode, opts: Check
     const problems: CheckProblem[] = [];
     let img = await readImage(file);
     throwIfAborted(opts.signal);
-    let { r, damage } = examine(img, file.size, problems, fixing);
+    let { r, damage } = examine(img, sizeOf(file), problems, fixing);
     const needed = (fixing.errors && r.corruptions > 0) || (fixing.leaks && r.leaks > 0);
     if (mode !== 'none' && needed) {
       if (img.header.extOff !== 0) {
@@ -175,7 +180,7 @@ export async function checkParallels(path: string, mode: RepairMode, opts: Check
       await repair(file, img, damage, mode, r, problems, opts);
       const fixed = { c: r.corruptionsFixed, l: r.leaksFixed };
       img = await readImage(file);
-      ({ r } = examine(img, file.size, problems, { errors: false, leaks: false }));
+      ({ r } = examine(img, sizeOf(file), problems, { errors: false, leaks: false }));
       r.corruptionsFixed = fixed.c;
       r.leaksFixed = fixed.l;
     }
