@@ -2,14 +2,32 @@
  * The Parallels driver's wiring: probe, describe (`info`), open, create and check. The format's pieces live
  * in layout.ts (header and BAT codecs), device.ts (reads, writes, the in-use mark), create.ts and check.ts.
  */
-import type { ImageFile } from '../../block/file';
+import { DiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { CheckOptions, CheckReport } from '../../block/types';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { checkParallels } from './check';
 import { createParallels, PARALLELS_CREATE_OPTIONS } from './create';
 import { openParallels } from './device';
+import { describeBundle, descriptorIn, isDescriptorHead, openBundle, readBundle } from './bundle';
 import { HEADER_SIZE, INUSE_MAGIC, SECTOR, dataOffsetBytes, parseHeader, probeParallels, validateHeader } from './layout';
 
+/** True when the file at `path` is a bundle's DiskDescriptor.xml (its name and an XML head naming Parallels_disk_image). */
+async function isDescriptor(path: string): Promise<boolean> {
+  const file = await ImageFile.open(path, false);
+  try {
+    const head = new Uint8Array(Math.min(2048, file.size));
+    await file.readExact(0, head, 'header');
+    return isDescriptorHead(head, path);
+  } finally {
+    await file.close();
+  }
+}
+
 async function describe(file: ImageFile): Promise<HeaderInfo> {
+  const first = new Uint8Array(Math.min(2048, file.size));
+  await file.readExact(0, first, 'header');
+  if (isDescriptorHead(first, file.path)) return describeBundle(file);
   const head = await file.readBlock(0, Math.min(HEADER_SIZE, file.size), 'parallels header');
   const h = parseHeader(head, file.path);
   validateHeader(h, file.path, file.size);
@@ -41,13 +59,21 @@ export const parallelsDriver: FormatDriver = {
   description: 'Parallels Desktop expanding disk (.hdd/.hds)',
   extensions: ['hds', 'hdd'],
   concurrentCalls: false,
-  probe: (head: Uint8Array) => probeParallels(head),
+  probe: (head: Uint8Array, path: string) => probeParallels(head) || (isDescriptorHead(head, path) ? 100 : 0),
   describe,
   createOptions: PARALLELS_CREATE_OPTIONS,
-  check: checkParallels,
-  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
-    return openParallels(path, opts);
+  async check(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport> {
+    if (await isDescriptor(path)) {
+      const b = await readBundle(path);
+      const names = b.chain.filter((im) => im.type === 'Compressed').map((im) => im.path);
+      throw new DiskError('EUNSUPPORTED', `${path}: a Parallels bundle is checked one image at a time: ${names.join(', ')}`, path);
+    }
+    return checkParallels(path, repair, opts);
   },
+  async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return (await isDescriptor(path)) ? openBundle(path, opts) : openParallels(path, opts);
+  },
+  folderEntry: descriptorIn,
   create(path: string, size: number, opts: CreateOptions): Promise<void> {
     return createParallels(path, size, opts);
   },
