@@ -9,6 +9,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dw, dwOk, must, scratch } from '../helpers';
 import { create, io } from './parallels-common';
+import { parallelsDriver } from '../../src-main/formats/parallels/driver';
 
 const s = scratch('dw-prl-bundle-');
 after(() => s.cleanup());
@@ -165,4 +166,24 @@ test('parallels bundle: a malformed descriptor is one plain line (bad XML, loop,
       assert.match(r.stderr, msg, name);
     }
   });
+});
+
+test('parallels bundle: create on a name ending in .hdd makes a bundle (descriptor + one image qemu-img reads); writes land in its image', async () => {
+  const dir = s.path('made.hdd');
+  await parallelsDriver.create!(dir, 3 << 20, { options: { cluster_size: 65536 } });
+  const image = join(dir, `made.hdd.0.${TOP}.hds`);
+  const q = s.path('made.qemu.hds');
+  create(q, '3M', '64k');
+  assert.ok(readFileSync(image).equals(readFileSync(q)), 'the image is qemu-img create\'s');
+  const info = JSON.parse(dwOk(['info', '--output', 'json', dir]).stdout);
+  assert.equal(info['virtual-size'], 3 << 20);
+  assert.equal(info['cluster-size'], 65536);
+  const f = s.path('made.in');
+  writeFileSync(f, Buffer.alloc(5000, 0x77));
+  dwOk(['write', dir, '70000', f]);
+  const raw = s.path('made.raw');
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '3M']);
+  must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x77 70000 5000', raw]);
+  assert.equal(must('qemu-img', ['check', '-f', 'parallels', image]).status, 0);
+  assert.equal(must('qemu-img', ['compare', '-f', 'parallels', '-F', 'raw', image, raw]).status, 0);
 });

@@ -181,3 +181,60 @@ export async function describeBundle(file: ImageFile): Promise<HeaderInfo> {
     'data-readable': true,
   };
 }
+
+/**
+ * Creates a bundle folder `dir` (which must not exist): one expanding image under the predefined top GUID,
+ * named as Parallels names them (NAME.hdd.0.{GUID}.hds), and its DiskDescriptor.xml. The image is made by
+ * `makeImage` (the single-file create), so its bytes are qemu-img's.
+ */
+export async function createBundle(dir: string, makeImage: (path: string) => Promise<ParallelsHeaderLike>): Promise<void> {
+  await fsp.mkdir(dir).catch((err) => {
+    throw toDiskError(err, dir);
+  });
+  const name = `${nodePath.basename(dir)}.0.${PREDEFINED_TOP}.hds`;
+  const h = await makeImage(nodePath.join(dir, name));
+  const heads = 16;
+  const perCylinder = 32;
+  const xml = `<?xml version='1.0' encoding='UTF-8'?>
+<Parallels_disk_image Version="1.0">
+    <Disk_Parameters>
+        <Disk_size>${h.nbSectors}</Disk_size>
+        <Cylinders>${Math.floor(h.nbSectors / heads / perCylinder)}</Cylinders>
+        <Heads>${heads}</Heads>
+        <Sectors>${perCylinder}</Sectors>
+        <Padding>0</Padding>
+    </Disk_Parameters>
+    <StorageData>
+        <Storage>
+            <Start>0</Start>
+            <End>${h.nbSectors}</End>
+            <Blocksize>${h.tracks}</Blocksize>
+            <Image>
+                <GUID>${PREDEFINED_TOP}</GUID>
+                <Type>Compressed</Type>
+                <File>${name}</File>
+            </Image>
+        </Storage>
+    </StorageData>
+    <Snapshots>
+        <Shot>
+            <GUID>${PREDEFINED_TOP}</GUID>
+            <ParentGUID>${ROOT_PARENT}</ParentGUID>
+        </Shot>
+    </Snapshots>
+</Parallels_disk_image>
+`;
+  const file = await ImageFile.create(nodePath.join(dir, DESCRIPTOR_NAME));
+  try {
+    await file.write(0, new TextEncoder().encode(xml));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
+/** What createBundle needs from the image it made. */
+export interface ParallelsHeaderLike {
+  nbSectors: number;
+  tracks: number;
+}

@@ -6,7 +6,8 @@ import type { OptionSpec } from '../../../src-shared/options';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
-import { createHeader, DEFAULT_CLUSTER_SIZE, SECTOR, serializeHeader } from './layout';
+import { createBundle } from './bundle';
+import { createHeader, DEFAULT_CLUSTER_SIZE, SECTOR, serializeHeader, type ParallelsHeader } from './layout';
 
 const ZERO_CHUNK = 1 << 20;
 
@@ -27,8 +28,17 @@ export const PARALLELS_CREATE_OPTIONS: OptionSpec[] = [
   },
 ];
 
+/**
+ * Creates a Parallels image at `path`; a path ending in .hdd becomes a bundle folder (DiskDescriptor.xml and
+ * one expanding image) when the caller hands us the final name (services/create.ts passes a temporary one).
+ */
 export async function createParallels(path: string, size: number, opts: CreateOptions): Promise<void> {
   if (opts.backingFile) throw new DiskError('EUNSUPPORTED', 'parallels images made by create have no backing file');
+  if (path.toLowerCase().endsWith('.hdd')) return createBundle(path, (image) => createImage(image, size, opts));
+  await createImage(path, size, opts);
+}
+
+async function createImage(path: string, size: number, opts: CreateOptions): Promise<ParallelsHeader> {
   const clusterSize = Number(opts.options.cluster_size ?? DEFAULT_CLUSTER_SIZE);
   const prealloc = String(opts.options.preallocation ?? 'off');
   const h = createHeader(size, clusterSize);
@@ -47,4 +57,5 @@ export async function createParallels(path: string, size: number, opts: CreateOp
   } finally {
     await file.close();
   }
+  return h;
 }
