@@ -1,7 +1,9 @@
 /**
  * The open Parallels image (a BlockDevice): reads and writes through the BAT kept in memory, new clusters at
  * the end of the data area as qemu allocates them, and the in-use mark qemu sets while an image is open for
- * writing and clears on a clean close.
+ * writing and clears on a clean close. qemu's runtime options prealloc-mode/prealloc-size (how far the file
+ * grows ahead of the data) have no way in through OpenOptions, and Node has no fallocate: the file grows by
+ * the clusters written, which is what qemu leaves on disk after close anyway (it truncates to the data end).
  */
 import { checkRange } from '../../block/bytes';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
@@ -64,7 +66,7 @@ export function dataEndSectors(h: ParallelsHeader, bat: Uint32Array): number {
  */
 function writeRefusal(h: ParallelsHeader, bat: Uint32Array, fileSize: number, path: string): DiskError | undefined {
   if (h.extOff !== 0) {
-    return new DiskError('EUNSUPPORTED', `${path}: the image has a Parallels format extension (dirty bitmaps) at offset ${h.extOff * SECTOR}; this build opens such images read-only so that the extension stays intact`, path);
+    return new DiskError('EUNSUPPORTED', `${path}: the image has a Parallels format extension (dirty bitmaps) at offset ${h.extOff * SECTOR}; this build reads such images but does not write them, so that the extension stays intact`, path);
   }
   const start = dataOffsetBytes(h);
   const seen = new Map<number, number>();
