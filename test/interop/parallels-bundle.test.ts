@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dw, dwOk, must, scratch } from '../helpers';
 import { create, io } from './parallels-common';
@@ -186,4 +186,15 @@ test('parallels bundle: create on a name ending in .hdd makes a bundle (descript
   must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x77 70000 5000', raw]);
   assert.equal(must('qemu-img', ['check', '-f', 'parallels', image]).status, 0);
   assert.equal(must('qemu-img', ['compare', '-f', 'parallels', '-F', 'raw', image, raw]).status, 0);
+});
+
+test('parallels bundle: created under a temporary name with targetPath (as services/create.ts would), renamed into place, it opens', async () => {
+  const tmp = s.path('.later.hdd.diskwright-0000.tmp');
+  const dir = s.path('later.hdd');
+  const opts = { options: { cluster_size: 4096 }, targetPath: dir };
+  await parallelsDriver.create!(tmp, 1 << 20, opts);
+  renameSync(tmp, dir);
+  const info = JSON.parse(dwOk(['info', '--output', 'json', dir]).stdout);
+  assert.deepEqual(info['format-specific'].data.chain.map((c: { file: string }) => c.file), [`later.hdd.0.${TOP}.hds`]);
+  assert.equal(must('qemu-img', ['check', '-f', 'parallels', join(dir, `later.hdd.0.${TOP}.hds`)]).status, 0);
 });

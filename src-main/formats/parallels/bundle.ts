@@ -184,14 +184,15 @@ export async function describeBundle(file: ImageFile): Promise<HeaderInfo> {
 
 /**
  * Creates a bundle folder `dir` (which must not exist): one expanding image under the predefined top GUID,
- * named as Parallels names them (NAME.hdd.0.{GUID}.hds), and its DiskDescriptor.xml. The image is made by
+ * named as Parallels names them (NAME.hdd.0.{GUID}.hds, NAME.hdd being `bundleName`, the folder's final
+ * name), and its DiskDescriptor.xml. The image is made by
  * `makeImage` (the single-file create), so its bytes are qemu-img's.
  */
-export async function createBundle(dir: string, makeImage: (path: string) => Promise<ParallelsHeaderLike>): Promise<void> {
+export async function createBundle(dir: string, bundleName: string, makeImage: (path: string) => Promise<ParallelsHeaderLike>): Promise<void> {
   await fsp.mkdir(dir).catch((err) => {
     throw toDiskError(err, dir);
   });
-  const name = `${nodePath.basename(dir)}.0.${PREDEFINED_TOP}.hds`;
+  const name = `${bundleName}.0.${PREDEFINED_TOP}.hds`;
   const h = await makeImage(nodePath.join(dir, name));
   const heads = 16;
   const perCylinder = 32;

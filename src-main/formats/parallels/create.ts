@@ -2,6 +2,7 @@
  * Creating Parallels images as qemu-img create -f parallels does: the extended header, a zeroed BAT, and a
  * file that ends at the data area (the first cluster boundary after the BAT). The bytes are qemu-img's.
  */
+import * as nodePath from 'node:path';
 import type { OptionSpec } from '../../../src-shared/options';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -29,12 +30,14 @@ export const PARALLELS_CREATE_OPTIONS: OptionSpec[] = [
 ];
 
 /**
- * Creates a Parallels image at `path`; a path ending in .hdd becomes a bundle folder (DiskDescriptor.xml and
- * one expanding image) when the caller hands us the final name (services/create.ts passes a temporary one).
+ * Creates a Parallels image at `path`; a target whose name ends in .hdd becomes a bundle folder
+ * (DiskDescriptor.xml and one expanding image). The target's name is `path`, or `targetPath` when the
+ * caller writes a temporary path beside the target (services/create.ts; it does not pass targetPath yet).
  */
-export async function createParallels(path: string, size: number, opts: CreateOptions): Promise<void> {
+export async function createParallels(path: string, size: number, opts: CreateOptions & { targetPath?: string }): Promise<void> {
   if (opts.backingFile) throw new DiskError('EUNSUPPORTED', 'parallels images made by create have no backing file');
-  if (path.toLowerCase().endsWith('.hdd')) return createBundle(path, (image) => createImage(image, size, opts));
+  const target = opts.targetPath ?? path;
+  if (target.toLowerCase().endsWith('.hdd')) return createBundle(path, nodePath.basename(target), (image) => createImage(image, size, opts));
   await createImage(path, size, opts);
 }
 
