@@ -5,10 +5,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dw, dwOk, must, scratch } from '../helpers';
-import { create, io } from './parallels-common';
+import { create, io, ourCheck, patch32, qemuCheck } from './parallels-common';
 import { parallelsDriver } from '../../src-main/formats/parallels/driver';
 
 const s = scratch('dw-prl-bundle-');
@@ -197,4 +197,26 @@ test('parallels bundle: created under a temporary name with targetPath (as servi
   const info = JSON.parse(dwOk(['info', '--output', 'json', dir]).stdout);
   assert.deepEqual(info['format-specific'].data.chain.map((c: { file: string }) => c.file), [`later.hdd.0.${TOP}.hds`]);
   assert.equal(must('qemu-img', ['check', '-f', 'parallels', join(dir, `later.hdd.0.${TOP}.hds`)]).status, 0);
+});
+
+test('parallels bundle: check goes through every image of the chain (counts add up to qemu-img check\'s on each); -r all leaves each clean', () => {
+  const dir = threeLevels('chk.hdd');
+  truncateSync(join(dir, 'top.hds'), statSync(join(dir, 'top.hds')).size + 100000); // leak in the top image
+  patch32(join(dir, 'base.hds'), 44, 0x746f6e59); // base left in use
+  const before = s.path('chk.before.raw');
+  const json = jsonChain(dir, [{ file: 'top.hds' }, { file: 'mid.hds' }, { file: 'base.hds' }]);
+  must('qemu-img', ['convert', '-O', 'raw', json, before]);
+  const per = ['top.hds', 'mid.hds', 'base.hds'].map((f) => qemuCheck(join(dir, f)).json);
+  const sum = (k: string) => per.reduce((a, j) => a + Number(j[k] ?? 0), 0);
+  const o = ourCheck(dir);
+  assert.equal(o.status, 2);
+  assert.equal(o.json.corruptions, sum('corruptions'));
+  assert.equal(o.json.leaks, sum('leaks'));
+  assert.match(o.stderr, /^base\.hds: ERROR image was not closed correctly$/m);
+  assert.match(o.stderr, /^top\.hds: ERROR space leaked at the end of the image 100352$/m);
+  assert.equal(ourCheck(dir, '-r', 'all').status, 0);
+  for (const f of ['top.hds', 'mid.hds', 'base.hds']) assert.equal(qemuCheck(join(dir, f)).status, 0, f);
+  const after = s.path('chk.after.raw');
+  must('qemu-img', ['convert', '-O', 'raw', json, after]);
+  assert.ok(readFileSync(after).equals(readFileSync(before)), 'guest bytes unchanged');
 });

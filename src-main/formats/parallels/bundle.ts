@@ -2,14 +2,15 @@
  * Parallels bundles: a .hdd folder whose DiskDescriptor.xml (qemu's docs/interop/prl-xml.txt) lists the
  * images of one storage and the snapshot tree over them. We take the top snapshot and chain its images down
  * to the root through ParentGUID: "Compressed" images are expanding Parallels images, "Plain" ones raw.
- * Reads go through the chain; writes go to the top image only.
+ * Reads go through the chain; writes go to the top image only; check goes through every expanding image.
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { BlockDevice, HeaderInfo, OpenOptions } from '../../block/types';
+import type { BlockDevice, CheckOptions, CheckReport, HeaderInfo, OpenOptions } from '../../block/types';
+import { checkParallels } from './check';
 import { openParallels } from './device';
 import { SECTOR } from './layout';
 
@@ -238,4 +239,24 @@ export async function createBundle(dir: string, bundleName: string, makeImage: (
 export interface ParallelsHeaderLike {
   nbSectors: number;
   tracks: number;
+}
+
+/**
+ * Checks (and repairs) every expanding image of a bundle's chain, one after the other, as one report: counts
+ * add up, each problem line names its image. Plain (raw) images have nothing to check.
+ */
+export async function checkBundle(descriptor: string, mode: 'none' | 'leaks' | 'all', opts: CheckOptions): Promise<CheckReport> {
+  const b = await readBundle(descriptor);
+  const total: CheckReport = { filename: descriptor, format: 'parallels', 'check-errors': 0, corruptions: 0, leaks: 0, 'corruptions-fixed': 0, 'leaks-fixed': 0, problems: [] };
+  for (const im of b.chain) {
+    if (im.type !== 'Compressed') continue;
+    const r = await checkParallels(im.path, mode, opts);
+    total['check-errors'] += r['check-errors'];
+    total.corruptions += r.corruptions;
+    total.leaks += r.leaks;
+    total['corruptions-fixed'] += r['corruptions-fixed'];
+    total['leaks-fixed'] += r['leaks-fixed'];
+    for (const p of r.problems) total.problems.push({ ...p, message: `${im.file}: ${p.message}` });
+  }
+  return total;
 }

@@ -2,14 +2,13 @@
  * The Parallels driver's wiring: probe, describe (`info`), open, create and check. The format's pieces live
  * in layout.ts (header and BAT codecs), device.ts (reads, writes, the in-use mark), create.ts and check.ts.
  */
-import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckReport } from '../../block/types';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { checkParallels } from './check';
 import { createParallels, PARALLELS_CREATE_OPTIONS } from './create';
 import { openParallels } from './device';
-import { describeBundle, descriptorIn, isDescriptorHead, openBundle, readBundle } from './bundle';
+import { checkBundle, describeBundle, descriptorIn, isDescriptorHead, openBundle } from './bundle';
 import { HEADER_SIZE, INUSE_MAGIC, SECTOR, dataOffsetBytes, parseHeader, probeParallels, validateHeader } from './layout';
 
 /** True when the file at `path` is a bundle's DiskDescriptor.xml (its name and an XML head naming Parallels_disk_image). */
@@ -63,12 +62,7 @@ export const parallelsDriver: FormatDriver = {
   describe,
   createOptions: PARALLELS_CREATE_OPTIONS,
   async check(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport> {
-    if (await isDescriptor(path)) {
-      const b = await readBundle(path);
-      const names = b.chain.filter((im) => im.type === 'Compressed').map((im) => im.path);
-      throw new DiskError('EUNSUPPORTED', `${path}: a Parallels bundle is checked one image at a time: ${names.join(', ')}`, path);
-    }
-    return checkParallels(path, repair, opts);
+    return (await isDescriptor(path)) ? checkBundle(path, repair, opts ?? {}) : checkParallels(path, repair, opts);
   },
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return (await isDescriptor(path)) ? openBundle(path, opts) : openParallels(path, opts);
