@@ -7,8 +7,8 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, statSync, truncateSync } from 'node:fs';
-import { dw, must, run, scratch } from '../helpers';
+import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { dw, must, run, scratch, seededRandom } from '../helpers';
 import { checkParallels } from '../../src-main/formats/parallels/check';
 import { DiskError } from '../../src-main/block/errors';
 import { counts, create, io, ourCheck, patch32, qemuCheck } from './parallels-common';
@@ -186,4 +186,32 @@ test('parallels check: malformed headers give one plain line and qemu-img\'s exi
   const o = dw(['check', '-f', 'parallels', p]);
   assert.equal(o.status, 1);
   assert.match(o.stderr.trim(), /^[^\n]*BAT \(16777216 entries\) lies past the end of the file$/);
+});
+
+test('parallels check: seeded mutations of the header and BAT give a report or one DiskError; what -r all repairs, qemu-img check finds clean', async () => {
+  const seed = Number(process.env.DISKWRIGHT_FUZZ_SEED ?? 7);
+  const cases = Number(process.env.DISKWRIGHT_FUZZ_CASES ?? 60);
+  const orig = readFileSync(base());
+  const r = seededRandom(seed);
+  const p = s.path('mutated.hds');
+  let repaired = 0;
+  for (let i = 0; i < cases; i++) {
+    const b = Buffer.from(orig);
+    for (let k = 0, n = 1 + Math.floor(r() * 4); k < n; k++) b[r() < 0.3 ? 16 + Math.floor(r() * 48) : 64 + Math.floor(r() * 256)] = Math.floor(r() * 256);
+    writeFileSync(p, b);
+    const label = `seed ${seed} case ${i}`;
+    let report;
+    try {
+      report = await checkParallels(p, 'all');
+    } catch (e) {
+      assert.ok(e instanceof DiskError, `${label}: ${(e as Error).stack}`);
+      continue;
+    }
+    repaired++;
+    assert.equal(report.corruptions + report.leaks, 0, `${label}: nothing left after -r all`);
+    const again = await checkParallels(p, 'none');
+    assert.equal(again.corruptions + again.leaks, 0, `${label}: our check after the repair`);
+    assert.equal(run('qemu-img', ['check', '-f', 'parallels', p]).status, 0, `${label}: qemu-img check after the repair`);
+  }
+  assert.ok(repaired > cases / 3, `most mutations are checkable (${repaired}/${cases})`);
 });

@@ -150,7 +150,14 @@ test('parallels write: a BAT entry past the end of the file or shared by two ent
   const cases: Array<[string, (p: string) => void, RegExp]> = [
     ['past EOF', (p) => patch32(p, 64 + 4 * 3, 1000), /BAT entry 3 points past the end of the file; repair it first/],
     ['shared', (p) => patch32(p, 64 + 4 * 2, 1), /BAT entries 0 and 2 share one cluster; repair it first/],
-    ['format extension', (p) => patch32(p, 56, 128), /format extension \(dirty bitmaps\) at offset 65536/],
+    ['format extension', (p) => {
+      // A format extension cluster after the data (its magic, no features), as Parallels writes them.
+      const b = readFileSync(p);
+      const ext = Buffer.alloc(65536);
+      ext.writeBigUInt64LE(0xab234cef23dcea87n, 0);
+      writeFileSync(p, Buffer.concat([b, ext]));
+      patch32(p, 56, b.length / 512);
+    }, /format extension \(dirty bitmaps\) at offset 131072/],
   ];
   for (const [name, damage, msg] of cases) {
     const p = s.path(`refuse-${name}.hds`);

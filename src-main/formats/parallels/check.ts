@@ -36,7 +36,8 @@ function findDamage(img: ParallelsImage, fileSize: number): Map<number, Damage> 
   const { header: h, bat } = img;
   const out = new Map<number, Damage>();
   const owner = new Map<number, number>();
-  const start = dataOffsetBytes(h);
+  // The header and BAT themselves, not data_off: a data offset that is itself damaged must not condemn good clusters.
+  const start = batEntryOffset(bat.length);
   for (let i = 0; i < bat.length; i++) {
     if (bat[i] === 0) continue;
     const off = hostBytes(h, bat[i]);

@@ -5,7 +5,7 @@
  * grows ahead of the data) have no way in through OpenOptions, and Node has no fallocate: the file grows by
  * the clusters written, which is what qemu leaves on disk after close anyway (it truncates to the data end).
  */
-import { checkRange } from '../../block/bytes';
+import { checkRange, view } from '../../block/bytes';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
@@ -13,6 +13,7 @@ import {
   batEntryOffset,
   batMultiplier,
   dataOffsetBytes,
+  FORMAT_EXTENSION_MAGIC,
   HEADER_SIZE,
   INUSE_MAGIC,
   parseBat,
@@ -37,6 +38,12 @@ export async function readImage(file: ImageFile): Promise<ParallelsImage> {
   const header = parseHeader(head, file.path);
   validateHeader(header, file.path, file.size);
   const raw = await file.readBlock(HEADER_SIZE, header.batEntries * 4, 'parallels BAT');
+  if (header.extOff !== 0) {
+    // As qemu's read-only open: a format extension cluster must start with its magic.
+    const at = header.extOff * SECTOR;
+    const magic = view(await file.readBlock(at, 8, 'parallels format extension')).getBigUint64(0, true);
+    if (magic !== FORMAT_EXTENSION_MAGIC) throw corrupt(`${file.path}: the parallels format extension at offset ${at} has a wrong magic (0x${magic.toString(16)})`, file.path);
+  }
   return { header, bat: parseBat(raw, header.batEntries) };
 }
 
@@ -68,7 +75,7 @@ function writeRefusal(h: ParallelsHeader, bat: Uint32Array, fileSize: number, pa
   if (h.extOff !== 0) {
     return new DiskError('EUNSUPPORTED', `${path}: the image has a Parallels format extension (dirty bitmaps) at offset ${h.extOff * SECTOR}; this build reads such images but does not write them, so that the extension stays intact`, path);
   }
-  const start = dataOffsetBytes(h);
+  const start = batEntryOffset(bat.length); // the BAT's end (data_off may itself be damaged)
   const seen = new Map<number, number>();
   for (let i = 0; i < bat.length; i++) {
     if (bat[i] === 0) continue;
