@@ -2,9 +2,10 @@
  * Parallels expandable image header (docs/interop/parallels.txt in qemu): a 64-byte header, the BAT right
  * after it, then the data area. Every number is little-endian. Pure codecs: no I/O here.
  */
+import { SECTOR, view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
 
-export const SECTOR = 512;
+export { SECTOR };
 export const HEADER_SIZE = 64;
 /** Old images: BAT entries count sectors and only the low 32 bits of nb_sectors are used. */
 export const MAGIC_OLD = 'WithoutFreeSpace';
@@ -38,10 +39,6 @@ export interface ParallelsHeader {
   flags: number;
   /** Format extension cluster, in sectors; 0 when absent. */
   extOff: number;
-}
-
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 function magicOf(buf: Uint8Array): 'old' | 'ext' | undefined {
@@ -118,4 +115,63 @@ export function serializeHeader(h: ParallelsHeader): Uint8Array {
   v.setUint32(52, h.flags, true);
   v.setBigUint64(56, BigInt(h.extOff), true);
   return buf;
+}
+
+/** qemu's limit on the disk size: fewer than 2^32 clusters. */
+export const MAX_IMAGE_FACTOR = 2 ** 32;
+/** qemu-img's default cluster size. */
+export const DEFAULT_CLUSTER_SIZE = 1024 * 1024;
+/** Geometry qemu writes; it is not used at image level. */
+const HEADS = 16;
+const SECTORS_PER_CYLINDER = 32;
+
+/** Byte offset of BAT entry `idx` in the file. */
+export function batEntryOffset(idx: number): number {
+  return HEADER_SIZE + 4 * idx;
+}
+
+/** Sectors one unit of a BAT entry stands for: 1 in old images (sectors), the cluster in extended ones. */
+export function batMultiplier(h: ParallelsHeader): number {
+  return h.extended ? h.tracks : 1;
+}
+
+/** The BAT entries from their little-endian bytes (the bytes right after the header). */
+export function parseBat(buf: Uint8Array, entries: number): Uint32Array {
+  const v = view(buf);
+  const bat = new Uint32Array(entries);
+  for (let i = 0; i < entries; i++) bat[i] = v.getUint32(i * 4, true);
+  return bat;
+}
+
+export function serializeBatEntry(value: number): Uint8Array {
+  const buf = new Uint8Array(4);
+  view(buf).setUint32(0, value, true);
+  return buf;
+}
+
+/**
+ * The header qemu-img create writes for a disk of `size` bytes (rounded up to sectors) and a cluster of
+ * `clusterSize` bytes (rounded up to sectors): extended magic, BAT entries to cover the disk, and the data
+ * area starting at the first cluster boundary after the BAT. Refuses what qemu-img refuses, in its words.
+ */
+export function createHeader(size: number, clusterSize: number): ParallelsHeader {
+  const total = Math.ceil(size / SECTOR) * SECTOR;
+  const cl = Math.ceil(clusterSize / SECTOR) * SECTOR;
+  if (cl / SECTOR > MAX_TRACKS) throw new DiskError('EINVAL', 'Cluster size is too large');
+  if (total >= MAX_IMAGE_FACTOR * cl) throw new DiskError('EINVAL', 'Image size is too large for this cluster size');
+  const batEntries = Math.ceil(total / cl);
+  const batClusters = Math.ceil(batEntryOffset(batEntries) / cl);
+  return {
+    extended: true,
+    version: VERSION,
+    heads: HEADS,
+    cylinders: Math.floor(total / SECTOR / HEADS / SECTORS_PER_CYLINDER),
+    tracks: cl / SECTOR,
+    batEntries,
+    nbSectors: total / SECTOR,
+    inUse: 0,
+    dataOff: (batClusters * cl) / SECTOR,
+    flags: 0,
+    extOff: 0,
+  };
 }
