@@ -172,7 +172,9 @@ export async function checkParallels(path: string, mode: RepairMode, opts: Check
     const problems: CheckProblem[] = [];
     let img = await readImage(file);
     throwIfAborted(opts.signal);
-    let { r, damage } = examine(img, sizeOf(file), problems, fixing);
+    const first = examine(img, sizeOf(file), problems, fixing);
+    const damage = first.damage;
+    let r = first.r;
     const needed = (fixing.errors && r.corruptions > 0) || (fixing.leaks && r.leaks > 0);
     if (mode !== 'none' && needed) {
       if (img.header.extOff !== 0) {
