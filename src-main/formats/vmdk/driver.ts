@@ -1,12 +1,16 @@
 /**
- * The VMDK driver: wiring of probe, describe (describe.ts), open (open.ts + device.ts), create (create.ts),
- * streamOptimized output (stream.ts) and check (check.ts).
+ * The VMDK driver: wiring of probe, describe (describe.ts), open (open.ts + device.ts, or the stream writer of
+ * stream.ts for a freshly created streamOptimized file opened for writing), create (create.ts), check (check.ts).
  */
-import type { BlockDevice, FormatDriver, OpenOptions } from '../../block/types';
+import type { BlockDevice, CreateOptions, FormatDriver, OpenOptions } from '../../block/types';
+import { checkVmdk } from './check';
+import { createVmdk, VMDK_CREATE_OPTIONS } from './create';
 import { describeVmdk } from './describe';
 import { VmdkDevice } from './device';
+import { SparseExtent } from './extent';
 import { probeVmdk } from './layout';
 import { openParent, openVmdk } from './open';
+import { StreamWriter, isEmptyStream } from './stream';
 
 async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
   const o = await openVmdk(path, !opts.readOnly, opts.backingPolicy);
@@ -16,6 +20,10 @@ async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
   } catch (err) {
     for (const f of o.files) await f.close();
     throw err;
+  }
+  const only = o.extents.length === 1 ? o.extents[0] : undefined;
+  if (!opts.readOnly && only instanceof SparseExtent && o.files.length === 1 && isEmptyStream(only.facts, only.directory)) {
+    return new StreamWriter(path, only.file, only.facts.header!, o.size, parent);
   }
   return new VmdkDevice(path, o.size, opts.readOnly, o.extents, o.files, o.descriptor, o.place, parent);
 }
@@ -28,6 +36,10 @@ export const vmdkDriver: FormatDriver = {
   concurrentCalls: false,
   probe: (head) => probeVmdk(head),
   describe: describeVmdk,
-  createOptions: [],
+  createOptions: VMDK_CREATE_OPTIONS,
   open,
+  create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return createVmdk(path, size, opts);
+  },
+  check: checkVmdk,
 };

@@ -186,6 +186,11 @@ export class SparseExtent implements VmdkExtent {
     return new SparseExtent(type, bytes, file, f, gd, rgd, writable);
   }
 
+  /** The grain directory as read (sectors of each grain table; 0 = none). */
+  get directory(): Uint32Array {
+    return this.gd;
+  }
+
   get grainBytes(): number {
     return this.facts.grainBytes;
   }

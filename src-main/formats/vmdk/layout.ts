@@ -185,7 +185,8 @@ export const FOOTER_BYTES = 3 * SECTOR;
 export function parseFooter(buf: Uint8Array, path: string): Vmdk4Header {
   if (buf.length < FOOTER_BYTES) throw corrupt(`${path}: vmdk footer is truncated`, path);
   const v = view(buf);
-  const markerOk = v.getBigUint64(0, true) === 0n && v.getUint32(8, true) === 0 && v.getUint32(12, true) === MARKER_FOOTER;
+  // qemu does not look at the footer marker's value (VMware writes 1, the header copy's size in sectors).
+  const markerOk = v.getUint32(8, true) === 0 && v.getUint32(12, true) === MARKER_FOOTER;
   const eosOk = v.getBigUint64(2 * SECTOR, true) === 0n && v.getUint32(2 * SECTOR + 8, true) === 0 && v.getUint32(2 * SECTOR + 12, true) === MARKER_END_OF_STREAM;
   if (!markerOk || !eosOk || v.getUint32(SECTOR, true) !== VMDK4_MAGIC) throw corrupt(`${path}: the vmdk stream footer is invalid`, path);
   const h = parseVmdk4Header(buf.subarray(SECTOR, 2 * SECTOR), path);
@@ -197,8 +198,8 @@ export function parseFooter(buf: Uint8Array, path: string): Vmdk4Header {
 export function serializeFooter(h: Vmdk4Header): Uint8Array {
   const buf = new Uint8Array(FOOTER_BYTES);
   const v = view(buf);
+  v.setBigUint64(0, 1n, true); // one sector of metadata follows: the header copy
   v.setUint32(12, MARKER_FOOTER, true);
-  v.setUint32(8, 0, true);
   buf.set(serializeVmdk4Header(h), SECTOR);
   v.setUint32(2 * SECTOR + 12, MARKER_END_OF_STREAM, true);
   return buf;
