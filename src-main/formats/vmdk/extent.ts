@@ -116,7 +116,7 @@ export async function readSparseFacts(file: ImageFile): Promise<SparseFacts> {
   let footer = false;
   if (h.gdOffset === undefined) {
     if (file.size < FOOTER_BYTES + VMDK4_HEADER_SIZE) throw corrupt(`${path}: the vmdk stream footer is missing`, path);
-    h = parseFooter(await file.readBlock(file.size - FOOTER_BYTES - SECTOR, FOOTER_BYTES, 'vmdk footer'), path);
+    h = parseFooter(await file.readBlock(file.size - FOOTER_BYTES, FOOTER_BYTES, 'vmdk footer'), path);
     footer = true;
   }
   validateVmdk4Header(h, path, file.size);
