@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { scratch, dwOk, must } from '../helpers';
 import { MIXED, assertReadsLikeQemu, assertSameContent, io, qemuCreate } from './vmdk-common';
+import { serializeVmdk3Header } from '../../src-main/formats/vmdk/layout';
 
 const s = scratch('dw-vmdk-read-');
 after(() => s.cleanup());
@@ -87,4 +88,40 @@ test('a monolithicSparse vmdk over a qcow2 base (chains of any format)', () => {
   // The grain qemu-io wrote before the parent was named holds zeros around the 4 KiB; the next grain is the parent's.
   assert.equal(data[512 * 1024 + 4096], 0);
   assert.equal(data[576 * 1024], 0x41);
+});
+
+test('VMDK3 (COWD, ESX 2) sparse extent with data: reads as qemu-img reads it', () => {
+  const p = s.path('cowd.vmdk');
+  const b = Buffer.alloc(80 * 512);
+  b.set(serializeVmdk3Header({ version: 1, flags: 3, diskSectors: 4096, granularity: 16, l1dirOffset: 4, l1dirSize: 1, fileSectors: 80, cylinders: 0, heads: 0, sectorsPerTrack: 0 }));
+  b.write('# Disk DescriptorFile\nCID=12345678\nparentCID=ffffffff\n', 512, 'latin1');
+  b.writeUInt32LE(5, 4 * 512); // L1[0] -> L2 at sector 5 (4096 entries, 32 sectors)
+  b.writeUInt32LE(40, 5 * 512 + 0 * 4); // grain 0 at sector 40
+  b.writeUInt32LE(56, 5 * 512 + 7 * 4); // grain 7 at sector 56
+  b.fill(0xc1, 40 * 512, 56 * 512);
+  b.fill(0xc7, 56 * 512, 72 * 512);
+  b.fill(0xc8, 72 * 512 + 100, 72 * 512 + 200); // not mapped: must not show
+  writeFileSync(p, b);
+  assertReadsLikeQemu(p, s.path, 'cowd');
+});
+
+test('descriptor with FLAT, VMFS and ZERO extents: FLAT read as qemu reads it, VMFS and ZERO as written', () => {
+  writeFileSync(s.path('e1.bin'), Buffer.alloc(1 << 20, 0x51));
+  writeFileSync(s.path('e2.bin'), Buffer.concat([Buffer.alloc(512, 0x52), Buffer.alloc(1 << 20, 0x53)]));
+  // A comment line before the extents: qemu 7.2 reads an extent line that follows a blank line twice.
+  const head = ['# Disk DescriptorFile', 'version=1', 'CID=1', 'parentCID=ffffffff', 'createType="monolithicFlat"', '', '# Extent description'];
+  const tail = ['', '# The Disk Data Base', 'ddb.adapterType = "lsilogic"', ''];
+  const two = s.path('two-flat.vmdk');
+  writeFileSync(two, [...head, 'RW 2048 FLAT "e1.bin" 0', 'RW 2048 FLAT "e2.bin" 1', ...tail].join('\n'));
+  assertSameContent(two, s.path, 'two flat extents, one at an offset');
+  // qemu 7.2 skips ZERO lines (no file name) and misreads VMFS ones: checked against the bytes written.
+  const three = s.path('with-zero.vmdk');
+  writeFileSync(three, [...head, 'RW 2048 FLAT "e1.bin" 0', 'RW 1024 ZERO', 'RW 2048 VMFS "e1.bin"', ...tail].join('\n'));
+  const out = s.path('with-zero.raw');
+  dwOk(['convert', '-O', 'raw', three, out]);
+  const got = readFileSync(out);
+  assert.equal(got.length, (2048 + 1024 + 2048) * 512);
+  assert.ok(got.subarray(0, 1 << 20).every((x) => x === 0x51));
+  assert.ok(got.subarray(1 << 20, (1 << 20) + (1024 << 9)).every((x) => x === 0));
+  assert.ok(got.subarray((1 << 20) + (1024 << 9)).every((x) => x === 0x51));
 });
