@@ -110,7 +110,7 @@ export class VmdkDevice implements BlockDevice {
   async status(offset: number, length: number): Promise<Extent> {
     checkRange(this.size, offset, length, this.path);
     const { e, off, room } = this.locate(offset);
-    const p = await e.lookup(off, Math.min(room, length, STATUS_MAX));
+    const p = await e.lookup(off, Math.min(room, length, STATUS_MAX), true);
     switch (p.kind) {
       case 'data': {
         // A flat extent is a plain file: its holes read as zeros, and qemu-img map says so (data, zero).

@@ -42,7 +42,8 @@ export interface VmdkExtent {
   readonly bytes: number;
   readonly file?: ImageFile;
   readonly writable: boolean;
-  lookup(off: number, max: number): Promise<Piece>;
+  /** What [off, off + up to max) is. `wide`: runs of compressed grains come as one piece (status, not read). */
+  lookup(off: number, max: number, wide?: boolean): Promise<Piece>;
 }
 
 /** A run of a plain file starting at `start` bytes; bytes past the file's end read as zeros (a sparse file). */
@@ -212,12 +213,12 @@ export class SparseExtent implements VmdkExtent {
   }
 
   /** Pieces run across grains of the same kind (contiguous for data), so that status and reads take big steps. */
-  async lookup(off: number, max: number): Promise<Piece> {
+  async lookup(off: number, max: number, wide = false): Promise<Piece> {
     const gb = this.facts.grainBytes;
     // Past the header's capacity (a descriptor that promises more than the extent holds) nothing is allocated.
     if (off >= this.facts.capacity * SECTOR) return { kind: 'unallocated', length: max };
     const first = await this.pieceAt(off, Math.min(max, gb - (off % gb)));
-    if (first.kind === 'compressed') return first;
+    if (first.kind === 'compressed' && !wide) return first;
     let len = first.length;
     while (len < max) {
       const next = await this.pieceAt(off + len, Math.min(max - len, gb));
