@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dw, dwOk, must, scratch } from '../helpers';
 import { assertPlainError, assertQemuAccepts, io, qemuCreate } from './vmdk-common';
+import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-vmdk-write-');
 after(() => s.cleanup());
@@ -18,14 +19,19 @@ after(() => s.cleanup());
 let n = 0;
 const name = (ext = 'vmdk') => s.path(`w${n++}.${ext}`);
 
-/** The same bytes written with `diskwright write` into `image` and with qemu-io into a raw reference. */
-function writeBoth(image: string, raw: string, writes: Array<[number, number, number]>): void {
-  for (const [offset, length, pattern] of writes) {
-    const f = s.path('chunk.bin');
-    writeFileSync(f, Buffer.alloc(length, pattern));
-    dwOk(['write', image, String(offset), f]);
-    must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${offset} ${length}`, raw]);
+/**
+ * The same bytes written into `image` here (in-process, through the registry as the CLI's write does) and with
+ * qemu-io into a raw reference, in one qemu-io run.
+ */
+async function writeBoth(image: string, raw: string, writes: Array<[number, number, number]>): Promise<void> {
+  const dev = await openImage(image, { readOnly: false, backingPolicy: 'anywhere' });
+  try {
+    for (const [offset, length, pattern] of writes) await dev.write(offset, new Uint8Array(length).fill(pattern));
+    await dev.flush();
+  } finally {
+    await dev.close();
   }
+  must('qemu-io', ['-f', 'raw', ...writes.flatMap(([o, l, p]) => ['-c', `write -P ${p} ${o} ${l}`]), raw]);
 }
 
 const WRITES: Array<[number, number, number]> = [
@@ -69,24 +75,24 @@ for (const [sub, opts] of [
   ['twoGbMaxExtentSparse', ''],
   ['twoGbMaxExtentFlat', ''],
 ]) {
-  test(`writes into a ${sub} ${opts} image made here equal qemu-io's on raw; qemu-img check passes`, () => {
+  test(`writes into a ${sub} ${opts} image made here equal qemu-io's on raw; qemu-img check passes`, async () => {
     const p = name();
     const raw = name('raw');
     dwOk(['create', '-f', 'vmdk', '-o', `subformat=${sub}${opts ? ',' + opts : ''}`, p, '5M']);
     must('qemu-img', ['create', '-q', '-f', 'raw', raw, '5M']);
     const before = cid(p);
-    writeBoth(p, raw, WRITES);
+    await writeBoth(p, raw, WRITES);
     assert.notEqual(cid(p), before, 'the CID changes on the first write');
     assertQemuAccepts(p, raw);
   });
 }
 
-test('twoGbMaxExtentSparse of 5 GiB: writes across the 2 GiB extent boundary', () => {
+test('twoGbMaxExtentSparse of 5 GiB: writes across the 2 GiB extent boundary', async () => {
   const p = name();
   const raw = name('raw');
   dwOk(['create', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', p, '5G']);
   must('qemu-img', ['create', '-q', '-f', 'raw', raw, '5G']);
-  writeBoth(p, raw, [
+  await writeBoth(p, raw, [
     [2147483648 - 3000, 70000, 0x71],
     [4294967296 - 512, 1024, 0x72],
     [5368709120 - 65536, 65536, 0x73],
@@ -94,7 +100,7 @@ test('twoGbMaxExtentSparse of 5 GiB: writes across the 2 GiB extent boundary', (
   assertQemuAccepts(p, raw);
 });
 
-test('writes into qemu-img images: copy on write from a parent, and into zeroed grains', () => {
+test('writes into qemu-img images: copy on write from a parent, and into zeroed grains', async () => {
   const base = name();
   const child = s.path('cow-child.vmdk');
   qemuCreate(base, '', '4M');
@@ -104,7 +110,7 @@ test('writes into qemu-img images: copy on write from a parent, and into zeroed 
   const ref = name('raw');
   must('qemu-img', ['convert', '-O', 'raw', child, ref]);
   const baseCid = cid(base);
-  writeBoth(child, ref, [
+  await writeBoth(child, ref, [
     [4096, 512, 0x62], // a partial grain over the parent: the rest of the grain is the parent's
     [(1 << 20) + 512, 512, 0x63], // a partial write into a zeroed grain: the rest stays zero
   ]);
@@ -114,7 +120,7 @@ test('writes into qemu-img images: copy on write from a parent, and into zeroed 
   must('qemu-img', ['compare', '-F', 'raw', child, ref]);
 });
 
-test('a grain directory entry without a grain table: the table is allocated in both directories', () => {
+test('a grain directory entry without a grain table: the table is allocated in both directories', async () => {
   const p = name();
   qemuCreate(p, '', '64M');
   // Cut grain table 1 (guest 32 MiB..64 MiB) out of both directories, as VMware leaves unused tables.
@@ -126,7 +132,7 @@ test('a grain directory entry without a grain table: the table is allocated in b
   writeFileSync(p, b);
   const raw = name('raw');
   must('qemu-img', ['create', '-q', '-f', 'raw', raw, '64M']);
-  writeBoth(p, raw, [[40 << 20, 100000, 0x5a]]);
+  await writeBoth(p, raw, [[40 << 20, 100000, 0x5a]]);
   assertQemuAccepts(p, raw);
   const after = readFileSync(p);
   assert.notEqual(after.readUInt32LE(gd * 512 + 4), 0);
@@ -160,7 +166,7 @@ test('a child whose parent changed since (parentCID no longer the parent CID) is
   assertPlainError(['convert', '-O', 'raw', child, name('raw')], /stale/);
 });
 
-test('a child created here names its parent and the parent CID; reads through it as qemu-img does', () => {
+test('a child created here names its parent and the parent CID; reads through it as qemu-img does', async () => {
   const base = s.path('cbase.vmdk');
   qemuCreate(base, '', '2M');
   io(base, ['write -P 0x44 0 2M']);
@@ -171,7 +177,7 @@ test('a child created here names its parent and the parent CID; reads through it
   assert.equal(info['format-specific'].data['parent-cid'], cid(base));
   const raw = name('raw');
   must('qemu-img', ['convert', '-O', 'raw', base, raw]);
-  writeBoth(child, raw, [[1000, 3000, 0x45]]);
+  await writeBoth(child, raw, [[1000, 3000, 0x45]]);
   assertQemuAccepts(child);
   must('qemu-img', ['compare', '-F', 'raw', child, raw]);
   // qemu-img refuses a flat child and a non-vmdk parent; so do we.
