@@ -10,7 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dw, dwOk, must, scratch } from '../helpers';
-import { assertPlainError, assertQemuAccepts, io, qemuCreate } from './vmdk-common';
+import { assertPlainError, assertQemuAccepts, io, ourMap, qemuCreate, qemuMap } from './vmdk-common';
 import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-vmdk-write-');
@@ -84,6 +84,7 @@ for (const [sub, opts] of [
     await writeBoth(p, raw, WRITES);
     assert.notEqual(cid(p), before, 'the CID changes on the first write');
     assertQemuAccepts(p, raw);
+    assert.deepEqual(ourMap(p), qemuMap(p), 'map of what we wrote, as qemu-img maps it');
   });
 }
 
