@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dw, dwOk, must, scratch } from '../helpers';
 import { assertPlainError, assertQemuAccepts, io, ourMap, qemuCreate, qemuMap } from './vmdk-common';
 import { openImage } from '../../src-main/registry';
+import { serializeVmdk3Header } from '../../src-main/formats/vmdk/layout';
 
 const s = scratch('dw-vmdk-write-');
 after(() => s.cleanup());
@@ -197,4 +198,37 @@ test('writes into an existing streamOptimized image are refused with a plain mes
   assertPlainError(['write', p, '0', f], /streamOptimized/);
   copyFileSync(p, name());
   assert.equal(dw(['check', p]).status, 0);
+});
+
+test('writeZeroes: whole grains become zeroed-grain entries (zeroed_grain=on), partial ones zeros; qemu-img agrees', async () => {
+  const p = name();
+  dwOk(['create', '-f', 'vmdk', '-o', 'zeroed_grain=on', p, '2M']);
+  const raw = name('raw');
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '2M']);
+  await writeBoth(p, raw, [[0, 2 << 20, 0x77]]);
+  const dev = await openImage(p, { readOnly: false, backingPolicy: 'anywhere' });
+  await dev.writeZeroes(65536, 3 * 65536); // three whole grains
+  await dev.writeZeroes(1000, 3000); // inside grain 0
+  await dev.close();
+  must('qemu-io', ['-f', 'raw', '-c', 'write -z 65536 196608', '-c', 'write -z 1000 3000', raw]);
+  assertQemuAccepts(p, raw);
+  // The three grains are zeroed-grain entries (1) in both grain tables, and map shows them as zero.
+  const b = readFileSync(p);
+  for (const dirAt of [Number(b.readBigUInt64LE(48)), Number(b.readBigUInt64LE(56))]) {
+    const gt = b.readUInt32LE(dirAt * 512) * 512;
+    assert.deepEqual([1, 2, 3].map((g) => b.readUInt32LE(gt + g * 4)), [1, 1, 1]);
+  }
+  assert.deepEqual(ourMap(p), qemuMap(p));
+});
+
+test('VMDK3 (COWD) written here: new grain tables and grains read back by qemu-img', async () => {
+  const p = name();
+  const b = Buffer.alloc(40 * 512);
+  b.set(serializeVmdk3Header({ version: 1, flags: 3, diskSectors: 8192, granularity: 16, l1dirOffset: 4, l1dirSize: 1, fileSectors: 40, cylinders: 0, heads: 0, sectorsPerTrack: 0 }));
+  b.write('# Disk DescriptorFile\nCID=12345678\nparentCID=ffffffff\n', 512, 'latin1'); // qemu looks for a CID
+  writeFileSync(p, b); // L1[0] = 0: no grain table yet
+  const raw = name('raw');
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '4M']);
+  await writeBoth(p, raw, [[4096, 10000, 0x3c], [(4 << 20) - 512, 512, 0x3d]]);
+  must('qemu-img', ['compare', '-f', 'vmdk', '-F', 'raw', p, raw]);
 });

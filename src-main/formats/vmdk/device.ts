@@ -192,12 +192,13 @@ export class VmdkDevice implements BlockDevice {
       const piece = data.subarray(done, done + n);
       const whole = inGrain === 0 && n === gb;
       const zeroed = entry === 1 && e.facts.zeroGrain;
-      if (entry !== 0 && !zeroed) {
-        await e.file.write(entry * 512 + inGrain, piece);
-      } else if (zeros && (zeroed || (entry === 0 && !this.backing))) {
+      if (zeros && (zeroed || (entry === 0 && !this.backing))) {
         // Reads as zeros already.
       } else if (zeros && whole && e.facts.zeroGrain) {
+        // As qemu does: the grain's entry says zero (an allocated grain's space is left unused).
         await e.setEntry(g, 1);
+      } else if (entry !== 0 && !zeroed) {
+        await e.file.write(entry * 512 + inGrain, piece);
       } else {
         const grain = new Uint8Array(gb);
         const grainGuest = guest + done - inGrain;
