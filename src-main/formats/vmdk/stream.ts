@@ -18,7 +18,6 @@ import {
   FLAG_MARKER,
   FLAG_NL_DETECT,
   GRAIN_MARKER_BYTES,
-  MARKER_END_OF_STREAM,
   MARKER_GRAIN_DIRECTORY,
   MARKER_GRAIN_TABLE,
   serializeFooter,
@@ -245,7 +244,3 @@ export class StreamWriter implements BlockDevice {
     }
   }
 }
-
-/** Marker type names, for the stream walk in tests and check. */
-export const MARKER_NAMES: Record<number, string> = { 0: 'end-of-stream', 1: 'grain table', 2: 'grain directory', 3: 'footer' };
-export { MARKER_END_OF_STREAM };
