@@ -14,8 +14,15 @@ import {
   serializeVmdk3Header,
   serializeVmdk4Header,
   validateVmdk4Header,
+  parseGrainMarker,
+  parseMetaMarker,
+  serializeGrainMarker,
+  serializeMetaMarker,
+  sparseGeometry,
+  MARKER_GRAIN_TABLE,
   type Vmdk4Header,
 } from '../../src-main/formats/vmdk/layout';
+import { descriptorText, extentNames, finalName, settingsFrom } from '../../src-main/formats/vmdk/create';
 
 const H: Vmdk4Header = {
   version: 1,
@@ -150,4 +157,45 @@ test('the text probe follows qemu: comments and blank-with-spaces lines, then ve
   assert.equal(looksLikeDescriptor(enc('# x\nversion=4\n')), false);
   assert.equal(looksLikeDescriptor(enc('# only a comment')), false);
   assert.equal(looksLikeDescriptor(enc('version=1')), false);
+});
+
+test('sparse extent geometry: the numbers qemu-img 7.2 writes (5 GiB, 2 GiB and 1 GiB extents)', () => {
+  // Read from headers qemu-img wrote: rgd_offset, gd_offset, grain offset (sectors).
+  for (const [capacity, rgd, gd, overhead] of [
+    [10485760, 21, 663, 1408],
+    [4194304, 21, 278, 640],
+    [2097152, 21, 150, 384],
+  ]) {
+    const g = sparseGeometry(capacity, 128);
+    assert.deepEqual([g.rgdOffset, g.gdOffset, g.overhead], [rgd, gd, overhead], `capacity ${capacity}`);
+  }
+});
+
+test('stream markers round trip; a grain marker is 12 bytes, a metadata marker a sector', () => {
+  assert.deepEqual(parseGrainMarker(serializeGrainMarker(143232, 777), 'x'), { lba: 143232, size: 777 });
+  const m = serializeMetaMarker(MARKER_GRAIN_TABLE, 4);
+  assert.equal(m.length, 512);
+  assert.deepEqual(parseMetaMarker(m, 'x'), { sectors: 4, size: 0, type: MARKER_GRAIN_TABLE });
+  // VMware's footer marker says one sector of header follows; qemu does not look at it, nor do we.
+  const f = serializeFooter(H);
+  assert.equal(Buffer.from(f).readBigUInt64LE(0), 1n);
+});
+
+test('create: extent names, the target name behind the service temporary name, option rules as qemu-img', () => {
+  assert.equal(finalName('/d/.disk.vmdk.diskwright-0a1b2c3d.tmp'), 'disk.vmdk');
+  assert.equal(finalName('/d/disk.vmdk'), 'disk.vmdk');
+  assert.deepEqual(extentNames('/d/.disk.vmdk.diskwright-0a1b2c3d.tmp', 'twoGbMaxExtentSparse', 2), ['disk-s001.vmdk', 'disk-s002.vmdk']);
+  assert.deepEqual(extentNames('/d/disk.vmdk', 'monolithicFlat', 1), ['disk-flat.vmdk']);
+  const bad = (options: Record<string, string | boolean>, re: RegExp) =>
+    assert.throws(() => settingsFrom({ options }), (e: unknown) => e instanceof DiskError && re.test(e.message));
+  bad({ compat6: true, hwversion: '7' }, /compat6 cannot be enabled with hwversion set/);
+  bad({ subformat: 'monolithicFlat', zeroed_grain: true }, /Flat image can't enable zeroed grain/);
+  bad({ adapter_type: 'scsi' }, /Unknown adapter type/);
+  bad({ subformat: 'monolithicFlat', backing_file: 'b.vmdk' }, /Flat image can't have backing file/);
+  const text = descriptorText(settingsFrom({ options: { adapter_type: 'buslogic' } }), 2097152, 0xabc, 0xffffffff, ['RW 2097152 SPARSE "x.vmdk"\n']);
+  assert.match(text, /^CID=abc$/m);
+  // qemu-img create -o adapter_type=lsilogic 1G wrote 255 heads and 130 cylinders.
+  assert.match(text, /^ddb.geometry.heads = "255"$/m);
+  assert.match(text, /^ddb.geometry.cylinders = "130"$/m);
+  assert.equal(parseDescriptor(text, 'x').extents[0].sectors, 2097152);
 });

@@ -185,7 +185,8 @@ export const FOOTER_BYTES = 3 * SECTOR;
 export function parseFooter(buf: Uint8Array, path: string): Vmdk4Header {
   if (buf.length < FOOTER_BYTES) throw corrupt(`${path}: vmdk footer is truncated`, path);
   const v = view(buf);
-  const markerOk = v.getBigUint64(0, true) === 0n && v.getUint32(8, true) === 0 && v.getUint32(12, true) === MARKER_FOOTER;
+  // qemu does not look at the footer marker's value (VMware writes 1, the header copy's size in sectors).
+  const markerOk = v.getUint32(8, true) === 0 && v.getUint32(12, true) === MARKER_FOOTER;
   const eosOk = v.getBigUint64(2 * SECTOR, true) === 0n && v.getUint32(2 * SECTOR + 8, true) === 0 && v.getUint32(2 * SECTOR + 12, true) === MARKER_END_OF_STREAM;
   if (!markerOk || !eosOk || v.getUint32(SECTOR, true) !== VMDK4_MAGIC) throw corrupt(`${path}: the vmdk stream footer is invalid`, path);
   const h = parseVmdk4Header(buf.subarray(SECTOR, 2 * SECTOR), path);
@@ -197,8 +198,8 @@ export function parseFooter(buf: Uint8Array, path: string): Vmdk4Header {
 export function serializeFooter(h: Vmdk4Header): Uint8Array {
   const buf = new Uint8Array(FOOTER_BYTES);
   const v = view(buf);
+  v.setBigUint64(0, 1n, true); // one sector of metadata follows: the header copy
   v.setUint32(12, MARKER_FOOTER, true);
-  v.setUint32(8, 0, true);
   buf.set(serializeVmdk4Header(h), SECTOR);
   v.setUint32(2 * SECTOR + 12, MARKER_END_OF_STREAM, true);
   return buf;
@@ -357,4 +358,79 @@ export function probeVmdk(head: Uint8Array): number {
     if (magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) return 100;
   }
   return looksLikeDescriptor(head) ? 100 : 0;
+}
+
+// ---- stream-optimized markers ----
+
+/**
+ * A stream marker: 8 bytes of value (a grain's guest sector, or a metadata marker's size in sectors), 4 bytes
+ * of size (a grain's compressed byte count; 0 for metadata markers), then for metadata markers 4 bytes of type.
+ * A grain's compressed bytes follow its 12-byte marker directly; a metadata marker fills a whole sector.
+ */
+export const GRAIN_MARKER_BYTES = 12;
+
+export interface GrainMarker {
+  lba: number; // guest sector of the grain
+  size: number; // compressed bytes after the marker
+}
+
+export function parseGrainMarker(buf: Uint8Array, path: string): GrainMarker {
+  if (buf.length < GRAIN_MARKER_BYTES) throw corrupt(`${path}: vmdk grain marker is truncated`, path);
+  const v = view(buf);
+  return { lba: u64(v, 0, 'grain marker sector', path), size: v.getUint32(8, true) };
+}
+
+export function serializeGrainMarker(lba: number, size: number): Uint8Array {
+  const buf = new Uint8Array(GRAIN_MARKER_BYTES);
+  const v = view(buf);
+  v.setBigUint64(0, BigInt(lba), true);
+  v.setUint32(8, size, true);
+  return buf;
+}
+
+/** A metadata marker sector (grain table, grain directory, footer, end of stream): `sectors` of metadata follow. */
+export function serializeMetaMarker(type: number, sectors: number): Uint8Array {
+  const buf = new Uint8Array(SECTOR);
+  const v = view(buf);
+  v.setBigUint64(0, BigInt(sectors), true);
+  v.setUint32(12, type, true);
+  return buf;
+}
+
+export interface MetaMarker {
+  sectors: number;
+  size: number;
+  type: number;
+}
+
+export function parseMetaMarker(buf: Uint8Array, path: string): MetaMarker {
+  if (buf.length < 16) throw corrupt(`${path}: vmdk stream marker is truncated`, path);
+  const v = view(buf);
+  return { sectors: u64(v, 0, 'marker value', path), size: v.getUint32(8, true), type: v.getUint32(12, true) };
+}
+
+// ---- sparse extent geometry ----
+
+/** Where qemu (and VMware) put the metadata of a fresh hosted sparse extent; every number in sectors. */
+export interface SparseGeometry {
+  gtCount: number; // grain tables (= grain directory entries)
+  gdSectors: number; // one grain directory
+  gtSectors: number; // one grain table
+  rgdOffset: number;
+  gdOffset: number;
+  overhead: number; // first grain, a whole number of grains
+}
+
+/**
+ * qemu's vmdk_init_extent: descriptor at sector 1 (20 sectors), then the redundant directory and all its grain
+ * tables, then the directory and its tables, grains from the next grain boundary.
+ */
+export function sparseGeometry(capacity: number, granularity: number, numGtes = MAX_GTES_PER_GT, descSectors = 20): SparseGeometry {
+  const gtCount = Math.ceil(capacity / (numGtes * granularity));
+  const gdSectors = Math.ceil((gtCount * 4) / SECTOR);
+  const gtSectors = Math.ceil((numGtes * 4) / SECTOR);
+  const rgdOffset = 1 + descSectors;
+  const gdOffset = rgdOffset + gdSectors + gtSectors * gtCount;
+  const overhead = Math.ceil((gdOffset + gdSectors + gtSectors * gtCount) / granularity) * granularity;
+  return { gtCount, gdSectors, gtSectors, rgdOffset, gdOffset, overhead };
 }

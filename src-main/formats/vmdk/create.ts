@@ -1,0 +1,245 @@
+/**
+ * Creating VMDK images with qemu-img's options, defaults and layout: monolithicSparse (one file, descriptor
+ * embedded), monolithicFlat and twoGbMaxExtent{Sparse,Flat} (a descriptor file plus extent files named as
+ * qemu-img names them, beside it), and streamOptimized (an empty stream as VMware writes one, which the
+ * stream writer in stream.ts fills in increasing order).
+ */
+import { randomBytes } from 'node:crypto';
+import * as nodePath from 'node:path';
+import type { OptionSpec } from '../../../src-shared/options';
+import { SECTOR } from '../../block/bytes';
+import { resolveBackingPath } from '../../block/backing-path';
+import { DiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { CreateOptions } from '../../block/types';
+import { FLAG_NL_DETECT, FLAG_RGD, FLAG_ZERO_GRAIN, MAX_BACKING_NAME, serializeVmdk4Header, sparseGeometry, type Vmdk4Header } from './layout';
+import { openVmdk } from './open';
+import { writeEmptyStream } from './stream';
+
+export const SUBFORMATS = ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized'] as const;
+export type Subformat = (typeof SUBFORMATS)[number];
+export const ADAPTER_TYPES = ['ide', 'buslogic', 'lsilogic', 'legacyESX'];
+
+export const VMDK_CREATE_OPTIONS: OptionSpec[] = [
+  {
+    name: 'subformat',
+    type: 'enum',
+    choices: [...SUBFORMATS],
+    default: 'monolithicSparse',
+    description: 'Layout: monolithicSparse (one growing file), monolithicFlat (descriptor + one full-size file), twoGbMaxExtent* (split in 2 GiB files), streamOptimized (compressed, for OVA/OVF)',
+  },
+  { name: 'adapter_type', type: 'enum', choices: ADAPTER_TYPES, default: 'ide', description: 'Virtual adapter type: ide (default), lsilogic, buslogic or legacyESX' },
+  { name: 'hwversion', type: 'string', description: 'VMDK hardware version (ddb.virtualHWVersion); default 4, or 6 with compat6' },
+  { name: 'toolsversion', type: 'string', description: 'VMware guest tools version (ddb.toolsVersion); default 2147483647' },
+  { name: 'compat6', type: 'boolean', default: false, description: 'VMDK version 6 image (hardware version 6)' },
+  { name: 'zeroed_grain', type: 'boolean', default: false, description: 'Enable efficient zero writes using the zeroed-grain table entry (sparse subformats)' },
+  { name: 'backing_file', type: 'string', description: 'File name of a base image (a VMDK)' },
+  { name: 'backing_fmt', type: 'string', description: "Image format of the base image: must be 'vmdk' if present" },
+];
+
+/** qemu's fixed extent size for the twoGbMaxExtent subformats. */
+export const SPLIT_BYTES = 2 * 1024 * 1024 * 1024;
+/** Grain size of the extents qemu-img makes: 64 KiB. */
+export const GRAIN_SECTORS = 128;
+
+export interface VmdkSettings {
+  subformat: Subformat;
+  adapter: string;
+  hwversion: string;
+  toolsversion: string;
+  zeroedGrain: boolean;
+  backingFile?: string;
+}
+
+export function settingsFrom(opts: CreateOptions): VmdkSettings {
+  const o = opts.options;
+  const subformat = String(o.subformat ?? 'monolithicSparse') as Subformat;
+  if (!(SUBFORMATS as readonly string[]).includes(subformat)) throw new DiskError('EINVAL', `Unknown subformat: ${subformat}`);
+  const adapter = String(o.adapter_type ?? 'ide');
+  if (!ADAPTER_TYPES.includes(adapter)) throw new DiskError('EINVAL', `Unknown adapter type: '${adapter}'`);
+  const compat6 = o.compat6 === true;
+  const hw = o.hwversion !== undefined && String(o.hwversion) !== 'undefined' ? String(o.hwversion) : undefined;
+  if (compat6 && hw !== undefined) throw new DiskError('EINVAL', 'compat6 cannot be enabled with hwversion set');
+  const zeroedGrain = o.zeroed_grain === true;
+  const flat = subformat === 'monolithicFlat' || subformat === 'twoGbMaxExtentFlat';
+  if (flat && zeroedGrain) throw new DiskError('EINVAL', "Flat image can't enable zeroed grain");
+  const backingFile = opts.backingFile ?? (o.backing_file !== undefined ? String(o.backing_file) : undefined);
+  const backingFmt = opts.backingFormat ?? (o.backing_fmt !== undefined ? String(o.backing_fmt) : undefined);
+  if (backingFile !== undefined) {
+    if (flat) throw new DiskError('EINVAL', "Flat image can't have backing file");
+    if (backingFmt !== undefined && backingFmt !== 'vmdk') throw new DiskError('EINVAL', `Invalid backing file format: ${backingFmt}. Must be vmdk.`);
+    if (backingFile === '' || backingFile.length > MAX_BACKING_NAME || /["\r\n]/.test(backingFile)) {
+      throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} characters, without quotes or line breaks`);
+    }
+  }
+  const toolsversion = o.toolsversion !== undefined ? String(o.toolsversion) : '2147483647';
+  for (const [k, v] of [['hwversion', hw], ['toolsversion', toolsversion]] as const) {
+    if (v !== undefined && /["\r\n]/.test(v)) throw new DiskError('EINVAL', `${k} must not contain quotes or line breaks`);
+  }
+  return { subformat, adapter, hwversion: hw ?? (compat6 ? '6' : '4'), toolsversion, zeroedGrain, ...(backingFile !== undefined ? { backingFile } : {}) };
+}
+
+/** A random CID, as qemu draws one (never the "no parent" value). */
+export function newCid(): number {
+  let c = randomBytes(4).readUInt32LE(0);
+  if (c === 0xffffffff || c === 0xfffffffe) c = 0x12345678;
+  return c;
+}
+
+/** The descriptor text laid out exactly as qemu-img writes it (CIDs in hex without padding). */
+export function descriptorText(s: VmdkSettings, sectors: number, cid: number, parentCid: number, extentLines: string[]): string {
+  const heads = s.adapter === 'ide' ? 16 : 255;
+  const cylinders = Math.floor((sectors * SECTOR) / (63 * heads * SECTOR));
+  const parent = s.backingFile !== undefined ? `parentFileNameHint="${s.backingFile}"` : '';
+  return (
+    '# Disk DescriptorFile\n' +
+    'version=1\n' +
+    `CID=${cid.toString(16)}\n` +
+    `parentCID=${parentCid.toString(16)}\n` +
+    `createType="${s.subformat}"\n` +
+    `${parent}\n` +
+    '# Extent description\n' +
+    extentLines.join('') +
+    '\n' +
+    '# The Disk Data Base\n' +
+    '#DDB\n' +
+    '\n' +
+    `ddb.virtualHWVersion = "${s.hwversion}"\n` +
+    `ddb.geometry.cylinders = "${cylinders}"\n` +
+    `ddb.geometry.heads = "${heads}"\n` +
+    'ddb.geometry.sectors = "63"\n' +
+    `ddb.adapterType = "${s.adapter}"\n` +
+    `ddb.toolsVersion = "${s.toolsversion}"\n`
+  );
+}
+
+/** A fresh hosted sparse extent of `sectors` (qemu's vmdk_init_extent), with `descriptor` embedded if given. */
+async function writeSparseExtent(path: string, sectors: number, zeroedGrain: boolean, descriptor?: string): Promise<void> {
+  const g = sparseGeometry(sectors, GRAIN_SECTORS);
+  const h: Vmdk4Header = {
+    version: zeroedGrain ? 2 : 1,
+    flags: FLAG_NL_DETECT | FLAG_RGD | (zeroedGrain ? FLAG_ZERO_GRAIN : 0),
+    capacity: sectors,
+    granularity: GRAIN_SECTORS,
+    descriptorOffset: 1,
+    descriptorSize: 20,
+    numGtesPerGt: 512,
+    rgdOffset: g.rgdOffset,
+    gdOffset: g.gdOffset,
+    overhead: g.overhead,
+    uncleanShutdown: false,
+    checkBytesValid: true,
+    compressAlgorithm: 0,
+  };
+  const head = new Uint8Array(SECTOR * 21);
+  head.set(serializeVmdk4Header(h), 0);
+  if (descriptor !== undefined) {
+    const text = new TextEncoder().encode(descriptor);
+    if (text.length > 20 * SECTOR) throw new DiskError('EINVAL', 'the descriptor does not fit in the sparse extent (backing file name too long)');
+    head.set(text, SECTOR);
+  }
+  // Both directories point at their grain tables, laid out right after each directory; the tables are zeros,
+  // left to the file's holes (the file is extended to the first grain), so a large disk costs no memory here.
+  const dir = (at: number) => {
+    const b = new Uint8Array(g.gdSectors * SECTOR);
+    const dv = new DataView(b.buffer);
+    for (let i = 0; i < g.gtCount; i++) dv.setUint32(i * 4, at + g.gdSectors + i * g.gtSectors, true);
+    return b;
+  };
+  const f = await ImageFile.create(path);
+  try {
+    await f.write(0, head);
+    await f.write(g.rgdOffset * SECTOR, dir(g.rgdOffset));
+    await f.write(g.gdOffset * SECTOR, dir(g.gdOffset));
+    await f.truncate(g.overhead * SECTOR);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}
+
+async function writeFlatExtent(path: string, bytes: number): Promise<void> {
+  const f = await ImageFile.create(path);
+  try {
+    await f.truncate(bytes);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}
+
+async function writeTextFile(path: string, text: string): Promise<void> {
+  const f = await ImageFile.create(path);
+  try {
+    await f.write(0, new TextEncoder().encode(text));
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+}
+
+/** The parent's CID, read from its descriptor (qemu-img refuses parents that are not VMDK). */
+async function parentCid(path: string, backingFile: string): Promise<number> {
+  const full = resolveBackingPath(path, backingFile, 'anywhere');
+  const o = await openVmdk(full, false, 'anywhere').catch((err: unknown) => {
+    if (err instanceof DiskError && (err.code === 'EINVAL' || err.code === 'ECORRUPT')) {
+      throw new DiskError('EINVAL', `${backingFile}: Invalid backing file format. Must be vmdk.`, full);
+    }
+    throw err;
+  });
+  for (const f of o.files) await f.close();
+  return o.descriptor.cid ?? 0xffffffff;
+}
+
+/**
+ * The name the image will have. The create service writes a temporary file beside the target
+ * (services/atomic.ts: `.NAME.diskwright-XXXXXXXX.tmp`) and renames it; the names written inside the image
+ * (its own extent line, the extent files' names) must be the target's, or the renamed descriptor would point
+ * at temporary names. Until CreateOptions carries the target's name, it is read back from that pattern.
+ */
+export function finalName(path: string): string {
+  const base = nodePath.basename(path);
+  const m = /^\.(.+)\.diskwright-[0-9a-f]{8}\.tmp$/.exec(base);
+  return m ? m[1] : base;
+}
+
+/** The names qemu-img gives extent files: the image's name without .vmdk, a suffix, .vmdk. */
+export function extentNames(path: string, subformat: Subformat, count: number): string[] {
+  const base = finalName(path);
+  const dot = base.lastIndexOf('.');
+  const stem = dot > 0 ? base.slice(0, dot) : base;
+  if (subformat === 'monolithicFlat') return [`${stem}-flat.vmdk`];
+  const letter = subformat === 'twoGbMaxExtentSparse' ? 's' : 'f';
+  return Array.from({ length: count }, (_, i) => `${stem}-${letter}${String(i + 1).padStart(3, '0')}.vmdk`);
+}
+
+export async function createVmdk(path: string, requested: number, opts: CreateOptions): Promise<void> {
+  const s = settingsFrom(opts);
+  const sectors = Math.ceil(requested / SECTOR);
+  const cid = newCid();
+  const pcid = s.backingFile !== undefined ? await parentCid(path, s.backingFile) : 0xffffffff;
+  if (s.subformat === 'monolithicSparse') {
+    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path)}"\n`]);
+    await writeSparseExtent(path, sectors, s.zeroedGrain, text);
+    return;
+  }
+  if (s.subformat === 'streamOptimized') {
+    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path)}"\n`]);
+    await writeEmptyStream(path, sectors, text);
+    return;
+  }
+  const split = s.subformat.startsWith('twoGb');
+  const sparse = s.subformat === 'twoGbMaxExtentSparse';
+  const sizes: number[] = [];
+  if (!split) sizes.push(sectors * SECTOR);
+  else for (let left = sectors * SECTOR; left > 0 || sizes.length === 0; left -= SPLIT_BYTES) sizes.push(Math.min(left, SPLIT_BYTES));
+  const names = extentNames(path, s.subformat, sizes.length);
+  const dir = nodePath.dirname(path);
+  const lines = sizes.map((b, i) => (sparse ? `RW ${b / SECTOR} SPARSE "${names[i]}"\n` : `RW ${b / SECTOR} FLAT "${names[i]}" 0\n`));
+  for (let i = 0; i < sizes.length; i++) {
+    const p = nodePath.join(dir, names[i]);
+    if (sparse) await writeSparseExtent(p, sizes[i] / SECTOR, s.zeroedGrain);
+    else await writeFlatExtent(p, sizes[i]);
+  }
+  await writeTextFile(path, descriptorText(s, sectors, cid, pcid, lines));
+}

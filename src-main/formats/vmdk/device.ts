@@ -1,0 +1,257 @@
+/**
+ * The VMDK BlockDevice: guest ranges are cut at extent boundaries and each piece is read, written or reported
+ * by its extent. Unallocated grains read through to the parent (or as zeros). The first write changes the CID
+ * in the descriptor, as qemu does, so that children made against the old content see their chain is stale.
+ */
+import { randomBytes } from 'node:crypto';
+import { checkRange } from '../../block/bytes';
+import { DiskError, corrupt } from '../../block/errors';
+import type { ImageFile } from '../../block/file';
+import type { BlockDevice, Extent } from '../../block/types';
+import { FlatExtent, SparseExtent, type Piece, type VmdkExtent } from './extent';
+import { parseDescriptor, type Descriptor } from './layout';
+import type { DescriptorPlace } from './open';
+
+/** The most one status answer covers, to bound the work of one call. */
+const STATUS_MAX = 1 << 30;
+
+export class VmdkDevice implements BlockDevice {
+  readonly format = 'vmdk' as const;
+  /** Guest byte where each extent starts. */
+  private readonly starts: number[] = [];
+  private cidUpdated = false;
+  private noFlush = false;
+
+  constructor(
+    readonly path: string,
+    readonly size: number,
+    readonly readOnly: boolean,
+    private readonly extents: VmdkExtent[],
+    private readonly files: ImageFile[],
+    private descriptor: Descriptor,
+    private readonly place: DescriptorPlace | undefined,
+    readonly backing?: BlockDevice,
+  ) {
+    let at = 0;
+    for (const e of extents) {
+      this.starts.push(at);
+      at += e.bytes;
+    }
+  }
+
+  /** The content ID in the descriptor (a child's parentCID names it). */
+  get cid(): number | undefined {
+    return this.descriptor.cid;
+  }
+
+  /** The grain size when every extent is sparse with the same grain (convert aligns to it). */
+  get clusterSize(): number | undefined {
+    const g = this.extents.map((e) => (e instanceof SparseExtent ? e.grainBytes : 0));
+    return g.length > 0 && g[0] > 0 && g.every((x) => x === g[0]) ? g[0] : undefined;
+  }
+
+  /** The extent holding guest byte `pos`, and where in it. */
+  private locate(pos: number): { e: VmdkExtent; off: number; room: number } {
+    let lo = 0;
+    let hi = this.extents.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= pos) lo = mid;
+      else hi = mid - 1;
+    }
+    const e = this.extents[lo];
+    const off = pos - this.starts[lo];
+    return { e, off, room: e.bytes - off };
+  }
+
+  /** Calls `fn` for each piece of [offset, offset+length), in order. */
+  private async walk(offset: number, length: number, fn: (e: VmdkExtent, p: Piece, guest: number) => Promise<void>): Promise<void> {
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const { e, off, room } = this.locate(pos);
+      const p = await e.lookup(off, Math.min(room, end - pos));
+      if (p.length <= 0) throw corrupt(`${this.path}: vmdk lookup made no progress at ${pos}`, this.path);
+      await fn(e, p, pos);
+      pos += p.length;
+    }
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    checkRange(this.size, offset, into.length, this.path);
+    await this.walk(offset, into.length, async (e, p, guest) => {
+      const dst = into.subarray(guest - offset, guest - offset + p.length);
+      switch (p.kind) {
+        case 'data':
+          await e.file!.readZeroPadded(p.host, dst);
+          break;
+        case 'compressed': {
+          const g = await (e as SparseExtent).grain(p.grainHost);
+          dst.set(g.subarray(p.inGrain, p.inGrain + p.length));
+          break;
+        }
+        case 'zero':
+          dst.fill(0);
+          break;
+        case 'unallocated':
+          await this.readBacking(guest, dst);
+      }
+    });
+  }
+
+  /** What an unallocated range reads: the parent's data where it reaches, zeros beyond it or without one. */
+  private async readBacking(guest: number, dst: Uint8Array): Promise<void> {
+    const b = this.backing;
+    const n = b ? Math.max(0, Math.min(dst.length, b.size - guest)) : 0;
+    if (n > 0) await b!.read(guest, dst.subarray(0, n));
+    dst.fill(0, n);
+  }
+
+  async status(offset: number, length: number): Promise<Extent> {
+    checkRange(this.size, offset, length, this.path);
+    const { e, off, room } = this.locate(offset);
+    const p = await e.lookup(off, Math.min(room, length, STATUS_MAX), true);
+    switch (p.kind) {
+      case 'data': {
+        // A flat extent is a plain file: its holes read as zeros, and qemu-img map says so (data, zero).
+        const f = e.file!;
+        if (e instanceof FlatExtent && f.seesHoles) {
+          const a = f.allocationAt(p.host);
+          const len = a.data ? Math.min(p.length, a.end - p.host) : p.host >= f.size ? p.length : Math.min(p.length, a.end - p.host);
+          return { kind: 'data', length: Math.max(1, len), hostOffset: p.host, ...(a.data ? {} : { readsAsZero: true }) };
+        }
+        return { kind: 'data', length: p.length, hostOffset: p.host };
+      }
+      case 'compressed':
+        return { kind: 'data', length: p.length };
+      case 'zero':
+        return { kind: 'zero', length: p.length };
+      case 'unallocated':
+        return { kind: 'unallocated', length: p.length };
+    }
+  }
+
+  private writableCheck(): void {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.writableCheck();
+    checkRange(this.size, offset, data.length, this.path);
+    await this.updateCid();
+    let pos = offset;
+    const end = offset + data.length;
+    while (pos < end) {
+      const { e, off, room } = this.locate(pos);
+      const n = Math.min(room, end - pos);
+      const src = data.subarray(pos - offset, pos - offset + n);
+      if (e instanceof FlatExtent) {
+        if (!e.writable) throw new DiskError('EREADONLY', `${this.path}: extent ${e.file.path} is read-only`, this.path);
+        await e.file.write(e.start + off, src);
+      } else if (e instanceof SparseExtent) await this.writeSparse(e, off, pos, src, false);
+      else throw new DiskError('EUNSUPPORTED', `${this.path}: a ${e.type} extent cannot be written`, this.path);
+      pos += n;
+    }
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.writableCheck();
+    checkRange(this.size, offset, length, this.path);
+    await this.updateCid();
+    let pos = offset;
+    const end = offset + length;
+    const chunk = new Uint8Array(1 << 20);
+    while (pos < end) {
+      const { e, off, room } = this.locate(pos);
+      const n = Math.min(room, end - pos, chunk.length);
+      if (e instanceof FlatExtent) {
+        if (!e.writable) throw new DiskError('EREADONLY', `${this.path}: extent ${e.file.path} is read-only`, this.path);
+        await e.file.write(e.start + off, chunk.subarray(0, n));
+      } else if (e instanceof SparseExtent) await this.writeSparse(e, off, pos, chunk.subarray(0, n), true);
+      else if (e.type !== 'ZERO') throw new DiskError('EUNSUPPORTED', `${this.path}: a ${e.type} extent cannot be written`, this.path);
+      pos += n;
+    }
+  }
+
+  /**
+   * Writes into a sparse extent grain by grain. An allocated grain is written in place; a new grain is written
+   * whole at the end of the file, its untouched part filled from the parent (copy on write), then pointed to.
+   * Zeros (`zeros`) over a whole grain become a zeroed grain entry when the extent has them, and cost nothing
+   * over an unallocated grain without a parent.
+   */
+  private async writeSparse(e: SparseExtent, off: number, guest: number, data: Uint8Array, zeros: boolean): Promise<void> {
+    e.checkWritable();
+    const gb = e.grainBytes;
+    let done = 0;
+    while (done < data.length) {
+      const at = off + done;
+      const inGrain = at % gb;
+      const n = Math.min(gb - inGrain, data.length - done);
+      const g = Math.floor(at / gb);
+      const entry = await e.entry(g);
+      const piece = data.subarray(done, done + n);
+      const whole = inGrain === 0 && n === gb;
+      const zeroed = entry === 1 && e.facts.zeroGrain;
+      if (zeros && (zeroed || (entry === 0 && !this.backing))) {
+        // Reads as zeros already.
+      } else if (zeros && whole && e.facts.zeroGrain) {
+        // As qemu does: the grain's entry says zero (an allocated grain's space is left unused).
+        await e.setEntry(g, 1);
+      } else if (entry !== 0 && !zeroed) {
+        await e.file.write(entry * 512 + inGrain, piece);
+      } else {
+        const grain = new Uint8Array(gb);
+        const grainGuest = guest + done - inGrain;
+        // A grain past the disk's end (the last, partial one) keeps zeros there.
+        if (!zeroed) await this.readBacking(grainGuest, grain.subarray(0, Math.max(0, Math.min(gb, this.size - grainGuest))));
+        grain.set(piece, inGrain);
+        await e.writeNewGrain(g, grain);
+      }
+      done += n;
+    }
+  }
+
+  /** On the first change, a new random CID in the descriptor (qemu's vmdk_write_cid), written in place. */
+  private async updateCid(): Promise<void> {
+    if (this.cidUpdated || !this.place) return;
+    this.cidUpdated = true;
+    const pl = this.place;
+    const len = Math.min(pl.room, pl.file.size - pl.offset);
+    const old = new TextDecoder().decode(await pl.file.readBlock(pl.offset, len, 'vmdk descriptor'));
+    const nul = old.indexOf('\0');
+    const text = nul >= 0 ? old.slice(0, nul) : old;
+    let cid = randomBytes(4).readUInt32LE(0);
+    if (cid === this.descriptor.cid) cid = (cid + 1) >>> 0;
+    const hex = cid.toString(16).padStart(8, '0');
+    const next = /^CID=.*$/m.test(text) ? text.replace(/^CID=[^\r\n]*/m, `CID=${hex}`) : text;
+    const bytes = new TextEncoder().encode(next);
+    if (bytes.length > pl.room) throw new DiskError('ECORRUPT', `${this.path}: the vmdk descriptor has no room for its new CID`, this.path);
+    if (pl.embedded) {
+      const padded = new Uint8Array(Math.min(pl.room, Math.max(len, bytes.length)));
+      padded.set(bytes);
+      await pl.file.write(pl.offset, padded);
+    } else {
+      await pl.file.write(0, bytes);
+      if (bytes.length < pl.file.size) await pl.file.truncate(bytes.length);
+    }
+    this.descriptor = parseDescriptor(next, this.path);
+  }
+
+  skipFlushes(): void {
+    this.noFlush = true;
+  }
+
+  async flush(): Promise<void> {
+    if (this.noFlush || this.readOnly) return;
+    for (const f of this.files) await f.sync();
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (!this.readOnly && !this.noFlush) for (const f of this.files) await f.sync();
+    } finally {
+      for (const f of this.files) await f.close();
+      await this.backing?.close();
+    }
+  }
+}

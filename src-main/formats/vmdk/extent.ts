@@ -1,0 +1,337 @@
+/**
+ * The extents a VMDK disk is made of: FLAT/VMFS (a run of a plain file), ZERO (no file), and sparse ones:
+ * VMDK4 hosted sparse ("KDMV", stream-optimized included) and VMDK3/ESX sparse ("COWD", VMFSSPARSE). Each maps
+ * extent-relative byte ranges to pieces (data at a host offset, inside a compressed grain, zero, unallocated);
+ * sparse extents also allocate grains and grain tables for writes, keeping both grain directories in step.
+ */
+import { inflateSync } from 'node:zlib';
+import { DiskError, corrupt } from '../../block/errors';
+import type { ImageFile } from '../../block/file';
+import { LruCache } from '../../block/cache';
+import { SECTOR, view } from '../../block/bytes';
+import {
+  FOOTER_BYTES,
+  FLAG_RGD,
+  FLAG_ZERO_GRAIN,
+  FLAG_MARKER,
+  COMPRESSION_DEFLATE,
+  GRAIN_MARKER_BYTES,
+  VMDK3_MAGIC,
+  VMDK4_HEADER_SIZE,
+  VMDK4_MAGIC,
+  parseFooter,
+  parseGrainMarker,
+  parseVmdk3Header,
+  parseVmdk4Header,
+  validateVmdk3Header,
+  validateVmdk4Header,
+  type Vmdk4Header,
+} from './layout';
+
+/** What one extent-relative range is: every byte of `length` shares it. */
+export type Piece =
+  | { kind: 'data'; length: number; host: number }
+  | { kind: 'compressed'; length: number; grainHost: number; inGrain: number }
+  | { kind: 'zero'; length: number }
+  | { kind: 'unallocated'; length: number };
+
+export interface VmdkExtent {
+  /** FLAT, ZERO, SPARSE, VMFS, VMFSSPARSE as the descriptor says (SPARSE for a monolithic sparse file). */
+  readonly type: string;
+  /** Guest bytes this extent covers. */
+  readonly bytes: number;
+  readonly file?: ImageFile;
+  readonly writable: boolean;
+  /** What [off, off + up to max) is. `wide`: runs of compressed grains come as one piece (status, not read). */
+  lookup(off: number, max: number, wide?: boolean): Promise<Piece>;
+}
+
+/** A run of a plain file starting at `start` bytes; bytes past the file's end read as zeros (a sparse file). */
+export class FlatExtent implements VmdkExtent {
+  constructor(readonly type: string, readonly bytes: number, readonly file: ImageFile, readonly start: number, readonly writable: boolean) {}
+  async lookup(off: number, max: number): Promise<Piece> {
+    return { kind: 'data', length: max, host: this.start + off };
+  }
+}
+
+/** A ZERO extent: no file, reads as zeros. */
+export class ZeroExtent implements VmdkExtent {
+  readonly writable = false;
+  constructor(readonly type: string, readonly bytes: number) {}
+  async lookup(_off: number, max: number): Promise<Piece> {
+    return { kind: 'zero', length: max };
+  }
+}
+
+/** Grain tables kept in memory per extent; a table is 2 KiB (VMDK4) or 16 KiB (COWD). */
+const GT_CACHE_TABLES = 256;
+/** qemu's bound on a grain directory (L1) size: 512 MiB / 4 entries. */
+const MAX_GD_ENTRIES = (512 * 1024 * 1024) / 4;
+/** The "zeroed grain" grain table entry. */
+export const GTE_ZEROED = 1;
+
+export interface SparseFacts {
+  /** Capacity in sectors, from the header. */
+  capacity: number;
+  grainBytes: number;
+  numGtes: number;
+  gdOffset: number; // bytes
+  rgdOffset?: number; // bytes; only when the header's RGD flag is set
+  gdEntries: number;
+  zeroGrain: boolean;
+  compressed: boolean;
+  markers: boolean;
+  version: number;
+  vmdk3: boolean;
+  header?: Vmdk4Header;
+  /** The header said GD_AT_END: the real header is the footer's copy (a stream-optimized file). */
+  footer: boolean;
+}
+
+/** Reads a sparse extent's header (and its stream footer when the header defers to it), checked against the file. */
+export async function readSparseFacts(file: ImageFile): Promise<SparseFacts> {
+  const path = file.path;
+  if (file.size < 4) throw corrupt(`${path}: the file is too small to be a VMDK sparse extent`, path);
+  const head = await file.readExact(0, new Uint8Array(Math.min(VMDK4_HEADER_SIZE, file.size)), 'vmdk header');
+  const magic = view(head).getUint32(0, true);
+  if (magic === VMDK3_MAGIC) {
+    const h = parseVmdk3Header(head, path);
+    validateVmdk3Header(h, path);
+    if (h.l1dirSize > MAX_GD_ENTRIES) throw new DiskError('EUNSUPPORTED', `${path}: vmdk L1 size ${h.l1dirSize} is too big`, path);
+    return {
+      capacity: h.diskSectors,
+      grainBytes: h.granularity * SECTOR,
+      numGtes: 4096,
+      gdOffset: h.l1dirOffset * SECTOR,
+      gdEntries: h.l1dirSize,
+      zeroGrain: false,
+      compressed: false,
+      markers: false,
+      version: h.version,
+      vmdk3: true,
+      footer: false,
+    };
+  }
+  if (magic !== VMDK4_MAGIC) throw corrupt(`${path}: not a VMDK sparse extent (bad magic)`, path);
+  let h = parseVmdk4Header(head, path);
+  let footer = false;
+  if (h.gdOffset === undefined) {
+    if (file.size < FOOTER_BYTES + VMDK4_HEADER_SIZE) throw corrupt(`${path}: the vmdk stream footer is missing`, path);
+    h = parseFooter(await file.readBlock(file.size - FOOTER_BYTES, FOOTER_BYTES, 'vmdk footer'), path);
+    footer = true;
+  }
+  validateVmdk4Header(h, path, file.size);
+  const l1EntrySectors = h.numGtesPerGt * h.granularity;
+  const gdEntries = h.capacity === 0 ? 0 : Math.ceil(h.capacity / l1EntrySectors);
+  if (gdEntries > MAX_GD_ENTRIES) throw new DiskError('EUNSUPPORTED', `${path}: vmdk L1 size ${gdEntries} is too big`, path);
+  const rgd = (h.flags & FLAG_RGD) !== 0 && h.rgdOffset > 0 ? h.rgdOffset * SECTOR : undefined;
+  return {
+    capacity: h.capacity,
+    grainBytes: h.granularity * SECTOR,
+    numGtes: h.numGtesPerGt,
+    gdOffset: h.gdOffset! * SECTOR,
+    ...(rgd !== undefined ? { rgdOffset: rgd } : {}),
+    gdEntries,
+    zeroGrain: (h.flags & FLAG_ZERO_GRAIN) !== 0,
+    compressed: h.compressAlgorithm === COMPRESSION_DEFLATE,
+    markers: (h.flags & FLAG_MARKER) !== 0,
+    version: h.version,
+    vmdk3: false,
+    header: h,
+    footer,
+  };
+}
+
+function readU32s(buf: Uint8Array): Uint32Array {
+  const out = new Uint32Array(buf.length / 4);
+  const v = view(buf);
+  for (let i = 0; i < out.length; i++) out[i] = v.getUint32(i * 4, true);
+  return out;
+}
+
+function u32Bytes(xs: Uint32Array): Uint8Array {
+  const buf = new Uint8Array(xs.length * 4);
+  const v = view(buf);
+  for (let i = 0; i < xs.length; i++) v.setUint32(i * 4, xs[i], true);
+  return buf;
+}
+
+/** A sparse extent: a grain directory of grain tables whose entries give each grain's sector in the file. */
+export class SparseExtent implements VmdkExtent {
+  private readonly gts: LruCache<number, Uint32Array>;
+  /** Where the next grain or grain table goes: the end of the file, in whole sectors. */
+  private nextSector: number;
+  /** The last grain inflated, kept for the reads that follow it. */
+  private lastGrain?: { host: number; data: Uint8Array };
+
+  private constructor(
+    readonly type: string,
+    readonly bytes: number,
+    readonly file: ImageFile,
+    readonly facts: SparseFacts,
+    private readonly gd: Uint32Array,
+    private readonly rgd: Uint32Array | undefined,
+    readonly writable: boolean,
+  ) {
+    this.gts = new LruCache(GT_CACHE_TABLES);
+    this.nextSector = Math.ceil(file.size / SECTOR);
+  }
+
+  static async open(type: string, bytes: number, file: ImageFile, writable: boolean): Promise<SparseExtent> {
+    const f = await readSparseFacts(file);
+    const path = file.path;
+    if (type === 'SESPARSE') throw new DiskError('EUNSUPPORTED', `${path}: seSparse extents are not supported`, path);
+    const gdBytes = f.gdEntries * 4;
+    const gd = readU32s(await file.readBlock(f.gdOffset, gdBytes, 'vmdk grain directory'));
+    const rgd = f.rgdOffset !== undefined ? readU32s(await file.readBlock(f.rgdOffset, gdBytes, 'vmdk redundant grain directory')) : undefined;
+    return new SparseExtent(type, bytes, file, f, gd, rgd, writable);
+  }
+
+  /** The grain directory as read (sectors of each grain table; 0 = none). */
+  get directory(): Uint32Array {
+    return this.gd;
+  }
+
+  get grainBytes(): number {
+    return this.facts.grainBytes;
+  }
+
+  /** The grain table of directory entry `i` (undefined when it has none), bounded by the file's length. */
+  private async table(i: number): Promise<Uint32Array | undefined> {
+    if (i >= this.gd.length || this.gd[i] === 0) return undefined;
+    const cached = this.gts.get(i);
+    if (cached) return cached;
+    const t = readU32s(await this.file.readBlock(this.gd[i] * SECTOR, this.facts.numGtes * 4, 'vmdk grain table'));
+    this.gts.set(i, t);
+    return t;
+  }
+
+  /** The grain table entry of grain `g` (0 when unallocated). */
+  async entry(g: number): Promise<number> {
+    const t = await this.table(Math.floor(g / this.facts.numGtes));
+    return t ? t[g % this.facts.numGtes] : 0;
+  }
+
+  /** Pieces run across grains of the same kind (contiguous for data), so that status and reads take big steps. */
+  async lookup(off: number, max: number, wide = false): Promise<Piece> {
+    const gb = this.facts.grainBytes;
+    // Past the header's capacity (a descriptor that promises more than the extent holds) nothing is allocated.
+    if (off >= this.facts.capacity * SECTOR) return { kind: 'unallocated', length: max };
+    const first = await this.pieceAt(off, Math.min(max, gb - (off % gb)));
+    if (first.kind === 'compressed' && !wide) return first;
+    let len = first.length;
+    while (len < max) {
+      const next = await this.pieceAt(off + len, Math.min(max - len, gb));
+      if (next.kind !== first.kind) break;
+      if (next.kind === 'data' && first.kind === 'data' && next.host !== first.host + len) break;
+      len += next.length;
+    }
+    return { ...first, length: len };
+  }
+
+  private async pieceAt(off: number, len: number): Promise<Piece> {
+    const gb = this.facts.grainBytes;
+    const g = Math.floor(off / gb);
+    const e = await this.entry(g);
+    if (e === 0) return { kind: 'unallocated', length: len };
+    if (e === GTE_ZEROED && this.facts.zeroGrain) return { kind: 'zero', length: len };
+    if (this.facts.compressed) return { kind: 'compressed', length: len, grainHost: e * SECTOR, inGrain: off % gb };
+    return { kind: 'data', length: len, host: e * SECTOR + (off % gb) };
+  }
+
+  /** Inflates the grain whose marker (or bare zlib stream) is at `host`; bounded by the file and the grain size. */
+  async grain(host: number): Promise<Uint8Array> {
+    if (this.lastGrain?.host === host) return this.lastGrain.data;
+    const path = this.file.path;
+    const gb = this.facts.grainBytes;
+    let start = host;
+    let size: number;
+    if (this.facts.markers) {
+      const m = parseGrainMarker(await this.file.readExact(host, new Uint8Array(GRAIN_MARKER_BYTES), 'vmdk grain marker'), path);
+      start = host + GRAIN_MARKER_BYTES;
+      size = m.size;
+      if (size === 0 || size > 2 * gb + 1024) throw corrupt(`${path}: vmdk compressed grain at offset ${host} has an invalid size (${size})`, path);
+    } else {
+      size = Math.min(2 * gb + 1024, this.file.size - host);
+    }
+    if (start + size > this.file.size) throw corrupt(`${path}: vmdk compressed grain at offset ${host} runs past the end of the file`, path);
+    const packed = await this.file.readBlock(start, size, 'vmdk compressed grain');
+    let out: Uint8Array;
+    try {
+      out = inflateSync(packed, { maxOutputLength: gb, finishFlush: 2 /* Z_SYNC_FLUSH: tolerate trailing bytes */ });
+    } catch {
+      throw corrupt(`${path}: vmdk compressed grain at offset ${host} does not decompress`, path);
+    }
+    const data = new Uint8Array(gb);
+    data.set(out.subarray(0, gb));
+    this.lastGrain = { host, data };
+    return data;
+  }
+
+  /** Refuses writes this extent cannot take, with the reason. */
+  checkWritable(): void {
+    const path = this.file.path;
+    if (this.facts.compressed || this.facts.markers || this.facts.footer) {
+      throw new DiskError('EUNSUPPORTED', `${path}: writing into an existing streamOptimized (compressed) VMDK is not supported; convert it to another subformat first`, path);
+    }
+    if (!this.facts.vmdk3 && this.facts.version === 3) throw new DiskError('EUNSUPPORTED', `${path}: VMDK version 3 images can only be opened read-only`, path);
+    if (!this.writable) throw new DiskError('EREADONLY', `${path}: the extent is read-only`, path);
+  }
+
+  /** Appends `sectors` sectors at the end of the file (never over existing bytes) and returns their first sector. */
+  private allocate(sectors: number): number {
+    const at = this.nextSector;
+    this.nextSector += sectors;
+    return at;
+  }
+
+  /** Makes sure grain table `i` exists, in both directories; a new one is appended zeroed. */
+  private async ensureTable(i: number): Promise<Uint32Array> {
+    const have = await this.table(i);
+    if (have) return have;
+    if (i >= this.gd.length) throw corrupt(`${this.file.path}: vmdk grain directory is too small for the disk`, this.file.path);
+    const tableSectors = Math.ceil((this.facts.numGtes * 4) / SECTOR);
+    const zero = new Uint8Array(tableSectors * SECTOR);
+    // Tables first, then the directory entries pointing at them: a crash in between leaves only unused space.
+    if (this.rgd) {
+      const r = this.allocate(tableSectors);
+      await this.file.write(r * SECTOR, zero);
+      this.rgd[i] = r;
+      await this.writeDirEntry(this.facts.rgdOffset!, i, r);
+    }
+    const p = this.allocate(tableSectors);
+    await this.file.write(p * SECTOR, zero);
+    this.gd[i] = p;
+    await this.writeDirEntry(this.facts.gdOffset, i, p);
+    const t = new Uint32Array(this.facts.numGtes);
+    this.gts.set(i, t);
+    return t;
+  }
+
+  private async writeDirEntry(dirOffset: number, i: number, value: number): Promise<void> {
+    const b = new Uint8Array(4);
+    view(b).setUint32(0, value, true);
+    await this.file.write(dirOffset + i * 4, b);
+  }
+
+  /** Sets grain `g`'s entry in the grain table and its redundant copy. */
+  async setEntry(g: number, value: number): Promise<void> {
+    const n = this.facts.numGtes;
+    const i = Math.floor(g / n);
+    const t = await this.ensureTable(i);
+    t[g % n] = value;
+    const b = u32Bytes(new Uint32Array([value]));
+    await this.file.write(this.gd[i] * SECTOR + (g % n) * 4, b);
+    if (this.rgd && this.rgd[i] !== 0) await this.file.write(this.rgd[i] * SECTOR + (g % n) * 4, b);
+  }
+
+  /** Writes a whole new grain at the end of the file and points grain `g` at it. */
+  async writeNewGrain(g: number, data: Uint8Array): Promise<void> {
+    const sectors = this.facts.grainBytes / SECTOR;
+    // Make the table first so that the grain is not followed by a table allocation that moves nextSector under it.
+    await this.ensureTable(Math.floor(g / this.facts.numGtes));
+    const at = this.allocate(sectors);
+    await this.file.write(at * SECTOR, data);
+    await this.setEntry(g, at);
+  }
+}
