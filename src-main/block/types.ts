@@ -82,6 +82,16 @@ export interface CreateOptions {
   backingFormat?: FormatName;
   /** Size of the backing image, looked up by the service when size is not given. */
   backingSize?: number;
+  /**
+   * The name the image will have once complete, when create writes a temporary path beside it: names written
+   * inside the image (a VMDK descriptor's extents, a Parallels bundle's image) must be the final ones.
+   */
+  targetPath?: string;
+}
+
+/** Files a create wrote beside the image under their final names (VMDK extents): removed if the job fails. */
+export interface CreatedFiles {
+  extraFiles: string[];
 }
 
 export interface CheckOptions {
@@ -128,10 +138,10 @@ export interface FormatDriver {
    */
   readonly concurrentCalls: boolean;
   /**
-   * True when one image can span several files (VMDK extents, Parallels bundles): whole-image work that copies
-   * a file (the safe repair) cannot copy just one.
+   * True when the image at `path` spans several files (a VMDK descriptor and its extents, a Parallels bundle's
+   * descriptor and images): whole-image work that copies a file (the safe repair) cannot copy just that one.
    */
-  readonly multiFile?: boolean;
+  spansFiles?(path: string): Promise<boolean>;
   /** Whether a new image of this format can stand on a backing file (create -b): optional (qcow2), required (UML COW). */
   readonly backingFiles?: 'optional' | 'required';
   /** True when its devices store compressed clusters (writeCompressed; convert -c). */
@@ -141,7 +151,7 @@ export interface FormatDriver {
   /** Reads the header and returns what `info` shows. */
   describe(file: ImageFile): Promise<HeaderInfo>;
   open(path: string, opts: OpenOptions): Promise<BlockDevice>;
-  create?(path: string, size: number, opts: CreateOptions): Promise<void>;
+  create?(path: string, size: number, opts: CreateOptions): Promise<void | CreatedFiles>;
   /** Checks (and with repair 'leaks' or 'all', repairs) the image at `path`, as qemu-img check does for the format. */
   check?(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport>;
   /**

@@ -75,15 +75,18 @@ export function aboutTarget(err: unknown, tmp: string | undefined, target: strin
  * Writes a new file beside the target and renames it into place when `write` succeeds; on failure or cancel
  * the partial file is removed and the target is untouched.
  */
-export async function writeAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
+export async function writeAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>, extraFilesOf?: (result: T) => string[]): Promise<T> {
   await checkTarget(target);
   const tmp = tempPathFor(target);
+  let result: T | undefined;
   try {
-    const result = await write(tmp);
+    result = await write(tmp);
     await fsp.rename(tmp, target).catch((err) => { throw toDiskError(err, target); });
     return result;
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    // The temporary may be a folder (a Parallels .hdd bundle); files written beside it go too.
+    await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
+    if (result !== undefined && extraFilesOf) for (const f of extraFilesOf(result)) await fsp.rm(f, { force: true }).catch(() => undefined);
     throw aboutTarget(err, tmp, target);
   }
 }

@@ -61,6 +61,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   const unsafe = cache === 'unsafe';
   const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
   let tmp: string | undefined;
+  /** Files the create wrote beside the target under their final names (VMDK extents): removed on failure. */
+  let extraFiles: string[] = [];
   let dst: BlockDevice | undefined;
   try {
     if (req.existingTarget) {
@@ -70,7 +72,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       await checkTarget(req.target);
       for (const stale of await removeStaleTemporaries(req.target)) req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
       tmp = tempPathFor(req.target);
-      await createImage({ path: req.target, writeTo: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
+      extraFiles = await createImage({ path: req.target, writeTo: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
     if (unsafe) dst.skipFlushes?.();
@@ -86,13 +88,15 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     if (tmp) {
       await fsp.rename(tmp, req.target).catch((err) => { throw toDiskError(err, req.target); });
       tmp = undefined;
+      extraFiles = [];
     }
   } catch (err) {
     throw aboutTarget(err, tmp, req.target);
   } finally {
     await dst?.close().catch(() => undefined);
     await src.close().catch(() => undefined);
-    if (tmp) await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if (tmp) await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
+    for (const f of extraFiles) await fsp.rm(f, { force: true }).catch(() => undefined);
   }
 }
 

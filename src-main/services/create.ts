@@ -17,8 +17,11 @@ export interface CreateRequest {
   writeTo?: string;
 }
 
-/** Creates a new image; the file appears only once it is complete. */
-export async function createImage(req: CreateRequest): Promise<void> {
+/**
+ * Creates a new image; the file appears only once it is complete. Returns the files written beside it under
+ * their final names (VMDK extents), which a caller writing to `writeTo` removes if its job then fails.
+ */
+export async function createImage(req: CreateRequest): Promise<string[]> {
   const driver = driverFor(req.format);
   if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
   const options: OptionValues = validateOptions(req.format, driver.createOptions, req.options ?? {});
@@ -37,8 +40,16 @@ export async function createImage(req: CreateRequest): Promise<void> {
   }
   if (size === undefined) throw new DiskError('EINVAL', 'an image size is required (e.g. 10G)');
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
-  const create = (path: string) =>
-    driver.create!(path, size!, { options, backingFile: req.backingFile, backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat, backingSize });
-  if (req.writeTo !== undefined) await create(req.writeTo);
-  else await writeAtomically(req.path, create);
+  const create = async (path: string): Promise<string[]> => {
+    const made = await driver.create!(path, size!, {
+      options,
+      backingFile: req.backingFile,
+      backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat,
+      backingSize,
+      targetPath: req.path,
+    });
+    return made ? made.extraFiles : [];
+  };
+  if (req.writeTo !== undefined) return create(req.writeTo);
+  return writeAtomically(req.path, create, (extra) => extra);
 }

@@ -97,7 +97,7 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
   const path = await imageEntry(req.path);
   const driver = await resolveDriver(path, req.format);
   if (!driver.check) throw new DiskError('EUNSUPPORTED', `This image format (${driver.name}) does not support checks`, req.path);
-  if (driver.multiFile) {
+  if (await driver.spansFiles?.(path)) {
     throw new DiskError('EUNSUPPORTED', `${req.path}: a ${driver.label} image can span several files; repair it in place with diskwright check -r ${req.mode}`, req.path);
   }
   const tmp = tempPathFor(path);

@@ -32,9 +32,9 @@ export const PARALLELS_CREATE_OPTIONS: OptionSpec[] = [
 /**
  * Creates a Parallels image at `path`; a target whose name ends in .hdd becomes a bundle folder
  * (DiskDescriptor.xml and one expanding image). The target's name is `path`, or `targetPath` when the
- * caller writes a temporary path beside the target (services/create.ts; it does not pass targetPath yet).
+ * caller writes a temporary path beside the target (services/create.ts).
  */
-export async function createParallels(path: string, size: number, opts: CreateOptions & { targetPath?: string }): Promise<void> {
+export async function createParallels(path: string, size: number, opts: CreateOptions): Promise<void> {
   if (opts.backingFile) throw new DiskError('EUNSUPPORTED', 'parallels images made by create have no backing file');
   const target = opts.targetPath ?? path;
   if (target.toLowerCase().endsWith('.hdd')) return createBundle(path, nodePath.basename(target), (image) => createImage(image, size, opts));

@@ -68,6 +68,7 @@ export const parallelsDriver: FormatDriver = {
     return (await isDescriptor(path)) ? openBundle(path, opts) : openParallels(path, opts);
   },
   folderEntry: descriptorIn,
+  spansFiles: isDescriptor,
   create(path: string, size: number, opts: CreateOptions): Promise<void> {
     return createParallels(path, size, opts);
   },

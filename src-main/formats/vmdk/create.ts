@@ -5,13 +5,14 @@
  * stream writer in stream.ts fills in increasing order).
  */
 import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { OptionSpec } from '../../../src-shared/options';
 import { SECTOR } from '../../block/bytes';
 import { resolveBackingPath } from '../../block/backing-path';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { CreateOptions } from '../../block/types';
+import type { CreatedFiles, CreateOptions } from '../../block/types';
 import { FLAG_NL_DETECT, FLAG_RGD, FLAG_ZERO_GRAIN, MAX_BACKING_NAME, serializeVmdk4Header, sparseGeometry, type Vmdk4Header } from './layout';
 import { openVmdk } from './open';
 import { writeEmptyStream } from './stream';
@@ -197,15 +198,16 @@ async function parentCid(path: string, backingFile: string): Promise<number> {
  * (its own extent line, the extent files' names) must be the target's, or the renamed descriptor would point
  * at temporary names. Until CreateOptions carries the target's name, it is read back from that pattern.
  */
-export function finalName(path: string): string {
+export function finalName(path: string, targetPath?: string): string {
+  if (targetPath !== undefined) return nodePath.basename(targetPath);
   const base = nodePath.basename(path);
   const m = /^\.(.+)\.diskwright-[0-9a-f]{8}\.tmp$/.exec(base);
   return m ? m[1] : base;
 }
 
 /** The names qemu-img gives extent files: the image's name without .vmdk, a suffix, .vmdk. */
-export function extentNames(path: string, subformat: Subformat, count: number): string[] {
-  const base = finalName(path);
+export function extentNames(path: string, subformat: Subformat, count: number, targetPath?: string): string[] {
+  const base = finalName(path, targetPath);
   const dot = base.lastIndexOf('.');
   const stem = dot > 0 ? base.slice(0, dot) : base;
   if (subformat === 'monolithicFlat') return [`${stem}-flat.vmdk`];
@@ -213,18 +215,18 @@ export function extentNames(path: string, subformat: Subformat, count: number): 
   return Array.from({ length: count }, (_, i) => `${stem}-${letter}${String(i + 1).padStart(3, '0')}.vmdk`);
 }
 
-export async function createVmdk(path: string, requested: number, opts: CreateOptions): Promise<void> {
+export async function createVmdk(path: string, requested: number, opts: CreateOptions): Promise<void | CreatedFiles> {
   const s = settingsFrom(opts);
   const sectors = Math.ceil(requested / SECTOR);
   const cid = newCid();
   const pcid = s.backingFile !== undefined ? await parentCid(path, s.backingFile) : 0xffffffff;
   if (s.subformat === 'monolithicSparse') {
-    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path)}"\n`]);
+    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path, opts.targetPath)}"\n`]);
     await writeSparseExtent(path, sectors, s.zeroedGrain, text);
     return;
   }
   if (s.subformat === 'streamOptimized') {
-    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path)}"\n`]);
+    const text = descriptorText(s, sectors, cid, pcid, [`RW ${sectors} SPARSE "${finalName(path, opts.targetPath)}"\n`]);
     await writeEmptyStream(path, sectors, text);
     return;
   }
@@ -233,13 +235,21 @@ export async function createVmdk(path: string, requested: number, opts: CreateOp
   const sizes: number[] = [];
   if (!split) sizes.push(sectors * SECTOR);
   else for (let left = sectors * SECTOR; left > 0 || sizes.length === 0; left -= SPLIT_BYTES) sizes.push(Math.min(left, SPLIT_BYTES));
-  const names = extentNames(path, s.subformat, sizes.length);
+  const names = extentNames(path, s.subformat, sizes.length, opts.targetPath);
   const dir = nodePath.dirname(path);
   const lines = sizes.map((b, i) => (sparse ? `RW ${b / SECTOR} SPARSE "${names[i]}"\n` : `RW ${b / SECTOR} FLAT "${names[i]}" 0\n`));
-  for (let i = 0; i < sizes.length; i++) {
-    const p = nodePath.join(dir, names[i]);
-    if (sparse) await writeSparseExtent(p, sizes[i] / SECTOR, s.zeroedGrain);
-    else await writeFlatExtent(p, sizes[i]);
+  // The extents are written under their final names (the descriptor names them); the caller removes them if
+  // the job that creates the image fails, with the descriptor's temporary file.
+  const extraFiles = names.map((n) => nodePath.join(dir, n));
+  try {
+    for (let i = 0; i < sizes.length; i++) {
+      if (sparse) await writeSparseExtent(extraFiles[i], sizes[i] / SECTOR, s.zeroedGrain);
+      else await writeFlatExtent(extraFiles[i], sizes[i]);
+    }
+    await writeTextFile(path, descriptorText(s, sectors, cid, pcid, lines));
+  } catch (err) {
+    for (const f of extraFiles) await fsp.rm(f, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await writeTextFile(path, descriptorText(s, sectors, cid, pcid, lines));
+  return { extraFiles };
 }

@@ -2,13 +2,14 @@
  * The VMDK driver: wiring of probe, describe (describe.ts), open (open.ts + device.ts, or the stream writer of
  * stream.ts for a freshly created streamOptimized file opened for writing), create (create.ts), check (check.ts).
  */
-import type { BlockDevice, CreateOptions, FormatDriver, OpenOptions } from '../../block/types';
+import type { BlockDevice, CreatedFiles, CreateOptions, FormatDriver, OpenOptions } from '../../block/types';
 import { checkVmdk } from './check';
 import { createVmdk, VMDK_CREATE_OPTIONS } from './create';
 import { describeVmdk } from './describe';
 import { VmdkDevice } from './device';
 import { SparseExtent } from './extent';
-import { probeVmdk } from './layout';
+import { looksLikeDescriptor, probeVmdk } from './layout';
+import { ImageFile } from '../../block/file';
 import { openParent, openVmdk } from './open';
 import { StreamWriter, isEmptyStream } from './stream';
 
@@ -34,12 +35,24 @@ export const vmdkDriver: FormatDriver = {
   description: 'VMware disk: Workstation, Fusion, ESXi, VirtualBox',
   extensions: ['vmdk'],
   concurrentCalls: false,
+  backingFiles: 'optional',
   probe: (head) => probeVmdk(head),
   describe: describeVmdk,
   createOptions: VMDK_CREATE_OPTIONS,
   open,
-  create(path: string, size: number, opts: CreateOptions): Promise<void> {
+  create(path: string, size: number, opts: CreateOptions): Promise<void | CreatedFiles> {
     return createVmdk(path, size, opts);
   },
   check: checkVmdk,
+  // A text descriptor names its extents in other files; a monolithic sparse file embeds its descriptor.
+  async spansFiles(path: string): Promise<boolean> {
+    const file = await ImageFile.open(path, false);
+    try {
+      const head = new Uint8Array(Math.min(1024, file.size));
+      await file.readExact(0, head, 'header');
+      return looksLikeDescriptor(head);
+    } finally {
+      await file.close();
+    }
+  },
 };
