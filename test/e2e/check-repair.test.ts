@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright';
@@ -127,5 +127,42 @@ test('a damaged qcow2 (a refcount too low) is shown as data at risk and repaired
   assert.equal(await page.getByTestId('kept-copy').count(), 0);
   assert.equal(run('qemu-img', ['check', img]).status, 0);
   must('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', reference, img]);
+  assert.deepEqual(browser.problems, []);
+});
+
+test('an unclean Parallels image (qemu-img made, in-use mark set) is repaired by clicking from its page: open → Repair… → Repair → clean', async () => {
+  const img = work.path('crashed.hds');
+  must('qemu-img', ['create', '-q', '-f', 'parallels', img, '32M']);
+  qemuIo(img, 'parallels', ['write -P 0x11 0 1M', 'write -P 0x22 9M 2M']);
+  const reference = work.path('crashed-reference.raw');
+  must('qemu-img', ['convert', '-O', 'raw', img, reference]);
+  // The in-use mark (header offset 44, "Ynot" little-endian) as a crashed Parallels VM leaves it.
+  const fd = openSync(img, 'r+');
+  writeSync(fd, Buffer.from([0x59, 0x6e, 0x6f, 0x74]), 0, 4, 44);
+  closeSync(fd);
+  assert.equal(run('qemu-img', ['check', img]).status, 2, 'qemu-img sees the unclean mark as an error');
+
+  const { page } = browser;
+  await openImage(page, img, 'crashed.hds');
+  const banner = page.getByTestId('unclean-banner');
+  await banner.waitFor();
+  await page.screenshot({ path: join(SHOTS, 'parallels-unclean-1280.png'), fullPage: true });
+  await page.setViewportSize({ width: 800, height: 600 });
+  await page.screenshot({ path: join(SHOTS, 'parallels-unclean-800.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await banner.getByRole('button', { name: 'Repair…' }).click();
+  await page.getByRole('heading', { name: 'The image is damaged' }).waitFor();
+  assert.match(await page.locator('.finding[data-kind="corruption"]').innerText(), /Data at risk: 1 problem/);
+  await page.locator('.finding[data-kind="corruption"] summary').click();
+  assert.match(await page.locator('.finding[data-kind="corruption"]').innerText(), /image was not closed correctly/);
+  await page.screenshot({ path: join(SHOTS, 'parallels-findings-1280.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Repair', exact: true }).click();
+  await page.getByRole('heading', { name: 'The image is now clean' }).waitFor({ timeout: 30_000 });
+  await page.screenshot({ path: join(SHOTS, 'parallels-repaired-1280.png'), fullPage: true });
+  assert.equal(run('qemu-img', ['check', img]).status, 0, 'qemu-img check is clean after the repair');
+  must('qemu-img', ['compare', '-f', 'raw', '-F', 'parallels', reference, img]);
+  await page.getByRole('button', { name: 'Back to the image' }).click();
+  await page.getByRole('heading', { name: 'crashed.hds', level: 1 }).waitFor();
+  assert.equal(await page.getByTestId('unclean-banner').count(), 0, 'the page no longer says it is unclean');
   assert.deepEqual(browser.problems, []);
 });
