@@ -69,7 +69,7 @@ export function crc32c(data: Uint8Array, crc = 0): number {
 
 /** The checksum of a structure whose own 4-byte checksum field at `at` counts as zero. */
 export function checksumWithHole(buf: Uint8Array, at: number): number {
-  const copy = buf.slice();
+  const copy = new Uint8Array(buf); // a copy even of a Buffer, whose slice() would share the bytes
   copy.fill(0, at, at + 4);
   return crc32c(copy);
 }
