@@ -213,6 +213,13 @@ export class VhdxDevice implements BlockDevice {
     });
   }
 
+  /** Journals the staged metadata pages, then lets the cache see them. */
+  private async commit(): Promise<void> {
+    const pages = this.pages.take();
+    await this.journal!.commit(pages);
+    this.pages.settle(pages);
+  }
+
   /** Extends the file by `length` bytes at the next 1 MiB boundary and returns where they start. */
   private async allocate(length: number): Promise<number> {
     const file = this.f.file;
@@ -232,7 +239,7 @@ export class VhdxDevice implements BlockDevice {
     if (e.state === PARTIAL) {
       await file.write(e.offset + inb, piece);
       await this.markPresent(block, inb, piece.length);
-      return this.journal!.commit(this.pages.take());
+      return this.commit();
     }
     if (!ZERO_STATES.includes(e.state) && e.state !== PAYLOAD_NOT_PRESENT) {
       throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
@@ -247,7 +254,7 @@ export class VhdxDevice implements BlockDevice {
     } else {
       await this.bat.set(this.bat.payloadIndex(block), { state: FULL, offset: at });
     }
-    await this.journal!.commit(this.pages.take());
+    await this.commit();
   }
 
   /** Sets the sector bitmap bits of [inb, inb + length) of a block (staged), allocating the chunk's bitmap first. */
@@ -284,16 +291,16 @@ export class VhdxDevice implements BlockDevice {
           // A whole block: the ZERO state says it reads as zeros (over a parent too); its old space is left unused.
           const e = await this.bat.payload(block);
           if (e.state !== PAYLOAD_ZERO) await this.bat.set(this.bat.payloadIndex(block), { state: PAYLOAD_ZERO, offset: 0 });
-          if (this.pages.pending >= ZERO_BATCH_PAGES) await this.journal!.commit(this.pages.take());
+          if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
         } else {
-          await this.journal!.commit(this.pages.take());
+          await this.commit();
           const e = await this.bat.payload(block);
           const readsZero = ZERO_STATES.includes(e.state) || (e.state === PAYLOAD_NOT_PRESENT && !this.l.hasParent);
           if (!readsZero) await this.write(pos, new Uint8Array(n));
         }
         done += n;
       }
-      await this.journal!.commit(this.pages.take());
+      await this.commit();
     });
   }
 
