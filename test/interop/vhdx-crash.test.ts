@@ -142,3 +142,37 @@ test('crash at every I/O step of writes to a differencing image: old or new cont
   const steps = await crashEverywhere(child, size, ops, false);
   assert.ok(steps > 15, `the sequence has many I/O steps (${steps})`);
 });
+
+test('a session long enough to wrap the log, stopped before close: its newest entry, split by the wrap, replays here and in qemu', async () => {
+  const size = 600 * MiB;
+  const p = s.path('wrap.vhdx');
+  dwOk(['create', '-f', 'vhdx', '-o', 'block_size=1M,log_size=1M,block_state_zero=off', p, String(size)]);
+  const pristine = readFileSync(p);
+  const file = await ImageFile.open(p, true);
+  const dev = await openVhdxFile(file, { readOnly: false, backingPolicy: 'none', openBacking });
+  const model = Buffer.alloc(size);
+  // Zeroing blocks 511 and 512 changes two BAT pages: one 12 KiB entry; then 127 entries of 8 KiB each, so that
+  // the last one starts 4 KiB before the end of the 1 MiB log and ends past its start.
+  await dev.writeZeroes(511 * MiB, 2 * MiB);
+  for (let i = 0; i < 127; i++) {
+    const b = new Uint8Array(4096).fill((i % 250) + 1);
+    await dev.write(i * MiB + 512, b);
+    model.set(b, i * MiB + 512);
+  }
+  await file.close(); // stopped: no flush, no close; the header still names the log
+  const bytes = readFileSync(p);
+  const logEnd = 2 * MiB;
+  assert.equal(bytes.toString('latin1', logEnd - 4096, logEnd - 4092), 'loge', 'the newest entry starts in the last log sector');
+  // Put the BAT back as it was before the session, as if none of its in-place writes had reached the disk.
+  const batStart = 3 * MiB;
+  bytes.set(pristine.subarray(batStart, batStart + MiB), batStart);
+  writeFileSync(p, bytes);
+  assert.ok((await readAll(p, true, size)).equals(model), 'read-only: the log replayed in memory');
+  assert.ok(readFileSync(p).equals(bytes));
+  const copy = s.path('wrap-qemu.vhdx');
+  copyFileSync(p, copy);
+  must('qemu-img', ['check', '-r', 'all', copy]);
+  const raw = s.path('wrap-qemu.raw');
+  must('qemu-img', ['convert', '-O', 'raw', copy, raw]);
+  assert.ok(readFileSync(raw).equals(model), 'qemu replays our wrapped entry to the same content');
+});

@@ -143,6 +143,7 @@ test('differencing chain we create: reads after writes at both levels equal a ra
   const raw = s.path('chain.raw');
   dwOk(['convert', '-O', 'raw', top, raw]);
   assert.ok(readFileSync(raw).equals(model), 'the chain reads as the raw copy');
+  assert7zipReads(top, model, '7-Zip follows the chain'); // 7-Zip opens the parents by their locators
   const map = JSON.parse(dwOk(['map', '--output', 'json', top]).stdout) as Array<{ depth: number }>;
   assert.ok(map.some((r) => r.depth === 0) && map.some((r) => r.depth > 0), 'map shows data at several levels');
   // qemu-img 7.2 cannot open differencing VHDX; our convert flattens the chain into one qemu accepts.

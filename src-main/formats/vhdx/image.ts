@@ -54,6 +54,8 @@ const MAX_LOG_READ = 256 * MiB;
 export class VhdxFile {
   private readonly ops: Array<{ start: number; end: number; data?: Uint8Array }> = [];
   private promisedSize = 0;
+  /** The end of the furthest bytes the overlay holds: structures may be read up to here, not to the promised size. */
+  private dataEnd = 0;
   constructor(readonly file: ImageFile) {}
 
   get path(): string {
@@ -72,6 +74,7 @@ export class VhdxFile {
     for (const w of e.writes) {
       const len = w.data ? w.data.length : w.zeroLength!;
       this.ops.push({ start: w.fileOffset, end: w.fileOffset + len, data: w.data });
+      if (w.data) this.dataEnd = Math.max(this.dataEnd, w.fileOffset + len);
     }
     this.promisedSize = Math.max(this.promisedSize, Math.ceil(e.lastFileOffset / MiB) * MiB);
   }
@@ -90,8 +93,9 @@ export class VhdxFile {
 
   /** Reads a structure whose place and size came from the file, refusing any that lies past its end. */
   async readBlock(pos: number, length: number, what: string): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(pos) || !Number.isSafeInteger(length) || pos < 0 || length < 0 || pos + length > this.size) {
-      throw corrupt(`${this.path}: ${what} at offset ${pos} (${length} bytes) lies past the end of the file (${this.size} bytes)`, this.path);
+    const limit = Math.max(this.file.size, this.dataEnd);
+    if (!Number.isSafeInteger(pos) || !Number.isSafeInteger(length) || pos < 0 || length < 0 || pos + length > limit) {
+      throw corrupt(`${this.path}: ${what} at offset ${pos} (${length} bytes) lies past the end of the file (${limit} bytes)`, this.path);
     }
     const buf = new Uint8Array(length);
     await this.read(pos, buf);

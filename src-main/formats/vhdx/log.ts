@@ -14,6 +14,8 @@ const SIG_ENTRY = 0x65676f6c; // "loge"
 const SIG_ZERO = 0x6f72657a; // "zero"
 const SIG_DESC = 0x63736564; // "desc"
 const SIG_DATA = 0x61746164; // "data"
+/** How far past its end a log entry may say the file reaches (blocks allocated after the entry was written). */
+const MAX_GROWTH = 16 * 1024 * 1048576;
 
 /** One 4 KiB write an entry asks for: `data` (4096 bytes), or `zeroLength` bytes of zeros. */
 export interface LogWrite {
@@ -99,13 +101,16 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, pat
       return undefined;
     }
   }
+  const lastFileOffset = u64(h, 56, true, 'vhdx log last file offset', path);
+  // Every structure an entry writes lies inside the file size it names (the spec's LastFileOffset).
+  if (writes.some((w) => w.fileOffset + (w.data ? w.data.length : w.zeroLength!) > Math.ceil(lastFileOffset / 1048576) * 1048576)) return undefined;
   return {
     position: pos,
     length,
     tail,
     sequence,
     flushedFileOffset: u64(h, 48, true, 'vhdx log flushed file offset', path),
-    lastFileOffset: u64(h, 56, true, 'vhdx log last file offset', path),
+    lastFileOffset,
     writes,
   };
 }
@@ -151,6 +156,10 @@ export function activeSequence(log: Uint8Array, logGuid: string, path: string): 
 /** Checks the entries against the file they are replayed into; a log promising a longer file means it was truncated. */
 export function checkReplayable(entries: LogEntry[], fileSize: number, path: string): void {
   for (const e of entries) {
+    // Replay grows the file to the size an entry names; a size far beyond the file is damage, not an image.
+    if (e.lastFileOffset > fileSize + MAX_GROWTH) {
+      throw corrupt(`${path}: the vhdx log names a file size (${e.lastFileOffset} bytes) far beyond the file's (${fileSize}); the log is damaged`, path);
+    }
     if (e.flushedFileOffset > fileSize) {
       throw corrupt(`${path}: the vhdx log says the file was at least ${e.flushedFileOffset} bytes, but it has ${fileSize}; the file was truncated`, path);
     }
