@@ -7,6 +7,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { ImageFile } from '../../src-main/block/file';
 import type { BlockDevice, OpenOptions } from '../../src-main/block/types';
@@ -78,6 +79,8 @@ async function modelsOf(image: string, size: number, ops: Op[]): Promise<Buffer[
 async function crashEverywhere(image: string, size: number, ops: Op[], qemuReads: boolean): Promise<number> {
   const pristine = readFileSync(image);
   const models = await modelsOf(image, size, ops);
+  const seenByQemu = new Set<string>(); // a sync changes no bytes: identical files need qemu's view only once
+  let checkedAfterReplay = 0;
   for (let budget = 0; ; budget++) {
     writeFileSync(image, pristine);
     const h = await openFailing(image, budget);
@@ -105,7 +108,9 @@ async function crashEverywhere(image: string, size: number, ops: Op[], qemuReads
     const ro = await readAll(image, true, size);
     assert.ok(readFileSync(image).equals(before), `${label}: read-only reading changed the file`);
     assert.ok(allowed.some((a) => a.equals(ro)), `${label}: reads neither the old nor the new content`);
-    if (qemuReads) {
+    const digest = createHash('sha1').update(before).digest('hex');
+    if (qemuReads && !seenByQemu.has(digest)) {
+      seenByQemu.add(digest);
       const copy = s.path('qemu-copy.vhdx');
       copyFileSync(image, copy);
       must('qemu-img', ['check', '-r', 'all', copy]);
@@ -115,7 +120,8 @@ async function crashEverywhere(image: string, size: number, ops: Op[], qemuReads
     }
     const rw = await readAll(image, false, size); // replays into the file
     assert.ok(rw.equals(ro), `${label}: replay into the file reads differently from in memory`);
-    if (qemuReads) {
+    if (qemuReads && seenByQemu.size > checkedAfterReplay) {
+      checkedAfterReplay = seenByQemu.size;
       const c = run('qemu-img', ['check', image]);
       assert.equal(c.status, 0, `${label}: qemu-img check after our replay: ${c.stdout}${c.stderr}`);
     }
@@ -150,14 +156,14 @@ test('a session long enough to wrap the log, stopped before close: its newest en
   const pristine = readFileSync(p);
   const file = await ImageFile.open(p, true);
   const dev = await openVhdxFile(file, { readOnly: false, backingPolicy: 'none', openBacking });
-  const model = Buffer.alloc(size);
+  const written: Array<[number, number]> = []; // offset, byte value
   // Zeroing blocks 511 and 512 changes two BAT pages: one 12 KiB entry; then 127 entries of 8 KiB each, so that
   // the last one starts 4 KiB before the end of the 1 MiB log and ends past its start.
   await dev.writeZeroes(511 * MiB, 2 * MiB);
   for (let i = 0; i < 127; i++) {
-    const b = new Uint8Array(4096).fill((i % 250) + 1);
-    await dev.write(i * MiB + 512, b);
-    model.set(b, i * MiB + 512);
+    const v = (i % 250) + 1;
+    await dev.write(i * MiB + 512, new Uint8Array(4096).fill(v));
+    written.push([i * MiB + 512, v]);
   }
   await file.close(); // stopped: no flush, no close; the header still names the log
   const bytes = readFileSync(p);
@@ -167,12 +173,17 @@ test('a session long enough to wrap the log, stopped before close: its newest en
   const batStart = 3 * MiB;
   bytes.set(pristine.subarray(batStart, batStart + MiB), batStart);
   writeFileSync(p, bytes);
-  assert.ok((await readAll(p, true, size)).equals(model), 'read-only: the log replayed in memory');
+  const ro = await openImage(p, { readOnly: true, backingPolicy: 'none' });
+  for (const [at, v] of [...written, [600 * MiB - 4096, 0], [127 * MiB + 512, 0]] as Array<[number, number]>) {
+    const b = new Uint8Array(4096);
+    await ro.read(at, b);
+    assert.ok(b.every((x) => x === v), `read-only, log replayed in memory: ${at} reads ${v}`);
+  }
+  await ro.close();
   assert.ok(readFileSync(p).equals(bytes));
   const copy = s.path('wrap-qemu.vhdx');
   copyFileSync(p, copy);
   must('qemu-img', ['check', '-r', 'all', copy]);
-  const raw = s.path('wrap-qemu.raw');
-  must('qemu-img', ['convert', '-O', 'raw', copy, raw]);
-  assert.ok(readFileSync(raw).equals(model), 'qemu replays our wrapped entry to the same content');
+  // qemu replays our wrapped entry to the same content.
+  must('qemu-io', ['-f', 'vhdx', ...written.flatMap(([at, v]) => ['-c', `read -q -P ${v} ${at} 4096`]), '-c', `read -q -P 0 ${127 * MiB} 512`, copy]);
 });

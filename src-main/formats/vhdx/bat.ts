@@ -85,7 +85,7 @@ export class Bat {
   }
 
   private where(index: number): { off: number; at: number } {
-    if (index >= this.l.batEntries) throw corrupt(`${this.l.bat.fileOffset}: vhdx BAT index ${index} out of range`);
+    if (index >= this.l.batEntries) throw corrupt(`vhdx BAT index ${index} is past the table's ${this.l.batEntries} entries`);
     const byte = this.l.bat.fileOffset + index * 8;
     return { off: byte - (byte % PAGE), at: byte % PAGE };
   }

@@ -270,8 +270,9 @@ export class VhdxDevice implements BlockDevice {
     for (let bit = first; bit < last; bit++) {
       const byte = sb.offset + (bit >>> 3);
       const pageOff = byte - (byte % 4096);
-      const page = await this.pages.stage(pageOff);
-      page[byte - pageOff] |= 1 << (bit & 7);
+      const mask = 1 << (bit & 7);
+      // Sectors already marked need no log entry: only pages whose bits change are staged.
+      if (((await this.pages.page(pageOff))[byte - pageOff] & mask) === 0) (await this.pages.stage(pageOff))[byte - pageOff] |= mask;
     }
   }
 
