@@ -172,3 +172,28 @@ test('a differencing image whose parent is missing or outside the folder: plain 
   rmSync(parent);
   assertPlainError(['convert', '-O', 'raw', child, s.path('child3.raw')], /parent image was not found/);
 });
+
+test('discard releases whole blocks (they read as zeros, qemu-img agrees); a fixed image refuses; writeZeroes keeps a fixed image fixed', async () => {
+  const p = s.path('disc.vhdx');
+  dwOk(['create', '-f', 'vhdx', '-o', 'block_size=1M', p, '4M']);
+  const data = s.path('disc.bin');
+  writeFileSync(data, Buffer.alloc(3 * MiB, 0x3c));
+  dwOk(['write', p, '0', data]);
+  dwOk(['discard', p, String(MiB / 2), String(2 * MiB)]); // block 1 whole; halves of blocks 0 and 2 stay
+  const model = Buffer.alloc(4 * MiB);
+  model.fill(0x3c, 0, 3 * MiB);
+  model.fill(0, MiB, 2 * MiB);
+  const raw = s.path('disc.raw');
+  writeFileSync(raw, model);
+  assertQemuAccepts(p, raw);
+  const f = s.path('fixed.vhdx');
+  dwOk(['create', '-f', 'vhdx', '-o', 'subformat=fixed,block_size=1M', f, '2M']);
+  assertPlainError(['discard', f, '0', String(2 * MiB)], /fixed/);
+  const size = readFileSync(f).length;
+  const m2 = Buffer.alloc(2 * MiB);
+  await writeWith(f, [{ kind: 'write', at: 0, data: new Uint8Array(2 * MiB).fill(5) }, { kind: 'zero', at: MiB, len: MiB }], m2);
+  assert.equal(readFileSync(f).length, size, 'no block moved to the end of the file');
+  const raw2 = s.path('fixed.raw');
+  writeFileSync(raw2, m2);
+  assertQemuAccepts(f, raw2);
+});

@@ -288,21 +288,45 @@ export class VhdxDevice implements BlockDevice {
         const block = Math.floor(pos / this.clusterSize);
         const inb = pos % this.clusterSize;
         const n = Math.min(this.clusterSize - inb, length - done);
-        if (inb === 0 && n >= this.blockEnd(block)) {
+        const e = inb === 0 && n >= this.blockEnd(block) ? await this.bat.payload(block) : undefined;
+        if (e && e.state === FULL && this.l.leaveBlocksAllocated) {
+          // A fixed image keeps its blocks where they are (the spec's LeaveBlocksAllocated): zeros are written.
+          await this.commit();
+          await this.writeZeroBytes(pos, n);
+        } else if (e) {
           // A whole block: the ZERO state says it reads as zeros (over a parent too); its old space is left unused.
-          const e = await this.bat.payload(block);
           if (e.state !== PAYLOAD_ZERO) await this.bat.set(this.bat.payloadIndex(block), { state: PAYLOAD_ZERO, offset: 0 });
           if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
         } else {
           await this.commit();
           const e = await this.bat.payload(block);
           const readsZero = ZERO_STATES.includes(e.state) || (e.state === PAYLOAD_NOT_PRESENT && !this.l.hasParent);
-          if (!readsZero) await this.write(pos, new Uint8Array(n));
+          if (!readsZero) await this.writeZeroBytes(pos, n);
         }
         done += n;
       }
       await this.commit();
     });
+  }
+
+  private async writeZeroBytes(pos: number, n: number): Promise<void> {
+    const zero = new Uint8Array(Math.min(n, MiB));
+    for (let done = 0; done < n; done += zero.length) await this.write(pos + done, zero.subarray(0, Math.min(zero.length, n - done)));
+  }
+
+  /**
+   * Releases the whole blocks inside the range: they take the ZERO state and read as zeros, over a parent too (the
+   * file keeps their bytes, unused: Node cannot punch holes). A fixed image keeps its blocks: EUNSUPPORTED.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, this.path);
+    if (this.l.leaveBlocksAllocated) throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHDX image keeps every block allocated; nothing can be discarded`, this.path);
+    const bs = this.clusterSize;
+    const first = Math.ceil(offset / bs);
+    const endBlock = offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs);
+    if (first >= endBlock) return;
+    await this.writeZeroes(first * bs, Math.min(this.size, endBlock * bs) - first * bs);
   }
 
   async flush(): Promise<void> {
