@@ -197,3 +197,30 @@ test('discard releases whole blocks (they read as zeros, qemu-img agrees); a fix
   writeFileSync(raw2, m2);
   assertQemuAccepts(f, raw2);
 });
+
+test('differencing over a parent with 4 KiB logical sectors: unaligned writes widen to whole sectors; 7-Zip reads the chain alike', async () => {
+  const size = 5 * MiB;
+  const parent = s.path('p4k.vhdx');
+  dwOk(['create', '-f', 'vhdx', '-o', 'logical_sector_size=4096,block_size=1M', parent, String(size)]);
+  const model = Buffer.alloc(size);
+  await writeWith(parent, [{ kind: 'write', at: 0, data: new Uint8Array(size).fill(7) }], model);
+  const child = s.path('c4k.vhdx');
+  dwOk(['create', '-f', 'vhdx', '-b', 'p4k.vhdx', child]);
+  assert.equal(JSON.parse(dwOk(['info', '--output', 'json', child]).stdout)['format-specific'].data['logical-sector-size'], 4096);
+  const bytes = (len: number, v: number) => new Uint8Array(len).fill(v);
+  await writeWith(
+    child,
+    [
+      { kind: 'write', at: 100, data: bytes(10, 1) },
+      { kind: 'write', at: 4090, data: bytes(20, 2) },
+      { kind: 'write', at: 2 * MiB - 5, data: bytes(10, 3) },
+      { kind: 'zero', at: 3 * MiB + 1000, len: 5000 },
+      { kind: 'zero', at: 4 * MiB, len: MiB },
+    ],
+    model,
+  );
+  const raw = s.path('c4k.raw');
+  dwOk(['convert', '-O', 'raw', child, raw]);
+  assert.ok(readFileSync(raw).equals(model));
+  assert7zipReads(child, model, '4k chain');
+});
