@@ -82,3 +82,15 @@ test('a log whose entry fails its checksum is skipped: the image reads as before
   const raw = assertSameContent(p, s.path, 'bad log');
   assert.equal(raw[1024 * 1024], 0);
 });
+
+test('256 MiB blocks past the first chunk (16 blocks per sector bitmap entry): the BAT interleaving as qemu writes it', () => {
+  const p = s.path('chunks.vhdx');
+  must('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', 'block_size=256M', p, '5G']);
+  const at17 = 17 * 256 * 1024 * 1024 + 4096; // block 17: BAT index 18, after chunk 0's bitmap slot
+  const at15 = 16 * 256 * 1024 * 1024 - 512; // the last sector of block 15, the last of chunk 0
+  io(p, [`write -P 0x21 ${at17} 64k`, `write -P 0x22 ${at15} 512`]);
+  const a = dwOk(['read', p, String(at17 - 512), String(65536 + 1024)]).stdoutBytes;
+  assert.ok(a.subarray(0, 512).every((b) => b === 0) && a.subarray(512, 512 + 65536).every((b) => b === 0x21) && a.subarray(512 + 65536).every((b) => b === 0));
+  const b = dwOk(['read', p, String(at15 - 512), '1536']).stdoutBytes;
+  assert.ok(b.subarray(0, 512).every((x) => x === 0) && b.subarray(512, 1024).every((x) => x === 0x22) && b.subarray(1024).every((x) => x === 0));
+});
