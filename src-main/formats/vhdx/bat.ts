@@ -140,6 +140,8 @@ export class Journal {
   private position = 0;
   private sequence = 1n;
   private guid?: string;
+  /** Off after skipFlushes() (convert -t unsafe): order is kept, durability is the system's business. */
+  syncs = true;
   constructor(
     private readonly file: ImageFile,
     private headers: { header: VhdxHeader; index: 0 | 1 },
@@ -166,7 +168,7 @@ export class Journal {
       await this.setHeader({ logGuid: this.guid });
     }
     // Data written before this change (a newly allocated block's contents) must be on disk before the entry.
-    await this.file.sync();
+    await this.sync();
     for (let i = 0; i < all.length; i += perEntry) {
       const part = all.slice(i, i + perEntry);
       const entry = encodeLogEntry({
@@ -181,12 +183,16 @@ export class Journal {
       const first = Math.min(entry.length, len - this.position);
       await this.file.write(h.logOffset + this.position, entry.subarray(0, first));
       if (first < entry.length) await this.file.write(h.logOffset, entry.subarray(first));
-      await this.file.sync();
+      await this.sync();
       for (const [off, data] of part) await this.file.write(off, data);
-      await this.file.sync();
+      await this.sync();
       this.position = (this.position + entry.length) % len;
       this.sequence++;
     }
+  }
+
+  private async sync(): Promise<void> {
+    if (this.syncs) await this.file.sync();
   }
 
   /** Marks the log empty once everything it held is in place (flush and close). */
