@@ -6,7 +6,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { dw, must, run, scratch } from '../helpers';
+import { DiskError } from '../../src-main/block/errors';
+import { openImage } from '../../src-main/registry';
+import { dw, must, run, scratch, seededRandom } from '../helpers';
 import {
   HEADER_SIZE,
   METADATA_GUID,
@@ -163,4 +165,39 @@ test('a log entry promising a longer file than there is (a truncated file) is re
   assert.notEqual(run('qemu-img', ['check', '-r', 'all', p]).status, 0, 'qemu refuses to replay it');
   assertPlainError(['info', p], /truncated/);
   assert.equal(dw(['check', '-r', 'all', p]).status, 1);
+});
+
+test('seeded mutations of a pending log entry (checksum made right again): info, reads and check give results or DiskErrors only', async () => {
+  const p = s.path('logfuzz.vhdx');
+  must('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', 'block_size=1M', p, '4M']);
+  makePendingLog(p, 'write -P 7 1M 64k');
+  const pristine = readFileSync(p);
+  const entryLen = pristine.readUInt32LE(MiB + 8);
+  const rnd = seededRandom(0x109);
+  const fields = [8, 12, 16, 24, 48, 56, 64, 64 + 8, 64 + 16, 64 + 24, 4096, 4096 + 4, 4096 + 4092];
+  for (let i = 0; i < 60; i++) {
+    const b = Buffer.from(pristine);
+    const at = MiB + fields[Math.floor(rnd() * fields.length)] + (rnd() < 0.3 ? Math.floor(rnd() * 8) : 0);
+    const v = [0, 0xff, 0x80, 1, Math.floor(rnd() * 256)][Math.floor(rnd() * 5)];
+    for (let k = 0; k < 1 + Math.floor(rnd() * 8); k++) b[at + k] = v;
+    if (rnd() < 0.8) setChecksum(b.subarray(MiB, MiB + Math.min(entryLen, MiB)), 4);
+    writeFileSync(p, b);
+    for (const readOnly of [true, false]) {
+      try {
+        const dev = await openImage(p, { readOnly, backingPolicy: 'none' });
+        try {
+          await dev.read(0, new Uint8Array(2 * MiB));
+          await dev.status(0, dev.size);
+        } finally {
+          await dev.close();
+        }
+      } catch (err) {
+        assert.ok(err instanceof DiskError, `mutation ${i} at ${at}: ${err instanceof Error ? err.stack : err}`);
+      }
+      writeFileSync(p, b);
+    }
+    const r = dw(['check', p]);
+    assert.ok([0, 1, 2].includes(r.status), `check exit ${r.status}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
 });

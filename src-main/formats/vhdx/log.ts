@@ -3,7 +3,7 @@
  * for the active sequence that must be replayed, and the encoder of the entries our writes append. The log is a
  * circular buffer of 4 KiB sectors inside the file; an entry may wrap past its end. Pure: no I/O here.
  */
-import { readGuid, u64, view, writeGuid } from '../../block/bytes';
+import { readGuid, view, writeGuid } from '../../block/bytes';
 import { corrupt } from '../../block/errors';
 import { checksumValid, setChecksum } from './layout';
 
@@ -16,6 +16,12 @@ const SIG_DESC = 0x63736564; // "desc"
 const SIG_DATA = 0x61746164; // "data"
 /** How far past its end a log entry may say the file reaches (blocks allocated after the entry was written). */
 const MAX_GROWTH = 16 * 1024 * 1048576;
+
+/** A 64-bit field as a number, or NaN when it is beyond 2^53 (such an entry is not valid: no file is that large). */
+function u64(v: DataView, at: number): number {
+  const x = v.getBigUint64(at, true);
+  return x > BigInt(Number.MAX_SAFE_INTEGER) ? NaN : Number(x);
+}
 
 /** One 4 KiB write an entry asks for: `data` (4096 bytes), or `zeroLength` bytes of zeros. */
 export interface LogWrite {
@@ -78,11 +84,11 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, pat
     const at = ENTRY_HEADER_SIZE + i * DESCRIPTOR_SIZE;
     const sig = ev.getUint32(at, true);
     if (ev.getBigUint64(at + 24, true) !== sequence) return undefined;
-    const fileOffset = u64(ev, at + 16, true, 'vhdx log descriptor offset', path);
-    if (fileOffset % LOG_SECTOR !== 0) return undefined;
+    const fileOffset = u64(ev, at + 16);
+    if (!(fileOffset % LOG_SECTOR === 0)) return undefined;
     if (sig === SIG_ZERO) {
-      const zeroLength = u64(ev, at + 8, true, 'vhdx log zero length', path);
-      if (zeroLength % LOG_SECTOR !== 0) return undefined;
+      const zeroLength = u64(ev, at + 8);
+      if (!(zeroLength % LOG_SECTOR === 0)) return undefined;
       writes.push({ fileOffset, zeroLength });
     } else if (sig === SIG_DESC) {
       if ((dataSector + 1) * LOG_SECTOR > length) return undefined;
@@ -101,7 +107,9 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, pat
       return undefined;
     }
   }
-  const lastFileOffset = u64(h, 56, true, 'vhdx log last file offset', path);
+  const lastFileOffset = u64(h, 56);
+  const flushedFileOffset = u64(h, 48);
+  if (Number.isNaN(lastFileOffset) || Number.isNaN(flushedFileOffset)) return undefined;
   // Every structure an entry writes lies inside the file size it names (the spec's LastFileOffset).
   if (writes.some((w) => w.fileOffset + (w.data ? w.data.length : w.zeroLength!) > Math.ceil(lastFileOffset / 1048576) * 1048576)) return undefined;
   return {
@@ -109,7 +117,7 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, pat
     length,
     tail,
     sequence,
-    flushedFileOffset: u64(h, 48, true, 'vhdx log flushed file offset', path),
+    flushedFileOffset,
     lastFileOffset,
     writes,
   };
