@@ -4,7 +4,8 @@
  * little-endian; GUIDs are stored mixed-endian (the first three fields little-endian, the last eight bytes as
  * they are). Pure codecs: no I/O here.
  */
-import { corrupt, DiskError } from '../../block/errors';
+import { readGuid, u64 as sharedU64, view, writeGuid } from '../../block/bytes';
+import { corrupt } from '../../block/errors';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -48,10 +49,6 @@ export const PARENT_LOCATOR_GUID = 'a8d35f2d-b30b-454d-abf7-d3d84834ab0c';
 export const PARENT_LOCATOR_VHDX_TYPE = 'b04aefb7-d19e-4a81-b789-25b8e9445913';
 export const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
 
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 // ---- CRC-32C (Castagnoli), the checksum of headers, region tables and log entries ----
 
 const CRC32C_TABLE = (() => {
@@ -72,7 +69,7 @@ export function crc32c(data: Uint8Array, crc = 0): number {
 
 /** The checksum of a structure whose own 4-byte checksum field at `at` counts as zero. */
 export function checksumWithHole(buf: Uint8Array, at: number): number {
-  const copy = buf.slice();
+  const copy = new Uint8Array(buf); // a copy even of a Buffer, whose slice() would share the bytes
   copy.fill(0, at, at + 4);
   return crc32c(copy);
 }
@@ -86,38 +83,10 @@ export function setChecksum(buf: Uint8Array, at: number): void {
   view(buf).setUint32(at, checksumWithHole(buf, at), true);
 }
 
-// ---- GUIDs ----
+// GUIDs are read and written by the shared helpers (mixed-endian, as Microsoft stores them).
+export { readGuid, writeGuid };
 
-const hex2 = (b: number) => b.toString(16).padStart(2, '0');
-
-/** Reads a mixed-endian GUID into its canonical lower-case text form. */
-export function readGuid(buf: Uint8Array, at: number): string {
-  const v = view(buf);
-  const d1 = v.getUint32(at, true).toString(16).padStart(8, '0');
-  const d2 = v.getUint16(at + 4, true).toString(16).padStart(4, '0');
-  const d3 = v.getUint16(at + 6, true).toString(16).padStart(4, '0');
-  const d4 = Array.from(buf.subarray(at + 8, at + 10), hex2).join('');
-  const d5 = Array.from(buf.subarray(at + 10, at + 16), hex2).join('');
-  return `${d1}-${d2}-${d3}-${d4}-${d5}`;
-}
-
-/** Writes a canonical GUID text mixed-endian. */
-export function writeGuid(buf: Uint8Array, at: number, guid: string): void {
-  const m = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i.exec(guid);
-  if (!m) throw new DiskError('EINVAL', `'${guid}' is not a GUID`);
-  const v = view(buf);
-  v.setUint32(at, parseInt(m[1], 16), true);
-  v.setUint16(at + 4, parseInt(m[2], 16), true);
-  v.setUint16(at + 6, parseInt(m[3], 16), true);
-  const rest = m[4] + m[5];
-  for (let i = 0; i < 8; i++) buf[at + 8 + i] = parseInt(rest.slice(i * 2, i * 2 + 2), 16);
-}
-
-function u64(v: DataView, at: number, what: string, path: string): number {
-  const x = v.getBigUint64(at, true);
-  if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${path}: vhdx ${what} (${x}) is impossibly large`, path);
-  return Number(x);
-}
+const u64 = (v: DataView, at: number, what: string, path: string): number => sharedU64(v, at, true, `vhdx ${what}`, path);
 
 // ---- the file identifier ----
 
@@ -417,4 +386,59 @@ export function batEntries(virtualSize: number, blockSize: number, logicalSector
   const dataBlocks = Math.ceil(virtualSize / blockSize);
   if (dataBlocks === 0) return 0;
   return hasParent ? Math.ceil(dataBlocks / chunkRatio) * (chunkRatio + 1) : dataBlocks + Math.floor((dataBlocks - 1) / chunkRatio);
+}
+
+// ---- BAT entries ----
+
+/** Payload block states (the low 3 bits of a BAT entry). */
+export const PAYLOAD_NOT_PRESENT = 0;
+export const PAYLOAD_UNDEFINED = 1;
+export const PAYLOAD_ZERO = 2;
+export const PAYLOAD_UNMAPPED = 3;
+/** qemu 0.95-era images wrote 5 for unmapped; readers accept it as unmapped. */
+export const PAYLOAD_UNMAPPED_V095 = 5;
+export const PAYLOAD_FULLY_PRESENT = 6;
+export const PAYLOAD_PARTIALLY_PRESENT = 7;
+/** Sector bitmap block states. */
+export const SB_NOT_PRESENT = 0;
+export const SB_PRESENT = 6;
+/** A sector bitmap block is 1 MiB; each bit stands for one logical sector. */
+export const SECTOR_BITMAP_SIZE = MiB;
+
+export interface BatEntry {
+  state: number;
+  /** Byte offset in the file (FileOffsetMB × 1 MiB); 0 when the entry names none. */
+  offset: number;
+}
+
+/** Decodes the 64-bit entry at `at`: state in bits 0–2, the file offset in MiB in bits 20–63. */
+export function parseBatEntry(buf: Uint8Array, at: number): BatEntry {
+  const v = view(buf);
+  const lo = v.getUint32(at, true);
+  const hi = v.getUint32(at + 4, true);
+  // hi × 2^12 + lo >> 20 MiB; hi below 2^21 keeps the byte offset under 2^53, and no file is larger.
+  const mb = hi * 4096 + (lo >>> 20);
+  return { state: lo & 7, offset: hi >= 2 ** 21 ? Number.MAX_SAFE_INTEGER : mb * MiB };
+}
+
+export function serializeBatEntry(e: BatEntry, buf: Uint8Array, at: number): void {
+  const mb = Math.floor(e.offset / MiB);
+  const v = view(buf);
+  v.setUint32(at, ((mb % 4096) * 2 ** 20 + (e.state & 7)) >>> 0, true);
+  v.setUint32(at + 4, Math.floor(mb / 4096), true);
+}
+
+/** Payload blocks per sector bitmap block: 2^23 sectors are described by one 1 MiB bitmap. */
+export function chunkRatio(blockSize: number, logicalSectorSize: number): number {
+  return (2 ** 23 * logicalSectorSize) / blockSize;
+}
+
+/** The BAT index of payload block `block`: after every chunk of payload entries comes one bitmap entry. */
+export function payloadBatIndex(block: number, ratio: number): number {
+  return block + Math.floor(block / ratio);
+}
+
+/** The BAT index of the sector bitmap entry for chunk `chunk`. */
+export function bitmapBatIndex(chunk: number, ratio: number): number {
+  return chunk * (ratio + 1) + ratio;
 }

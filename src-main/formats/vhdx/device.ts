@@ -1,0 +1,381 @@
+/**
+ * The VHDX BlockDevice: reads through the BAT (payload block states, sector bitmaps of differencing images and
+ * their parent), writes data in place or into blocks allocated at the end of the file (1 MiB aligned), and
+ * changes the BAT and bitmaps only through the journal (bat.ts). Calls come one at a time (concurrentCalls false).
+ */
+import { checkRange } from '../../block/bytes';
+import { corrupt, DiskError, toDiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
+import { Bat, bitmapBit, Journal, MetaPages } from './bat';
+import { newGuid, readVhdxLayout, VhdxFile, type VhdxLayout } from './image';
+import {
+  MiB,
+  PAYLOAD_FULLY_PRESENT as FULL,
+  PAYLOAD_NOT_PRESENT,
+  PAYLOAD_PARTIALLY_PRESENT as PARTIAL,
+  PAYLOAD_UNDEFINED,
+  PAYLOAD_UNMAPPED,
+  PAYLOAD_UNMAPPED_V095,
+  PAYLOAD_ZERO,
+  SB_PRESENT,
+  SECTOR_BITMAP_SIZE,
+  type BatEntry,
+} from './layout';
+import { linkageGuid, resolveParent } from './parent';
+
+const ZERO_STATES = [PAYLOAD_ZERO, PAYLOAD_UNDEFINED, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_V095];
+/** Zeroed blocks are journaled in batches of this many changed BAT pages. */
+const ZERO_BATCH_PAGES = 64;
+
+export class VhdxDevice implements BlockDevice {
+  readonly format = 'vhdx' as const;
+  readonly size: number;
+  readonly clusterSize: number;
+  private readonly pages: MetaPages;
+  private readonly bat: Bat;
+  private readonly journal?: Journal;
+  private firstWrite = true;
+  private readonly ss: number;
+
+  constructor(
+    private readonly f: VhdxFile,
+    readonly l: VhdxLayout,
+    readonly readOnly: boolean,
+    readonly backing?: BlockDevice,
+  ) {
+    this.size = l.virtualSize;
+    this.clusterSize = l.blockSize;
+    this.ss = l.logicalSectorSize;
+    this.pages = new MetaPages(f);
+    this.bat = new Bat(l, this.pages, () => f.size);
+    if (!readOnly) this.journal = new Journal(f.file, { header: l.header, index: l.headerIndex });
+  }
+
+  get path(): string {
+    return this.f.path;
+  }
+  /** The data write GUID children link to (the current header's, which the first write changes). */
+  get dataWriteGuid(): string {
+    return this.journal?.header.dataWriteGuid ?? this.l.header.dataWriteGuid;
+  }
+
+  /** Runs one call, turning anything thrown into a DiskError naming this image. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.pages.discardStaged();
+      const e = toDiskError(err, this.path);
+      if (e.code === 'ECORRUPT' && !e.message.startsWith(this.path)) throw corrupt(`${this.path}: ${e.message}`, this.path);
+      throw e;
+    }
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    checkRange(this.size, offset, into.length, this.path);
+    await this.guard(async () => {
+      let done = 0;
+      while (done < into.length) {
+        const pos = offset + done;
+        const block = Math.floor(pos / this.clusterSize);
+        const inb = pos % this.clusterSize;
+        const dst = into.subarray(done, done + Math.min(this.clusterSize - inb, into.length - done));
+        await this.readInBlock(block, pos, inb, dst);
+        done += dst.length;
+      }
+    });
+  }
+
+  private async readInBlock(block: number, pos: number, inb: number, dst: Uint8Array): Promise<void> {
+    const e = await this.bat.payload(block);
+    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return this.f.read(e.offset + inb, dst);
+    if (e.state === PARTIAL) {
+      let done = 0;
+      while (done < dst.length) {
+        const run = await this.bitmapRun(block, inb + done, dst.length - done);
+        const part = dst.subarray(done, done + run.length);
+        if (run.set) await this.f.read(e.offset + inb + done, part);
+        else await this.readParent(pos + done, part);
+        done += run.length;
+      }
+      return;
+    }
+    if (e.state === PAYLOAD_NOT_PRESENT) return this.readParent(pos, dst);
+    if (ZERO_STATES.includes(e.state)) {
+      dst.fill(0);
+      return;
+    }
+    throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
+  }
+
+  private async readParent(pos: number, dst: Uint8Array): Promise<void> {
+    const p = this.backing;
+    if (!p || pos >= p.size) return void dst.fill(0);
+    const n = Math.min(dst.length, p.size - pos);
+    await p.read(pos, dst.subarray(0, n));
+    dst.fill(0, n);
+  }
+
+  /** From byte `inb` of a partially present block: how many bytes (up to `max`) share the bit of its first sector. */
+  private async bitmapRun(block: number, inb: number, max: number): Promise<{ set: boolean; length: number }> {
+    const sb = await this.bat.bitmap(block);
+    const ss = this.ss;
+    const first = Math.floor(inb / ss);
+    const last = Math.floor((inb + max - 1) / ss);
+    if (sb.state !== SB_PRESENT) return { set: false, length: max };
+    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / ss);
+    let set: boolean | undefined;
+    let s = first;
+    for (; s <= last; s++) {
+      const bit = chunkSector + s;
+      const byte = sb.offset + (bit >>> 3);
+      const pageOff = byte - (byte % 4096);
+      const page = await this.pages.page(pageOff);
+      const v = bitmapBit(page, (byte - pageOff) * 8 + (bit & 7));
+      if (set === undefined) set = v;
+      else if (v !== set) break;
+    }
+    return { set: set!, length: Math.min(max, s * ss - inb) };
+  }
+
+  async status(offset: number, length: number): Promise<Extent> {
+    checkRange(this.size, offset, length, this.path);
+    return this.guard(async () => {
+      const bs = this.clusterSize;
+      const first = await this.blockStatus(offset, length);
+      let len = first.length;
+      // Whole following blocks in the same state join the extent (data only when contiguous in the file).
+      while (len < length && (offset + len) % bs === 0) {
+        const next = await this.blockStatus(offset + len, length - len);
+        if (next.kind !== first.kind) break;
+        if (first.kind === 'data' && next.hostOffset !== first.hostOffset! + len) break;
+        len += next.length;
+      }
+      return { ...first, length: len };
+    });
+  }
+
+  private async blockStatus(pos: number, max: number): Promise<Extent> {
+    const block = Math.floor(pos / this.clusterSize);
+    const inb = pos % this.clusterSize;
+    const n = Math.min(this.clusterSize - inb, max);
+    const e = await this.bat.payload(block);
+    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return { kind: 'data', length: n, hostOffset: e.offset + inb };
+    if (e.state === PARTIAL) {
+      const run = await this.bitmapRun(block, inb, n);
+      return run.set ? { kind: 'data', length: run.length, hostOffset: e.offset + inb } : { kind: 'unallocated', length: run.length };
+    }
+    if (e.state === PAYLOAD_NOT_PRESENT) return { kind: 'unallocated', length: n };
+    if (ZERO_STATES.includes(e.state)) return { kind: 'zero', length: n };
+    throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
+  }
+
+  // ---- writing ----
+
+  private writable(): Journal {
+    if (!this.journal) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    return this.journal;
+  }
+
+  /** The first change of guest data gets new file and data write GUIDs in the header (the spec; qemu does it too). */
+  private async beginWrite(): Promise<void> {
+    if (!this.firstWrite) return;
+    await this.writable().setHeader({ fileWriteGuid: newGuid(), dataWriteGuid: newGuid() });
+    this.firstWrite = false;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, data.length, this.path);
+    if (data.length === 0) return;
+    await this.guard(async () => {
+      await this.beginWrite();
+      // A differencing image marks whole logical sectors present: widen the write with what they read now.
+      if (this.l.hasParent && (offset % this.ss !== 0 || data.length % this.ss !== 0)) {
+        const a = offset - (offset % this.ss);
+        const b = Math.min(this.size, Math.ceil((offset + data.length) / this.ss) * this.ss);
+        const buf = new Uint8Array(b - a);
+        await this.read(a, buf);
+        buf.set(data, offset - a);
+        offset = a;
+        data = buf;
+      }
+      let done = 0;
+      while (done < data.length) {
+        const pos = offset + done;
+        const block = Math.floor(pos / this.clusterSize);
+        const inb = pos % this.clusterSize;
+        const piece = data.subarray(done, done + Math.min(this.clusterSize - inb, data.length - done));
+        await this.writeInBlock(block, inb, piece);
+        done += piece.length;
+      }
+    });
+  }
+
+  /** Journals the staged metadata pages, then lets the cache see them. */
+  private async commit(): Promise<void> {
+    const pages = this.pages.take();
+    await this.journal!.commit(pages);
+    this.pages.settle(pages);
+  }
+
+  /** Extends the file by `length` bytes at the next 1 MiB boundary and returns where they start. */
+  private async allocate(length: number): Promise<number> {
+    const file = this.f.file;
+    const at = Math.ceil(file.size / MiB) * MiB;
+    await file.truncate(at + length);
+    return at;
+  }
+
+  private blockEnd(block: number): number {
+    return Math.min(this.clusterSize, this.size - block * this.clusterSize);
+  }
+
+  private async writeInBlock(block: number, inb: number, piece: Uint8Array): Promise<void> {
+    const file = this.f.file;
+    const e = await this.bat.payload(block);
+    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return file.write(e.offset + inb, piece);
+    if (e.state === PARTIAL) {
+      await file.write(e.offset + inb, piece);
+      await this.markPresent(block, inb, piece.length);
+      return this.commit();
+    }
+    if (!ZERO_STATES.includes(e.state) && e.state !== PAYLOAD_NOT_PRESENT) {
+      throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
+    }
+    const at = await this.allocate(this.clusterSize);
+    await file.write(at + inb, piece); // the rest of the new block reads as the zeros the extension gave
+    const whole = inb === 0 && piece.length >= this.blockEnd(block);
+    if (this.l.hasParent && e.state === PAYLOAD_NOT_PRESENT && !whole) {
+      // The rest of the block still comes from the parent: partially present, with this piece's sectors marked.
+      await this.bat.set(this.bat.payloadIndex(block), { state: PARTIAL, offset: at });
+      await this.markPresent(block, inb, piece.length);
+    } else {
+      await this.bat.set(this.bat.payloadIndex(block), { state: FULL, offset: at });
+    }
+    await this.commit();
+  }
+
+  /** Sets the sector bitmap bits of [inb, inb + length) of a block (staged), allocating the chunk's bitmap first. */
+  private async markPresent(block: number, inb: number, length: number): Promise<void> {
+    let sb: BatEntry = await this.bat.bitmap(block);
+    if (sb.state !== SB_PRESENT) {
+      sb = { state: SB_PRESENT, offset: await this.allocate(SECTOR_BITMAP_SIZE) };
+      await this.bat.set(this.bat.bitmapIndex(block), sb);
+    }
+    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / this.ss);
+    const first = chunkSector + Math.floor(inb / this.ss);
+    const last = chunkSector + Math.ceil((inb + length) / this.ss);
+    for (let bit = first; bit < last; bit++) {
+      const byte = sb.offset + (bit >>> 3);
+      const pageOff = byte - (byte % 4096);
+      const mask = 1 << (bit & 7);
+      // Sectors already marked need no log entry: only pages whose bits change are staged.
+      if (((await this.pages.page(pageOff))[byte - pageOff] & mask) === 0) (await this.pages.stage(pageOff))[byte - pageOff] |= mask;
+    }
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, this.path);
+    if (length === 0) return;
+    await this.guard(async () => {
+      await this.beginWrite();
+      let done = 0;
+      while (done < length) {
+        const pos = offset + done;
+        const block = Math.floor(pos / this.clusterSize);
+        const inb = pos % this.clusterSize;
+        const n = Math.min(this.clusterSize - inb, length - done);
+        const e = inb === 0 && n >= this.blockEnd(block) ? await this.bat.payload(block) : undefined;
+        if (e && e.state === FULL && this.l.leaveBlocksAllocated) {
+          // A fixed image keeps its blocks where they are (the spec's LeaveBlocksAllocated): zeros are written.
+          await this.commit();
+          await this.writeZeroBytes(pos, n);
+        } else if (e) {
+          // A whole block: the ZERO state says it reads as zeros (over a parent too); its old space is left unused.
+          if (e.state !== PAYLOAD_ZERO) await this.bat.set(this.bat.payloadIndex(block), { state: PAYLOAD_ZERO, offset: 0 });
+          if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
+        } else {
+          await this.commit();
+          const e = await this.bat.payload(block);
+          const readsZero = ZERO_STATES.includes(e.state) || (e.state === PAYLOAD_NOT_PRESENT && !this.l.hasParent);
+          if (!readsZero) await this.writeZeroBytes(pos, n);
+        }
+        done += n;
+      }
+      await this.commit();
+    });
+  }
+
+  private async writeZeroBytes(pos: number, n: number): Promise<void> {
+    const zero = new Uint8Array(Math.min(n, MiB));
+    for (let done = 0; done < n; done += zero.length) await this.write(pos + done, zero.subarray(0, Math.min(zero.length, n - done)));
+  }
+
+  /**
+   * Releases the whole blocks inside the range: they take the ZERO state and read as zeros, over a parent too (the
+   * file keeps their bytes, unused: Node cannot punch holes). A fixed image keeps its blocks: EUNSUPPORTED.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, this.path);
+    if (this.l.leaveBlocksAllocated) throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHDX image keeps every block allocated; nothing can be discarded`, this.path);
+    const bs = this.clusterSize;
+    const first = Math.ceil(offset / bs);
+    const endBlock = offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs);
+    if (first >= endBlock) return;
+    await this.writeZeroes(first * bs, Math.min(this.size, endBlock * bs) - first * bs);
+  }
+
+  /** convert -t unsafe: metadata updates keep their order through the log but are not synced one by one. */
+  skipFlushes(): void {
+    if (this.journal) this.journal.syncs = false;
+  }
+
+  async flush(): Promise<void> {
+    if (this.journal) await this.guard(() => this.journal!.settle());
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+    } finally {
+      await this.f.file.close();
+      await this.backing?.close();
+    }
+  }
+}
+
+/** Opens the image at `path` (and, for a differencing image, its parent through opts.openBacking). */
+export async function openVhdx(path: string, opts: OpenOptions): Promise<VhdxDevice> {
+  const file = await ImageFile.open(path, !opts.readOnly);
+  return openVhdxFile(file, opts);
+}
+
+/** Opens an image on an already open file (the crash tests hand in a file that fails on purpose). */
+export async function openVhdxFile(file: ImageFile, opts: OpenOptions): Promise<VhdxDevice> {
+  const path = file.path;
+  let parent: BlockDevice | undefined;
+  try {
+    const f = new VhdxFile(file);
+    const l = await readVhdxLayout(f, !opts.readOnly);
+    if (l.hasParent && opts.backingPolicy !== 'none') {
+      const loc = l.parentLocator!;
+      const parentPath = resolveParent(path, loc, opts.backingPolicy);
+      parent = await opts.openBacking(parentPath, 'vhdx', true);
+      const linkage = linkageGuid(loc.entries.parent_linkage);
+      const theirs = parent instanceof VhdxDevice ? parent.dataWriteGuid : undefined;
+      if (theirs !== undefined && linkage !== theirs && linkageGuid(loc.entries.parent_linkage2) !== theirs) {
+        throw new DiskError('ECORRUPT', `${path}: the chain is stale: its parent ${parentPath} was changed after this image was made (parent linkage ${linkage ?? 'missing'}, parent's data write GUID ${theirs})`, path);
+      }
+      if (parent.size < l.virtualSize) throw corrupt(`${path}: its parent ${parentPath} is smaller (${parent.size} bytes) than the image (${l.virtualSize})`, path);
+    }
+    return new VhdxDevice(f, l, opts.readOnly, parent);
+  } catch (err) {
+    await parent?.close().catch(() => undefined);
+    await file.close();
+    throw toDiskError(err, path);
+  }
+}
