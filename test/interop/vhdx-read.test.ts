@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { dw, dwOk, must, run, scratch } from '../helpers';
 import { assertSameContent, io, makePendingLog } from './vhdx-common';
 
@@ -77,7 +77,7 @@ test('a log whose entry fails its checksum is skipped: the image reads as before
   makePendingLog(p, 'write -P 0x6b 1M 4k');
   const bytes = readFileSync(p);
   bytes[1024 * 1024 + 64 + 40] ^= 0xff; // inside the entry's descriptor: its checksum fails
-  require('node:fs').writeFileSync(p, bytes);
+  writeFileSync(p, bytes);
   // qemu finds no valid entry, so it opens the image as it is in place.
   const raw = assertSameContent(p, s.path, 'bad log');
   assert.equal(raw[1024 * 1024], 0);

@@ -47,6 +47,7 @@ export const vhdxDriver: FormatDriver = {
   description: 'Hyper-V virtual hard disk: fixed, dynamic or differencing',
   extensions: ['vhdx'],
   concurrentCalls: false,
+  backingFiles: 'optional',
   probe: (head: Uint8Array) => probeVhdx(head),
   describe,
   createOptions: VHDX_CREATE_OPTIONS,
