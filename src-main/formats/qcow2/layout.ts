@@ -54,6 +54,66 @@ export const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
 export const REFT_OFFSET_MASK = 0xfffffffffffffe00n; // bits 9-63
 export const L1E_RESERVED_MASK = 0x7f000000000001ffn;
 export const L2E_STD_RESERVED_MASK = 0x3f000000000001fen;
+export const REFT_RESERVED_MASK = 0x1ffn;
+/** Bitmap table entries (docs/interop/qcow2.txt, "Bitmaps"): offset bits 9-55, bit 0 "all ones". */
+export const BME_RESERVED_MASK = 0xff000000000001fen;
+export const BME_OFFSET_MASK = 0x00fffffffffffe00n;
+export const BME_ALL_ONES = 1n;
+
+/** The snapshot table is read whole; no real one comes near this (qemu's limit is far lower per entry count). */
+export const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The header's fields: name -> byte offset and width. The one place their positions are written down; the
+ * codec below, and every in-place patch of a field (header.ts, check), go through it.
+ */
+export const HEADER_FIELDS = {
+  magic: { offset: 0, width: 4 },
+  version: { offset: 4, width: 4 },
+  backingFileOffset: { offset: 8, width: 8 },
+  backingFileSize: { offset: 16, width: 4 },
+  clusterBits: { offset: 20, width: 4 },
+  size: { offset: 24, width: 8 },
+  cryptMethod: { offset: 32, width: 4 },
+  l1Size: { offset: 36, width: 4 },
+  l1TableOffset: { offset: 40, width: 8 },
+  refcountTableOffset: { offset: 48, width: 8 },
+  refcountTableClusters: { offset: 56, width: 4 },
+  nbSnapshots: { offset: 60, width: 4 },
+  snapshotsOffset: { offset: 64, width: 8 },
+  incompatibleFeatures: { offset: 72, width: 8 },
+  compatibleFeatures: { offset: 80, width: 8 },
+  autoclearFeatures: { offset: 88, width: 8 },
+  refcountOrder: { offset: 96, width: 4 },
+  headerLength: { offset: 100, width: 4 },
+  compressionType: { offset: 104, width: 1 },
+} as const;
+export type HeaderField = keyof typeof HEADER_FIELDS;
+const F = HEADER_FIELDS;
+
+/**
+ * Encodes consecutive header fields for one in-place write (so that fields that change together, like the L1
+ * size and offset, change in one write). Returns the file offset and the bytes; the fields must be adjacent.
+ */
+export function encodeHeaderFields(fields: Partial<Record<HeaderField, number | bigint>>): { offset: number; bytes: Uint8Array } {
+  const names = (Object.keys(fields) as HeaderField[]).sort((a, b) => F[a].offset - F[b].offset);
+  const start = F[names[0]].offset;
+  const last = F[names[names.length - 1]];
+  const bytes = new Uint8Array(last.offset + last.width - start);
+  const v = new DataView(bytes.buffer);
+  let expect = start;
+  for (const name of names) {
+    const f = F[name];
+    if (f.offset !== expect) throw new RangeError(`header fields ${names.join(', ')} are not adjacent`);
+    const value = fields[name]!;
+    const at = f.offset - start;
+    if (f.width === 8) v.setBigUint64(at, BigInt(value));
+    else if (f.width === 4) v.setUint32(at, Number(value));
+    else v.setUint8(at, Number(value));
+    expect = f.offset + f.width;
+  }
+  return { offset: start, bytes };
+}
 
 export interface HeaderExtension {
   type: number;
@@ -108,22 +168,22 @@ function u64(view: DataView, off: number, path: string, what: string): number {
 export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qcow2Header {
   if (buf.length < V2_HEADER_LENGTH) throw corrupt(`${path}: qcow2 header is truncated`, path);
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (v.getUint32(0) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
-  const version = v.getUint32(4);
+  if (v.getUint32(F.magic.offset) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
+  const version = v.getUint32(F.version.offset);
   if (version !== 2 && version !== 3) throw new DiskError('EUNSUPPORTED', `${path}: qcow2 version ${version} is not supported (2 and 3 are)`, path);
   const h: Qcow2Header = {
     version,
-    backingFileOffset: u64(v, 8, path, 'backing file offset'),
-    backingFileSize: v.getUint32(16),
-    clusterBits: v.getUint32(20),
-    size: u64(v, 24, path, 'virtual size'),
-    cryptMethod: v.getUint32(32),
-    l1Size: v.getUint32(36),
-    l1TableOffset: u64(v, 40, path, 'L1 table offset'),
-    refcountTableOffset: u64(v, 48, path, 'refcount table offset'),
-    refcountTableClusters: v.getUint32(56),
-    nbSnapshots: v.getUint32(60),
-    snapshotsOffset: u64(v, 64, path, 'snapshot table offset'),
+    backingFileOffset: u64(v, F.backingFileOffset.offset, path, 'backing file offset'),
+    backingFileSize: v.getUint32(F.backingFileSize.offset),
+    clusterBits: v.getUint32(F.clusterBits.offset),
+    size: u64(v, F.size.offset, path, 'virtual size'),
+    cryptMethod: v.getUint32(F.cryptMethod.offset),
+    l1Size: v.getUint32(F.l1Size.offset),
+    l1TableOffset: u64(v, F.l1TableOffset.offset, path, 'L1 table offset'),
+    refcountTableOffset: u64(v, F.refcountTableOffset.offset, path, 'refcount table offset'),
+    refcountTableClusters: v.getUint32(F.refcountTableClusters.offset),
+    nbSnapshots: v.getUint32(F.nbSnapshots.offset),
+    snapshotsOffset: u64(v, F.snapshotsOffset.offset, path, 'snapshot table offset'),
     incompatibleFeatures: 0n,
     compatibleFeatures: 0n,
     autoclearFeatures: 0n,
@@ -134,16 +194,16 @@ export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qc
   };
   if (version === 3) {
     if (buf.length < V3_HEADER_LENGTH) throw corrupt(`${path}: qcow2 v3 header is truncated`, path);
-    h.incompatibleFeatures = v.getBigUint64(72);
-    h.compatibleFeatures = v.getBigUint64(80);
-    h.autoclearFeatures = v.getBigUint64(88);
-    h.refcountOrder = v.getUint32(96);
-    h.headerLength = v.getUint32(100);
+    h.incompatibleFeatures = v.getBigUint64(F.incompatibleFeatures.offset);
+    h.compatibleFeatures = v.getBigUint64(F.compatibleFeatures.offset);
+    h.autoclearFeatures = v.getBigUint64(F.autoclearFeatures.offset);
+    h.refcountOrder = v.getUint32(F.refcountOrder.offset);
+    h.headerLength = v.getUint32(F.headerLength.offset);
     if (h.headerLength < V3_HEADER_LENGTH || h.headerLength % 8 !== 0) {
       throw corrupt(`${path}: qcow2 header length ${h.headerLength} is invalid`, path);
     }
     if (h.headerLength > buf.length) throw corrupt(`${path}: qcow2 header length ${h.headerLength} exceeds the first cluster`, path);
-    if (h.headerLength > 104) h.compressionType = buf[104];
+    if (h.headerLength > F.compressionType.offset) h.compressionType = buf[F.compressionType.offset];
     if (h.headerLength > 112) h.extraHeaderBytes = buf.slice(112, h.headerLength);
   }
   if (h.clusterBits < MIN_CLUSTER_BITS || h.clusterBits > MAX_CLUSTER_BITS) {
@@ -184,26 +244,26 @@ export function serializeHeader(h: Qcow2Header): Uint8Array {
   const len = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
   const buf = new Uint8Array(len);
   const v = new DataView(buf.buffer);
-  v.setUint32(0, QCOW2_MAGIC);
-  v.setUint32(4, h.version);
-  v.setBigUint64(8, BigInt(h.backingFileOffset));
-  v.setUint32(16, h.backingFileSize);
-  v.setUint32(20, h.clusterBits);
-  v.setBigUint64(24, BigInt(h.size));
-  v.setUint32(32, h.cryptMethod);
-  v.setUint32(36, h.l1Size);
-  v.setBigUint64(40, BigInt(h.l1TableOffset));
-  v.setBigUint64(48, BigInt(h.refcountTableOffset));
-  v.setUint32(56, h.refcountTableClusters);
-  v.setUint32(60, h.nbSnapshots);
-  v.setBigUint64(64, BigInt(h.snapshotsOffset));
+  v.setUint32(F.magic.offset, QCOW2_MAGIC);
+  v.setUint32(F.version.offset, h.version);
+  v.setBigUint64(F.backingFileOffset.offset, BigInt(h.backingFileOffset));
+  v.setUint32(F.backingFileSize.offset, h.backingFileSize);
+  v.setUint32(F.clusterBits.offset, h.clusterBits);
+  v.setBigUint64(F.size.offset, BigInt(h.size));
+  v.setUint32(F.cryptMethod.offset, h.cryptMethod);
+  v.setUint32(F.l1Size.offset, h.l1Size);
+  v.setBigUint64(F.l1TableOffset.offset, BigInt(h.l1TableOffset));
+  v.setBigUint64(F.refcountTableOffset.offset, BigInt(h.refcountTableOffset));
+  v.setUint32(F.refcountTableClusters.offset, h.refcountTableClusters);
+  v.setUint32(F.nbSnapshots.offset, h.nbSnapshots);
+  v.setBigUint64(F.snapshotsOffset.offset, BigInt(h.snapshotsOffset));
   if (h.version === 3) {
-    v.setBigUint64(72, h.incompatibleFeatures);
-    v.setBigUint64(80, h.compatibleFeatures);
-    v.setBigUint64(88, h.autoclearFeatures);
-    v.setUint32(96, h.refcountOrder);
-    v.setUint32(100, h.headerLength);
-    if (len > 104) buf[104] = h.compressionType;
+    v.setBigUint64(F.incompatibleFeatures.offset, h.incompatibleFeatures);
+    v.setBigUint64(F.compatibleFeatures.offset, h.compatibleFeatures);
+    v.setBigUint64(F.autoclearFeatures.offset, h.autoclearFeatures);
+    v.setUint32(F.refcountOrder.offset, h.refcountOrder);
+    v.setUint32(F.headerLength.offset, h.headerLength);
+    if (len > F.compressionType.offset) buf[F.compressionType.offset] = h.compressionType;
     if (len > 112) buf.set(h.extraHeaderBytes.subarray(0, len - 112), 112);
   }
   return buf;
@@ -374,7 +434,7 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
   // The header, its extensions and the backing name all lie in the first cluster: read just that much.
   let first = new Uint8Array(Math.min(file.size, 4096));
   await file.readExact(0, first, 'qcow2 header');
-  const bits = first.length >= 24 ? new DataView(first.buffer).getUint32(20) : 0;
+  const bits = first.length >= F.clusterBits.offset + 4 ? new DataView(first.buffer).getUint32(F.clusterBits.offset) : 0;
   if (bits > 12 && bits <= MAX_CLUSTER_BITS && file.size > first.length) {
     first = new Uint8Array(Math.min(file.size, 2 ** bits));
     await file.readExact(0, first, 'qcow2 header');
