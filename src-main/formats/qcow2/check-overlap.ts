@@ -5,7 +5,7 @@
  */
 import type { Checker } from './check-context';
 import { l1Offset, reftableOffset } from './entry';
-import { AUTOCLEAR_BITMAPS, EXT_BITMAPS } from './layout';
+import { bitmapDirectory } from './layout';
 
 /** The classes of metadata qemu's overlap check knows. */
 const METADATA_KINDS = [
@@ -71,10 +71,7 @@ export function mapMetadata(c: Checker): MetadataMap {
   }
   m.add('snapshot table', h.snapshotsOffset, c.snapshots.byteLength);
   for (const sn of c.snapshots.entries) m.add('inactive L1 table', sn.l1TableOffset, sn.l1Size * 8);
-  const bm = c.layout.extensions.find((e) => e.type === EXT_BITMAPS);
-  if (bm && bm.data.length >= 24 && (h.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n) {
-    const v = new DataView(bm.data.buffer, bm.data.byteOffset, bm.data.byteLength);
-    m.add('bitmap directory', Number(v.getBigUint64(16)), Number(v.getBigUint64(8)));
-  }
+  const bm = bitmapDirectory(c.layout);
+  if (bm) m.add('bitmap directory', bm.offset, bm.size);
   return m;
 }

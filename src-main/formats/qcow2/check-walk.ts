@@ -25,7 +25,7 @@ import {
   reftableReservedBits,
   zeroEntry,
 } from './entry';
-import { AUTOCLEAR_BITMAPS, compressedExtent, EXT_BITMAPS, EXT_CRYPTO, MAX_L1_BYTES } from './layout';
+import { bitmapDirectory, compressedExtent, EXT_CRYPTO, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from './layout';
 
 /** A refcount block "outside the image" is only fixed by growing the file when that stays modest. */
 const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
@@ -203,18 +203,12 @@ async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffs
 
 /** qcow2_check_bitmaps_refcounts(): the bitmap directory, bitmap tables and bitmap data clusters. */
 async function checkBitmaps(c: Checker, res: Result, imrt: RefcountArray): Promise<void> {
-  const h = c.layout.header;
   // qemu ignores the extension when a program without bitmap support cleared the autoclear bit.
-  if ((h.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return;
-  const ext = c.layout.extensions.find((e) => e.type === EXT_BITMAPS);
-  if (!ext || ext.data.length < 24) return;
-  const ev = new DataView(ext.data.buffer, ext.data.byteOffset, ext.data.byteLength);
-  const nb = ev.getUint32(0);
-  const dirSize = Number(ev.getBigUint64(8));
-  const dirOffset = Number(ev.getBigUint64(16));
-  if (nb === 0) return;
+  const bm = bitmapDirectory(c.layout);
+  if (!bm || bm.count === 0) return;
+  const { count: nb, size: dirSize, offset: dirOffset } = bm;
   incRefcounts(c, res, imrt, dirOffset, dirSize);
-  if (dirOffset % c.cs !== 0 || dirOffset + dirSize > c.file.size || dirSize > 64 * 1024 * 1024) {
+  if (dirOffset % c.cs !== 0 || dirOffset + dirSize > c.file.size || dirSize > MAX_BITMAP_DIRECTORY_BYTES) {
     res.corruptions++;
     return;
   }

@@ -61,7 +61,8 @@ export class Qcow2Device implements BlockDevice {
     this.headerState = new HeaderState(file, h);
     this.cache = new WriteBackCache(file);
     this.tables = new Tables(this);
-    this.jobs = new JobQueue(() => this.cache.writeBack((off, table, first, count) => this.tables.writeEntries(off, table, first, count)));
+    const writeL2 = (off: number, table: Uint8Array, first: number, count: number) => this.tables.writeEntries(off, table, first, count);
+    this.jobs = new JobQueue(() => this.cache.writeBack(writeL2));
     this.compressed = new CompressedClusters(this);
   }
 

@@ -15,6 +15,7 @@ export const MAX_L1_BYTES = 32 * 1024 * 1024; // qemu's limit on the L1 table
 export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024; // qemu's limit on the refcount table
 export const MAX_BACKING_NAME = 1023;
 export const MAX_SNAPSHOTS = 65536;
+export const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024; // the check reads no larger bitmap directory
 
 export const INCOMPAT_DIRTY = 1n << 0n;
 export const INCOMPAT_CORRUPT = 1n << 1n;
@@ -464,6 +465,18 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
     if (e.type === EXT_DATA_FILE) layout.dataFile = dec.decode(e.data);
   }
   return layout;
+}
+
+/**
+ * The bitmap directory named by the bitmaps extension (nb_bitmaps, bitmap_directory_size and _offset), when
+ * qemu would use it: a program without bitmap support clears the autoclear bit, and then it is ignored.
+ */
+export function bitmapDirectory(layout: Qcow2Layout): { count: number; size: number; offset: number } | undefined {
+  if ((layout.header.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return undefined;
+  const ext = layout.extensions.find((e) => e.type === EXT_BITMAPS);
+  if (!ext || ext.data.length < 24) return undefined;
+  const v = new DataView(ext.data.buffer, ext.data.byteOffset, ext.data.byteLength);
+  return { count: v.getUint32(0), size: Number(v.getBigUint64(8)), offset: Number(v.getBigUint64(16)) };
 }
 
 /** Offset of the compressed data and its length in bytes (an upper bound: whole sectors), from an L2 entry. */

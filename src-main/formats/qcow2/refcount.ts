@@ -171,7 +171,7 @@ export class Refcounts {
 
   /**
    * Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. With `defer`,
-   * the new refcounts are only noted (see change); the caller must have them written (writeDeferred) before
+   * the new refcounts are only noted (see change); the caller must have them written (cache.writeRefcounts) before
    * anything on disk points at the clusters.
    */
   async alloc(n: number, defer = false): Promise<number> {
@@ -197,7 +197,7 @@ export class Refcounts {
   /**
    * Adds `delta` to the refcounts of clusters [first, first + count), one block write per refcount block.
    * With `defer` (raises only), the blocks are changed in memory and the changed bytes noted instead of
-   * written, so that a run of allocations costs one write per block (writeDeferred). Structure changes on the
+   * written, so that a run of allocations costs one write per block (cache.writeRefcounts). Structure changes on the
    * way (a new refcount block, a larger table) are still written at once.
    */
   async change(first: number, count: number, delta: number, defer = false): Promise<void> {
@@ -234,11 +234,6 @@ export class Refcounts {
       }
       i = runEnd;
     }
-  }
-
-  /** Writes every deferred change (see WriteBackCache.writeRefcounts). */
-  writeDeferred(): Promise<void> {
-    return this.cache.writeRefcounts();
   }
 
   /** Makes sure refcount block `ti` exists, allocating (and if need be growing the table) for it. */

@@ -1,3 +1,4 @@
+/** How a snapshot table entry is shown to people and programs: the SnapshotInfo of info and snapshot -l. */
 import type { SnapshotInfo } from '../../../src-shared/api';
 import type { SnapshotEntry } from './layout';
 
