@@ -61,7 +61,7 @@ export const BME_RESERVED_MASK = 0xff000000000001fen;
 export const BME_OFFSET_MASK = 0x00fffffffffffe00n;
 export const BME_ALL_ONES = 1n;
 
-/** The snapshot table is read whole; no real one comes near this (qemu's limit is far lower per entry count). */
+/** The largest snapshot table read (qemu's QCOW_MAX_SNAPSHOTS_SIZE: 1 KiB per entry on average). */
 export const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;
 
 /**
