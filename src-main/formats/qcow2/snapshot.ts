@@ -15,11 +15,11 @@ import type { SnapshotInfo } from '../../../src-shared/api';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { DiffRange, SnapshotOps } from '../../block/types';
-import { compressedExtent, MAX_SNAPSHOTS, readLayout, serializeSnapshotTable, type SnapshotEntry } from './layout';
+import { compressedExtent, MAX_SNAPSHOTS, readLayout } from './layout';
 import { openQcow2, type Qcow2Device } from './device';
 import { EMPTY_ENTRY, entryBig, HI_COPIED, hostOf, isCompressedEntry, isCopiedEntry, l1Offset as l1EntryOffset, putEntry, readEntry, type L2Entry } from './entry';
 import { snapshotInfo } from './snapshot-info';
-import { readSnapshotTable, type SnapshotTable as Table } from './snapshot-table';
+import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
 
 function readTable(dev: Qcow2Device): Promise<Table> {
   return readSnapshotTable(dev.file, dev.layout);
