@@ -11,7 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { dw, must, run, scratch } from '../helpers';
-import { openQcow2 } from '../../src-main/formats/qcow2/image';
+import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import type { BlockDevice } from '../../src-main/block/types';
 import { assertPlainError, io } from './qcow2-common';
 

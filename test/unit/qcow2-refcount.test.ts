@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { scratch } from '../helpers';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
-import { openQcow2 } from '../../src-main/formats/qcow2/image';
+import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { Refcounts } from '../../src-main/formats/qcow2/refcount';
 import { compressedExtent, encodeCompressedEntry } from '../../src-main/formats/qcow2/layout';
 import { ImageFile } from '../../src-main/block/file';

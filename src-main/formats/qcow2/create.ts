@@ -7,7 +7,7 @@ import type { OptionSpec, OptionValues } from '../../../src-shared/options';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
-import { openQcow2 } from './image';
+import { openQcow2 } from './device';
 import {
   COMPAT_LAZY_REFCOUNTS,
   EXT_BACKING_FORMAT,

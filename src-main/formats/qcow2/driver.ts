@@ -1,31 +1,14 @@
+/** The qcow2 FormatDriver: wiring of probe, describe (info), open, create, check and snapshots. */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
+import { checkQcow2 } from './check';
 import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
-import { checkFeatures, openQcow2 } from './image';
+import { openQcow2 } from './device';
+import { checkFeatures } from './header';
 import { snapshotInfo } from './snapshot-info';
 import { qcow2Snapshots } from './snapshot';
-import {
-  COMPAT_LAZY_REFCOUNTS,
-  COMPRESSION_ZSTD,
-  INCOMPAT_CORRUPT,
-  INCOMPAT_DIRTY,
-  QCOW2_MAGIC,
-  parseSnapshotTable,
-  readLayout,
-  type Qcow2Layout,
-  type SnapshotEntry,
-} from './layout';
-
-/** Reads the snapshot table, bounded by the file's length. */
-export async function readSnapshots(file: ImageFile, layout: Qcow2Layout): Promise<SnapshotEntry[]> {
-  const h = layout.header;
-  if (h.nbSnapshots === 0) return [];
-  const len = Math.min(file.size - h.snapshotsOffset, 64 * 1024 * 1024);
-  const buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
-  return parseSnapshotTable(buf, h.nbSnapshots, file.path, layout.clusterSize, file.size).entries;
-}
-
-export { snapshotInfo };
+import { readSnapshotTable } from './snapshot-table';
+import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout, type Qcow2Layout } from './layout';
 
 /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
 function dataReadable(layout: Qcow2Layout, path: string): boolean {
@@ -40,7 +23,7 @@ function dataReadable(layout: Qcow2Layout, path: string): boolean {
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   const layout = await readLayout(file);
   const h = layout.header;
-  const snapshots = await readSnapshots(file, layout);
+  const snapshots = (await readSnapshotTable(file, layout)).entries;
   const data: Record<string, unknown> =
     h.version === 2
       ? { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': layout.refcountBits }
@@ -66,8 +49,6 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     'data-readable': dataReadable(layout, file.path),
   };
 }
-
-import { checkQcow2 } from './check';
 
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',

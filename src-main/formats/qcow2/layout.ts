@@ -1,8 +1,10 @@
 /**
- * qcow2 on-disk structures (docs/interop/qcow2.txt): the header, header extensions, snapshot table entries
- * and the bit layout of L1/L2/refcount entries. All numbers are big-endian. Pure codecs: no I/O here except
+ * qcow2 on-disk structures (docs/interop/qcow2.txt): the header (and its field table), header extensions, the
+ * bit layout of L1/L2/refcount entries, compressed cluster descriptors and refcount entries (the snapshot table
+ * codec is in snapshot-table.ts). All numbers are big-endian. Pure codecs: no I/O here except
  * readLayout(), which reads and validates a header against the file's length.
  */
+import { u64 as readU64 } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 
@@ -15,6 +17,7 @@ export const MAX_L1_BYTES = 32 * 1024 * 1024; // qemu's limit on the L1 table
 export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024; // qemu's limit on the refcount table
 export const MAX_BACKING_NAME = 1023;
 export const MAX_SNAPSHOTS = 65536;
+export const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024; // the check reads no larger bitmap directory
 
 export const INCOMPAT_DIRTY = 1n << 0n;
 export const INCOMPAT_CORRUPT = 1n << 1n;
@@ -54,6 +57,63 @@ export const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
 export const REFT_OFFSET_MASK = 0xfffffffffffffe00n; // bits 9-63
 export const L1E_RESERVED_MASK = 0x7f000000000001ffn;
 export const L2E_STD_RESERVED_MASK = 0x3f000000000001fen;
+export const REFT_RESERVED_MASK = 0x1ffn;
+/** Bitmap table entries (docs/interop/qcow2.txt, "Bitmaps"): offset bits 9-55, bit 0 "all ones". */
+export const BME_RESERVED_MASK = 0xff000000000001fen;
+export const BME_OFFSET_MASK = 0x00fffffffffffe00n;
+export const BME_ALL_ONES = 1n;
+
+/**
+ * The header's fields: name -> byte offset and width. The one place their positions are written down; the
+ * codec below, and every in-place patch of a field (header.ts, check), go through it.
+ */
+export const HEADER_FIELDS = {
+  magic: { offset: 0, width: 4 },
+  version: { offset: 4, width: 4 },
+  backingFileOffset: { offset: 8, width: 8 },
+  backingFileSize: { offset: 16, width: 4 },
+  clusterBits: { offset: 20, width: 4 },
+  size: { offset: 24, width: 8 },
+  cryptMethod: { offset: 32, width: 4 },
+  l1Size: { offset: 36, width: 4 },
+  l1TableOffset: { offset: 40, width: 8 },
+  refcountTableOffset: { offset: 48, width: 8 },
+  refcountTableClusters: { offset: 56, width: 4 },
+  nbSnapshots: { offset: 60, width: 4 },
+  snapshotsOffset: { offset: 64, width: 8 },
+  incompatibleFeatures: { offset: 72, width: 8 },
+  compatibleFeatures: { offset: 80, width: 8 },
+  autoclearFeatures: { offset: 88, width: 8 },
+  refcountOrder: { offset: 96, width: 4 },
+  headerLength: { offset: 100, width: 4 },
+  compressionType: { offset: 104, width: 1 },
+} as const;
+export type HeaderField = keyof typeof HEADER_FIELDS;
+const F = HEADER_FIELDS;
+
+/**
+ * Encodes consecutive header fields for one in-place write (so that fields that change together, like the L1
+ * size and offset, change in one write). Returns the file offset and the bytes; the fields must be adjacent.
+ */
+export function encodeHeaderFields(fields: Partial<Record<HeaderField, number | bigint>>): { offset: number; bytes: Uint8Array } {
+  const names = (Object.keys(fields) as HeaderField[]).sort((a, b) => F[a].offset - F[b].offset);
+  const start = F[names[0]].offset;
+  const last = F[names[names.length - 1]];
+  const bytes = new Uint8Array(last.offset + last.width - start);
+  const v = new DataView(bytes.buffer);
+  let expect = start;
+  for (const name of names) {
+    const f = F[name];
+    if (f.offset !== expect) throw new RangeError(`header fields ${names.join(', ')} are not adjacent`);
+    const value = fields[name]!;
+    const at = f.offset - start;
+    if (f.width === 8) v.setBigUint64(at, BigInt(value));
+    else if (f.width === 4) v.setUint32(at, Number(value));
+    else v.setUint8(at, Number(value));
+    expect = f.offset + f.width;
+  }
+  return { offset: start, bytes };
+}
 
 export interface HeaderExtension {
   type: number;
@@ -98,32 +158,31 @@ export interface Qcow2Layout {
   l2Entries: number;
 }
 
+/** A big-endian 64-bit offset or size (block/bytes.ts: beyond 2^53 is damage naming the field). */
 function u64(view: DataView, off: number, path: string, what: string): number {
-  const v = view.getBigUint64(off);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${path}: ${what} (${v}) is impossibly large`, path);
-  return Number(v);
+  return readU64(view, off, false, what, path);
 }
 
 /** Decodes and validates the fixed header. `fileSize` bounds every offset. */
 export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qcow2Header {
   if (buf.length < V2_HEADER_LENGTH) throw corrupt(`${path}: qcow2 header is truncated`, path);
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (v.getUint32(0) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
-  const version = v.getUint32(4);
+  if (v.getUint32(F.magic.offset) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
+  const version = v.getUint32(F.version.offset);
   if (version !== 2 && version !== 3) throw new DiskError('EUNSUPPORTED', `${path}: qcow2 version ${version} is not supported (2 and 3 are)`, path);
   const h: Qcow2Header = {
     version,
-    backingFileOffset: u64(v, 8, path, 'backing file offset'),
-    backingFileSize: v.getUint32(16),
-    clusterBits: v.getUint32(20),
-    size: u64(v, 24, path, 'virtual size'),
-    cryptMethod: v.getUint32(32),
-    l1Size: v.getUint32(36),
-    l1TableOffset: u64(v, 40, path, 'L1 table offset'),
-    refcountTableOffset: u64(v, 48, path, 'refcount table offset'),
-    refcountTableClusters: v.getUint32(56),
-    nbSnapshots: v.getUint32(60),
-    snapshotsOffset: u64(v, 64, path, 'snapshot table offset'),
+    backingFileOffset: u64(v, F.backingFileOffset.offset, path, 'backing file offset'),
+    backingFileSize: v.getUint32(F.backingFileSize.offset),
+    clusterBits: v.getUint32(F.clusterBits.offset),
+    size: u64(v, F.size.offset, path, 'virtual size'),
+    cryptMethod: v.getUint32(F.cryptMethod.offset),
+    l1Size: v.getUint32(F.l1Size.offset),
+    l1TableOffset: u64(v, F.l1TableOffset.offset, path, 'L1 table offset'),
+    refcountTableOffset: u64(v, F.refcountTableOffset.offset, path, 'refcount table offset'),
+    refcountTableClusters: v.getUint32(F.refcountTableClusters.offset),
+    nbSnapshots: v.getUint32(F.nbSnapshots.offset),
+    snapshotsOffset: u64(v, F.snapshotsOffset.offset, path, 'snapshot table offset'),
     incompatibleFeatures: 0n,
     compatibleFeatures: 0n,
     autoclearFeatures: 0n,
@@ -134,16 +193,16 @@ export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qc
   };
   if (version === 3) {
     if (buf.length < V3_HEADER_LENGTH) throw corrupt(`${path}: qcow2 v3 header is truncated`, path);
-    h.incompatibleFeatures = v.getBigUint64(72);
-    h.compatibleFeatures = v.getBigUint64(80);
-    h.autoclearFeatures = v.getBigUint64(88);
-    h.refcountOrder = v.getUint32(96);
-    h.headerLength = v.getUint32(100);
+    h.incompatibleFeatures = v.getBigUint64(F.incompatibleFeatures.offset);
+    h.compatibleFeatures = v.getBigUint64(F.compatibleFeatures.offset);
+    h.autoclearFeatures = v.getBigUint64(F.autoclearFeatures.offset);
+    h.refcountOrder = v.getUint32(F.refcountOrder.offset);
+    h.headerLength = v.getUint32(F.headerLength.offset);
     if (h.headerLength < V3_HEADER_LENGTH || h.headerLength % 8 !== 0) {
       throw corrupt(`${path}: qcow2 header length ${h.headerLength} is invalid`, path);
     }
     if (h.headerLength > buf.length) throw corrupt(`${path}: qcow2 header length ${h.headerLength} exceeds the first cluster`, path);
-    if (h.headerLength > 104) h.compressionType = buf[104];
+    if (h.headerLength > F.compressionType.offset) h.compressionType = buf[F.compressionType.offset];
     if (h.headerLength > 112) h.extraHeaderBytes = buf.slice(112, h.headerLength);
   }
   if (h.clusterBits < MIN_CLUSTER_BITS || h.clusterBits > MAX_CLUSTER_BITS) {
@@ -184,26 +243,26 @@ export function serializeHeader(h: Qcow2Header): Uint8Array {
   const len = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
   const buf = new Uint8Array(len);
   const v = new DataView(buf.buffer);
-  v.setUint32(0, QCOW2_MAGIC);
-  v.setUint32(4, h.version);
-  v.setBigUint64(8, BigInt(h.backingFileOffset));
-  v.setUint32(16, h.backingFileSize);
-  v.setUint32(20, h.clusterBits);
-  v.setBigUint64(24, BigInt(h.size));
-  v.setUint32(32, h.cryptMethod);
-  v.setUint32(36, h.l1Size);
-  v.setBigUint64(40, BigInt(h.l1TableOffset));
-  v.setBigUint64(48, BigInt(h.refcountTableOffset));
-  v.setUint32(56, h.refcountTableClusters);
-  v.setUint32(60, h.nbSnapshots);
-  v.setBigUint64(64, BigInt(h.snapshotsOffset));
+  v.setUint32(F.magic.offset, QCOW2_MAGIC);
+  v.setUint32(F.version.offset, h.version);
+  v.setBigUint64(F.backingFileOffset.offset, BigInt(h.backingFileOffset));
+  v.setUint32(F.backingFileSize.offset, h.backingFileSize);
+  v.setUint32(F.clusterBits.offset, h.clusterBits);
+  v.setBigUint64(F.size.offset, BigInt(h.size));
+  v.setUint32(F.cryptMethod.offset, h.cryptMethod);
+  v.setUint32(F.l1Size.offset, h.l1Size);
+  v.setBigUint64(F.l1TableOffset.offset, BigInt(h.l1TableOffset));
+  v.setBigUint64(F.refcountTableOffset.offset, BigInt(h.refcountTableOffset));
+  v.setUint32(F.refcountTableClusters.offset, h.refcountTableClusters);
+  v.setUint32(F.nbSnapshots.offset, h.nbSnapshots);
+  v.setBigUint64(F.snapshotsOffset.offset, BigInt(h.snapshotsOffset));
   if (h.version === 3) {
-    v.setBigUint64(72, h.incompatibleFeatures);
-    v.setBigUint64(80, h.compatibleFeatures);
-    v.setBigUint64(88, h.autoclearFeatures);
-    v.setUint32(96, h.refcountOrder);
-    v.setUint32(100, h.headerLength);
-    if (len > 104) buf[104] = h.compressionType;
+    v.setBigUint64(F.incompatibleFeatures.offset, h.incompatibleFeatures);
+    v.setBigUint64(F.compatibleFeatures.offset, h.compatibleFeatures);
+    v.setBigUint64(F.autoclearFeatures.offset, h.autoclearFeatures);
+    v.setUint32(F.refcountOrder.offset, h.refcountOrder);
+    v.setUint32(F.headerLength.offset, h.headerLength);
+    if (len > F.compressionType.offset) buf[F.compressionType.offset] = h.compressionType;
     if (len > 112) buf.set(h.extraHeaderBytes.subarray(0, len - 112), 112);
   }
   return buf;
@@ -262,108 +321,6 @@ export function featureNameTable(): Uint8Array {
   return buf;
 }
 
-export interface SnapshotEntry {
-  l1TableOffset: number;
-  l1Size: number;
-  id: string;
-  name: string;
-  dateSec: number;
-  dateNsec: number;
-  vmClockNsec: bigint;
-  vmStateSize: number;
-  /** Virtual disk size when the snapshot was taken (extra data); undefined when absent. */
-  diskSize?: number;
-  icount?: bigint;
-  /** The extra data as stored, kept intact beyond the fields we know. */
-  extraData: Uint8Array;
-}
-
-const SNAPSHOT_FIXED = 40;
-
-/** Parses the snapshot table. The buffer is bounded by the caller by the file length. */
-export function parseSnapshotTable(buf: Uint8Array, count: number, path: string, clusterSize: number, fileSize: number): { entries: SnapshotEntry[]; byteLength: number } {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const dec = new TextDecoder();
-  const entries: SnapshotEntry[] = [];
-  let pos = 0;
-  for (let i = 0; i < count; i++) {
-    if (pos + SNAPSHOT_FIXED > buf.length) throw corrupt(`${path}: snapshot table is truncated`, path);
-    const l1TableOffset = u64(v, pos, path, 'snapshot L1 offset');
-    const l1Size = v.getUint32(pos + 8);
-    const idLen = v.getUint16(pos + 12);
-    const nameLen = v.getUint16(pos + 14);
-    const extraLen = v.getUint32(pos + 36);
-    if (extraLen > 1024) throw corrupt(`${path}: snapshot ${i} has too much extra data (${extraLen} bytes)`, path);
-    const end = pos + SNAPSHOT_FIXED + extraLen + idLen + nameLen;
-    if (end > buf.length) throw corrupt(`${path}: snapshot table is truncated`, path);
-    if (l1TableOffset % clusterSize !== 0) throw corrupt(`${path}: snapshot ${i} L1 table is not cluster aligned`, path);
-    if (l1Size * 8 > MAX_L1_BYTES || l1TableOffset + l1Size * 8 > fileSize) throw corrupt(`${path}: snapshot ${i} L1 table lies past the end of the file`, path);
-    const extra = buf.slice(pos + SNAPSHOT_FIXED, pos + SNAPSHOT_FIXED + extraLen);
-    const ev = new DataView(extra.buffer);
-    const e: SnapshotEntry = {
-      l1TableOffset,
-      l1Size,
-      dateSec: v.getUint32(pos + 16),
-      dateNsec: v.getUint32(pos + 20),
-      vmClockNsec: v.getBigUint64(pos + 24),
-      vmStateSize: v.getUint32(pos + 32),
-      extraData: extra,
-      id: dec.decode(buf.subarray(pos + SNAPSHOT_FIXED + extraLen, pos + SNAPSHOT_FIXED + extraLen + idLen)),
-      name: dec.decode(buf.subarray(pos + SNAPSHOT_FIXED + extraLen + idLen, end)),
-    };
-    if (extraLen >= 8) e.vmStateSize = u64(ev, 0, path, 'snapshot VM state size');
-    if (extraLen >= 16) e.diskSize = u64(ev, 8, path, 'snapshot disk size');
-    if (extraLen >= 24) e.icount = ev.getBigUint64(16);
-    entries.push(e);
-    pos = Math.ceil(end / 8) * 8;
-  }
-  return { entries, byteLength: pos };
-}
-
-/** Encodes snapshot entries; v3 images always get extra data through the disk size (16 bytes). */
-export function serializeSnapshotTable(entries: SnapshotEntry[], version: 2 | 3): Uint8Array {
-  const enc = new TextEncoder();
-  const parts: Uint8Array[] = [];
-  for (const e of entries) {
-    const id = enc.encode(e.id);
-    const name = enc.encode(e.name);
-    let extra = e.extraData;
-    const minExtra = version === 3 ? 16 : e.extraData.length;
-    if (extra.length < minExtra || e.diskSize !== undefined) {
-      const grown = new Uint8Array(Math.max(extra.length, minExtra, e.diskSize !== undefined ? 16 : 0));
-      grown.set(extra);
-      extra = grown;
-    }
-    const ev = new DataView(extra.buffer, extra.byteOffset, extra.byteLength);
-    if (extra.length >= 8) ev.setBigUint64(0, BigInt(e.vmStateSize));
-    if (extra.length >= 16 && e.diskSize !== undefined) ev.setBigUint64(8, BigInt(e.diskSize));
-    const len = Math.ceil((SNAPSHOT_FIXED + extra.length + id.length + name.length) / 8) * 8;
-    const buf = new Uint8Array(len);
-    const v = new DataView(buf.buffer);
-    v.setBigUint64(0, BigInt(e.l1TableOffset));
-    v.setUint32(8, e.l1Size);
-    v.setUint16(12, id.length);
-    v.setUint16(14, name.length);
-    v.setUint32(16, e.dateSec);
-    v.setUint32(20, e.dateNsec);
-    v.setBigUint64(24, e.vmClockNsec);
-    v.setUint32(32, Math.min(e.vmStateSize, 0xffffffff));
-    v.setUint32(36, extra.length);
-    buf.set(extra, SNAPSHOT_FIXED);
-    buf.set(id, SNAPSHOT_FIXED + extra.length);
-    buf.set(name, SNAPSHOT_FIXED + extra.length + id.length);
-    parts.push(buf);
-  }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
-
 /**
  * Reads the first cluster and everything in it: header, extensions, backing file name. Tables named by the
  * header must lie within `tableBound` bytes (the file's length, except for check, which opens images whose
@@ -374,7 +331,7 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
   // The header, its extensions and the backing name all lie in the first cluster: read just that much.
   let first = new Uint8Array(Math.min(file.size, 4096));
   await file.readExact(0, first, 'qcow2 header');
-  const bits = first.length >= 24 ? new DataView(first.buffer).getUint32(20) : 0;
+  const bits = first.length >= F.clusterBits.offset + 4 ? new DataView(first.buffer).getUint32(F.clusterBits.offset) : 0;
   if (bits > 12 && bits <= MAX_CLUSTER_BITS && file.size > first.length) {
     first = new Uint8Array(Math.min(file.size, 2 ** bits));
     await file.readExact(0, first, 'qcow2 header');
@@ -404,6 +361,18 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
     if (e.type === EXT_DATA_FILE) layout.dataFile = dec.decode(e.data);
   }
   return layout;
+}
+
+/**
+ * The bitmap directory named by the bitmaps extension (nb_bitmaps, bitmap_directory_size and _offset), when
+ * qemu would use it: a program without bitmap support clears the autoclear bit, and then it is ignored.
+ */
+export function bitmapDirectory(layout: Qcow2Layout): { count: number; size: number; offset: number } | undefined {
+  if ((layout.header.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return undefined;
+  const ext = layout.extensions.find((e) => e.type === EXT_BITMAPS);
+  if (!ext || ext.data.length < 24) return undefined;
+  const v = new DataView(ext.data.buffer, ext.data.byteOffset, ext.data.byteLength);
+  return { count: v.getUint32(0), size: Number(v.getBigUint64(8)), offset: Number(v.getBigUint64(16)) };
 }
 
 /** Offset of the compressed data and its length in bytes (an upper bound: whole sectors), from an L2 entry. */

@@ -3,14 +3,15 @@
  * allocation (first fit, as qemu does it, so images we grow look like the ones qemu grows) and refcount
  * changes. Every change is written through to the file at once, so callers can order their writes for crash
  * safety: a cluster's refcount is raised before anything points at it, and lowered only after nothing does.
- * The one exception is asked for by name: raises made with `defer` are written by writeDeferred(), which the
- * caller runs before it writes anything that points at those clusters.
+ * The one exception is asked for by name: raises made with `defer` are noted in the image's write-back cache
+ * (cache.ts), which writes them before anything that points at those clusters.
  * A crash in between leaves a leak (harmless, `check -r leaks` reclaims it), never a cluster in use with a
  * refcount of zero.
  */
 import { LruCache } from '../../block/cache';
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
+import { WriteBackCache } from './cache';
 import { getRefcount, MAX_REFTABLE_BYTES, maxRefcount, setRefcount } from './layout';
 
 /** Refcount blocks kept in memory: about 8 MiB whatever the cluster size, and never fewer than 4. */
@@ -28,6 +29,8 @@ export interface RefcountOptions {
   writeTableLocation: (offset: number, clusters: number) => Promise<void>;
   /** Told when a cluster's refcount drops to zero, so metadata caches keyed by host offset drop it. */
   onFreed?: (clusterOffset: number) => void;
+  /** The image's write-back cache, where deferred raises are noted (a cache of its own when not given). */
+  cache?: WriteBackCache;
 }
 
 export class Refcounts {
@@ -48,11 +51,10 @@ export class Refcounts {
   /** Clusters picked for a refcount block whose own refcount is not written yet; allocation skips them. */
   private readonly reserved = new Set<number>();
   /**
-   * Refcount changes made with `defer` and not written yet: per refcount block offset, the block and the byte
-   * range changed. writeDeferred() writes them; until then the block is never read back from the file.
+   * Where refcount changes made with `defer` wait to be written (per block, the changed byte range); until
+   * then the block is never read back from the file.
    */
-  private readonly deferred = new Map<number, { block: Uint8Array; lo: number; hi: number }>();
-  private writingDeferred?: Promise<unknown>;
+  readonly cache: WriteBackCache;
   private readonly writeTableLocation: RefcountOptions['writeTableLocation'];
   private readonly onFreed?: (clusterOffset: number) => void;
 
@@ -69,6 +71,7 @@ export class Refcounts {
     this.blocks = new LruCache(blockCacheCapacity(this.clusterSize));
     this.writeTableLocation = opts.writeTableLocation;
     this.onFreed = opts.onFreed;
+    this.cache = opts.cache ?? new WriteBackCache(opts.file);
   }
 
   /** Reads the refcount table (bounded by the file's length and qemu's 8 MiB limit). */
@@ -102,11 +105,12 @@ export class Refcounts {
   private async block(tableIndex: number): Promise<Uint8Array | undefined> {
     const off = tableIndex < this.table.length ? this.table[tableIndex] : 0;
     if (!off) return undefined;
-    let b = this.blocks.get(off) ?? this.deferred.get(off)?.block;
-    if (!b && this.writingDeferred) {
+    let b = this.blocks.get(off) ?? this.cache.refBlock(off);
+    const writing = b ? undefined : this.cache.refcountsWriting;
+    if (writing) {
       // The block may be one whose deferred write is under way: read it back only once that landed.
-      await this.writingDeferred.catch(() => undefined);
-      b = this.blocks.get(off) ?? this.deferred.get(off)?.block;
+      await writing.catch(() => undefined);
+      b = this.blocks.get(off) ?? this.cache.refBlock(off);
     }
     if (!b) {
       b = await this.file.readBlock(off, this.clusterSize, `refcount block ${tableIndex}`);
@@ -167,7 +171,7 @@ export class Refcounts {
 
   /**
    * Allocates `n` contiguous clusters with refcount 1 and returns the byte offset of the first. With `defer`,
-   * the new refcounts are only noted (see change); the caller must have them written (writeDeferred) before
+   * the new refcounts are only noted (see change); the caller must have them written (cache.writeRefcounts) before
    * anything on disk points at the clusters.
    */
   async alloc(n: number, defer = false): Promise<number> {
@@ -193,7 +197,7 @@ export class Refcounts {
   /**
    * Adds `delta` to the refcounts of clusters [first, first + count), one block write per refcount block.
    * With `defer` (raises only), the blocks are changed in memory and the changed bytes noted instead of
-   * written, so that a run of allocations costs one write per block (writeDeferred). Structure changes on the
+   * written, so that a run of allocations costs one write per block (cache.writeRefcounts). Structure changes on the
    * way (a new refcount block, a larger table) are still written at once.
    */
   async change(first: number, count: number, delta: number, defer = false): Promise<void> {
@@ -222,50 +226,13 @@ export class Refcounts {
       // Write back just the bytes that changed.
       const byteStart = Math.floor(((i % this.perBlock) * this.bits) / 8);
       const byteEnd = Math.ceil((((runEnd - 1) % this.perBlock) + 1) * this.bits / 8);
-      if (defer) {
-        const d = this.deferred.get(blockOff);
-        if (d) {
-          d.lo = Math.min(d.lo, byteStart);
-          d.hi = Math.max(d.hi, byteEnd);
-        } else this.deferred.set(blockOff, { block: b, lo: byteStart, hi: byteEnd });
-      } else await this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
+      if (defer) this.cache.noteRefcounts(blockOff, b, byteStart, byteEnd);
+      else await this.file.write(blockOff + byteStart, b.subarray(byteStart, byteEnd));
       for (const j of freed) {
         if (j < this.freeIndex) this.freeIndex = j;
         this.onFreed?.(j * this.clusterSize);
       }
       i = runEnd;
-    }
-  }
-
-  /** Refcount blocks with deferred changes not written yet. */
-  get deferredBlocks(): number {
-    return this.deferred.size;
-  }
-
-  /**
-   * Writes every deferred change. The caller writes what points at the clusters (L2 entries) only after this;
-   * no allocation may run meanwhile (the device calls it from its serialized jobs).
-   */
-  async writeDeferred(): Promise<void> {
-    if (this.deferred.size === 0) return;
-    const all = [...this.deferred];
-    this.deferred.clear();
-    const writing = Promise.all(all.map(([off, d]) => this.file.write(off + d.lo, d.block.subarray(d.lo, d.hi))));
-    this.writingDeferred = writing;
-    try {
-      await writing;
-    } catch (err) {
-      // Still owed: noted again, merged with whatever was deferred meanwhile.
-      for (const [off, d] of all) {
-        const now = this.deferred.get(off);
-        if (now) {
-          now.lo = Math.min(now.lo, d.lo);
-          now.hi = Math.max(now.hi, d.hi);
-        } else this.deferred.set(off, d);
-      }
-      throw err;
-    } finally {
-      if (this.writingDeferred === writing) this.writingDeferred = undefined;
     }
   }
 

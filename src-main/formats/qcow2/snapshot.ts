@@ -15,21 +15,14 @@ import type { SnapshotInfo } from '../../../src-shared/api';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { DiffRange, SnapshotOps } from '../../block/types';
-import { compressedExtent, MAX_SNAPSHOTS, parseSnapshotTable, readLayout, serializeSnapshotTable, type SnapshotEntry } from './layout';
-import { entryBig, HI_COPIED, hostOf, openQcow2, type L2Entry, type Qcow2Device } from './image';
+import { compressedExtent, MAX_SNAPSHOTS, readLayout } from './layout';
+import { openQcow2, type Qcow2Device } from './device';
+import { EMPTY_ENTRY, entryBig, HI_COPIED, hostOf, isCompressedEntry, isCopiedEntry, l1Offset as l1EntryOffset, putEntry, readEntry, type L2Entry } from './entry';
 import { snapshotInfo } from './snapshot-info';
+import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
 
-interface Table {
-  entries: SnapshotEntry[];
-  byteLength: number;
-}
-
-async function readTable(dev: Qcow2Device): Promise<Table> {
-  const h = dev.header;
-  if (h.nbSnapshots === 0) return { entries: [], byteLength: 0 };
-  const len = Math.min(dev.file.size - h.snapshotsOffset, 64 * 1024 * 1024);
-  const buf = await dev.file.readBlock(h.snapshotsOffset, len, 'snapshot table');
-  return parseSnapshotTable(buf, h.nbSnapshots, dev.path, dev.clusterSize, dev.file.size);
+function readTable(dev: Qcow2Device): Promise<Table> {
+  return readSnapshotTable(dev.file, dev.layout);
 }
 
 async function openForSnapshots(path: string, readOnly: boolean): Promise<Qcow2Device> {
@@ -76,7 +69,7 @@ async function readL1(dev: Qcow2Device, offset: number, entries: number): Promis
 
 function l1Offset(l1: Uint8Array, i: number): number {
   const v = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
-  return (v.getUint32(i * 8) & 0x00ffffff) * 2 ** 32 + ((v.getUint32(i * 8 + 4) & 0xfffffe00) >>> 0);
+  return l1EntryOffset(v.getUint32(i * 8), v.getUint32(i * 8 + 4));
 }
 
 /**
@@ -91,7 +84,7 @@ async function changeReachable(dev: Qcow2Device, l1: Uint8Array, delta: 1 | -1):
     const l2 = l1Offset(l1, i);
     if (!l2) continue;
     if (l2 % cs !== 0) throw new DiskError('ECORRUPT', `${dev.path}: L1 entry ${i} points to an unaligned L2 table`, dev.path);
-    const table = await dev.l2Table(l2);
+    const table = await dev.tables.l2Table(l2);
     // Runs of host-contiguous clusters are counted in one refcount write.
     let runStart = -1;
     let runLen = 0;
@@ -100,8 +93,8 @@ async function changeReachable(dev: Qcow2Device, l1: Uint8Array, delta: 1 | -1):
       runLen = 0;
     };
     for (let k = 0; k < dev.l2Entries; k++) {
-      const e = dev.readEntry(table, k);
-      if (dev.isCompressed(e)) {
+      const e = readEntry(table, k, dev.extendedL2);
+      if (isCompressedEntry(e.hi)) {
         await flush();
         const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
         await refs.update(offset - (offset % 512), length + (offset % 512), delta);
@@ -132,10 +125,10 @@ async function checkNoOverflow(dev: Qcow2Device, l1: Uint8Array): Promise<void> 
     const l2 = l1Offset(l1, i);
     if (!l2) continue;
     add(l2 / cs);
-    const table = await dev.l2Table(l2);
+    const table = await dev.tables.l2Table(l2);
     for (let k = 0; k < dev.l2Entries; k++) {
-      const e = dev.readEntry(table, k);
-      if (dev.isCompressed(e)) {
+      const e = readEntry(table, k, dev.extendedL2);
+      if (isCompressedEntry(e.hi)) {
         const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
         for (let c = Math.floor(offset / cs); c <= Math.floor((offset + length - 1) / cs); c++) add(c);
       } else if (hostOf(e)) add(hostOf(e) / cs);
@@ -152,28 +145,28 @@ async function checkNoOverflow(dev: Qcow2Device, l1: Uint8Array): Promise<void> 
 async function fixCopiedFlags(dev: Qcow2Device): Promise<void> {
   const refs = await dev.refcounts();
   const cs = dev.clusterSize;
-  for (let i = 0; i < dev.l1Size; i++) {
+  for (let i = 0; i < dev.tables.l1Size; i++) {
     const { offset: l2, copied } = dev.l1Entry(i);
     if (!l2) continue;
     const l2Exclusive = (await refs.get(l2 / cs)) === 1;
-    if (l2Exclusive !== copied) await dev.setL1Entry(i, l2, l2Exclusive);
-    const table = await dev.l2Table(l2);
+    if (l2Exclusive !== copied) await dev.tables.setL1Entry(i, l2, l2Exclusive);
+    const table = await dev.tables.l2Table(l2);
     let first = -1;
     let last = -1;
     for (let k = 0; k < dev.l2Entries; k++) {
-      const e = dev.readEntry(table, k);
+      const e = readEntry(table, k, dev.extendedL2);
       let want: boolean;
-      if (dev.isCompressed(e)) want = false;
+      if (isCompressedEntry(e.hi)) want = false;
       else if (hostOf(e)) want = (await refs.get(hostOf(e) / cs)) === 1;
       else continue;
-      const has = (e.hi & HI_COPIED) !== 0;
+      const has = isCopiedEntry(e.hi);
       if (want === has) continue;
       const fixed: L2Entry = { ...e, hi: (want ? e.hi | HI_COPIED : e.hi & ~HI_COPIED) >>> 0 };
-      dev.putEntry(table, k, fixed);
+      putEntry(table, k, fixed, dev.extendedL2);
       if (first < 0) first = k;
       last = k;
     }
-    if (first >= 0) await dev.writeEntries(l2, table, first, last - first + 1);
+    if (first >= 0) await dev.tables.writeEntries(l2, table, first, last - first + 1);
   }
 }
 
@@ -188,7 +181,7 @@ async function writeTable(dev: Qcow2Device, old: Table, entries: SnapshotEntry[]
     await dev.file.sync();
   }
   const oldOffset = dev.header.snapshotsOffset;
-  await dev.writeSnapshotLocation(entries.length, offset);
+  await dev.headerState.setSnapshotLocation(entries.length, offset);
   await dev.file.sync();
   if (old.entries.length && old.byteLength) await refs.update(oldOffset, old.byteLength, -1);
 }
@@ -206,10 +199,7 @@ async function list(path: string): Promise<SnapshotInfo[]> {
   const file = await ImageFile.open(path, false);
   try {
     const layout = await readLayout(file);
-    const h = layout.header;
-    if (h.nbSnapshots === 0) return [];
-    const buf = await file.readBlock(h.snapshotsOffset, Math.min(file.size - h.snapshotsOffset, 64 * 1024 * 1024), 'snapshot table');
-    return parseSnapshotTable(buf, h.nbSnapshots, path, layout.clusterSize, file.size).entries.map(snapshotInfo);
+    return (await readSnapshotTable(file, layout)).entries.map(snapshotInfo);
   } catch (err) {
     throw toDiskError(err, path);
   } finally {
@@ -225,15 +215,16 @@ async function create(path: string, name: string): Promise<void> {
     if (table.entries.length >= MAX_SNAPSHOTS) throw new DiskError('EINVAL', `${path}: the image already has ${MAX_SNAPSHOTS} snapshots, the most qcow2 allows`, path);
     await dev.beginWrite();
     const refs = await dev.refcounts();
-    if (dev.l1Size > 0) await checkNoOverflowIfNarrow(dev);
+    const tables = dev.tables;
+    if (tables.l1Size > 0) await checkNoOverflowIfNarrow(dev);
     // 1. A copy of the active L1 table.
     let l1Copy = 0;
-    if (dev.l1Size > 0) {
-      l1Copy = await refs.alloc(Math.ceil((dev.l1Size * 8) / dev.clusterSize));
-      await dev.file.write(l1Copy, dev.l1);
+    if (tables.l1Size > 0) {
+      l1Copy = await refs.alloc(Math.ceil((tables.l1Size * 8) / dev.clusterSize));
+      await dev.file.write(l1Copy, tables.l1);
     }
     // 2. Everything it reaches is now shared with the snapshot.
-    await changeReachable(dev, dev.l1, +1);
+    await changeReachable(dev, tables.l1, +1);
     await fixCopiedFlags(dev);
     await dev.file.sync();
     // 3. The snapshot table gains the entry.
@@ -241,7 +232,7 @@ async function create(path: string, name: string): Promise<void> {
     const extraData = new Uint8Array(24); // vm_state_size (64-bit), disk size, icount: as qemu-img writes them
     const entry: SnapshotEntry = {
       l1TableOffset: l1Copy,
-      l1Size: dev.l1Size,
+      l1Size: tables.l1Size,
       id: nextId(table.entries),
       name,
       dateSec: Math.floor(now / 1000),
@@ -258,7 +249,7 @@ async function create(path: string, name: string): Promise<void> {
 /** The overflow check before anything is written (changeReachable repeats it; this keeps create all-or-nothing). */
 async function checkNoOverflowIfNarrow(dev: Qcow2Device): Promise<void> {
   const refs = await dev.refcounts();
-  if (refs.bits < 16) await checkNoOverflow(dev, dev.l1);
+  if (refs.bits < 16) await checkNoOverflow(dev, dev.tables.l1);
 }
 
 async function apply(path: string, key: string): Promise<void> {
@@ -266,19 +257,20 @@ async function apply(path: string, key: string): Promise<void> {
     const table = await readTable(dev);
     const sn = table.entries[findForApply(table.entries, key, path)];
     await dev.beginWrite();
+    const tables = dev.tables;
     const snL1 = await readL1(dev, sn.l1TableOffset, sn.l1Size);
-    if (sn.l1Size > dev.l1Size) await dev.growL1(sn.l1Size);
+    if (sn.l1Size > tables.l1Size) await tables.growL1(sn.l1Size);
     // Raise what the snapshot reaches before the active table points to it.
     await changeReachable(dev, snL1, +1);
-    const oldL1 = dev.l1.slice();
-    const next = new Uint8Array(dev.l1Size * 8);
+    const oldL1 = tables.l1.slice();
+    const next = new Uint8Array(tables.l1Size * 8);
     next.set(snL1);
-    await dev.file.write(dev.l1Offset, next);
+    await dev.file.write(tables.l1Offset, next);
     await dev.file.sync();
-    await dev.switchL1(dev.l1Offset, dev.l1Size);
+    await tables.switchL1(tables.l1Offset, tables.l1Size);
     // Only now let go of what the old active table reached.
     await changeReachable(dev, oldL1, -1);
-    if (sn.diskSize !== undefined && sn.diskSize !== dev.size) await dev.setVirtualSize(sn.diskSize);
+    if (sn.diskSize !== undefined && sn.diskSize !== dev.size) await dev.headerState.setVirtualSize(sn.diskSize);
     await fixCopiedFlags(dev);
   });
 }
@@ -306,14 +298,13 @@ async function entryUnder(dev: Qcow2Device, l1: Uint8Array, c: number): Promise<
   if (i * 8 >= l1.length) return undefined;
   const l2 = l1Offset(l1, i);
   if (!l2) return undefined;
-  const e = dev.readEntry(await dev.l2Table(l2), c % dev.l2Entries);
+  const e = readEntry(await dev.tables.l2Table(l2), c % dev.l2Entries, dev.extendedL2);
   return { ...e, hi: (e.hi & ~HI_COPIED) >>> 0 };
 }
 
 function sameEntry(a: L2Entry | undefined, b: L2Entry | undefined): boolean {
-  const z: L2Entry = { hi: 0, lo: 0, zeroBits: 0, allocBits: 0 };
-  const x = a ?? z;
-  const y = b ?? z;
+  const x = a ?? EMPTY_ENTRY;
+  const y = b ?? EMPTY_ENTRY;
   return x.hi === y.hi && x.lo === y.lo && x.zeroBits === y.zeroBits && x.allocBits === y.allocBits;
 }
 
@@ -323,7 +314,7 @@ async function diff(path: string, a: string, b?: string): Promise<DiffRange[]> {
     const sa = table.entries[findForApply(table.entries, a, path)];
     const sb = b !== undefined ? table.entries[findForApply(table.entries, b, path)] : undefined;
     const l1a = await readL1(dev, sa.l1TableOffset, sa.l1Size);
-    const l1b = sb ? await readL1(dev, sb.l1TableOffset, sb.l1Size) : dev.l1;
+    const l1b = sb ? await readL1(dev, sb.l1TableOffset, sb.l1Size) : dev.tables.l1;
     const sizeA = sa.diskSize ?? dev.size;
     const sizeB = sb ? (sb.diskSize ?? dev.size) : dev.size;
     const size = Math.max(sizeA, sizeB);

@@ -1,0 +1,250 @@
+/**
+ * The state of one check pass over an open qcow2 image (what qemu's qcow2_co_check_locked() works on): the
+ * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (read through a
+ * bounded cache), the metadata map that guards repairs, bounded reads and guarded writes, and the messages
+ * and counts (qemu's BdrvCheckResult). The passes themselves live in check-walk.ts, check-repair.ts and
+ * check-rebuild.ts; check.ts runs them.
+ */
+import { LruCache } from '../../block/cache';
+import { DiskError } from '../../block/errors';
+import type { ImageFile } from '../../block/file';
+import type { CheckProblem } from '../../block/types';
+import { mapMetadata, type MetadataKind, type MetadataMap } from './check-overlap';
+import { reftableOffset } from './entry';
+import { getRefcount, INCOMPAT_DATA_FILE, setRefcount, type Qcow2Layout } from './layout';
+import type { SnapshotTable } from './snapshot-table';
+
+export const FIX_LEAKS = 1;
+export const FIX_ERRORS = 2;
+/** CHECK_FRAG_INFO: count allocation/fragmentation (active L1 only). */
+export const FRAG_INFO = 2;
+
+/** Beyond this many messages the rest are counted, not kept: a wrecked image must not exhaust memory. */
+const MAX_PROBLEMS = 10000;
+/** The block layer's limit on request offsets (INT64_MAX, less alignment): metadata beyond it cannot be read. */
+const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
+/** Stored refcount blocks kept in memory by the check. */
+const STORED_BLOCKS_CACHED = 64;
+
+/** What qemu's BdrvCheckResult holds. */
+export interface Result {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  imageEndOffset: number;
+  totalClusters: number;
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+}
+
+export function emptyResult(): Result {
+  return {
+    corruptions: 0,
+    leaks: 0,
+    checkErrors: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    imageEndOffset: 0,
+    totalClusters: 0,
+    allocatedClusters: 0,
+    fragmentedClusters: 0,
+    compressedClusters: 0,
+  };
+}
+
+/** Ends a check that cannot go on, after its message was reported (qemu's -EIO from the check). */
+export class CheckFailed extends Error {}
+
+export function hex(n: number | bigint): string {
+  return n.toString(16);
+}
+
+/** A table of 8-byte entries as big-endian 32-bit halves: [hi0, lo0, hi1, lo1, ...]. */
+export function halves(buf: Uint8Array): Uint32Array {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out = new Uint32Array(Math.floor(buf.length / 8) * 2);
+  for (let i = 0; i < out.length; i++) out[i] = v.getUint32(i * 4);
+  return out;
+}
+
+/** The refcounts stored in the image, read through a bounded cache of refcount blocks (block/cache.ts). */
+export class StoredRefcounts {
+  private readonly cache = new LruCache<number, Uint8Array>(STORED_BLOCKS_CACHED);
+
+  constructor(private readonly c: Checker) {}
+
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** Offset of refcount block `index` (0 = none), or -1 when the table entry is not cluster aligned. */
+  blockOffset(index: number): number {
+    const c = this.c;
+    if (index >= c.reftableEntries) return 0;
+    const off = reftableOffset(c.reftable[2 * index], c.reftable[2 * index + 1]);
+    // qemu cannot read at offsets near 2^63 (the block layer refuses them) or inside a cluster.
+    if (off % c.cs !== 0 || off > MAX_READABLE_OFFSET) return -1;
+    return off;
+  }
+
+  async block(offset: number): Promise<Uint8Array> {
+    let b = this.cache.get(offset);
+    if (b) return b;
+    b = await this.c.readPadded(offset, this.c.cs);
+    this.cache.set(offset, b);
+    return b;
+  }
+
+  /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
+  async get(cluster: number): Promise<number | undefined> {
+    const c = this.c;
+    const index = Math.floor(cluster / c.refblockEntries);
+    const off = this.blockOffset(index);
+    if (off < 0) return undefined;
+    if (off === 0) return 0;
+    const b = await this.block(off);
+    return getRefcount(b, cluster - index * c.refblockEntries, c.refcountBits);
+  }
+
+  /** A refcount for a message: 64-bit values above 2^53 (garbage, but qemu prints them) read exactly. */
+  async shown(cluster: number, value: number): Promise<number | bigint> {
+    const c = this.c;
+    if (value <= Number.MAX_SAFE_INTEGER || c.refcountBits !== 64) return value;
+    const index = Math.floor(cluster / c.refblockEntries);
+    const b = await this.block(this.blockOffset(index));
+    return new DataView(b.buffer).getBigUint64((cluster - index * c.refblockEntries) * 8);
+  }
+
+  /** Sets a stored refcount; only called for clusters whose refcount block exists. */
+  async set(cluster: number, value: number): Promise<void> {
+    const c = this.c;
+    const index = Math.floor(cluster / c.refblockEntries);
+    const off = this.blockOffset(index);
+    if (off <= 0) throw new DiskError('EIO', `no refcount block for cluster ${cluster}`);
+    const b = await this.block(off);
+    const e = cluster - index * c.refblockEntries;
+    setRefcount(b, e, c.refcountBits, value);
+    const bytes = c.refcountBits >= 8 ? c.refcountBits / 8 : 1;
+    const start = c.refcountBits >= 8 ? e * bytes : Math.floor(e / (8 / c.refcountBits));
+    await c.write(off + start, b.subarray(start, start + bytes), 'refcount block');
+  }
+}
+
+/** One check pass over an open image. */
+export class Checker {
+  readonly cs: number;
+  readonly cb: number;
+  readonly refcountBits: number;
+  readonly refblockEntries: number;
+  readonly l2Entries: number;
+  readonly l2EntrySize: number;
+  readonly extL2: boolean;
+  readonly dataFile: boolean;
+  /** Refcount table entries as big-endian halves: [hi0, lo0, hi1, lo1, ...]. */
+  reftable: Uint32Array = new Uint32Array(0);
+  reftableEntries = 0;
+  reftableOffset: number;
+  reftableClusters: number;
+  /** Active L1 table as loaded at "open", as halves. */
+  l1: Uint32Array = new Uint32Array(0);
+  readonly stored: StoredRefcounts;
+  /** Set when the refcount structure itself is broken and must be rebuilt (qemu's rebuild). */
+  rebuild = false;
+  /** Refcounts that could not be read (unaligned refcount block); a rebuild makes them moot. */
+  unreadable = 0;
+  /** Marks messages of a repairing pass: `fixed` tells whether the problem was repaired. */
+  repairing = false;
+  private omitted = 0;
+  metadata!: MetadataMap;
+
+  constructor(
+    readonly file: ImageFile,
+    readonly layout: Qcow2Layout,
+    readonly snapshots: SnapshotTable,
+    private readonly problems: CheckProblem[],
+    readonly signal?: AbortSignal,
+  ) {
+    const h = layout.header;
+    this.cs = layout.clusterSize;
+    this.cb = h.clusterBits;
+    this.refcountBits = layout.refcountBits;
+    this.refblockEntries = (this.cs * 8) / this.refcountBits;
+    this.l2Entries = layout.l2Entries;
+    this.l2EntrySize = layout.l2EntrySize;
+    this.extL2 = layout.extendedL2;
+    this.dataFile = (h.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
+    this.reftableOffset = h.refcountTableOffset;
+    this.reftableClusters = h.refcountTableClusters;
+    this.stored = new StoredRefcounts(this);
+  }
+
+  // ---- I/O ----
+
+  /** Reads `length` bytes; what lies past the end of the file reads as zeros (as qemu's file driver does). */
+  async readPadded(offset: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length);
+    if (offset < this.file.size) await this.file.readZeroPadded(offset, buf);
+    return buf;
+  }
+
+  /**
+   * Reads a table of 8-byte entries, allocating no more than the file holds from `offset`: entries past the
+   * end of the file are zero (unused), so they are simply not returned.
+   */
+  async readTable(offset: number, bytes: number): Promise<Uint8Array> {
+    const avail = Math.max(0, Math.min(bytes, this.file.size - offset));
+    return this.readPadded(offset, avail - (avail % 8));
+  }
+
+  /**
+   * Writes metadata after checking that it does not land on another structure (`ignore`: the class being
+   * rewritten); throws a DiskError naming the structure otherwise.
+   */
+  async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
+    if (ignore !== 'unchecked') {
+      const hit = this.metadata.overlap(offset, data.length, ignore);
+      if (hit) throw new DiskError('ECORRUPT', `Preventing invalid write on metadata (overlaps with ${hit})`);
+    }
+    await this.file.write(offset, data);
+  }
+
+  /** Records where every structure lies (check-overlap.ts). */
+  mapMetadata(): void {
+    this.metadata = mapMetadata(this);
+  }
+
+  async load(): Promise<void> {
+    const h = this.layout.header;
+    await this.loadReftable();
+    const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);
+    this.l1 = halves(l1);
+    this.mapMetadata();
+  }
+
+  private async loadReftable(): Promise<void> {
+    const t = await this.readTable(this.reftableOffset, this.reftableClusters * this.cs);
+    this.reftable = halves(t);
+    this.reftableEntries = t.length / 8;
+    this.stored.clear();
+  }
+
+  // ---- messages ----
+
+  say(severity: CheckProblem['severity'], message: string): void {
+    if (this.problems.length >= MAX_PROBLEMS) {
+      this.omitted++;
+      return;
+    }
+    const p: CheckProblem = { severity, message };
+    if (this.repairing) p.fixed = message.startsWith('Repairing');
+    this.problems.push(p);
+  }
+
+  finishMessages(): void {
+    if (this.omitted > 0) this.problems.push({ severity: 'error', message: `(${this.omitted} further messages were left out)` });
+    this.omitted = 0;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The check's in-memory refcount table (qemu's IMRT): one counter per cluster of the file, rebuilt from the
+ * metadata and compared with the refcounts the image stores. Memory is refused before it is allocated when
+ * the image has more clusters than we check in memory.
+ */
+import { DiskError } from '../../block/errors';
+
+/** qemu refuses to check images with more clusters than this (INT_MAX). */
+export const MAX_CLUSTERS = 2 ** 31 - 1;
+/** Our own ceiling on the in-memory refcount array. */
+const MAX_REFCOUNT_ARRAY_BYTES = 1024 * 1024 * 1024;
+const TWO32 = 2 ** 32;
+
+/**
+ * The in-memory refcount table (qemu's IMRT): one counter per cluster, in the narrowest typed array that
+ * holds the image's refcount width, saturating at the largest refcount the image can store.
+ */
+export class RefcountArray {
+  private data: Uint8Array | Uint16Array | Uint32Array;
+  private length: number;
+  /** The largest value an entry holds; reaching it again is qemu's "overflow". */
+  readonly max: number;
+  private readonly bytesPer: 1 | 2 | 4;
+
+  /** `size` clusters; a little spare capacity saves a full copy when a reference lands just past the end. */
+  constructor(refcountBits: number, size: number) {
+    this.bytesPer = refcountBits <= 8 ? 1 : refcountBits <= 16 ? 2 : 4;
+    this.max = refcountBits >= 32 ? TWO32 - 1 : 2 ** refcountBits - 1;
+    this.checkedSize(size);
+    this.data = this.make(size + 2);
+    this.length = size;
+  }
+
+  private make(n: number): Uint8Array | Uint16Array | Uint32Array {
+    return this.bytesPer === 1 ? new Uint8Array(n) : this.bytesPer === 2 ? new Uint16Array(n) : new Uint32Array(n);
+  }
+
+  /** Refuses sizes that would not fit our memory budget, before allocating. */
+  private checkedSize(size: number): number {
+    if (!Number.isSafeInteger(size) || size < 0 || size > MAX_CLUSTERS || size * this.bytesPer > MAX_REFCOUNT_ARRAY_BYTES) {
+      throw new DiskError('EUNSUPPORTED', `the image has too many clusters (${size}) to check in memory`);
+    }
+    return size;
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  get(i: number): number {
+    return i < this.length ? this.data[i] : 0;
+  }
+
+  set(i: number, v: number): void {
+    if (i >= this.length) this.resize(i + 1);
+    this.data[i] = v;
+  }
+
+  /** Grows (never shrinks) the logical size; new entries are zero. */
+  resize(n: number): void {
+    if (n <= this.length) return;
+    if (n > this.data.length) {
+      const grown = this.make(this.checkedSize(Math.max(n, Math.min(MAX_CLUSTERS, Math.ceil(this.data.length * 1.5)))));
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.length = n;
+  }
+
+  clear(): void {
+    this.data.fill(0);
+  }
+}

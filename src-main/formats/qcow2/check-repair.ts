@@ -1,0 +1,144 @@
+/**
+ * The check's comparison and repairs in place (qemu's compare_refcounts(), check_oflag_copied() and the
+ * clean mark at the end of a repair): stored refcounts against the ones the walk computed, fixing leaks and
+ * corruptions as `fix` allows; the COPIED flag of active L1 and L2 entries against the refcounts; and the
+ * dirty and corrupt bits cleared once a repair left no errors.
+ */
+import { throwIfAborted, toDiskError } from '../../block/errors';
+import { CheckFailed, FIX_ERRORS, FIX_LEAKS, type Checker, type Result } from './check-context';
+import type { RefcountArray } from './check-imrt';
+import { classify, ClusterType, HI_COPIED, hex64, hostOffset, isCopiedEntry, l1Offset } from './entry';
+import { encodeHeaderFields, getRefcount, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './layout';
+
+/** compare_refcounts(): stored against computed, fixing what `fix` allows. Returns the highest used cluster. */
+export async function compare(c: Checker, res: Result, fix: number, imrt: RefcountArray): Promise<number> {
+  let highest = 0;
+  const per = c.refblockEntries;
+  for (let index = 0; index * per < imrt.size; index++) {
+    throwIfAborted(c.signal);
+    const first = index * per;
+    const end = Math.min(first + per, imrt.size);
+    const off = c.stored.blockOffset(index);
+    if (off < 0) {
+      for (let k = first; k < end; k++) {
+        c.say('error', `Can't get refcount for cluster ${k}: Input/output error`);
+        res.checkErrors++;
+        c.unreadable++;
+      }
+      continue;
+    }
+    const block = off ? await c.stored.block(off) : undefined;
+    for (let k = first; k < end; k++) {
+      const rc1 = block ? getRefcount(block, k - first, c.refcountBits) : 0;
+      const rc2 = imrt.get(k);
+      if (rc1 > 0 || rc2 > 0) highest = k;
+      if (rc1 === rc2) continue;
+      let kind: 'leak' | 'corruption' | undefined;
+      if (rc1 === 0) c.rebuild = true;
+      else if (rc1 > rc2 && fix & FIX_LEAKS) kind = 'leak';
+      else if (rc1 < rc2 && fix & FIX_ERRORS) kind = 'corruption';
+      const word = kind ? 'Repairing' : rc1 < rc2 ? 'ERROR' : 'Leaked';
+      // A 64-bit refcount above 2^53 is garbage, but qemu prints it exactly.
+      const shown = rc1 > Number.MAX_SAFE_INTEGER && block ? new DataView(block.buffer).getBigUint64((k - first) * 8) : rc1;
+      c.say(rc1 < rc2 ? 'corruption' : 'leak', `${word} cluster ${k} refcount=${shown} reference=${rc2}`);
+      if (kind) {
+        try {
+          await c.stored.set(k, rc2);
+          if (kind === 'leak') res.leaksFixed++;
+          else res.corruptionsFixed++;
+          continue;
+        } catch (err) {
+          c.say('error', `ERROR could not update the refcount of cluster ${k}: ${toDiskError(err).message}`);
+        }
+      }
+      if (rc1 < rc2) res.corruptions++;
+      else res.leaks++;
+    }
+  }
+  return highest;
+}
+
+/** check_oflag_copied(): the COPIED flag of active L1 and L2 entries must say "refcount is exactly 1". */
+export async function checkOflagCopied(c: Checker, res: Result, fix: number): Promise<void> {
+  // With -r leaks the flags are only rewritten when the refcounts are known to be right by now.
+  const repair = fix & FIX_ERRORS ? true : fix & FIX_LEAKS ? res.checkErrors === 0 && res.corruptions === 0 && res.leaks === 0 : false;
+  const word = repair ? 'Repairing' : 'ERROR';
+  const h = c.layout.header;
+  const es = c.l2EntrySize;
+  const withCopied = (hi: number, copied: boolean) => (copied ? (hi | HI_COPIED) >>> 0 : (hi & ~HI_COPIED) >>> 0);
+  for (let i = 0; i < c.l1.length / 2; i++) {
+    throwIfAborted(c.signal);
+    let hi = c.l1[2 * i];
+    const lo = c.l1[2 * i + 1];
+    const l2Offset = l1Offset(hi, lo);
+    if (l2Offset === 0) continue;
+    const rc = await c.stored.get(Math.floor(l2Offset / c.cs));
+    if (rc === undefined) continue; // reported by the comparison already
+    if ((rc === 1) !== isCopiedEntry(hi)) {
+      res.corruptions++;
+      c.say('corruption', `${word} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${await c.stored.shown(Math.floor(l2Offset / c.cs), rc)}`);
+      if (repair) {
+        hi = withCopied(hi, rc === 1);
+        const at = h.l1TableOffset + 8 * i;
+        const e = new Uint8Array(8);
+        new DataView(e.buffer).setUint32(0, hi);
+        new DataView(e.buffer).setUint32(4, lo);
+        try {
+          await c.write(at, e, 'active L1 table');
+        } catch (err) {
+          c.say('error', `ERROR: Could not write the L1 table entry: ${toDiskError(err).message}`);
+          res.checkErrors++;
+          throw new CheckFailed();
+        }
+        await c.file.sync();
+        c.l1[2 * i] = hi;
+        res.corruptions--;
+        res.corruptionsFixed++;
+      }
+    }
+    const table = await c.readPadded(l2Offset, c.l2Entries * es);
+    const v = new DataView(table.buffer);
+    let dirty = 0;
+    for (let j = 0; j < c.l2Entries; j++) {
+      const ehi = v.getUint32(j * es);
+      const elo = v.getUint32(j * es + 4);
+      const type = classify(ehi, elo, c.extL2, c.dataFile);
+      if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
+      const cluster = Math.floor(hostOffset(ehi, elo) / c.cs);
+      const erc = c.dataFile ? 1 : await c.stored.get(cluster);
+      if (erc === undefined) continue;
+      if ((erc === 1) !== isCopiedEntry(ehi)) {
+        res.corruptions++;
+        c.say('corruption', `${word} OFLAG_COPIED data cluster: l2_entry=${hex64(ehi, elo)} refcount=${await c.stored.shown(cluster, erc)}`);
+        if (repair) {
+          v.setUint32(j * es, withCopied(ehi, erc === 1));
+          dirty++;
+        }
+      }
+    }
+    if (dirty) {
+      if (c.metadata.overlap(l2Offset, c.cs, 'active L2 table')) {
+        c.say('error', 'ERROR: Could not write L2 table; metadata overlap check failed: Input/output error');
+        res.checkErrors++;
+        throw new CheckFailed();
+      }
+      await c.write(l2Offset, table, 'unchecked');
+      await c.file.sync();
+      res.corruptions -= dirty;
+      res.corruptionsFixed += dirty;
+    }
+  }
+}
+
+/** Clears the dirty bit (lazy refcounts after a crash) and the corrupt bit: the refcounts are right now. */
+export async function markCleanAndConsistent(c: Checker): Promise<void> {
+  const h = c.layout.header;
+  if (h.version !== 3) return;
+  const bits = h.incompatibleFeatures & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT);
+  if (bits === h.incompatibleFeatures) return;
+  await c.file.sync();
+  const { offset, bytes } = encodeHeaderFields({ incompatibleFeatures: bits });
+  await c.write(offset, bytes, 'unchecked');
+  await c.file.sync();
+  h.incompatibleFeatures = bits;
+}

@@ -1,0 +1,337 @@
+/**
+ * The check's reference walk (qemu's calculate_refcounts() and what it calls): every structure that points
+ * at clusters — header, active and snapshot L1/L2 tables, snapshot table, refcount table and blocks, crypto
+ * header, bitmaps — counted into the in-memory refcount table, with the damage found on the way reported in
+ * qemu-img's words (and, for unaligned preallocated clusters and refcount blocks past the end, repaired).
+ */
+import { throwIfAborted, toDiskError } from '../../block/errors';
+import { CheckFailed, FIX_ERRORS, FRAG_INFO, halves, hex, type Checker, type Result } from './check-context';
+import type { RefcountArray } from './check-imrt';
+import {
+  badBitmapEntry,
+  bitmapEntryOffset,
+  classify,
+  ClusterType,
+  HI_COPIED,
+  hasZeroFlag,
+  hex64,
+  hostOffset,
+  isCopiedEntry,
+  l1Offset,
+  l1ReservedBits,
+  l2ReservedBits,
+  putEntry,
+  reftableOffset,
+  reftableReservedBits,
+  zeroEntry,
+} from './entry';
+import { bitmapDirectory, compressedExtent, EXT_CRYPTO, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from './layout';
+
+/** A refcount block "outside the image" is only fixed by growing the file when that stays modest. */
+const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
+
+/** C's %#x: "0x…", but plain "0" for zero. */
+function altHex(n: number): string {
+  return n === 0 ? '0' : `0x${n.toString(16)}`;
+}
+
+/** qcow2_inc_refcounts_imrt(). */
+export function incRefcounts(c: Checker, res: Result, imrt: RefcountArray, offset: number, size: number): void {
+  if (size <= 0) return;
+  // The last cluster may be only partly written, so up to one cluster past the end of the file is fine.
+  if (offset + size - c.file.size >= c.cs) {
+    c.say('corruption', `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`);
+    res.corruptions++;
+    return;
+  }
+  const first = Math.floor(offset / c.cs);
+  const last = Math.floor((offset + size - 1) / c.cs);
+  for (let k = first; k <= last; k++) {
+    const rc = imrt.get(k);
+    if (rc >= imrt.max) {
+      c.say(
+        'corruption',
+        `ERROR: overflow cluster offset=0x${hex(k * c.cs)}\nUse qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing`,
+      );
+      res.corruptions++;
+      continue;
+    }
+    imrt.set(k, rc + 1);
+  }
+}
+
+/** check_refcounts_l2(). */
+async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: number, flags: number, fix: number, active: boolean): Promise<void> {
+  throwIfAborted(c.signal);
+  const es = c.l2EntrySize;
+  const table = await c.readPadded(l2Offset, c.l2Entries * es);
+  const v = new DataView(table.buffer);
+  let nextContiguous = 0;
+  for (let i = 0; i < c.l2Entries; i++) {
+    let hi = v.getUint32(i * es);
+    const lo = v.getUint32(i * es + 4);
+    const bmHi = es === 16 ? v.getUint32(i * es + 8) : 0; // "zero" bits
+    const bmLo = es === 16 ? v.getUint32(i * es + 12) : 0; // "allocated" bits
+    if (hi === 0 && lo === 0 && bmHi === 0 && bmLo === 0) continue;
+    const type = classify(hi, lo, c.extL2, c.dataFile);
+    if (type !== ClusterType.Compressed && l2ReservedBits(hi, lo)) {
+      c.say('corruption', `ERROR found l2 entry with reserved bits set: ${hex64(hi, lo)}`);
+      res.corruptions++;
+    }
+    switch (type) {
+      case ClusterType.Compressed: {
+        if (isCopiedEntry(hi)) {
+          hi = (hi & ~HI_COPIED) >>> 0;
+          const { offset } = compressedExtent((BigInt(hi) << 32n) | BigInt(lo), c.cb);
+          c.say('corruption', `ERROR: coffset=0x${hex(offset)}: copied flag must never be set for compressed clusters`);
+          res.corruptions++;
+        }
+        if (c.dataFile) {
+          c.say('corruption', `ERROR compressed cluster ${i} with data file, entry=0x${hex64(hi, lo)}`);
+          res.corruptions++;
+          continue;
+        }
+        if (bmHi || bmLo) {
+          c.say('corruption', `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(hi, lo)}`);
+          res.corruptions++;
+          continue;
+        }
+        const { offset, length } = compressedExtent((BigInt(hi) << 32n) | BigInt(lo), c.cb);
+        incRefcounts(c, res, imrt, offset, length);
+        if (flags & FRAG_INFO) {
+          res.allocatedClusters++;
+          res.compressedClusters++;
+          // Compressed clusters share sectors with their neighbours: qemu counts them all as fragmented.
+          res.fragmentedClusters++;
+        }
+        break;
+      }
+      case ClusterType.ZeroAlloc:
+      case ClusterType.Normal: {
+        const offset = hostOffset(hi, lo);
+        if (c.extL2 && (bmHi & bmLo) !== 0) {
+          c.say('corruption', `ERROR offset=${hex(offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
+          res.corruptions++;
+        }
+        if (offset % c.cs !== 0) {
+          res.corruptions++;
+          const containsData = c.extL2 ? bmLo !== 0 : !hasZeroFlag(lo);
+          if (!containsData) {
+            const repair = (fix & FIX_ERRORS) !== 0;
+            c.say('corruption', `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
+            if (repair && (await zeroL2Entry(c, res, l2Offset, table, i, active))) continue;
+          } else {
+            c.say('corruption', `ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
+          }
+        }
+        if (flags & FRAG_INFO) {
+          res.allocatedClusters++;
+          if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
+          nextContiguous = offset + c.cs;
+        }
+        if (!c.dataFile) incRefcounts(c, res, imrt, offset, c.cs);
+        break;
+      }
+      case ClusterType.ZeroPlain:
+        break;
+      case ClusterType.Unallocated:
+        if (c.extL2 && bmLo !== 0) {
+          c.say('corruption', 'ERROR: Unallocated cluster has non-zero subcluster allocation map');
+          res.corruptions++;
+        }
+        break;
+    }
+  }
+}
+
+/**
+ * fix_l2_entry_by_zero(): turns an entry into a plain zero cluster (all subclusters zero with extended L2).
+ * The caller has counted the corruption; returns true when it was repaired.
+ */
+async function zeroL2Entry(c: Checker, res: Result, l2Offset: number, table: Uint8Array, i: number, active: boolean): Promise<boolean> {
+  const es = c.l2EntrySize;
+  const at = l2Offset + i * es;
+  // qemu's check stops when the entry would be written over other metadata.
+  if (c.metadata.overlap(at, es, active ? 'active L2 table' : undefined)) {
+    c.say('error', 'ERROR: Overlap check failed');
+    res.checkErrors++;
+    throw new CheckFailed();
+  }
+  if (es === 16) {
+    const v = new DataView(table.buffer);
+    // Subclusters that were allocated or zero read as zero now.
+    const zeroBits = (v.getUint32(i * es + 8) | v.getUint32(i * es + 12)) >>> 0;
+    putEntry(table, i, { hi: 0, lo: 0, zeroBits, allocBits: 0 }, true);
+  } else {
+    putEntry(table, i, zeroEntry(false), false);
+  }
+  try {
+    await c.write(at, table.subarray(i * es, i * es + es), 'unchecked');
+    await c.file.sync();
+  } catch (err) {
+    c.say('error', `ERROR: Failed to overwrite L2 table entry: ${toDiskError(err).message}`);
+    res.checkErrors++;
+    return false;
+  }
+  res.corruptions--;
+  res.corruptionsFixed++;
+  return true;
+}
+
+/** check_refcounts_l1(). */
+async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffset: number, l1Size: number, flags: number, fix: number, active: boolean): Promise<void> {
+  if (l1Size === 0) return;
+  incRefcounts(c, res, imrt, l1TableOffset, l1Size * 8);
+  const l1 = active && l1TableOffset === c.layout.header.l1TableOffset ? c.l1 : halves(await c.readTable(l1TableOffset, l1Size * 8));
+  for (let i = 0; i < l1.length / 2; i++) {
+    const hi = l1[2 * i];
+    const lo = l1[2 * i + 1];
+    if (hi === 0 && lo === 0) continue;
+    if (l1ReservedBits(hi, lo)) {
+      c.say('corruption', `ERROR found L1 entry with reserved bits set: ${hex64(hi, lo)}`);
+      res.corruptions++;
+    }
+    const l2Offset = l1Offset(hi, lo);
+    incRefcounts(c, res, imrt, l2Offset, c.cs);
+    if (l2Offset % c.cs !== 0) {
+      c.say('corruption', `ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`);
+      res.corruptions++;
+    }
+    await checkL2(c, res, imrt, l2Offset, flags, fix, active);
+  }
+}
+
+/** qcow2_check_bitmaps_refcounts(): the bitmap directory, bitmap tables and bitmap data clusters. */
+async function checkBitmaps(c: Checker, res: Result, imrt: RefcountArray): Promise<void> {
+  // qemu ignores the extension when a program without bitmap support cleared the autoclear bit.
+  const bm = bitmapDirectory(c.layout);
+  if (!bm || bm.count === 0) return;
+  const { count: nb, size: dirSize, offset: dirOffset } = bm;
+  incRefcounts(c, res, imrt, dirOffset, dirSize);
+  if (dirOffset % c.cs !== 0 || dirOffset + dirSize > c.file.size || dirSize > MAX_BITMAP_DIRECTORY_BYTES) {
+    res.corruptions++;
+    return;
+  }
+  const dir = await c.readPadded(dirOffset, dirSize);
+  const dv = new DataView(dir.buffer);
+  let pos = 0;
+  for (let n = 0; n < nb; n++) {
+    if (pos + 24 > dir.length) {
+      res.corruptions++;
+      return;
+    }
+    const tableOffset = Number(dv.getBigUint64(pos));
+    const tableSize = dv.getUint32(pos + 8);
+    const nameSize = dv.getUint16(pos + 18);
+    const extraSize = dv.getUint32(pos + 20);
+    pos += Math.ceil((24 + extraSize + nameSize) / 8) * 8;
+    if (pos > dir.length) {
+      res.corruptions++;
+      return;
+    }
+    incRefcounts(c, res, imrt, tableOffset, tableSize * 8);
+    if (tableOffset % c.cs !== 0 || tableSize * 8 > MAX_L1_BYTES || tableOffset + tableSize * 8 > c.file.size) {
+      res.corruptions++;
+      return;
+    }
+    const table = await c.readTable(tableOffset, tableSize * 8);
+    const tv = new DataView(table.buffer);
+    for (let i = 0; i < table.length / 8; i++) {
+      const hi = tv.getUint32(i * 8);
+      const lo = tv.getUint32(i * 8 + 4);
+      // Reserved bits, the "all ones" flag on an allocated entry, or an unaligned offset.
+      if (badBitmapEntry(hi, lo, c.cs)) {
+        res.corruptions++;
+        continue;
+      }
+      const offset = bitmapEntryOffset(hi, lo);
+      if (offset !== 0) incRefcounts(c, res, imrt, offset, c.cs);
+    }
+  }
+}
+
+/** check_refblocks(): refcount table entries and the refcount blocks themselves. */
+async function checkRefblocks(c: Checker, res: Result, fix: number, imrt: RefcountArray): Promise<void> {
+  for (let i = 0; i < c.reftableEntries; i++) {
+    const hi = c.reftable[2 * i];
+    const lo = c.reftable[2 * i + 1];
+    if (reftableReservedBits(lo)) {
+      c.say('corruption', `ERROR refcount table entry ${i} has reserved bits set`);
+      res.corruptions++;
+      c.rebuild = true;
+      continue;
+    }
+    const offset = reftableOffset(hi, lo);
+    if (offset % c.cs !== 0) {
+      c.say('corruption', `ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`);
+      res.corruptions++;
+      c.rebuild = true;
+      continue;
+    }
+    const cluster = offset / c.cs;
+    if (cluster >= imrt.size) {
+      res.corruptions++;
+      const repair = (fix & FIX_ERRORS) !== 0;
+      c.say('corruption', `${repair ? 'Repairing' : 'ERROR'} refcount block ${i} is outside image`);
+      if (repair) {
+        // qemu grows the file so that the block exists (it reads as zeros); we only do so within reason
+        // and otherwise leave it to the rebuild, which drops the entry.
+        const end = offset + c.cs;
+        if (end - c.file.size <= Math.max(c.file.size, MAX_GROW_FOR_REFBLOCK)) {
+          await c.file.truncate(end);
+          imrt.resize(Math.ceil(c.file.size / c.cs));
+          res.corruptions--;
+          res.corruptionsFixed++;
+          incRefcounts(c, res, imrt, offset, c.cs);
+        } else {
+          c.rebuild = true;
+          c.say('error', 'ERROR could not resize image: the refcount block lies too far past the end of the file');
+        }
+      }
+      continue;
+    }
+    if (offset !== 0) {
+      incRefcounts(c, res, imrt, offset, c.cs);
+      const rc = imrt.get(cluster);
+      if (rc !== 1) {
+        c.say('corruption', `ERROR refcount block ${i} refcount=${rc}`);
+        res.corruptions++;
+        c.rebuild = true;
+      }
+    }
+  }
+}
+
+/** calculate_refcounts(): everything that references clusters. */
+export async function calculate(c: Checker, res: Result, fix: number, imrt: RefcountArray): Promise<void> {
+  const h = c.layout.header;
+  incRefcounts(c, res, imrt, 0, c.cs);
+  await checkL1(c, res, imrt, h.l1TableOffset, h.l1Size, FRAG_INFO, fix, true);
+  const snaps = c.snapshots.entries;
+  if (c.dataFile && snaps.length) {
+    c.say('corruption', `ERROR ${snaps.length} snapshots in image with data file`);
+    res.corruptions++;
+  }
+  for (const sn of snaps) {
+    if (sn.l1TableOffset % c.cs !== 0) {
+      c.say('corruption', `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
+      res.corruptions++;
+      continue;
+    }
+    await checkL1(c, res, imrt, sn.l1TableOffset, sn.l1Size, 0, fix, false);
+  }
+  incRefcounts(c, res, imrt, h.snapshotsOffset, c.snapshots.byteLength);
+  incRefcounts(c, res, imrt, c.reftableOffset, c.reftableClusters * c.cs);
+  const crypto = c.layout.extensions.find((e) => e.type === EXT_CRYPTO);
+  if (crypto && crypto.data.length >= 16) {
+    const cv = new DataView(crypto.data.buffer, crypto.data.byteOffset, crypto.data.byteLength);
+    const off = cv.getBigUint64(0);
+    const len = cv.getBigUint64(8);
+    if (off + len > BigInt(Number.MAX_SAFE_INTEGER)) {
+      c.say('corruption', `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(off)} size 0x${hex(len)}`);
+      res.corruptions++;
+    } else incRefcounts(c, res, imrt, Number(off), Number(len));
+  }
+  await checkBitmaps(c, res, imrt);
+  await checkRefblocks(c, res, fix, imrt);
+}

@@ -1,0 +1,222 @@
+/**
+ * An open qcow2 image as a BlockDevice (docs/interop/qcow2.txt): the image's state and its parts, each in its
+ * own file — mapping tables (tables.ts), write-back metadata cache (cache.ts), job order (jobs.ts), header
+ * (header.ts), compressed clusters (compress.ts), refcounts (refcount.ts) — and the BlockDevice calls, which
+ * delegate to read.ts, write.ts, zero.ts, discard.ts, compress.ts and resize.ts. Extended L2 entries (32
+ * subclusters per cluster) are handled throughout.
+ */
+import { checkRange } from '../../block/bytes';
+import { DiskError, toDiskError } from '../../block/errors';
+import { resolveBackingPath } from '../../block/backing-path';
+import { ImageFile } from '../../block/file';
+import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
+import { WriteBackCache } from './cache';
+import { CompressedClusters, writeCompressed } from './compress';
+import { discard } from './discard';
+import { backingFormatName, checkFeatures, HeaderState } from './header';
+import { JobQueue } from './jobs';
+import { readLayout, type Qcow2Header, type Qcow2Layout } from './layout';
+import { readAt, statusAt } from './read';
+import { Refcounts } from './refcount';
+import { preallocate, resize } from './resize';
+import { SUBCLUSTERS } from './entry';
+import { Tables } from './tables';
+import { write } from './write';
+import { writeZeroes } from './zero';
+
+export class Qcow2Device implements BlockDevice {
+  readonly format = 'qcow2' as const;
+  readonly clusterSize: number;
+  readonly clusterBits: number;
+  readonly extendedL2: boolean;
+  readonly l2Entries: number;
+  readonly l2EntrySize: number;
+  readonly subclusterSize: number;
+  readonly header: Qcow2Header;
+  readonly headerState: HeaderState;
+  readonly cache: WriteBackCache;
+  readonly jobs: JobQueue;
+  readonly tables: Tables;
+  readonly compressed: CompressedClusters;
+  private refs?: Refcounts;
+  private closed = false;
+  private noFlush = false;
+  /** Whether the image looks preallocated with metadata only (read.ts decides it once). */
+  preallocDetected?: boolean;
+
+  constructor(
+    readonly file: ImageFile,
+    readonly layout: Qcow2Layout,
+    readonly readOnly: boolean,
+    readonly backing: BlockDevice | undefined,
+  ) {
+    const h = layout.header;
+    this.header = h;
+    this.clusterSize = layout.clusterSize;
+    this.clusterBits = h.clusterBits;
+    this.extendedL2 = layout.extendedL2;
+    this.l2Entries = layout.l2Entries;
+    this.l2EntrySize = layout.l2EntrySize;
+    this.subclusterSize = this.clusterSize / SUBCLUSTERS;
+    this.headerState = new HeaderState(file, h);
+    this.cache = new WriteBackCache(file);
+    this.tables = new Tables(this);
+    const writeL2 = (off: number, table: Uint8Array, first: number, count: number) => this.tables.writeEntries(off, table, first, count);
+    this.jobs = new JobQueue(() => this.cache.writeBack(writeL2));
+    this.compressed = new CompressedClusters(this);
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+  get size(): number {
+    return this.header.size;
+  }
+  get version(): 2 | 3 {
+    return this.header.version;
+  }
+
+  /** L2 table offset from L1 entry `i` (0 = none) and whether it is marked as exclusively owned. */
+  l1Entry(i: number): { offset: number; copied: boolean } {
+    return this.tables.l1Entry(i);
+  }
+
+  /** The refcount structures, loaded on first use. */
+  async refcounts(): Promise<Refcounts> {
+    if (!this.refs) {
+      const h = this.header;
+      this.refs = await Refcounts.load({
+        file: this.file,
+        clusterBits: h.clusterBits,
+        refcountBits: this.layout.refcountBits,
+        tableOffset: h.refcountTableOffset,
+        tableClusters: h.refcountTableClusters,
+        cache: this.cache,
+        writeTableLocation: (offset, clusters) => this.headerState.setRefcountTable(offset, clusters),
+        onFreed: (off) => {
+          this.tables.forget(off);
+          this.compressed.onFreed(off);
+        },
+      });
+    }
+    return this.refs;
+  }
+
+  /** Before the first change (header.ts): refcounts loaded, autoclear bits cleared, dirty bit set with lazy refcounts. */
+  beginWrite(): Promise<void> {
+    return this.headerState.beginWrite(() => this.refcounts());
+  }
+
+  /** Runs a mutation in the image's job order (jobs.ts). */
+  serial<T>(fn: () => Promise<T>, posting: boolean | 'settles-itself' = false): Promise<T> {
+    return this.jobs.serial(fn, posting);
+  }
+
+  checkRange(offset: number, length: number): void {
+    checkRange(this.size, offset, length, this.path);
+  }
+
+  checkWritable(): void {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.closed) throw new DiskError('EINVAL', `${this.path}: the image is closed`, this.path);
+  }
+
+  // ---------------------------------------------------------------- BlockDevice
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    this.checkRange(offset, into.length);
+    try {
+      await readAt(this, offset, into);
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  async status(offset: number, length: number): Promise<Extent> {
+    this.checkRange(offset, length);
+    if (length === 0) throw new DiskError('EINVAL', `${this.path}: status of an empty range`, this.path);
+    try {
+      return await statusAt(this, offset, length);
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return write(this, offset, data);
+  }
+
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return writeZeroes(this, offset, length);
+  }
+
+  discard(offset: number, length: number): Promise<void> {
+    return discard(this, offset, length);
+  }
+
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    return writeCompressed(this, offset, data);
+  }
+
+  resize(newSize: number, shrink: boolean): Promise<void> {
+    return resize(this, newSize, shrink);
+  }
+
+  preallocate(full: boolean): Promise<void> {
+    return preallocate(this, full);
+  }
+
+  /** Drops cached L2 tables and inflated clusters (after another actor rewrote them). */
+  dropCaches(): void {
+    this.tables.clear();
+    this.compressed.clear();
+  }
+
+  /** cache=unsafe: no syncs at flush and close (the other syncs of rare metadata moves stay). */
+  skipFlushes(): void {
+    this.noFlush = true;
+  }
+
+  async flush(): Promise<void> {
+    if (this.noFlush) return;
+    await this.jobs.serial(() => this.file.sync());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Posted writes are waited for inside the job, so that the file is closed even when one of them failed.
+    await this.jobs.serial(async () => {
+      this.closed = true;
+      try {
+        await this.jobs.settle();
+        await this.headerState.markClean(this.noFlush);
+        if (!this.readOnly && !this.noFlush) await this.file.sync();
+      } finally {
+        await this.file.close();
+        await this.backing?.close();
+      }
+    }, 'settles-itself');
+  }
+}
+
+/** Opens a qcow2 image and, when the policy allows, its backing file. */
+export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2Device> {
+  const file = await ImageFile.open(path, !opts.readOnly);
+  let backing: BlockDevice | undefined;
+  try {
+    const layout = await readLayout(file);
+    checkFeatures(layout, path, !opts.readOnly);
+    if (layout.backingFile !== undefined && opts.backingPolicy !== 'none') {
+      const full = resolveBackingPath(path, layout.backingFile, opts.backingPolicy);
+      backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);
+    }
+    const dev = new Qcow2Device(file, layout, opts.readOnly, backing);
+    await dev.tables.loadL1();
+    if (!opts.readOnly) await dev.refcounts();
+    return dev;
+  } catch (err) {
+    await file.close();
+    await backing?.close().catch(() => undefined);
+    throw toDiskError(err, path);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * discard of an open qcow2 image: qemu's qcow2_co_pdiscard (full_discard off), checked against qemu-io 7.2.
+ * Only whole clusters are touched (the last cluster is whole when the range runs to the end of the image);
+ * each one that holds a host cluster, or any one when the image has a backing file, becomes a cluster that
+ * reads as zeros — the zero flag in v3, all subclusters zero with extended L2 entries, unallocated in v2 —
+ * and its host cluster (or compressed sectors) loses one reference. v2 images with a backing file are refused
+ * (qemu silently skips them: without a zero flag the backing file's data would show through).
+ *
+ * Two departures, neither visible to qemu-img check, compare or map: qemu also allocates (or copies, when
+ * shared with a snapshot) the L2 table of every range it looks at even when no entry changes; we leave such
+ * tables alone. And qemu punches holes in the freed host clusters; Node cannot, so the file keeps its
+ * length and blocks (the clusters are free for reuse). Nothing is truncated, as qemu truncates nothing.
+ */
+import { DiskError, toDiskError } from '../../block/errors';
+import type { Qcow2Device } from './device';
+import { EMPTY_ENTRY, isCompressedEntry, putEntry, readEntry, zeroEntry, type L2Entry } from './entry';
+import { holdsCluster, releaseEntry } from './write';
+
+/** BlockDevice.discard. */
+export async function discard(d: Qcow2Device, offset: number, length: number): Promise<void> {
+  d.checkWritable();
+  d.checkRange(offset, length);
+  if (length === 0) return;
+  const hasBacking = d.layout.backingFile !== undefined || d.backing !== undefined;
+  if (d.version === 2 && hasBacking) {
+    throw new DiskError(
+      'EUNSUPPORTED',
+      `${d.path}: a version 2 (compat=0.10) image with a backing file cannot discard: it has no zero flag, so released clusters would show the backing file's data`,
+      d.path,
+    );
+  }
+  const cs = d.clusterSize;
+  const end = offset + length;
+  const first = Math.ceil(offset / cs);
+  const stop = end === d.size ? Math.ceil(end / cs) : Math.floor(end / cs);
+  if (stop <= first) return;
+  await d.jobs.serial(async () => {
+    for (let c = first; c < stop; ) {
+      const l1i = Math.floor(c / d.l2Entries);
+      const tableStop = Math.min(stop, (l1i + 1) * d.l2Entries);
+      await discardInTable(d, l1i, c, tableStop, hasBacking);
+      c = tableStop;
+    }
+  }).catch((err) => {
+    throw toDiskError(err, d.path);
+  });
+}
+
+/** What a discarded cluster's entry becomes, or undefined when it stays as it is. */
+function discardedEntry(d: Qcow2Device, e: L2Entry, guest: number, hasBacking: boolean): L2Entry | undefined {
+  const holds = isCompressedEntry(e.hi) || d.tables.checkedHost(e, guest) !== 0;
+  if (!holds && !hasBacking) return undefined; // reads as zeros already and holds nothing
+  // v2 has no zero flag: the entry becomes unallocated.
+  const next: L2Entry = d.extendedL2 || d.version === 3 ? zeroEntry(d.extendedL2) : { ...EMPTY_ENTRY };
+  const same = (e.hi >>> 0) === next.hi && (e.lo >>> 0) === next.lo && (e.zeroBits >>> 0) === (next.zeroBits >>> 0) && (e.allocBits >>> 0) === next.allocBits;
+  return same ? undefined : next;
+}
+
+/** Discards clusters [c0, c1) of L2 table `l1i`: entries rewritten first, then the references dropped. */
+async function discardInTable(d: Qcow2Device, l1i: number, c0: number, c1: number, hasBacking: boolean): Promise<void> {
+  const cs = d.clusterSize;
+  const ext = d.extendedL2;
+  const { offset: current } = d.tables.l1Entry(l1i);
+  const before = current ? await d.tables.l2Table(current) : undefined;
+  const changes: Array<{ idx: number; next: L2Entry; old: L2Entry }> = [];
+  for (let c = c0; c < c1; c++) {
+    const idx = c % d.l2Entries;
+    const old = before ? readEntry(before, idx, ext) : EMPTY_ENTRY;
+    const next = discardedEntry(d, old, c * cs, hasBacking);
+    if (next) changes.push({ idx, next, old });
+  }
+  if (changes.length === 0) return;
+  await d.beginWrite();
+  // A table shared with a snapshot is copied here; the copy holds the same entries as `before`.
+  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+  for (const ch of changes) putEntry(table, ch.idx, ch.next, ext);
+  const lo = changes[0].idx;
+  const hi = changes[changes.length - 1].idx;
+  await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
+  const released = changes.filter((ch) => holdsCluster(ch.old));
+  if (released.length === 0) return;
+  // The new entries reach the disk before any refcount drops: a crash in between leaks clusters, and a
+  // freed cluster can never be handed out again while an entry on disk still points at it.
+  await d.file.sync();
+  for (const ch of released) await releaseEntry(d, ch.old);
+}

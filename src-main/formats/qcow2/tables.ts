@@ -1,0 +1,281 @@
+/**
+ * The mapping tables of an open qcow2 image (qemu's qcow2-cluster.c): the active L1 table, a bounded cache of
+ * L2 tables, the lookup of what a guest range maps to (piece), L2 tables made ready for a change (allocated,
+ * or copied when shared with a snapshot), L2 entry writes, and moves of the L1 table (grow, switch).
+ */
+import { LruCache } from '../../block/cache';
+import { corrupt, DiskError } from '../../block/errors';
+import type { Qcow2Device } from './device';
+import {
+  ClusterType,
+  classify,
+  HI_COPIED,
+  be32,
+  entryBig,
+  hostOf,
+  hostOffset,
+  isCompressedEntry,
+  l1Offset,
+  readEntry,
+  subclusterKind,
+  SUBCLUSTERS,
+  type L2Entry,
+} from './entry';
+import { writeHeaderFields } from './header';
+import { MAX_L1_BYTES } from './layout';
+
+/** L2 tables kept in memory: about 16 MiB whatever the cluster size, never fewer than 4 tables. */
+export function l2CacheCapacity(clusterSize: number): number {
+  return Math.max(4, Math.floor((16 << 20) / clusterSize));
+}
+
+/** A guest range inside one cluster with one state. */
+export interface Piece {
+  kind: 'data' | 'zero' | 'unallocated' | 'compressed';
+  length: number;
+  /** Host offset of the piece's first byte, where the image holds a cluster for it. */
+  host?: number;
+  /** The compressed cluster descriptor. */
+  entry?: bigint;
+}
+
+export class Tables {
+  l1Size: number;
+  l1Offset: number;
+  /** The active L1 table as stored (big-endian entries). */
+  l1: Uint8Array;
+  private l1View: DataView;
+  private readonly l2Cache: LruCache<number, Uint8Array>;
+
+  constructor(private readonly d: Qcow2Device) {
+    this.l1Size = d.header.l1Size;
+    this.l1Offset = d.header.l1TableOffset;
+    this.l1 = new Uint8Array(0);
+    this.l1View = new DataView(this.l1.buffer);
+    this.l2Cache = new LruCache(l2CacheCapacity(d.clusterSize));
+  }
+
+  async loadL1(): Promise<void> {
+    this.l1 = this.l1Size ? await this.d.file.readBlock(this.l1Offset, this.l1Size * 8, 'L1 table') : new Uint8Array(0);
+    this.l1View = new DataView(this.l1.buffer, this.l1.byteOffset, this.l1.byteLength);
+  }
+
+  /** L2 table offset from L1 entry `i` (0 = none) and whether it is marked as exclusively owned. */
+  l1Entry(i: number): { offset: number; copied: boolean } {
+    if (i >= this.l1Size) return { offset: 0, copied: false };
+    const hi = this.l1View.getUint32(i * 8);
+    const offset = l1Offset(hi, this.l1View.getUint32(i * 8 + 4));
+    if (offset % this.d.clusterSize !== 0) throw corrupt(`${this.d.path}: L1 entry ${i} points to an unaligned L2 table (0x${offset.toString(16)})`, this.d.path);
+    return { offset, copied: (hi & HI_COPIED) !== 0 };
+  }
+
+  async setL1Entry(i: number, offset: number, copied: boolean): Promise<void> {
+    const hi = Math.floor(offset / 2 ** 32) | (copied ? HI_COPIED : 0);
+    this.l1View.setUint32(i * 8, hi >>> 0);
+    this.l1View.setUint32(i * 8 + 4, offset % 2 ** 32);
+    await this.d.file.write(this.l1Offset + i * 8, this.l1.subarray(i * 8, i * 8 + 8));
+  }
+
+  async l2Table(offset: number): Promise<Uint8Array> {
+    const { cache, jobs } = this.d;
+    let t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
+    if (!t && jobs.posted.size) {
+      // A table evicted while a write of it is under way must not be read back before that write lands.
+      await Promise.allSettled(jobs.posted);
+      t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
+    }
+    if (!t) {
+      t = await this.d.file.readBlock(offset, this.d.clusterSize, 'L2 table');
+      this.l2Cache.set(offset, t);
+    }
+    return t;
+  }
+
+  /** Writes L2 entries [first, first + count); deferred refcount raises go to the file first (they may be what the entries point at). */
+  async writeEntries(l2Offset: number, table: Uint8Array, first: number, count: number): Promise<void> {
+    await this.d.cache.writeRefcounts();
+    const es = this.d.l2EntrySize;
+    const a = first * es;
+    const b = (first + count) * es;
+    await this.d.file.write(l2Offset + a, table.subarray(a, b));
+    // Put the table back in the cache (it may have been evicted and re-read meanwhile).
+    this.l2Cache.set(l2Offset, table);
+  }
+
+  /**
+   * Defers L2 entries of new clusters whose data is written (write-back cache), and queues a write-back when
+   * the cache holds more tables than the L2 cache would, so that memory stays bounded.
+   */
+  deferEntries(l2off: number, table: Uint8Array, first: number, count: number): void {
+    const d = this.d;
+    // Another table object noted for the offset cannot happen; stay correct anyway.
+    if (!d.cache.noteL2(l2off, table, first, count)) d.jobs.post(this.writeEntries(l2off, table, first, count));
+    if (d.cache.over(l2CacheCapacity(d.clusterSize))) d.jobs.queueWriteBack();
+  }
+
+  /** Drops a table from the cache (its cluster was freed). */
+  forget(offset: number): void {
+    this.l2Cache.delete(offset);
+  }
+
+  /** Drops cached L2 tables (after another actor rewrote them). */
+  clear(): void {
+    this.l2Cache.clear();
+  }
+
+  /**
+   * The L2 table for L1 entry `i`, ready to be changed: allocated if missing, copied if shared with a
+   * snapshot (refcount > 1), with OFLAG_COPIED set in the L1 entry.
+   */
+  async l2ForWrite(i: number): Promise<{ offset: number; table: Uint8Array }> {
+    const d = this.d;
+    const refs = await d.refcounts();
+    const cs = d.clusterSize;
+    const { offset, copied } = this.l1Entry(i);
+    if (offset && copied) return { offset, table: await this.l2Table(offset) };
+    if (offset) {
+      const rc = await refs.get(offset / cs);
+      if (rc === 0) throw corrupt(`${d.path}: L2 table ${i} is in use but its refcount is 0`, d.path);
+      if (rc === 1) {
+        await this.setL1Entry(i, offset, true);
+        return { offset, table: await this.l2Table(offset) };
+      }
+      const copy = (await this.l2Table(offset)).slice();
+      const fresh = await refs.alloc(1);
+      await d.file.write(fresh, copy);
+      this.l2Cache.set(fresh, copy);
+      await this.setL1Entry(i, fresh, true);
+      await refs.update(offset, cs, -1);
+      return { offset: fresh, table: copy };
+    }
+    const fresh = await refs.alloc(1);
+    const table = new Uint8Array(cs);
+    await d.file.write(fresh, table);
+    this.l2Cache.set(fresh, table);
+    await this.setL1Entry(i, fresh, true);
+    return { offset: fresh, table };
+  }
+
+  // ---------------------------------------------------------------- lookup
+
+  /** Checks a standard entry's host offset and returns it. */
+  checkedHost(e: L2Entry, guest: number): number {
+    const host = hostOf(e);
+    if (host % this.d.clusterSize !== 0) {
+      throw corrupt(`${this.d.path}: the cluster at guest offset ${guest} is mapped to an unaligned host offset 0x${host.toString(16)}`, this.d.path);
+    }
+    return host;
+  }
+
+  /**
+   * The state of the guest range starting at `pos` (at most `maxLen` bytes): one cluster, or with standard
+   * L2 entries a run of clusters of its L2 table in the same state (data: contiguous on the host).
+   */
+  async piece(pos: number, maxLen: number): Promise<Piece> {
+    const known = this.pieceNow(pos, maxLen);
+    if (known) return known;
+    const { offset: l2off } = this.l1Entry(Math.floor(Math.floor(pos / this.d.clusterSize) / this.d.l2Entries));
+    return this.pieceIn(await this.l2Table(l2off), pos, maxLen);
+  }
+
+  /**
+   * piece() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
+   * then cost no promise each. Undefined when the table must be read first.
+   */
+  pieceNow(pos: number, maxLen: number): Piece | undefined {
+    const l2Entries = this.d.l2Entries;
+    const l1i = Math.floor(Math.floor(pos / this.d.clusterSize) / l2Entries);
+    const { offset: l2off } = this.l1Entry(l1i);
+    if (!l2off) {
+      // A whole L2 table's range is unallocated: answer for all of it at once.
+      const spanEnd = (l1i + 1) * l2Entries * this.d.clusterSize;
+      return { kind: 'unallocated', length: Math.min(maxLen, spanEnd - pos) };
+    }
+    const table = this.l2Cache.get(l2off);
+    return table ? this.pieceIn(table, pos, maxLen) : undefined;
+  }
+
+  /** piece() in the given L2 table (the one of `pos`). */
+  private pieceIn(table: Uint8Array, pos: number, maxLen: number): Piece {
+    const d = this.d;
+    const cs = d.clusterSize;
+    const l2Entries = d.l2Entries;
+    const ci = Math.floor(pos / cs);
+    const inner = pos - ci * cs;
+    const len = Math.min(maxLen, cs - inner);
+    const e = readEntry(table, ci % l2Entries, d.extendedL2);
+    if (isCompressedEntry(e.hi)) return { kind: 'compressed', length: len, entry: entryBig(e) };
+    const host = this.checkedHost(e, ci * cs);
+    if (!d.extendedL2) {
+      const kind = standardKind(classify(e.hi, e.lo, false));
+      // The following entries of this table in the same state (hosts contiguous where there are hosts) join
+      // the piece, read straight from the table's bytes: a run of clusters costs one piece, not one each.
+      let length = len;
+      for (let idx = (ci % l2Entries) + 1; length < maxLen && idx < l2Entries; idx++) {
+        const p = idx * 8;
+        const hi = be32(table, p);
+        const lo = be32(table, p + 4);
+        const t = classify(hi, lo, false);
+        if (t === ClusterType.Compressed) break;
+        const h = hostOffset(hi, lo);
+        // A damaged entry (unaligned host) is left to its own piece, which reports it.
+        if (h % cs !== 0) break;
+        if (standardKind(t) !== kind || (host ? h !== host + inner + length : h !== 0)) break;
+        length += Math.min(cs, maxLen - length);
+      }
+      return host ? { kind, length, host: host + inner } : { kind, length };
+    }
+    if (e.zeroBits & e.allocBits) throw corrupt(`${d.path}: the cluster at guest offset ${ci * cs} has subclusters both allocated and zero`, d.path);
+    if (!host && e.allocBits) throw corrupt(`${d.path}: the cluster at guest offset ${ci * cs} has allocated subclusters but no host cluster`, d.path);
+    const sub = d.subclusterSize;
+    const s0 = Math.floor(inner / sub);
+    const kind = subclusterKind(e, s0);
+    let s = s0 + 1;
+    while (s < SUBCLUSTERS && s * sub < inner + len && subclusterKind(e, s) === kind) s++;
+    const length = Math.min(len, s * sub - inner);
+    return host ? { kind, length, host: host + inner } : { kind, length };
+  }
+
+  // ---------------------------------------------------------------- moving the L1 table
+
+  /** Replaces the active L1 table by a larger copy (qemu's exact-size growth), then frees the old one. */
+  async growL1(entries: number): Promise<void> {
+    const d = this.d;
+    if (entries * 8 > MAX_L1_BYTES) throw new DiskError('EINVAL', `${d.path}: the L1 table would exceed 32 MiB (qemu's limit); the image cannot be that large with this cluster size`, d.path);
+    const refs = await d.refcounts();
+    const cs = d.clusterSize;
+    const bytes = entries * 8;
+    const at = await refs.alloc(Math.ceil(bytes / cs));
+    const table = new Uint8Array(bytes);
+    table.set(this.l1);
+    await d.file.write(at, table);
+    await d.file.sync();
+    await writeHeaderFields(d.file, { l1Size: entries, l1TableOffset: at });
+    const oldOffset = this.l1Offset;
+    const oldSize = this.l1Size;
+    this.l1 = table;
+    this.l1View = new DataView(table.buffer);
+    this.l1Offset = at;
+    this.l1Size = entries;
+    d.header.l1Size = entries;
+    d.header.l1TableOffset = at;
+    if (oldSize > 0) await refs.update(oldOffset, oldSize * 8, -1);
+  }
+
+  /** Points the header at another active L1 table (one write) and loads it. */
+  async switchL1(offset: number, entries: number): Promise<void> {
+    const d = this.d;
+    await writeHeaderFields(d.file, { l1Size: entries, l1TableOffset: offset });
+    this.l1Offset = offset;
+    this.l1Size = entries;
+    d.header.l1Size = entries;
+    d.header.l1TableOffset = offset;
+    await this.loadL1();
+    this.l2Cache.clear();
+  }
+}
+
+/** A standard entry's piece kind: zero flag, data (a host cluster), or unallocated; compressed is handled before. */
+function standardKind(t: ClusterType): Piece['kind'] {
+  return t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc ? 'zero' : t === ClusterType.Normal ? 'data' : 'unallocated';
+}

@@ -1,0 +1,228 @@
+/**
+ * Guest data writes of an open qcow2 image (qemu's qcow2_co_pwritev_part and its allocation): clusters the
+ * image owns are written in place; the others get new host clusters (copy-on-write of what is not
+ * overwritten), and the host clusters or compressed sectors they held are released.
+ *
+ * Write order, for crash safety: a new cluster's refcount is raised when it is allocated, then its data is
+ * written, then the L2 entry (and L1 entry) that points to it; an old cluster's refcount is lowered only after
+ * nothing points to it. A crash at any point leaks clusters at worst.
+ *
+ * Sequential writes of new clusters (convert) keep that order while batching: the refcount raises and the L2
+ * entries wait in the write-back cache (cache.ts) and are written in runs (refcounts first, then entries, only
+ * for clusters whose data has landed), before any other kind of job, at flush and at close; and a write's data
+ * may still be on its way while the next write allocates, its entries set once it has landed (writeNewClusters).
+ */
+import { toDiskError } from '../../block/errors';
+import type { Qcow2Device } from './device';
+import {
+  ALL_SUBCLUSTERS,
+  entryBig,
+  hasZeroFlag,
+  hostOf,
+  isCompressedEntry,
+  isCopiedEntry,
+  normalEntry,
+  putEntry,
+  readEntry,
+  touchedMask,
+  type L2Entry,
+} from './entry';
+import { compressedExtent } from './layout';
+import { readAt } from './read';
+
+/** BlockDevice.write. New clusters' data may still be landing when the job ends (the next write starts meanwhile); the write is done when they have landed. */
+export async function write(d: Qcow2Device, offset: number, data: Uint8Array): Promise<void> {
+  d.checkWritable();
+  d.checkRange(offset, data.length);
+  const landings: Array<Promise<void>> = [];
+  await d.jobs.serial(async () => {
+    await d.beginWrite();
+    await writeData(d, offset, data, landings);
+  }, true).catch((err) => {
+    throw toDiskError(err, d.path);
+  });
+  await Promise.all(landings).catch((err) => {
+    throw toDiskError(err, d.path);
+  });
+}
+
+/**
+ * Writes guest data, one L2 table's range at a time. With `landings`, the data of new clusters may still be
+ * on its way when this returns: their completions are pushed there. Without, this waits for them.
+ */
+export async function writeData(d: Qcow2Device, offset: number, data: Uint8Array, landings?: Array<Promise<void>>): Promise<void> {
+  const span = d.l2Entries * d.clusterSize;
+  const own = landings ?? [];
+  let pos = offset;
+  const end = offset + data.length;
+  try {
+    while (pos < end) {
+      const spanEnd = Math.min(end, (Math.floor(pos / span) + 1) * span);
+      await writeSpan(d, pos, data.subarray(pos - offset, spanEnd - offset), own);
+      pos = spanEnd;
+    }
+  } finally {
+    if (!landings) await Promise.allSettled(own);
+  }
+  if (!landings) await Promise.all(own);
+}
+
+/** Releases what an L2 entry held: a host cluster or the sectors of a compressed cluster. */
+export async function releaseEntry(d: Qcow2Device, e: L2Entry): Promise<void> {
+  const refs = await d.refcounts();
+  if (isCompressedEntry(e.hi)) {
+    const { offset, length } = compressedExtent(entryBig(e), d.clusterBits);
+    const start = offset - (offset % 512);
+    await refs.update(start, length + (offset % 512), -1);
+    return;
+  }
+  const host = hostOf(e);
+  if (host) await refs.update(host, d.clusterSize, -1);
+}
+
+/** Whether the entry holds anything to release: compressed sectors or a host cluster. */
+export function holdsCluster(e: L2Entry): boolean {
+  return isCompressedEntry(e.hi) || hostOf(e) !== 0;
+}
+
+/** True when the cluster can be written where it is: its own (refcount 1) uncompressed host cluster. */
+export function ownsCluster(e: L2Entry): boolean {
+  return !isCompressedEntry(e.hi) && hostOf(e) !== 0 && isCopiedEntry(e.hi);
+}
+
+/** Writes `data` at guest `pos`; the range lies within one L2 table's range. */
+async function writeSpan(d: Qcow2Device, pos: number, data: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
+  const cs = d.clusterSize;
+  const ext = d.extendedL2;
+  const end = pos + data.length;
+  const firstCluster = Math.floor(pos / cs);
+  const lastCluster = Math.floor((end - 1) / cs);
+  await d.jobs.awaitLanding(firstCluster, lastCluster);
+  const l1i = Math.floor(firstCluster / d.l2Entries);
+  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+  let c = firstCluster;
+  while (c <= lastCluster) {
+    const e = readEntry(table, c % d.l2Entries, ext);
+    if (ownsCluster(e)) {
+      await writeInPlace(d, c, e, pos, data, l2off, table);
+      c++;
+      continue;
+    }
+    // A run of clusters that all need new host clusters: allocate them together.
+    let n = 1;
+    while (c + n <= lastCluster && !ownsCluster(readEntry(table, (c + n) % d.l2Entries, ext))) n++;
+    await writeNewClusters(d, c, n, pos, data, l2off, table, landings);
+    c += n;
+  }
+}
+
+/**
+ * Gives guest clusters [c0, c0 + n) new host clusters holding `data` (and their old content where `data`
+ * covers them only in part). The refcounts are raised first and the L2 entries change only once the data is
+ * written. When no old cluster is freed, that last part happens after this returns ("landing", pushed to
+ * `landings`), so that the next write's data goes to the file meanwhile, and the refcounts and entries are
+ * written later in runs (write-back cache): refcounts before entries, entries after their data.
+ */
+async function writeNewClusters(d: Qcow2Device, c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
+  const cs = d.clusterSize;
+  const end = pos + data.length;
+  const refs = await d.refcounts();
+  const old: L2Entry[] = [];
+  for (let j = 0; j < n; j++) old.push(readEntry(table, (c0 + j) % d.l2Entries, d.extendedL2));
+  let buf: Uint8Array;
+  if (pos <= c0 * cs && end >= (c0 + n) * cs) {
+    // Whole clusters (the usual case in a sequential copy): written straight from the caller's buffer.
+    buf = data.subarray(c0 * cs - pos, (c0 + n) * cs - pos);
+  } else {
+    buf = new Uint8Array(n * cs);
+    for (let j = 0; j < n; j++) {
+      const g = (c0 + j) * cs;
+      const ws = Math.max(pos, g);
+      const we = Math.min(end, g + cs);
+      const slot = buf.subarray(j * cs, (j + 1) * cs);
+      // The parts of the cluster not written keep their current guest content.
+      if (ws > g || we < g + cs) await readAt(d, g, slot);
+      slot.set(data.subarray(ws - pos, we - pos), ws - g);
+    }
+  }
+  const released = old.filter(holdsCluster);
+  if (released.length === 0) {
+    // Nothing is freed, so nothing waits for the metadata: the refcounts are raised in memory (written before
+    // any L2 entry, see cache.ts), the entries change when the data has landed and are written later with the
+    // others of their table; until then no other job touches these clusters (awaitLanding).
+    const host = await refs.alloc(n, true);
+    const written = d.file.write(host, buf);
+    const landing = written.then(() => {
+      putNewEntries(d, c0, n, pos, end, host, old, table);
+      d.tables.deferEntries(l2off, table, c0 % d.l2Entries, n);
+    });
+    d.jobs.land(c0, n, landing);
+    landings.push(landing);
+    return;
+  }
+  // Old clusters are freed: refcount raised, data written, entries written, and only then the old dropped.
+  const host = await refs.alloc(n);
+  await d.file.write(host, buf);
+  putNewEntries(d, c0, n, pos, end, host, old, table);
+  await d.tables.writeEntries(l2off, table, c0 % d.l2Entries, n);
+  for (const o of released) await releaseEntry(d, o);
+}
+
+/** The L2 entries of clusters [c0, c0 + n) newly at `host`, after guest bytes [pos, end) were written there. */
+function putNewEntries(d: Qcow2Device, c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
+  const cs = d.clusterSize;
+  for (let j = 0; j < n; j++) {
+    const g = (c0 + j) * cs;
+    let zeroBits = 0;
+    let allocBits = 0;
+    if (d.extendedL2) {
+      const touched = touchedMask(Math.max(pos, g) - g, Math.min(end, g + cs) - g, d.subclusterSize);
+      const o = old[j];
+      if (isCompressedEntry(o.hi)) allocBits = ALL_SUBCLUSTERS;
+      else {
+        allocBits = (o.allocBits | touched) >>> 0;
+        zeroBits = (o.zeroBits & ~touched) >>> 0;
+      }
+    }
+    putEntry(table, (c0 + j) % d.l2Entries, normalEntry(host + j * cs, zeroBits, allocBits), d.extendedL2);
+  }
+}
+
+/** Writes into cluster `c`, which the image owns (ownsCluster). */
+async function writeInPlace(d: Qcow2Device, c: number, e: L2Entry, pos: number, data: Uint8Array, l2off: number, table: Uint8Array): Promise<void> {
+  const cs = d.clusterSize;
+  const g = c * cs;
+  const ws = Math.max(pos, g) - g;
+  const we = Math.min(pos + data.length, g + cs) - g;
+  const host = hostOf(e);
+  const part = data.subarray(g + ws - pos, g + we - pos);
+  if (!d.extendedL2) {
+    if (!hasZeroFlag(e.lo)) {
+      await d.file.write(host + ws, part);
+      return;
+    }
+    // A preallocated zero cluster: the whole cluster is written (zeros around the data), then the zero flag goes.
+    const buf = new Uint8Array(cs);
+    buf.set(part, ws);
+    await d.file.write(host, buf);
+    putEntry(table, c % d.l2Entries, normalEntry(host), false);
+    await d.tables.writeEntries(l2off, table, c % d.l2Entries, 1);
+    return;
+  }
+  // Subclusters not allocated yet are written whole, their untouched edges filled with their old content.
+  const sub = d.subclusterSize;
+  const touched = touchedMask(ws, we, sub);
+  const a = Math.floor(ws / sub) * sub;
+  const b = Math.min(cs, Math.ceil(we / sub) * sub);
+  const buf = new Uint8Array(b - a);
+  if (a < ws) await readAt(d, g + a, buf.subarray(0, ws - a));
+  if (we < b) await readAt(d, g + we, buf.subarray(we - a));
+  buf.set(part, ws - a);
+  await d.file.write(host + a, buf);
+  const allocBits = (e.allocBits | touched) >>> 0;
+  const zeroBits = (e.zeroBits & ~touched) >>> 0;
+  if (allocBits !== e.allocBits || zeroBits !== e.zeroBits) {
+    putEntry(table, c % d.l2Entries, { ...e, allocBits, zeroBits }, true);
+    await d.tables.writeEntries(l2off, table, c % d.l2Entries, 1);
+  }
+}
