@@ -57,18 +57,23 @@ export function checkRange(size: number, offset: number, length: number, path: s
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
 /**
- * True when every byte is zero. This is on the hot path of convert, compare and map: most data differs from
- * zero in its first or last bytes, so those are looked at first, then the rest is compared against a zero
- * buffer with memcmp.
+ * True when buf[a, b) is all zeros. This is on the hot path of convert, compare and map (once per 4 KiB):
+ * most data differs from zero in its first or last bytes, so those are looked at first; the rest is compared
+ * against a zero buffer with memcmp, without making a view object per call.
  */
-export function isZero(buf: Uint8Array): boolean {
-  const n = buf.length;
-  if (n === 0) return true;
-  if ((buf[0] | buf[n - 1]) !== 0) return false;
-  if (n >= 8 && (buf[1] | buf[2] | buf[3] | buf[n - 2] | buf[n - 3] | buf[n - 4]) !== 0) return false;
-  for (let pos = 0; pos < n; pos += ZERO_CHUNK.length) {
-    const len = Math.min(ZERO_CHUNK.length, n - pos);
-    if (Buffer.compare(Buffer.from(buf.buffer, buf.byteOffset + pos, len), ZERO_CHUNK.subarray(0, len)) !== 0) return false;
+export function isZeroRange(buf: Uint8Array, a: number, b: number): boolean {
+  const n = b - a;
+  if (n <= 0) return true;
+  if ((buf[a] | buf[b - 1]) !== 0) return false;
+  if (n >= 8 && (buf[a + 1] | buf[a + 2] | buf[a + 3] | buf[b - 2] | buf[b - 3] | buf[b - 4]) !== 0) return false;
+  for (let pos = a; pos < b; pos += ZERO_CHUNK.length) {
+    const len = Math.min(ZERO_CHUNK.length, b - pos);
+    if (ZERO_CHUNK.compare(buf, pos, pos + len, 0, len) !== 0) return false;
   }
   return true;
+}
+
+/** True when every byte of buf is zero (see isZeroRange). */
+export function isZero(buf: Uint8Array): boolean {
+  return isZeroRange(buf, 0, buf.length);
 }

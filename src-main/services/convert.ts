@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
-import { isZero } from '../block/bytes';
+import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { createImage } from './create';
@@ -263,7 +263,7 @@ function planWrites(pos: number, data: Uint8Array, grain: number, skipZeros: boo
   };
   for (let off = 0; off < data.length; ) {
     const n = Math.min(grain - ((pos + off) % grain), data.length - off);
-    if (isZero(data.subarray(off, off + n))) {
+    if (isZeroRange(data, off, off + n)) {
       flush(off);
       if (zeroStart < 0) zeroStart = off;
     } else {

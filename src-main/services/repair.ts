@@ -7,7 +7,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { CheckReport, RepairResult } from '../../src-shared/api';
-import { isZero } from '../block/bytes';
+import { isZeroRange } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { nativeFileOps } from '../block/native';
 import { imageEntry, resolveDriver } from '../registry';
@@ -63,7 +63,7 @@ async function copyImage(src: string, dst: string, signal: AbortSignal | undefin
         // Zero runs stay holes in the copy: an image's unused space reads as zeros either way.
         let run = -1; // start of the current run of non-zero blocks
         for (let at = 0; at <= n; at += 4096) {
-          const zero = at === n || isZero(buf.subarray(at, Math.min(n, at + 4096)));
+          const zero = at === n || isZeroRange(buf, at, Math.min(n, at + 4096));
           if (!zero && run < 0) run = at;
           if (zero && run >= 0) {
             await to.write(buf, run, Math.min(at, n) - run, pos + run);

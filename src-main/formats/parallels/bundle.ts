@@ -6,7 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import type * as FastXmlParser from 'fast-xml-parser';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, CheckOptions, CheckReport, HeaderInfo, OpenOptions } from '../../block/types';
@@ -61,9 +61,18 @@ function sectors(x: unknown, what: string, path: string): number {
   return Number(s);
 }
 
+let xmlParser: typeof FastXmlParser | undefined;
+/** The XML parser, loaded on first use: every command would otherwise pay for it at start-up (6 ms). */
+function xmlLib(): typeof FastXmlParser {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  xmlParser ??= require('fast-xml-parser') as typeof FastXmlParser;
+  return xmlParser;
+}
+
 /** Parses a descriptor and walks its chain; every problem is one plain DiskError naming the descriptor. */
 export function parseDescriptor(xml: string, path: string): Bundle {
   const bad = (why: string) => corrupt(`${path}: not a usable Parallels disk descriptor: ${why}`, path);
+  const { XMLParser, XMLValidator } = xmlLib();
   const valid = XMLValidator.validate(xml);
   if (valid !== true) throw bad(`bad XML (${valid.err.msg} at line ${valid.err.line})`);
   const doc = new XMLParser({ ignoreAttributes: false, parseTagValue: false, processEntities: false }).parse(xml) as Record<string, any>;

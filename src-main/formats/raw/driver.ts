@@ -1,4 +1,4 @@
-import { checkRange, isZero } from '../../block/bytes';
+import { checkRange, isZeroRange } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
@@ -82,7 +82,7 @@ class RawDevice implements BlockDevice {
     while (pos < end) {
       const w = await this.probeWindow(pos);
       const n = Math.min(ZERO_PROBE_BLOCK - (pos % ZERO_PROBE_BLOCK), end - pos);
-      const z = isZero(w.data.subarray(pos - w.at, pos - w.at + n));
+      const z = isZeroRange(w.data, pos - w.at, pos - w.at + n);
       if (zero === undefined) zero = z;
       else if (z !== zero) break;
       pos += n;
