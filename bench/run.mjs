@@ -5,6 +5,9 @@
 //   npm run bench -- --size 512M       one size (or a list: --size 256M,2G)
 //   npm run bench -- --repeats 5 --only convert
 //
+// Rows: convert between raw and qcow2 (plain, -t unsafe, -t writeback, -c), raw to and from VMDK, VHDX and
+// Parallels, raw to streamOptimized VMDK, map and compare.
+//
 // Each input has data in every other MiB (written by qemu-io, so qemu-img reads it as it reads any image).
 // Every timed command writes a new target: the previous one is deleted first, outside the timing, so neither
 // tool pays for freeing the last run's file. Every output is checked (qemu-img compare, and check for qcow2)
@@ -92,6 +95,15 @@ for (const size of sizes) {
   convertCase(size, inputs.raw, 'raw', 'raw', ['-t', 'writeback'], '-t writeback');
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-t', 'writeback'], '-t writeback');
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-c'], '-c');
+  // The other formats both tools write: into them from raw, and out of them (inputs written by qemu-io).
+  for (const fmt of ['vmdk', 'vhdx', 'parallels']) {
+    if (!want(`convert raw -> ${fmt}`) && !want(`convert ${fmt} -> raw`)) continue;
+    convertCase(size, inputs.raw, 'raw', fmt, [], '');
+    const input = makeInput(fmt, size);
+    convertCase(size, input, fmt, 'raw', [], '');
+    rmSync(input, { force: true });
+  }
+  convertCase(size, inputs.raw, 'raw', 'vmdk', ['-o', 'subformat=streamOptimized'], 'streamOptimized');
   for (const fmt of ['raw', 'qcow2']) {
     if (want(`map ${fmt}`)) {
       const args = ['map', '--output', 'json', inputs[fmt]];
