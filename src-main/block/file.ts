@@ -22,6 +22,8 @@ export class ImageFile {
    * shared for reading, exclusive of other writers and readers for writing.
    */
   static async open(path: string, writable: boolean): Promise<ImageFile> {
+    // A name read from a damaged header can hold a NUL, which no file name can: say so, not Node's TypeError.
+    if (path.includes('\0')) throw new DiskError('ECORRUPT', `${JSON.stringify(path).slice(1, -1)}: a file name cannot contain a NUL byte (a damaged name in an image's header?)`);
     const st = await fsp.stat(path).catch((err) => {
       throw toDiskError(err, path);
     });

@@ -41,14 +41,16 @@ export const QCOW2_CREATE_OPTIONS: OptionSpec[] = [
   },
   {
     name: 'refcount_bits',
+    advanced: true,
     type: 'number',
     choices: [1, 2, 4, 8, 16, 32, 64],
     default: 16,
     description: 'Width of a reference count in bits (a power of two, 1 to 64; not 16 requires compat=1.1)',
   },
-  { name: 'lazy_refcounts', type: 'boolean', default: false, description: 'Postpone refcount updates while the image is open (compat=1.1 only)' },
+  { name: 'lazy_refcounts', advanced: true, type: 'boolean', default: false, description: 'Postpone refcount updates while the image is open (compat=1.1 only)' },
   {
     name: 'extended_l2',
+    advanced: true,
     type: 'boolean',
     default: false,
     description: 'Extended L2 entries: 32 separately allocated subclusters per cluster (compat=1.1, clusters of 16 KiB or more)',
@@ -60,7 +62,7 @@ export const QCOW2_CREATE_OPTIONS: OptionSpec[] = [
     default: 'off',
     description: 'Preallocation mode: off allocates on write, metadata allocates all tables and clusters up front, full also writes zeros to them',
   },
-  { name: 'compression_type', type: 'enum', choices: ['zlib'], default: 'zlib', description: 'Compression used for compressed clusters (convert -c)' },
+  { name: 'compression_type', advanced: true, type: 'enum', choices: ['zlib'], default: 'zlib', description: 'Compression used for compressed clusters (convert -c)' },
   { name: 'backing_file', type: 'string', description: 'File name of a base image' },
   { name: 'backing_fmt', type: 'string', description: 'Image format of the base image' },
 ];

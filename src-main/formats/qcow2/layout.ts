@@ -343,7 +343,12 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
   // Extensions end at the backing file name when there is one.
   const extEnd = header.backingFileOffset ? Math.min(header.backingFileOffset, cluster.length) : cluster.length;
   const extensions = parseExtensions(cluster.subarray(0, extEnd), extStart, path);
+  // Names are C strings to qemu: each ends at its first NUL (an empty backing name means none).
   const dec = new TextDecoder();
+  const cString = (bytes: Uint8Array): string => {
+    const nul = bytes.indexOf(0);
+    return dec.decode(nul < 0 ? bytes : bytes.subarray(0, nul));
+  };
   const layout: Qcow2Layout = {
     header,
     extensions,
@@ -354,11 +359,12 @@ export async function readLayout(file: ImageFile, tableBound = file.size): Promi
     l2Entries: clusterSize / (header.incompatibleFeatures & INCOMPAT_EXTL2 ? 16 : 8),
   };
   if (header.backingFileOffset) {
-    layout.backingFile = dec.decode(cluster.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize));
+    const name = cString(cluster.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize));
+    if (name !== '') layout.backingFile = name;
   }
   for (const e of extensions) {
-    if (e.type === EXT_BACKING_FORMAT) layout.backingFormat = dec.decode(e.data);
-    if (e.type === EXT_DATA_FILE) layout.dataFile = dec.decode(e.data);
+    if (e.type === EXT_BACKING_FORMAT) layout.backingFormat = cString(e.data);
+    if (e.type === EXT_DATA_FILE) layout.dataFile = cString(e.data);
   }
   return layout;
 }
