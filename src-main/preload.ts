@@ -24,6 +24,7 @@ const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
   mapPicture: (path: string, buckets: number) => call<MapPicture>('mapPicture', path, buckets),
   allowBackingPath: (imagePath: string, backingPath: string) => call<void>('allowBackingPath', imagePath, backingPath),
   formats: () => call<FormatSummary[]>('formats'),
+  recentImages: () => call<string[]>('recentImages'),
   createOptions: (format: FormatName) => call<OptionSpec[]>('createOptions', format),
   listDir: (path?: string) => (path === undefined ? call<DirListing>('listDir') : call<DirListing>('listDir', path)),
   pickImage: () => call<string | undefined>('pickImage'),

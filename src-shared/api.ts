@@ -199,6 +199,8 @@ export interface DiskwrightApi {
    * only. Inspect, map and jobs then follow it.
    */
   allowBackingPath(imagePath: string, backingPath: string): Promise<void>;
+  /** The images opened lately (newest first), kept per user; inspect adds to it. */
+  recentImages(): Promise<string[]>;
   /** Every format this build knows, with what it can do. */
   formats(): Promise<FormatSummary[]>;
   /** The options a format's create accepts: one schema for CLI, service and wizard. */
@@ -218,7 +220,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

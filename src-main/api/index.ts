@@ -9,6 +9,7 @@ import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
 import { listDir, targetInfo } from '../services/browse';
+import { RecentImages } from '../services/recent';
 import { inspectImage } from '../services/info';
 import type { JobManager } from '../services/jobs';
 import { mapPicture } from '../services/map';
@@ -26,6 +27,8 @@ export interface ApiOptions {
   backingGrants?: BackingGrants;
   /** The native open dialog; absent in the browser host, where pickImage answers undefined. */
   pickImage?: () => Promise<string | undefined>;
+  /** Where the recently opened images are kept (a JSON file); unset keeps them for this launch only. */
+  recentFile?: string;
   /** The native save dialog; absent in the browser host, where pickTarget answers undefined. */
   pickTarget?: (suggestedName: string) => Promise<string | undefined>;
 }
@@ -36,10 +39,13 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
   const backingPolicy = opts.backingPolicy ?? grants.policy('refuse');
   // The map of an image whose backing file was not allowed is the image's own allocation, not an error.
   const mapPolicy = opts.backingPolicy ?? grants.policy('cut');
+  const recent = new RecentImages(opts.recentFile);
   return {
-    inspect(path: string): Promise<ImageInfo> {
+    async inspect(path: string): Promise<ImageInfo> {
       // The image itself is shown even when its chain cannot be followed all the way; 'backing-error' says why.
-      return inspectImage(path, { backingChain: true, backingPolicy, chainErrors: 'record' });
+      const info = await inspectImage(path, { backingChain: true, backingPolicy, chainErrors: 'record' });
+      await recent.remember(nodePath.resolve(path));
+      return info;
     },
     mapPicture(path: string, buckets: number): Promise<MapPicture> {
       return mapPicture(path, buckets, { backingPolicy: mapPolicy });
@@ -54,6 +60,9 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
         throw new DiskError('EINVAL', `${imagePath}: its backing file is ${actual}, not ${backingPath}`, imagePath);
       }
       grants.grant(imagePath, actual);
+    },
+    recentImages(): Promise<string[]> {
+      return recent.all();
     },
     async formats(): Promise<FormatSummary[]> {
       return formatSummaries();

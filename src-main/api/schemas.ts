@@ -75,6 +75,7 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   mapPicture: z.tuple([pathSchema, bucketsSchema]),
   allowBackingPath: z.tuple([pathSchema, pathSchema]),
   formats: z.tuple([]),
+  recentImages: z.tuple([]),
   createOptions: z.tuple([formatSchema]),
   // listDir() may come with no argument, or (over JSON) an explicit null standing for "my home folder".
   listDir: z.tuple([pathSchema.nullish()]).transform(([p]): ApiArgs<'listDir'> => (p == null ? [] : [p])),

@@ -33,6 +33,7 @@ const backingGrants = new BackingGrants();
 const jobs = new JobManager(backingGrants.policy('refuse'));
 const api = createApi(jobs, {
   backingGrants,
+  recentFile: nodePath.join(app.getPath('userData'), 'recent.json'),
   async pickImage() {
     const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
     const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);

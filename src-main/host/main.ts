@@ -2,6 +2,8 @@
  * Runs the browser host until interrupted: `node dist/main/src-main/host/main.js [--port N]`.
  * `npm start` runs this when Electron's binary is not installed.
  */
+import * as nodePath from 'node:path';
+import { hostConfigDir } from '../services/recent';
 import { startHost } from './server';
 
 function parsePort(argv: string[]): number {
@@ -16,7 +18,7 @@ function parsePort(argv: string[]): number {
 }
 
 async function main(): Promise<void> {
-  const host = await startHost({ port: parsePort(process.argv.slice(2)) });
+  const host = await startHost({ port: parsePort(process.argv.slice(2)), recentFile: nodePath.join(hostConfigDir(), 'recent.json') });
   console.log(`diskwright is ready. Open this address in a browser on this machine:\n\n    ${host.url}\n`);
   console.log('The address includes a key made for this run; without it the page will not open. Press Ctrl+C to stop.');
   const stop = () => {

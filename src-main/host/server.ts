@@ -24,6 +24,8 @@ export interface HostOptions {
   staticDir?: string;
   /** Unset: the image's folder plus what the user allows during this launch (allowBackingPath). */
   backingPolicy?: BackingPolicy;
+  /** Where the recently opened images are kept; unset: for this run only. */
+  recentFile?: string;
 }
 
 export interface Host {
@@ -82,7 +84,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
   // Grants live as long as this host: a new launch asks again.
   const backingGrants = new BackingGrants();
   const jobs = new JobManager(opts.backingPolicy ?? backingGrants.policy('refuse'));
-  const api = createApi(jobs, { backingPolicy: opts.backingPolicy, backingGrants });
+  const api = createApi(jobs, { backingPolicy: opts.backingPolicy, backingGrants, recentFile: opts.recentFile });
 
   let port = 0;
   // A page reached as localhost is the same place; any other Host header is a DNS-rebinding attempt.

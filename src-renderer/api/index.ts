@@ -31,6 +31,7 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
     mapPicture: guard(bridge.mapPicture),
     allowBackingPath: guard(bridge.allowBackingPath),
     formats: guard(bridge.formats),
+    recentImages: guard(bridge.recentImages),
     createOptions: guard(bridge.createOptions),
     listDir: guard(bridge.listDir),
     pickImage: guard(bridge.pickImage),

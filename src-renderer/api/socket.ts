@@ -83,6 +83,9 @@ export class SocketApi implements DiskwrightApi {
   async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
     await this.call('allowBackingPath', [imagePath, backingPath]);
   }
+  recentImages() {
+    return this.call('recentImages', []);
+  }
   formats() {
     return this.call('formats', []);
   }
