@@ -49,7 +49,7 @@ test('unknown bytes, text that is not a descriptor, and near misses go to raw', 
     ['descriptor after an empty line (qemu refuses that too)', head([0, '\nversion=1\n'])],
     ['descriptor version 4', head([0, '# Disk DescriptorFile\nversion=4\n'])],
     ['vhdx signature off by one byte', head([1, 'vhdxfile'])],
-    ['qcow2 magic with version 1', head([0, new Uint8Array([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 1])])],
+    ['qcow2 magic with version 0', head([0, new Uint8Array([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 0])])],
     ['parallels magic misspelled', head([0, 'WithoutFreeSpacE'])],
     ['COW magic little-endian with version 3', head([0, new Uint8Array([0x4d, 0x4f, 0x4f, 0x4f, 3, 0, 0, 0])])],
     ['tiny', new Uint8Array([0x4b])],
@@ -59,6 +59,11 @@ test('unknown bytes, text that is not a descriptor, and near misses go to raw', 
     assert.deepEqual(winners, [], label);
     assert.equal(DRIVERS.find((d) => d.name === 'raw')!.probe(bytes, 'x'), 1);
   }
+});
+
+test('the qcow magic with version 1 (the original qcow) is claimed by qcow2, which refuses it by name instead of raw reading it', () => {
+  const bytes = head([0, new Uint8Array([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 1])]);
+  assert.deepEqual(DRIVERS.filter((d) => d.probe(bytes, 'x') > 1).map((d) => d.name), ['qcow2']);
 });
 
 test('probeDriver reads files: raw is last in the list and wins only when nothing else claims the file', async () => {

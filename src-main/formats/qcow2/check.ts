@@ -28,6 +28,7 @@ import { rebuildStructure } from './check-rebuild';
 import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
 import { calculate } from './check-walk';
 import { readLayout } from './layout';
+import { validateHeader } from './header';
 import { readSnapshotTable } from './snapshot-table';
 
 export type RepairMode = 'none' | 'leaks' | 'all';
@@ -118,6 +119,7 @@ async function run(c: Checker, fix: number): Promise<Result> {
 
 async function checkPass(file: ImageFile, fix: number, problems: CheckProblem[], signal?: AbortSignal): Promise<Result> {
   const layout = await readLayout(file, Number.MAX_SAFE_INTEGER);
+  validateHeader(layout, file.path);
   // Alignment and tables past the end of the file are the check's to report, as qemu does.
   const snapshots = await readSnapshotTable(file, layout, true);
   return run(new Checker(file, layout, snapshots, problems, signal), fix);

@@ -4,7 +4,7 @@ import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions 
 import { checkQcow2 } from './check';
 import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
 import { openQcow2 } from './device';
-import { checkFeatures } from './header';
+import { checkFeatures, validateHeader } from './header';
 import { snapshotInfo } from './snapshot-info';
 import { qcow2Snapshots } from './snapshot';
 import { readSnapshotTable } from './snapshot-table';
@@ -23,6 +23,7 @@ function dataReadable(layout: Qcow2Layout, path: string): boolean {
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   const layout = await readLayout(file);
   const h = layout.header;
+  validateHeader(layout, file.path);
   const snapshots = (await readSnapshotTable(file, layout)).entries;
   const data: Record<string, unknown> =
     h.version === 2
@@ -62,7 +63,8 @@ export const qcow2Driver: FormatDriver = {
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
     const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
-    return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 2 ? 100 : 0;
+    // Version 1 (the original qcow) is claimed too, so that it is refused by name instead of read as raw.
+    return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 1 ? 100 : 0;
   },
   describe,
   createOptions: QCOW2_CREATE_OPTIONS,

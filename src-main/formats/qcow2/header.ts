@@ -96,14 +96,13 @@ export function backingFormatName(name: string | undefined, path: string): Forma
 }
 
 /** Checks the header's feature bits against what this driver handles; `writable` adds the write-time rules. */
-export function checkFeatures(layout: Qcow2Layout, path: string, writable: boolean): void {
+/**
+ * The header checks every command makes the same way (info, check, map, convert…), so that they agree on a
+ * damaged header as qemu does: it refuses to open such an image for anything.
+ */
+export function validateHeader(layout: Qcow2Layout, path: string): void {
   const h = layout.header;
-  if (h.cryptMethod !== 0) {
-    throw new DiskError('EUNSUPPORTED', `${path}: encrypted qcow2 images (${h.cryptMethod === 1 ? 'AES' : h.cryptMethod === 2 ? 'LUKS' : `method ${h.cryptMethod}`}) are not supported`, path);
-  }
-  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
-    throw new DiskError('EUNSUPPORTED', `${path}: the image keeps its data in an external data file${layout.dataFile ? ` (${layout.dataFile})` : ''}, which is not supported`, path);
-  }
+  if (h.cryptMethod > 2) throw corrupt(`${path}: unknown encryption method ${h.cryptMethod} in the qcow2 header`, path);
   const typeBit = (h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n;
   if (typeBit !== (h.compressionType !== COMPRESSION_ZLIB)) {
     throw corrupt(`${path}: the compression type field (${h.compressionType}) disagrees with the compression type feature bit`, path);
@@ -112,6 +111,18 @@ export function checkFeatures(layout: Qcow2Layout, path: string, writable: boole
     throw new DiskError('EUNSUPPORTED', `${path}: unknown compression type ${h.compressionType}`, path);
   }
   if (layout.extendedL2 && h.clusterBits < 14) throw corrupt(`${path}: extended L2 entries need clusters of at least 16 KiB`, path);
+}
+
+/** validateHeader, then what this build cannot do (encryption, external data files) and what writing needs. */
+export function checkFeatures(layout: Qcow2Layout, path: string, writable: boolean): void {
+  validateHeader(layout, path);
+  const h = layout.header;
+  if (h.cryptMethod !== 0) {
+    throw new DiskError('EUNSUPPORTED', `${path}: encrypted qcow2 images (${h.cryptMethod === 1 ? 'AES' : h.cryptMethod === 2 ? 'LUKS' : `method ${h.cryptMethod}`}) are not supported`, path);
+  }
+  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+    throw new DiskError('EUNSUPPORTED', `${path}: the image keeps its data in an external data file${layout.dataFile ? ` (${layout.dataFile})` : ''}, which is not supported`, path);
+  }
   if (writable) {
     if (h.incompatibleFeatures & INCOMPAT_DIRTY) {
       throw new DiskError('EUNCLEAN', `${path}: the image was not closed cleanly; repair it with check -r all first`, path);

@@ -169,6 +169,7 @@ export function parseHeader(buf: Uint8Array, path: string, fileSize: number): Qc
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (v.getUint32(F.magic.offset) !== QCOW2_MAGIC) throw corrupt(`${path}: not a qcow2 image (bad magic)`, path);
   const version = v.getUint32(F.version.offset);
+  if (version === 1) throw new DiskError('EUNSUPPORTED', `${path}: qcow version 1 (the original QEMU format) is not supported; qemu-img convert -O qcow2 turns it into qcow2`, path);
   if (version !== 2 && version !== 3) throw new DiskError('EUNSUPPORTED', `${path}: qcow2 version ${version} is not supported (2 and 3 are)`, path);
   const h: Qcow2Header = {
     version,
