@@ -1,4 +1,5 @@
 /** Shared helpers for the test suites: scratch folders, running our CLI and the qemu oracles. */
+import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,4 +65,16 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A command of ours that must fail with one plain line (a DiskError), never a stack trace. */
+export function assertPlainError(args: string[], pattern?: RegExp): string {
+  const r = dw(args);
+  assert.equal(r.status, 1, `diskwright ${args.join(' ')} should exit 1; got ${r.status}: ${r.stdout}${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+  assert.match(lines[0], /^diskwright: /);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  if (pattern) assert.match(lines[0], pattern);
+  return lines[0];
 }

@@ -38,6 +38,8 @@ export function keptCopyName(path: string, now = new Date()): string {
 async function copyImage(src: string, dst: string, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<void> {
   try {
     await fsp.copyFile(src, dst, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
+    const { size } = await fsp.stat(dst);
+    onProgress(size, size);
     return;
   } catch {
     await fsp.rm(dst, { force: true });

@@ -5,15 +5,13 @@
  * both images and the map matches `qemu-img map` of the overlay, which follows the chain.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { mkdirSync } from 'node:fs';
+import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { startHost, type Host } from '../../src-main/host/server';
-import { ROOT, must, qemuIo, scratch } from '../helpers';
-import { launch, type Browser } from './browser';
+import { must, qemuIo } from '../helpers';
+import { SHOTS, e2eSession } from './browser';
 
-const SHOTS = join(ROOT, 'test-results', 'e2e');
 
 /** The allocation map's colours (AllocationMap.vue), as RGB. */
 const COLOURS = { data: [0x2f, 0x5a, 0x8c], zero: [0x8c, 0xc5, 0xb4], unallocated: [0xe1, 0xe5, 0xea] } as const;
@@ -70,26 +68,12 @@ async function expectMap(page: Page, want: Shares, what: string): Promise<void> 
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-let host: Host;
-let browser: Browser;
-const work = scratch('dw-e2e-ask-');
-
-before(async () => {
-  host = await startHost({ port: 0 });
-  browser = await launch();
-  mkdirSync(SHOTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await host?.close();
-  work.cleanup();
-});
+const session = e2eSession('dw-e2e-ask-');
 
 /** A base in one folder and an overlay in another naming it by absolute path, as `qemu-img create -b /abs` writes it. */
 function makePair(folder: string): { base: string; overlay: string } {
-  const bases = work.path(`${folder}-bases`);
-  const vm = work.path(`${folder}-vm`);
+  const bases = session.work.path(`${folder}-bases`);
+  const vm = session.work.path(`${folder}-vm`);
   mkdirSync(bases, { recursive: true });
   mkdirSync(vm, { recursive: true });
   const base = join(bases, 'base.qcow2');
@@ -115,8 +99,8 @@ test('an overlay whose base lies in another folder: the app asks, the map is the
   const chain = oracleShares(overlay);
   assert.ok(chain.data > own.data + 0.1, `the base adds data the overlay lacks: ${JSON.stringify({ own, chain })}`);
 
-  const { page } = browser;
-  await page.goto(host.url);
+  const { page } = session.browser;
+  await page.goto(session.host.url);
   await page.getByRole('heading', { name: 'Open a disk image' }).waitFor();
   await openImage(page, overlay);
   await page.getByRole('heading', { name: 'overlay.qcow2', level: 1 }).waitFor();
@@ -149,13 +133,13 @@ test('an overlay whose base lies in another folder: the app asks, the map is the
   await expectMap(page, chain, 'after the grant');
   assert.match(await page.locator('.map-scale').innerText(), /counted through the whole backing chain/);
   await page.screenshot({ path: join(SHOTS, 'backing-followed.png'), fullPage: true });
-  assert.deepEqual(browser.problems, [], 'no console errors');
+  assert.deepEqual(session.browser.problems, [], 'no console errors');
 });
 
 test('“Not now” puts the question away and leaves the map cut, with the note saying so', async () => {
   const { base, overlay } = makePair('decline');
   const own = oracleShares(withoutBacking(overlay));
-  const { page } = browser;
+  const { page } = session.browser;
   await openImage(page, overlay);
   await page.getByRole('heading', { name: 'overlay.qcow2', level: 1 }).waitFor();
   const question = page.getByRole('region', { name: /Follow a backing file outside the folder/ });
@@ -171,5 +155,5 @@ test('“Not now” puts the question away and leaves the map cut, with the note
   // The answer can be changed: the note offers the question again.
   await note.getByRole('button', { name: 'Ask again' }).click();
   await question.waitFor();
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });

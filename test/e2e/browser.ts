@@ -1,8 +1,11 @@
 /** Chromium for the end-to-end tests: Debian's binary, headless, a fresh profile per launch, 1280×800. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright';
+import { startHost, type Host } from '../../src-main/host/server';
+import { ROOT, scratch } from '../helpers';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
@@ -47,5 +50,44 @@ export async function launch(): Promise<Browser> {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
+  };
+}
+
+/** Where the end-to-end tests save their screenshots. */
+export const SHOTS = join(ROOT, 'test-results', 'e2e');
+
+export interface E2eSession {
+  readonly host: Host;
+  readonly browser: Browser;
+  /** A scratch folder for the file's images. */
+  readonly work: ReturnType<typeof scratch>;
+}
+
+/**
+ * The usual frame of an end-to-end test file: a browser host and a Chromium started before its tests, a
+ * scratch folder, all stopped after them. Read the fields inside tests (they are set in `before`).
+ */
+export function e2eSession(prefix: string): E2eSession {
+  let host: Host | undefined;
+  let browser: Browser | undefined;
+  const work = scratch(prefix);
+  before(async () => {
+    host = await startHost({ port: 0 });
+    browser = await launch();
+    mkdirSync(SHOTS, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await host?.close();
+    work.cleanup();
+  });
+  return {
+    get host() {
+      return host!;
+    },
+    get browser() {
+      return browser!;
+    },
+    work,
   };
 }

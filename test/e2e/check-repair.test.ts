@@ -6,43 +6,27 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { startHost, type Host } from '../../src-main/host/server';
-import { ROOT, must, qemuIo, run, scratch } from '../helpers';
+import { must, qemuIo, run } from '../helpers';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
-import { launch, type Browser } from './browser';
+import { SHOTS, e2eSession } from './browser';
 
-const SHOTS = join(ROOT, 'test-results', 'e2e');
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-let host: Host;
-let browser: Browser;
-const work = scratch('dw-e2e-check-');
-
-before(async () => {
-  host = await startHost({ port: 0 });
-  browser = await launch();
-  mkdirSync(SHOTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await host?.close();
-  work.cleanup();
-});
+const session = e2eSession('dw-e2e-check-');
 
 async function openImage(page: Page, path: string, name: string): Promise<void> {
-  await page.goto(host.url);
+  await page.goto(session.host.url);
   await page.getByLabel('Image path').fill(path);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
   await page.getByRole('heading', { name, level: 1 }).waitFor();
 }
 
 test('a leaky qcow2 is repaired by clicking, and qemu-img check is clean afterwards', async () => {
-  const img = work.path('leaky.qcow2');
+  const img = session.work.path('leaky.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', img, '16M']);
   qemuIo(img, 'qcow2', ['write -P 0x11 0 256k', 'write -P 0x22 5M 64k']);
   const p = new Qcow2Patcher(img);
@@ -51,7 +35,7 @@ test('a leaky qcow2 is repaired by clicking, and qemu-img check is clean afterwa
   assert.equal(run('qemu-img', ['check', img]).status, 3, 'qemu-img sees leaks only');
   const before = sha(img);
 
-  const { page } = browser;
+  const { page } = session.browser;
   await openImage(page, img, 'leaky.qcow2');
   await page.getByRole('button', { name: 'Check & Repair…' }).click();
 
@@ -78,21 +62,21 @@ test('a leaky qcow2 is repaired by clicking, and qemu-img check is clean afterwa
   assert.equal(run('qemu-img', ['check', img]).status, 0, 'qemu-img check of the repaired image is clean');
   assert.equal(sha(kept), before, 'the kept copy is the image as it was');
   must('qemu-img', ['compare', kept, img]);
-  assert.deepEqual(readdirSync(work.dir).filter((n) => n.startsWith('.')), [], 'no temporary file left');
+  assert.deepEqual(readdirSync(session.work.dir).filter((n) => n.startsWith('.')), [], 'no temporary file left');
 
   // Back to the image: the page shows it again.
   await page.getByRole('button', { name: 'Back to the image' }).click();
   await page.getByRole('heading', { name: 'leaky.qcow2', level: 1 }).waitFor();
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });
 
 test('a clean image says so, and no repair is offered', async () => {
-  const img = work.path('clean.qcow2');
+  const img = session.work.path('clean.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '16M']);
   qemuIo(img, 'qcow2', ['write -P 0x11 0 1M']);
-  const { page } = browser;
+  const { page } = session.browser;
   // From the home screen: the path field's Check & Repair.
-  await page.goto(host.url);
+  await page.goto(session.host.url);
   await page.getByLabel('Image path').fill(img);
   await page.getByRole('button', { name: 'Check & Repair', exact: true }).click();
   await page.getByRole('heading', { name: 'The image is clean' }).waitFor();
@@ -101,20 +85,20 @@ test('a clean image says so, and no repair is offered', async () => {
   await page.setViewportSize({ width: 800, height: 600 });
   await page.screenshot({ path: join(SHOTS, 'check-clean-800.png'), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });
 
 test('a damaged qcow2 (a refcount too low) is shown as data at risk and repaired with everything', async () => {
-  const img = work.path('damaged.qcow2');
+  const img = session.work.path('damaged.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', img, '16M']);
   qemuIo(img, 'qcow2', ['write -P 0x11 0 256k']);
-  const reference = work.path('damaged-reference.raw');
+  const reference = session.work.path('damaged-reference.raw');
   must('qemu-img', ['convert', '-O', 'raw', img, reference]);
   const p = new Qcow2Patcher(img);
   p.setRefcount(p.dataClusters()[2].offset / p.clusterSize, 0);
   assert.equal(run('qemu-img', ['check', img]).status, 2);
 
-  const { page } = browser;
+  const { page } = session.browser;
   await openImage(page, img, 'damaged.qcow2');
   await page.getByRole('button', { name: 'Check & Repair…' }).click();
   await page.getByRole('heading', { name: 'The image is damaged' }).waitFor();
@@ -127,14 +111,14 @@ test('a damaged qcow2 (a refcount too low) is shown as data at risk and repaired
   assert.equal(await page.getByTestId('kept-copy').count(), 0);
   assert.equal(run('qemu-img', ['check', img]).status, 0);
   must('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', reference, img]);
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });
 
 test('an unclean Parallels image (qemu-img made, in-use mark set) is repaired by clicking from its page: open → Repair… → Repair → clean', async () => {
-  const img = work.path('crashed.hds');
+  const img = session.work.path('crashed.hds');
   must('qemu-img', ['create', '-q', '-f', 'parallels', img, '32M']);
   qemuIo(img, 'parallels', ['write -P 0x11 0 1M', 'write -P 0x22 9M 2M']);
-  const reference = work.path('crashed-reference.raw');
+  const reference = session.work.path('crashed-reference.raw');
   must('qemu-img', ['convert', '-O', 'raw', img, reference]);
   // The in-use mark (header offset 44, "Ynot" little-endian) as a crashed Parallels VM leaves it.
   const fd = openSync(img, 'r+');
@@ -142,7 +126,7 @@ test('an unclean Parallels image (qemu-img made, in-use mark set) is repaired by
   closeSync(fd);
   assert.equal(run('qemu-img', ['check', img]).status, 2, 'qemu-img sees the unclean mark as an error');
 
-  const { page } = browser;
+  const { page } = session.browser;
   await openImage(page, img, 'crashed.hds');
   const banner = page.getByTestId('unclean-banner');
   await banner.waitFor();
@@ -164,5 +148,5 @@ test('an unclean Parallels image (qemu-img made, in-use mark set) is repaired by
   await page.getByRole('button', { name: 'Back to the image' }).click();
   await page.getByRole('heading', { name: 'crashed.hds', level: 1 }).waitFor();
   assert.equal(await page.getByTestId('unclean-banner').count(), 0, 'the page no longer says it is unclean');
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });

@@ -5,33 +5,18 @@
  * cancelled mid-way leaves nothing behind. Screenshots at 1280×800 and 800×600.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { startHost, type Host } from '../../src-main/host/server';
 import { formatSummaries } from '../../src-main/registry';
-import { ROOT, must, qemuIo, run, scratch } from '../helpers';
-import { launch, type Browser } from './browser';
+import { must, qemuIo, run } from '../helpers';
+import { SHOTS, e2eSession } from './browser';
 
-const SHOTS = join(ROOT, 'test-results', 'e2e');
-let host: Host;
-let browser: Browser;
-const work = scratch('dw-e2e-convert-');
-
-before(async () => {
-  host = await startHost({ port: 0 });
-  browser = await launch();
-  mkdirSync(SHOTS, { recursive: true });
-});
-after(async () => {
-  await browser?.close();
-  await host?.close();
-  work.cleanup();
-});
+const session = e2eSession('dw-e2e-convert-');
 
 async function openAndConvert(page: Page, image: string, name: string): Promise<void> {
-  await page.goto(host.url);
+  await page.goto(session.host.url);
   await page.getByLabel('Image path').fill(image);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
   await page.getByRole('heading', { name, level: 1 }).waitFor();
@@ -40,16 +25,16 @@ async function openAndConvert(page: Page, image: string, name: string): Promise<
 }
 
 test('a qcow2 with data converted by clicking to raw and to every other format written here is identical under qemu-img compare', async () => {
-  const src = work.path('source.qcow2');
+  const src = session.work.path('source.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', src, '64M']);
   qemuIo(src, 'qcow2', ['write -P 0x11 0 3M', 'write -P 0x22 20M 1M', 'write -z 30M 2M', 'write -P 0x33 60M 64k']);
-  const { page } = browser;
+  const { page } = session.browser;
   const formats = formatSummaries().filter((f) => f.canCreate && f.backing !== 'required');
   assert.ok(formats.some((f) => f.name === 'raw'));
   for (const f of formats) {
     await openAndConvert(page, src, 'source.qcow2');
     await page.locator(`.format-choice[data-format="${f.name}"]`).click();
-    const target = work.path(`converted-${f.name}.${f.extensions[0] ?? f.name}`);
+    const target = session.work.path(`converted-${f.name}.${f.extensions[0] ?? f.name}`);
     await page.getByLabel('Save as').fill(target);
     await page.getByLabel('Save as').blur();
     if (f.name === 'raw') {
@@ -71,18 +56,18 @@ test('a qcow2 with data converted by clicking to raw and to every other format w
     await page.getByRole('button', { name: 'Open the new image' }).click();
     await page.getByRole('heading', { name: `converted-${f.name}.${f.extensions[0] ?? f.name}`, level: 1 }).waitFor();
   }
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });
 
 test('cancelling a large convert leaves neither the target nor a temporary file', async () => {
-  const src = work.path('big.raw');
+  const src = session.work.path('big.raw');
   const buf = Buffer.alloc(512 << 20);
   for (let i = 0; i < buf.length; i += 4096) buf[i] = (i >> 12) & 0xff || 1;
   writeFileSync(src, buf);
-  const { page } = browser;
+  const { page } = session.browser;
   await openAndConvert(page, src, 'big.raw');
   await page.locator('.format-choice[data-format="qcow2"]').click();
-  const target = work.path('big-out.qcow2');
+  const target = session.work.path('big-out.qcow2');
   await page.getByLabel('Save as').fill(target);
   await page.getByLabel('Save as').blur();
   await page.getByRole('button', { name: 'Review' }).click();
@@ -92,7 +77,7 @@ test('cancelling a large convert leaves neither the target nor a temporary file'
   await page.screenshot({ path: join(SHOTS, 'convert-progress-1280.png'), fullPage: true });
   await page.getByRole('button', { name: 'Cancel' }).click();
   await page.getByText('The conversion was cancelled; nothing was left behind.').waitFor();
-  const left = readdirSync(work.dir).filter((n) => n.includes('big-out'));
+  const left = readdirSync(session.work.dir).filter((n) => n.includes('big-out'));
   assert.deepEqual(left, []);
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });

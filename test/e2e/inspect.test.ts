@@ -5,15 +5,12 @@
  * match the shares in `qemu-img map`.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { startHost, type Host } from '../../src-main/host/server';
-import { ROOT, must, qemuIo, scratch } from '../helpers';
-import { launch, type Browser } from './browser';
+import { must, qemuIo } from '../helpers';
+import { SHOTS, e2eSession } from './browser';
 
-const SHOTS = join(ROOT, 'test-results', 'e2e');
 const MiB = 1024 * 1024;
 
 /** The allocation map's colours (AllocationMap.vue), as RGB. */
@@ -71,24 +68,10 @@ function stat(page: Page, name: string) {
   return page.locator('.stat').filter({ has: page.locator('dt', { hasText: new RegExp(`^${name}$`) }) }).locator('dd');
 }
 
-let host: Host;
-let browser: Browser;
-const work = scratch('dw-e2e-inspect-');
-
-before(async () => {
-  host = await startHost({ port: 0 });
-  browser = await launch();
-  mkdirSync(SHOTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await host?.close();
-  work.cleanup();
-});
+const session = e2eSession('dw-e2e-inspect-');
 
 test('a raw image: open it from the folder list and see qemu-img’s facts and map', async () => {
-  const image = work.path('disk.raw');
+  const image = session.work.path('disk.raw');
   must('qemu-img', ['create', '-f', 'raw', image, '64M']);
   // Data in whole MiB runs, one half-cell run (16 KiB into a 64 KiB cell), zeros written as data, and holes.
   qemuIo(image, 'raw', ['write -P 0xab 0 8M', 'write -P 0xcd 32M 4M', `write -P 0xef ${40 * MiB + 16384} 32k`, 'write -P 0 48M 1M']);
@@ -96,18 +79,18 @@ test('a raw image: open it from the folder list and see qemu-img’s facts and m
   const shares = oracleShares(image, 'raw');
   assert.ok(shares.data > 0.15 && shares.zero > 0.5, `the oracle's map should mix data and holes: ${JSON.stringify(shares)}`);
 
-  const { page } = browser;
-  await page.goto(host.url);
+  const { page } = session.browser;
+  await page.goto(session.host.url);
   await page.getByRole('heading', { name: 'Open a disk image' }).waitFor();
 
   // A folder typed into the path field is listed rather than treated as an error.
-  await page.getByLabel('Image path').fill(work.dir);
+  await page.getByLabel('Image path').fill(session.work.dir);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
-  await page.locator('.browser-path', { hasText: work.dir }).waitFor();
+  await page.locator('.browser-path', { hasText: session.work.dir }).waitFor();
   // Up to the parent and back in by name, as a person would browse.
   await page.getByRole('button', { name: /^Parent folder/ }).click();
-  await page.locator('.browser-path', { hasText: new RegExp(`^${dirname(work.dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).waitFor();
-  await page.getByRole('button', { name: new RegExp(`^${basename(work.dir)}\\b`) }).click();
+  await page.locator('.browser-path', { hasText: new RegExp(`^${dirname(session.work.dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).waitFor();
+  await page.getByRole('button', { name: new RegExp(`^${basename(session.work.dir)}\\b`) }).click();
   await page.getByRole('button', { name: /^disk\.raw/ }).click();
 
   await page.getByRole('heading', { name: 'disk.raw', level: 1 }).waitFor();
@@ -129,14 +112,14 @@ test('a raw image: open it from the folder list and see qemu-img’s facts and m
   await page.getByText('None: this image stands on its own.').waitFor();
 
   await page.screenshot({ path: join(SHOTS, 'inspect.png'), fullPage: true });
-  assert.deepEqual(browser.problems, [], 'no console errors (CSP violations would show here)');
+  assert.deepEqual(session.browser.problems, [], 'no console errors (CSP violations would show here)');
 });
 
 test('a missing path gives one plain error and no inspect view', async () => {
-  const { page } = browser;
+  const { page } = session.browser;
   const back = page.getByRole('button', { name: /Open another image/ });
   if (await back.isVisible()) await back.click();
-  const missing = work.path('no-such-disk.qcow2');
+  const missing = session.work.path('no-such-disk.qcow2');
   await page.getByLabel('Image path').fill(missing);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
   const alert = page.getByRole('alert');
@@ -150,7 +133,7 @@ test('a missing path gives one plain error and no inspect view', async () => {
 });
 
 test('a file dropped on the browser page is explained, not silently ignored', async () => {
-  const { page } = browser;
+  const { page } = session.browser;
   await page.evaluate(() => {
     const dt = new DataTransfer();
     dt.items.add(new File([new Uint8Array(512)], 'dropped.vmdk'));
@@ -167,8 +150,8 @@ test('a file dropped on the browser page is explained, not silently ignored', as
 });
 
 test('a qcow2 overlay on a qcow2 base: header facts, backing chain, snapshots and the map of the chain', async () => {
-  const base = work.path('base.qcow2');
-  const overlay = work.path('overlay.qcow2');
+  const base = session.work.path('base.qcow2');
+  const overlay = session.work.path('overlay.qcow2');
   must('qemu-img', ['create', '-f', 'qcow2', base, '32M']);
   qemuIo(base, 'qcow2', ['write -P 0x11 0 4M']);
   must('qemu-img', ['create', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', 'base.qcow2', '-F', 'qcow2', overlay]);
@@ -179,7 +162,7 @@ test('a qcow2 overlay on a qcow2 base: header facts, backing chain, snapshots an
   const shares = oracleShares(overlay, 'qcow2');
   assert.ok(shares.data > 0 && shares.zero > 0 && shares.unallocated > 0, `the oracle's map should have all three kinds: ${JSON.stringify(shares)}`);
 
-  const { page } = browser;
+  const { page } = session.browser;
   const back = page.getByRole('button', { name: /Open another image/ });
   if (await back.isVisible()) await back.click();
   await page.getByLabel('Image path').fill(overlay);
@@ -205,5 +188,5 @@ test('a qcow2 overlay on a qcow2 base: header facts, backing chain, snapshots an
     assert.equal((await legendPercent(page, kind).innerText()).trim(), percent(shares[kind]), `legend for ${kind}`);
   }
   await page.screenshot({ path: join(SHOTS, 'inspect-qcow2.png'), fullPage: true });
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });

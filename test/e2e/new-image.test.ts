@@ -4,33 +4,17 @@
  * other format this build can create; each opens in Inspect at the end. Screenshots at 1280×800 and 800×600.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { startHost, type Host } from '../../src-main/host/server';
 import { formatSummaries } from '../../src-main/registry';
-import { ROOT, must, run, scratch } from '../helpers';
-import { launch, type Browser } from './browser';
+import { must, run } from '../helpers';
+import { SHOTS, e2eSession } from './browser';
 
-const SHOTS = join(ROOT, 'test-results', 'e2e');
-let host: Host;
-let browser: Browser;
-const work = scratch('dw-e2e-new-');
-
-before(async () => {
-  host = await startHost({ port: 0 });
-  browser = await launch();
-  mkdirSync(SHOTS, { recursive: true });
-});
-after(async () => {
-  await browser?.close();
-  await host?.close();
-  work.cleanup();
-});
+const session = e2eSession('dw-e2e-new-');
 
 async function startWizard(page: Page, format: string): Promise<void> {
-  await page.goto(host.url);
+  await page.goto(session.host.url);
   await page.getByRole('button', { name: 'New image…' }).click();
   await page.locator(`.format-choice[data-format="${format}"]`).click();
 }
@@ -42,7 +26,7 @@ async function saveAs(page: Page, path: string): Promise<void> {
 }
 
 test('a 3 GiB qcow2 with 128 KiB clusters, made with the wizard, is what qemu-img says it is', async () => {
-  const { page } = browser;
+  const { page } = session.browser;
   await startWizard(page, 'qcow2');
   await page.getByRole('heading', { name: 'QCOW2 image' }).waitFor();
   await page.getByLabel('Virtual size').fill('3G');
@@ -53,7 +37,7 @@ test('a 3 GiB qcow2 with 128 KiB clusters, made with the wizard, is what qemu-im
   assert.equal(await page.getByRole('button', { name: 'Review' }).isDisabled(), true);
   await page.screenshot({ path: join(SHOTS, 'new-invalid-1280.png'), fullPage: true });
   await cluster.fill('128k');
-  const target = work.path('wizard.qcow2');
+  const target = session.work.path('wizard.qcow2');
   await saveAs(page, target);
   await page.getByText(/free in that folder/).waitFor();
   await page.screenshot({ path: join(SHOTS, 'new-details-1280.png'), fullPage: true });
@@ -74,12 +58,12 @@ test('a 3 GiB qcow2 with 128 KiB clusters, made with the wizard, is what qemu-im
   assert.equal(info['cluster-size'], 131072);
   assert.equal(run('qemu-img', ['check', target]).status, 0);
   await page.screenshot({ path: join(SHOTS, 'new-opened-1280.png'), fullPage: true });
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });
 
 test('every other format this build creates is offered and made (qemu-img reads what it can)', async () => {
-  const { page } = browser;
-  const base = work.path('base.raw');
+  const { page } = session.browser;
+  const base = session.work.path('base.raw');
   must('qemu-img', ['create', '-q', '-f', 'raw', base, '64M']);
   for (const f of formatSummaries().filter((s) => s.canCreate && s.name !== 'qcow2')) {
     await startWizard(page, f.name);
@@ -90,7 +74,7 @@ test('every other format this build creates is offered and made (qemu-img reads 
       await page.getByRole('button', { name: 'Check' }).click();
       await page.getByTestId('backing-found').waitFor();
     }
-    const target = work.path(`made.${f.extensions[0] ?? f.name}`);
+    const target = session.work.path(`made.${f.extensions[0] ?? f.name}`);
     await saveAs(page, target);
     await page.getByRole('button', { name: 'Review' }).click();
     await page.getByRole('button', { name: 'Create' }).click();
@@ -102,5 +86,5 @@ test('every other format this build creates is offered and made (qemu-img reads 
       assert.equal(info['virtual-size'], 64 << 20);
     }
   }
-  assert.deepEqual(browser.problems, []);
+  assert.deepEqual(session.browser.problems, []);
 });

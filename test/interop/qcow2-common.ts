@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { MapEntry } from '../../src-shared/api';
-import { dw, dwOk, must, run } from '../helpers';
+import { dwOk, must, run } from '../helpers';
 
 /** One row of `map --output json`: the contract's MapEntry, qemu-img's keys. */
 export type MapRow = MapEntry;
@@ -23,7 +23,7 @@ export function ourMap(image: string): MapRow[] {
 }
 
 /** `diskwright convert -O raw` gives the bytes `qemu-img convert -O raw` gives. */
-export function assertSameContent(image: string, scratchPath: (n: string) => string, label = image): void {
+export function assertSameContent(image: string, scratchPath: (n: string) => string, label = image): Buffer {
   const a = scratchPath('qemu-view.raw');
   const b = scratchPath('our-view.raw');
   must('qemu-img', ['convert', '-O', 'raw', image, a]);
@@ -32,6 +32,7 @@ export function assertSameContent(image: string, scratchPath: (n: string) => str
   const qb = readFileSync(b);
   assert.equal(qb.length, qa.length, `${label}: size`);
   assert.ok(qa.equals(qb), `${label}: content differs from qemu-img's reading`);
+  return qa;
 }
 
 /** Content and map both agree with qemu-img. */
@@ -50,19 +51,9 @@ export function assertQemuAccepts(image: string, expectedRaw?: string): void {
   }
 }
 
-/** A command of ours that must fail with one plain line (a DiskError), never a stack trace. */
-export function assertPlainError(args: string[], pattern?: RegExp): string {
-  const r = dw(args);
-  assert.equal(r.status, 1, `diskwright ${args.join(' ')} should exit 1; got ${r.status}: ${r.stdout}${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], /^diskwright: /);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  if (pattern) assert.match(lines[0], pattern);
-  return lines[0];
-}
-
 /** qemu-io commands over an image. */
 export function io(image: string, commands: string[], format = 'qcow2'): void {
   must('qemu-io', ['-f', format, ...commands.flatMap((c) => ['-c', c]), image]);
 }
+
+export { assertPlainError } from '../helpers';

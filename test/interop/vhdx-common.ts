@@ -1,7 +1,7 @@
 /** Helpers shared by the VHDX interop suites: qemu-img/qemu-io make and read images; 7zz extracts them. */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dw, dwOk, must, run } from '../helpers';
+import { must, run } from '../helpers';
 import {
   BAT_GUID,
   HEADER1_OFFSET,
@@ -22,18 +22,6 @@ export function io(image: string, cmds: string[]): void {
   must('qemu-io', ['-f', 'vhdx', ...cmds.flatMap((c) => ['-c', c]), image]);
 }
 
-/** `diskwright convert -O raw` gives the bytes `qemu-img convert -O raw` gives. */
-export function assertSameContent(image: string, tmp: (n: string) => string, label = image): Buffer {
-  const a = tmp('qemu-view.raw');
-  const b = tmp('our-view.raw');
-  must('qemu-img', ['convert', '-O', 'raw', image, a]);
-  dwOk(['convert', '-O', 'raw', image, b]);
-  const qa = readFileSync(a);
-  const qb = readFileSync(b);
-  assert.equal(qb.length, qa.length, `${label}: size`);
-  assert.ok(qa.equals(qb), `${label}: content differs from qemu-img's reading`);
-  return qa;
-}
 
 /** qemu-img check accepts the image and qemu-img compare finds it equal to `raw`. */
 export function assertQemuAccepts(image: string, raw?: string): void {
@@ -89,13 +77,5 @@ export function makePendingLog(path: string, qemuIoCmd: string): void {
   writeFileSync(path, after);
 }
 
-/** A command of ours that must fail with one plain line (a DiskError), never a stack trace. */
-export function assertPlainError(args: string[], pattern?: RegExp): string {
-  const r = dw(args);
-  assert.equal(r.status, 1, `diskwright ${args.join(' ')} should exit 1; got ${r.status}: ${r.stdout}${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  if (pattern) assert.match(lines[0], pattern);
-  return lines[0];
-}
+export { assertPlainError } from '../helpers';
+export { assertSameContent } from './qcow2-common';

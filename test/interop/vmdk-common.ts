@@ -1,7 +1,7 @@
 /** Helpers shared by the VMDK interop suites: qemu-img and qemu-io are the oracles for content, maps and checks. */
 import assert from 'node:assert/strict';
 import type { MapEntry } from '../../src-shared/api';
-import { dw, dwOk, must, run } from '../helpers';
+import { dwOk, must, run } from '../helpers';
 
 function parseMap(text: string): MapEntry[] {
   const rows = JSON.parse(text) as Array<Record<string, unknown>>;
@@ -40,16 +40,6 @@ export function assertQemuAccepts(image: string, raw?: string): void {
   }
 }
 
-/** A command of ours that must fail with one plain line (a DiskError), never a stack trace. */
-export function assertPlainError(args: string[], pattern?: RegExp): string {
-  const r = dw(args);
-  assert.equal(r.status, 1, `diskwright ${args.join(' ')} should exit 1; got ${r.status}: ${r.stdout}${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  if (pattern) assert.match(lines[0], pattern);
-  return lines[0];
-}
 
 export const io = (image: string, commands: string[]): void => {
   must('qemu-io', ['-f', 'vmdk', ...commands.flatMap((c) => ['-c', c]), image]);
@@ -70,3 +60,5 @@ export const MIXED = [
   'write -P 0x55 3001000 5000',
   'write -P 0x66 4095k 1k',
 ];
+
+export { assertPlainError } from '../helpers';
