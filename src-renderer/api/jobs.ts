@@ -1,6 +1,6 @@
 import type { JobEvent, JobId, JobProgress, JobSpec } from '../../src-shared/api';
 import { api } from './index';
-import { toApiError } from './errors';
+import { toApiError, type ApiError } from './errors';
 
 /** A job started from the UI: its result (or ApiError), its cancel, and the progress as it comes. */
 export interface RunningJob<T> {
@@ -50,4 +50,44 @@ export function runJob<T>(spec: JobSpec, onProgress?: (p: JobProgress) => void):
       if (id !== undefined) void api.cancelJob(id).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The one job a wizard waits for at a time. Each step takes a new generation; answers for a generation the
+ * wizard has left (closed, restarted) are dropped, and Cancel reaches whichever job is running.
+ */
+export class JobSlot {
+  private running: RunningJob<unknown> | null = null;
+  private generation = 0;
+
+  /** Starts a new step: earlier jobs' answers no longer count. */
+  next(): number {
+    return ++this.generation;
+  }
+  isCurrent(gen: number): boolean {
+    return gen === this.generation;
+  }
+
+  /** The job's value or its error as an ApiError; undefined when the wizard moved on meanwhile. */
+  async follow<T>(gen: number, job: RunningJob<T>): Promise<{ value: T } | { error: ApiError } | undefined> {
+    this.running = job as RunningJob<unknown>;
+    try {
+      const value = await job.result;
+      return this.isCurrent(gen) ? { value } : undefined;
+    } catch (err) {
+      return this.isCurrent(gen) ? { error: toApiError(err) } : undefined;
+    } finally {
+      if (this.isCurrent(gen)) this.running = null;
+    }
+  }
+
+  cancel(): void {
+    this.running?.cancel();
+  }
+
+  /** Cancels what runs and drops every answer still to come (the wizard closes). */
+  reset(): void {
+    this.cancel();
+    this.generation++;
+  }
 }

@@ -1,14 +1,13 @@
 import { defineStore } from 'pinia';
 import type { CheckReport, JobProgress, RepairResult } from '../../src-shared/api';
-import { toApiError, type ApiError } from '../api';
-import { runJob, type RunningJob } from '../api/jobs';
+import type { ApiError } from '../api';
+import { JobSlot, runJob, type RunningJob } from '../api/jobs';
 
 /**
  * The Check & Repair wizard: check (progress, cancel) → findings in plain words → repair on a copy, with the
  * image kept as it was if asked (progress, cancel) → check again and say what is left.
  */
-/** The job the wizard is waiting for (outside the state: it holds functions, not data to show). */
-let running: RunningJob<unknown> | null = null;
+const slot = new JobSlot();
 
 export type CheckStep = 'checking' | 'findings' | 'repairing' | 'rechecking' | 'result' | 'failed';
 
@@ -28,7 +27,6 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     error: null as ApiError | null,
     /** Set when the user cancelled the repair: the image is as it was. */
     cancelled: false,
-    generation: 0,
   }),
   getters: {
     clean: (s) => !!s.report && s.report.corruptions === 0 && s.report.leaks === 0 && s.report['check-errors'] === 0,
@@ -44,7 +42,7 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     },
 
     async check(step: 'checking' | 'rechecking'): Promise<void> {
-      const gen = ++this.generation;
+      const gen = slot.next();
       this.step = step;
       this.error = null;
       const report = await this.follow<CheckReport>(gen, runJob<CheckReport>({ kind: 'check', path: this.path }, (p) => this.onProgress(gen, p)));
@@ -61,7 +59,7 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     },
 
     async runRepair(): Promise<void> {
-      const gen = ++this.generation;
+      const gen = slot.next();
       this.step = 'repairing';
       this.cancelled = false;
       this.error = null;
@@ -81,39 +79,31 @@ export const useCheckRepairStore = defineStore('checkRepair', {
 
     /** Runs one job of the wizard; undefined when it failed, was cancelled or the wizard moved on. */
     async follow<T>(gen: number, job: RunningJob<T>, onCancelled?: () => void): Promise<T | undefined> {
-      running = job as RunningJob<unknown>;
       this.progress = null;
       this.startedAt = Date.now();
-      try {
-        const value = await job.result;
-        return gen === this.generation ? value : undefined;
-      } catch (err) {
-        if (gen !== this.generation) return undefined;
-        const e = toApiError(err);
-        if (e.code === 'ECANCELLED' && onCancelled) onCancelled();
-        else {
-          this.error = e;
-          this.step = 'failed';
-        }
-        return undefined;
-      } finally {
-        if (gen === this.generation) running = null;
+      const r = await slot.follow(gen, job);
+      if (!r) return undefined;
+      if ('value' in r) return r.value;
+      if (r.error.code === 'ECANCELLED' && onCancelled) onCancelled();
+      else {
+        this.error = r.error;
+        this.step = 'failed';
       }
+      return undefined;
     },
 
     onProgress(gen: number, p: JobProgress): void {
-      if (gen !== this.generation) return;
+      if (!slot.isCurrent(gen)) return;
       if (this.progress?.phase !== p.phase) this.startedAt = Date.now();
       this.progress = p;
     },
 
     cancel(): void {
-      running?.cancel();
+      slot.cancel();
     },
 
     close(): void {
-      running?.cancel();
-      this.generation++;
+      slot.reset();
       this.$reset();
     },
   },

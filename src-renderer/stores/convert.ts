@@ -1,7 +1,7 @@
 import { defineStore } from 'pinia';
 import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, JobProgress, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
-import { runJob, type RunningJob } from '../api/jobs';
+import { JobSlot, runJob, type RunningJob } from '../api/jobs';
 
 /**
  * The Convert wizard: target format, its options and place → review with an estimate → convert (progress,
@@ -9,7 +9,7 @@ import { runJob, type RunningJob } from '../api/jobs';
  */
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 
-let running: RunningJob<unknown> | null = null;
+const slot = new JobSlot();
 
 export const useConvertStore = defineStore('convert', {
   state: () => ({
@@ -31,7 +31,6 @@ export const useConvertStore = defineStore('convert', {
     verdict: null as CompareOutcome | null,
     error: null as ApiError | null,
     cancelled: false,
-    generation: 0,
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
@@ -65,7 +64,7 @@ export const useConvertStore = defineStore('convert', {
     },
     async run(options: Record<string, string | number | boolean>): Promise<void> {
       if (!this.source) return;
-      const gen = ++this.generation;
+      const gen = slot.next();
       this.cancelled = false;
       this.error = null;
       this.step = 'converting';
@@ -88,37 +87,29 @@ export const useConvertStore = defineStore('convert', {
       this.step = 'result';
     },
     async follow<T>(gen: number, job: RunningJob<T>): Promise<T | undefined> {
-      running = job as RunningJob<unknown>;
       this.progress = null;
       this.startedAt = Date.now();
-      try {
-        const v = await job.result;
-        return gen === this.generation ? v : undefined;
-      } catch (err) {
-        if (gen !== this.generation) return undefined;
-        const e = toApiError(err);
-        if (e.code === 'ECANCELLED') {
-          this.cancelled = true;
-          // A cancelled convert left nothing behind; a cancelled verify leaves the finished target.
-          this.step = this.result ? 'result' : 'review';
-        } else {
-          this.error = e;
-          this.step = 'failed';
-        }
-        return undefined;
-      } finally {
-        if (gen === this.generation) running = null;
+      const r = await slot.follow(gen, job);
+      if (!r) return undefined;
+      if ('value' in r) return r.value;
+      if (r.error.code === 'ECANCELLED') {
+        this.cancelled = true;
+        // A cancelled convert left nothing behind; a cancelled verify leaves the finished target.
+        this.step = this.result ? 'result' : 'review';
+      } else {
+        this.error = r.error;
+        this.step = 'failed';
       }
+      return undefined;
     },
     onProgress(gen: number, p: JobProgress): void {
-      if (gen === this.generation) this.progress = p;
+      if (slot.isCurrent(gen)) this.progress = p;
     },
     cancel(): void {
-      running?.cancel();
+      slot.cancel();
     },
     close(): void {
-      running?.cancel();
-      this.generation++;
+      slot.reset();
       this.$reset();
     },
   },
