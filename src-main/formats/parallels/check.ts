@@ -5,6 +5,7 @@
  * Repairs are safer than 7.2's (see repair()).
  */
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
+import { checkReport } from '../../block/check-report';
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { batEntryOffset, batMultiplier, dataOffsetBytes, INUSE_MAGIC, SECTOR, serializeBatEntry, serializeHeader } from './layout';
@@ -187,22 +188,12 @@ export async function checkParallels(path: string, mode: RepairMode, opts: Check
       r.corruptionsFixed = fixed.c;
       r.leaksFixed = fixed.l;
     }
-    const report: CheckReport = {
-      filename: path,
-      format: 'parallels',
-      'check-errors': 0,
-      corruptions: r.corruptions,
-      leaks: r.leaks,
-      'corruptions-fixed': r.corruptionsFixed,
-      'leaks-fixed': r.leaksFixed,
+    return checkReport(
+      path,
+      'parallels',
+      { ...r, checkErrors: 0, imageEndOffset: r.imageEnd, totalClusters: r.total, allocatedClusters: r.allocated, fragmentedClusters: r.fragmented },
       problems,
-    };
-    // qemu-img leaves these out when they are zero.
-    if (r.imageEnd) report['image-end-offset'] = r.imageEnd;
-    if (r.total) report['total-clusters'] = r.total;
-    if (r.allocated) report['allocated-clusters'] = r.allocated;
-    if (r.fragmented) report['fragmented-clusters'] = r.fragmented;
-    return report;
+    );
   } catch (err) {
     const e = toDiskError(err, path);
     throw e.path ? e : new DiskError(e.code, `${path}: ${e.message}`, path);

@@ -27,6 +27,7 @@ import { RefcountArray } from './check-imrt';
 import { rebuildStructure } from './check-rebuild';
 import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
 import { calculate } from './check-walk';
+import { checkReport } from '../../block/check-report';
 import { readLayout } from './layout';
 import { validateHeader } from './header';
 import { readSnapshotTable } from './snapshot-table';
@@ -145,23 +146,7 @@ export async function checkQcow2(path: string, repair: RepairMode, opts: CheckOp
       res.corruptionsFixed = fixedCorruptions;
       res.leaksFixed = fixedLeaks;
     }
-    const report: CheckReport = {
-      filename: path,
-      format: 'qcow2',
-      'check-errors': res.checkErrors,
-      corruptions: res.corruptions,
-      leaks: res.leaks,
-      'corruptions-fixed': res.corruptionsFixed,
-      'leaks-fixed': res.leaksFixed,
-      problems,
-    };
-    // qemu-img leaves these out when they are zero.
-    if (res.imageEndOffset) report['image-end-offset'] = res.imageEndOffset;
-    if (res.totalClusters) report['total-clusters'] = res.totalClusters;
-    if (res.allocatedClusters) report['allocated-clusters'] = res.allocatedClusters;
-    if (res.fragmentedClusters) report['fragmented-clusters'] = res.fragmentedClusters;
-    if (res.compressedClusters) report['compressed-clusters'] = res.compressedClusters;
-    return report;
+    return checkReport(path, 'qcow2', res, problems);
   } catch (err) {
     const e = toDiskError(err, path);
     throw e.path ? e : new DiskError(e.code, `${path}: ${e.message}`, path);
