@@ -51,15 +51,8 @@ export async function discardBytes(req: ByteRange & { length: number }): Promise
   const dev = await openImage(req.path, { format: req.format, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
   try {
     checkRange(dev.size, req.offset, req.length, req.path);
-    if (!dev.discard) {
-      throw new DiskError(
-        'EUNSUPPORTED',
-        dev.format === 'raw'
-          ? `${req.path}: raw images cannot discard here: Node has no way to punch holes in a file, and writing zeros would allocate the range rather than release it`
-          : `${req.path}: ${dev.format} images cannot discard in this build`,
-        req.path,
-      );
-    }
+    // A format that cannot release space either lacks discard or says why in its own words (raw).
+    if (!dev.discard) throw new DiskError('EUNSUPPORTED', `${req.path}: ${dev.format} images cannot discard in this build`, req.path);
     await dev.discard(req.offset, req.length);
     await dev.flush();
     const unit = dev.clusterSize ?? 1;

@@ -17,7 +17,7 @@ const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 
 /**
  * No discard: releasing a raw file's space means punching a hole (fallocate PUNCH_HOLE), which Node cannot do.
- * Writing zeros instead would allocate the range rather than release it, so `discard` says raw can't.
+ * Writing zeros instead would allocate the range rather than release it, so discard() refuses, saying why.
  */
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
@@ -114,6 +114,14 @@ class RawDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+  }
+
+  async discard(): Promise<void> {
+    throw new DiskError(
+      'EUNSUPPORTED',
+      `${this.path}: raw images cannot discard here: Node has no way to punch holes in a file, and writing zeros would allocate the range rather than release it`,
+      this.path,
+    );
   }
 
   async flush(): Promise<void> {
