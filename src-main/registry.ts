@@ -94,6 +94,10 @@ export interface OpenImageOptions {
   format?: string;
   readOnly?: boolean;
   backingPolicy?: BackingPolicy;
+  /** Reads backing files that changed since their children were made (OpenOptions.acceptChangedBacking), all down the chain. */
+  acceptChangedBacking?: boolean;
+  /** The top image's actual backing file, where its recorded name is not where it lies (OpenOptions.backingOverride). */
+  backingOverride?: string;
 }
 
 /** Opens an image and, unless the policy is 'none', its whole backing chain (read-only). */
@@ -103,13 +107,14 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
   const backingPolicy = opts.backingPolicy ?? 'inside-folder';
   const driver = await resolveDriver(path, opts.format);
   const guard = new ChainGuard(path);
+  const accept = { acceptChangedBacking: opts.acceptChangedBacking };
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
     guard.visit(backingPath);
     backingPath = await imageEntry(backingPath);
     const d = await resolveDriver(backingPath, format);
-    return openCutting(d, backingPath, backingReadOnly, backingPolicy, openBacking);
+    return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept });
   };
-  return openCutting(driver, path, readOnly, backingPolicy, openBacking);
+  return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, backingOverride: opts.backingOverride });
 }
 
 /**
@@ -118,18 +123,13 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
  * ranges it left unallocated read as unallocated, instead of the whole open failing with EOUTSIDE. A
  * refusal deeper down was already cut at its own level, so the one caught here is this image's own.
  */
-async function openCutting(
-  driver: FormatDriver,
-  path: string,
-  readOnly: boolean,
-  backingPolicy: BackingPolicy,
-  openBacking: OpenOptions['openBacking'],
-): Promise<BlockDevice> {
+async function openCutting(driver: FormatDriver, path: string, opts: OpenOptions): Promise<BlockDevice> {
   try {
-    return await driver.open(path, { readOnly, backingPolicy, openBacking });
+    return await driver.open(path, opts);
   } catch (err) {
-    if (typeof backingPolicy !== 'object' || backingPolicy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
-    return driver.open(path, { readOnly, backingPolicy: 'none', openBacking });
+    const policy = opts.backingPolicy;
+    if (typeof policy !== 'object' || policy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
+    return driver.open(path, { ...opts, backingPolicy: 'none' });
   }
 }
 

@@ -12,6 +12,7 @@ export type DiskErrorCode =
   | 'EEXIST' // the target already exists
   | 'EOUTSIDE' // a backing file or extent lies outside the image's folder and was not allowed
   | 'EBUSY' // another program (a running VM, qemu-img) holds the image's lock
+  | 'EBACKINGCHANGED' // the backing file changed since the image was made against it; reading needs an explicit accept
   | 'EIO'; // any other I/O failure
 
 export interface DiskErrorDto {

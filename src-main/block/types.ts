@@ -48,6 +48,19 @@ export interface BlockDevice {
    * so what was written reaches the disk when the system writes it back. Formats without it always flush.
    */
   skipFlushes?(): void;
+  /**
+   * Rewrites the backing file recorded in the image (rebase, and commit -b which drops the images it merged):
+   * `name` as it is to be written (relative to the image's folder, or absolute), `format` where the format records
+   * one, undefined to make the image stand alone. Formats that tie a child to its parent's identity (VMDK's
+   * parentCID, VHDX's parent_linkage, COW's mtime and size) record the new parent's, read from `resolvedPath`.
+   * Only the header changes: what the guest reads is the caller's business (rebase's safe mode copies first).
+   */
+  setBackingFile?(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void>;
+  /**
+   * Makes every guest range unallocated again so that reads go through to the backing file (commit empties the
+   * overlay after copying its data down, as qemu-img commit does). Space is given back where the format can.
+   */
+  makeEmpty?(): Promise<void>;
   /** Closes this image and its backing chain. */
   close(): Promise<void>;
 }
@@ -72,6 +85,13 @@ export type BackingPolicy = 'inside-folder' | 'anywhere' | 'none' | BackingGrant
 export interface OpenOptions {
   readOnly: boolean;
   backingPolicy: BackingPolicy;
+  /**
+   * Reads a backing file that changed since the image was made against it (a UML COW file's recorded mtime and
+   * size, a VMDK child's parentCID): without it such a pair fails with EBACKINGCHANGED, as UML and VMware refuse it.
+   */
+  acceptChangedBacking?: boolean;
+  /** The actual backing file, when the recorded name is not where it lies (uml_moo -b: a path from inside a chroot). */
+  backingOverride?: string;
   /** Opens a backing image: given by the registry so that formats never import it. */
   openBacking: (path: string, format: FormatName | undefined, readOnly: boolean) => Promise<BlockDevice>;
 }
@@ -95,6 +115,8 @@ export interface CreatedFiles {
 }
 
 export interface CheckOptions {
+  /** Where the check may follow extents and backing files from (the CLI: anywhere; the app: its grants). Default 'inside-folder'. */
+  backingPolicy?: BackingPolicy;
   /** Cancels the check (or repair) between steps; a repair cancelled mid-way leaves an image the next check repairs. */
   signal?: AbortSignal;
   /** Progress in any unit the format likes (clusters, table entries), done ≤ total. */
@@ -106,6 +128,12 @@ export type HeaderInfo = Omit<ImageInfo, 'filename' | 'actual-size' | 'backing-i
   /** Set by formats whose data lives in several files (VMDK extents): the bytes all of them take on disk. */
   'actual-size'?: number;
 };
+
+/** qemu-img measure's figures, in bytes. */
+export interface MeasureResult {
+  required: number;
+  fullyAllocated: number;
+}
 
 /** A guest range where two states of an image differ (snapshot --diff). */
 export interface DiffRange {
@@ -161,6 +189,12 @@ export interface FormatDriver {
    */
   folderEntry?(dir: string): Promise<string | undefined>;
   readonly snapshots?: SnapshotOps;
+  /**
+   * What a new image of this format needs on disk (measure, the wizards' estimates): `required` for the given
+   * guest data, `fullyAllocated` with every cluster allocated, computed as qemu-img measure does where qemu has it.
+   * `data` lists the guest ranges that hold data (sorted, not overlapping), or is undefined for an empty image.
+   */
+  measure?(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult>;
   /** ONE source for create options: drives CLI -o parsing, validation and the wizard form. */
   readonly createOptions: OptionSpec[];
 }

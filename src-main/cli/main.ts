@@ -7,31 +7,19 @@ import { DiskError, toDiskError } from '../block/errors';
 import { setForceShare } from '../block/lock';
 import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
-import type { BackingPolicy } from '../block/types';
 import { checkExitCode, checkImage } from '../services/check';
 import { compareImages } from '../services/compare';
 import { convertImage } from '../services/convert';
 import { createImage } from '../services/create';
 import { inspectImage } from '../services/info';
 import { mapImage } from '../services/map';
-import { describeOptions, splitOptionString } from '../services/options';
+import { describeOptions } from '../services/options';
 import { resizeImage } from '../services/resize';
 import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
-import { has, last, parseArgs, type ParsedArgs } from './args';
+import { has, last, parseArgs } from './args';
+import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
-
-/** The CLI follows backing files wherever the image says, as qemu-img does: the user named the image. */
-const BACKING: BackingPolicy = 'anywhere';
-
-interface Io {
-  /** Aborted by Ctrl-C / SIGTERM: long commands cancel like the app's Cancel button. */
-  signal?: AbortSignal;
-  out: (s: string) => void;
-  err: (s: string) => void;
-  writeOut: (b: Uint8Array) => Promise<void>;
-  readIn: () => Promise<Uint8Array>;
-}
 
 const USAGE = `usage: diskwright COMMAND [options]
 
@@ -52,47 +40,6 @@ Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
 'create -f FMT -o help' lists a format's options.
 Exit codes: 0 success, 1 error; check: 2 corruptions, 3 leaks, 63 no check for the format; compare: 1 differ, 2 error.`;
-
-function formatArg(p: ParsedArgs, flag = '-f'): string | undefined {
-  const f = last(p, flag);
-  if (f !== undefined) driverFor(f); // unknown names fail with the list of known ones
-  return f;
-}
-
-function outputArg(p: ParsedArgs): 'human' | 'json' {
-  const o = last(p, '--output') ?? 'human';
-  if (o !== 'human' && o !== 'json') throw new DiskError('EINVAL', `--output must be human or json, not '${o}'`);
-  return o;
-}
-
-function need(p: ParsedArgs, n: number, command: string, what: string): void {
-  if (p.positional.length < n) throw new DiskError('EINVAL', `${command}: expecting ${what}`);
-  if (p.positional.length > n + 1) throw new DiskError('EINVAL', `${command}: too many arguments`);
-}
-
-function optionsArg(p: ParsedArgs): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const text of p.flags.get('-o') ?? []) {
-    for (const [k, v] of splitOptionString(text)) out[k] = v ?? 'on';
-  }
-  return out;
-}
-
-function parseOffset(text: string, what: string): number {
-  return parseSize(text, what);
-}
-
-function progressPrinter(io: Io, enabled: boolean): ((done: number, total: number) => void) | undefined {
-  if (!enabled) return undefined;
-  let lastPct = -1;
-  return (done, total) => {
-    const pct = total ? Math.floor((done * 100) / total) : 100;
-    if (pct !== lastPct) {
-      lastPct = pct;
-      io.err(`    (${pct.toFixed(2)}/100%)\r`);
-    }
-  };
-}
 
 async function cmdInfo(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['--backing-chain', '-U', '--force-share'] }, 'info');
