@@ -96,6 +96,8 @@ export interface OpenImageOptions {
   backingPolicy?: BackingPolicy;
   /** Reads backing files that changed since their children were made (OpenOptions.acceptChangedBacking), all down the chain. */
   acceptChangedBacking?: boolean;
+  /** Opens the top image as it was at this internal snapshot (OpenOptions.snapshot), read-only. */
+  snapshot?: string;
   /** The top image's actual backing file, where its recorded name is not where it lies (OpenOptions.backingOverride). */
   backingOverride?: string;
 }
@@ -106,6 +108,9 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
   const readOnly = opts.readOnly ?? true;
   const backingPolicy = opts.backingPolicy ?? 'inside-folder';
   const driver = await resolveDriver(path, opts.format);
+  if (opts.snapshot !== undefined && !driver.snapshots) {
+    throw new DiskError('EUNSUPPORTED', `${path}: ${driver.label} images have no internal snapshots to open`, path);
+  }
   const guard = new ChainGuard(path);
   const accept = { acceptChangedBacking: opts.acceptChangedBacking };
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
@@ -114,7 +119,7 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
     const d = await resolveDriver(backingPath, format);
     return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept });
   };
-  return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, backingOverride: opts.backingOverride });
+  return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, backingOverride: opts.backingOverride, snapshot: opts.snapshot });
 }
 
 /**

@@ -102,6 +102,26 @@ export interface MapPicture {
   buckets: Array<{ data: number; zero: number; unallocated: number }>;
 }
 
+/** The snapshot browser's list: the snapshots oldest first, and the image's state now. */
+export interface SnapshotListing {
+  snapshots: SnapshotInfo[];
+  /** The image's virtual size now (the timeline's last point, "now"). */
+  currentSize: number;
+  /** The image cannot take snapshot work now, and why (dirty, read-only file, in use elsewhere); undefined when it can. */
+  refusal?: DiskErrorDto;
+}
+
+/** Where two states of an image differ (two snapshots, or one and now), from the mapping tables alone. */
+export interface SnapshotDiff {
+  /** Bytes that differ, in `ranges` separate ranges. */
+  bytes: number;
+  ranges: number;
+  virtualSize: number;
+  bucketSize: number;
+  /** For each bucket of the map, the share (0..1) of it that differs. */
+  buckets: number[];
+}
+
 export interface DirEntry {
   name: string;
   path: string;
@@ -137,7 +157,16 @@ export type JobSpec =
    * image and renames it into place when done. keepCopy keeps the image as it was under a name beside it.
    */
   | { kind: 'repair'; path: string; mode: 'leaks' | 'all'; keepCopy: boolean }
-  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean }
+  /** `snapshot`: export that internal snapshot (qemu-img convert -l); `keepSnapshots`: the target keeps the source's snapshots (qcow2 → qcow2). */
+  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean; snapshot?: string; keepSnapshots?: boolean }
+  /** Takes an internal snapshot of the image as it is now. */
+  | { kind: 'snapshot-create'; path: string; name: string }
+  /**
+   * Reverts the image to a snapshot; `saveCurrentAs` first takes a snapshot of the state being left, so that it
+   * is not lost.
+   */
+  | { kind: 'snapshot-apply'; path: string; snapshot: string; saveCurrentAs?: string }
+  | { kind: 'snapshot-delete'; path: string; snapshot: string }
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
   | { kind: 'compare'; a: string; b: string };
 
@@ -213,6 +242,14 @@ export interface DiskwrightApi {
   pickTarget(suggestedName: string): Promise<string | undefined>;
   /** Whether a new image can go at `path`: its folder, whether the name is taken, the free space there. */
   targetInfo(path: string): Promise<TargetInfo>;
+  /** An image's internal snapshots for the snapshot browser (qcow2); other formats answer with none. */
+  snapshots(path: string): Promise<SnapshotListing>;
+  /** For each snapshot id, the bytes that deleting it would give back (clusters only its tables reach). */
+  snapshotSpace(path: string): Promise<Record<string, number>>;
+  /** The allocation map of a snapshot (by id), drawn as mapPicture draws the image's. */
+  snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture>;
+  /** Where snapshot `a` and snapshot `b` (or, without b, the image now) differ, drawn into `buckets`. */
+  snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
@@ -220,7 +257,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

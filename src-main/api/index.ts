@@ -3,7 +3,7 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
@@ -13,6 +13,7 @@ import { RecentImages } from '../services/recent';
 import { inspectImage } from '../services/info';
 import type { JobManager } from '../services/jobs';
 import { mapPicture } from '../services/map';
+import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -82,6 +83,18 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     targetInfo(path: string): Promise<TargetInfo> {
       return targetInfo(path);
+    },
+    snapshots(path: string): Promise<SnapshotListing> {
+      return snapshotListing(path);
+    },
+    snapshotSpace(path: string): Promise<Record<string, number>> {
+      return snapshotSpace(path);
+    },
+    snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture> {
+      return snapshotMapPicture(path, snapshot, buckets);
+    },
+    snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
+      return snapshotDiffPicture(path, a, b, buckets);
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

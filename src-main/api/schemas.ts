@@ -32,6 +32,16 @@ const sizeSchema = z
   .min(0, 'the size cannot be negative')
   .max(Number.MAX_SAFE_INTEGER, 'the size is too large');
 
+/** A snapshot's id or name, as qemu-img takes it (ids are digits; names any text but NUL). */
+const snapshotKeySchema = z
+  .string({ error: 'a snapshot must be named by its id or name' })
+  .min(1, 'the snapshot id or name is empty')
+  .max(65535, 'the snapshot name is too long')
+  .refine((s) => !s.includes('\0'), 'the snapshot name contains a NUL character');
+
+/** A new snapshot's name. */
+const snapshotNameSchema = snapshotKeySchema;
+
 const optionValuesSchema = z.record(
   z.string().min(1).max(256),
   z.union([z.string().max(MAX_PATH_CHARS), z.number().refine(Number.isFinite, 'an option value must be a finite number'), z.boolean()]),
@@ -62,9 +72,14 @@ export const jobSpecSchema = z.discriminatedUnion(
       targetFormat: formatSchema,
       options: optionValuesSchema,
       compress: z.boolean().optional(),
+      snapshot: snapshotKeySchema.optional(),
+      keepSnapshots: z.boolean().optional(),
     }),
+    z.strictObject({ kind: z.literal('snapshot-create'), path: pathSchema, name: snapshotNameSchema }),
+    z.strictObject({ kind: z.literal('snapshot-apply'), path: pathSchema, snapshot: snapshotKeySchema, saveCurrentAs: snapshotNameSchema.optional() }),
+    z.strictObject({ kind: z.literal('snapshot-delete'), path: pathSchema, snapshot: snapshotKeySchema }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare or convert, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, convert, snapshot-create, snapshot-apply or snapshot-delete, with its fields' },
 );
 
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');
@@ -82,6 +97,13 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   pickImage: z.tuple([]),
   pickTarget: z.tuple([z.string({ error: 'a file name must be text' }).max(255, 'the file name is too long')]),
   targetInfo: z.tuple([pathSchema]),
+  snapshots: z.tuple([pathSchema]),
+  snapshotSpace: z.tuple([pathSchema]),
+  snapshotMap: z.tuple([pathSchema, snapshotKeySchema, bucketsSchema]),
+  // b may come as null over JSON (an absent argument): "now".
+  snapshotDiff: z
+    .tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullish(), bucketsSchema])
+    .transform(([p, a, b, n]): ApiArgs<'snapshotDiff'> => [p, a, b ?? undefined, n]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
 };

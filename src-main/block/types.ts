@@ -90,6 +90,11 @@ export interface OpenOptions {
    * size, a VMDK child's parentCID): without it such a pair fails with EBACKINGCHANGED, as UML and VMware refuse it.
    */
   acceptChangedBacking?: boolean;
+  /**
+   * Opens the image as it was when this internal snapshot (an id, else a name) was taken, read-only
+   * (convert -l, the snapshot browser's map). Formats without internal snapshots refuse it.
+   */
+  snapshot?: string;
   /** The actual backing file, when the recorded name is not where it lies (uml_moo -b: a path from inside a chroot). */
   backingOverride?: string;
   /** Opens a backing image: given by the registry so that formats never import it. */
@@ -141,14 +146,29 @@ export interface DiffRange {
   length: number;
 }
 
+/** What a snapshot records besides its tables, given to create when it must be reproduced (convert --keep-snapshots). */
+export interface SnapshotMeta {
+  id?: string;
+  dateSec?: number;
+  dateNsec?: number;
+  vmClockNs?: bigint | number;
+  icount?: number;
+}
+
 /** Internal snapshots, for formats that keep them (qcow2). Names or ids identify a snapshot, as in qemu-img. */
 export interface SnapshotOps {
   list(path: string): Promise<SnapshotInfo[]>;
-  create(path: string, name: string): Promise<void>;
+  /** Takes a snapshot of the current state; `meta` (a copied snapshot's id, date, VM clock) instead of fresh ones. */
+  create(path: string, name: string, meta?: SnapshotMeta): Promise<void>;
   apply(path: string, nameOrId: string): Promise<void>;
   delete(path: string, nameOrId: string): Promise<void>;
   /** Ranges that differ between snapshot `a` and `b` (or the current state), from the mapping tables alone. */
   diff(path: string, a: string, b?: string): Promise<DiffRange[]>;
+  /**
+   * For each snapshot (by id), the bytes that deleting it would give back: the clusters whose every reference
+   * comes from that snapshot's tables (its L1 table, the L2 tables and data only it reaches).
+   */
+  exclusiveBytes?(path: string, signal?: AbortSignal): Promise<Record<string, number>>;
 }
 
 export interface FormatDriver {

@@ -10,14 +10,15 @@ import { parseSize } from '../block/sizes';
 import { checkExitCode, checkImage } from '../services/check';
 import { compareImages } from '../services/compare';
 import { convertImage } from '../services/convert';
+import { convertKeepingSnapshots } from '../services/convert-snapshots';
 import { createImage } from '../services/create';
 import { inspectImage } from '../services/info';
 import { mapImage } from '../services/map';
-import { describeOptions } from '../services/options';
+import { describeOptions, splitOptionString } from '../services/options';
 import { resizeImage } from '../services/resize';
 import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
-import { has, last, parseArgs } from './args';
+import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
 
@@ -26,11 +27,12 @@ const USAGE = `usage: diskwright COMMAND [options]
 Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
-  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n] SRC DST
+  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
+           [-l SNAPSHOT | --keep-snapshots] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] A B
   map      [-f FMT] [--output human|json] IMAGE
-  snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B]] [-f FMT] IMAGE
+  snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B] [--output human|json]] [-f FMT] IMAGE
   resize   [-f FMT] [--shrink] IMAGE [+|-]SIZE
   read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
   write    [-f FMT] IMAGE OFFSET INFILE
@@ -91,14 +93,17 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W'] }, 'convert');
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots'] }, 'convert');
   if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
   if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
   const targetFormat = last(p, '-O') ?? 'raw';
   driverFor(targetFormat);
   const sourceFormat = formatArg(p);
   const [source, target] = p.positional;
-  await convertImage({
+  const keepSnapshots = has(p, '--keep-snapshots');
+  await (keepSnapshots ? convertKeepingSnapshots : convertImage)({
+    keepSnapshots,
+    sourceSnapshot: snapshotParam(p),
     source,
     sourceFormat,
     target,
@@ -116,6 +121,18 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
   });
   if (has(p, '-p')) io.err(`    (100.00/100%)\n`);
   return 0;
+}
+
+/**
+ * convert -l as qemu-img takes it: `snapshot.id=ID`, `snapshot.name=NAME` (both: the id must have that name), or a
+ * bare id or name; -s SNAPSHOT is qemu-img's older spelling.
+ */
+function snapshotParam(p: ParsedArgs): string | undefined {
+  const text = last(p, '-l') ?? last(p, '-s');
+  if (text === undefined || !/^snapshot\.(id|name)=/.test(text)) return text;
+  const fields = new Map(splitOptionString(text).map(([k, v]) => [k, v ?? '']));
+  for (const k of fields.keys()) if (k !== 'snapshot.id' && k !== 'snapshot.name') throw new DiskError('EINVAL', `convert -l: unknown field '${k}' (snapshot.id or snapshot.name)`);
+  return fields.get('snapshot.id') ?? fields.get('snapshot.name');
 }
 
 async function cmdCheck(argv: string[], io: Io): Promise<number> {
@@ -175,7 +192,7 @@ async function cmdMap(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-c', '-a', '-d', '--diff'], boolean: ['-l', '-q', '-U'] }, 'snapshot');
+  const p = parseArgs(argv, { withValue: ['-f', '-c', '-a', '-d', '--diff', '--output'], boolean: ['-l', '-q', '-U'] }, 'snapshot');
   const format = formatArg(p);
   const actions = ['-l', '-c', '-a', '-d', '--diff'].filter((f) => has(p, f));
   if (actions.length > 1) throw new DiskError('EINVAL', 'snapshot: give only one of -l, -c, -a, -d, --diff');
@@ -186,7 +203,8 @@ async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
     const image = p.positional[p.positional.length - 1];
     const b = p.positional.length === 2 ? p.positional[0] : undefined;
     const ranges = await diffSnapshots(image, last(p, '--diff')!, b, format);
-    io.out(ranges.map((r) => `${r.start} ${r.length}`).join('\n'));
+    if (outputArg(p) === 'json') io.out(toJson(ranges));
+    else io.out(ranges.map((r) => `${r.start} ${r.length}`).join('\n'));
     return 0;
   }
   need(p, 1, 'snapshot', 'an image file name');

@@ -26,6 +26,10 @@ export interface ConvertRequest {
    * default); the others (the default here) flush the new image once, before it is renamed into place.
    */
   cache?: string;
+  /** Copy this internal snapshot of the source (an id, else a name) instead of its current state (-l). */
+  sourceSnapshot?: string;
+  /** The target keeps the source's internal snapshots: services/convert-snapshots.ts does that work, not convertImage. */
+  keepSnapshots?: boolean;
   backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -59,7 +63,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   const cache = req.cache ?? 'writeback';
   if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
   const unsafe = cache === 'unsafe';
-  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
+  if (req.keepSnapshots) throw new DiskError('EINVAL', 'convertImage does not keep snapshots: call convertKeepingSnapshots');
+  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot });
   let tmp: string | undefined;
   /** Files the create wrote beside the target under their final names (VMDK extents): removed on failure. */
   let extraFiles: string[] = [];

@@ -7,7 +7,9 @@ import { createImage } from './create';
 import { checkImage } from './check';
 import { repairImage } from './repair';
 import { convertImage } from './convert';
+import { convertKeepingSnapshots } from './convert-snapshots';
 import { compareImages } from './compare';
+import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
 import { promises as fsp } from 'node:fs';
 import type { BackingPolicy } from '../block/types';
 
@@ -70,18 +72,26 @@ export class JobManager {
       case 'compare':
         return compareImages({ a: spec.a, b: spec.b, backingPolicy, signal, onProgress: progress('compare') });
       case 'convert':
-        await convertImage({
+        await (spec.keepSnapshots ? convertKeepingSnapshots : convertImage)({
           source: spec.source,
           target: spec.target,
           targetFormat: spec.targetFormat,
           options: spec.options,
           compress: spec.compress,
+          sourceSnapshot: spec.snapshot,
+          keepSnapshots: spec.keepSnapshots,
           backingPolicy,
           signal,
           onProgress: progress('convert'),
         });
         // What the new image takes on disk, for the wizard's before/after.
         return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512 } satisfies ConvertResult;
+      case 'snapshot-create':
+        return createNamedSnapshot(spec.path, spec.name);
+      case 'snapshot-apply':
+        return revertToSnapshot({ path: spec.path, snapshot: spec.snapshot, saveCurrentAs: spec.saveCurrentAs, signal });
+      case 'snapshot-delete':
+        return deleteSnapshot(spec.path, spec.snapshot);
     }
   }
 }

@@ -68,8 +68,8 @@ export async function mapImage(path: string, opts: MapOptions = {}): Promise<Arr
 }
 
 /** The map drawn into `buckets` equal parts with the share of data, zero and unallocated bytes in each. */
-export async function mapPicture(path: string, buckets: number, opts: MapOptions = {}): Promise<MapPicture> {
-  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy });
+export async function mapPicture(path: string, buckets: number, opts: MapOptions & { snapshot?: string } = {}): Promise<MapPicture> {
+  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy, snapshot: opts.snapshot });
   try {
     const n = Math.max(1, Math.min(4096, Math.floor(buckets)));
     const bucketSize = Math.max(1, Math.ceil(dev.size / n));

@@ -1,7 +1,13 @@
-import type { SnapshotInfo } from '../../src-shared/api';
-import { DiskError } from '../block/errors';
-import { resolveDriver } from '../registry';
+/**
+ * Internal snapshots (qcow2): the CLI's `snapshot` command and the app's snapshot browser. The format's
+ * SnapshotOps do the work; this adds what a person needs around it: the listing with whether the image can
+ * take snapshot work now, the space each one holds, its map, and the difference of two drawn as a map.
+ */
+import type { MapPicture, SnapshotDiff, SnapshotInfo, SnapshotListing } from '../../src-shared/api';
+import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import { openImage, resolveDriver } from '../registry';
 import type { DiffRange, SnapshotOps } from '../block/types';
+import { mapPicture } from './map';
 
 async function opsFor(path: string, format?: string): Promise<SnapshotOps> {
   const d = await resolveDriver(path, format);
@@ -23,4 +29,89 @@ export async function deleteSnapshot(path: string, name: string, format?: string
 }
 export async function diffSnapshots(path: string, a: string, b?: string, format?: string): Promise<DiffRange[]> {
   return (await opsFor(path, format)).diff(path, a, b);
+}
+
+/** A snapshot with the same name given to apply's "save the current state first" (qemu-img does not check names). */
+async function refuseTakenName(path: string, name: string, format?: string): Promise<void> {
+  if ((await listSnapshots(path, format)).some((s) => s.name === name)) {
+    throw new DiskError('EEXIST', `${path}: a snapshot named '${name}' exists already`, path);
+  }
+}
+
+/** Takes a snapshot named `name`, refusing a name already taken (qemu-img would make a second one). */
+export async function createNamedSnapshot(path: string, name: string, format?: string): Promise<void> {
+  await refuseTakenName(path, name, format);
+  await createSnapshot(path, name, format);
+}
+
+/**
+ * Reverts to `snapshot`; with `saveCurrentAs`, the state being left is first kept as a snapshot of that name
+ * (the browser's "keep the current state" box). When that snapshot cannot be taken, nothing is reverted.
+ */
+export async function revertToSnapshot(opts: { path: string; snapshot: string; saveCurrentAs?: string; format?: string; signal?: AbortSignal }): Promise<void> {
+  throwIfAborted(opts.signal);
+  if (opts.saveCurrentAs !== undefined) await createNamedSnapshot(opts.path, opts.saveCurrentAs, opts.format);
+  throwIfAborted(opts.signal);
+  await applySnapshot(opts.path, opts.snapshot, opts.format);
+}
+
+/**
+ * Whether the image can take snapshot work now: it is opened for writing and closed again at once (nothing is
+ * written), which meets the same refusals the work would — a dirty or corrupt image, a read-only file, a lock
+ * held by a running VM.
+ */
+async function writeRefusal(path: string): Promise<SnapshotListing['refusal']> {
+  try {
+    const dev = await openImage(path, { readOnly: false, backingPolicy: 'none' });
+    await dev.close();
+    return undefined;
+  } catch (err) {
+    return toDiskError(err, path).toDto();
+  }
+}
+
+/** The snapshot browser's listing; an image of a format without snapshots lists none. */
+export async function snapshotListing(path: string): Promise<SnapshotListing> {
+  const d = await resolveDriver(path);
+  const dev = await openImage(path, { readOnly: true, backingPolicy: 'none' });
+  const currentSize = dev.size;
+  await dev.close();
+  if (!d.snapshots) return { snapshots: [], currentSize };
+  return { snapshots: await d.snapshots.list(path), currentSize, refusal: await writeRefusal(path) };
+}
+
+/** For each snapshot id, the bytes that deleting it would free. */
+export async function snapshotSpace(path: string, signal?: AbortSignal): Promise<Record<string, number>> {
+  const ops = await opsFor(path);
+  if (!ops.exclusiveBytes) throw new DiskError('EUNSUPPORTED', `${path}: this format cannot tell the space each snapshot holds`, path);
+  return ops.exclusiveBytes(path, signal);
+}
+
+/** The allocation map of one snapshot. Its backing file is not followed: the picture is the image's own tables. */
+export function snapshotMapPicture(path: string, snapshot: string, buckets: number): Promise<MapPicture> {
+  return mapPicture(path, buckets, { snapshot, backingPolicy: 'none' });
+}
+
+/** Where `a` and `b` (or now) differ, summed and drawn into buckets as the map is. */
+export async function snapshotDiffPicture(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
+  const ranges = await diffSnapshots(path, a, b);
+  const dev = await openImage(path, { readOnly: true, backingPolicy: 'none' });
+  const virtualSize = dev.size;
+  await dev.close();
+  const n = Math.max(1, Math.min(4096, Math.floor(buckets)));
+  // The diff can reach past today's size when a snapshot was taken at a larger one.
+  const extent = Math.max(virtualSize, ...ranges.map((r) => r.start + r.length));
+  const bucketSize = Math.max(1, Math.ceil(extent / n));
+  const out = new Array<number>(n).fill(0);
+  let bytes = 0;
+  for (const r of ranges) {
+    bytes += r.length;
+    for (let pos = r.start; pos < r.start + r.length; ) {
+      const i = Math.floor(pos / bucketSize);
+      const end = Math.min(r.start + r.length, (i + 1) * bucketSize);
+      out[i] += (end - pos) / bucketSize;
+      pos = end;
+    }
+  }
+  return { bytes, ranges: ranges.length, virtualSize: extent, bucketSize, buckets: out.map((v) => Math.min(1, v)) };
 }

@@ -20,6 +20,7 @@ import { readAt, statusAt } from './read';
 import { Refcounts } from './refcount';
 import { preallocate, resize } from './resize';
 import { SUBCLUSTERS } from './entry';
+import { pointAtSnapshot } from './snapshot-view';
 import { readSnapshotTable } from './snapshot-table';
 import { Tables } from './tables';
 import { write } from './write';
@@ -209,6 +210,7 @@ export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2D
     checkFeatures(layout, path, !opts.readOnly);
     // The snapshot table is read at open as qemu reads it, so a damaged one stops map and convert as it stops info.
     await readSnapshotTable(file, layout);
+    if (opts.snapshot !== undefined) await pointAtSnapshot(file, layout, opts.snapshot, opts.readOnly);
     if (layout.backingFile !== undefined && opts.backingPolicy !== 'none') {
       const full = resolveBackingPath(path, layout.backingFile, opts.backingPolicy);
       backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);

@@ -4,6 +4,7 @@ import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions 
 import { checkQcow2 } from './check';
 import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
 import { openQcow2 } from './device';
+import { exclusiveBytes } from './snapshot-space';
 import { checkFeatures, validateHeader } from './header';
 import { snapshotInfo } from './snapshot-info';
 import { qcow2Snapshots } from './snapshot';
@@ -68,7 +69,7 @@ export const qcow2Driver: FormatDriver = {
   },
   describe,
   createOptions: QCOW2_CREATE_OPTIONS,
-  snapshots: qcow2Snapshots,
+  snapshots: { ...qcow2Snapshots, exclusiveBytes },
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return openQcow2(path, opts);
   },
