@@ -76,7 +76,12 @@ export async function exclusiveBytes(path: string, signal?: AbortSignal): Promis
   });
   try {
     const out: Record<string, number> = {};
-    for (const sn of (await readSnapshotTable(dev.file, dev.layout)).entries) out[sn.id] = (await clustersOnlyIn(dev, sn, signal)) * dev.clusterSize;
+    const table = await readSnapshotTable(dev.file, dev.layout);
+    // Deleting the only snapshot also lets the snapshot table go (an empty table takes no clusters).
+    const cs = dev.clusterSize;
+    const at = dev.header.snapshotsOffset;
+    const tableClusters = table.entries.length === 1 ? Math.floor((at + table.byteLength - 1) / cs) - Math.floor(at / cs) + 1 : 0;
+    for (const sn of table.entries) out[sn.id] = ((await clustersOnlyIn(dev, sn, signal)) + tableClusters) * cs;
     return out;
   } catch (err) {
     throw toDiskError(err, path);
