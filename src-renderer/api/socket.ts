@@ -106,6 +106,19 @@ export class SocketApi implements DiskwrightApi {
     // JSON has no undefined: "no file" comes back as null.
     return (await this.call('pickImage', [])) ?? undefined;
   }
+  snapshots(path: string) {
+    return this.call('snapshots', [path]);
+  }
+  snapshotSpace(path: string) {
+    return this.call('snapshotSpace', [path]);
+  }
+  snapshotMap(path: string, snapshot: string, buckets: number) {
+    return this.call('snapshotMap', [path, snapshot, buckets]);
+  }
+  snapshotDiff(path: string, a: string, b: string | undefined, buckets: number) {
+    // JSON has no undefined: "now" travels as null.
+    return this.call('snapshotDiff', [path, a, b ?? null, buckets] as unknown as [string, string, string | undefined, number]);
+  }
   startJob(spec: JobSpec): Promise<JobId> {
     return this.call('startJob', [spec]);
   }

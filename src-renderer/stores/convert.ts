@@ -1,5 +1,5 @@
 import { defineStore } from 'pinia';
-import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, JobProgress, OptionSpec, TargetInfo } from '../../src-shared/api';
+import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, JobProgress, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, runJob, type RunningJob } from '../api/jobs';
 
@@ -31,15 +31,24 @@ export const useConvertStore = defineStore('convert', {
     verdict: null as CompareOutcome | null,
     error: null as ApiError | null,
     cancelled: false,
+    /** The internal snapshot being exported instead of the image's current state (the snapshot browser's Export). */
+    snapshot: null as SnapshotInfo | null,
+    /** qcow2 → qcow2: the new image keeps the source's snapshots. */
+    keepSnapshots: false,
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
-    async start(path: string, sourceData?: number): Promise<void> {
+    async start(path: string, sourceData?: number, snapshot?: SnapshotInfo): Promise<void> {
       this.$reset();
       this.active = true;
       try {
         this.source = await api.inspect(path);
         this.sourceData = sourceData;
+        if (snapshot) {
+          this.snapshot = snapshot;
+          // The verify compares the image as it is now, not the snapshot: it does not apply here.
+          this.verify = false;
+        }
       } catch (err) {
         this.error = toApiError(err);
         this.step = 'failed';
@@ -50,7 +59,9 @@ export const useConvertStore = defineStore('convert', {
       this.values = {};
       this.compress = false;
       this.specs = await api.createOptions(format);
-      const src = this.source?.filename ?? '';
+      let src = this.source?.filename ?? '';
+      // An exported snapshot is named after it: disk-before-upgrade.vmdk.
+      if (this.snapshot) src = src.replace(/(\.[A-Za-z0-9]+)?$/, `-${this.snapshot.name.replace(/[^A-Za-z0-9._-]+/g, '-')}$1`);
       // Beside the source, same name, the new format's extension.
       this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `.${extension}`);
       if (this.targetPath === src) this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `-converted.${extension}`);
@@ -72,7 +83,16 @@ export const useConvertStore = defineStore('convert', {
       const result = await this.follow<ConvertResult>(
         gen,
         runJob<ConvertResult>(
-          { kind: 'convert', source: this.source.filename, target, targetFormat: this.format as FormatName, options, ...(this.compress ? { compress: true } : {}) },
+          {
+            kind: 'convert',
+            source: this.source.filename,
+            target,
+            targetFormat: this.format as FormatName,
+            options,
+            ...(this.compress ? { compress: true } : {}),
+            ...(this.snapshot ? { snapshot: this.snapshot.id } : {}),
+            ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot ? { keepSnapshots: true } : {}),
+          },
           (p) => this.onProgress(gen, p),
         ),
       );
