@@ -157,3 +157,21 @@ async function dropIfUnused(key: string, h: Holder): Promise<void> {
 export function isLockedByOthers(fd: number): boolean {
   return nativeFileOps !== undefined && nativeFileOps.testBytes(fd, PERM_BASE + 1, 1) === 1;
 }
+
+/**
+ * True when another program holds the image so that opening it for writing would be refused (lockImage's
+ * 'write' would fail with EBUSY), found without taking any lock: a probe that takes the write lock, even for a
+ * moment, would make a VM or qemu-img starting at that moment fail. This process's own locks do not count (they
+ * never refuse each other), so the test goes through this process's lock description when it has one.
+ */
+export async function heldAgainstWriting(path: string): Promise<boolean> {
+  if (!nativeFileOps) return false;
+  const fh = await fsp.open(path, fsc.O_RDONLY);
+  try {
+    const st = await fh.stat();
+    const h = holders.get(`${st.dev}:${st.ino}`);
+    return conflict(h ?? { fh, users: new Map(), perm: 0, unshared: 0 }, PERMS.write) !== undefined;
+  } finally {
+    await fh.close();
+  }
+}

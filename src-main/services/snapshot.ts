@@ -8,6 +8,9 @@ import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { openImage, resolveDriver } from '../registry';
 import type { DiffRange, SnapshotOps } from '../block/types';
 import { mapPicture } from './map';
+import { inspectImage } from './info';
+import { heldAgainstWriting } from '../block/lock';
+import { constants as fsc, promises as fsp } from 'node:fs';
 
 async function opsFor(path: string, format?: string): Promise<SnapshotOps> {
   const d = await resolveDriver(path, format);
@@ -56,14 +59,19 @@ export async function revertToSnapshot(opts: { path: string; snapshot: string; s
 }
 
 /**
- * Whether the image can take snapshot work now: it is opened for writing and closed again at once (nothing is
- * written), which meets the same refusals the work would — a dirty or corrupt image, a read-only file, a lock
- * held by a running VM.
+ * Whether the image can take snapshot work now, found without opening it for writing (which would take the
+ * write lock for a moment and refuse a VM starting then): the file must be writable, the image closed cleanly
+ * and not marked corrupt, and no other program may hold it against writing.
  */
 async function writeRefusal(path: string): Promise<SnapshotListing['refusal']> {
   try {
-    const dev = await openImage(path, { readOnly: false, backingPolicy: 'none' });
-    await dev.close();
+    await fsp.access(path, fsc.W_OK).catch(() => {
+      throw new DiskError('EACCES', `${path}: the file is read-only`, path);
+    });
+    const info = await inspectImage(path, { backingPolicy: 'none' });
+    if (info['dirty-flag']) throw new DiskError('EUNCLEAN', `${path}: the image was not closed cleanly; repair it first (Check & Repair)`, path);
+    if (info['format-specific']?.data.corrupt === true) throw new DiskError('ECORRUPT', `${path}: the image is marked corrupt; repair it first (Check & Repair)`, path);
+    if (await heldAgainstWriting(path)) throw new DiskError('EBUSY', `${path}: the image is in use by another program (a running VM, or qemu-img); close it there first`, path);
     return undefined;
   } catch (err) {
     return toDiskError(err, path).toDto();

@@ -10,6 +10,19 @@ import { JobSlot, runJob } from '../api/jobs';
  */
 const slot = new JobSlot();
 
+/**
+ * Reads of the image under way (listing, space, maps). Each holds the image's shared lock while it runs, and a
+ * lock taken by this program's own reader refuses its own writer as it would another program's, so an action
+ * waits for them before it starts.
+ */
+const reads = new Set<Promise<unknown>>();
+function reading<T>(p: Promise<T>): Promise<T> {
+  reads.add(p);
+  const forget = () => reads.delete(p);
+  p.then(forget, forget);
+  return p;
+}
+
 /** "Now" in a selection: the image's current state. */
 export const NOW = 'now';
 
@@ -68,7 +81,7 @@ export const useSnapshotsStore = defineStore('snapshots', {
     async reload(): Promise<void> {
       this.loadError = null;
       try {
-        this.listing = await api.snapshots(this.path);
+        this.listing = await reading(api.snapshots(this.path));
       } catch (err) {
         this.loadError = toApiError(err);
         return;
@@ -77,7 +90,7 @@ export const useSnapshotsStore = defineStore('snapshots', {
       this.selected = this.selected.filter((id) => ids.has(id));
       if (this.selected.length === 0) this.selected = [this.listing.snapshots.length ? this.listing.snapshots[this.listing.snapshots.length - 1].id : NOW];
       this.space = null;
-      void api.snapshotSpace(this.path).then(
+      void reading(api.snapshotSpace(this.path)).then(
         (space) => (this.space = space),
         () => (this.space = null),
       );
@@ -98,11 +111,11 @@ export const useSnapshotsStore = defineStore('snapshots', {
       if (a === undefined) return;
       try {
         // The map under the drawing is the first selected state's (the image's own map for "now").
-        this.picture = a === NOW ? await api.mapPicture(this.path, MAP_BUCKETS) : await api.snapshotMap(this.path, a, MAP_BUCKETS);
+        this.picture = await reading(a === NOW ? api.mapPicture(this.path, MAP_BUCKETS) : api.snapshotMap(this.path, a, MAP_BUCKETS));
         if (b !== undefined) {
           // The difference is from the older to the newer; "now" is always the newer.
           const [from, to] = a === NOW ? [b, undefined] : [a, b === NOW ? undefined : b];
-          this.diff = await api.snapshotDiff(this.path, from, to, MAP_BUCKETS);
+          this.diff = await reading(api.snapshotDiff(this.path, from, to, MAP_BUCKETS));
         }
       } catch (err) {
         this.error = toApiError(err);
@@ -138,6 +151,7 @@ export const useSnapshotsStore = defineStore('snapshots', {
       this.running = true;
       this.startedAt = Date.now();
       this.progress = null;
+      await Promise.allSettled([...reads]);
       const outcome = await slot.follow(
         gen,
         runJob<void>(spec, (pr) => {
