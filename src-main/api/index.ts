@@ -52,13 +52,15 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       return mapPicture(path, buckets, { backingPolicy: mapPolicy });
     },
     async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
-      // Only the backing file the image really names can be allowed, and only for that image.
+      // Only a file the image really names — its backing file, or one of its extents (a VMDK's data files) — can
+      // be allowed, and only for that image.
       const info = await inspectImage(imagePath, { backingChain: false, backingPolicy: 'none' });
-      const name = info['backing-filename'];
-      if (name === undefined) throw new DiskError('EINVAL', `${imagePath}: the image has no backing file to allow`, imagePath);
-      const actual = resolveBackingPath(imagePath, name, 'anywhere');
-      if (actual !== nodePath.resolve(backingPath)) {
-        throw new DiskError('EINVAL', `${imagePath}: its backing file is ${actual}, not ${backingPath}`, imagePath);
+      const named = namedFiles(imagePath, info);
+      const wanted = nodePath.resolve(backingPath);
+      const actual = named.find((f) => f === wanted);
+      if (actual === undefined) {
+        if (named.length === 0) throw new DiskError('EINVAL', `${imagePath}: the image names no backing file or extent to allow`, imagePath);
+        throw new DiskError('EINVAL', `${imagePath}: ${backingPath} is not a file this image uses (it uses ${named.join(', ')})`, imagePath);
       }
       grants.grant(imagePath, actual);
     },
@@ -122,4 +124,19 @@ function invoke<M extends ApiMethod>(api: DiskwrightApi, method: M, args: ApiArg
 /** What crosses a bridge when a call fails: a code and a plain message, never a stack. */
 export function errorDto(err: unknown): DiskErrorDto {
   return toDiskError(err).toDto();
+}
+
+/** The files outside itself an image names: its backing file and its extents (VMDK), as absolute paths. */
+function namedFiles(imagePath: string, info: ImageInfo): string[] {
+  const out: string[] = [];
+  const name = info['backing-filename'];
+  if (name !== undefined) out.push(resolveBackingPath(imagePath, name, 'anywhere'));
+  const extents = info['format-specific']?.data.extents;
+  if (Array.isArray(extents)) {
+    for (const e of extents) {
+      const f = (e as { filename?: unknown }).filename;
+      if (typeof f === 'string') out.push(nodePath.resolve(nodePath.dirname(imagePath), f));
+    }
+  }
+  return out;
 }
