@@ -107,6 +107,8 @@ export interface SnapshotListing {
   snapshots: SnapshotInfo[];
   /** The image's virtual size now (the timeline's last point, "now"). */
   currentSize: number;
+  /** Each snapshot's disk size when it was taken (by id). */
+  diskSizes: Record<string, number>;
   /** The image cannot take snapshot work now, and why (dirty, read-only file, in use elsewhere); undefined when it can. */
   refusal?: DiskErrorDto;
 }

@@ -84,8 +84,16 @@ export async function snapshotListing(path: string): Promise<SnapshotListing> {
   const dev = await openImage(path, { readOnly: true, backingPolicy: 'none' });
   const currentSize = dev.size;
   await dev.close();
-  if (!d.snapshots) return { snapshots: [], currentSize };
-  return { snapshots: await d.snapshots.list(path), currentSize, refusal: await writeRefusal(path) };
+  if (!d.snapshots) return { snapshots: [], currentSize, diskSizes: {} };
+  const snapshots = await d.snapshots.list(path);
+  // The disk size each was taken at: what its view of the image says (a read of its header entry only).
+  const diskSizes: Record<string, number> = {};
+  for (const s of snapshots) {
+    const view = await openImage(path, { readOnly: true, backingPolicy: 'none', snapshot: s.id });
+    diskSizes[s.id] = view.size;
+    await view.close();
+  }
+  return { snapshots, currentSize, diskSizes, refusal: await writeRefusal(path) };
 }
 
 /** For each snapshot id, the bytes that deleting it would free. */
