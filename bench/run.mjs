@@ -4,11 +4,16 @@
 //   npm run bench                      256 MiB and 1 GiB images, best of 3
 //   npm run bench -- --size 512M       one size (or a list: --size 256M,2G)
 //   npm run bench -- --repeats 5 --only convert
+//   npm run bench -- --inputs fs       only the file system image (or: everyother)
 //
-// Rows: convert between raw and qcow2 (plain, -t unsafe, -t writeback, -c), raw to and from VMDK, VHDX and
-// Parallels, raw to streamOptimized VMDK, map and compare.
+// Rows: convert between raw and qcow2 (plain, -t unsafe, -t writeback, -c), reading compressed qcow2,
+// recompressing, raw to and from VMDK, VHDX and Parallels, raw to streamOptimized VMDK, map, compare, check
+// and info. Each row gives the wall time (best of the repeats) and the peak RSS (largest) of both tools.
 //
-// Each input has data in every other MiB (written by qemu-io, so qemu-img reads it as it reads any image).
+// Two inputs per size: "everyother" has data in every other MiB (written by qemu-io, so qemu-img reads it as
+// it reads any image); "fs" is a real ext4 file system built by mke2fs -d from a generated tree of text,
+// random and sparse files (test/fixtures/fs-image.ts, deterministic), about a third full, whose data lies in
+// 4 KiB blocks with holes between them as a real disk's does.
 // Every timed command writes a new target: the previous one is deleted first, outside the timing, so neither
 // tool pays for freeing the last run's file. Every output is checked (qemu-img compare, and check for qcow2)
 // so a fast wrong answer cannot pass unnoticed.
@@ -21,6 +26,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeExt4Image } from '../test/fixtures/fs-image.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'bin', 'diskwright.js');
@@ -31,6 +37,7 @@ const arg = (name, fallback) => {
 const sizes = arg('--size', '256M,1G').split(',');
 const repeats = Number(arg('--repeats', '3'));
 const only = arg('--only', '');
+const inputKinds = arg('--inputs', 'everyother,fs').split(',');
 const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'dw-bench-'));
 
 function sh(cmd, args, okCodes = [0]) {
@@ -38,23 +45,47 @@ function sh(cmd, args, okCodes = [0]) {
   if (!okCodes.includes(r.status)) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
   return r;
 }
-const ours = (args) => sh(process.execPath, [cli, ...args]);
-const qemu = (args) => sh('qemu-img', args);
+/** Peak RSS (KiB) of the last command run through `timed`, read from GNU time's report. */
+let lastRss = 0;
+/** Runs a command under /usr/bin/time so its peak RSS is known; its own output is returned as sh's. */
+function timed(cmd, args, okCodes = [0]) {
+  const r = sh('/usr/bin/time', ['-f', 'DWRSS %M', cmd, ...args], okCodes);
+  const m = /DWRSS (\d+)\s*$/.exec(r.stderr);
+  lastRss = m ? Number(m[1]) : 0;
+  return r;
+}
+const ours = (args, okCodes) => timed(process.execPath, [cli, ...args], okCodes);
+const qemu = (args, okCodes) => timed('qemu-img', args, okCodes);
 
-/** Best wall time of `repeats` runs; `before` runs untimed ahead of each (deleting the last target). */
+/** Best wall time of `repeats` runs and the largest peak RSS (MB); `before` runs untimed ahead of each. */
 function best(fn, before = () => undefined) {
   let min = Infinity;
+  let rss = 0;
   for (let i = 0; i < repeats; i++) {
     before();
     const t = process.hrtime.bigint();
     fn();
     min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e6);
+    rss = Math.max(rss, lastRss / 1024);
   }
-  return min;
+  return { ms: min, rss };
+}
+
+/** The fs input: an ext4 raw image about a third full, converted to `fmt` by qemu-img where asked. */
+function makeFsInput(fmt, size) {
+  const rawPath = join(dir, `fs-${size}.raw`);
+  const bytes = Math.floor(0.33 * Number(JSON.parse(qemu(['measure', '--output', 'json', '-O', 'raw', '--size', size]).stdout)['fully-allocated']));
+  makeExt4Image(rawPath, join(dir, `tree-${size}`), size, { seed: 1, bytes });
+  rmSync(join(dir, `tree-${size}`), { recursive: true, force: true });
+  if (fmt === 'raw') return rawPath;
+  const p = join(dir, `fs-${size}.${fmt}`);
+  qemu(['convert', '-O', fmt, rawPath, p]);
+  return p;
 }
 
 /** An image with data in every other MiB, as qemu-io writes it. */
-function makeInput(fmt, size) {
+function makeInput(fmt, size, kind = 'everyother') {
+  if (kind === 'fs') return makeFsInput(fmt, size);
   const p = join(dir, `input-${size}.${fmt}`);
   qemu(['create', '-q', '-f', fmt, p, size]);
   const vsize = JSON.parse(qemu(['info', '--output', 'json', p]).stdout)['virtual-size'];
@@ -69,6 +100,7 @@ const want = (name) => !only || name.includes(only);
 
 function convertCase(size, input, inFmt, outFmt, flags, label, oursFlags = flags, qemuFlags = flags) {
   const name = `convert ${inFmt} -> ${outFmt}${label ? ` ${label}` : ''}`;
+  const inputName = currentInput;
   if (!want(name)) return;
   const a = join(dir, `ours.${outFmt}`);
   const b = join(dir, `theirs.${outFmt}`);
@@ -79,13 +111,15 @@ function convertCase(size, input, inFmt, outFmt, flags, label, oursFlags = flags
   let note = '';
   if (sh('qemu-img', ['compare', '-q', input, a], [0, 1]).status !== 0) note = 'OUTPUT DIFFERS';
   else if (outFmt === 'qcow2' && sh('qemu-img', ['check', '-q', a], [0, 1, 2, 3]).status !== 0) note = 'qemu-img check fails';
-  rows.push({ size, name, ours: tOurs, qemu: tQemu, note });
+  rows.push({ size, input: inputName, name, ours: tOurs, qemu: tQemu, note });
   rmA();
   rmB();
 }
 
-for (const size of sizes) {
-  const inputs = { raw: makeInput('raw', size), qcow2: makeInput('qcow2', size) };
+let currentInput = '';
+for (const size of sizes) for (const kind of inputKinds) {
+  currentInput = kind;
+  const inputs = { raw: makeInput('raw', size, kind), qcow2: makeInput('qcow2', size, kind) };
   for (const inFmt of ['raw', 'qcow2']) {
     for (const outFmt of ['raw', 'qcow2']) convertCase(size, inputs[inFmt], inFmt, outFmt, [], '');
   }
@@ -95,11 +129,18 @@ for (const size of sizes) {
   convertCase(size, inputs.raw, 'raw', 'raw', ['-t', 'writeback'], '-t writeback');
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-t', 'writeback'], '-t writeback');
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-c'], '-c');
-  // The other formats both tools write: into them from raw, and out of them (inputs written by qemu-io).
+  // Reading compressed clusters, and recompressing them.
+  if (want('compressed')) {
+    const packed = join(dir, `packed-${size}.qcow2`);
+    qemu(['convert', '-c', '-O', 'qcow2', inputs.raw, packed]);
+    convertCase(size, packed, 'qcow2', 'raw', ['-t', 'unsafe'], '(compressed) -t unsafe');
+    convertCase(size, inputs.qcow2, 'qcow2', 'qcow2', ['-c', '-t', 'unsafe'], '-c -t unsafe');
+    rmSync(packed, { force: true });
+  }  // The other formats both tools write: into them from raw, and out of them (inputs written by qemu-io).
   for (const fmt of ['vmdk', 'vhdx', 'parallels']) {
     if (!want(`convert raw -> ${fmt}`) && !want(`convert ${fmt} -> raw`)) continue;
     convertCase(size, inputs.raw, 'raw', fmt, [], '');
-    const input = makeInput(fmt, size);
+    const input = makeInput(fmt, size, kind);
     convertCase(size, input, fmt, 'raw', [], '');
     rmSync(input, { force: true });
   }
@@ -108,26 +149,43 @@ for (const size of sizes) {
     if (want(`map ${fmt}`)) {
       const args = ['map', '--output', 'json', inputs[fmt]];
       const same = ours(args).stdout.replace(/\s/g, '') === qemu(args).stdout.replace(/\s/g, '');
-      rows.push({ size, name: `map ${fmt}`, ours: best(() => ours(args)), qemu: best(() => qemu(args)), note: same ? '' : 'MAP DIFFERS' });
+      rows.push({ size, input: kind, name: `map ${fmt}`, ours: best(() => ours(args)), qemu: best(() => qemu(args)), note: same ? '' : 'MAP DIFFERS' });
     }
     if (want(`compare ${fmt}`)) {
       const copy = join(dir, `copy.${fmt}`);
       qemu(['convert', '-f', fmt, '-O', fmt, inputs[fmt], copy]);
       const args = ['compare', inputs[fmt], copy];
       const same = ours(args).stdout === qemu(args).stdout;
-      rows.push({ size, name: `compare ${fmt}`, ours: best(() => ours(args)), qemu: best(() => qemu(args)), note: same ? '' : 'VERDICT DIFFERS' });
+      rows.push({ size, input: kind, name: `compare ${fmt}`, ours: best(() => ours(args)), qemu: best(() => qemu(args)), note: same ? '' : 'VERDICT DIFFERS' });
       rmSync(copy, { force: true });
     }
+  }
+  for (const cmd of ['check', 'info']) {
+    if (!want(`${cmd} qcow2`)) continue;
+    const args = [cmd, inputs.qcow2];
+    rows.push({ size, input: kind, name: `${cmd} qcow2`, ours: best(() => ours(args, [0, 2, 3])), qemu: best(() => qemu(args, [0, 2, 3])), note: '' });
   }
   for (const p of Object.values(inputs)) rmSync(p, { force: true });
 }
 
-const startNode = best(() => sh(process.execPath, ['-e', '0']));
-const startOurs = best(() => sh(process.execPath, [cli, '--help'], [0, 1]));
-console.log(`diskwright vs qemu-img: images with data in every other MiB, best of ${repeats}, new target each run`);
-console.log(`start-up alone: node ${startNode.toFixed(0)} ms, diskwright --help ${startOurs.toFixed(0)} ms (included in every diskwright time)`);
-console.log('size'.padEnd(6) + 'case'.padEnd(34) + 'diskwright ms'.padStart(14) + 'qemu-img ms'.padStart(13) + 'ratio'.padStart(8) + '  note');
+const startNode = best(() => timed(process.execPath, ['-e', '0']));
+const startOurs = best(() => ours(['--help'], [0, 1]));
+console.log(`diskwright vs qemu-img, best of ${repeats}, new target each run; RSS = peak resident memory`);
+console.log(`start-up alone: node ${startNode.ms.toFixed(0)} ms, diskwright --help ${startOurs.ms.toFixed(0)} ms (included in every diskwright time)`);
+console.log(
+  'size'.padEnd(6) + 'input'.padEnd(11) + 'case'.padEnd(36) + 'ours ms'.padStart(9) + 'qemu ms'.padStart(9) + 'ratio'.padStart(7) + 'ours MB'.padStart(9) + 'qemu MB'.padStart(9) + '  note',
+);
 for (const r of rows) {
-  console.log(r.size.padEnd(6) + r.name.padEnd(34) + r.ours.toFixed(0).padStart(14) + r.qemu.toFixed(0).padStart(13) + (r.ours / r.qemu).toFixed(2).padStart(8) + (r.note ? `  ${r.note}` : ''));
+  console.log(
+    r.size.padEnd(6) +
+      r.input.padEnd(11) +
+      r.name.padEnd(36) +
+      r.ours.ms.toFixed(0).padStart(9) +
+      r.qemu.ms.toFixed(0).padStart(9) +
+      (r.ours.ms / r.qemu.ms).toFixed(2).padStart(7) +
+      r.ours.rss.toFixed(0).padStart(9) +
+      r.qemu.rss.toFixed(0).padStart(9) +
+      (r.note ? `  ${r.note}` : ''),
+  );
 }
 rmSync(dir, { recursive: true, force: true });
