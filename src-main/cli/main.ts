@@ -19,6 +19,7 @@ import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
+import { cmdMeasure } from './measure';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
 
 const USAGE = `usage: diskwright COMMAND [options]
@@ -30,6 +31,7 @@ Commands (flags as in qemu-img):
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] A B
   map      [-f FMT] [--output human|json] IMAGE
+  measure  [--output human|json] [-f FMT] -O FMT [-o OPTIONS] [--size SIZE | IMAGE]
   snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B]] [-f FMT] IMAGE
   resize   [-f FMT] [--shrink] IMAGE [+|-]SIZE
   read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
@@ -262,6 +264,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   check: cmdCheck,
   compare: cmdCompare,
   map: cmdMap,
+  measure: cmdMeasure,
   snapshot: cmdSnapshot,
   resize: cmdResize,
   read: cmdRead,

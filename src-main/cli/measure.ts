@@ -1,0 +1,38 @@
+/** `diskwright measure`, as qemu-img measure: the room a new image needs, for --size N or for an existing image's data. */
+import { DiskError } from '../block/errors';
+import { parseSize } from '../block/sizes';
+import { measureImage } from '../services/measure';
+import { has, last, parseArgs } from './args';
+import { BACKING, formatArg, optionsArg, outputArg, type Io } from './common';
+import { toJson } from './format';
+
+export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '--output', '--size', '-l'], boolean: ['-U', '--force-share'] }, 'measure');
+  if (has(p, '-l')) throw new DiskError('EUNSUPPORTED', 'measure: snapshots (-l) are not supported');
+  if (p.positional.length > 1) throw new DiskError('EINVAL', 'measure: give at most one image file name');
+  // qemu-img's default target format is raw, as in convert.
+  const format = last(p, '-O') ?? 'raw';
+  const sourceFormat = formatArg(p);
+  const output = outputArg(p);
+  const sizeText = last(p, '--size');
+  const size = sizeText !== undefined ? parseSize(sizeText, 'image size') : undefined;
+  const r = await measureImage({
+    format,
+    options: optionsArg(p),
+    size,
+    source: p.positional[0],
+    sourceFormat,
+    backingPolicy: BACKING,
+    signal: io.signal,
+  });
+  if (output === 'json') {
+    // Keys in qemu-img's order: bitmaps (when shown) first.
+    const obj = { ...(r.bitmaps !== undefined ? { bitmaps: r.bitmaps } : {}), required: r.required, 'fully-allocated': r['fully-allocated'] };
+    io.out(toJson(obj));
+  } else {
+    io.out(`required size: ${r.required}`);
+    io.out(`fully allocated size: ${r['fully-allocated']}`);
+    if (r.bitmaps !== undefined) io.out(`bitmaps size: ${r.bitmaps}`);
+  }
+  return 0;
+}
