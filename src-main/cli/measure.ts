@@ -10,6 +10,7 @@ export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '--output', '--size', '-l'], boolean: ['-U', '--force-share'] }, 'measure');
   if (has(p, '-l')) throw new DiskError('EUNSUPPORTED', 'measure: snapshots (-l) are not supported');
   if (p.positional.length > 1) throw new DiskError('EINVAL', 'measure: give at most one image file name');
+  if (p.positional.length === 0 && (has(p, '-f') || has(p, '-l'))) throw new DiskError('EINVAL', 'measure: -f and -l require a filename argument');
   // qemu-img's default target format is raw, as in convert.
   const format = last(p, '-O') ?? 'raw';
   const sourceFormat = formatArg(p);
