@@ -91,9 +91,8 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureReport> 
     if (driver.name === 'qcow2' && qcow2V3(options) && dev.format === 'qcow2') {
       const file = await ImageFile.open(dev.path, false);
       try {
-        const info = await driverFor('qcow2').describe(file);
-        const compat = (info['format-specific']?.data as Record<string, unknown> | undefined)?.compat;
-        if (compat === '1.1') report.bitmaps = await persistentBitmapsSize(file, Number(options.cluster_size ?? 65536));
+        const bitmaps = await persistentBitmapsSize(file, Number(options.cluster_size ?? 65536));
+        if (bitmaps !== undefined) report.bitmaps = bitmaps;
       } finally {
         await file.close();
       }

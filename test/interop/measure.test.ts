@@ -20,6 +20,7 @@ const base = work.path('base.qcow2');
 const top = work.path('top.qcow2'); // over base: data in both, a zero cluster over base data
 const compressed = work.path('compressed.qcow2');
 const bitmaps = work.path('bitmaps.qcow2');
+const v2 = work.path('v2.qcow2'); // compat=0.10: cannot keep bitmaps, so qemu prints no bitmaps line
 
 before(() => {
   must('qemu-img', ['create', '-q', '-f', 'qcow2', scattered, '64M']);
@@ -39,6 +40,7 @@ before(() => {
   qemuIo(bitmaps, 'qcow2', ['write -P 7 1M 1M']);
   must('qemu-img', ['bitmap', '--add', bitmaps, 'b0']);
   must('qemu-img', ['bitmap', '--add', '-g', '4096', bitmaps, 'a-longer-bitmap-name']);
+  must('qemu-img', ['convert', '-O', 'qcow2', '-o', 'compat=0.10', scattered, v2]);
 });
 after(work.cleanup);
 
@@ -76,7 +78,7 @@ test('qcow2 and raw targets, --size: the same figures as qemu-img measure', asyn
 
 test('qcow2 targets over every kind of source: the same figures as qemu-img measure (bitmaps line included)', async () => {
   const options = [[], ['-o', 'cluster_size=4k,refcount_bits=1'], ['-o', 'cluster_size=2M,extended_l2=on'], ['-o', 'compat=0.10'], ['-o', 'preallocation=metadata'], ['-o', 'backing_file=x.qcow2']];
-  for (const src of [scattered, fs, top, compressed, bitmaps]) {
+  for (const src of [scattered, fs, top, compressed, bitmaps, v2]) {
     for (const o of options) same(['-O', 'qcow2', ...o, src]);
     await same(['-O', 'qcow2', '--output', 'json', src]);
     await same(['-O', 'raw', src]);

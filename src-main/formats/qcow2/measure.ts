@@ -101,11 +101,12 @@ const dirEntrySize = (nameSize: number, extra: number) => roundUp(24 + nameSize 
 
 /**
  * qemu's qcow2_get_persistent_dirty_bitmap_size: what the persistent bitmaps of the qcow2 source `file` take in a
- * qcow2 target with `clusterSize` clusters (each bitmap fully allocated, its table, and the directory). The
- * measure service asks it only for a qcow2 v3 source (the one kind that keeps persistent bitmaps).
+ * qcow2 target with `clusterSize` clusters (each bitmap fully allocated, its table, and the directory).
+ * Undefined for a version 2 image, which cannot keep persistent bitmaps: qemu then leaves the figure out.
  */
-export async function persistentBitmapsSize(file: ImageFile, clusterSize: number): Promise<number> {
+export async function persistentBitmapsSize(file: ImageFile, clusterSize: number): Promise<number | undefined> {
   const layout = await readLayout(file);
+  if (layout.header.version < 3) return undefined;
   const dir = bitmapDirectory(layout);
   if (!dir || dir.count === 0) return 0;
   if (dir.size > MAX_BITMAP_DIRECTORY_BYTES || dir.offset + dir.size > file.size) {
