@@ -217,3 +217,16 @@ test('usage errors: one plain line and exit 1, as qemu-img exits', () => {
   assert.equal(r.status, 1);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
+
+test('cancel (Ctrl-C, the app\'s Cancel): the walk over the source stops with exit 130', async () => {
+  const ctl = new AbortController();
+  ctl.abort();
+  let err = '';
+  const io = { signal: ctl.signal, out: () => undefined, err: (s: string) => void (err += s), writeOut: async () => undefined, readIn: async () => new Uint8Array(0) };
+  assert.equal(await runCli(['measure', '-O', 'qcow2', scattered], io), 130);
+  assert.match(err, /cancelled/);
+});
+
+test('-o help lists the target format\'s create options', async () => {
+  assert.match(await ours(['measure', '-O', 'qcow2', '-o', 'help']), /cluster_size/);
+});
