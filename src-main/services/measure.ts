@@ -85,7 +85,7 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureReport> 
   const dev = await openImage(req.source!, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'inside-folder' });
   try {
     const data = await dataRanges(dev, req.signal, req.onProgress);
-    const r = await driver.measure(dev.size, { ...createOpts, backingSize: dev.size }, data);
+    const r = await driver.measure(dev.size, createOpts, data);
     const report: MeasureReport = { required: r.required, 'fully-allocated': r.fullyAllocated };
     // qemu shows bitmaps when the target is qcow2 v3 and the source keeps persistent bitmaps (a qcow2 v3 image).
     if (driver.name === 'qcow2' && qcow2V3(options) && dev.format === 'qcow2') {
