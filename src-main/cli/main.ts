@@ -20,6 +20,7 @@ import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
+import { cmdMeasure } from './measure';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
 
 const USAGE = `usage: diskwright COMMAND [options]
@@ -32,6 +33,7 @@ Commands (flags as in qemu-img):
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] A B
   map      [-f FMT] [--output human|json] IMAGE
+  measure  [--output human|json] [-f FMT] -O FMT [-o OPTIONS] [--size SIZE | IMAGE]
   snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B] [--output human|json]] [-f FMT] IMAGE
   resize   [-f FMT] [--shrink] IMAGE [+|-]SIZE
   read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
@@ -280,6 +282,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   check: cmdCheck,
   compare: cmdCompare,
   map: cmdMap,
+  measure: cmdMeasure,
   snapshot: cmdSnapshot,
   resize: cmdResize,
   read: cmdRead,

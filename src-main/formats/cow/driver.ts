@@ -10,6 +10,7 @@ import { checkCow } from './check';
 import { COW_CREATE_OPTIONS, createCow } from './create';
 import { openCow } from './device';
 import { probeCow } from './layout';
+import { measureCow } from './measure';
 
 export { acceptBackingChange, type CowOpenOptions } from './backing';
 export { mergeIntoBacking } from './merge';
@@ -50,6 +51,7 @@ export const cowDriver: FormatDriver = {
   probe: (head: Uint8Array) => probeCow(head),
   describe,
   check: checkCow,
+  measure: measureCow,
   createOptions: COW_CREATE_OPTIONS,
   // Fields of CowOpenOptions that a caller adds to the OpenOptions (accept a changed base, name the actual backing file) reach openCow as they are.
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {

@@ -10,6 +10,7 @@ import { createParallels, PARALLELS_CREATE_OPTIONS } from './create';
 import { openParallels } from './device';
 import { checkBundle, describeBundle, descriptorIn, isDescriptorHead, openBundle } from './bundle';
 import { HEADER_SIZE, INUSE_MAGIC, SECTOR, dataOffsetBytes, parseHeader, probeParallels, validateHeader } from './layout';
+import { measureParallels } from './measure';
 
 /** True when the file at `path` is a bundle's DiskDescriptor.xml (its name and an XML head naming Parallels_disk_image). */
 async function isDescriptor(path: string): Promise<boolean> {
@@ -60,6 +61,7 @@ export const parallelsDriver: FormatDriver = {
   concurrentCalls: false,
   probe: (head: Uint8Array, path: string) => probeParallels(head) || (isDescriptorHead(head, path) ? 100 : 0),
   describe,
+  measure: measureParallels,
   createOptions: PARALLELS_CREATE_OPTIONS,
   async check(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport> {
     return (await isDescriptor(path)) ? checkBundle(path, repair, opts ?? {}) : checkParallels(path, repair, opts);

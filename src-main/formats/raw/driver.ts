@@ -2,6 +2,7 @@ import { checkRange, isZeroRange } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
+import { measureRaw } from './measure';
 
 /** Zero detection works in blocks of this size when the file system cannot tell us its holes. */
 const ZERO_PROBE_BLOCK = 4096;
@@ -139,6 +140,7 @@ export const rawDriver: FormatDriver = {
   extensions: ['img', 'raw', 'bin', 'iso'],
   concurrentCalls: true,
   probe: () => 1,
+  measure: measureRaw,
   createOptions: [
     { name: 'preallocation', type: 'enum', choices: ['off', 'full'], default: 'off', description: 'Preallocation mode: off leaves the file sparse, full writes zeros over the whole size' },
   ],

@@ -7,6 +7,7 @@ import { openVhdx } from './device';
 import { readVhdxLayout, VhdxFile } from './image';
 import { probeVhdx, ZERO_GUID } from './layout';
 import { parentDisplayName } from './parent';
+import { measureVhdx } from './measure';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   // A pending log is replayed in memory, so info shows the image as Hyper-V would see it; the file is not changed.
@@ -50,6 +51,7 @@ export const vhdxDriver: FormatDriver = {
   backingFiles: 'optional',
   probe: (head: Uint8Array) => probeVhdx(head),
   describe,
+  measure: measureVhdx,
   createOptions: VHDX_CREATE_OPTIONS,
   check: checkVhdx,
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {

@@ -12,6 +12,7 @@ import { looksLikeDescriptor, probeVmdk } from './layout';
 import { ImageFile } from '../../block/file';
 import { openParent, openVmdk } from './open';
 import { StreamWriter, isEmptyStream } from './stream';
+import { measureVmdk } from './measure';
 
 async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
   const o = await openVmdk(path, !opts.readOnly, opts.backingPolicy);
@@ -38,6 +39,7 @@ export const vmdkDriver: FormatDriver = {
   backingFiles: 'optional',
   probe: (head) => probeVmdk(head),
   describe: describeVmdk,
+  measure: measureVmdk,
   createOptions: VMDK_CREATE_OPTIONS,
   open,
   create(path: string, size: number, opts: CreateOptions): Promise<void | CreatedFiles> {

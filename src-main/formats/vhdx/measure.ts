@@ -1,0 +1,68 @@
+/**
+ * measure for VHDX targets (qemu-img has none for VHDX). A VHDX file is its first MiB (identifier, headers,
+ * region tables), the log, the BAT and the metadata region, then whole payload blocks appended as they are first
+ * written. The figures bound both writers of the same options: ours (create.ts: metadata, then BAT, data right
+ * after) and qemu's (block/vhdx.c vhdx_create_bat: BAT, metadata, and data from BAT end + 5 MiB, a fixed image's
+ * payload not rounded to whole blocks). Blocks that the source leaves without data are not counted.
+ */
+import { DiskError } from '../../block/errors';
+import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
+import { batEntries, BLOCK_SIZE_MAX, MAX_VIRTUAL_SIZE, MiB } from './layout';
+
+const GiB = 1024 * MiB;
+const TiB = 1024 * GiB;
+/** The room qemu leaves after the BAT before its data: the 1 MiB metadata region and 4 MiB to spare. */
+const QEMU_DATA_GAP = 5 * MiB;
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** The block size qemu (and create.ts) choose for a disk of `size` bytes when none is given. */
+function autoBlockSize(size: number): number {
+  if (size > 32 * TiB) return 64 * MiB;
+  if (size > 100 * GiB) return 32 * MiB;
+  if (size > GiB) return 16 * MiB;
+  return 8 * MiB;
+}
+
+/** How many `unit`-sized units hold at least one byte of `data`. */
+function touchedUnits(data: readonly DiffRange[], unit: number): number {
+  let count = 0;
+  let lastUnit = -1;
+  for (const r of data) {
+    if (r.length <= 0) continue;
+    const first = Math.max(Math.floor(r.start / unit), lastUnit + 1);
+    const end = Math.floor((r.start + r.length - 1) / unit);
+    if (end >= first) count += end - first + 1;
+    lastUnit = Math.max(lastUnit, end);
+  }
+  return count;
+}
+
+export async function measureVhdx(requested: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
+  const o = opts.options;
+  const fixed = String(o.subformat ?? 'dynamic') === 'fixed';
+  const differencing = opts.backingFile !== undefined || o.backing_file !== undefined;
+  const sectorSize = Number(o.logical_sector_size ?? 512);
+  const size = alignUp(requested, sectorSize);
+  if (size > MAX_VIRTUAL_SIZE) throw new DiskError('EINVAL', 'vhdx image size too large; the maximum is 64 TiB');
+  let blockSize = alignUp(Number(o.block_size ?? 0), MiB);
+  if (blockSize === 0) blockSize = autoBlockSize(size);
+  if (blockSize > BLOCK_SIZE_MAX || (blockSize & (blockSize - 1)) !== 0) throw new DiskError('EINVAL', `vhdx block size ${blockSize} is invalid: a power of two from 1 MiB to 256 MiB`);
+  const logSize = alignUp(Math.max(Number(o.log_size ?? MiB), MiB), MiB);
+  const batLength = alignUp(Math.max(batEntries(size, blockSize, sectorSize, differencing) * 8, 1), MiB);
+  // Where the first payload block goes: qemu's layout is the larger (ours puts data at MiB + log + metadata + BAT).
+  const qemu = MiB + logSize + batLength + QEMU_DATA_GAP;
+  const blocks = Math.ceil(size / blockSize);
+  // A differencing image also allocates one 1 MiB sector bitmap block per chunk of blocks it writes to.
+  const chunkRatio = (2 ** 23 * sectorSize) / blockSize;
+  const bitmapBytes = (n: number) => (differencing ? Math.ceil(n / chunkRatio) * MiB : 0);
+  const fullyAllocated = qemu + blocks * blockSize + bitmapBytes(blocks);
+  if (fixed) return { required: fullyAllocated, fullyAllocated };
+  let required: number;
+  if (data === undefined) required = qemu;
+  // Over a backing file nothing is known about what the target shares with it: every block is counted, as qemu
+  // counts every cluster for a qcow2 target with a backing file.
+  else if (differencing) required = fullyAllocated;
+  else required = qemu + touchedUnits(data, blockSize) * blockSize;
+  return { required, fullyAllocated };
+}
