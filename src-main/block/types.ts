@@ -215,6 +215,11 @@ export interface FormatDriver {
    * `data` lists the guest ranges that hold data (sorted, not overlapping), or is undefined for an empty image.
    */
   measure?(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult>;
+  /**
+   * What the persistent bitmaps of the image in `file` would take in a target of this format with clusters of
+   * `clusterSize` (measure's "bitmaps"); undefined when it keeps none (qemu then omits the figure).
+   */
+  persistentBitmapsSize?(file: ImageFile, clusterSize: number): Promise<number | undefined>;
   /** ONE source for create options: drives CLI -o parsing, validation and the wizard form. */
   readonly createOptions: OptionSpec[];
 }

@@ -9,9 +9,6 @@ import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted } from '../block/errors';
 import { ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice, DiffRange } from '../block/types';
-// The one reach into a format's folder: persistent bitmaps are a qcow2-to-qcow2 figure that FormatDriver has no
-// hook for yet (proposed in the report: FormatDriver.measureBitmaps).
-import { persistentBitmapsSize } from '../formats/qcow2/measure';
 import { driverFor, openImage } from '../registry';
 import { validateOptions } from './options';
 
@@ -88,10 +85,11 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureReport> 
     const r = await driver.measure(dev.size, createOpts, data);
     const report: MeasureReport = { required: r.required, 'fully-allocated': r.fullyAllocated };
     // qemu shows bitmaps when the target is qcow2 v3 and the source keeps persistent bitmaps (a qcow2 v3 image).
-    if (driver.name === 'qcow2' && qcow2V3(options) && dev.format === 'qcow2') {
+    const bitmapsOf = driverFor(dev.format).persistentBitmapsSize;
+    if (driver.name === 'qcow2' && qcow2V3(options) && bitmapsOf) {
       const file = await ImageFile.open(dev.path, false);
       try {
-        const bitmaps = await persistentBitmapsSize(file, Number(options.cluster_size ?? 65536));
+        const bitmaps = await bitmapsOf(file, Number(options.cluster_size ?? 65536));
         if (bitmaps !== undefined) report.bitmaps = bitmaps;
       } finally {
         await file.close();

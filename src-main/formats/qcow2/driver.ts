@@ -10,7 +10,7 @@ import { snapshotInfo } from './snapshot-info';
 import { qcow2Snapshots } from './snapshot';
 import { readSnapshotTable } from './snapshot-table';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout, type Qcow2Layout } from './layout';
-import { measureQcow2 } from './measure';
+import { measureQcow2, persistentBitmapsSize } from './measure';
 
 /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
 function dataReadable(layout: Qcow2Layout, path: string): boolean {
@@ -70,6 +70,7 @@ export const qcow2Driver: FormatDriver = {
   },
   describe,
   measure: measureQcow2,
+  persistentBitmapsSize,
   createOptions: QCOW2_CREATE_OPTIONS,
   snapshots: { ...qcow2Snapshots, exclusiveBytes },
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
