@@ -123,3 +123,20 @@ test('a safe rebase onto a file with other data keeps the guest view (as uml_moo
   must('uml_moo', [x.cow, s.path('reb-safe.after')]);
   assert.ok(readFileSync(s.path('reb-safe.after')).equals(readFileSync(s.path('reb-safe.before'))), 'guest view unchanged');
 });
+
+test('commit -d --backing-file names the actual backing file, as uml_moo -d -b does', async () => {
+  const a = pair('moved-a', 1 << 20, 5);
+  const b = pair('moved-b', 1 << 20, 5);
+  await scribble(a.cow, 50);
+  await scribble(b.cow, 50);
+  for (const x of [a, b]) {
+    mkdirSync(`${x.dir}/elsewhere`);
+    copyFileSync(x.back, `${x.dir}/elsewhere/back.img`);
+    utimesSync(`${x.dir}/elsewhere/back.img`, 1700000000, 1700000000);
+    writeFileSync(x.back, Buffer.alloc(16)); // the recorded name now holds something else
+  }
+  must('uml_moo', ['-d', '-b', `${a.dir}/elsewhere/back.img`, a.cow]);
+  dwOk(['commit', '-d', '--backing-file', `${b.dir}/elsewhere/back.img`, b.cow]);
+  assert.ok(readFileSync(`${b.dir}/elsewhere/back.img`).equals(readFileSync(`${a.dir}/elsewhere/back.img`)));
+  assert.equal(readFileSync(b.back).length, 16, 'the recorded file is not touched');
+});
