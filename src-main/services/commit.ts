@@ -77,9 +77,9 @@ function openTop(r: CommitRequest, readOnly: boolean): Promise<BlockDevice> {
   });
 }
 
-/** What commitImage would change, read without changing anything. */
-export async function commitPlan(req: Omit<CommitRequest, 'keepOverlay'> & { keepOverlay?: boolean }): Promise<CommitPlan> {
-  const r: CommitRequest = { keepOverlay: false, ...req };
+/** What commitImage would change (given the image's path, or the request as commitImage takes it), read without changing anything. */
+export async function commitPlan(req: string | (Omit<CommitRequest, 'keepOverlay'> & { keepOverlay?: boolean })): Promise<CommitPlan> {
+  const r: CommitRequest = { keepOverlay: false, ...(typeof req === 'string' ? { path: req } : req) };
   const top = await openTop(r, true);
   try {
     const chain = chainOf(top);
