@@ -19,6 +19,7 @@ import { resizeImage } from '../services/resize';
 import { discardBytes, readBytes, writeBytes } from '../services/rw';
 import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs, type ParsedArgs } from './args';
+import { cmdCommit, cmdRebase } from './backing';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
 import { cmdMeasure } from './measure';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
@@ -39,6 +40,8 @@ Commands (flags as in qemu-img):
   read     [-f FMT] IMAGE OFFSET LENGTH [OUTFILE]
   write    [-f FMT] IMAGE OFFSET INFILE
   discard  [-f FMT] [-q] IMAGE OFFSET LENGTH
+  commit   [-f FMT] [-b BASE] [-d] [-p] [-q] [--accept-changed-backing] [--backing-file PATH] IMAGE
+  rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
 
 Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
@@ -288,6 +291,8 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   read: cmdRead,
   write: cmdWrite,
   discard: cmdDiscard,
+  commit: cmdCommit,
+  rebase: cmdRebase,
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

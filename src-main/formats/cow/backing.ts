@@ -10,16 +10,15 @@ import * as nodePath from 'node:path';
 import { resolveBackingPath } from '../../block/backing-path';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { BackingPolicy } from '../../block/types';
+import type { BackingPolicy, OpenOptions } from '../../block/types';
 import { cowSizes, MAX_HEADER_SIZE, parseHeader, patchBackingFacts, type CowHeader } from './layout';
 
-/** What the caller may say about a COW file's backing file when opening it. */
-export interface CowOpenOptions {
-  /** Open even though the backing file's size or mtime differ from the recorded ones (UML would refuse). */
-  acceptChangedBacking?: boolean;
-  /** The backing file to use instead of the recorded name (`uml_moo -b`); relative to the current folder. */
-  backingOverride?: string;
-}
+/**
+ * What the caller may say about a COW file's backing file (OpenOptions' fields): accept a size or mtime that
+ * differ from the recorded ones (UML would refuse), or name the backing file to use instead of the recorded
+ * name (`uml_moo -b`; relative to the current folder).
+ */
+export type CowOpenOptions = Pick<OpenOptions, 'acceptChangedBacking' | 'backingOverride'>;
 
 /** The size and whole-second mtime of a file, as UML compares them. */
 export interface BackingFacts {
@@ -84,7 +83,7 @@ export async function verifyBacking(cowPath: string, h: CowHeader, full: string,
   const change = describeChange(h, await backingFacts(cowPath, full));
   if (change === undefined || accept) return;
   throw new DiskError(
-    'EINVAL',
+    'EBACKINGCHANGED',
     `${cowPath}: its backing file ${full} changed since the COW file was made (${change}); UML refuses such a pair. Accept the change only if the backing file still holds what the COW file was made over`,
     cowPath,
   );

@@ -73,6 +73,15 @@ export class CowBitmap {
     return { set, end: set ? bitLimit : limit };
   }
 
+  /** Clears every bit (makeEmpty): every sector reads through to the backing file again. */
+  async clearAll(): Promise<void> {
+    this.cache.clear();
+    const zero = new Uint8Array(Math.min(this.length, 1 << 20));
+    for (let at = 0; at < this.length; at += zero.length) {
+      await this.file.write(this.offset + at, zero.subarray(0, Math.min(zero.length, this.length - at)));
+    }
+  }
+
   /**
    * Sets the bits of sectors [from, to) and writes the bytes that changed. The caller has made the data of
    * those sectors durable first, so a crash leaves each sector either unset (old data) or set (new data).

@@ -8,9 +8,10 @@ import { checkRange } from '../../block/bytes';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
-import { locateBacking, readCowHeader, verifyBacking, type CowOpenOptions } from './backing';
+import { backingFacts, locateBacking, readCowHeader, verifyBacking } from './backing';
 import { CowBitmap } from './bitmap';
-import { sectorsWithBits, type CowHeader } from './layout';
+import { absoluteBackingName } from './create';
+import { patchBackingFacts, patchBackingName, sectorsWithBits, type CowHeader } from './layout';
 
 /** writeZeroes writes zeros in pieces of this size (a COW file has no way to mark sectors zero). */
 const ZERO_CHUNK = 1 << 20;
@@ -26,6 +27,8 @@ export class CowDevice implements BlockDevice {
     private readonly bitmap: CowBitmap,
     readonly readOnly: boolean,
     readonly backing?: BlockDevice,
+    /** The backing file's absolute path (the recorded one, or the override), when it was followed. */
+    private readonly backingPath?: string,
   ) {
     this.ss = header.sectorSize;
   }
@@ -120,6 +123,50 @@ export class CowDevice implements BlockDevice {
     return run.set ? { kind: 'data', length: run.end - offset, hostOffset: this.header.dataOffset + offset } : { kind: 'unallocated', length: run.end - offset };
   }
 
+  /**
+   * Rebase: records the new backing file as uml_mkcow would (its absolute name, its mtime and size). A UML COW
+   * file cannot stand alone, UML reads its backing file as raw, and its size is its backing file's: a name of
+   * none, another format or another size is refused.
+   */
+  async setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (name === undefined || resolvedPath === undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: a UML COW file always has a backing file; convert it to stand alone`, this.path);
+    if (format !== undefined && format !== 'raw') throw new DiskError('EUNSUPPORTED', `${this.path}: UML reads a COW file's backing file as a raw disk, not ${format}`, this.path);
+    try {
+      const facts = await backingFacts(this.path, resolvedPath);
+      if (facts.size !== this.size) throw new DiskError('EUNSUPPORTED', `${this.path}: a UML COW file is as large as its backing file; ${resolvedPath} is ${facts.size} bytes, this disk ${this.size}`, this.path);
+      const recorded = await absoluteBackingName(this.path, name);
+      const { head } = await readCowHeader(this.file);
+      await this.file.write(0, patchBackingName(head, this.header, recorded, facts.mtime, facts.size));
+      await this.file.sync();
+      Object.assign(this.header, { backingFile: recorded, mtime: facts.mtime });
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  /**
+   * Commit: clears the bitmap, so every sector reads the backing file, which now holds the data. Then, since an
+   * empty COW file fits its backing file whatever it holds, the backing file's mtime (changed by the commit) is
+   * recorded, so UML takes the pair again; a crash in between leaves the pair refused until it is accepted.
+   */
+  async makeEmpty(): Promise<void> {
+    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    try {
+      await this.bitmap.clearAll();
+      await this.file.sync();
+      if (this.backingPath === undefined) return;
+      const facts = await backingFacts(this.path, this.backingPath);
+      if (facts.size !== this.size) return; // another size is the user's to accept (acceptBackingChange)
+      const { head } = await readCowHeader(this.file);
+      await this.file.write(0, patchBackingFacts(head, this.header, facts.mtime, facts.size));
+      await this.file.sync();
+      Object.assign(this.header, { mtime: facts.mtime });
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
   skipFlushes(): void {
     this.noFlush = true;
   }
@@ -142,7 +189,7 @@ export class CowDevice implements BlockDevice {
  * Opens a COW file and, when the policy allows, its backing file as a raw image (UML reads it as one). The
  * backing file must still have the recorded size and mtime unless `acceptChangedBacking` says otherwise.
  */
-export async function openCow(path: string, opts: OpenOptions & CowOpenOptions): Promise<CowDevice> {
+export async function openCow(path: string, opts: OpenOptions): Promise<CowDevice> {
   const file = await ImageFile.open(path, !opts.readOnly);
   let backing: BlockDevice | undefined;
   try {
@@ -152,7 +199,7 @@ export async function openCow(path: string, opts: OpenOptions & CowOpenOptions):
       await verifyBacking(path, h, full, opts.acceptChangedBacking === true);
       backing = await opts.openBacking(full, 'raw', true);
     }
-    return new CowDevice(file, h, new CowBitmap(file, h.bitmapOffset, sectorsWithBits(h)), opts.readOnly, backing);
+    return new CowDevice(file, h, new CowBitmap(file, h.bitmapOffset, sectorsWithBits(h)), opts.readOnly, backing, full);
   } catch (err) {
     await file.close();
     await backing?.close().catch(() => undefined);

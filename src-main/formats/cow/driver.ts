@@ -5,7 +5,7 @@
  */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
-import { readCowHeader, type CowOpenOptions } from './backing';
+import { readCowHeader } from './backing';
 import { checkCow } from './check';
 import { COW_CREATE_OPTIONS, createCow } from './create';
 import { openCow } from './device';
@@ -53,9 +53,8 @@ export const cowDriver: FormatDriver = {
   check: checkCow,
   measure: measureCow,
   createOptions: COW_CREATE_OPTIONS,
-  // Fields of CowOpenOptions that a caller adds to the OpenOptions (accept a changed base, name the actual backing file) reach openCow as they are.
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
-    return openCow(path, opts as OpenOptions & CowOpenOptions);
+    return openCow(path, opts);
   },
   create(path: string, size: number, opts: CreateOptions): Promise<void> {
     return createCow(path, size, opts);

@@ -192,6 +192,20 @@ export function patchBackingFacts(head: Uint8Array, h: CowHeader, mtime: number,
   return out;
 }
 
+/**
+ * A copy of a header's bytes naming a new backing file (rebase): the name field is rewritten whole (zeros after
+ * the name, as uml_mkcow leaves it), with the new file's mtime and size; every other byte stays as it was.
+ */
+export function patchBackingName(head: Uint8Array, h: CowHeader, name: string, mtime: number, size: number): Uint8Array {
+  const o = LAYOUTS[h.layout];
+  const bytes = new TextEncoder().encode(name);
+  if (bytes.length === 0 || bytes.length >= o.pathLen) throw new DiskError('EINVAL', `a backing file name for this COW file must be 1 to ${o.pathLen - 1} bytes long`);
+  const out = patchBackingFacts(head, h, mtime, size);
+  out.fill(0, o.path, o.path + o.pathLen);
+  out.set(bytes, o.path);
+  return out;
+}
+
 /** How many sectors have a bit in the bitmap: all of them for v3 and qemu's layout, fewer for v1/v2 (old rounding). */
 export function sectorsWithBits(h: CowHeader): number {
   const { bitmapLength } = cowSizes(h.layout, h.size, h.sectorSize, h.alignment);

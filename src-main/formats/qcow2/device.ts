@@ -13,6 +13,7 @@ import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { WriteBackCache } from './cache';
 import { CompressedClusters, writeCompressed } from './compress';
 import { discard } from './discard';
+import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
 import { JobQueue } from './jobs';
 import { readLayout, type Qcow2Header, type Qcow2Layout } from './layout';
@@ -162,6 +163,14 @@ export class Qcow2Device implements BlockDevice {
 
   resize(newSize: number, shrink: boolean): Promise<void> {
     return resize(this, newSize, shrink);
+  }
+
+  setBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    return setBackingFile(this, name, format);
+  }
+
+  makeEmpty(): Promise<void> {
+    return makeEmpty(this);
   }
 
   preallocate(full: boolean): Promise<void> {

@@ -78,15 +78,18 @@ function autoBlockSize(size: number): number {
   return 8 * MiB;
 }
 
-interface ParentFacts {
+/** What a child records of its parent (the locator's values) and must agree with (sector size, size). */
+export interface ParentFacts {
   linkage: string;
   relative: string;
   absolute: string;
   logicalSectorSize: number;
   blockSize: number;
+  virtualSize: number;
 }
 
-async function parentFacts(path: string, backing: string, format: string | undefined): Promise<ParentFacts> {
+/** Reads the parent at `backing` (relative to the child's folder): its data write GUID and the names the locator gives it. */
+export async function parentFacts(path: string, backing: string, format: string | undefined): Promise<ParentFacts> {
   if (format !== undefined && format !== 'vhdx') throw new DiskError('EUNSUPPORTED', `a differencing VHDX image needs a VHDX parent, not ${format}`);
   const dir = nodePath.dirname(nodePath.resolve(path));
   const full = nodePath.resolve(dir, backing);
@@ -95,7 +98,7 @@ async function parentFacts(path: string, backing: string, format: string | undef
     const l = await readVhdxLayout(new VhdxFile(file));
     let rel = nodePath.relative(dir, full).split(nodePath.sep).join('\\');
     if (!rel.startsWith('..')) rel = `.\\${rel}`;
-    return { linkage: `{${l.header.dataWriteGuid}}`, relative: rel, absolute: full, logicalSectorSize: l.logicalSectorSize, blockSize: l.blockSize };
+    return { linkage: `{${l.header.dataWriteGuid}}`, relative: rel, absolute: full, logicalSectorSize: l.logicalSectorSize, blockSize: l.blockSize, virtualSize: l.virtualSize };
   } finally {
     await file.close();
   }

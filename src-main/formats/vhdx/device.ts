@@ -23,6 +23,8 @@ import {
   type BatEntry,
 } from './layout';
 import { linkageGuid, resolveParent } from './parent';
+import { batPages, dataWriteGuidOf, locatorPages } from './backing-edit';
+import { parentFacts } from './create';
 
 const ZERO_STATES = [PAYLOAD_ZERO, PAYLOAD_UNDEFINED, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_V095];
 /** Zeroed blocks are journaled in batches of this many changed BAT pages. */
@@ -43,6 +45,8 @@ export class VhdxDevice implements BlockDevice {
     readonly l: VhdxLayout,
     readonly readOnly: boolean,
     readonly backing?: BlockDevice,
+    /** The parent's path, when it was followed (makeEmpty links to it again). */
+    private parentPath?: string,
   ) {
     this.size = l.virtualSize;
     this.clusterSize = l.blockSize;
@@ -329,6 +333,56 @@ export class VhdxDevice implements BlockDevice {
     await this.writeZeroes(first * bs, Math.min(this.size, endBlock * bs) - first * bs);
   }
 
+  /**
+   * Rebase: the locator names the new parent (relative_path, absolute_win32_path) and links to its current data
+   * write GUID. Only a differencing image has a locator, and one cannot stand alone without rewriting its blocks.
+   */
+  async setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
+    this.writable();
+    if (!this.l.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: this VHDX image was not made as a differencing image, so it cannot be given a parent`, this.path);
+    if (name === undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: a differencing VHDX image cannot be made to stand alone in place; convert it instead`, this.path);
+    await this.guard(async () => {
+      const p = await parentFacts(this.path, resolvedPath ?? name, format);
+      if (p.logicalSectorSize !== this.ss || p.virtualSize < this.size) {
+        throw new DiskError('EUNSUPPORTED', `${this.path}: the new parent must have ${this.ss}-byte sectors and at least ${this.size} bytes (it has ${p.logicalSectorSize}-byte sectors and ${p.virtualSize} bytes)`, this.path);
+      }
+      await this.relink({ parent_linkage: p.linkage, relative_path: p.relative, absolute_win32_path: p.absolute });
+      this.parentPath = p.absolute;
+    });
+  }
+
+  /** Writes a new parent locator through the journal (backing-edit.ts). */
+  private async relink(entries: Record<string, string>): Promise<void> {
+    await this.beginWrite();
+    await this.commit();
+    const loc = { type: this.l.parentLocator!.type, entries };
+    await this.journal!.commit(await locatorPages(this.f, this.l, loc));
+  }
+
+  /**
+   * Commit: every BAT entry becomes NOT_PRESENT, so every sector reads the parent again; then the locator links
+   * to the parent's data write GUID as it is now (the commit wrote into the parent, which changed it).
+   */
+  async makeEmpty(): Promise<void> {
+    this.writable();
+    if (!this.l.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: only a differencing VHDX image can be emptied into its parent`, this.path);
+    await this.guard(async () => {
+      await this.beginWrite();
+      for (const { off, from, to } of batPages(this.l)) {
+        const page = await this.pages.page(off);
+        if (page.subarray(from, to).every((b) => b === 0)) continue;
+        (await this.pages.stage(off)).fill(0, from, to);
+        if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
+      }
+      await this.commit();
+      if (this.parentPath !== undefined) {
+        const entries: Record<string, string> = { ...this.l.parentLocator!.entries, parent_linkage: `{${await dataWriteGuidOf(this.parentPath)}}` };
+        delete entries.parent_linkage2;
+        await this.relink(entries);
+      }
+    });
+  }
+
   /** convert -t unsafe: metadata updates keep their order through the log but are not synced one by one. */
   skipFlushes(): void {
     if (this.journal) this.journal.syncs = false;
@@ -372,7 +426,7 @@ export async function openVhdxFile(file: ImageFile, opts: OpenOptions): Promise<
       }
       if (parent.size < l.virtualSize) throw corrupt(`${path}: its parent ${parentPath} is smaller (${parent.size} bytes) than the image (${l.virtualSize})`, path);
     }
-    return new VhdxDevice(f, l, opts.readOnly, parent);
+    return new VhdxDevice(f, l, opts.readOnly, parent, parent?.path);
   } catch (err) {
     await parent?.close().catch(() => undefined);
     await file.close();

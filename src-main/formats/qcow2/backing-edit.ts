@@ -1,0 +1,96 @@
+/**
+ * The two qcow2 hooks commit and rebase use (BlockDevice.setBackingFile and makeEmpty):
+ * - setBackingFile rewrites the backing file name and the backing-format header extension, as qemu's
+ *   qcow2_change_backing_file → qcow2_update_header does: the first cluster holds the header, then the
+ *   extensions (backing format first, the others kept as they are, in their order), the end marker, then the
+ *   name; it is written in one piece. A name that does not fit in the first cluster is refused (qemu: ENOSPC).
+ * - makeEmpty makes every cluster unallocated again, as qemu's qcow2_make_empty does by discarding every
+ *   cluster with full_discard (entries become 0, not zero clusters, so reads go through to the backing file).
+ *   Per L2 table: the entries are cleared and flushed before any refcount drops, so a crash between the two
+ *   leaks clusters (check -r leaks fixes it) and never leaves an entry pointing at a freed cluster. qemu's fast
+ *   path (make_completely_empty, which rebuilds the file) gives the same guest view; we always take the
+ *   discard path, so the file keeps its length and the freed clusters are reused by later writes.
+ */
+import { DiskError, toDiskError } from '../../block/errors';
+import type { Qcow2Device } from './device';
+import { EMPTY_ENTRY, putEntry, readEntry, type L2Entry } from './entry';
+import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, parseExtensions, serializeExtensions, V2_HEADER_LENGTH } from './layout';
+import { holdsCluster, releaseEntry } from './write';
+
+/** BlockDevice.setBackingFile: `name` undefined makes the image stand alone. `format` is recorded when given. */
+export async function setBackingFile(d: Qcow2Device, name: string | undefined, format: string | undefined): Promise<void> {
+  d.checkWritable();
+  const enc = new TextEncoder();
+  const nameBytes = name === undefined ? new Uint8Array(0) : enc.encode(name);
+  if (name !== undefined && (nameBytes.length === 0 || nameBytes.length > MAX_BACKING_NAME)) {
+    throw new DiskError('EINVAL', `${d.path}: a backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`, d.path);
+  }
+  await d
+    .serial(async () => {
+      const h = d.header;
+      const headerLength = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
+      const first = await d.file.readBlock(0, Math.min(d.clusterSize, d.file.size), 'qcow2 header cluster');
+      const exts = parseExtensions(first, headerLength, d.path).filter((e) => e.type !== EXT_BACKING_FORMAT);
+      if (name !== undefined && format !== undefined) exts.unshift({ type: EXT_BACKING_FORMAT, data: enc.encode(format) });
+      const extBytes = serializeExtensions(exts);
+      const nameAt = headerLength + extBytes.length;
+      if (nameAt + nameBytes.length > first.length) {
+        throw new DiskError('EUNSUPPORTED', `${d.path}: the backing file name does not fit in the image's first cluster (${first.length} bytes) after its header extensions`, d.path);
+      }
+      const out = first.slice();
+      const v = new DataView(out.buffer);
+      v.setBigUint64(8, BigInt(name === undefined ? 0 : nameAt));
+      v.setUint32(16, nameBytes.length);
+      out.fill(0, headerLength);
+      out.set(extBytes, headerLength);
+      out.set(nameBytes, nameAt);
+      await d.file.write(0, out);
+      await d.file.sync();
+      h.backingFileOffset = name === undefined ? 0 : nameAt;
+      h.backingFileSize = nameBytes.length;
+      d.layout.extensions = exts;
+      d.layout.backingFile = name;
+      d.layout.backingFormat = name === undefined ? undefined : format;
+    })
+    .catch((err) => {
+      throw toDiskError(err, d.path);
+    });
+}
+
+const isEmpty = (e: L2Entry) => (e.hi | e.lo | e.zeroBits | e.allocBits) === 0;
+
+/** BlockDevice.makeEmpty: every L2 entry becomes unallocated; host clusters go back to the free space. */
+export async function makeEmpty(d: Qcow2Device): Promise<void> {
+  d.checkWritable();
+  const ext = d.extendedL2;
+  await d
+    .serial(async () => {
+      for (let l1i = 0; l1i < d.header.l1Size; l1i++) {
+        const { offset } = d.tables.l1Entry(l1i);
+        if (!offset) continue;
+        const before = await d.tables.l2Table(offset);
+        const olds: Array<{ idx: number; old: L2Entry }> = [];
+        for (let idx = 0; idx < d.l2Entries; idx++) {
+          const old = readEntry(before, idx, ext);
+          if (!isEmpty(old)) olds.push({ idx, old });
+        }
+        if (olds.length === 0) continue;
+        await d.beginWrite();
+        // A table shared with an internal snapshot is copied first; the snapshot keeps its own.
+        const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+        for (const o of olds) putEntry(table, o.idx, EMPTY_ENTRY, ext);
+        const lo = olds[0].idx;
+        const hi = olds[olds.length - 1].idx;
+        await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
+        const released = olds.filter((o) => holdsCluster(o.old));
+        if (released.length === 0) continue;
+        // Cleared entries are on disk before their clusters are freed (see the file comment).
+        await d.file.sync();
+        for (const o of released) await releaseEntry(d, o.old);
+      }
+      await d.file.sync();
+    })
+    .catch((err) => {
+      throw toDiskError(err, d.path);
+    });
+}
