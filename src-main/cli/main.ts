@@ -30,9 +30,9 @@ Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
   convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
-           [-l SNAPSHOT | --keep-snapshots] SRC DST
+           [-l SNAPSHOT | --keep-snapshots] [--accept-changed-backing] [--backing-file PATH] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
-  compare  [-f FMT] [-F FMT] [-s] [-p] A B
+  compare  [-f FMT] [-F FMT] [-s] [-p] [--accept-changed-backing] [--backing-file PATH] A B
   map      [-f FMT] [--output human|json] IMAGE
   measure  [--output human|json] [-f FMT] -O FMT [-o OPTIONS] [--size SIZE | IMAGE]
   snapshot [-l | -c NAME | -a NAME | -d NAME | --diff A [B] [--output human|json]] [-f FMT] IMAGE
@@ -98,7 +98,7 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots'] }, 'convert');
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
   if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
   if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
   const targetFormat = last(p, '-O') ?? 'raw';
@@ -116,6 +116,8 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     options: optionsArg(p),
     compress: has(p, '-c'),
     backingFile: last(p, '-B'),
+    acceptChangedBacking: has(p, '--accept-changed-backing'),
+    backingOverride: last(p, '--backing-file'),
     backingFormat: formatArg(p, '-F'),
     existingTarget: has(p, '-n'),
     cache: last(p, '-t'),
@@ -167,7 +169,7 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdCompare(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-F', '-T'], boolean: ['-s', '-p', '-q', '-U'] }, 'compare');
+  const p = parseArgs(argv, { withValue: ['-f', '-F', '-T', '--backing-file'], boolean: ['-s', '-p', '-q', '-U', '--accept-changed-backing'] }, 'compare');
   // A usage error exits 1 as in qemu-img; only failures to open or read the images exit 2.
   if (p.positional.length !== 2) throw new DiskError('EINVAL', 'compare: expecting two image file names');
   try {
@@ -178,6 +180,8 @@ async function cmdCompare(argv: string[], io: Io): Promise<number> {
       formatB: formatArg(p, '-F'),
       strict: has(p, '-s'),
       backingPolicy: BACKING,
+      acceptChangedBacking: has(p, '--accept-changed-backing'),
+      backingOverride: last(p, '--backing-file'),
       signal: io.signal,
     });
     if (!has(p, '-q')) io.out(res.messages.join('\n'));
@@ -322,7 +326,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       io.err('diskwright: cancelled; nothing was left half-written');
       return 130;
     }
-    io.err(`diskwright: ${e.message}`);
+    // The flag that gets past a changed base is the command line's business, not the format's message.
+    const hint = e.code === 'EBACKINGCHANGED' && !e.message.includes('--accept-changed-backing') ? ' (give --accept-changed-backing to read it anyway)' : '';
+    io.err(`diskwright: ${e.message}${hint}`);
     if (process.env.DISKWRIGHT_DEBUG) io.err(String((err as Error).stack));
     return 1;
   }

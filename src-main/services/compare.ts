@@ -13,6 +13,9 @@ export interface CompareRequest {
   /** qemu-img compare -s: a size difference or a different allocation state is a mismatch too. */
   strict?: boolean;
   backingPolicy?: BackingPolicy;
+  /** Read backing files that changed since their children were made (a UML COW base, a VMDK parent); `backingOverride` applies to `a`. */
+  acceptChangedBacking?: boolean;
+  backingOverride?: string;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -27,9 +30,9 @@ const READ_AHEAD = 4;
 /** Compares the guest-visible content of two images, reading only where either holds data. */
 export async function compareImages(req: CompareRequest): Promise<CompareResult> {
   const policy = req.backingPolicy ?? 'anywhere';
-  const a = await openImage(req.a, { format: req.formatA, readOnly: true, backingPolicy: policy });
+  const a = await openImage(req.a, { format: req.formatA, readOnly: true, backingPolicy: policy, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
   try {
-    const b = await openImage(req.b, { format: req.formatB, readOnly: true, backingPolicy: policy });
+    const b = await openImage(req.b, { format: req.formatB, readOnly: true, backingPolicy: policy, acceptChangedBacking: req.acceptChangedBacking });
     try {
       return await compareDevices(a, b, req);
     } finally {

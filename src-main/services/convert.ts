@@ -31,6 +31,9 @@ export interface ConvertRequest {
   /** The target keeps the source's internal snapshots: services/convert-snapshots.ts does that work, not convertImage. */
   keepSnapshots?: boolean;
   backingPolicy?: BackingPolicy;
+  /** Read a source whose backing file changed since it was made (a UML COW base, a VMDK parent), and where it lies. */
+  acceptChangedBacking?: boolean;
+  backingOverride?: string;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   /** Things worth a line to the user that are not errors (a stale temporary file removed). */
@@ -64,7 +67,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
   const unsafe = cache === 'unsafe';
   if (req.keepSnapshots) throw new DiskError('EINVAL', 'convertImage does not keep snapshots: call convertKeepingSnapshots');
-  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot });
+  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
   let tmp: string | undefined;
   /** Files the create wrote beside the target under their final names (VMDK extents): removed on failure. */
   let extraFiles: string[] = [];
