@@ -124,6 +124,33 @@ export interface SnapshotDiff {
   buckets: number[];
 }
 
+/** What "Merge into base…" (commit) would change, for its confirmation. */
+export interface CommitPlan {
+  /** The image whose data is merged down. */
+  overlay: string;
+  /** The image that receives it (written). */
+  base: string;
+  /** Images between the two, which no longer read as before afterwards. */
+  between: string[];
+  /** Whether the overlay is emptied afterwards (its data then lives in the base only). */
+  emptiesOverlay: boolean;
+}
+
+/** What "Change base…" (rebase) would change: the image is written; both backing files are only read. */
+export interface RebasePlan {
+  image: string;
+  oldBacking?: string;
+  newBacking?: string;
+}
+
+/** What a 'commit' job gives back. */
+export interface CommitResult {
+  /** Guest bytes written into the base. */
+  copiedBytes: number;
+  base: string;
+  emptied: boolean;
+}
+
 export interface DirEntry {
   name: string;
   path: string;
@@ -169,6 +196,13 @@ export type JobSpec =
    */
   | { kind: 'snapshot-apply'; path: string; snapshot: string; saveCurrentAs?: string }
   | { kind: 'snapshot-delete'; path: string; snapshot: string }
+  /** Merges the image's data into its backing file (qemu-img commit); `keepOverlay` leaves the image as it was (-d). */
+  | { kind: 'commit'; path: string; keepOverlay?: boolean }
+  /**
+   * Gives the image a new backing file (qemu-img rebase): safe mode first copies into it whatever differs
+   * between the old and new backing files, so what the guest reads is unchanged; `unsafe` rewrites the name only.
+   */
+  | { kind: 'rebase'; path: string; newBacking: string; newBackingFormat?: FormatName; unsafe?: boolean }
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
   | { kind: 'compare'; a: string; b: string };
 
@@ -252,6 +286,10 @@ export interface DiskwrightApi {
   snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture>;
   /** Where snapshot `a` and snapshot `b` (or, without b, the image now) differ, drawn into `buckets`. */
   snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff>;
+  /** What merging the image into its backing file would change (for the confirmation). */
+  commitPlan(path: string): Promise<CommitPlan>;
+  /** What giving the image the backing file `newBacking` would change (for the confirmation). */
+  rebasePlan(path: string, newBacking: string): Promise<RebasePlan>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
@@ -259,7 +297,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'commitPlan', 'rebasePlan', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

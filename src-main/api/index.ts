@@ -3,7 +3,7 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
@@ -13,6 +13,8 @@ import { RecentImages } from '../services/recent';
 import { inspectImage } from '../services/info';
 import type { JobManager } from '../services/jobs';
 import { mapPicture } from '../services/map';
+import { commitPlan } from '../services/commit';
+import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { isApiMethod, parseArgs } from './schemas';
 
@@ -97,6 +99,12 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
       return snapshotDiffPicture(path, a, b, buckets);
+    },
+    commitPlan(path: string): Promise<CommitPlan> {
+      return commitPlan({ path, backingPolicy });
+    },
+    rebasePlan(path: string, newBacking: string): Promise<RebasePlan> {
+      return rebasePlan({ path, newBacking, unsafe: false, backingPolicy });
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

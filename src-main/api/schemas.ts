@@ -78,8 +78,10 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('snapshot-create'), path: pathSchema, name: snapshotNameSchema }),
     z.strictObject({ kind: z.literal('snapshot-apply'), path: pathSchema, snapshot: snapshotKeySchema, saveCurrentAs: snapshotNameSchema.optional() }),
     z.strictObject({ kind: z.literal('snapshot-delete'), path: pathSchema, snapshot: snapshotKeySchema }),
+    z.strictObject({ kind: z.literal('commit'), path: pathSchema, keepOverlay: z.boolean().optional() }),
+    z.strictObject({ kind: z.literal('rebase'), path: pathSchema, newBacking: pathSchema, newBackingFormat: formatSchema.optional(), unsafe: z.boolean().optional() }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare, convert, snapshot-create, snapshot-apply or snapshot-delete, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
 );
 
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');
@@ -104,6 +106,8 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   snapshotDiff: z
     .tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullish(), bucketsSchema])
     .transform(([p, a, b, n]): ApiArgs<'snapshotDiff'> => [p, a, b ?? undefined, n]),
+  commitPlan: z.tuple([pathSchema]),
+  rebasePlan: z.tuple([pathSchema, pathSchema]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
 };

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { ConvertResult, JobEvent, JobId, JobSpec } from '../../src-shared/api';
+import type { CommitResult, ConvertResult, JobEvent, JobId, JobSpec } from '../../src-shared/api';
+import { commitImage } from './commit';
+import { rebaseImage } from './rebase';
 import { toDiskError } from '../block/errors';
 import { inspectImage } from './info';
 import { mapPicture } from './map';
@@ -92,6 +94,18 @@ export class JobManager {
         return revertToSnapshot({ path: spec.path, snapshot: spec.snapshot, saveCurrentAs: spec.saveCurrentAs, signal });
       case 'snapshot-delete':
         return deleteSnapshot(spec.path, spec.snapshot);
+      case 'commit':
+        return commitImage({ path: spec.path, keepOverlay: spec.keepOverlay ?? false, backingPolicy, signal, onProgress: progress('commit') }) satisfies Promise<CommitResult>;
+      case 'rebase':
+        return rebaseImage({
+          path: spec.path,
+          newBacking: spec.newBacking,
+          newBackingFormat: spec.newBackingFormat,
+          unsafe: spec.unsafe ?? false,
+          backingPolicy,
+          signal,
+          onProgress: progress('rebase'),
+        });
     }
   }
 }

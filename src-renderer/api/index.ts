@@ -41,6 +41,8 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
     snapshotSpace: guard(bridge.snapshotSpace),
     snapshotMap: guard(bridge.snapshotMap),
     snapshotDiff: guard(bridge.snapshotDiff),
+    commitPlan: guard(bridge.commitPlan),
+    rebasePlan: guard(bridge.rebasePlan),
     startJob: guard(bridge.startJob),
     cancelJob: guard(bridge.cancelJob),
     onJobEvent: (listener) => bridge.onJobEvent(listener),

@@ -119,6 +119,12 @@ export class SocketApi implements DiskwrightApi {
     // JSON has no undefined: "now" travels as null.
     return this.call('snapshotDiff', [path, a, b ?? null, buckets] as unknown as [string, string, string | undefined, number]);
   }
+  commitPlan(path: string) {
+    return this.call('commitPlan', [path]);
+  }
+  rebasePlan(path: string, newBacking: string) {
+    return this.call('rebasePlan', [path, newBacking]);
+  }
   startJob(spec: JobSpec): Promise<JobId> {
     return this.call('startJob', [spec]);
   }
