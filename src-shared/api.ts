@@ -105,8 +105,9 @@ export interface MapPicture {
   virtualSize: number;
   bucketSize: number;
   /**
-   * The bytes of each kind per bucket. `backing` is the part of data + zero that a backing file provides
-   * (not the image itself); `compressed` the part of data stored compressed, where the format says so.
+   * The bytes of each kind per bucket. `backing` is the part of `data` that a backing file provides (not the
+   * image itself); `compressed` the part of `data` stored compressed, where the format says so. Both are
+   * left out where zero.
    */
   buckets: Array<{ data: number; zero: number; unallocated: number; backing?: number; compressed?: number }>;
 }

@@ -70,8 +70,8 @@ export async function mapImage(path: string, opts: MapOptions = {}): Promise<Arr
 
 /**
  * The map drawn into `buckets` equal parts with the share of data, zero and unallocated bytes in each, and
- * of those the bytes a backing file provides (depth > 0) and the data stored compressed (where the format's
- * status says so). The two optional shares are only set on buckets that have some.
+ * of the data the bytes a backing file provides (depth > 0) and the bytes stored compressed (where the
+ * format's status says so). The two optional shares are only set on buckets that have some.
  */
 export async function mapPicture(path: string, buckets: number, opts: MapOptions = {}): Promise<MapPicture> {
   const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy });
@@ -83,7 +83,7 @@ export async function mapPicture(path: string, buckets: number, opts: MapOptions
       dev,
       (e, _file, compressed) => {
         const kind = e.data ? 'data' : e.present ? 'zero' : 'unallocated';
-        const backing = e.present && e.depth > 0;
+        const backing = e.data && e.depth > 0;
         let pos = e.start;
         const end = e.start + e.length;
         while (pos < end) {
