@@ -56,6 +56,18 @@ const VMDK_EXTENT_KIND = oneOf({
   '': 'sparse',
 });
 
+const VMDK_CREATE_TYPE: Record<string, string> = {
+  monolithicSparse: 'one sparse file',
+  monolithicFlat: 'one flat file beside its descriptor',
+  twoGbMaxExtentSparse: 'sparse, split into files of 2 GiB',
+  twoGbMaxExtentFlat: 'flat, split into files of 2 GiB',
+  streamOptimized: 'one compressed sparse file, for transport',
+  vmfs: 'flat, for ESX',
+  vmfsSparse: 'sparse redo log, for ESX',
+  seSparse: 'space-efficient sparse, for ESX',
+  custom: 'extents as its descriptor lists them',
+};
+
 const PRESENTERS: Record<string, Record<string, Field>> = {
   qcow2: {
     compat: { label: 'Compat', show: oneOf({ '0.10': '0.10 (the original version 2 header)', '1.1': '1.1 (version 3 header)' }) },
@@ -67,7 +79,13 @@ const PRESENTERS: Record<string, Record<string, Field>> = {
   vmdk: {
     cid: { label: 'Content ID', show: cid },
     'parent-cid': { label: 'Parent content ID', show: (v) => (v === NO_PARENT ? 'none (no parent image)' : cid(v)) },
-    'create-type': { label: 'Subformat' },
+    'create-type': {
+      label: 'Subformat',
+      show: (v) => {
+        const meaning = VMDK_CREATE_TYPE[String(v)];
+        return meaning ? `${plain(v)}: ${meaning}` : plain(v);
+      },
+    },
     extents: {
       label: 'Extents',
       columns: [

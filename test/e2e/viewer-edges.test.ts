@@ -127,6 +127,7 @@ test('format details say what the fields mean: VMDK extents as a table, no paren
   const details = page.locator('.format-details');
   assert.match(await details.innerText(), /Parent content ID\s+none \(no parent image\)/);
   assert.doesNotMatch(await details.innerText(), /4294967295|\{"/);
+  await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
   await shots(page, 'vmdk-details');
 
   // Parallels: the header's magic, read from the file itself, named for what it means.
