@@ -20,7 +20,7 @@ async function call<T>(method: ApiMethod, ...args: unknown[]): Promise<T> {
 }
 
 const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
-  inspect: (path: string) => call<ImageInfo>('inspect', path),
+  inspect: (path: string, format?: FormatName) => (format === undefined ? call<ImageInfo>('inspect', path) : call<ImageInfo>('inspect', path, format)),
   mapPicture: (path: string, buckets: number) => call<MapPicture>('mapPicture', path, buckets),
   allowBackingPath: (imagePath: string, backingPath: string) => call<void>('allowBackingPath', imagePath, backingPath),
   formats: () => call<FormatSummary[]>('formats'),

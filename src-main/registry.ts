@@ -52,6 +52,25 @@ export async function probeDriver(file: ImageFile): Promise<FormatDriver> {
 }
 
 /**
+ * The format (other than raw, which takes any file) whose probe recognises these first bytes of a file, or
+ * undefined when none does. probeDriver picks the same driver when this gives one; the app uses it to tell a
+ * recognised image from a file it would only be guessing is raw, and to label a folder's images.
+ */
+export function recognisedFormat(head: Uint8Array, path: string): FormatName | undefined {
+  let best: FormatName | undefined;
+  let bestScore = 0;
+  for (const d of DRIVERS) {
+    if (d === rawDriver) continue;
+    const score = d.probe(head, path);
+    if (score > bestScore) {
+      best = d.name;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/**
  * The file that stands for the image at `path`: `path` itself, or, when it is a folder that a format keeps
  * its images in (a Parallels .hdd bundle), the file inside it that the format names. A folder no format
  * claims is returned as it is, and opening it gives the plain "is a folder" error.

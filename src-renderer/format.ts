@@ -51,3 +51,26 @@ export function humanKey(key: string): string {
   const words = key.replace(/[-_]/g, ' ');
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
+
+/**
+ * A byte range in one unit with as many decimals as it takes for its two ends to differ: a 64 KiB cell of a
+ * big disk reads "133.0625 – 133.125 MiB", not "133 MiB – 133 MiB". Exact bytes where no unit does.
+ */
+export function formatRange(start: number, end: number): string {
+  if (end < 1024) return `${grouped.format(start)} – ${formatExactBytes(end)}`;
+  let unit = 0;
+  while (end >= 1024 ** (unit + 1) && unit < UNITS.length - 1) unit++;
+  const scale = 1024 ** unit;
+  const at = (decimals: number) => [trimZeros((start / scale).toFixed(decimals)), trimZeros((end / scale).toFixed(decimals))];
+  // Exact ends when a few decimals give them; else enough decimals to read the range's own length.
+  for (let decimals = 0; decimals <= 4; decimals++) {
+    const [a, b] = at(decimals);
+    if (Number(a) * scale === start && Number(b) * scale === end) return `${a} – ${b} ${UNITS[unit]}`;
+  }
+  const [a, b] = at(Math.min(4, Math.max(1, Math.ceil(-Math.log10((end - start) / scale)) + 1)));
+  return a !== b ? `${a} – ${b} ${UNITS[unit]}` : `${grouped.format(start)} – ${formatExactBytes(end)}`;
+}
+
+function trimZeros(text: string): string {
+  return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
+}

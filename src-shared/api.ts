@@ -57,6 +57,11 @@ export interface ImageInfo {
   'locking-unavailable'?: true;
   /** Set by the app (not by `info`) when the backing chain could not be followed; the image itself was read. */
   'backing-error'?: DiskErrorDto;
+  /**
+   * Set by the app (not by `info`) when no format recognised the file and it was read as raw only because raw
+   * takes any file; the app asks before treating it as a disk (inspect with format 'raw' to mean it).
+   */
+  'format-guessed'?: true;
 }
 
 /** One finding of a check, in qemu-img's words; `fixed` once a repair mended it. */
@@ -99,7 +104,12 @@ export interface MapEntry {
 export interface MapPicture {
   virtualSize: number;
   bucketSize: number;
-  buckets: Array<{ data: number; zero: number; unallocated: number }>;
+  /**
+   * The bytes of each kind per bucket. `backing` is the part of `data` that a backing file provides (not the
+   * image itself); `compressed` the part of `data` stored compressed, where the format says so. Both are
+   * left out where zero.
+   */
+  buckets: Array<{ data: number; zero: number; unallocated: number; backing?: number; compressed?: number }>;
 }
 
 /** The snapshot browser's list: the snapshots oldest first, and the image's state now. */
@@ -156,6 +166,8 @@ export interface DirEntry {
   path: string;
   kind: 'dir' | 'file';
   size?: number;
+  /** The format that recognises the file's first bytes (listDir probes files; raw is never named: it takes any file). */
+  format?: FormatName;
 }
 /** What the wizards need to know about a place a new image would be written. */
 export interface TargetInfo {
@@ -250,8 +262,11 @@ export type JobEventChannel = 'job-event';
 export const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
 
 export interface DiskwrightApi {
-  /** Header-level and format-specific facts about an image (and its backing chain). */
-  inspect(path: string): Promise<ImageInfo>;
+  /**
+   * Header-level and format-specific facts about an image (and its backing chain). Without `format` the file
+   * is probed; a file no format recognises comes back as raw with 'format-guessed' set.
+   */
+  inspect(path: string, format?: FormatName): Promise<ImageInfo>;
   /**
    * The allocation map drawn into a fixed number of buckets. Where the chain runs into a backing file
    * outside its image's folder that was not allowed, the map stops there: what that file would provide

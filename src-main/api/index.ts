@@ -44,10 +44,12 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
   const mapPolicy = opts.backingPolicy ?? grants.policy('cut');
   const recent = new RecentImages(opts.recentFile);
   return {
-    async inspect(path: string): Promise<ImageInfo> {
+    async inspect(path: string, format?: FormatName): Promise<ImageInfo> {
       // The image itself is shown even when its chain cannot be followed all the way; 'backing-error' says why.
-      const info = await inspectImage(path, { backingChain: true, backingPolicy, chainErrors: 'record' });
-      await recent.remember(nodePath.resolve(path));
+      const info = await inspectImage(path, { format, backingChain: true, backingPolicy, chainErrors: 'record' });
+      // A file raw only took by default is not an image the user opened until they say it is one.
+      if (format === undefined && info.format === 'raw') info['format-guessed'] = true;
+      else await recent.remember(nodePath.resolve(path));
       return info;
     },
     mapPicture(path: string, buckets: number): Promise<MapPicture> {

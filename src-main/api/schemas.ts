@@ -88,7 +88,8 @@ const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job
 
 /** One tuple schema per method; the mapped type keeps each in step with the contract's parameter list. */
 export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
-  inspect: z.tuple([pathSchema]),
+  // The format may be left out, or (over JSON) be an explicit null standing for "probe it".
+  inspect: z.tuple([pathSchema, formatSchema.nullish()]).transform(([p, f]): ApiArgs<'inspect'> => (f == null ? [p] : [p, f])),
   mapPicture: z.tuple([pathSchema, bucketsSchema]),
   allowBackingPath: z.tuple([pathSchema, pathSchema]),
   formats: z.tuple([]),

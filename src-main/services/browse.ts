@@ -1,8 +1,10 @@
-import { promises as fsp } from 'node:fs';
+/** The browser host's folder list (with each image's probed format) and the wizards' look at a target path. */
+import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import type { DirListing, DirEntry, TargetInfo } from '../../src-shared/api';
 import { toDiskError } from '../block/errors';
+import { PROBE_BYTES, recognisedFormat } from '../registry';
 
 /** Whether a new image can be written at `path` (see TargetInfo). */
 export async function targetInfo(path: string): Promise<TargetInfo> {
@@ -19,7 +21,19 @@ export async function targetInfo(path: string): Promise<TargetInfo> {
   return { path: full, folderExists, exists, ...(freeBytes !== undefined ? { freeBytes } : {}) };
 }
 
-/** Lists a folder for the browser host's file picker: folders first, then files, hidden ones left out. */
+/** How many files of one folder have their first bytes probed; the rest are listed without a format. */
+export const PROBE_FILES = 300;
+/** How many probes run at once. */
+const PROBE_PARALLEL = 8;
+
+/** File names in the order a person counts: "disk2" before "disk10", case set aside. */
+const natural = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
+
+/**
+ * Lists a folder for the browser host's file picker: folders first, then files, each in natural order,
+ * hidden ones left out. Regular files (not symbolic links, which may point anywhere) have their first
+ * PROBE_BYTES read to name the format that recognises them; at most PROBE_FILES of them per folder.
+ */
 export async function listDir(path?: string): Promise<DirListing> {
   const dir = nodePath.resolve(path && path.length ? path : os.homedir());
   let names: string[];
@@ -29,18 +43,50 @@ export async function listDir(path?: string): Promise<DirListing> {
     throw toDiskError(err, dir);
   }
   const entries: DirEntry[] = [];
+  const probe: DirEntry[] = [];
   for (const name of names) {
     if (name.startsWith('.')) continue;
     const full = nodePath.join(dir, name);
     try {
-      const st = await fsp.stat(full);
+      const link = await fsp.lstat(full);
+      // A link is listed as what it points at, but never opened here.
+      const st = link.isSymbolicLink() ? await fsp.stat(full) : link;
       if (st.isDirectory()) entries.push({ name, path: full, kind: 'dir' });
-      else if (st.isFile()) entries.push({ name, path: full, kind: 'file', size: st.size });
+      else if (st.isFile()) {
+        const entry: DirEntry = { name, path: full, kind: 'file', size: st.size };
+        entries.push(entry);
+        if (link.isFile() && st.size > 0) probe.push(entry);
+      }
     } catch {
       // unreadable entries (dangling links, permissions) are not listed
     }
   }
-  entries.sort((x, y) => (x.kind === y.kind ? x.name.localeCompare(y.name) : x.kind === 'dir' ? -1 : 1));
+  entries.sort((x, y) => (x.kind === y.kind ? natural.compare(x.name, y.name) : x.kind === 'dir' ? -1 : 1));
+  const toProbe = probe.sort((x, y) => natural.compare(x.name, y.name)).slice(0, PROBE_FILES);
+  for (let i = 0; i < toProbe.length; i += PROBE_PARALLEL) {
+    await Promise.all(toProbe.slice(i, i + PROBE_PARALLEL).map(probeEntry));
+  }
   const parent = nodePath.dirname(dir);
   return { path: dir, ...(parent !== dir ? { parent } : {}), entries };
+}
+
+/**
+ * Names the format of one regular file from its first bytes. O_NOFOLLOW refuses a file swapped for a link
+ * since it was listed, O_NONBLOCK keeps a file swapped for a FIFO from hanging the listing; anything that
+ * goes wrong just leaves the entry without a format.
+ */
+async function probeEntry(entry: DirEntry): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(entry.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    if (!(await fh.stat()).isFile()) return;
+    const head = new Uint8Array(PROBE_BYTES);
+    const { bytesRead } = await fh.read(head, 0, PROBE_BYTES, 0);
+    const format = recognisedFormat(head.subarray(0, bytesRead), entry.path);
+    if (format !== undefined) entry.format = format;
+  } catch {
+    // not readable: listed without a format
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
 }

@@ -14,8 +14,8 @@ export interface MapOptions {
 /** One status query covers at most this much, so progress and cancel stay responsive. */
 const STATUS_STEP = 1 << 30;
 
-/** Walks the allocation of the whole chain, calling `visit` for each run as qemu-img map would print it. */
-export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: string) => void, opts: MapOptions = {}): Promise<void> {
+/** Walks the allocation of the whole chain, calling `visit` for each run as qemu-img map would print it (and whether it is stored compressed). */
+export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: string, compressed: boolean) => void, opts: MapOptions = {}): Promise<void> {
   let pos = 0;
   while (pos < dev.size) {
     throwIfAborted(opts.signal);
@@ -29,7 +29,8 @@ export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: strin
       data: ext.kind === 'data',
       ...(ext.hostOffset !== undefined ? { offset: ext.hostOffset } : {}),
     };
-    visit(entry, ext.file);
+    // Extent has no compressed flag yet; a status that sets one (and a deepStatus that passes it on) is read here.
+    visit(entry, ext.file, (ext as { compressed?: boolean }).compressed === true);
     pos += ext.length;
     opts.onProgress?.(pos, dev.size);
   }
@@ -67,7 +68,11 @@ export async function mapImage(path: string, opts: MapOptions = {}): Promise<Arr
   return out;
 }
 
-/** The map drawn into `buckets` equal parts with the share of data, zero and unallocated bytes in each. */
+/**
+ * The map drawn into `buckets` equal parts with the share of data, zero and unallocated bytes in each, and
+ * of the data the bytes a backing file provides (depth > 0) and the bytes stored compressed (where the
+ * format's status says so). The two optional shares are only set on buckets that have some.
+ */
 export async function mapPicture(path: string, buckets: number, opts: MapOptions & { snapshot?: string } = {}): Promise<MapPicture> {
   const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy, snapshot: opts.snapshot });
   try {
@@ -76,14 +81,18 @@ export async function mapPicture(path: string, buckets: number, opts: MapOptions
     const pic: MapPicture = { virtualSize: dev.size, bucketSize, buckets: Array.from({ length: n }, () => ({ data: 0, zero: 0, unallocated: 0 })) };
     await walkMap(
       dev,
-      (e) => {
+      (e, _file, compressed) => {
         const kind = e.data ? 'data' : e.present ? 'zero' : 'unallocated';
+        const backing = e.data && e.depth > 0;
         let pos = e.start;
         const end = e.start + e.length;
         while (pos < end) {
           const b = Math.floor(pos / bucketSize);
           const bEnd = Math.min(end, (b + 1) * bucketSize);
-          pic.buckets[b][kind] += bEnd - pos;
+          const bucket = pic.buckets[b];
+          bucket[kind] += bEnd - pos;
+          if (backing) bucket.backing = (bucket.backing ?? 0) + bEnd - pos;
+          if (compressed && e.data) bucket.compressed = (bucket.compressed ?? 0) + bEnd - pos;
           pos = bEnd;
         }
       },

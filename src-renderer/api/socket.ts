@@ -74,8 +74,8 @@ export class SocketApi implements DiskwrightApi {
     });
   }
 
-  inspect(path: string) {
-    return this.call('inspect', [path]);
+  inspect(path: string, format?: FormatName) {
+    return this.call('inspect', format === undefined ? [path] : [path, format]);
   }
   mapPicture(path: string, buckets: number) {
     return this.call('mapPicture', [path, buckets]);

@@ -3,12 +3,21 @@ import type { DirListing } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 
 const LAST_FOLDER_KEY = 'diskwright.lastFolder';
+const SHOW_ALL_KEY = 'diskwright.showEveryFile';
 
 function rememberedFolder(): string | undefined {
   try {
     return window.localStorage.getItem(LAST_FOLDER_KEY) ?? undefined;
   } catch {
     return undefined;
+  }
+}
+
+function readFlag(key: string): boolean {
+  try {
+    return window.localStorage.getItem(key) === '1';
+  } catch {
+    return false;
   }
 }
 
@@ -19,9 +28,23 @@ export const useBrowseStore = defineStore('browse', {
     loading: false,
     error: null as ApiError | null,
     generation: 0,
+    /** List every file, not only the images (folders are always listed). */
+    showAll: readFlag(SHOW_ALL_KEY),
+    /** The folder the list came up from (its Parent folder entry), so that folder can take the focus. */
+    cameFrom: '' as string,
   }),
   actions: {
+    setShowAll(on: boolean): void {
+      this.showAll = on;
+      try {
+        window.localStorage.setItem(SHOW_ALL_KEY, on ? '1' : '0');
+      } catch {
+        // storage may be disabled; the choice holds for this page
+      }
+    },
+
     async load(path?: string): Promise<void> {
+      this.cameFrom = this.listing?.path ?? '';
       const gen = ++this.generation;
       this.loading = true;
       this.error = null;

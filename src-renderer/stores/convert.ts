@@ -38,14 +38,17 @@ export const useConvertStore = defineStore('convert', {
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
-    async start(path: string, sourceData?: number, snapshot?: SnapshotInfo): Promise<void> {
+    /** `snapshot`: export that snapshot (or the one with that id) instead of the current state. */
+    async start(path: string, sourceData?: number, snapshot?: SnapshotInfo | string): Promise<void> {
       this.$reset();
       this.active = true;
       try {
         this.source = await api.inspect(path);
         this.sourceData = sourceData;
-        if (snapshot) {
-          this.snapshot = snapshot;
+        const chosen = typeof snapshot === 'string' ? this.source.snapshots?.find((s) => s.id === snapshot) : snapshot;
+        if (typeof snapshot === 'string' && !chosen) throw new Error(`${path} has no snapshot with id ${snapshot}`);
+        if (chosen) {
+          this.snapshot = chosen;
           // The verify compares the image as it is now, not the snapshot: it does not apply here.
           this.verify = false;
         }

@@ -1,12 +1,13 @@
 import { defineStore } from 'pinia';
-import type { ImageInfo, MapPicture } from '../../src-shared/api';
+import type { FormatName, ImageInfo, MapPicture } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { useFormatsStore } from './formats';
 
 /** How many cells the allocation map is drawn with (64 columns × 16 rows). */
 export const MAP_BUCKETS = 1024;
 
-type Status = 'idle' | 'loading' | 'ready' | 'failed';
+/** 'unrecognised': no format recognised the file; it is opened only when the user says it is a raw disk. */
+type Status = 'idle' | 'loading' | 'ready' | 'failed' | 'unrecognised';
 
 /** A backing file outside its image's folder that the chain stopped at, waiting for the user's answer. */
 export interface RefusedBacking {
@@ -20,6 +21,8 @@ export interface RefusedBacking {
 export const useImageStore = defineStore('image', {
   state: () => ({
     path: '' as string,
+    /** The format the user chose for the file (Open as raw); undefined when it was recognised. */
+    format: undefined as FormatName | undefined,
     info: null as ImageInfo | null,
     status: 'idle' as Status,
     error: null as ApiError | null,
@@ -45,10 +48,14 @@ export const useImageStore = defineStore('image', {
     },
   },
   actions: {
-    /** Reads the image's facts; resolves with the error (also kept in state) or null. */
-    async open(path: string): Promise<ApiError | null> {
+    /**
+     * Reads the image's facts; resolves with the error (also kept in state) or null. Without `format` a file
+     * no format recognises is not opened: status says 'unrecognised' and the user is asked.
+     */
+    async open(path: string, format?: FormatName): Promise<ApiError | null> {
       const gen = ++this.generation;
       this.path = path;
+      this.format = format;
       this.status = 'loading';
       this.error = null;
       this.info = null;
@@ -60,8 +67,12 @@ export const useImageStore = defineStore('image', {
       this.grantError = null;
       try {
         // The formats' labels arrive with the first image, so the page never shows a bare format name.
-        const [info] = await Promise.all([api.inspect(path), useFormatsStore().load()]);
+        const [info] = await Promise.all([format === undefined ? api.inspect(path) : api.inspect(path, format), useFormatsStore().load()]);
         if (gen !== this.generation) return null;
+        if (info['format-guessed']) {
+          this.status = 'unrecognised';
+          return null;
+        }
         this.info = info;
         this.status = 'ready';
       } catch (err) {
@@ -104,7 +115,7 @@ export const useImageStore = defineStore('image', {
         await api.allowBackingPath(refused.image, refused.backing);
         if (gen !== this.generation) return;
         // The facts on screen stay until the new ones arrive, so the view does not blink away.
-        const info = await api.inspect(this.path);
+        const info = this.format === undefined ? await api.inspect(this.path) : await api.inspect(this.path, this.format);
         if (gen !== this.generation) return;
         const next = ++this.generation;
         this.info = info;

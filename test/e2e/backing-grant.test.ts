@@ -29,19 +29,22 @@ interface OracleMapEntry {
   length: number;
   present: boolean;
   data: boolean;
+  depth: number;
 }
 
 /** qemu-img map of `spec` (a path, or a json: filename) drawn into `n` buckets as mapPicture draws them. */
 function oracleBuckets(spec: string, n: number, size: number): MapPicture['buckets'] {
   const entries = JSON.parse(must('qemu-img', ['map', '--output=json', spec]).stdout) as OracleMapEntry[];
   const bucketSize = Math.ceil(size / n);
-  const out = Array.from({ length: n }, () => ({ data: 0, zero: 0, unallocated: 0 }));
+  const out: MapPicture['buckets'] = Array.from({ length: n }, () => ({ data: 0, zero: 0, unallocated: 0 }));
   for (const e of entries) {
     const kind = e.data ? 'data' : e.present ? 'zero' : 'unallocated';
     for (let pos = e.start; pos < e.start + e.length; ) {
       const b = Math.floor(pos / bucketSize);
       const end = Math.min(e.start + e.length, (b + 1) * bucketSize);
       out[b][kind] += end - pos;
+      // Data from below the top image (mapPicture's 'backing' share, left out where there is none).
+      if (e.data && e.depth > 0) out[b].backing = (out[b].backing ?? 0) + end - pos;
       pos = end;
     }
   }

@@ -19,6 +19,8 @@ async function openAndConvert(page: Page, image: string, name: string): Promise<
   await page.goto(session.host.url);
   await page.getByLabel('Image path').fill(image);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
+  // A raw file has no header: the app asks before taking it as a raw disk.
+  if (name.endsWith('.raw')) await page.getByRole('button', { name: 'Open as raw' }).click();
   await page.getByRole('heading', { name, level: 1 }).waitFor();
   await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
   await page.getByRole('button', { name: 'Convert…' }).click();

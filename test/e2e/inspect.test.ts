@@ -15,6 +15,8 @@ const MiB = 1024 * 1024;
 
 /** The allocation map's colours (AllocationMap.vue), as RGB. */
 const COLOURS = { data: [0x2f, 0x5a, 0x8c], zero: [0x8c, 0xc5, 0xb4], unallocated: [0xe1, 0xe5, 0xea] } as const;
+/** Data a backing file provides is drawn apart from the image's own; it is still data. */
+const BACKING_DATA = [0x8f, 0xb0, 0xd8] as const;
 type Kind = keyof typeof COLOURS;
 type Shares = Record<Kind, number>;
 
@@ -41,7 +43,7 @@ function oracleInfo(path: string): { format: string; 'virtual-size': number; 'cl
 
 /** Counts the canvas pixels of each map colour and returns their shares of all coloured pixels. */
 async function pictureShares(page: Page): Promise<Shares & { pixels: number }> {
-  return page.getByTestId('allocation-map').evaluate((el, colours) => {
+  return page.getByTestId('allocation-map').evaluate((el, [colours, backing]) => {
     const canvas = el as HTMLCanvasElement;
     const ctx = canvas.getContext('2d');
     if (!ctx) throw new Error('no 2d context');
@@ -51,10 +53,11 @@ async function pictureShares(page: Page): Promise<Shares & { pixels: number }> {
       for (const [kind, [r, g, b]] of Object.entries(colours)) {
         if (px[i] === r && px[i + 1] === g && px[i + 2] === b && px[i + 3] === 255) counts[kind]++;
       }
+      if (px[i] === backing[0] && px[i + 1] === backing[1] && px[i + 2] === backing[2] && px[i + 3] === 255) counts.data++;
     }
     const all = counts.data + counts.zero + counts.unallocated;
     return { data: counts.data / all, zero: counts.zero / all, unallocated: counts.unallocated / all, pixels: all };
-  }, COLOURS);
+  }, [COLOURS, BACKING_DATA] as const);
 }
 
 const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
@@ -92,6 +95,8 @@ test('a raw image: open it from the folder list and see qemu-img’s facts and m
   await page.locator('.browser-path', { hasText: new RegExp(`^${dirname(session.work.dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).waitFor();
   await page.getByRole('button', { name: new RegExp(`^${basename(session.work.dir)}\\b`) }).click();
   await page.getByRole('button', { name: /^disk\.raw/ }).click();
+  // A raw file has no header: the app asks before taking it as a raw disk.
+  await page.getByRole('button', { name: 'Open as raw' }).click();
 
   await page.getByRole('heading', { name: 'disk.raw', level: 1 }).waitFor();
   assert.equal(truth.format, 'raw');

@@ -1,0 +1,173 @@
+/**
+ * What a format's details ('format-specific' of inspect, keyed by its `type`) mean, said for people: a
+ * table per format of how to label and show each field. The JSON keys stay qemu-img's; only the page
+ * changes. A field no table names is shown with its key made readable, so a new field still appears.
+ */
+import { formatBytes, formatDate, humanKey } from './format';
+
+/** One line of the details: a label and what the value means. */
+export interface Fact {
+  key: string;
+  label: string;
+  value: string;
+  /** The value as stored, where the line says it differently (shown on hover). */
+  raw?: string;
+}
+/** A list of records (VMDK extents, a bundle's chain) as a table. */
+export interface FactTable {
+  key: string;
+  label: string;
+  columns: string[];
+  rows: string[][];
+}
+export interface Presented {
+  facts: Fact[];
+  tables: FactTable[];
+}
+
+type Show = (value: unknown) => string;
+interface Field {
+  label?: string;
+  show?: Show;
+  /** For a list of records: the columns, each a key of the records with its label and how to show it. */
+  columns?: Array<[key: string, label: string, show?: Show]>;
+}
+
+const yesNo = (v: unknown) => (v === true ? 'yes' : v === false ? 'no' : plain(v));
+const bytes: Show = (v) => (typeof v === 'number' ? formatBytes(v) : plain(v));
+/** An offset into the file: where it is, in bytes and in the unit people read. */
+const offset: Show = (v) => (typeof v === 'number' ? `byte ${v.toLocaleString('en-US')} (${formatBytes(v)})` : plain(v));
+const oneOf =
+  (meanings: Record<string, string>): Show =>
+  (v) =>
+    meanings[String(v)] ?? plain(v);
+
+/** VMDK: CIDs are 32-bit; ffffffff in a parent CID means there is no parent. */
+const cid: Show = (v) => (typeof v === 'number' ? v.toString(16).padStart(8, '0') : plain(v));
+const NO_PARENT = 0xffffffff;
+
+const VMDK_EXTENT_KIND = oneOf({
+  SPARSE: 'sparse (grains allocated as written)',
+  FLAT: 'flat (every byte stored)',
+  VMFS: 'flat (ESX)',
+  VMFSSPARSE: 'sparse, ESX redo log (COWD)',
+  SESPARSE: 'space-efficient sparse (ESX)',
+  ZERO: 'reads as zeros (no file)',
+  '': 'sparse',
+});
+
+const VMDK_CREATE_TYPE: Record<string, string> = {
+  monolithicSparse: 'one sparse file',
+  monolithicFlat: 'one flat file beside its descriptor',
+  twoGbMaxExtentSparse: 'sparse, split into files of 2 GiB',
+  twoGbMaxExtentFlat: 'flat, split into files of 2 GiB',
+  streamOptimized: 'one compressed sparse file, for transport',
+  vmfs: 'flat, for ESX',
+  vmfsSparse: 'sparse redo log, for ESX',
+  seSparse: 'space-efficient sparse, for ESX',
+  custom: 'extents as its descriptor lists them',
+};
+
+const PRESENTERS: Record<string, Record<string, Field>> = {
+  qcow2: {
+    compat: { label: 'Compat', show: oneOf({ '0.10': '0.10 (the original version 2 header)', '1.1': '1.1 (version 3 header)' }) },
+    'refcount-bits': { label: 'Refcount width', show: (v) => `${plain(v)} bits` },
+    'extended-l2': { label: 'Subclusters (extended L2)', show: yesNo },
+    corrupt: { label: 'Marked corrupt', show: yesNo },
+    'data-file': { label: 'External data file' },
+  },
+  vmdk: {
+    cid: { label: 'Content ID', show: cid },
+    'parent-cid': { label: 'Parent content ID', show: (v) => (v === NO_PARENT ? 'none (no parent image)' : cid(v)) },
+    'create-type': {
+      label: 'Subformat',
+      show: (v) => {
+        const meaning = VMDK_CREATE_TYPE[String(v)];
+        return meaning ? `${plain(v)}: ${meaning}` : plain(v);
+      },
+    },
+    extents: {
+      label: 'Extents',
+      columns: [
+        ['filename', 'File'],
+        ['format', 'Kind', VMDK_EXTENT_KIND],
+        ['virtual-size', 'Size', bytes],
+        ['cluster-size', 'Grain', bytes],
+        ['compressed', 'Compressed', yesNo],
+      ],
+    },
+  },
+  vhdx: {
+    'block-size': { show: bytes },
+    'logical-sector-size': { show: bytes },
+    'physical-sector-size': { show: bytes },
+    'log-size': { show: bytes },
+    'log-guid': { label: 'Log', show: (v) => (v === '00000000-0000-0000-0000-000000000000' ? 'empty (no pending writes)' : `pending writes, id ${plain(v)}`) },
+    'log-needs-replay': { label: 'Log needs replay', show: yesNo },
+    'data-write-guid': { label: 'Data write id' },
+    'disk-id': { label: 'Disk id' },
+  },
+  parallels: {
+    subformat: {
+      label: 'Header',
+      show: oneOf({
+        WithoutFreeSpace: 'original header (block table in sectors)',
+        WithouFreSpacExt: 'extended header (block table in clusters)',
+        bundle: '.hdd bundle (a folder with a descriptor)',
+      }),
+    },
+    'bat-entries': { label: 'Block table entries', show: (v) => (typeof v === 'number' ? v.toLocaleString('en-US') : plain(v)) },
+    'data-offset': { label: 'Data starts at', show: offset },
+    'format-extension-offset': { label: 'Format extension at', show: offset },
+    empty: { label: 'Empty-image flag', show: (v) => (v === true ? 'set (reads as zeros)' : v === false ? 'clear' : plain(v)) },
+    'top-guid': { label: 'Top image' },
+    chain: { label: 'Images', columns: [['file', 'File'], ['type', 'Kind'], ['guid', 'Id']] },
+    snapshots: { columns: [['guid', 'Id'], ['parent-guid', 'Parent'], ['in-chain', 'In use', yesNo]] },
+  },
+  cow: {
+    layout: { label: 'Header layout' },
+    'sector-size': { show: bytes },
+    alignment: { show: bytes },
+    'bitmap-offset': { label: 'Bitmap at', show: offset },
+    'data-offset': { label: 'Data starts at', show: offset },
+    'backing-mtime': {
+      label: 'Backing file last changed',
+      show: (v) => (typeof v === 'number' ? `${formatDate(v)} (when this file was made)` : plain(v)),
+    },
+  },
+};
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A value no table names: yes/no, a list joined, anything else as text. */
+function plain(v: unknown): string {
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  if (v === null || v === undefined || v === '') return '—';
+  if (Array.isArray(v)) return v.map(plain).join(', ') || '—';
+  if (isRecord(v)) return Object.entries(v).map(([k, x]) => `${humanKey(k)}: ${plain(x)}`).join('; ');
+  if (typeof v === 'number') return String(v);
+  return String(v);
+}
+
+/** The details of one format as facts and tables. */
+export function presentDetails(type: string, data: Record<string, unknown>): Presented {
+  const fields = PRESENTERS[type] ?? {};
+  const out: Presented = { facts: [], tables: [] };
+  for (const [key, value] of Object.entries(data)) {
+    const field = fields[key] ?? {};
+    const label = field.label ?? humanKey(key);
+    if (Array.isArray(value) && value.length > 0 && value.every(isRecord)) {
+      const columns = field.columns ?? [...new Set(value.flatMap((r) => Object.keys(r)))].map((k): [string, string] => [k, humanKey(k)]);
+      // A column no record fills (compressed on a plain extent list) is left out.
+      const used = columns.filter(([k]) => value.some((r) => r[k] !== undefined));
+      out.tables.push({ key, label, columns: used.map(([, l]) => l), rows: value.map((r) => used.map(([k, , show]) => (r[k] === undefined ? '—' : (show ?? plain)(r[k])))) });
+      continue;
+    }
+    const shown = (field.show ?? plain)(value);
+    const raw = typeof value === 'object' ? undefined : String(value);
+    out.facts.push({ key, label, value: shown, ...(raw !== undefined && raw !== shown ? { raw } : {}) });
+  }
+  return out;
+}
