@@ -298,7 +298,12 @@ export class VmdkDevice implements BlockDevice {
     let pcid = NO_PARENT_CID;
     if (name !== undefined && (format === undefined || format === 'vmdk')) {
       const full = resolvedPath ?? nodePath.resolve(nodePath.dirname(this.path), name);
-      pcid = (await cidOf(full)) ?? NO_PARENT_CID;
+      // A parent that does not exist yet (an unsafe rebase may name one) has no CID to hold the child to.
+      const cid = await cidOf(full).catch((err: unknown) => {
+        if (err instanceof DiskError && err.code === 'ENOENT') return undefined;
+        throw err;
+      });
+      pcid = cid ?? NO_PARENT_CID;
     }
     await this.rewriteDescriptor((text) => withParent(text, name, pcid));
   }
