@@ -14,6 +14,7 @@ import { checkParentName, readPlaceText, withCid, withParent, writePlaceText } f
 import { FlatExtent, GTE_ZEROED, SparseExtent, type Piece, type VmdkExtent } from './extent';
 import { parseDescriptor, type Descriptor } from './layout';
 import { cidOf, type DescriptorPlace } from './open';
+import { Serial } from './serial';
 
 /** The parentCID of an image without a parent. */
 const NO_PARENT_CID = 0xffffffff;
@@ -43,6 +44,8 @@ export class VmdkDevice implements BlockDevice {
   private readonly starts: number[] = [];
   private cidUpdated = false;
   private noFlush = false;
+  /** Mutations run one at a time, in call order (reads do not wait). */
+  private readonly serial = new Serial();
 
   constructor(
     readonly path: string,
@@ -157,7 +160,11 @@ export class VmdkDevice implements BlockDevice {
     if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.serial.run(() => this.writeNow(offset, data));
+  }
+
+  private async writeNow(offset: number, data: Uint8Array): Promise<void> {
     this.writableCheck();
     checkRange(this.size, offset, data.length, this.path);
     await this.updateCid();
@@ -176,7 +183,11 @@ export class VmdkDevice implements BlockDevice {
     }
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.serial.run(() => this.writeZeroesNow(offset, length));
+  }
+
+  private async writeZeroesNow(offset: number, length: number): Promise<void> {
     this.writableCheck();
     checkRange(this.size, offset, length, this.path);
     await this.updateCid();
@@ -292,7 +303,11 @@ export class VmdkDevice implements BlockDevice {
    * VMDK with no parent has and as qemu takes a non-VMDK parent (it has no CID to hold the child to). The
    * createType stays. Only the descriptor changes.
    */
-  async setBackingFile(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
+  setBackingFile(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
+    return this.serial.run(() => this.setBackingFileNow(name, format, resolvedPath));
+  }
+
+  private async setBackingFileNow(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
     this.writableCheck();
     if (name !== undefined) checkParentName(name, this.path);
     let pcid = NO_PARENT_CID;
@@ -313,7 +328,11 @@ export class VmdkDevice implements BlockDevice {
    * where the layout allows (extent.ts). The data now read is the parent's: the parent changed under commit
    * (a new CID), so parentCID is brought up to date with it, as an empty child is valid against any content.
    */
-  async makeEmpty(): Promise<void> {
+  makeEmpty(): Promise<void> {
+    return this.serial.run(() => this.makeEmptyNow());
+  }
+
+  private async makeEmptyNow(): Promise<void> {
     this.writableCheck();
     for (const e of this.extents) {
       if (e instanceof SparseExtent) e.checkWritable();
@@ -321,7 +340,7 @@ export class VmdkDevice implements BlockDevice {
     }
     await this.updateCid();
     for (const e of this.extents) if (e instanceof SparseExtent) await e.makeEmpty();
-    await this.flush();
+    await this.flushNow();
     const parentPath = this.backing?.path;
     const hint = this.descriptor.parentFileNameHint;
     if (parentPath !== undefined && hint !== undefined && hint !== '') {
@@ -334,12 +353,21 @@ export class VmdkDevice implements BlockDevice {
     this.noFlush = true;
   }
 
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    return this.serial.run(() => this.flushNow());
+  }
+
+  private async flushNow(): Promise<void> {
     if (this.noFlush || this.readOnly) return;
     for (const f of this.files) await f.sync();
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // After every queued mutation, whether it succeeded or not.
+    return this.serial.run(() => this.closeNow());
+  }
+
+  private async closeNow(): Promise<void> {
     try {
       if (!this.readOnly && !this.noFlush) for (const f of this.files) await f.sync();
     } finally {

@@ -34,7 +34,8 @@ export const vmdkDriver: FormatDriver = {
   label: 'VMDK',
   description: 'VMware disk: Workstation, Fusion, ESXi, VirtualBox',
   extensions: ['vmdk'],
-  concurrentCalls: false,
+  // Mutations queue in call order inside each device (serial.ts); reads touch only the grain table cache.
+  concurrentCalls: true,
   backingFiles: 'optional',
   probe: (head) => probeVmdk(head),
   describe: describeVmdk,

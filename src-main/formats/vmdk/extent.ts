@@ -202,6 +202,9 @@ export class SparseExtent implements VmdkExtent {
     const cached = this.gts.get(i);
     if (cached) return cached;
     const t = readU32s(await this.file.readBlock(this.gd[i] * SECTOR, this.facts.numGtes * 4, 'vmdk grain table'));
+    // A write may have loaded and changed the table while this read was under way: its copy is the newer one.
+    const meanwhile = this.gts.get(i);
+    if (meanwhile) return meanwhile;
     this.gts.set(i, t);
     return t;
   }
@@ -320,12 +323,12 @@ export class SparseExtent implements VmdkExtent {
     const i = Math.floor(g / n);
     const t = await this.ensureTable(i);
     t[g % n] = value;
-    await this.writeEntries(i, g % n, 1);
+    await this.writeEntries(i, t, g % n, 1);
   }
 
-  /** Writes entries [first, first + count) of table `i` from the cache: the primary table, then its redundant copy. */
-  private async writeEntries(i: number, first: number, count: number): Promise<void> {
-    const bytes = u32Bytes(this.gts.get(i)!.subarray(first, first + count));
+  /** Writes entries [first, first + count) of table `i` (held as `t`): the primary table, then its redundant copy. */
+  private async writeEntries(i: number, t: Uint32Array, first: number, count: number): Promise<void> {
+    const bytes = u32Bytes(t.subarray(first, first + count));
     await this.file.write(this.gd[i] * SECTOR + first * 4, bytes);
     if (this.rgd && this.rgd[i] !== 0) await this.file.write(this.rgd[i] * SECTOR + first * 4, bytes);
   }
@@ -347,7 +350,7 @@ export class SparseExtent implements VmdkExtent {
       const at = this.allocate(count * grainSectors);
       await this.file.write(at * SECTOR, data);
       for (let k = 0; k < count; k++) have[(g % n) + k] = at + k * grainSectors;
-      await this.writeEntries(i, g % n, count);
+      await this.writeEntries(i, have, g % n, count);
       return;
     }
     if (i >= this.gd.length) throw corrupt(`${this.file.path}: vmdk grain directory is too small for the disk`, this.file.path);
