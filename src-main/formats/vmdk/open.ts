@@ -1,8 +1,10 @@
 /**
  * Opening a VMDK: a monolithic sparse file (its own single extent, descriptor embedded), or a descriptor file
  * (text, or a sparse header of capacity 0 carrying one) naming extent files. Extent files resolve relative to
- * the descriptor's folder, after symlinks, through the same path policy as backing files; the parent named by
- * parentFileNameHint is opened through OpenOptions.openBacking and its CID must match our parentCID.
+ * the descriptor's folder and are judged by where they really lie (symlinks resolved), under the same policy and
+ * grants as backing files; the parent named by parentFileNameHint is opened through OpenOptions.openBacking and its
+ * CID must match our parentCID unless the caller accepts a stale chain. Also the descriptor alone (readDescriptor,
+ * cidOf) for info and for recording a new parent.
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
