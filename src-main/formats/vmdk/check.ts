@@ -22,8 +22,8 @@ export async function checkVmdk(path: string, repair: 'none' | 'leaks' | 'all', 
     'leaks-fixed': 0,
     problems: [],
   };
-  // Extents outside the image's folder are not followed without the user's word (the check has no policy).
-  const o = await openVmdk(path, false, 'inside-folder');
+  // Extents outside the image's folder are followed as the caller's policy says (the CLI: anywhere; the app: its grants).
+  const o = await openVmdk(path, false, opts.backingPolicy ?? 'inside-folder');
   try {
     const total = o.extents.reduce((n, e) => n + (e instanceof SparseExtent ? Math.ceil(e.bytes / e.grainBytes) : 1), 0);
     let done = 0;

@@ -1,12 +1,13 @@
 /**
  * `info` for VMDK: the header-level facts (size, grain size, CIDs, create type, the extents list) as qemu-img
- * reports them, read without touching guest data.
+ * reports them, read without touching guest data; plus whether the chain is stale (the parent changed since).
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { corrupt, DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { HeaderInfo } from '../../block/types';
+import { cidOf, resolveExtentPath, staleCids } from './open';
 import {
   COMPRESSION_DEFLATE,
   FOOTER_BYTES,
@@ -105,11 +106,9 @@ export function extentPath(descriptorPath: string, name: string): string {
   return slash < 0 ? name : descriptorPath.slice(0, slash + 1) + name;
 }
 
-/** Extent files are only opened when they lie in the descriptor's folder (or below it). */
-function insideFolder(descriptorPath: string, extent: string): boolean {
-  const dir = nodePath.dirname(nodePath.resolve(descriptorPath));
-  const rel = nodePath.relative(dir, nodePath.resolve(extent));
-  return rel !== '' && !rel.startsWith('..') && !nodePath.isAbsolute(rel);
+/** Extent files are only opened when they really lie in the descriptor's folder (symlinks resolved): their real path, or undefined. */
+async function readableExtent(descriptorPath: string, name: string): Promise<string | undefined> {
+  return resolveExtentPath(descriptorPath, name, 'inside-folder').catch(() => undefined);
 }
 
 /** One extent, its keys in qemu-img's order. */
@@ -129,8 +128,9 @@ async function describeExtents(descriptorPath: string, extents: ExtentLine[]): P
   for (const e of extents) {
     const filename = e.type === 'ZERO' ? '' : extentPath(descriptorPath, e.filename);
     let facts: SparseFacts | undefined;
-    if ((e.type === 'SPARSE' || e.type === 'VMFSSPARSE' || e.type === 'SESPARSE') && insideFolder(descriptorPath, filename)) {
-      const f = await ImageFile.open(filename, false);
+    const real = e.type === 'SPARSE' || e.type === 'VMFSSPARSE' || e.type === 'SESPARSE' ? await readableExtent(descriptorPath, e.filename) : undefined;
+    if (real !== undefined) {
+      const f = await ImageFile.open(real, false);
       try {
         facts = await readSparse(f);
       } finally {
@@ -149,12 +149,28 @@ function commonClusterSize(extents: VmdkExtentInfo[]): number | undefined {
   return extents.every((e) => e['cluster-size'] === first) ? first : undefined;
 }
 
-function headerInfo(virtualSize: number, d: Descriptor | undefined, extents: VmdkExtentInfo[], dirty: boolean): HeaderInfo {
+/**
+ * True when the parent named by the descriptor is a VMDK whose CID is no longer the child's parentCID (qemu-img
+ * info says nothing of it; its reads fail). Only a parent in the image's folder is looked at: info follows no path
+ * outside it on its own.
+ */
+async function parentIsStale(path: string, d: Descriptor | undefined): Promise<boolean> {
+  const hint = d?.parentFileNameHint;
+  if (d === undefined || hint === undefined || hint === '') return false;
+  const parent = await readableExtent(path, hint);
+  if (parent === undefined) return false;
+  const cid = await cidOf(parent).catch(() => undefined);
+  return staleCids(d, cid);
+}
+
+function headerInfo(virtualSize: number, d: Descriptor | undefined, extents: VmdkExtentInfo[], dirty: boolean, stale: boolean): HeaderInfo {
   const data: Record<string, unknown> = {
     ...(d?.cid !== undefined ? { cid: d.cid } : {}),
     ...(d?.parentCid !== undefined ? { 'parent-cid': d.parentCid } : {}),
     'create-type': d?.createType ?? '',
     extents,
+    // Our own key (qemu has none): the parent changed after this image was made from it.
+    ...(stale ? { 'parent-cid-stale': true } : {}),
   };
   const cluster = commonClusterSize(extents);
   const backing = d?.parentFileNameHint;
@@ -179,8 +195,9 @@ async function allocatedWithExtents(file: ImageFile, extents: VmdkExtentInfo[]):
   let total = await file.allocatedSize();
   const seen = new Set<string>([nodePath.resolve(file.path)]);
   for (const e of extents) {
-    const full = nodePath.resolve(e.filename);
-    if (e.filename === '' || seen.has(full) || !insideFolder(file.path, e.filename)) continue;
+    if (e.filename === '') continue;
+    const full = await readableExtent(file.path, e.filename);
+    if (full === undefined || seen.has(full)) continue;
     seen.add(full);
     const st = await fsp.stat(full).catch(() => undefined);
     if (st?.isFile()) total += st.blocks * 512;
@@ -194,7 +211,7 @@ async function describeDescriptorFile(file: ImageFile, d: Descriptor): Promise<H
   const total = d.extents.reduce((n, e) => n + e.sectors, 0);
   if (total * SECTOR > Number.MAX_SAFE_INTEGER) throw corrupt(`${path}: the vmdk extents add up to an impossibly large disk`, path);
   const extents = await describeExtents(path, d.extents);
-  return { ...headerInfo(total * SECTOR, d, extents, false), 'actual-size': await allocatedWithExtents(file, extents) };
+  return { ...headerInfo(total * SECTOR, d, extents, false, await parentIsStale(path, d)), 'actual-size': await allocatedWithExtents(file, extents) };
 }
 
 export async function describeVmdk(file: ImageFile): Promise<HeaderInfo> {
@@ -206,7 +223,7 @@ export async function describeVmdk(file: ImageFile): Promise<HeaderInfo> {
     const s = await readSparse(file);
     // A sparse header with no capacity whose embedded descriptor lists extents is a descriptor in disguise (ESXi).
     if (s.sectors === 0 && s.descriptor && s.descriptor.extents.length > 0) return describeDescriptorFile(file, s.descriptor);
-    return headerInfo(s.sectors * SECTOR, s.descriptor, [extentInfo(s.sectors * SECTOR, path, '', s)], s.unclean);
+    return headerInfo(s.sectors * SECTOR, s.descriptor, [extentInfo(s.sectors * SECTOR, path, '', s)], s.unclean, await parentIsStale(path, s.descriptor));
   }
   const probeHead = await file.readExact(0, new Uint8Array(Math.min(4096, file.size)), 'vmdk descriptor');
   if (!probeVmdk(probeHead)) throw new DiskError('EINVAL', `${path}: not a VMDK image (no sparse header and no descriptor)`, path);

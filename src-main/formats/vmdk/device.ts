@@ -1,16 +1,39 @@
 /**
  * The VMDK BlockDevice: guest ranges are cut at extent boundaries and each piece is read, written or reported
  * by its extent. Unallocated grains read through to the parent (or as zeros). The first write changes the CID
- * in the descriptor, as qemu does, so that children made against the old content see their chain is stale.
+ * in the descriptor, as qemu does, so that children made against the old content see their chain is stale; the
+ * commit/rebase hooks record a new parent and empty the image.
  */
 import { randomBytes } from 'node:crypto';
-import { checkRange } from '../../block/bytes';
+import * as nodePath from 'node:path';
+import { SECTOR, checkRange } from '../../block/bytes';
 import { DiskError, corrupt } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import type { BlockDevice, Extent } from '../../block/types';
-import { FlatExtent, SparseExtent, type Piece, type VmdkExtent } from './extent';
+import type { BlockDevice, Extent, FormatName } from '../../block/types';
+import { checkParentName, readPlaceText, withCid, withParent, writePlaceText } from './descriptor';
+import { FlatExtent, GTE_ZEROED, SparseExtent, type Piece, type VmdkExtent } from './extent';
 import { parseDescriptor, type Descriptor } from './layout';
-import type { DescriptorPlace } from './open';
+import { cidOf, type DescriptorPlace } from './open';
+import { Serial } from './serial';
+
+/** The parentCID of an image without a parent. */
+const NO_PARENT_CID = 0xffffffff;
+
+/** `parts` as one buffer of `bytes` bytes; no copy when they lie one after another in one buffer (a long write's grains). */
+function join(parts: Uint8Array[], bytes: number): Uint8Array {
+  const first = parts[0];
+  let next = first.byteOffset;
+  if (parts.every((p) => p.buffer === first.buffer && p.byteOffset === next && ((next += p.length), true))) {
+    return new Uint8Array(first.buffer, first.byteOffset, bytes);
+  }
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
 
 /** The most one status answer covers, to bound the work of one call. */
 const STATUS_MAX = 1 << 30;
@@ -21,6 +44,8 @@ export class VmdkDevice implements BlockDevice {
   private readonly starts: number[] = [];
   private cidUpdated = false;
   private noFlush = false;
+  /** Mutations run one at a time, in call order (reads do not wait). */
+  private readonly serial = new Serial();
 
   constructor(
     readonly path: string,
@@ -135,7 +160,11 @@ export class VmdkDevice implements BlockDevice {
     if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.serial.run(() => this.writeNow(offset, data));
+  }
+
+  private async writeNow(offset: number, data: Uint8Array): Promise<void> {
     this.writableCheck();
     checkRange(this.size, offset, data.length, this.path);
     await this.updateCid();
@@ -154,7 +183,11 @@ export class VmdkDevice implements BlockDevice {
     }
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.serial.run(() => this.writeZeroesNow(offset, length));
+  }
+
+  private async writeZeroesNow(offset: number, length: number): Promise<void> {
     this.writableCheck();
     checkRange(this.size, offset, length, this.path);
     await this.updateCid();
@@ -174,14 +207,28 @@ export class VmdkDevice implements BlockDevice {
   }
 
   /**
-   * Writes into a sparse extent grain by grain. An allocated grain is written in place; a new grain is written
-   * whole at the end of the file, its untouched part filled from the parent (copy on write), then pointed to.
-   * Zeros (`zeros`) over a whole grain become a zeroed grain entry when the extent has them, and cost nothing
-   * over an unallocated grain without a parent.
+   * Writes into a sparse extent. An allocated grain is written in place; new grains are written whole at the end
+   * of the file, their untouched part filled from the parent (copy on write), then pointed to. Neighbouring
+   * grains are gathered so that a long write costs few I/Os: allocated grains lying one after another in the
+   * file take one write, and a run of new grains in one grain table takes one data write plus one entry write
+   * per table copy (extent.ts writeNewGrains, which also orders them for crash safety). Zeros (`zeros`) over a
+   * whole grain become a zeroed grain entry when the extent has them, and cost nothing over an unallocated grain
+   * without a parent.
    */
   private async writeSparse(e: SparseExtent, off: number, guest: number, data: Uint8Array, zeros: boolean): Promise<void> {
     e.checkWritable();
     const gb = e.grainBytes;
+    const perTable = e.facts.numGtes;
+    let inPlace: { host: number; parts: Uint8Array[]; bytes: number } | undefined;
+    let fresh: { g: number; parts: Uint8Array[] } | undefined;
+    const flushInPlace = async () => {
+      if (inPlace) await e.file.write(inPlace.host, join(inPlace.parts, inPlace.bytes));
+      inPlace = undefined;
+    };
+    const flushFresh = async () => {
+      if (fresh) await e.writeNewGrains(fresh.g, fresh.parts.length, join(fresh.parts, fresh.parts.length * gb));
+      fresh = undefined;
+    };
     let done = 0;
     while (done < data.length) {
       const at = off + done;
@@ -191,62 +238,136 @@ export class VmdkDevice implements BlockDevice {
       const entry = await e.entry(g);
       const piece = data.subarray(done, done + n);
       const whole = inGrain === 0 && n === gb;
-      const zeroed = entry === 1 && e.facts.zeroGrain;
+      const zeroed = entry === GTE_ZEROED && e.facts.zeroGrain;
       if (zeros && (zeroed || (entry === 0 && !this.backing))) {
         // Reads as zeros already.
       } else if (zeros && whole && e.facts.zeroGrain) {
         // As qemu does: the grain's entry says zero (an allocated grain's space is left unused).
-        await e.setEntry(g, 1);
+        await flushFresh();
+        await e.setEntry(g, GTE_ZEROED);
       } else if (entry !== 0 && !zeroed) {
-        await e.file.write(entry * 512 + inGrain, piece);
+        await flushFresh();
+        const host = entry * SECTOR + inGrain;
+        if (inPlace && inPlace.host + inPlace.bytes !== host) await flushInPlace();
+        inPlace ??= { host, parts: [], bytes: 0 };
+        inPlace.parts.push(piece);
+        inPlace.bytes += n;
       } else {
-        const grain = new Uint8Array(gb);
-        const grainGuest = guest + done - inGrain;
-        // A grain past the disk's end (the last, partial one) keeps zeros there.
-        if (!zeroed) await this.readBacking(grainGuest, grain.subarray(0, Math.max(0, Math.min(gb, this.size - grainGuest))));
-        grain.set(piece, inGrain);
-        await e.writeNewGrain(g, grain);
+        await flushInPlace();
+        let grain = piece;
+        if (!whole) {
+          grain = new Uint8Array(gb);
+          const grainGuest = guest + done - inGrain;
+          // A grain past the disk's end (the last, partial one) keeps zeros there.
+          if (!zeroed) await this.readBacking(grainGuest, grain.subarray(0, Math.max(0, Math.min(gb, this.size - grainGuest))));
+          grain.set(piece, inGrain);
+        }
+        const sameRun = fresh && fresh.g + fresh.parts.length === g && Math.floor(fresh.g / perTable) === Math.floor(g / perTable);
+        if (!sameRun) await flushFresh();
+        fresh ??= { g, parts: [] };
+        fresh.parts.push(grain);
       }
       done += n;
     }
+    await flushInPlace();
+    await flushFresh();
   }
 
-  /** On the first change, a new random CID in the descriptor (qemu's vmdk_write_cid), written in place. */
+  /** On the first change, a new random CID in the descriptor (qemu's vmdk_write_cid). */
   private async updateCid(): Promise<void> {
     if (this.cidUpdated || !this.place) return;
     this.cidUpdated = true;
-    const pl = this.place;
-    const len = Math.min(pl.room, pl.file.size - pl.offset);
-    const old = new TextDecoder().decode(await pl.file.readBlock(pl.offset, len, 'vmdk descriptor'));
-    const nul = old.indexOf('\0');
-    const text = nul >= 0 ? old.slice(0, nul) : old;
     let cid = randomBytes(4).readUInt32LE(0);
     if (cid === this.descriptor.cid) cid = (cid + 1) >>> 0;
-    const hex = cid.toString(16).padStart(8, '0');
-    const next = /^CID=.*$/m.test(text) ? text.replace(/^CID=[^\r\n]*/m, `CID=${hex}`) : text;
-    const bytes = new TextEncoder().encode(next);
-    if (bytes.length > pl.room) throw new DiskError('ECORRUPT', `${this.path}: the vmdk descriptor has no room for its new CID`, this.path);
-    if (pl.embedded) {
-      const padded = new Uint8Array(Math.min(pl.room, Math.max(len, bytes.length)));
-      padded.set(bytes);
-      await pl.file.write(pl.offset, padded);
-    } else {
-      await pl.file.write(0, bytes);
-      if (bytes.length < pl.file.size) await pl.file.truncate(bytes.length);
+    await this.rewriteDescriptor((text) => withCid(text, cid));
+  }
+
+  /** Rewrites the descriptor text through `edit`, where it lives (descriptor.ts), and keeps our copy in step. */
+  private async rewriteDescriptor(edit: (text: string) => string): Promise<void> {
+    const pl = this.place;
+    if (!pl) throw new DiskError('EUNSUPPORTED', `${this.path}: this VMDK has no descriptor to record a parent in`, this.path);
+    const next = edit(await readPlaceText(pl));
+    const descriptor = parseDescriptor(next, this.path);
+    const old = await writePlaceText(pl, next, this.path);
+    if (old) {
+      const i = this.files.indexOf(old);
+      if (i >= 0) this.files[i] = pl.file;
+      await old.close();
     }
-    this.descriptor = parseDescriptor(next, this.path);
+    this.descriptor = descriptor;
+  }
+
+  /**
+   * Records a new parent (rebase, commit -b) or none: parentFileNameHint and parentCID, the CID of the new parent
+   * when it is a VMDK (a child is valid against that content), ffffffff otherwise and without a parent, as a
+   * VMDK with no parent has and as qemu takes a non-VMDK parent (it has no CID to hold the child to). The
+   * createType stays. Only the descriptor changes.
+   */
+  setBackingFile(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
+    return this.serial.run(() => this.setBackingFileNow(name, format, resolvedPath));
+  }
+
+  private async setBackingFileNow(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
+    this.writableCheck();
+    if (name !== undefined) checkParentName(name, this.path);
+    let pcid = NO_PARENT_CID;
+    if (name !== undefined && (format === undefined || format === 'vmdk')) {
+      const full = resolvedPath ?? nodePath.resolve(nodePath.dirname(this.path), name);
+      // A parent that does not exist yet (an unsafe rebase may name one) has no CID to hold the child to.
+      const cid = await cidOf(full).catch((err: unknown) => {
+        if (err instanceof DiskError && err.code === 'ENOENT') return undefined;
+        throw err;
+      });
+      pcid = cid ?? NO_PARENT_CID;
+    }
+    await this.rewriteDescriptor((text) => withParent(text, name, pcid));
+  }
+
+  /**
+   * Every grain unallocated again (commit empties the overlay after copying its data down), space given back
+   * where the layout allows (extent.ts). The data now read is the parent's: the parent changed under commit
+   * (a new CID), so parentCID is brought up to date with it, as an empty child is valid against any content.
+   */
+  makeEmpty(): Promise<void> {
+    return this.serial.run(() => this.makeEmptyNow());
+  }
+
+  private async makeEmptyNow(): Promise<void> {
+    this.writableCheck();
+    for (const e of this.extents) {
+      if (e instanceof SparseExtent) e.checkWritable();
+      else if (e.type !== 'ZERO') throw new DiskError('EUNSUPPORTED', `${this.path}: a ${e.type} extent holds all its data and cannot be emptied`, this.path);
+    }
+    await this.updateCid();
+    for (const e of this.extents) if (e instanceof SparseExtent) await e.makeEmpty();
+    await this.flushNow();
+    const parentPath = this.backing?.path;
+    const hint = this.descriptor.parentFileNameHint;
+    if (parentPath !== undefined && hint !== undefined && hint !== '') {
+      const cid = await cidOf(parentPath).catch(() => undefined);
+      if (cid !== undefined && cid !== this.descriptor.parentCid) await this.rewriteDescriptor((text) => withParent(text, hint, cid));
+    }
   }
 
   skipFlushes(): void {
     this.noFlush = true;
   }
 
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    return this.serial.run(() => this.flushNow());
+  }
+
+  private async flushNow(): Promise<void> {
     if (this.noFlush || this.readOnly) return;
     for (const f of this.files) await f.sync();
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // After every queued mutation, whether it succeeded or not.
+    return this.serial.run(() => this.closeNow());
+  }
+
+  private async closeNow(): Promise<void> {
     try {
       if (!this.readOnly && !this.noFlush) for (const f of this.files) await f.sync();
     } finally {

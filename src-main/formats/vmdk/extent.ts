@@ -202,6 +202,9 @@ export class SparseExtent implements VmdkExtent {
     const cached = this.gts.get(i);
     if (cached) return cached;
     const t = readU32s(await this.file.readBlock(this.gd[i] * SECTOR, this.facts.numGtes * 4, 'vmdk grain table'));
+    // A write may have loaded and changed the table while this read was under way: its copy is the newer one.
+    const meanwhile = this.gts.get(i);
+    if (meanwhile) return meanwhile;
     this.gts.set(i, t);
     return t;
   }
@@ -320,18 +323,92 @@ export class SparseExtent implements VmdkExtent {
     const i = Math.floor(g / n);
     const t = await this.ensureTable(i);
     t[g % n] = value;
-    const b = u32Bytes(new Uint32Array([value]));
-    await this.file.write(this.gd[i] * SECTOR + (g % n) * 4, b);
-    if (this.rgd && this.rgd[i] !== 0) await this.file.write(this.rgd[i] * SECTOR + (g % n) * 4, b);
+    await this.writeEntries(i, t, g % n, 1);
   }
 
-  /** Writes a whole new grain at the end of the file and points grain `g` at it. */
-  async writeNewGrain(g: number, data: Uint8Array): Promise<void> {
-    const sectors = this.facts.grainBytes / SECTOR;
-    // Make the table first so that the grain is not followed by a table allocation that moves nextSector under it.
-    await this.ensureTable(Math.floor(g / this.facts.numGtes));
-    const at = this.allocate(sectors);
+  /** Writes entries [first, first + count) of table `i` (held as `t`): the primary table, then its redundant copy. */
+  private async writeEntries(i: number, t: Uint32Array, first: number, count: number): Promise<void> {
+    const bytes = u32Bytes(t.subarray(first, first + count));
+    await this.file.write(this.gd[i] * SECTOR + first * 4, bytes);
+    if (this.rgd && this.rgd[i] !== 0) await this.file.write(this.rgd[i] * SECTOR + first * 4, bytes);
+  }
+
+  /**
+   * Writes `count` new grains for grains g .. g + count - 1, all in one grain table, from `data` (count whole
+   * grains), and points their entries at them. The order keeps every grain old or new whatever step a crash
+   * stops at: the data first (appended past everything, so it overwrites nothing), then the entries in the
+   * primary table and its redundant copy, one write each. When the table does not exist yet it is written
+   * whole, entries filled in, after the data, and only then do the directories point at it (redundant first).
+   */
+  async writeNewGrains(g: number, count: number, data: Uint8Array): Promise<void> {
+    const n = this.facts.numGtes;
+    const i = Math.floor(g / n);
+    if (count <= 0 || Math.floor((g + count - 1) / n) !== i) throw new Error('vmdk: a run of new grains must lie in one grain table');
+    const grainSectors = this.facts.grainBytes / SECTOR;
+    const have = await this.table(i);
+    if (have) {
+      const at = this.allocate(count * grainSectors);
+      await this.file.write(at * SECTOR, data);
+      for (let k = 0; k < count; k++) have[(g % n) + k] = at + k * grainSectors;
+      await this.writeEntries(i, have, g % n, count);
+      return;
+    }
+    if (i >= this.gd.length) throw corrupt(`${this.file.path}: vmdk grain directory is too small for the disk`, this.file.path);
+    const tableSectors = Math.ceil((n * 4) / SECTOR);
+    const r = this.rgd ? this.allocate(tableSectors) : 0;
+    const p = this.allocate(tableSectors);
+    const at = this.allocate(count * grainSectors);
     await this.file.write(at * SECTOR, data);
-    await this.setEntry(g, at);
+    const t = new Uint32Array(n);
+    for (let k = 0; k < count; k++) t[(g % n) + k] = at + k * grainSectors;
+    const bytes = new Uint8Array(tableSectors * SECTOR);
+    bytes.set(u32Bytes(t));
+    if (this.rgd) await this.file.write(r * SECTOR, bytes);
+    await this.file.write(p * SECTOR, bytes);
+    if (this.rgd) {
+      this.rgd[i] = r;
+      await this.writeDirEntry(this.facts.rgdOffset!, i, r);
+    }
+    this.gd[i] = p;
+    await this.writeDirEntry(this.facts.gdOffset, i, p);
+    this.gts.set(i, t);
+  }
+
+  /**
+   * Every grain table entry back to 0 (unallocated), in the primary tables and their redundant copies: reads go
+   * through to the parent again (commit empties the overlay). Tables are only written where they hold an entry.
+   * A crash part way leaves some grains allocated, holding what the parent holds after commit: both read alike.
+   * Then the grains' space is given back when every table lies before the first grain (qemu-img's layout): the
+   * file is cut back to where the grains begin.
+   */
+  async makeEmpty(): Promise<void> {
+    this.checkWritable();
+    const n = this.facts.numGtes;
+    const tableSectors = Math.ceil((n * 4) / SECTOR);
+    const zero = new Uint8Array(tableSectors * SECTOR);
+    let metaEnd = Math.ceil((this.facts.gdOffset + this.gd.length * 4) / SECTOR);
+    if (this.facts.rgdOffset !== undefined) metaEnd = Math.max(metaEnd, Math.ceil((this.facts.rgdOffset + this.gd.length * 4) / SECTOR));
+    for (let i = 0; i < this.gd.length; i++) {
+      const t = await this.table(i);
+      if (!t) continue;
+      if (t.some((x) => x !== 0)) {
+        if (this.rgd && this.rgd[i] !== 0) await this.file.write(this.rgd[i] * SECTOR, zero);
+        await this.file.write(this.gd[i] * SECTOR, zero);
+        t.fill(0);
+      }
+      metaEnd = Math.max(metaEnd, this.gd[i] + tableSectors, this.rgd && this.rgd[i] ? this.rgd[i] + tableSectors : 0);
+    }
+    if (this.rgd) for (let i = 0; i < this.rgd.length; i++) if (this.rgd[i]) metaEnd = Math.max(metaEnd, this.rgd[i] + tableSectors);
+    const header = this.facts.header;
+    if (header) {
+      metaEnd = Math.max(metaEnd, header.overhead, header.descriptorOffset + header.descriptorSize);
+      if (metaEnd * SECTOR < this.file.size) {
+        // The tables must be on disk, empty, before the grains they pointed at go.
+        await this.file.sync();
+        await this.file.truncate(metaEnd * SECTOR);
+        this.nextSector = metaEnd;
+      }
+    }
+    this.lastGrain = undefined;
   }
 }

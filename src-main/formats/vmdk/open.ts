@@ -1,8 +1,10 @@
 /**
  * Opening a VMDK: a monolithic sparse file (its own single extent, descriptor embedded), or a descriptor file
  * (text, or a sparse header of capacity 0 carrying one) naming extent files. Extent files resolve relative to
- * the descriptor's folder, after symlinks, through the same path policy as backing files; the parent named by
- * parentFileNameHint is opened through OpenOptions.openBacking and its CID must match our parentCID.
+ * the descriptor's folder and are judged by where they really lie (symlinks resolved), under the same policy and
+ * grants as backing files; the parent named by parentFileNameHint is opened through OpenOptions.openBacking and its
+ * CID must match our parentCID unless the caller accepts a stale chain. Also the descriptor alone (readDescriptor,
+ * cidOf) for info and for recording a new parent.
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
@@ -11,7 +13,7 @@ import { resolveBackingPath } from '../../block/backing-path';
 import { DiskError, corrupt, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BackingPolicy, BlockDevice, OpenOptions } from '../../block/types';
-import { FlatExtent, SparseExtent, ZeroExtent, readSparseFacts, type VmdkExtent } from './extent';
+import { FlatExtent, SparseExtent, ZeroExtent, readSparseFacts, type SparseFacts, type VmdkExtent } from './extent';
 import {
   MAX_DESCRIPTOR_BYTES,
   SPARSE_DESCRIPTOR_PROBE,
@@ -57,11 +59,24 @@ function extentPolicy(policy: BackingPolicy): BackingPolicy {
   return policy === 'none' ? 'inside-folder' : policy;
 }
 
-/** Resolves an extent name through the path policy, symlinks of the descriptor and of the extent resolved first. */
+/** True when `target` lies in `dir` or below it. */
+function within(dir: string, target: string): boolean {
+  const rel = nodePath.relative(dir, target);
+  return rel !== '' && !rel.startsWith('..') && !nodePath.isAbsolute(rel);
+}
+
+/**
+ * Resolves an extent name as qemu does (relative to the descriptor's folder) and decides by where it really
+ * lies: symlinks of the descriptor and of the extent are resolved first, so a link inside the folder that leads
+ * outside it counts as outside. An extent outside is read under 'anywhere', or under a grant policy holding a
+ * grant for this descriptor and this extent (the app asks exactly as it does for backing files); otherwise it
+ * is refused with EOUTSIDE naming the extent's absolute path, the pair the grant is made for.
+ */
 export async function resolveExtentPath(descriptorPath: string, name: string, policy: BackingPolicy): Promise<string> {
-  const realDesc = await fsp.realpath(descriptorPath).catch(() => nodePath.resolve(descriptorPath));
-  const p = extentPolicy(policy);
-  const full = resolveBackingPath(realDesc, name, p);
+  const given = nodePath.resolve(descriptorPath);
+  const realDesc = await fsp.realpath(descriptorPath).catch(() => given);
+  const dir = nodePath.dirname(realDesc);
+  const full = nodePath.resolve(dir, name);
   let real: string;
   try {
     real = await fsp.realpath(full);
@@ -70,9 +85,10 @@ export async function resolveExtentPath(descriptorPath: string, name: string, po
     if (e.code === 'ENOENT') throw new DiskError('ENOENT', `${descriptorPath}: its extent file ${full} does not exist`, full);
     throw e;
   }
-  // A symlink inside the folder may point outside it: judge where it really leads.
-  if (real !== full) resolveBackingPath(realDesc, real, p);
-  return real;
+  const p = extentPolicy(policy);
+  if (p === 'anywhere' || within(dir, real)) return real;
+  if (typeof p === 'object' && (p.allows(given, real) || p.allows(realDesc, real) || p.allows(given, full))) return real;
+  throw new DiskError('EOUTSIDE', `${descriptorPath}: its extent file ${real} lies outside the image's folder; allow it to be read`, real);
 }
 
 /** Opens the files of an image for reading (and writing when `writable`). */
@@ -96,6 +112,54 @@ export async function openVmdk(path: string, writable: boolean, policy: BackingP
   }
 }
 
+/** A VMDK file's descriptor and where its text lies, read without opening any extent. */
+export interface DescriptorFacts {
+  descriptor?: Descriptor;
+  place?: DescriptorPlace;
+  /** The file's own sparse extent header, when it has one. */
+  sparse?: SparseFacts;
+}
+
+/** Reads the descriptor of an open VMDK file: embedded in a sparse header, or the file itself. EINVAL when not VMDK. */
+export async function readDescriptor(top: ImageFile, path: string): Promise<DescriptorFacts> {
+  if (top.size < 4) throw corrupt(`${path}: the file is too small to be a VMDK image`, path);
+  const head = await top.readExact(0, new Uint8Array(Math.min(top.size, 4096)), 'vmdk header');
+  const magic = view(head).getUint32(0, true);
+  if (magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) {
+    const sparse = await readSparseFacts(top);
+    if (sparse.vmdk3) {
+      const text = await readText(top, SECTOR, SPARSE_DESCRIPTOR_PROBE);
+      try {
+        return { sparse, descriptor: text.includes('CID') ? parseDescriptor(text, path) : undefined };
+      } catch {
+        return { sparse };
+      }
+    }
+    if (sparse.header && sparse.header.descriptorOffset > 0 && sparse.header.descriptorSize > 0) {
+      const off = sparse.header.descriptorOffset * SECTOR;
+      const room = sparse.header.descriptorSize * SECTOR;
+      return { sparse, descriptor: parseDescriptor(await readText(top, off, room), path), place: { file: top, offset: off, room, embedded: true } };
+    }
+    return { sparse };
+  }
+  if (!looksLikeDescriptor(head)) throw new DiskError('EINVAL', `${path}: not a VMDK image (no sparse header and no descriptor)`, path);
+  if (top.size > MAX_DESCRIPTOR_BYTES) throw corrupt(`${path}: the vmdk descriptor file is larger than ${MAX_DESCRIPTOR_BYTES} bytes`, path);
+  const descriptor = parseDescriptor(await readText(top, 0, MAX_DESCRIPTOR_BYTES), path);
+  return { descriptor, place: { file: top, offset: 0, room: MAX_DESCRIPTOR_BYTES, embedded: false } };
+}
+
+/** The CID of the image at `path` when it is a VMDK with a descriptor; undefined for any other file. */
+export async function cidOf(path: string): Promise<number | undefined> {
+  const f = await ImageFile.open(path, false);
+  try {
+    const head = await f.readExact(0, new Uint8Array(Math.min(f.size, 4096)), 'header');
+    if (head.length < 4 || (view(head).getUint32(0, true) !== VMDK4_MAGIC && view(head).getUint32(0, true) !== VMDK3_MAGIC && !looksLikeDescriptor(head))) return undefined;
+    return (await readDescriptor(f, path)).descriptor?.cid;
+  } finally {
+    await f.close();
+  }
+}
+
 async function openFrom(
   top: ImageFile,
   path: string,
@@ -103,36 +167,15 @@ async function openFrom(
   policy: BackingPolicy,
   open: (p: string, rw: boolean) => Promise<ImageFile>,
 ): Promise<Omit<OpenedVmdk, 'files'>> {
-  if (top.size < 4) throw corrupt(`${path}: the file is too small to be a VMDK image`, path);
-  const head = await top.readExact(0, new Uint8Array(Math.min(top.size, 4096)), 'vmdk header');
-  const magic = view(head).getUint32(0, true);
-  if (magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) {
-    const facts = await readSparseFacts(top);
-    let descriptor: Descriptor | undefined;
-    let place: DescriptorPlace | undefined;
-    if (facts.vmdk3) {
-      const text = await readText(top, SECTOR, SPARSE_DESCRIPTOR_PROBE);
-      try {
-        descriptor = text.includes('CID') ? parseDescriptor(text, path) : undefined;
-      } catch {
-        descriptor = undefined;
-      }
-    } else if (facts.header && facts.header.descriptorOffset > 0 && facts.header.descriptorSize > 0) {
-      const off = facts.header.descriptorOffset * SECTOR;
-      const room = facts.header.descriptorSize * SECTOR;
-      descriptor = parseDescriptor(await readText(top, off, room), path);
-      place = { file: top, offset: off, room, embedded: true };
-    }
+  const { descriptor, place, sparse } = await readDescriptor(top, path);
+  if (sparse) {
     // A sparse header of capacity 0 whose embedded descriptor lists extents is a descriptor file (ESXi).
-    if (facts.capacity === 0 && descriptor && descriptor.extents.length > 0) return openExtents(path, descriptor, place, writable, policy, open);
-    const bytes = facts.capacity * SECTOR;
+    if (sparse.capacity === 0 && descriptor && descriptor.extents.length > 0) return openExtents(path, descriptor, place, writable, policy, open);
+    const bytes = sparse.capacity * SECTOR;
     const extent = await SparseExtent.open('SPARSE', bytes, top, writable);
     return { descriptor: descriptor ?? { extents: [], ddb: {} }, place, extents: [extent], size: bytes };
   }
-  if (!looksLikeDescriptor(head)) throw new DiskError('EINVAL', `${path}: not a VMDK image (no sparse header and no descriptor)`, path);
-  if (top.size > MAX_DESCRIPTOR_BYTES) throw corrupt(`${path}: the vmdk descriptor file is larger than ${MAX_DESCRIPTOR_BYTES} bytes`, path);
-  const descriptor = parseDescriptor(await readText(top, 0, MAX_DESCRIPTOR_BYTES), path);
-  return openExtents(path, descriptor, { file: top, offset: 0, room: MAX_DESCRIPTOR_BYTES, embedded: false }, writable, policy, open);
+  return openExtents(path, descriptor!, place, writable, policy, open);
 }
 
 async function openExtents(
@@ -166,23 +209,32 @@ async function openExtents(
   return { descriptor: d, place, extents, size };
 }
 
+const hex8 = (n: number) => n.toString(16).padStart(8, '0');
+
 /**
- * Opens the parent named by parentFileNameHint (none when the policy is 'none') and checks that its CID is the
- * one this image was made against; a VMDK parent that was written since makes the chain stale.
+ * Opens the parent named by parentFileNameHint (none when the policy is 'none'; OpenOptions.backingOverride when
+ * the recorded name is not where it lies) and checks that its CID is the one this image was made against. A VMDK
+ * parent written since makes the chain stale: VMware refuses such a chain and qemu fails its reads, so it is
+ * refused with EBACKINGCHANGED unless the caller says to read it anyway (acceptChangedBacking).
  */
 export async function openParent(path: string, d: Descriptor, opts: OpenOptions): Promise<BlockDevice | undefined> {
   const hint = d.parentFileNameHint;
   if (hint === undefined || hint === '' || opts.backingPolicy === 'none') return undefined;
-  const full = resolveBackingPath(path, hint, opts.backingPolicy);
+  const full = opts.backingOverride !== undefined ? nodePath.resolve(opts.backingOverride) : resolveBackingPath(path, hint, opts.backingPolicy);
   const parent = await opts.openBacking(full, undefined, true);
   const parentCid = (parent as { cid?: number }).cid;
-  if (parent.format === 'vmdk' && parentCid !== undefined && d.parentCid !== undefined && d.parentCid !== 0xffffffff && parentCid !== d.parentCid) {
+  if (staleCids(d, parent.format === 'vmdk' ? parentCid : undefined) && !opts.acceptChangedBacking) {
     await parent.close().catch(() => undefined);
-    const hex = (n: number) => n.toString(16).padStart(8, '0');
-    throw corrupt(
-      `${path}: the backing chain is stale: its parent ${full} has CID ${hex(parentCid)} but this image was made against CID ${hex(d.parentCid)} (the parent was changed after the child was made)`,
+    throw new DiskError(
+      'EBACKINGCHANGED',
+      `${path}: the chain is stale: the parent ${full} changed after this image was made from it (its CID is ${hex8(parentCid!)}, this image expects ${hex8(d.parentCid!)}); VMware refuses such a chain, so it is read only if you accept that the parent changed`,
       path,
     );
   }
   return parent;
+}
+
+/** True when a child's parentCID names another content than its VMDK parent's CID (ffffffff: no parent recorded). */
+export function staleCids(d: Descriptor, parentCid: number | undefined): boolean {
+  return parentCid !== undefined && d.parentCid !== undefined && d.parentCid !== 0xffffffff && parentCid !== d.parentCid;
 }

@@ -12,6 +12,7 @@ import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent } from '../../block/types';
 import type { SparseFacts } from './extent';
+import { Serial } from './serial';
 import {
   COMPRESSION_DEFLATE,
   FLAG_COMPRESS,
@@ -108,6 +109,8 @@ export class StreamWriter implements BlockDevice {
   private next: number;
   private finished = false;
   private noFlush = false;
+  /** Writes run one at a time, in call order: the stream is laid out in that order. */
+  private readonly serial = new Serial();
 
   constructor(
     readonly path: string,
@@ -134,7 +137,11 @@ export class StreamWriter implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.serial.run(() => this.writeNow(offset, data));
+  }
+
+  private async writeNow(offset: number, data: Uint8Array): Promise<void> {
     checkRange(this.size, offset, data.length, this.path);
     this.order(offset);
     const gb = this.clusterSize;
@@ -150,13 +157,17 @@ export class StreamWriter implements BlockDevice {
     this.pos = offset + data.length;
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.serial.run(() => this.writeZeroesNow(offset, length));
+  }
+
+  private async writeZeroesNow(offset: number, length: number): Promise<void> {
     checkRange(this.size, offset, length, this.path);
     this.order(offset);
     if (this.backing) {
       // Over a parent, zeros must be stored (a stream has no zeroed-grain entries here).
       const chunk = new Uint8Array(Math.min(length, 1 << 20));
-      for (let p = offset; p < offset + length; p += chunk.length) await this.write(p, chunk.subarray(0, Math.min(chunk.length, offset + length - p)));
+      for (let p = offset; p < offset + length; p += chunk.length) await this.writeNow(p, chunk.subarray(0, Math.min(chunk.length, offset + length - p)));
       return;
     }
     // Without a parent, unwritten grains read as zeros and the buffered grain is zero where not written.
@@ -230,11 +241,17 @@ export class StreamWriter implements BlockDevice {
   }
 
   /** Data reaches the file as grains fill; the stream's tail can only be written once, at close. */
-  async flush(): Promise<void> {
-    if (!this.noFlush) await this.file.sync();
+  flush(): Promise<void> {
+    return this.serial.run(async () => {
+      if (!this.noFlush) await this.file.sync();
+    });
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.serial.run(() => this.closeNow());
+  }
+
+  private async closeNow(): Promise<void> {
     try {
       await this.finish();
       if (!this.noFlush) await this.file.sync();
