@@ -15,6 +15,8 @@ export interface RefusedBacking {
   image: string;
   /** The backing file, as an absolute path. */
   backing: string;
+  /** 'extent': a file holding the image's own data (a VMDK extent), not a backing file. */
+  kind: 'backing' | 'extent';
 }
 
 /** The image being inspected: its facts, then its allocation map (which can take longer). */
@@ -40,11 +42,18 @@ export const useImageStore = defineStore('image', {
     /** Set when the chain stopped at a backing file outside its image's folder that was not allowed. */
     refusedBacking(state): RefusedBacking | null {
       const err = state.info?.['backing-error'];
-      if (!state.info || err?.code !== 'EOUTSIDE' || err.path === undefined) return null;
+      if (!state.info) return null;
+      // A data file of the image itself (a VMDK extent) outside its folder: inspect reads only the descriptor,
+      // so the refusal comes from reading the data, the map.
+      const mapErr = state.mapError;
+      if ((err?.code !== 'EOUTSIDE' || err.path === undefined) && mapErr?.code === 'EOUTSIDE' && mapErr.path !== undefined) {
+        return { image: state.info.filename, backing: mapErr.path, kind: 'extent' };
+      }
+      if (err?.code !== 'EOUTSIDE' || err.path === undefined) return null;
       // The chain as far as it could be followed; its last level is the image that names the refused file.
       let last: ImageInfo = state.info;
       for (let n = 0; last['backing-image'] && n < 300; n++) last = last['backing-image'];
-      return { image: last.filename, backing: err.path };
+      return { image: last.filename, backing: err.path, kind: 'backing' };
     },
   },
   actions: {
