@@ -151,6 +151,8 @@ export interface RebasePlan {
   image: string;
   oldBacking?: string;
   newBacking?: string;
+  /** The new backing file's format, as probed (the rebase records it). */
+  newBackingFormat?: FormatName;
 }
 
 /** What a 'commit' job gives back. */

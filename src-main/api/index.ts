@@ -105,8 +105,11 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     commitPlan(path: string): Promise<CommitPlan> {
       return commitPlan({ path, backingPolicy });
     },
-    rebasePlan(path: string, newBacking: string): Promise<RebasePlan> {
-      return rebasePlan({ path, newBacking, unsafe: false, backingPolicy });
+    async rebasePlan(path: string, newBacking: string): Promise<RebasePlan> {
+      const plan = await rebasePlan({ path, newBacking, unsafe: false, backingPolicy });
+      // The new base's format is recorded with it (qemu-img rebase insists on one): the app probes it.
+      const base = plan.newBacking ?? nodePath.resolve(nodePath.dirname(path), newBacking);
+      return { ...plan, newBackingFormat: (await inspectImage(base, { backingPolicy: 'none' })).format };
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

@@ -113,8 +113,14 @@ export async function lockImage(path: string, dev: number, ino: number, access: 
   if (!h) {
     // Its own read-only description: the locks live as long as it does, whatever the image's users do.
     const fh = await fsp.open(path, fsc.O_RDONLY);
-    h = { fh, users: new Map(), perm: 0, unshared: 0 };
-    holders.set(key, h);
+    // Another open of the same image may have made the holder while this one waited for its file: there must
+    // be only one, or this process's second description would hold locks that refuse its own writers.
+    h = holders.get(key);
+    if (h) await fh.close();
+    else {
+      h = { fh, users: new Map(), perm: 0, unshared: 0 };
+      holders.set(key, h);
+    }
   }
   const user = nextUser++;
   h.users.set(user, wanted);

@@ -140,6 +140,29 @@ export const useImageStore = defineStore('image', {
       }
     },
 
+    /**
+     * Reads the open image's facts and map again after something changed it (a merge, a snapshot), keeping the
+     * facts on screen until the new ones arrive so the view does not blink away (or, with the URL following the
+     * view, navigate away).
+     */
+    async refresh(): Promise<void> {
+      if (!this.info) return;
+      const gen = this.generation;
+      try {
+        const info = this.format === undefined ? await api.inspect(this.path) : await api.inspect(this.path, this.format);
+        if (gen !== this.generation) return;
+        const next = ++this.generation;
+        this.info = info;
+        this.picture = null;
+        this.mapStatus = 'idle';
+        this.mapError = null;
+        void this.loadMap(next);
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.error = toApiError(err);
+      }
+    },
+
     /** The user's "Not now": the question goes away; the chain and the map stay cut at that file. */
     declineBacking(): void {
       this.backingDeclined = true;
