@@ -8,6 +8,7 @@
 //                        is undone (the worst case of a cache that lost all unsynced writes; a rename is
 //                        treated as durable once made, as on a journalled file system)
 'use strict';
+/* eslint-disable @typescript-eslint/no-require-imports */
 const fs = require('node:fs');
 
 const at = Number(process.env.DW_CRASH_AT || 0);
