@@ -4,11 +4,11 @@
  * is the old or the new one with every snapshot still reading as it was taken (qemu-img reads them).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe as suite, test } from 'node:test';
-import { must, scratch } from '../helpers';
-import { assertLeaksOnly, assertOldOrNew, crashEveryStep, describe, guestBytes, qemuSnapshots, type CrashCase } from './harness';
+import { must, run, scratch } from '../helpers';
+import { assertLeaksOnly, assertOldOrNew, crashEveryStep, describe, guestBytes, qemuCheck, qemuSnapshots, type CrashCase } from './harness';
 
 const s = scratch('dw-crash-qcow2-');
 after(() => s.cleanup());
@@ -83,5 +83,89 @@ suite('qcow2: a crash at any step can only leak', () => {
   test('snapshot -d', () => expectLeaksOnly(qcow2Case('snap-d.qcow2', (img) => ['snapshot', '-d', 'base', img])));
 });
 
-void copyFileSync;
-void writeFileSync;
+/** A file of `len` bytes with a pattern, for `diskwright write`. */
+function payload(name: string, len: number, byte: number): string {
+  const p = s.path(name);
+  writeFileSync(p, Buffer.alloc(len, byte));
+  return p;
+}
+
+suite('qcow2 writes, discard, resize, repair, convert: a crash at any step can only leak', () => {
+  before(() => {
+    template('write.qcow2');
+    template('write-snap.qcow2', { snap: true });
+    template('write-lazy.qcow2', { create: ['-o', 'lazy_refcounts=on'] });
+    template('discard.qcow2', { snap: true });
+    template('grow.qcow2', { create: ['-o', 'cluster_size=4k'] }); // 2 MiB per L2 table: growing grows the L1 table
+    // Data right below the new end, zeroed (still allocated) clusters past it, freed by the shrink.
+    template('shrink.qcow2', { extra: ['write -P 0x66 1984k 64k', 'write -z 3M 128k'] });
+    template('convert-src.qcow2', { snap: true });
+  });
+
+  // A write over allocated clusters, into new ones and across an L2 boundary of shared (COW) clusters.
+  const data = () => payload('payload.bin', 300 * 1024, 0x77);
+  test('write (new clusters and overwrites)', () => expectLeaksOnly(qcow2Case('write.qcow2', (img) => ['write', img, '100k', data()])));
+  test('write over clusters shared with a snapshot (copy on write)', () => expectLeaksOnly(qcow2Case('write-snap.qcow2', (img) => ['write', img, '1000k', data()])));
+  test('write with lazy refcounts', () => expectLeaksOnly(qcow2Case('write-lazy.qcow2', (img) => ['write', img, '100k', data()])));
+  test('discard (clusters shared with a snapshot and not)', () => expectLeaksOnly(qcow2Case('discard.qcow2', (img) => ['discard', '-q', img, '0', '2304k'])));
+  test('resize: grow', () => expectLeaksOnly(qcow2Case('grow.qcow2', (img) => ['resize', img, '64M'])));
+  test('resize: shrink an image with data at the end', () => expectLeaksOnly(qcow2Case('shrink.qcow2', (img) => ['resize', '--shrink', img, '2M'])));
+
+  // Known to fail (see the report): leak repair lowers a refcount 2 -> 1 in place, and the active entry's
+  // OFLAG_COPIED can only follow in a second write (qemu's check -r has the same window). It runs, and
+  // reports, as a todo until the repair switches to new structures with one header write too.
+  test('check -r all on a leaky image', { todo: 'leak repair of clusters that become exclusive is not atomic yet' }, () => {
+    // qemu-img's snapshot forgotten by the header: its L1 and L2 tables and its share of the data leak.
+    const tpl = template('leaky.qcow2', { snap: true });
+    const h = Buffer.alloc(12);
+    const fd = openSync(tpl, 'r+');
+    writeSync(fd, h, 0, 12, 60);
+    closeSync(fd);
+    assert.ok(qemuCheck(tpl, 'qcow2').leaks > 0, 'the template leaks');
+    expectLeaksOnly(qcow2Case('leaky.qcow2', (img) => ['check', '-r', 'all', img]));
+  });
+
+  test('check -r all on an image with refcounts too low (killed with lazy refcounts)', () => {
+    const tpl = s.path('template-lowref.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', tpl, String(SIZE)]);
+    must('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 192k', tpl]);
+    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x22 1M 256k', '-c', 'sigraise 9', tpl]);
+    const before = qemuCheck(tpl, 'qcow2').corruptions;
+    assert.ok(before > 0, 'the template is corrupt');
+    const content = guestBytes(tpl, 'qcow2', s.dir);
+    const r = crashEveryStep(s.dir, {
+      image: 'lowref.qcow2',
+      format: 'qcow2',
+      args: ['check', '-r', 'all', 'lowref.qcow2'],
+      verify: (dir) => {
+        const p = join(dir, 'lowref.qcow2');
+        const c = qemuCheck(p, 'qcow2');
+        // A repair stopped half-way may leave what it found, never more (leaks allowed).
+        assert.ok(c.checkErrors === 0 && c.corruptions <= before, `qemu-img check: ${c.corruptions} corruptions (before: ${before}): ${c.text}`);
+        assert.ok(guestBytes(p, 'qcow2', dir).equals(content), 'the repair changed what the guest reads');
+      },
+    });
+    assert.equal(r.failures.length, 0, `${r.failures.length} of ${r.tried} stops (of ${r.steps} steps) went wrong:\n${describe(r.failures)}`);
+  });
+
+  test('convert: the source untouched, the target absent or complete', () => {
+    const src = s.path('template-convert-src.qcow2');
+    const srcBytes = readFileSync(src);
+    const content = guestBytes(src, 'qcow2', s.dir);
+    const r = crashEveryStep(s.dir, {
+      image: 'convert-src.qcow2',
+      format: 'qcow2',
+      args: ['convert', '-O', 'qcow2', 'convert-src.qcow2', 'out.qcow2'],
+      verify: (dir, completed) => {
+        assert.ok(readFileSync(join(dir, 'convert-src.qcow2')).equals(srcBytes), 'the source changed');
+        const out = join(dir, 'out.qcow2');
+        if (existsSync(out)) {
+          assertLeaksOnly(out, 'qcow2');
+          assert.ok(guestBytes(out, 'qcow2', dir).equals(content), 'the target is there but not complete');
+          if (!completed) rmSync(out);
+        } else assert.ok(!completed, 'no target after a complete convert');
+      },
+    });
+    assert.equal(r.failures.length, 0, `${r.failures.length} of ${r.tried} stops (of ${r.steps} steps) went wrong:\n${describe(r.failures)}`);
+  });
+});
