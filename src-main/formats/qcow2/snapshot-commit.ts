@@ -46,6 +46,11 @@ export interface SnapshotCommit {
   oldTable: SnapshotTable;
   /** The virtual size after the switch (apply of a snapshot taken at another size). */
   virtualSize?: number;
+  /**
+   * The refcounts the changes apply to, when not the stored ones: the check's repair passes the counts it
+   * computed from the references (check-switch.ts), so that the switch also repairs.
+   */
+  base?: { get(cluster: number): number; readonly size: number };
 }
 
 function l1At(l1: Uint8Array, i: number): number {
@@ -82,7 +87,8 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
     const b = oldBlocks.get(Math.floor(i / perBlock));
     return b ? getRefcount(b, i % perBlock, bits) : 0;
   };
-  const start = Math.max(fileClusters, lastUsed + 1);
+  const start = Math.max(fileClusters, lastUsed + 1, c.base?.size ?? 0);
+  const baseRef = c.base ? (i: number) => (i < c.base!.size ? c.base!.get(i) : 0) : oldRef;
 
   // Changes of references, per host cluster below `start`.
   const delta = new Int32Array(start);
@@ -144,7 +150,7 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
   const end = start + fixed + rtClusters + blocks;
   const newRef = (i: number): number => {
     if (i >= start) return 1;
-    const v = oldRef(i) + delta[i];
+    const v = baseRef(i) + delta[i];
     if (v < 0) throw corrupt(`${dev.path}: the refcount of cluster ${i} is lower than its references; repair the image first (check -r all)`, dev.path);
     if (v > maxRefcount(bits)) throw new DiskError('EUNSUPPORTED', `${dev.path}: its ${bits}-bit refcounts cannot count clusters shared by another snapshot (the largest is ${maxRefcount(bits)}); convert it with a larger refcount_bits`, dev.path);
     return v;
