@@ -153,6 +153,8 @@ export function crashEveryStep(dir: string, c: CrashCase, modes: CrashMode[] = [
       }
     }
   }
+  // The figures, for the log: how many steps the writer takes, how many stops were tried, how many failed.
+  console.log(`crash: diskwright ${c.args.join(' ')}: ${full.steps} steps, ${tried} stops (${modes.join('+')}), ${failures.length} failed`);
   return { steps: full.steps, tried, failures };
 }
 

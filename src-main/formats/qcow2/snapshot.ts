@@ -3,10 +3,10 @@
  * two states computed from the mapping tables alone.
  *
  * Refcount model (the one qemu-img check verifies): an L2 table's refcount is the number of L1 tables (active
- * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it. So
- * taking a snapshot raises by one the refcount of every L2 table and data cluster the active L1 reaches, and
- * deleting one lowers those its L1 reaches. OFLAG_COPIED (refcount exactly one) is then recomputed over the
- * active tables, the only ones where it must be exact.
+ * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it.
+ * OFLAG_COPIED (refcount exactly one) must be exact in the active tables. Create, apply and delete change
+ * refcounts and flags together, so they are written as new structures and switched to with one header
+ * write (snapshot-commit.ts): a crash at any step leaves the old image or the new one, never a mix.
  *
  * Names and ids are qemu-img's: ids "1", "2", … (one more than the largest). `apply` matches an id first,
  * then a name (as qemu-img -a does); `delete` matches a name first (qemu-img -d matches names only), then an id.
