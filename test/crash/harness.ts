@@ -16,7 +16,9 @@ export const FULL = process.env.DISKWRIGHT_CRASH_FULL === '1';
 /** Steps tried per writer and crash mode in a normal run (every step under DISKWRIGHT_CRASH_FULL=1). */
 export const SAMPLE = Number(process.env.DISKWRIGHT_CRASH_SAMPLE || 10);
 
-export type CrashMode = 'kill' | 'cut';
+export type CrashMode = 'kill' | 'cut' | 'reorder';
+/** The crash modes tried (inject.cjs says what each models); DISKWRIGHT_CRASH_MODES=kill,cut,reorder to choose. */
+export const MODES = (process.env.DISKWRIGHT_CRASH_MODES || 'kill,cut').split(',') as CrashMode[];
 
 export interface WriterRun {
   status: number | null;
@@ -124,7 +126,7 @@ export interface CrashCase {
  * Runs a case to completion once (counting steps), then stops it at each chosen step in both modes and
  * verifies. Templates are `template-<name>` in `dir`, made by the caller. Returns the outcomes with problems.
  */
-export function crashEveryStep(dir: string, c: CrashCase, modes: CrashMode[] = ['kill', 'cut']): { steps: number; tried: number; failures: CrashOutcome[] } {
+export function crashEveryStep(dir: string, c: CrashCase, modes: CrashMode[] = MODES): { steps: number; tried: number; failures: CrashOutcome[] } {
   const fresh = () => {
     for (const f of readdirSync(dir)) if (f.startsWith('.') && f.includes('.diskwright-')) rmSync(join(dir, f), { force: true });
     copyFileSync(join(dir, `template-${c.image}`), join(dir, c.image));

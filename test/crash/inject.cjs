@@ -7,6 +7,8 @@
 //   DW_CRASH_MODE=cut    a power cut: in addition, every write since the last completed sync of its file
 //                        is undone (the worst case of a cache that lost all unsynced writes; a rename is
 //                        treated as durable once made, as on a journalled file system)
+//   DW_CRASH_MODE=reorder a power cut where the disk cache kept some unsynced writes and lost others (each
+//                        independently, seeded by N): the writes since the last sync may land in any order
 'use strict';
 /* eslint-disable @typescript-eslint/no-require-imports */
 const fs = require('node:fs');
@@ -18,7 +20,7 @@ let steps = 0;
 /** Per fd: undo records of the writes since its last completed sync, oldest first. */
 const unsynced = new Map();
 
-function undoRecord(fd, position, length) {
+function undoRecord(fd, position, length, data) {
   let size = 0;
   try {
     size = fs.fstatSync(fd).size;
@@ -29,9 +31,22 @@ function undoRecord(fd, position, length) {
   const old = Buffer.alloc(keep);
   if (keep > 0) fs.readSync(fd, old, 0, keep, position);
   const list = unsynced.get(fd) || [];
-  list.push({ position, old, size });
+  list.push({ position, old, size, data });
   unsynced.set(fd, list);
 }
+
+/** mulberry32, seeded by the step: which unsynced writes a reordering cache kept. */
+function kept() {
+  let a = (at * 2654435761) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 < 0.5;
+  };
+}
+const keep = kept();
 
 function powerCut() {
   for (const { path, list } of pending) {
@@ -56,13 +71,24 @@ function undo(fd, list) {
         // a closed descriptor: its writes were synced at close or are gone with it
       }
     }
+    if (mode !== 'reorder') return;
+    // Then the writes the cache happened to keep land again, in their order.
+    for (const r of list) {
+      if (!keep()) continue;
+      try {
+        if (r.data) fs.writeSync(fd, r.data, 0, r.data.length, r.position);
+        else if (r.truncateTo !== undefined) fs.ftruncateSync(fd, r.truncateTo);
+      } catch {
+        // as above
+      }
+    }
   }
 }
 
 function step() {
   steps++;
   if (at && steps >= at) {
-    if (mode === 'cut') powerCut();
+    if (mode === 'cut' || mode === 'reorder') powerCut();
     process.kill(process.pid, 'SIGKILL');
     // SIGKILL is delivered at once; never continue past this point.
     for (;;);
@@ -81,13 +107,17 @@ function patch(proto) {
     step();
     if (typeof buffer !== 'string' && typeof position === 'number') {
       const len = typeof length === 'number' ? length : buffer.byteLength - (offset || 0);
-      undoRecord(this.fd, position, len);
+      const view = ArrayBuffer.isView(buffer) ? Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength) : Buffer.from(buffer);
+      undoRecord(this.fd, position, len, Buffer.from(view.subarray(offset || 0, (offset || 0) + len)));
     }
     return write.apply(this, arguments);
   };
   proto.writev = function (buffers, position) {
     step();
-    if (typeof position === 'number') undoRecord(this.fd, position, buffers.reduce((n, b) => n + b.byteLength, 0));
+    if (typeof position === 'number') {
+      const data = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+      undoRecord(this.fd, position, data.length, data);
+    }
     return writev.apply(this, arguments);
   };
   proto.truncate = function (len) {
@@ -100,7 +130,7 @@ function patch(proto) {
     const tail = to < size ? Buffer.alloc(size - to) : undefined;
     if (tail) fs.readSync(this.fd, tail, 0, tail.length, to);
     const list = unsynced.get(this.fd) || [];
-    list.push({ position: to, old: Buffer.alloc(0), size, truncatedTail: tail });
+    list.push({ position: to, old: Buffer.alloc(0), size, truncatedTail: tail, truncateTo: to });
     unsynced.set(this.fd, list);
     return truncate.apply(this, arguments);
   };
