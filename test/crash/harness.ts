@@ -14,7 +14,7 @@ import { CLI, must, run } from '../helpers';
 const INJECT = join(__dirname, 'inject.cjs');
 export const FULL = process.env.DISKWRIGHT_CRASH_FULL === '1';
 /** Steps tried per writer and crash mode in a normal run (every step under DISKWRIGHT_CRASH_FULL=1). */
-export const SAMPLE = Number(process.env.DISKWRIGHT_CRASH_SAMPLE || 10);
+export const SAMPLE = Number(process.env.DISKWRIGHT_CRASH_SAMPLE || 8);
 
 export type CrashMode = 'kill' | 'cut' | 'reorder';
 /** The crash modes tried (inject.cjs says what each models); DISKWRIGHT_CRASH_MODES=kill,cut,reorder to choose. */
