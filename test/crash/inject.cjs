@@ -60,27 +60,25 @@ function powerCut() {
 }
 
 function undo(fd, list) {
-  {
-    for (let i = list.length - 1; i >= 0; i--) {
-      const r = list[i];
-      try {
-        if (r.old.length) fs.writeSync(fd, r.old, 0, r.old.length, r.position);
-        if (r.truncatedTail) fs.writeSync(fd, r.truncatedTail, 0, r.truncatedTail.length, r.position);
-        fs.ftruncateSync(fd, r.size);
-      } catch {
-        // a closed descriptor: its writes were synced at close or are gone with it
-      }
+  for (let i = list.length - 1; i >= 0; i--) {
+    const r = list[i];
+    try {
+      if (r.old.length) fs.writeSync(fd, r.old, 0, r.old.length, r.position);
+      if (r.truncatedTail) fs.writeSync(fd, r.truncatedTail, 0, r.truncatedTail.length, r.position);
+      fs.ftruncateSync(fd, r.size);
+    } catch {
+      // a closed descriptor: its writes were synced at close or are gone with it
     }
-    if (mode !== 'reorder') return;
-    // Then the writes the cache happened to keep land again, in their order.
-    for (const r of list) {
-      if (!keep()) continue;
-      try {
-        if (r.data) fs.writeSync(fd, r.data, 0, r.data.length, r.position);
-        else if (r.truncateTo !== undefined) fs.ftruncateSync(fd, r.truncateTo);
-      } catch {
-        // as above
-      }
+  }
+  if (mode !== 'reorder') return;
+  // Then the writes the cache happened to keep land again, in their order.
+  for (const r of list) {
+    if (!keep()) continue;
+    try {
+      if (r.data) fs.writeSync(fd, r.data, 0, r.data.length, r.position);
+      else if (r.truncateTo !== undefined) fs.ftruncateSync(fd, r.truncateTo);
+    } catch {
+      // as above
     }
   }
 }
@@ -138,8 +136,11 @@ function patch(proto) {
     return async function () {
       step();
       const fd = this.fd;
+      // Only the writes made before the sync began are durable when it returns.
+      const before = (unsynced.get(fd) || []).length;
       const r = await orig.apply(this, arguments);
-      unsynced.delete(fd);
+      const list = unsynced.get(fd);
+      if (list) list.splice(0, before);
       return r;
     };
   };
