@@ -184,3 +184,29 @@ test('snapshot --diff lists exactly the clusters written since, from the tables 
     if (va[i] !== vb[i]) assert.ok(ab.some(([st, len]) => i >= st && i < st + len), `byte ${i} differs outside the reported ranges`);
   }
 });
+
+test('createSnapshotWithMeta: qemu-img shows the id, name, date, VM clock and icount given; a duplicate id or name is refused', async () => {
+  const { createSnapshotWithMeta } = await import('../../src-main/formats/qcow2/snapshot');
+  const img = s.path('meta.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '4M']);
+  io(img, ['write -P 0x5a 0 64k']);
+  await createSnapshotWithMeta(img, { name: 'kept', id: '7', dateSec: 1_600_000_000, dateNsec: 250_000_000, vmClockNs: 3_723_456_000_000n, icount: 42 });
+  await createSnapshotWithMeta(img, { name: 'next' });
+  const info = JSON.parse(must('qemu-img', ['info', '--output', 'json', img]).stdout) as { snapshots: Array<Record<string, number | string>> };
+  const kept = info.snapshots.find((x) => x.name === 'kept')!;
+  assert.equal(kept.id, '7');
+  assert.equal(kept['date-sec'], 1_600_000_000);
+  assert.equal(kept['date-nsec'], 250_000_000);
+  assert.equal(kept['vm-clock-sec'], 3723);
+  assert.equal(kept['vm-clock-nsec'], 456_000_000);
+  assert.equal(kept.icount, 42);
+  // The plain create goes on from the largest id, as qemu-img does.
+  assert.equal(info.snapshots.find((x) => x.name === 'next')!.id, '8');
+  const listed = must('qemu-img', ['snapshot', '-l', img]).stdout;
+  assert.match(listed, /^7\s+kept\s+0 B\s+2020-09-13 \d\d:26:40 01:02:03\.456\s+42$/m);
+  await assert.rejects(createSnapshotWithMeta(img, { name: 'other', id: '7' }), (e: Error & { code?: string }) => e.code === 'EEXIST' && /id '7' already exists/.test(e.message));
+  await assert.rejects(createSnapshotWithMeta(img, { name: 'kept' }), (e: Error & { code?: string }) => e.code === 'EEXIST' && /named 'kept' already exists/.test(e.message));
+  assert.deepEqual(qemuSnapshots(img).map((x) => x.name), ['kept', 'next']);
+  assert.ok(rawOf(img, 'kept').subarray(0, 65536).every((b) => b === 0x5a));
+  assertQemuAccepts(img);
+});

@@ -101,6 +101,8 @@ export class StoredRefcounts {
   /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
   async get(cluster: number): Promise<number | undefined> {
     const c = this.c;
+    const planned = c.dry?.get(cluster);
+    if (planned !== undefined) return planned;
     const index = Math.floor(cluster / c.refblockEntries);
     const off = this.blockOffset(index);
     if (off < 0) return undefined;
@@ -121,6 +123,10 @@ export class StoredRefcounts {
   /** Sets a stored refcount; only called for clusters whose refcount block exists. */
   async set(cluster: number, value: number): Promise<void> {
     const c = this.c;
+    if (c.dry) {
+      c.dry.set(cluster, value);
+      return;
+    }
     const index = Math.floor(cluster / c.refblockEntries);
     const off = this.blockOffset(index);
     if (off <= 0) throw new DiskError('EIO', `no refcount block for cluster ${cluster}`);
@@ -150,6 +156,11 @@ export class Checker {
   reftableClusters: number;
   /** Active L1 table as loaded at "open", as halves. */
   l1: Uint32Array = new Uint32Array(0);
+  /**
+   * Set during a dry run of the in-place repair (check-switch.ts): refcounts it would set are noted here and
+   * read back from here, and nothing is written; the repair is then made by one switch of the header.
+   */
+  dry?: Map<number, number>;
   readonly stored: StoredRefcounts;
   /** Set when the refcount structure itself is broken and must be rebuilt (qemu's rebuild). */
   rebuild = false;
@@ -204,6 +215,7 @@ export class Checker {
    * rewritten); throws a DiskError naming the structure otherwise.
    */
   async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
+    if (this.dry) return;
     if (ignore !== 'unchecked') {
       const hit = this.metadata.overlap(offset, data.length, ignore);
       if (hit) throw new DiskError('ECORRUPT', `Preventing invalid write on metadata (overlaps with ${hit})`);

@@ -90,7 +90,7 @@ export async function checkOflagCopied(c: Checker, res: Result, fix: number): Pr
           res.checkErrors++;
           throw new CheckFailed();
         }
-        await c.file.sync();
+        if (!c.dry) await c.file.sync();
         c.l1[2 * i] = hi;
         res.corruptions--;
         res.corruptionsFixed++;
@@ -123,7 +123,7 @@ export async function checkOflagCopied(c: Checker, res: Result, fix: number): Pr
         throw new CheckFailed();
       }
       await c.write(l2Offset, table, 'unchecked');
-      await c.file.sync();
+      if (!c.dry) await c.file.sync();
       res.corruptions -= dirty;
       res.corruptionsFixed += dirty;
     }
@@ -136,9 +136,9 @@ export async function markCleanAndConsistent(c: Checker): Promise<void> {
   if (h.version !== 3) return;
   const bits = h.incompatibleFeatures & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT);
   if (bits === h.incompatibleFeatures) return;
-  await c.file.sync();
+  if (!c.dry) await c.file.sync();
   const { offset, bytes } = encodeHeaderFields({ incompatibleFeatures: bits });
   await c.write(offset, bytes, 'unchecked');
-  await c.file.sync();
+  if (!c.dry) await c.file.sync();
   h.incompatibleFeatures = bits;
 }

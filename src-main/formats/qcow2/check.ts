@@ -26,6 +26,7 @@ import { CheckFailed, Checker, emptyResult, FIX_ERRORS, FIX_LEAKS, type Result }
 import { RefcountArray } from './check-imrt';
 import { rebuildStructure } from './check-rebuild';
 import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
+import { leakMakesExclusive, repairBySwitch } from './check-switch';
 import { calculate } from './check-walk';
 import { checkReport } from '../../block/check-report';
 import { readLayout } from './layout';
@@ -88,7 +89,8 @@ async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promi
     if (c.rebuild) throw new CheckFailed('ERROR need to rebuild refcount structures');
     if (res.leaks || res.corruptions) {
       Object.assign(res, preCompare);
-      highest = await compare(c, res, fix, imrt);
+      if (fix & FIX_LEAKS && (await leakMakesExclusive(c, imrt))) highest = await repairBySwitch(c, res, fix, imrt);
+      else highest = await compare(c, res, fix, imrt);
     }
   }
   await checkOflagCopied(c, res, fix);

@@ -345,6 +345,8 @@ export class Refcounts {
     const oldOffset = this.tableOffset;
     const oldClusters = this.tableClusters;
     await this.writeTableLocation(start * cs, newClusters);
+    // The switch is on disk before the old table is let go (a cache may otherwise keep the drop, lose the switch).
+    await this.file.sync();
     this.table = newTable;
     this.tableOffset = start * cs;
     this.tableClusters = newClusters;

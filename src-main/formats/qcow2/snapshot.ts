@@ -3,10 +3,10 @@
  * two states computed from the mapping tables alone.
  *
  * Refcount model (the one qemu-img check verifies): an L2 table's refcount is the number of L1 tables (active
- * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it. So
- * taking a snapshot raises by one the refcount of every L2 table and data cluster the active L1 reaches, and
- * deleting one lowers those its L1 reaches. OFLAG_COPIED (refcount exactly one) is then recomputed over the
- * active tables, the only ones where it must be exact.
+ * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it.
+ * OFLAG_COPIED (refcount exactly one) must be exact in the active tables. Create, apply and delete change
+ * refcounts and flags together, so they are written as new structures and switched to with one header
+ * write (snapshot-commit.ts): a crash at any step leaves the old image or the new one, never a mix.
  *
  * Names and ids are qemu-img's: ids "1", "2", … (one more than the largest). `apply` matches an id first,
  * then a name (as qemu-img -a does); `delete` matches a name first (qemu-img -d matches names only), then an id.
@@ -15,11 +15,12 @@ import type { SnapshotInfo } from '../../../src-shared/api';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { DiffRange, SnapshotOps } from '../../block/types';
-import { compressedExtent, MAX_SNAPSHOTS, readLayout } from './layout';
+import { MAX_SNAPSHOTS, readLayout } from './layout';
 import { openQcow2, type Qcow2Device } from './device';
-import { EMPTY_ENTRY, entryBig, HI_COPIED, hostOf, isCompressedEntry, isCopiedEntry, l1Offset as l1EntryOffset, putEntry, readEntry, type L2Entry } from './entry';
+import { EMPTY_ENTRY, HI_COPIED, l1Offset as l1EntryOffset, readEntry, type L2Entry } from './entry';
+import { clearCopiedFlags, commitSnapshotChange, type L1Ref } from './snapshot-commit';
 import { snapshotInfo } from './snapshot-info';
-import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
+import { readSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
 
 function readTable(dev: Qcow2Device): Promise<Table> {
   return readSnapshotTable(dev.file, dev.layout);
@@ -72,120 +73,6 @@ function l1Offset(l1: Uint8Array, i: number): number {
   return l1EntryOffset(v.getUint32(i * 8), v.getUint32(i * 8 + 4));
 }
 
-/**
- * Adds `delta` (+1 or -1) to the refcount of every L2 table and every cluster reached from an L1 table. Data
- * refcounts change before the table's own (a freed table is read before it is let go).
- */
-async function changeReachable(dev: Qcow2Device, l1: Uint8Array, delta: 1 | -1): Promise<void> {
-  const refs = await dev.refcounts();
-  const cs = dev.clusterSize;
-  if (delta > 0 && refs.bits < 16) await checkNoOverflow(dev, l1);
-  for (let i = 0; i < l1.length / 8; i++) {
-    const l2 = l1Offset(l1, i);
-    if (!l2) continue;
-    if (l2 % cs !== 0) throw new DiskError('ECORRUPT', `${dev.path}: L1 entry ${i} points to an unaligned L2 table`, dev.path);
-    const table = await dev.tables.l2Table(l2);
-    // Runs of host-contiguous clusters are counted in one refcount write.
-    let runStart = -1;
-    let runLen = 0;
-    const flush = async () => {
-      if (runLen) await refs.change(runStart, runLen, delta);
-      runLen = 0;
-    };
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
-      if (isCompressedEntry(e.hi)) {
-        await flush();
-        const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
-        await refs.update(offset - (offset % 512), length + (offset % 512), delta);
-        continue;
-      }
-      const host = hostOf(e);
-      if (!host) continue;
-      const c = host / cs;
-      if (runLen && runStart + runLen === c) runLen++;
-      else {
-        await flush();
-        runStart = c;
-        runLen = 1;
-      }
-    }
-    await flush();
-    await refs.change(l2 / cs, 1, delta);
-  }
-}
-
-/** With narrow refcounts (below 16 bits) a snapshot can overflow them: find out before changing anything. */
-async function checkNoOverflow(dev: Qcow2Device, l1: Uint8Array): Promise<void> {
-  const refs = await dev.refcounts();
-  const cs = dev.clusterSize;
-  const extra = new Map<number, number>();
-  const add = (c: number) => extra.set(c, (extra.get(c) ?? 0) + 1);
-  for (let i = 0; i < l1.length / 8; i++) {
-    const l2 = l1Offset(l1, i);
-    if (!l2) continue;
-    add(l2 / cs);
-    const table = await dev.tables.l2Table(l2);
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
-      if (isCompressedEntry(e.hi)) {
-        const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
-        for (let c = Math.floor(offset / cs); c <= Math.floor((offset + length - 1) / cs); c++) add(c);
-      } else if (hostOf(e)) add(hostOf(e) / cs);
-    }
-  }
-  for (const [c, k] of extra) {
-    if ((await refs.get(c)) + k > refs.max) {
-      throw new DiskError('EUNSUPPORTED', `${dev.path}: its ${refs.bits}-bit refcounts cannot count clusters shared by another snapshot (the largest is ${refs.max}); convert it with a larger refcount_bits`, dev.path);
-    }
-  }
-}
-
-/** Recomputes OFLAG_COPIED over the active L1 table and the L2 tables it points to. */
-async function fixCopiedFlags(dev: Qcow2Device): Promise<void> {
-  const refs = await dev.refcounts();
-  const cs = dev.clusterSize;
-  for (let i = 0; i < dev.tables.l1Size; i++) {
-    const { offset: l2, copied } = dev.l1Entry(i);
-    if (!l2) continue;
-    const l2Exclusive = (await refs.get(l2 / cs)) === 1;
-    if (l2Exclusive !== copied) await dev.tables.setL1Entry(i, l2, l2Exclusive);
-    const table = await dev.tables.l2Table(l2);
-    let first = -1;
-    let last = -1;
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
-      let want: boolean;
-      if (isCompressedEntry(e.hi)) want = false;
-      else if (hostOf(e)) want = (await refs.get(hostOf(e) / cs)) === 1;
-      else continue;
-      const has = isCopiedEntry(e.hi);
-      if (want === has) continue;
-      const fixed: L2Entry = { ...e, hi: (want ? e.hi | HI_COPIED : e.hi & ~HI_COPIED) >>> 0 };
-      putEntry(table, k, fixed, dev.extendedL2);
-      if (first < 0) first = k;
-      last = k;
-    }
-    if (first >= 0) await dev.tables.writeEntries(l2, table, first, last - first + 1);
-  }
-}
-
-/** Writes a new snapshot table, points the header at it (one write), then frees the old one. */
-async function writeTable(dev: Qcow2Device, old: Table, entries: SnapshotEntry[]): Promise<void> {
-  const refs = await dev.refcounts();
-  let offset = 0;
-  if (entries.length) {
-    const bytes = serializeSnapshotTable(entries, dev.version);
-    offset = await refs.alloc(Math.ceil(bytes.length / dev.clusterSize));
-    await dev.file.write(offset, bytes);
-    await dev.file.sync();
-  }
-  const oldOffset = dev.header.snapshotsOffset;
-  await dev.headerState.setSnapshotLocation(entries.length, offset);
-  await dev.file.sync();
-  if (old.entries.length && old.byteLength) await refs.update(oldOffset, old.byteLength, -1);
-}
-
 function nextId(entries: SnapshotEntry[]): string {
   let max = 0;
   for (const e of entries) {
@@ -207,49 +94,71 @@ async function list(path: string): Promise<SnapshotInfo[]> {
   }
 }
 
-async function create(path: string, name: string): Promise<void> {
-  if (name === '') throw new DiskError('EINVAL', 'a snapshot needs a name');
-  if (new TextEncoder().encode(name).length > 65535) throw new DiskError('EINVAL', 'the snapshot name is too long');
+/** What a new snapshot may carry over from elsewhere (convert --keep-snapshots recreates snapshots exactly). */
+export interface SnapshotMeta {
+  name: string;
+  /** Unique among the image's snapshots; by default one more than the largest numeric id (qemu-img's rule). */
+  id?: string;
+  dateSec?: number;
+  dateNsec?: number;
+  vmClockNs?: bigint | number;
+  icount?: number;
+}
+
+function checkMeta(meta: SnapshotMeta, entries: SnapshotEntry[], path: string): void {
+  const enc = new TextEncoder();
+  if (meta.name === '') throw new DiskError('EINVAL', 'a snapshot needs a name');
+  if (enc.encode(meta.name).length > 65535) throw new DiskError('EINVAL', 'the snapshot name is too long');
+  if (meta.id !== undefined && (meta.id === '' || enc.encode(meta.id).length > 65535)) throw new DiskError('EINVAL', 'a snapshot id must be 1 to 65535 bytes long');
+  const u32 = (v: number | undefined, what: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0xffffffff)) throw new DiskError('EINVAL', `the snapshot's ${what} must be a whole number from 0 to 4294967295`);
+  };
+  u32(meta.dateSec, 'date (seconds)');
+  u32(meta.dateNsec, 'date (nanoseconds)');
+  if (meta.dateNsec !== undefined && meta.dateNsec >= 1e9) throw new DiskError('EINVAL', "the snapshot's date nanoseconds must be below one billion");
+  const clock = meta.vmClockNs === undefined ? 0n : BigInt(meta.vmClockNs);
+  if (clock < 0n || clock >= 1n << 64n) throw new DiskError('EINVAL', "the snapshot's VM clock must fit in 64 bits and not be negative");
+  if (meta.icount !== undefined && (!Number.isSafeInteger(meta.icount) || meta.icount < -1)) throw new DiskError('EINVAL', "the snapshot's instruction count must be a whole number (-1 for none)");
+  if (entries.some((e) => e.name === meta.name)) throw new DiskError('EEXIST', `${path}: a snapshot named '${meta.name}' already exists`, path);
+  if (meta.id !== undefined && entries.some((e) => e.id === meta.id)) throw new DiskError('EEXIST', `${path}: a snapshot with id '${meta.id}' already exists`, path);
+  if (entries.length >= MAX_SNAPSHOTS) throw new DiskError('EINVAL', `${path}: the image already has ${MAX_SNAPSHOTS} snapshots, the most qcow2 allows`, path);
+}
+
+/**
+ * Takes a snapshot with the given id, date, VM clock and instruction count (defaults: the next id, now, 0,
+ * none). The old active L1 table and its L2 tables become the snapshot's; the active layer gets copies
+ * (snapshot-commit.ts says why, and how a crash can only leak).
+ */
+export async function createSnapshotWithMeta(path: string, meta: SnapshotMeta): Promise<void> {
   await withImage(path, false, async (dev) => {
     const table = await readTable(dev);
-    if (table.entries.length >= MAX_SNAPSHOTS) throw new DiskError('EINVAL', `${path}: the image already has ${MAX_SNAPSHOTS} snapshots, the most qcow2 allows`, path);
+    checkMeta(meta, table.entries, path);
     await dev.beginWrite();
-    const refs = await dev.refcounts();
     const tables = dev.tables;
-    if (tables.l1Size > 0) await checkNoOverflowIfNarrow(dev);
-    // 1. A copy of the active L1 table.
-    let l1Copy = 0;
-    if (tables.l1Size > 0) {
-      l1Copy = await refs.alloc(Math.ceil((tables.l1Size * 8) / dev.clusterSize));
-      await dev.file.write(l1Copy, tables.l1);
-    }
-    // 2. Everything it reaches is now shared with the snapshot.
-    await changeReachable(dev, tables.l1, +1);
-    await fixCopiedFlags(dev);
-    await dev.file.sync();
-    // 3. The snapshot table gains the entry.
     const now = Date.now();
-    const extraData = new Uint8Array(24); // vm_state_size (64-bit), disk size, icount: as qemu-img writes them
+    // vm_state_size (64-bit), disk size, icount (qemu-img writes 0; -1 means none recorded).
+    const extraData = new Uint8Array(24);
+    new DataView(extraData.buffer).setBigInt64(16, BigInt(meta.icount ?? 0));
     const entry: SnapshotEntry = {
-      l1TableOffset: l1Copy,
+      l1TableOffset: tables.l1Size ? tables.l1Offset : 0,
       l1Size: tables.l1Size,
-      id: nextId(table.entries),
-      name,
-      dateSec: Math.floor(now / 1000),
-      dateNsec: (now % 1000) * 1_000_000,
-      vmClockNsec: 0n,
+      id: meta.id ?? nextId(table.entries),
+      name: meta.name,
+      dateSec: meta.dateSec ?? Math.floor(now / 1000),
+      dateNsec: meta.dateNsec ?? (now % 1000) * 1_000_000,
+      vmClockNsec: BigInt(meta.vmClockNs ?? 0),
       vmStateSize: 0,
       diskSize: dev.size,
       extraData,
     };
-    await writeTable(dev, table, [...table.entries, entry]);
+    const old: L1Ref = { offset: tables.l1Offset, entries: tables.l1Size, bytes: tables.l1.slice() };
+    await commitSnapshotChange(dev, { activeFrom: old.bytes, activeEntries: old.entries, release: [], snapshots: [...table.entries, entry], oldTable: table });
+    await clearCopiedFlags(dev, old);
   });
 }
 
-/** The overflow check before anything is written (changeReachable repeats it; this keeps create all-or-nothing). */
-async function checkNoOverflowIfNarrow(dev: Qcow2Device): Promise<void> {
-  const refs = await dev.refcounts();
-  if (refs.bits < 16) await checkNoOverflow(dev, dev.tables.l1);
+async function create(path: string, name: string): Promise<void> {
+  await createSnapshotWithMeta(path, { name });
 }
 
 async function apply(path: string, key: string): Promise<void> {
@@ -259,19 +168,16 @@ async function apply(path: string, key: string): Promise<void> {
     await dev.beginWrite();
     const tables = dev.tables;
     const snL1 = await readL1(dev, sn.l1TableOffset, sn.l1Size);
-    if (sn.l1Size > tables.l1Size) await tables.growL1(sn.l1Size);
-    // Raise what the snapshot reaches before the active table points to it.
-    await changeReachable(dev, snL1, +1);
-    const oldL1 = tables.l1.slice();
-    const next = new Uint8Array(tables.l1Size * 8);
-    next.set(snL1);
-    await dev.file.write(tables.l1Offset, next);
-    await dev.file.sync();
-    await tables.switchL1(tables.l1Offset, tables.l1Size);
-    // Only now let go of what the old active table reached.
-    await changeReachable(dev, oldL1, -1);
-    if (sn.diskSize !== undefined && sn.diskSize !== dev.size) await dev.headerState.setVirtualSize(sn.diskSize);
-    await fixCopiedFlags(dev);
+    // The active L1 keeps its size when larger (qemu's goto never shrinks it); the rest reads as unallocated.
+    const entries = Math.max(tables.l1Size, sn.l1Size);
+    const size = sn.diskSize !== undefined && sn.diskSize !== dev.size ? sn.diskSize : undefined;
+    await commitSnapshotChange(dev, {
+      activeFrom: snL1,
+      activeEntries: entries,
+      release: [{ offset: tables.l1Offset, entries: tables.l1Size, bytes: tables.l1.slice() }],
+      oldTable: table,
+      virtualSize: size,
+    });
   });
 }
 
@@ -281,14 +187,17 @@ async function remove(path: string, key: string): Promise<void> {
     const idx = findForDelete(table.entries, key, path);
     const sn = table.entries[idx];
     await dev.beginWrite();
+    const tables = dev.tables;
     const snL1 = await readL1(dev, sn.l1TableOffset, sn.l1Size);
-    // The table forgets the snapshot first: from then on a crash can only leak clusters.
-    await writeTable(dev, table, table.entries.filter((_, i) => i !== idx));
-    await changeReachable(dev, snL1, -1);
-    const refs = await dev.refcounts();
-    if (sn.l1Size > 0) await refs.update(sn.l1TableOffset, sn.l1Size * 8, -1);
-    dev.dropCaches();
-    await fixCopiedFlags(dev);
+    const active: L1Ref = { offset: tables.l1Offset, entries: tables.l1Size, bytes: tables.l1.slice() };
+    // The active layer is rewritten too: clusters it shared with the snapshot may be its own again (OFLAG_COPIED).
+    await commitSnapshotChange(dev, {
+      activeFrom: active.bytes,
+      activeEntries: active.entries,
+      release: [{ offset: sn.l1TableOffset, entries: sn.l1Size, bytes: snL1 }, active],
+      snapshots: table.entries.filter((_, i) => i !== idx),
+      oldTable: table,
+    });
   });
 }
 

@@ -251,6 +251,8 @@ export class Tables {
     await d.file.write(at, table);
     await d.file.sync();
     await writeHeaderFields(d.file, { l1Size: entries, l1TableOffset: at });
+    // The switch is on disk before the old table is let go (a cache may otherwise keep the drop, lose the switch).
+    await d.file.sync();
     const oldOffset = this.l1Offset;
     const oldSize = this.l1Size;
     this.l1 = table;
