@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'interop', 'fuzz', 'e2e'];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'interop', 'fuzz', 'crash', 'e2e'];
 
 // command -> Debian package
 const TOOLS = { 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', uml_mkcow: 'uml-utilities', uml_moo: 'uml-utilities', '7zz': '7zip', chromium: 'chromium' };

@@ -11,6 +11,8 @@ export interface DeepExtent {
   /** The image that holds the data, and where in it. */
   file: string;
   hostOffset?: number;
+  /** Data stored compressed (see Extent.compressed). */
+  compressed?: boolean;
   /** Data that reads as zeros (see Extent.readsAsZero). */
   readsAsZero?: boolean;
 }
@@ -27,7 +29,7 @@ export async function deepStatus(top: BlockDevice, offset: number, length: numbe
     const ext = await dev.status(offset, len);
     len = Math.min(len, ext.length);
     if (ext.kind !== 'unallocated') {
-      return { kind: ext.kind, length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}), ...(ext.readsAsZero ? { readsAsZero: true } : {}) };
+      return { kind: ext.kind, length: len, depth, file: dev.path, ...(ext.hostOffset !== undefined ? { hostOffset: ext.hostOffset } : {}), ...(ext.readsAsZero ? { readsAsZero: true } : {}), ...(ext.compressed ? { compressed: true } : {}) };
     }
     const backing = dev.backing;
     // qemu-img map shows the host offset of an unallocated subcluster in an allocated cluster (extended L2).

@@ -11,6 +11,8 @@ export interface Extent {
   hostOffset?: number; // where the data lies in the image file, when it lies there contiguously
   /** Data known to read as zeros (a file-system hole under a preallocated qcow2 cluster): `map` shows it as data and zero, as qemu-img does. */
   readsAsZero?: boolean;
+  /** Data stored compressed (a qcow2 compressed cluster, a streamOptimized grain): the app's map draws it apart. */
+  compressed?: boolean;
 }
 
 /** An open image. Offsets are guest (virtual) byte addresses. */

@@ -29,8 +29,7 @@ export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: strin
       data: ext.kind === 'data',
       ...(ext.hostOffset !== undefined ? { offset: ext.hostOffset } : {}),
     };
-    // Extent has no compressed flag yet; a status that sets one (and a deepStatus that passes it on) is read here.
-    visit(entry, ext.file, (ext as { compressed?: boolean }).compressed === true);
+    visit(entry, ext.file, ext.compressed === true);
     pos += ext.length;
     opts.onProgress?.(pos, dev.size);
   }

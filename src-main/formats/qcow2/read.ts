@@ -97,7 +97,8 @@ export async function statusAt(d: Qcow2Device, offset: number, length: number): 
     if (host !== undefined && pHost !== host + (pos - offset)) break;
     pos += p.length;
   }
-  const ext: Extent = { kind, length: pos - offset, ...(host !== undefined ? { hostOffset: host } : {}) };
+  // A run of compressed clusters stays apart from plain data (the host-offset test above splits them).
+  const ext: Extent = { kind, length: pos - offset, ...(host !== undefined ? { hostOffset: host } : {}), ...(first.kind === 'compressed' ? { compressed: true } : {}) };
   if (kind === 'data' && host !== undefined && (await metadataPreallocated(d))) return refineByHostHoles(d, ext, host);
   return ext;
 }

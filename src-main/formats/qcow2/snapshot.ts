@@ -157,8 +157,9 @@ export async function createSnapshotWithMeta(path: string, meta: SnapshotMeta): 
   });
 }
 
-async function create(path: string, name: string): Promise<void> {
-  await createSnapshotWithMeta(path, { name });
+/** SnapshotOps.create: `meta` reproduces a copied snapshot (convert --keep-snapshots). */
+async function create(path: string, name: string, meta?: Omit<SnapshotMeta, 'name'>): Promise<void> {
+  await createSnapshotWithMeta(path, { ...meta, name });
 }
 
 async function apply(path: string, key: string): Promise<void> {
