@@ -4,7 +4,6 @@
  * refuse this process's own writer as if another program held the image.
  */
 import { test, after } from 'node:test';
-import assert from 'node:assert/strict';
 import { statSync, writeFileSync } from 'node:fs';
 import { lockImage, lockingAvailable } from '../../src-main/block/lock';
 import { scratch } from '../helpers';
