@@ -1,5 +1,5 @@
 import { defineStore } from 'pinia';
-import type { CommitPlan, CommitResult, FormatName, JobProgress, RebasePlan } from '../../src-shared/api';
+import type { CommitPlan, CommitResult, FormatName, ImageInfo, JobProgress, RebasePlan } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, runJob } from '../api/jobs';
 
@@ -72,6 +72,31 @@ export const useBackingOpsStore = defineStore('backingOps', {
     },
     cancel(): void {
       slot.cancel();
+    },
+    /**
+     * The user's "accept the changed base": the backing file changed since the image was made against it (a UML
+     * COW file's recorded date and size, a VMDK child's parent CID). Recording the base as it is now — a rebase
+     * that rewrites the name only, to the same file — makes the pair readable again, as `uml_moo`/VMware want.
+     */
+    async acceptChangedBase(info: ImageInfo): Promise<boolean> {
+      const recorded = info['backing-filename'];
+      const full = info['full-backing-filename'];
+      if (recorded === undefined || full === undefined || this.running) return false;
+      this.$reset();
+      this.path = info.filename;
+      this.running = true;
+      this.startedAt = Date.now();
+      try {
+        const format = info['backing-image']?.format ?? (await api.inspect(full)).format;
+        await runJob<unknown>({ kind: 'rebase', path: info.filename, newBacking: recorded, newBackingFormat: format, unsafe: true }).result;
+        this.done = `The changed base ${full} is now accepted: its new date and size (or content ID) are recorded in the image.`;
+        return true;
+      } catch (err) {
+        this.error = toApiError(err);
+        return false;
+      } finally {
+        this.running = false;
+      }
     },
     /** Runs the confirmed operation; true when it completed (the image is then read again by the caller). */
     async confirm(): Promise<boolean> {
