@@ -4,7 +4,7 @@
  * A sandboxed preload may only require('electron'), so everything from our own modules is a type import.
  */
 import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
-import type { ApiMethod, DirListing, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEventChannel, TargetInfo, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, Unsubscribe } from '../src-shared/api';
+import type { ApiMethod, DirListing, DiskwrightApi, FormatName, FormatSummary, ImageInfo, JobEventChannel, TargetInfo, IpcReply, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec, Unsubscribe } from '../src-shared/api';
 
 /** The contract's channel name; a runtime import is not possible here, the type keeps the two the same. */
 const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
@@ -34,6 +34,7 @@ const bridge: DiskwrightApi & { pathForFile(file: File): string } = {
   snapshotSpace: (path: string) => call<Record<string, number>>('snapshotSpace', path),
   snapshotMap: (path: string, snapshot: string, buckets: number) => call<MapPicture>('snapshotMap', path, snapshot, buckets),
   snapshotDiff: (path: string, a: string, b: string | undefined, buckets: number) => call<SnapshotDiff>('snapshotDiff', path, a, b ?? null, buckets),
+  measure: (spec: MeasureSpec) => call<MeasureReport>('measure', spec),
   commitPlan: (path: string) => call<CommitPlan>('commitPlan', path),
   rebasePlan: (path: string, newBacking: string) => call<RebasePlan>('rebasePlan', path, newBacking),
   startJob: (spec: JobSpec) => call<JobId>('startJob', spec),

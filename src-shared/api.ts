@@ -134,6 +134,23 @@ export interface SnapshotDiff {
   buckets: number[];
 }
 
+/** What a new image needs on disk (qemu-img measure's figures, in bytes). */
+export interface MeasureReport {
+  /** For the data given (the source's, or none for an empty image). */
+  required: number;
+  /** With every cluster of the virtual size allocated. */
+  'fully-allocated': number;
+  bitmaps?: number;
+}
+
+/** What measure is asked about: a new image of `format` holding `source`'s data, or an empty one of `size` bytes. */
+export interface MeasureSpec {
+  format: FormatName;
+  options: OptionValues;
+  source?: string;
+  size?: number;
+}
+
 /** What "Merge into base…" (commit) would change, for its confirmation. */
 export interface CommitPlan {
   /** The image whose data is merged down. */
@@ -303,6 +320,8 @@ export interface DiskwrightApi {
   snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture>;
   /** Where snapshot `a` and snapshot `b` (or, without b, the image now) differ, drawn into `buckets`. */
   snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff>;
+  /** What a new image would take on disk (the wizards' estimates and free-space checks), as qemu-img measure. */
+  measure(spec: MeasureSpec): Promise<MeasureReport>;
   /** What merging the image into its backing file would change (for the confirmation). */
   commitPlan(path: string): Promise<CommitPlan>;
   /** What giving the image the backing file `newBacking` would change (for the confirmation). */
@@ -314,7 +333,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'commitPlan', 'rebasePlan', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 

@@ -3,7 +3,7 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
@@ -14,6 +14,7 @@ import { inspectImage } from '../services/info';
 import type { JobManager } from '../services/jobs';
 import { mapPicture } from '../services/map';
 import { commitPlan } from '../services/commit';
+import { measureImage } from '../services/measure';
 import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { isApiMethod, parseArgs } from './schemas';
@@ -101,6 +102,9 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
       return snapshotDiffPicture(path, a, b, buckets);
+    },
+    measure(spec: MeasureSpec): Promise<MeasureReport> {
+      return measureImage({ format: spec.format, options: spec.options, source: spec.source, size: spec.size, backingPolicy });
     },
     commitPlan(path: string): Promise<CommitPlan> {
       return commitPlan({ path, backingPolicy });

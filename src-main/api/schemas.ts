@@ -107,6 +107,9 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   snapshotDiff: z
     .tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullish(), bucketsSchema])
     .transform(([p, a, b, n]): ApiArgs<'snapshotDiff'> => [p, a, b ?? undefined, n]),
+  measure: z.tuple([
+    z.strictObject({ format: formatSchema, options: optionValuesSchema, source: pathSchema.optional(), size: sizeSchema.optional() }, { error: 'measure takes a format, its options, and a source or a size' }),
+  ]),
   commitPlan: z.tuple([pathSchema]),
   rebasePlan: z.tuple([pathSchema, pathSchema]),
   startJob: z.tuple([jobSpecSchema]),

@@ -41,6 +41,7 @@ function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
     snapshotSpace: guard(bridge.snapshotSpace),
     snapshotMap: guard(bridge.snapshotMap),
     snapshotDiff: guard(bridge.snapshotDiff),
+    measure: guard(bridge.measure),
     commitPlan: guard(bridge.commitPlan),
     rebasePlan: guard(bridge.rebasePlan),
     startJob: guard(bridge.startJob),

@@ -1,4 +1,4 @@
-import type { ApiArgs, ApiMethod, ApiResult, DiskwrightApi, FormatName, JobEvent, JobId, JobSpec, Unsubscribe, WireMessage, WireRequest } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DiskwrightApi, FormatName, MeasureSpec, JobEvent, JobId, JobSpec, Unsubscribe, WireMessage, WireRequest } from '../../src-shared/api';
 import { ApiError } from './errors';
 
 interface Pending {
@@ -118,6 +118,9 @@ export class SocketApi implements DiskwrightApi {
   snapshotDiff(path: string, a: string, b: string | undefined, buckets: number) {
     // JSON has no undefined: "now" travels as null.
     return this.call('snapshotDiff', [path, a, b ?? null, buckets] as unknown as [string, string, string | undefined, number]);
+  }
+  measure(spec: MeasureSpec) {
+    return this.call('measure', [spec]);
   }
   commitPlan(path: string) {
     return this.call('commitPlan', [path]);
