@@ -61,13 +61,14 @@ export const useConvertStore = defineStore('convert', {
       this.format = format;
       this.values = {};
       this.compress = false;
-      this.specs = await api.createOptions(format);
+      // The default name is set before anything is awaited: a name typed meanwhile must not be overwritten.
       let src = this.source?.filename ?? '';
       // An exported snapshot is named after it: disk-before-upgrade.vmdk.
       if (this.snapshot) src = src.replace(/(\.[A-Za-z0-9]+)?$/, `-${this.snapshot.name.replace(/[^A-Za-z0-9._-]+/g, '-')}$1`);
       // Beside the source, same name, the new format's extension.
       this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `.${extension}`);
-      if (this.targetPath === src) this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `-converted.${extension}`);
+      if (this.targetPath === this.source?.filename) this.targetPath = src.replace(/(\.[A-Za-z0-9]+)?$/, `-converted.${extension}`);
+      this.specs = await api.createOptions(format);
       await this.checkTarget();
     },
     async checkTarget(): Promise<void> {

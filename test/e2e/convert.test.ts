@@ -89,7 +89,7 @@ test('cancelling a large convert leaves neither the target nor a temporary file'
   await page.getByText(/^[1-9]\d?%$/).waitFor({ timeout: 30_000 });
   await page.screenshot({ path: join(SHOTS, 'convert-progress-1280.png'), fullPage: true });
   await page.getByRole('button', { name: 'Cancel' }).click();
-  await page.getByText('The conversion was cancelled; nothing was left behind.').waitFor();
+  await page.getByText('The conversion was cancelled; nothing was left behind.').waitFor().catch(async (e) => { console.log('page at the failure:', page.url(), await page.locator('main').innerText()); throw e; });
   const left = readdirSync(session.work.dir).filter((n) => n.includes('big-out'));
   assert.deepEqual(left, []);
   assert.deepEqual(session.browser.problems, []);
