@@ -77,3 +77,22 @@ export function isZeroRange(buf: Uint8Array, a: number, b: number): boolean {
 export function isZero(buf: Uint8Array): boolean {
   return isZeroRange(buf, 0, buf.length);
 }
+
+/**
+ * How many `unit`-sized units hold at least one byte of `data` (guest ranges, sorted, not overlapping), counting
+ * only what lies in [lo, hi): measure's count of the clusters, blocks or grains a new image would allocate.
+ */
+export function touchedUnits(data: readonly { start: number; length: number }[], unit: number, lo = 0, hi = Number.MAX_SAFE_INTEGER): number {
+  let count = 0;
+  let lastUnit = -1;
+  for (const r of data) {
+    const s = Math.max(r.start, lo);
+    const e = Math.min(r.start + r.length, hi);
+    if (e <= s) continue;
+    const first = Math.max(Math.floor(s / unit), lastUnit + 1);
+    const end = Math.floor((e - 1) / unit);
+    if (end >= first) count += end - first + 1;
+    lastUnit = Math.max(lastUnit, end);
+  }
+  return count;
+}

@@ -123,16 +123,7 @@ export const useImageStore = defineStore('image', {
       try {
         await api.allowBackingPath(refused.image, refused.backing);
         if (gen !== this.generation) return;
-        // The facts on screen stay until the new ones arrive, so the view does not blink away.
-        const info = this.format === undefined ? await api.inspect(this.path) : await api.inspect(this.path, this.format);
-        if (gen !== this.generation) return;
-        const next = ++this.generation;
-        this.info = info;
-        this.picture = null;
-        this.mapStatus = 'idle';
-        this.mapError = null;
-        this.grantStatus = 'idle';
-        void this.loadMap(next);
+        if (await this.reread(gen)) this.grantStatus = 'idle';
       } catch (err) {
         if (gen !== this.generation) return;
         this.grantStatus = 'failed';
@@ -149,18 +140,25 @@ export const useImageStore = defineStore('image', {
       if (!this.info) return;
       const gen = this.generation;
       try {
-        const info = this.format === undefined ? await api.inspect(this.path) : await api.inspect(this.path, this.format);
-        if (gen !== this.generation) return;
-        const next = ++this.generation;
-        this.info = info;
-        this.picture = null;
-        this.mapStatus = 'idle';
-        this.mapError = null;
-        void this.loadMap(next);
+        await this.reread(gen);
       } catch (err) {
         if (gen !== this.generation) return;
         this.error = toApiError(err);
       }
+    },
+
+    /** Inspects the image again and redraws its map, unless another image was opened meanwhile; true when done. */
+    async reread(gen: number): Promise<boolean> {
+      // The facts on screen stay until the new ones arrive, so the view does not blink away.
+      const info = this.format === undefined ? await api.inspect(this.path) : await api.inspect(this.path, this.format);
+      if (gen !== this.generation) return false;
+      const next = ++this.generation;
+      this.info = info;
+      this.picture = null;
+      this.mapStatus = 'idle';
+      this.mapError = null;
+      void this.loadMap(next);
+      return true;
     },
 
     /** The user's "Not now": the question goes away; the chain and the map stay cut at that file. */

@@ -4,6 +4,7 @@
  * them all (found as a fixed point), and the data clusters. "required" is that minus the data clusters the source
  * leaves unallocated or zero, so it over-counts metadata on purpose, exactly as qemu does.
  */
+import { touchedUnits } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
@@ -51,20 +52,6 @@ export function preallocSize(totalSize: number, clusterSize: number, refcountOrd
   return meta + aligned;
 }
 
-/** Bytes of the `unit`-sized units that hold at least one byte of `data` (qemu rounds each data run out to whole clusters). */
-function touchedUnits(data: readonly DiffRange[], unit: number): number {
-  let count = 0;
-  let lastUnit = -1;
-  for (const r of data) {
-    if (r.length <= 0) continue;
-    const first = Math.max(Math.floor(r.start / unit), lastUnit + 1);
-    const end = Math.floor((r.start + r.length - 1) / unit);
-    if (end >= first) count += end - first + 1;
-    lastUnit = Math.max(lastUnit, end);
-  }
-  return count * unit;
-}
-
 export async function measureQcow2(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
   const o = opts.options;
   const extendedL2 = o.extended_l2 === true;
@@ -89,7 +76,7 @@ export async function measureQcow2(size: number, opts: CreateOptions, data: read
   let required = 0;
   if (data !== undefined) {
     // With a backing file qemu cannot know what the target shares with it and counts every cluster.
-    required = hasBacking ? virtualSize : touchedUnits(data, clusterSize);
+    required = hasBacking ? virtualSize : touchedUnits(data, clusterSize) * clusterSize;
   }
   if (prealloc === 'full' || prealloc === 'falloc') required = virtualSize;
   const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2);

@@ -5,6 +5,7 @@
  * after) and qemu's (block/vhdx.c vhdx_create_bat: BAT, metadata, and data from BAT end + 5 MiB, a fixed image's
  * payload not rounded to whole blocks). Blocks that the source leaves without data are not counted.
  */
+import { touchedUnits } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { batEntries, BLOCK_SIZE_MAX, MAX_VIRTUAL_SIZE, MiB } from './layout';
@@ -22,20 +23,6 @@ function autoBlockSize(size: number): number {
   if (size > 100 * GiB) return 32 * MiB;
   if (size > GiB) return 16 * MiB;
   return 8 * MiB;
-}
-
-/** How many `unit`-sized units hold at least one byte of `data`. */
-function touchedUnits(data: readonly DiffRange[], unit: number): number {
-  let count = 0;
-  let lastUnit = -1;
-  for (const r of data) {
-    if (r.length <= 0) continue;
-    const first = Math.max(Math.floor(r.start / unit), lastUnit + 1);
-    const end = Math.floor((r.start + r.length - 1) / unit);
-    if (end >= first) count += end - first + 1;
-    lastUnit = Math.max(lastUnit, end);
-  }
-  return count;
 }
 
 export async function measureVhdx(requested: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {

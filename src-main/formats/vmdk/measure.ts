@@ -6,6 +6,7 @@
  * deflated grains, so its figures are upper bounds: every grain at deflate's worst case, behind its marker.
  * Descriptor files are counted as one file-system block each (they are a few hundred bytes of text).
  */
+import { touchedUnits } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { GRAIN_MARKER_BYTES, SECTOR, sparseGeometry } from './layout';
@@ -31,22 +32,6 @@ function deflateBound(n: number): number {
 }
 /** The room one compressed grain takes in a stream at worst: marker, deflated data, padding to a sector. */
 const STREAM_GRAIN = roundUp(GRAIN_MARKER_BYTES + deflateBound(GRAIN), SECTOR);
-
-/** How many `unit`-sized units of [lo, hi) hold at least one byte of `data` (sorted, not overlapping). */
-function touchedUnits(data: readonly DiffRange[], unit: number, lo = 0, hi = Number.MAX_SAFE_INTEGER): number {
-  let count = 0;
-  let lastUnit = -1;
-  for (const r of data) {
-    const s = Math.max(r.start, lo);
-    const e = Math.min(r.start + r.length, hi);
-    if (e <= s) continue;
-    const first = Math.max(Math.floor(s / unit), lastUnit + 1);
-    const end = Math.floor((e - 1) / unit);
-    if (end >= first) count += end - first + 1;
-    lastUnit = Math.max(lastUnit, end);
-  }
-  return count;
-}
 
 function descriptorFile(extents: number): number {
   return roundUp(1024 + extents * (40 + NAME_ALLOWANCE), FS_BLOCK);
