@@ -4,9 +4,9 @@
  * data area all zeros, i.e. every sector still reads the backing file). Version 3 (uml_mkcow's: 512-byte
  * sectors, 4096-byte alignment) by default; version 2 (the kernel's packed layout) on request.
  */
+import { COW_CREATE_OPTIONS } from './create-options';
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { OptionSpec } from '../../../src-shared/options';
 import { SECTOR } from '../../block/bytes';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -17,9 +17,6 @@ import { cowSizes, PATH_LEN_V3, serializeHeader, type CowLayout } from './layout
 /** uml_mkcow's alignment of the bitmap and the data in version 3 (the page size). */
 export const UML_ALIGNMENT = 4096;
 
-export const COW_CREATE_OPTIONS: OptionSpec[] = [
-  { name: 'version', type: 'enum', choices: ['3', '2'], default: '3', description: 'Header version: 3 as uml_mkcow writes it, or 2 for old UML kernels' },
-];
 
 /**
  * The backing file's name as uml_mkcow records it: its folder made absolute with symlinks resolved (uml_mkcow
@@ -69,3 +66,5 @@ export async function createCow(path: string, size: number, opts: CreateOptions)
     await file.close();
   }
 }
+
+export { COW_CREATE_OPTIONS };

@@ -6,11 +6,9 @@
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { readCowHeader } from './backing';
-import { checkCow } from './check';
-import { COW_CREATE_OPTIONS, createCow } from './create';
+import { COW_CREATE_OPTIONS } from './create-options';
 import { openCow } from './device';
 import { probeCow } from './layout';
-import { measureCow } from './measure';
 
 export { acceptBackingChange, type CowOpenOptions } from './backing';
 export { mergeIntoBacking } from './merge';
@@ -50,13 +48,15 @@ export const cowDriver: FormatDriver = {
   backingFiles: 'required',
   probe: (head: Uint8Array) => probeCow(head),
   describe,
-  check: checkCow,
-  measure: measureCow,
+  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  check: async (path, repair, opts) => (await import('./check')).checkCow(path, repair, opts),
+  measure: async (size, opts, data) => (await import('./measure')).measureCow(size, opts, data),
   createOptions: COW_CREATE_OPTIONS,
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return openCow(path, opts);
   },
-  create(path: string, size: number, opts: CreateOptions): Promise<void> {
-    return createCow(path, size, opts);
+  // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
+  async create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return (await import('./create')).createCow(path, size, opts);
   },
 };

@@ -2,8 +2,8 @@
  * Creating Parallels images as qemu-img create -f parallels does: the extended header, a zeroed BAT, and a
  * file that ends at the data area (the first cluster boundary after the BAT). The bytes are qemu-img's.
  */
+import { PARALLELS_CREATE_OPTIONS } from './create-options';
 import * as nodePath from 'node:path';
-import type { OptionSpec } from '../../../src-shared/options';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
@@ -12,22 +12,6 @@ import { createHeader, DEFAULT_CLUSTER_SIZE, SECTOR, serializeHeader, type Paral
 
 const ZERO_CHUNK = 1 << 20;
 
-export const PARALLELS_CREATE_OPTIONS: OptionSpec[] = [
-  {
-    name: 'cluster_size',
-    type: 'size',
-    min: 512,
-    default: DEFAULT_CLUSTER_SIZE,
-    description: 'Parallels image cluster size, the unit of allocation (rounded up to 512 bytes; qemu-img accepts up to 2 GiB)',
-  },
-  {
-    name: 'preallocation',
-    type: 'enum',
-    choices: ['off', 'falloc', 'full'],
-    default: 'off',
-    description: 'Preallocation of the header and BAT: off leaves the BAT sparse; falloc and full write its zeros (Node has no fallocate, so falloc writes them too)',
-  },
-];
 
 /**
  * Creates a Parallels image at `path`; a target whose name ends in .hdd becomes a bundle folder
@@ -62,3 +46,5 @@ async function createImage(path: string, size: number, opts: CreateOptions): Pro
   }
   return h;
 }
+
+export { PARALLELS_CREATE_OPTIONS };

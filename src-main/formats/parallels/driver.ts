@@ -5,12 +5,10 @@
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckReport } from '../../block/types';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
-import { checkParallels } from './check';
-import { createParallels, PARALLELS_CREATE_OPTIONS } from './create';
+import { PARALLELS_CREATE_OPTIONS } from './create-options';
 import { openParallels } from './device';
 import { checkBundle, describeBundle, descriptorIn, isDescriptorHead, openBundle } from './bundle';
 import { HEADER_SIZE, INUSE_MAGIC, SECTOR, dataOffsetBytes, parseHeader, probeParallels, validateHeader } from './layout';
-import { measureParallels } from './measure';
 
 /** True when the file at `path` is a bundle's DiskDescriptor.xml (its name and an XML head naming Parallels_disk_image). */
 async function isDescriptor(path: string): Promise<boolean> {
@@ -61,17 +59,19 @@ export const parallelsDriver: FormatDriver = {
   concurrentCalls: false,
   probe: (head: Uint8Array, path: string) => probeParallels(head) || (isDescriptorHead(head, path) ? 100 : 0),
   describe,
-  measure: measureParallels,
+  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  measure: async (size, opts, data) => (await import('./measure')).measureParallels(size, opts, data),
   createOptions: PARALLELS_CREATE_OPTIONS,
   async check(path: string, repair: 'none' | 'leaks' | 'all', opts?: CheckOptions): Promise<CheckReport> {
-    return (await isDescriptor(path)) ? checkBundle(path, repair, opts ?? {}) : checkParallels(path, repair, opts);
+    return (await isDescriptor(path)) ? checkBundle(path, repair, opts ?? {}) : (await import('./check')).checkParallels(path, repair, opts);
   },
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return (await isDescriptor(path)) ? openBundle(path, opts) : openParallels(path, opts);
   },
   folderEntry: descriptorIn,
   spansFiles: isDescriptor,
-  create(path: string, size: number, opts: CreateOptions): Promise<void> {
-    return createParallels(path, size, opts);
+  // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
+  async create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return (await import('./create')).createParallels(path, size, opts);
   },
 };

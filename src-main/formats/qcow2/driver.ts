@@ -1,8 +1,7 @@
 /** The qcow2 FormatDriver: wiring of probe, describe (info), open, create, check and snapshots. */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
-import { checkQcow2 } from './check';
-import { createQcow2, QCOW2_CREATE_OPTIONS } from './create';
+import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { openQcow2 } from './device';
 import { exclusiveBytes } from './snapshot-space';
 import { checkFeatures, validateHeader } from './header';
@@ -10,7 +9,6 @@ import { snapshotInfo } from './snapshot-info';
 import { qcow2Snapshots } from './snapshot';
 import { readSnapshotTable } from './snapshot-table';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout, type Qcow2Layout } from './layout';
-import { measureQcow2, persistentBitmapsSize } from './measure';
 
 /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
 function dataReadable(layout: Qcow2Layout, path: string): boolean {
@@ -61,7 +59,8 @@ export const qcow2Driver: FormatDriver = {
   concurrentCalls: true,
   writesCompressed: true,
   backingFiles: 'optional',
-  check: checkQcow2,
+  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  check: async (path, repair, opts) => (await import('./check')).checkQcow2(path, repair, opts),
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
     const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
@@ -69,14 +68,15 @@ export const qcow2Driver: FormatDriver = {
     return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 1 ? 100 : 0;
   },
   describe,
-  measure: measureQcow2,
-  persistentBitmapsSize,
+  measure: async (size, opts, data) => (await import('./measure')).measureQcow2(size, opts, data),
+  persistentBitmapsSize: async (file, clusterSize) => (await import('./measure')).persistentBitmapsSize(file, clusterSize),
   createOptions: QCOW2_CREATE_OPTIONS,
   snapshots: { ...qcow2Snapshots, exclusiveBytes },
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return openQcow2(path, opts);
   },
-  create(path: string, size: number, opts: CreateOptions): Promise<void> {
-    return createQcow2(path, size, opts);
+  // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
+  async create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return (await import('./create')).createQcow2(path, size, opts);
   },
 };

@@ -3,8 +3,8 @@
  * out as Hyper-V lays it out: file identifier, two headers and two region tables in the first MiB, then the log,
  * the metadata region and the BAT, each starting on a 1 MiB boundary; a fixed image's blocks follow the BAT.
  */
+import { VHDX_CREATE_OPTIONS } from './create-options';
 import * as nodePath from 'node:path';
-import type { OptionSpec } from '../../../src-shared/options';
 import { alignUp } from '../../block/sizes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -47,28 +47,6 @@ import {
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
-export const VHDX_CREATE_OPTIONS: OptionSpec[] = [
-  { name: 'subformat', type: 'enum', choices: ['dynamic', 'fixed'], default: 'dynamic', description: 'dynamic grows as written; fixed allocates every block up front' },
-  {
-    name: 'block_size',
-    type: 'size',
-    min: 0,
-    max: BLOCK_SIZE_MAX,
-    default: 0,
-    description: 'Block size, the unit of allocation: a power of two from 1 MiB to 256 MiB (0 chooses by the disk size: 8 to 64 MiB)',
-  },
-  { name: 'log_size', advanced: true, type: 'size', min: MiB, default: MiB, description: 'Size of the metadata log, rounded up to whole MiB (at least 1 MiB)' },
-  {
-    name: 'block_state_zero',
-    advanced: true,
-    type: 'boolean',
-    default: true,
-    description: 'Mark the blocks of a dynamic image as zero rather than not present (qemu\'s default; off leaves them not present)',
-  },
-  { name: 'logical_sector_size', advanced: true, type: 'number', choices: [512, 4096], default: 512, description: 'Logical sector size the guest sees: 512 or 4096 bytes' },
-  { name: 'backing_file', type: 'string', description: 'Parent image (a VHDX) of a differencing image' },
-  { name: 'backing_fmt', type: 'string', description: 'Image format of the parent (vhdx)' },
-];
 
 /** qemu's choice of block size for a disk of `size` bytes. */
 function autoBlockSize(size: number): number {
@@ -201,3 +179,5 @@ export async function createVhdx(path: string, requested: number, opts: CreateOp
     await file.close();
   }
 }
+
+export { VHDX_CREATE_OPTIONS };

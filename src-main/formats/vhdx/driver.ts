@@ -1,13 +1,11 @@
 /** The VHDX FormatDriver: wiring of probe, describe (info), open, create and check. */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
-import { checkVhdx } from './check';
-import { createVhdx, VHDX_CREATE_OPTIONS } from './create';
+import { VHDX_CREATE_OPTIONS } from './create-options';
 import { openVhdx } from './device';
 import { readVhdxLayout, VhdxFile } from './image';
 import { probeVhdx, ZERO_GUID } from './layout';
 import { parentDisplayName } from './parent';
-import { measureVhdx } from './measure';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   // A pending log is replayed in memory, so info shows the image as Hyper-V would see it; the file is not changed.
@@ -51,13 +49,15 @@ export const vhdxDriver: FormatDriver = {
   backingFiles: 'optional',
   probe: (head: Uint8Array) => probeVhdx(head),
   describe,
-  measure: measureVhdx,
+  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  measure: async (size, opts, data) => (await import('./measure')).measureVhdx(size, opts, data),
   createOptions: VHDX_CREATE_OPTIONS,
-  check: checkVhdx,
+  check: async (path, repair, opts) => (await import('./check')).checkVhdx(path, repair, opts),
   open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return openVhdx(path, opts);
   },
-  create(path: string, size: number, opts: CreateOptions): Promise<void> {
-    return createVhdx(path, size, opts);
+  // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
+  async create(path: string, size: number, opts: CreateOptions): Promise<void> {
+    return (await import('./create')).createVhdx(path, size, opts);
   },
 };

@@ -4,10 +4,10 @@
  * qemu-img names them, beside it), and streamOptimized (an empty stream as VMware writes one, which the
  * stream writer in stream.ts fills in increasing order).
  */
+import { ADAPTER_TYPES, SUBFORMATS, VMDK_CREATE_OPTIONS } from './create-options';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { OptionSpec } from '../../../src-shared/options';
 import { SECTOR } from '../../block/bytes';
 import { resolveBackingPath } from '../../block/backing-path';
 import { DiskError } from '../../block/errors';
@@ -17,26 +17,8 @@ import { FLAG_NL_DETECT, FLAG_RGD, FLAG_ZERO_GRAIN, MAX_BACKING_NAME, serializeV
 import { openVmdk } from './open';
 import { writeEmptyStream } from './stream';
 
-export const SUBFORMATS = ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized'] as const;
 export type Subformat = (typeof SUBFORMATS)[number];
-export const ADAPTER_TYPES = ['ide', 'buslogic', 'lsilogic', 'legacyESX'];
 
-export const VMDK_CREATE_OPTIONS: OptionSpec[] = [
-  {
-    name: 'subformat',
-    type: 'enum',
-    choices: [...SUBFORMATS],
-    default: 'monolithicSparse',
-    description: 'Layout: monolithicSparse (one growing file), monolithicFlat (descriptor + one full-size file), twoGbMaxExtent* (split in 2 GiB files), streamOptimized (compressed, for OVA/OVF)',
-  },
-  { name: 'adapter_type', type: 'enum', choices: ADAPTER_TYPES, default: 'ide', description: 'Virtual adapter type: ide (default), lsilogic, buslogic or legacyESX' },
-  { name: 'hwversion', advanced: true, type: 'string', description: 'VMDK hardware version (ddb.virtualHWVersion); default 4, or 6 with compat6' },
-  { name: 'toolsversion', advanced: true, type: 'string', description: 'VMware guest tools version (ddb.toolsVersion); default 2147483647' },
-  { name: 'compat6', advanced: true, type: 'boolean', default: false, description: 'VMDK version 6 image (hardware version 6)' },
-  { name: 'zeroed_grain', advanced: true, type: 'boolean', default: false, description: 'Enable efficient zero writes using the zeroed-grain table entry (sparse subformats)' },
-  { name: 'backing_file', type: 'string', description: 'File name of a base image (a VMDK)' },
-  { name: 'backing_fmt', type: 'string', description: "Image format of the base image: must be 'vmdk' if present" },
-];
 
 /** qemu's fixed extent size for the twoGbMaxExtent subformats. */
 export const SPLIT_BYTES = 2 * 1024 * 1024 * 1024;
@@ -253,3 +235,5 @@ export async function createVmdk(path: string, requested: number, opts: CreateOp
   }
   return { extraFiles };
 }
+
+export { ADAPTER_TYPES, SUBFORMATS, VMDK_CREATE_OPTIONS };

@@ -3,8 +3,7 @@
  * stream.ts for a freshly created streamOptimized file opened for writing), create (create.ts), check (check.ts).
  */
 import type { BlockDevice, CreatedFiles, CreateOptions, FormatDriver, OpenOptions } from '../../block/types';
-import { checkVmdk } from './check';
-import { createVmdk, VMDK_CREATE_OPTIONS } from './create';
+import { VMDK_CREATE_OPTIONS } from './create-options';
 import { describeVmdk } from './describe';
 import { VmdkDevice } from './device';
 import { SparseExtent } from './extent';
@@ -12,7 +11,6 @@ import { looksLikeDescriptor, probeVmdk } from './layout';
 import { ImageFile } from '../../block/file';
 import { openParent, openVmdk } from './open';
 import { StreamWriter, isEmptyStream } from './stream';
-import { measureVmdk } from './measure';
 
 async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
   const o = await openVmdk(path, !opts.readOnly, opts.backingPolicy);
@@ -41,13 +39,15 @@ export const vmdkDriver: FormatDriver = {
   backingFiles: 'optional',
   probe: (head) => probeVmdk(head),
   describe: describeVmdk,
-  measure: measureVmdk,
+  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  measure: async (size, opts, data) => (await import('./measure')).measureVmdk(size, opts, data),
   createOptions: VMDK_CREATE_OPTIONS,
   open,
-  create(path: string, size: number, opts: CreateOptions): Promise<void | CreatedFiles> {
-    return createVmdk(path, size, opts);
+  // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
+  async create(path: string, size: number, opts: CreateOptions): Promise<void | CreatedFiles> {
+    return (await import('./create')).createVmdk(path, size, opts);
   },
-  check: checkVmdk,
+  check: async (path, repair, opts) => (await import('./check')).checkVmdk(path, repair, opts),
   // A text descriptor names its extents in other files; a monolithic sparse file embeds its descriptor.
   async spansFiles(path: string): Promise<boolean> {
     const file = await ImageFile.open(path, false);
