@@ -65,10 +65,16 @@ export function startRouter(routes: RouteEntry[]) {
   // A view opened in the app (a click) is a new history entry, so Back returns to the view before it. A view
   // closed in the app (a wizard's Close) that returns to the entry before goes back to it instead, and the
   // same view with a new query (an image's facts arriving) replaces its entry.
+  // Set while a Back made here (not by the user) is on its way: its popstate only moves the URL, it must not
+  // enter the view the URL named before — the app may have moved on meanwhile (a wizard closed and opened the
+  // image it made: entering the previous image again would replace it).
+  let ownBack = false;
   watch(currentHash, (hash) => {
     if (hash === here()) return;
-    if (index > 0 && entries[index - 1] === hash) window.history.back();
-    else if (parseHash(hash).name === parseHash(here()).name) replace(hash);
+    if (index > 0 && entries[index - 1] === hash) {
+      ownBack = true;
+      window.history.back();
+    } else if (parseHash(hash).name === parseHash(here()).name) replace(hash);
     else push(hash);
   });
 
@@ -95,6 +101,11 @@ export function startRouter(routes: RouteEntry[]) {
       entries = [...entries.slice(0, index + 1), here()];
       index = entries.length - 1;
       window.history.replaceState({ dwIndex: index }, '', window.location.href);
+    }
+    if (ownBack) {
+      ownBack = false;
+      settle();
+      return;
     }
     follow();
   });

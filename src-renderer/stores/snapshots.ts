@@ -108,6 +108,7 @@ export const useSnapshotsStore = defineStore('snapshots', {
       const [a, b] = this.selected;
       this.picture = null;
       this.diff = null;
+      if (!this.pending) this.error = null;
       if (a === undefined) return;
       try {
         // The map under the drawing is the first selected state's (the image's own map for "now").
