@@ -6,8 +6,9 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { dw, must, run, scratch, seededRandom } from '../helpers';
+import { cowPair } from './cow-common';
 import { openImage } from '../../src-main/registry';
 import { DiskError } from '../../src-main/block/errors';
 import type { BlockDevice, FormatName } from '../../src-main/block/types';
@@ -28,19 +29,6 @@ async function readAll(dev: BlockDevice): Promise<Buffer> {
   return b;
 }
 
-function pair(dir: string, size: number, seed: number): { back: string; cow: string } {
-  mkdirSync(dir, { recursive: true });
-  const rnd = seededRandom(seed);
-  const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 512) if (rnd() < 0.5) b.fill((rnd() * 255 + 1) | 0, i, Math.min(size, i + 512));
-  const back = `${dir}/back.img`;
-  writeFileSync(back, b);
-  utimesSync(back, 1700000000, 1700000000);
-  const cow = `${dir}/disk.cow`;
-  must('uml_mkcow', [cow, back]);
-  return { back, cow };
-}
-
 /** Seeded writes through our driver: data, zeros over data, zeros over zeros, the last (partial) sector. */
 async function scribble(cow: string, seed: number): Promise<void> {
   const rnd = seededRandom(seed);
@@ -55,7 +43,7 @@ async function scribble(cow: string, seed: number): Promise<void> {
 }
 
 test('a backing file whose mtime changed is refused as uml_moo refuses it; acceptBackingChange makes the header uml_mkcow\'s again', async () => {
-  const { back, cow } = pair(s.path('mt'), 1 << 20, 1);
+  const { back, cow } = cowPair(s.path('mt'), 1 << 20, 1);
   utimesSync(back, 1750000000, 1750000000);
   const r = dw(['convert', '-O', 'raw', cow, s.path('mt.raw')]);
   assert.equal(r.status, 1);
@@ -74,7 +62,7 @@ test('a backing file whose mtime changed is refused as uml_moo refuses it; accep
 });
 
 test('a backing file that grew: refused (size named), accepted when the data does not move, as uml_mkcow would record it', async () => {
-  const { back, cow } = pair(s.path('sz'), 1 << 20, 2);
+  const { back, cow } = cowPair(s.path('sz'), 1 << 20, 2);
   appendFileSync(back, Buffer.alloc(4096, 7));
   utimesSync(back, 1700000000, 1700000000);
   await assert.rejects(open(cow), (e: unknown) => e instanceof DiskError && /size is 1052672 bytes, not the recorded 1048576/.test(e.message));
@@ -93,7 +81,7 @@ test('a backing file that grew: refused (size named), accepted when the data doe
 });
 
 test('the actual backing file named instead of the recorded one (a COW file made in a chroot), as uml_moo -b', async () => {
-  const { back, cow } = pair(s.path('ch'), 1 << 20, 3);
+  const { back, cow } = cowPair(s.path('ch'), 1 << 20, 3);
   await scribble(cow, 30);
   const moved = s.path('ch-elsewhere.img');
   renameSync(back, moved); // keeps the mtime
@@ -105,8 +93,8 @@ test('the actual backing file named instead of the recorded one (a COW file made
 
 for (const size of [1 << 20, 1000000]) {
   test(`merge in place (${size} bytes) leaves the backing file byte for byte as uml_moo -d does`, async () => {
-    const a = pair(s.path(`ma${size}`), size, 4);
-    const b = pair(s.path(`mb${size}`), size, 4);
+    const a = cowPair(s.path(`ma${size}`), size, 4);
+    const b = cowPair(s.path(`mb${size}`), size, 4);
     await scribble(a.cow, 40);
     await scribble(b.cow, 40);
     assert.ok(readFileSync(a.cow).subarray(12288).equals(readFileSync(b.cow).subarray(12288)), 'the two COW files hold the same data');
@@ -126,8 +114,8 @@ for (const size of [1 << 20, 1000000]) {
 }
 
 test('merge in place into the actual backing file named instead (uml_moo -b X -d)', async () => {
-  const a = pair(s.path('mca'), 1 << 20, 5);
-  const b = pair(s.path('mcb'), 1 << 20, 5);
+  const a = cowPair(s.path('mca'), 1 << 20, 5);
+  const b = cowPair(s.path('mcb'), 1 << 20, 5);
   await scribble(a.cow, 50);
   await scribble(b.cow, 50);
   renameSync(a.back, s.path('mca-moved.img'));
@@ -138,7 +126,7 @@ test('merge in place into the actual backing file named instead (uml_moo -b X -d
 });
 
 test('damaged headers: a huge size, an absurd alignment, an unterminated name give one plain line, never a crash', async () => {
-  const { cow } = pair(s.path('bad'), 65536, 6);
+  const { cow } = cowPair(s.path('bad'), 65536, 6);
   const good = readFileSync(cow);
   const edits: Array<[string, (b: Buffer) => void, RegExp]> = [
     ['huge size', (b) => b.writeBigUInt64BE(1n << 50n, 12), /bitmap .* lies past the end of the file/],
@@ -166,7 +154,7 @@ test('damaged headers: a huge size, an absurd alignment, an unterminated name gi
 });
 
 test('check: a clean uml_mkcow file passes; stray bits past the last sector and data cut off by truncation are corruptions that -r all repairs', () => {
-  const { back, cow } = pair(s.path('ck'), 1000000, 7); // 1954 sectors: the bitmap's last byte holds 2 real bits
+  const { back, cow } = cowPair(s.path('ck'), 1000000, 7); // 1954 sectors: the bitmap's last byte holds 2 real bits
   const clean = dw(['check', '--output', 'json', cow]);
   assert.equal(clean.status, 0, clean.stderr);
   assert.equal(JSON.parse(clean.stdout)['total-clusters'], 1954);

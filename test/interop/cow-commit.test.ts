@@ -11,6 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { dw, dwOk, must, run, scratch, seededRandom } from '../helpers';
+import { cowPair } from './cow-common';
 import { openImage } from '../../src-main/registry';
 import { DiskError } from '../../src-main/block/errors';
 
@@ -19,16 +20,7 @@ after(() => s.cleanup());
 
 function pair(name: string, size: number, seed: number): { back: string; cow: string; dir: string } {
   const dir = s.path(name);
-  mkdirSync(dir, { recursive: true });
-  const rnd = seededRandom(seed);
-  const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 512) if (rnd() < 0.5) b.fill((rnd() * 255 + 1) | 0, i, Math.min(size, i + 512));
-  const back = `${dir}/back.img`;
-  writeFileSync(back, b);
-  utimesSync(back, 1700000000, 1700000000);
-  const cow = `${dir}/disk.cow`;
-  must('uml_mkcow', [cow, back]);
-  return { back, cow, dir };
+  return { ...cowPair(dir, size, seed), dir };
 }
 
 /** Seeded writes through our driver: data, zeros over data, zeros over zeros. */

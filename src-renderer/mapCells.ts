@@ -1,0 +1,22 @@
+/** The maps' grid of cells (AllocationMap, SnapshotDiffMap): which cell the pointer is over. */
+
+export interface CellGrid {
+  columns: number;
+  /** A cell and the gap after it, in drawn pixels. */
+  pitch: number;
+  /** Space around the grid, in drawn pixels (the allocation map keeps room for its focus ring). */
+  pad: number;
+  /** The drawn size of the canvas (CSS may show it scaled). */
+  width: number;
+  height: number;
+  cells: number;
+}
+
+/** The index of the cell under the pointer, or null outside the grid. */
+export function cellAt(e: MouseEvent, canvas: HTMLCanvasElement, g: CellGrid): number | null {
+  const r = canvas.getBoundingClientRect();
+  const col = Math.floor(((e.clientX - r.left) * (g.width / r.width) - g.pad) / g.pitch);
+  const row = Math.floor(((e.clientY - r.top) * (g.height / r.height) - g.pad) / g.pitch);
+  const i = row * g.columns + col;
+  return col >= 0 && col < g.columns && i >= 0 && i < g.cells ? i : null;
+}
