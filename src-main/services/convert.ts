@@ -130,7 +130,14 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   const fresh = !req.existingTarget; // a fresh target reads as zeros everywhere already
   const withBacking = req.backingFile !== undefined;
   const compress = req.compress === true;
-  const grain = compress ? dst.clusterSize ?? 65536 : ZERO_GRAIN;
+  // The grain of zero detection and of the walk: the target's allocation unit where it has a small one (a
+  // qcow2 cluster, a VMDK grain), so that a cluster holding any data is written whole in one piece (qemu-img
+  // gets the same file by writing the data and zeroing the rest of the cluster); 4 KiB otherwise (raw, VHDX's
+  // 32 MiB blocks; -B, where only what the source's top image holds is copied), as qemu-img's -S 4k. With -c
+  // compressed clusters are written whole anyway.
+  const unit = dst.clusterSize;
+  const wholeUnits = !withBacking && unit !== undefined && unit > ZERO_GRAIN && unit <= CHUNK && (unit & (unit - 1)) === 0;
+  const grain = compress ? unit ?? 65536 : wholeUnits ? unit : ZERO_GRAIN;
   const chunk = Math.max(CHUNK, grain);
   const skipZeros = fresh && !withBacking;
   const srcConcurrent = takesConcurrentCalls(src);
@@ -165,10 +172,10 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
         extKind = ext.kind === 'data' ? 'data' : 'zero';
         extEnd = next + ext.length;
       }
-      if (compress) {
-        // Compressed clusters are written whole, so with -c the copy walks whole clusters (`next` stays
-        // aligned): a source whose extents follow smaller units (a file system's 4 KiB holes in a raw image)
-        // has a cluster read as data when any part of it is data, its holes reading as zeros.
+      if (grain > ZERO_GRAIN) {
+        // Whole clusters are written, so the copy walks whole clusters (`next` stays aligned): a source whose
+        // extents follow smaller units (a file system's 4 KiB holes in a raw image) has a cluster read as data
+        // when any part of it is data, its holes reading as zeros.
         if (extKind === 'data') extEnd = Math.min(src.size, alignUp(extEnd, grain));
         else if (alignDown(extEnd, grain) > next) extEnd = alignDown(extEnd, grain);
         else {
