@@ -7,6 +7,7 @@
 import type * as Zlib from 'node:zlib';
 import type * as Fzstd from 'fzstd';
 import { LruCache } from '../../block/cache';
+import { Inflater } from '../../block/inflate';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import type { Qcow2Device } from './device';
 import { fromBig, hostOf, isCompressedEntry, putEntry, readEntry } from './entry';
@@ -20,6 +21,9 @@ let fzstdModule: typeof Fzstd | undefined;
 const zlib = (): typeof Zlib => (zlibModule ??= require('node:zlib') as typeof Zlib);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const fzstd = (): typeof Fzstd => (fzstdModule ??= require('fzstd') as typeof Fzstd);
+
+/** One raw-deflate stream for every compressed cluster this process reads (reads are synchronous, one at a time). */
+const inflater = new Inflater(true);
 
 /** qemu's deflate parameters for compressed clusters: raw deflate, 4 KiB window, default level. */
 const DEFLATE_OPTIONS = { windowBits: 12, memLevel: 9 };
@@ -35,6 +39,8 @@ function deflateCluster(data: Uint8Array): Promise<Buffer> {
 /** The image's compressed-cluster state: the last clusters inflated, and where the next compressed one may go. */
 export class CompressedClusters {
   private readonly inflated = new LruCache<number, Uint8Array>(2);
+  /** Buffers for compressed bytes read from the file, reused (reads of several clusters may be under way). */
+  private readonly scratch: Uint8Array[] = [];
   /** Where the next compressed cluster may go (qemu's free_byte_offset); 0 = start a new cluster. */
   private freeByteOffset = 0;
 
@@ -50,33 +56,50 @@ export class CompressedClusters {
     this.inflated.clear();
   }
 
-  /** Decompresses one compressed cluster (bounded to one cluster of output). */
-  async inflate(entry: bigint): Promise<Uint8Array> {
+  /**
+   * Puts bytes [inner, inner + into.length) of a compressed cluster into `into`. A whole cluster is inflated
+   * straight into the caller's buffer (a convert's read); a part goes through the small cache, since the
+   * rest of that cluster is usually read next.
+   */
+  async readInto(entry: bigint, inner: number, into: Uint8Array): Promise<void> {
+    const d = this.d;
+    const { offset } = compressedExtent(entry, d.clusterBits);
+    if (inner === 0 && into.length === d.clusterSize && !this.inflated.get(offset)) {
+      await this.inflateTo(entry, into);
+      return;
+    }
+    let cluster = this.inflated.get(offset);
+    if (!cluster) {
+      cluster = new Uint8Array(d.clusterSize);
+      await this.inflateTo(entry, cluster);
+      this.inflated.set(offset, cluster);
+    }
+    into.set(cluster.subarray(inner, inner + into.length));
+  }
+
+  /** Decompresses one compressed cluster into `out` (one cluster long), reading at most its stored bytes. */
+  private async inflateTo(entry: bigint, out: Uint8Array): Promise<void> {
     const d = this.d;
     const { offset, length } = compressedExtent(entry, d.clusterBits);
-    const cached = this.inflated.get(offset);
-    if (cached) return cached;
     if (offset >= d.file.size) throw corrupt(`${d.path}: a compressed cluster lies past the end of the file (host offset 0x${offset.toString(16)})`, d.path);
-    const src = await d.file.readBlock(offset, Math.min(length, d.file.size - offset), 'compressed cluster');
-    if (d.header.compressionType === COMPRESSION_ZSTD) {
-      const c = inflateZstd(src, d.clusterSize);
-      if (!c) throw corrupt(`${d.path}: the zstd-compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, d.path);
-      this.inflated.set(offset, c);
-      return c;
-    }
-    let out: Buffer;
+    const n = Math.min(length, d.file.size - offset);
+    // The compressed bytes go into a scratch buffer kept for the next cluster (length ≤ 2 clusters by the
+    // entry's format), so a convert of compressed clusters does not leave one garbage buffer per cluster.
+    const src = this.scratch.pop() ?? new Uint8Array(2 * d.clusterSize);
     try {
+      await d.file.readZeroPadded(offset, src.subarray(0, n));
+      const data = src.subarray(0, n);
+      if (d.header.compressionType === COMPRESSION_ZSTD) {
+        if (!inflateZstd(data, out)) throw corrupt(`${d.path}: the zstd-compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, d.path);
+        return;
+      }
       // Raw deflate, as qemu writes it; the stream may be cut at a sector end once a cluster is produced.
-      out = zlib().inflateRawSync(src, { finishFlush: zlib().constants.Z_SYNC_FLUSH, maxOutputLength: d.clusterSize });
-    } catch {
-      throw corrupt(`${d.path}: the compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, d.path);
+      const got = inflater.inflate(data, out);
+      if (got < 0) throw corrupt(`${d.path}: the compressed cluster at host offset 0x${offset.toString(16)} cannot be decompressed`, d.path);
+      if (got !== out.length) throw corrupt(`${d.path}: the compressed cluster at host offset 0x${offset.toString(16)} holds ${got} bytes, not a cluster`, d.path);
+    } finally {
+      if (this.scratch.length < 8) this.scratch.push(src);
     }
-    if (out.length !== d.clusterSize) {
-      throw corrupt(`${d.path}: the compressed cluster at host offset 0x${offset.toString(16)} holds ${out.length} bytes, not a cluster`, d.path);
-    }
-    const c = new Uint8Array(out.buffer, out.byteOffset, out.length);
-    this.inflated.set(offset, c);
-    return c;
   }
 
   /** Allocates `size` bytes for compressed data, packing clusters one after another as qemu does. */
@@ -157,10 +180,11 @@ const MAX_ZSTD_WINDOW = 8 << 20;
 
 /**
  * Decompresses one zstd-compressed cluster (qemu's compression_type=zstd): a single frame, possibly followed
- * by sector padding, producing exactly one cluster. Returns undefined when the data is not such a frame.
+ * by sector padding, producing exactly one cluster into `out`. Returns false when the data is not such a frame.
  */
-function inflateZstd(src: Uint8Array, clusterSize: number): Uint8Array | undefined {
-  if (src.length < 6 || src[0] !== 0x28 || src[1] !== 0xb5 || src[2] !== 0x2f || src[3] !== 0xfd) return undefined;
+function inflateZstd(src: Uint8Array, out: Uint8Array): boolean {
+  const clusterSize = out.length;
+  if (src.length < 6 || src[0] !== 0x28 || src[1] !== 0xb5 || src[2] !== 0x2f || src[3] !== 0xfd) return false;
   const flags = src[4];
   const singleSegment = (flags >> 5) & 1;
   const sizeFlag = flags >> 6;
@@ -169,16 +193,15 @@ function inflateZstd(src: Uint8Array, clusterSize: number): Uint8Array | undefin
     // The window is the content size, given right after the dictionary id.
     const at = 5 + dictBytes;
     const n = sizeFlag ? 1 << sizeFlag : 1;
-    if (src.length < at + n) return undefined;
+    if (src.length < at + n) return false;
     let size = 0;
     for (let i = n - 1; i >= 0; i--) size = size * 256 + src[at + i];
     if (sizeFlag === 1) size += 256;
-    if (size > clusterSize) return undefined;
+    if (size > clusterSize) return false;
   } else {
     const base = 2 ** (10 + (src[5] >> 3));
-    if (base + (base / 8) * (src[5] & 7) > MAX_ZSTD_WINDOW) return undefined;
+    if (base + (base / 8) * (src[5] & 7) > MAX_ZSTD_WINDOW) return false;
   }
-  const out = new Uint8Array(clusterSize);
   let got = 0;
   const dec = new (fzstd().Decompress)((chunk: Uint8Array) => {
     const take = Math.min(chunk.length, clusterSize - got);
@@ -190,5 +213,5 @@ function inflateZstd(src: Uint8Array, clusterSize: number): Uint8Array | undefin
   } catch {
     // The padding after the frame is not another frame; what counts is a whole cluster produced before it.
   }
-  return got === clusterSize ? out : undefined;
+  return got === clusterSize;
 }

@@ -59,9 +59,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
         }
         break;
       case 'compressed': {
-        const cluster = await d.compressed.inflate(p.entry!);
-        const inner = pos % d.clusterSize;
-        dst.set(cluster.subarray(inner, inner + p.length));
+        await d.compressed.readInto(p.entry!, pos % d.clusterSize, dst);
         break;
       }
     }
