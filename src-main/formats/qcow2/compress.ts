@@ -8,6 +8,7 @@ import type * as Zlib from 'node:zlib';
 import type * as Fzstd from 'fzstd';
 import { LruCache } from '../../block/cache';
 import { Inflater } from '../../block/inflate';
+import { deflatePool, type DeflatePool, type Packed } from '../../block/deflate-pool';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import type { Qcow2Device } from './device';
 import { fromBig, hostOf, isCompressedEntry, putEntry, readEntry } from './entry';
@@ -31,9 +32,20 @@ const DEFLATE_OPTIONS = { windowBits: 12, memLevel: 9 };
 /** Clusters at least this large are compressed on the thread pool (measured: smaller ones are faster inline). */
 const ASYNC_DEFLATE_MIN = 32 * 1024;
 
-/** Compresses one cluster on the thread pool, so that several clusters are compressed at once. */
-function deflateCluster(data: Uint8Array): Promise<Buffer> {
-  return new Promise((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, out) => (err ? reject(err) : resolve(out))));
+/**
+ * Compresses one cluster on the worker pool (block/deflate-pool.ts: every core, no buffer per cluster);
+ * undefined when it does not shrink. Where no worker can be started, on the libuv thread pool instead.
+ */
+async function deflateCluster(data: Uint8Array): Promise<Packed | undefined> {
+  let pool: DeflatePool | undefined;
+  try {
+    pool = deflatePool(data.length, true, DEFLATE_OPTIONS);
+  } catch {
+    pool = undefined;
+  }
+  if (pool) return pool.compress(data);
+  const out = await new Promise<Buffer>((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, b) => (err ? reject(err) : resolve(b))));
+  return out.length < data.length ? { data: out, release: () => undefined } : undefined;
 }
 
 /** The image's compressed-cluster state: the last clusters inflated, and where the next compressed one may go. */
@@ -138,10 +150,14 @@ export async function writeCompressed(d: Qcow2Device, offset: number, data: Uint
   // This build compresses with zlib only; in a zstd image such clusters are stored uncompressed (valid).
   const zlibImage = d.header.compressionType === COMPRESSION_ZLIB;
   const full = data.length === cs ? data : (() => { const b = new Uint8Array(cs); b.set(data); return b; })();
-  // Large clusters are compressed on the thread pool before this write's turn in the queue comes, so that the
-  // clusters of a convert are compressed side by side; allocation still happens in call order. Below 32 KiB
-  // a thread pool round trip costs more than it saves.
-  const packing = !zlibImage ? undefined : cs >= ASYNC_DEFLATE_MIN ? deflateCluster(full) : Promise.resolve(zlib().deflateRawSync(full, DEFLATE_OPTIONS));
+  // Large clusters are compressed on the worker pool before this write's turn in the queue comes, so that
+  // the clusters of a convert are compressed side by side; allocation still happens in call order. Below
+  // 32 KiB a round trip to a worker costs more than it saves.
+  const packing: Promise<Packed | undefined> | undefined = !zlibImage
+    ? undefined
+    : cs >= ASYNC_DEFLATE_MIN
+      ? deflateCluster(full)
+      : Promise.resolve(((b: Buffer) => (b.length < cs ? { data: b, release: () => undefined } : undefined))(zlib().deflateRawSync(full, DEFLATE_OPTIONS)));
   packing?.catch(() => undefined);
   await d.jobs.serial(async () => {
     await d.beginWrite();
@@ -151,18 +167,23 @@ export async function writeCompressed(d: Qcow2Device, offset: number, data: Uint
     }
     // Data that does not shrink is stored plain.
     const packed = await packing;
-    if (packed.length >= cs) {
+    if (!packed) {
       await writeData(d, offset, data);
       return;
     }
     // The refcount raise is deferred (written before any L2 entry, see cache.ts); the data is written now.
-    const host = await d.compressed.allocBytes(packed.length, true);
-    await d.file.write(host, packed);
+    const packedLength = packed.data.length;
+    const host = await d.compressed.allocBytes(packedLength, true);
+    try {
+      await d.file.write(host, packed.data);
+    } finally {
+      packed.release();
+    }
     await d.jobs.awaitLanding(offset / cs, offset / cs);
     const { offset: l2off, table } = await d.tables.l2ForWrite(Math.floor(offset / cs / d.l2Entries));
     const idx = (offset / cs) % d.l2Entries;
     const old = readEntry(table, idx, d.extendedL2);
-    putEntry(table, idx, fromBig(encodeCompressedEntry(host, packed.length, d.clusterBits)), d.extendedL2);
+    putEntry(table, idx, fromBig(encodeCompressedEntry(host, packedLength, d.clusterBits)), d.extendedL2);
     if (!isCompressedEntry(old.hi) && hostOf(old) === 0) {
       // Nothing is freed, so nothing waits for the L2 write: it goes with the others of its table.
       d.tables.deferEntries(l2off, table, idx, 1);
@@ -172,6 +193,9 @@ export async function writeCompressed(d: Qcow2Device, offset: number, data: Uint
     await releaseEntry(d, old);
   }, true).catch((err) => {
     throw toDiskError(err, d.path);
+  }).finally(() => {
+    // The compressed bytes' slot in the pool goes back even when the write failed before reaching them.
+    packing?.then((p) => p?.release(), () => undefined);
   });
 }
 
