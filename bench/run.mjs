@@ -1,19 +1,24 @@
 // Side-by-side timings of diskwright and qemu-img on the same inputs, printed as ratios (ours / qemu's;
 // below 1.00 means we are faster). Nothing here asserts a timing.
 //
-//   npm run bench                      256 MiB and 1 GiB images, best of 3
-//   npm run bench -- --size 512M       one size (or a list: --size 256M,2G)
+//   npm run bench                      1 GiB images, best of 3, then the memory rows at 1 GiB and 64 GiB
+//   npm run bench -- --size 512M       other sizes (or a list: --size 256M,2G)
 //   npm run bench -- --repeats 5 --only convert
 //   npm run bench -- --inputs fs       only the file system image (or: everyother)
+//   npm run bench -- --memory-sizes 1G,16G   (or "none")
 //
-// Rows: convert between raw and qcow2 (plain, -t unsafe, -t writeback, -c), reading compressed qcow2,
-// recompressing, raw to and from VMDK, VHDX and Parallels, raw to streamOptimized VMDK, map, compare, check
-// and info. Each row gives the wall time (best of the repeats) and the peak RSS (largest) of both tools.
+// Rows, for each input: convert raw -> raw and raw -> qcow2, VMDK, VHDX, Parallels, each with both tools'
+// defaults, with -t unsafe and with -t writeback; each format -> raw, and VMDK, VHDX, Parallels -> qcow2 and
+// back (-t unsafe); qcow2 -c and streamOptimized VMDK; reading compressed qcow2 and recompressing; map,
+// compare, check and info. Each row gives the wall time (best of the repeats) and the peak RSS (largest) of
+// both tools.
 //
 // Two inputs per size: "everyother" has data in every other MiB (written by qemu-io, so qemu-img reads it as
 // it reads any image); "fs" is a real ext4 file system built by mke2fs -d from a generated tree of text,
 // random and sparse files (test/fixtures/fs-image.ts, deterministic), about a third full, whose data lies in
 // 4 KiB blocks with holes between them as a real disk's does.
+// The memory rows ("spread": 64 MiB of data spread evenly over the virtual size) convert raw to and from each
+// format at 1 GiB and 64 GiB: peak RSS should not grow with the virtual size.
 // Every timed command writes a new target: the previous one is deleted first, outside the timing, so neither
 // tool pays for freeing the last run's file. Every output is checked (qemu-img compare, and check for qcow2)
 // so a fast wrong answer cannot pass unnoticed.
@@ -22,7 +27,7 @@
 // while diskwright flushes the new image once before renaming it into place. Rows marked "-t unsafe" run both
 // without a flush, rows marked "-t writeback" both with one; the plain rows compare each tool's default.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +39,8 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 };
-const sizes = arg('--size', '256M,1G').split(',');
+const sizes = arg('--size', '1G').split(',');
+const memorySizes = arg('--memory-sizes', '1G,64G').split(',').filter((x) => x !== 'none');
 const repeats = Number(arg('--repeats', '3'));
 const only = arg('--only', '');
 const inputKinds = arg('--inputs', 'everyother,fs').split(',');
@@ -75,8 +81,10 @@ function best(fn, before = () => undefined) {
 function makeFsInput(fmt, size) {
   const rawPath = join(dir, `fs-${size}.raw`);
   const bytes = Math.floor(0.33 * Number(JSON.parse(qemu(['measure', '--output', 'json', '-O', 'raw', '--size', size]).stdout)['fully-allocated']));
-  makeExt4Image(rawPath, join(dir, `tree-${size}`), size, { seed: 1, bytes });
-  rmSync(join(dir, `tree-${size}`), { recursive: true, force: true });
+  if (!existsSync(rawPath)) {
+    makeExt4Image(rawPath, join(dir, `tree-${size}`), size, { seed: 1, bytes });
+    rmSync(join(dir, `tree-${size}`), { recursive: true, force: true });
+  }
   if (fmt === 'raw') return rawPath;
   const p = join(dir, `fs-${size}.${fmt}`);
   qemu(['convert', '-O', fmt, rawPath, p]);
@@ -90,7 +98,9 @@ function makeInput(fmt, size, kind = 'everyother') {
   qemu(['create', '-q', '-f', fmt, p, size]);
   const vsize = JSON.parse(qemu(['info', '--output', 'json', p]).stdout)['virtual-size'];
   const cmds = [];
-  for (let off = 0; off < vsize; off += 2 * 1024 * 1024) cmds.push('-c', `write -P ${(off >> 20) & 0xff} ${off} 1M`);
+  if (kind === 'spread') {
+    for (let i = 0; i < 64; i++) cmds.push('-c', `write -P ${i + 1} ${Math.floor(vsize / 64 / 1048576) * 1048576 * i} 1M`);
+  } else for (let off = 0; off < vsize; off += 2 * 1024 * 1024) cmds.push('-c', `write -P ${(off >> 20) & 0xff} ${off} 1M`);
   sh('qemu-io', ['-f', fmt, ...cmds, p]);
   return p;
 }
@@ -117,34 +127,40 @@ function convertCase(size, input, inFmt, outFmt, flags, label, oursFlags = flags
 }
 
 let currentInput = '';
+/** The formats both tools write; every one is converted to and from raw and qcow2. */
+const FORMATS = ['qcow2', 'vmdk', 'vhdx', 'parallels'];
 for (const size of sizes) for (const kind of inputKinds) {
   currentInput = kind;
   const inputs = { raw: makeInput('raw', size, kind), qcow2: makeInput('qcow2', size, kind) };
-  for (const inFmt of ['raw', 'qcow2']) {
-    for (const outFmt of ['raw', 'qcow2']) convertCase(size, inputs[inFmt], inFmt, outFmt, [], '');
-  }
-  // The same work with the same durability in both tools.
+  // Each tool's default first (qemu-img: no flush; diskwright: one flush before the rename), then the same
+  // durability in both: -t unsafe (no flush) and -t writeback (one flush at the end).
+  convertCase(size, inputs.raw, 'raw', 'raw', [], '');
   convertCase(size, inputs.raw, 'raw', 'raw', ['-t', 'unsafe'], '-t unsafe');
-  convertCase(size, inputs.raw, 'raw', 'qcow2', ['-t', 'unsafe'], '-t unsafe');
   convertCase(size, inputs.raw, 'raw', 'raw', ['-t', 'writeback'], '-t writeback');
-  convertCase(size, inputs.raw, 'raw', 'qcow2', ['-t', 'writeback'], '-t writeback');
+  for (const fmt of FORMATS) {
+    if (!FORMATS.concat('raw').some((f) => want(`convert raw -> ${fmt}`) || want(`convert ${fmt} -> ${f}`) || want(`convert ${f} -> ${fmt}`))) continue;
+    convertCase(size, inputs.raw, 'raw', fmt, [], '');
+    convertCase(size, inputs.raw, 'raw', fmt, ['-t', 'unsafe'], '-t unsafe');
+    convertCase(size, inputs.raw, 'raw', fmt, ['-t', 'writeback'], '-t writeback');
+    // Out of the format (an input qemu-img wrote), to raw and, for the others, to qcow2 and back.
+    const input = fmt === 'qcow2' ? inputs.qcow2 : makeInput(fmt, size, kind);
+    convertCase(size, input, fmt, 'raw', ['-t', 'unsafe'], '-t unsafe');
+    if (fmt !== 'qcow2') {
+      convertCase(size, input, fmt, 'qcow2', ['-t', 'unsafe'], '-t unsafe');
+      convertCase(size, inputs.qcow2, 'qcow2', fmt, ['-t', 'unsafe'], '-t unsafe');
+      rmSync(input, { force: true });
+    }
+  }
+  // Compressed output, reading compressed clusters, and recompressing them.
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-c'], '-c');
-  // Reading compressed clusters, and recompressing them.
+  convertCase(size, inputs.raw, 'raw', 'vmdk', ['-o', 'subformat=streamOptimized'], 'streamOptimized');
   if (want('compressed')) {
     const packed = join(dir, `packed-${size}.qcow2`);
     qemu(['convert', '-c', '-O', 'qcow2', inputs.raw, packed]);
     convertCase(size, packed, 'qcow2', 'raw', ['-t', 'unsafe'], '(compressed) -t unsafe');
     convertCase(size, inputs.qcow2, 'qcow2', 'qcow2', ['-c', '-t', 'unsafe'], '-c -t unsafe');
     rmSync(packed, { force: true });
-  }  // The other formats both tools write: into them from raw, and out of them (inputs written by qemu-io).
-  for (const fmt of ['vmdk', 'vhdx', 'parallels']) {
-    if (!want(`convert raw -> ${fmt}`) && !want(`convert ${fmt} -> raw`)) continue;
-    convertCase(size, inputs.raw, 'raw', fmt, [], '');
-    const input = makeInput(fmt, size, kind);
-    convertCase(size, input, fmt, 'raw', [], '');
-    rmSync(input, { force: true });
   }
-  convertCase(size, inputs.raw, 'raw', 'vmdk', ['-o', 'subformat=streamOptimized'], 'streamOptimized');
   for (const fmt of ['raw', 'qcow2']) {
     if (want(`map ${fmt}`)) {
       const args = ['map', '--output', 'json', inputs[fmt]];
@@ -166,6 +182,20 @@ for (const size of sizes) for (const kind of inputKinds) {
     rows.push({ size, input: kind, name: `${cmd} qcow2`, ours: best(() => ours(args, [0, 2, 3])), qemu: best(() => qemu(args, [0, 2, 3])), note: '' });
   }
   for (const p of Object.values(inputs)) rmSync(p, { force: true });
+}
+
+// Memory: the same small amount of data in a 1 GiB and a 64 GiB image.
+for (const size of memorySizes) {
+  currentInput = 'spread';
+  if (!want('convert')) break;
+  const raw = makeInput('raw', size, 'spread');
+  for (const fmt of FORMATS) {
+    convertCase(size, raw, 'raw', fmt, ['-t', 'unsafe'], '-t unsafe');
+    const input = makeInput(fmt, size, 'spread');
+    convertCase(size, input, fmt, 'raw', ['-t', 'unsafe'], '-t unsafe');
+    rmSync(input, { force: true });
+  }
+  rmSync(raw, { force: true });
 }
 
 const startNode = best(() => timed(process.execPath, ['-e', '0']));
