@@ -50,7 +50,9 @@ function loadBundle(file, useCache = true) {
       if (id !== undefined && data.length > 33 && data.toString('latin1', 0, 33) === `${id}\n`) cachedData = data.subarray(33);
     }
   }
-  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+  // The wrapper Node puts around a CommonJS module (on the source's first line, so line numbers stay true).
+  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
+  const script = new vm.Script(wrapped, { filename: file, cachedData });
   if (cachedData !== undefined) cache = script.cachedDataRejected ? 'rejected' : 'accepted';
   const mod = { exports: {}, filename: file, id: file, loaded: false };
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
