@@ -10,7 +10,7 @@ import { parseSize } from '../block/sizes';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
-import { splitOptionString } from '../services/options';
+import { describeOptions, splitOptionString } from '../services/options';
 
 // Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should
 // cost little more than a bare node start, and compiling convert, snapshot, compare... for it would not.
@@ -69,7 +69,6 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
   const driver = driverFor(format);
   const opts = optionsArg(p);
   if ('help' in opts || opts['?'] !== undefined) {
-    const { describeOptions } = await import('../services/options');
     io.out(describeOptions(format, driver.createOptions));
     return 0;
   }
