@@ -3,7 +3,8 @@
  * its V8 code cache; a missing, stale or broken bundle or cache falls back to dist/main with the same output, and
  * with nothing to run the command fails in one plain line. Also that `info` of a qcow2 image loads only what it
  * needs (the lazy loading that keeps start-up short). Needs the build (`node scripts/build.mjs`), as the CLI
- * tests do; no timings are asserted here (they live in the report and bench/).
+ * tests do, and qemu-img (an interop test: what it says about the image is the reference); no timings are
+ * asserted here.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
