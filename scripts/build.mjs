@@ -1,13 +1,16 @@
 // Builds everything the CLI, the browser host and the Electron app run from: dist/main (TypeScript),
-// dist/native (the optional hole-seeking addon), dist/renderer (the Vue UI). Run by `npm ci` (prepare).
+// dist/cli (the command line bundled into one file with its code cache, for a quick start; see
+// scripts/bundle-cli.mjs), dist/native (the optional hole-seeking addon), dist/renderer (the Vue UI).
+// Run by `npm ci` (prepare).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleCli } from './bundle-cli.mjs';
 import { ensureElectronTypes } from './electron-types.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const only = process.argv[2]; // main | native | renderer
+const only = process.argv[2]; // main (with the CLI bundle) | cli | native | renderer
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
@@ -38,5 +41,15 @@ function buildRenderer() {
 }
 
 if (!only || only === 'main') buildMain();
+// The native addon first: the bundle's code cache is made by running commands, which load it.
 if (!only || only === 'native') buildNative();
+// The bundle is made from dist/main, so it follows every compile of dist/main.
+if (!only || only === 'main' || only === 'cli') {
+  try {
+    await bundleCli();
+  } catch (err) {
+    console.error(`bundling the command line failed: ${err.message}`);
+    process.exit(1);
+  }
+}
 if (!only || only === 'renderer') buildRenderer();

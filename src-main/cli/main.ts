@@ -7,22 +7,13 @@ import { DiskError, toDiskError } from '../block/errors';
 import { setForceShare } from '../block/lock';
 import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
-import { checkExitCode, checkImage } from '../services/check';
-import { compareImages } from '../services/compare';
-import { convertImage } from '../services/convert';
-import { convertKeepingSnapshots } from '../services/convert-snapshots';
-import { createImage } from '../services/create';
-import { inspectImage } from '../services/info';
-import { mapImage } from '../services/map';
-import { describeOptions, splitOptionString } from '../services/options';
-import { resizeImage } from '../services/resize';
-import { discardBytes, readBytes, writeBytes } from '../services/rw';
-import { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } from '../services/snapshot';
 import { has, last, parseArgs, type ParsedArgs } from './args';
-import { cmdCommit, cmdRebase } from './backing';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
-import { cmdMeasure } from './measure';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
+import { describeOptions, splitOptionString } from '../services/options';
+
+// Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should
+// cost little more than a bare node start, and compiling convert, snapshot, compare... for it would not.
 
 const USAGE = `usage: diskwright COMMAND [options]
 
@@ -53,6 +44,7 @@ async function cmdInfo(argv: string[], io: Io): Promise<number> {
   need(p, 1, 'info', 'an image file name');
   const format = formatArg(p);
   const output = outputArg(p);
+  const { inspectImage } = await import('../services/info');
   const info = await inspectImage(p.positional[0], { format, backingChain: has(p, '--backing-chain'), backingPolicy: BACKING });
   if (output === 'json') {
     if (has(p, '--backing-chain')) {
@@ -89,6 +81,7 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
   delete opts.backing_fmt;
   const size = sizeText !== undefined ? parseSize(sizeText, 'image size') : opts.size !== undefined ? parseSize(opts.size, 'image size') : undefined;
   delete opts.size;
+  const { createImage } = await import('../services/create');
   await createImage({ path, format, size, options: opts, backingFile, backingFormat: bf });
   if (!has(p, '-q')) {
     const shown = Object.entries(opts).map(([k, v]) => ` ${k}=${v}`).join('');
@@ -106,7 +99,8 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
   const sourceFormat = formatArg(p);
   const [source, target] = p.positional;
   const keepSnapshots = has(p, '--keep-snapshots');
-  await (keepSnapshots ? convertKeepingSnapshots : convertImage)({
+  const convert = keepSnapshots ? (await import('../services/convert-snapshots')).convertKeepingSnapshots : (await import('../services/convert')).convertImage;
+  await convert({
     keepSnapshots,
     sourceSnapshot: snapshotParam(p),
     source,
@@ -149,6 +143,7 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
   const output = outputArg(p);
   const r = last(p, '-r');
   if (r !== undefined && r !== 'leaks' && r !== 'all') throw new DiskError('EINVAL', `-r must be 'leaks' or 'all', not '${r}'`);
+  const { checkExitCode, checkImage } = await import('../services/check');
   let report;
   try {
     report = await checkImage({ path: p.positional[0], format, repair: r, signal: io.signal });
@@ -173,6 +168,7 @@ async function cmdCompare(argv: string[], io: Io): Promise<number> {
   // A usage error exits 1 as in qemu-img; only failures to open or read the images exit 2.
   if (p.positional.length !== 2) throw new DiskError('EINVAL', 'compare: expecting two image file names');
   try {
+    const { compareImages } = await import('../services/compare');
     const res = await compareImages({
       a: p.positional[0],
       b: p.positional[1],
@@ -195,6 +191,7 @@ async function cmdCompare(argv: string[], io: Io): Promise<number> {
 async function cmdMap(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['-U'] }, 'map');
   need(p, 1, 'map', 'an image file name');
+  const { mapImage } = await import('../services/map');
   const entries = await mapImage(p.positional[0], { format: formatArg(p), backingPolicy: BACKING, signal: io.signal });
   io.out(outputArg(p) === 'json' ? mapJson(entries) : mapText(entries));
   return 0;
@@ -206,6 +203,7 @@ async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
   const actions = ['-l', '-c', '-a', '-d', '--diff'].filter((f) => has(p, f));
   if (actions.length > 1) throw new DiskError('EINVAL', 'snapshot: give only one of -l, -c, -a, -d, --diff');
   const action = actions[0] ?? '-l';
+  const { applySnapshot, createSnapshot, deleteSnapshot, diffSnapshots, listSnapshots } = await import('../services/snapshot');
   if (action === '--diff') {
     // snapshot --diff A [B] IMAGE: B defaults to the current state.
     if (p.positional.length < 1 || p.positional.length > 2) throw new DiskError('EINVAL', 'snapshot --diff: expecting [B] and an image file name');
@@ -245,6 +243,7 @@ async function cmdResize(argv: string[], io: Io): Promise<number> {
   if (sizeText.startsWith('+')) size = { delta: parseSize(sizeText.slice(1)) };
   else if (sizeText.startsWith('-')) size = { delta: -parseSize(sizeText.slice(1)) };
   else size = parseSize(sizeText);
+  const { resizeImage } = await import('../services/resize');
   await resizeImage({ path: image, format: formatArg(p), size, shrink: has(p, '--shrink'), backingPolicy: BACKING });
   if (!has(p, '-q')) io.out('Image resized.'); // as qemu-img says it
   return 0;
@@ -254,6 +253,7 @@ async function cmdRead(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f'], boolean: ['-U'] }, 'read');
   if (p.positional.length < 3 || p.positional.length > 4) throw new DiskError('EINVAL', 'read: expecting IMAGE OFFSET LENGTH [OUTFILE]');
   const [image, off, len, outFile] = p.positional;
+  const { readBytes } = await import('../services/rw');
   const data = await readBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), length: parseOffset(len, 'length'), backingPolicy: BACKING });
   if (outFile !== undefined) await fsp.writeFile(outFile, data).catch((e) => { throw toDiskError(e, outFile); });
   else await io.writeOut(data);
@@ -265,6 +265,7 @@ async function cmdWrite(argv: string[], io: Io): Promise<number> {
   if (p.positional.length !== 3) throw new DiskError('EINVAL', 'write: expecting IMAGE OFFSET INFILE (- for standard input)');
   const [image, off, inFile] = p.positional;
   const data = inFile === '-' ? await io.readIn() : await fsp.readFile(inFile).catch((e) => { throw toDiskError(e, inFile); });
+  const { writeBytes } = await import('../services/rw');
   await writeBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), data, backingPolicy: BACKING });
   return 0;
 }
@@ -274,6 +275,7 @@ async function cmdDiscard(argv: string[], io: Io): Promise<number> {
   if (p.positional.length !== 3) throw new DiskError('EINVAL', 'discard: expecting IMAGE OFFSET LENGTH');
   const [image, off, len] = p.positional;
   const length = parseOffset(len, 'length');
+  const { discardBytes } = await import('../services/rw');
   const r = await discardBytes({ path: image, format: formatArg(p), offset: parseOffset(off, 'offset'), length, backingPolicy: BACKING });
   // qemu-io reports the whole range as discarded; we say which part was released.
   if (r.wholeUnitBytes < length && !has(p, '-q')) {
@@ -289,14 +291,14 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   check: cmdCheck,
   compare: cmdCompare,
   map: cmdMap,
-  measure: cmdMeasure,
+  measure: async (argv, io) => (await import('./measure')).cmdMeasure(argv, io),
   snapshot: cmdSnapshot,
   resize: cmdResize,
   read: cmdRead,
   write: cmdWrite,
   discard: cmdDiscard,
-  commit: cmdCommit,
-  rebase: cmdRebase,
+  commit: async (argv, io) => (await import('./backing')).cmdCommit(argv, io),
+  rebase: async (argv, io) => (await import('./backing')).cmdRebase(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

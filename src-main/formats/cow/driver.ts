@@ -1,20 +1,30 @@
 /**
  * The UML COW driver: wiring only. The header codecs are in layout.ts, the bitmap in bitmap.ts, the backing
  * file's checks in backing.ts, the device in device.ts, creation in create.ts, the check in check.ts and the
- * in-place merge in merge.ts.
+ * in-place merge in merge.ts. Only the probe and the option list are loaded with it; the rest on first use
+ * (`await import`), so other formats' commands do not compile it.
  */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
-import { readCowHeader } from './backing';
+import type * as Backing from './backing';
+import type * as Merge from './merge';
 import { COW_CREATE_OPTIONS } from './create-options';
-import { openCow } from './device';
 import { probeCow } from './layout';
 
-export { acceptBackingChange, type CowOpenOptions } from './backing';
-export { mergeIntoBacking } from './merge';
+export type { CowOpenOptions } from './backing';
+
+/** Accepts a changed backing file (backing.ts, loaded when called). */
+export async function acceptBackingChange(...args: Parameters<typeof Backing.acceptBackingChange>): ReturnType<typeof Backing.acceptBackingChange> {
+  return (await import('./backing')).acceptBackingChange(...args);
+}
+
+/** Merges the COW file into its backing file (merge.ts, loaded when called). */
+export async function mergeIntoBacking(...args: Parameters<typeof Merge.mergeIntoBacking>): ReturnType<typeof Merge.mergeIntoBacking> {
+  return (await import('./merge')).mergeIntoBacking(...args);
+}
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
-  const { header: h } = await readCowHeader(file);
+  const { header: h } = await (await import('./backing')).readCowHeader(file);
   return {
     format: 'cow',
     'virtual-size': h.size,
@@ -48,12 +58,11 @@ export const cowDriver: FormatDriver = {
   backingFiles: 'required',
   probe: (head: Uint8Array) => probeCow(head),
   describe,
-  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
   check: async (path, repair, opts) => (await import('./check')).checkCow(path, repair, opts),
   measure: async (size, opts, data) => (await import('./measure')).measureCow(size, opts, data),
   createOptions: COW_CREATE_OPTIONS,
-  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
-    return openCow(path, opts);
+  async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return (await import('./device')).openCow(path, opts);
   },
   // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
   async create(path: string, size: number, opts: CreateOptions): Promise<void> {

@@ -1,29 +1,25 @@
-/** The qcow2 FormatDriver: wiring of probe, describe (info), open, create, check and snapshots. */
+/**
+ * The qcow2 FormatDriver: wiring of probe, describe (info), open, create, check and snapshots. Only what every
+ * start-up needs (the probe and the option list) is loaded with it; the rest is loaded on first use (`await
+ * import`), so a command that never touches a qcow2 image does not compile the qcow2 code.
+ */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { QCOW2_CREATE_OPTIONS } from './create-options';
-import { openQcow2 } from './device';
-import { exclusiveBytes } from './snapshot-space';
-import { checkFeatures, validateHeader } from './header';
-import { snapshotInfo } from './snapshot-info';
-import { qcow2Snapshots } from './snapshot';
-import { readSnapshotTable } from './snapshot-table';
-import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout, type Qcow2Layout } from './layout';
-
-/** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
-function dataReadable(layout: Qcow2Layout, path: string): boolean {
-  try {
-    checkFeatures(layout, path, false);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout } from './layout';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
+  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }] = await Promise.all([import('./header'), import('./snapshot-table'), import('./snapshot-info')]);
   const layout = await readLayout(file);
   const h = layout.header;
   validateHeader(layout, file.path);
+  /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
+  let dataReadable = true;
+  try {
+    checkFeatures(layout, file.path, false);
+  } catch {
+    dataReadable = false;
+  }
   const snapshots = (await readSnapshotTable(file, layout)).entries;
   const data: Record<string, unknown> =
     h.version === 2
@@ -47,7 +43,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     'dirty-flag': (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
     ...(snapshots.length ? { snapshots: snapshots.map(snapshotInfo) } : {}),
     'format-specific': { type: 'qcow2', data },
-    'data-readable': dataReadable(layout, file.path),
+    'data-readable': dataReadable,
   };
 }
 
@@ -59,7 +55,6 @@ export const qcow2Driver: FormatDriver = {
   concurrentCalls: true,
   writesCompressed: true,
   backingFiles: 'optional',
-  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
   check: async (path, repair, opts) => (await import('./check')).checkQcow2(path, repair, opts),
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
@@ -71,9 +66,16 @@ export const qcow2Driver: FormatDriver = {
   measure: async (size, opts, data) => (await import('./measure')).measureQcow2(size, opts, data),
   persistentBitmapsSize: async (file, clusterSize) => (await import('./measure')).persistentBitmapsSize(file, clusterSize),
   createOptions: QCOW2_CREATE_OPTIONS,
-  snapshots: { ...qcow2Snapshots, exclusiveBytes },
-  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
-    return openQcow2(path, opts);
+  snapshots: {
+    list: async (path) => (await import('./snapshot')).qcow2Snapshots.list(path),
+    create: async (path, name, meta) => (await import('./snapshot')).qcow2Snapshots.create(path, name, meta),
+    apply: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.apply(path, nameOrId),
+    delete: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.delete(path, nameOrId),
+    diff: async (path, a, b) => (await import('./snapshot')).qcow2Snapshots.diff(path, a, b),
+    exclusiveBytes: async (path, signal) => (await import('./snapshot-space')).exclusiveBytes(path, signal),
+  },
+  async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return (await import('./device')).openQcow2(path, opts);
   },
   // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
   async create(path: string, size: number, opts: CreateOptions): Promise<void> {

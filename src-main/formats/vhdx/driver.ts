@@ -1,14 +1,15 @@
-/** The VHDX FormatDriver: wiring of probe, describe (info), open, create and check. */
+/**
+ * The VHDX FormatDriver: wiring of probe, describe (info), open, create and check. Only the probe and the option
+ * list are loaded with it; the rest on first use (`await import`), so other formats' commands do not compile it.
+ */
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { VHDX_CREATE_OPTIONS } from './create-options';
-import { openVhdx } from './device';
-import { readVhdxLayout, VhdxFile } from './image';
 import { probeVhdx, ZERO_GUID } from './layout';
-import { parentDisplayName } from './parent';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   // A pending log is replayed in memory, so info shows the image as Hyper-V would see it; the file is not changed.
+  const [{ readVhdxLayout, VhdxFile }, { parentDisplayName }] = await Promise.all([import('./image'), import('./parent')]);
   const l = await readVhdxLayout(new VhdxFile(file), false);
   const backing = l.parentLocator ? parentDisplayName(file.path, l.parentLocator) : undefined;
   const pending = l.replayed.length > 0;
@@ -49,12 +50,11 @@ export const vhdxDriver: FormatDriver = {
   backingFiles: 'optional',
   probe: (head: Uint8Array) => probeVhdx(head),
   describe,
-  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
   measure: async (size, opts, data) => (await import('./measure')).measureVhdx(size, opts, data),
   createOptions: VHDX_CREATE_OPTIONS,
   check: async (path, repair, opts) => (await import('./check')).checkVhdx(path, repair, opts),
-  open(path: string, opts: OpenOptions): Promise<BlockDevice> {
-    return openVhdx(path, opts);
+  async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+    return (await import('./device')).openVhdx(path, opts);
   },
   // create.ts is loaded when an image is made: listing the options needs only create-options.ts.
   async create(path: string, size: number, opts: CreateOptions): Promise<void> {

@@ -1,18 +1,16 @@
 /**
  * The VMDK driver: wiring of probe, describe (describe.ts), open (open.ts + device.ts, or the stream writer of
  * stream.ts for a freshly created streamOptimized file opened for writing), create (create.ts), check (check.ts).
+ * Only the probe and the option list are loaded with it; the rest on first use (`await import`), so other
+ * formats' commands do not compile it.
  */
 import type { BlockDevice, CreatedFiles, CreateOptions, FormatDriver, OpenOptions } from '../../block/types';
 import { VMDK_CREATE_OPTIONS } from './create-options';
-import { describeVmdk } from './describe';
-import { VmdkDevice } from './device';
-import { SparseExtent } from './extent';
 import { looksLikeDescriptor, probeVmdk } from './layout';
 import { ImageFile } from '../../block/file';
-import { openParent, openVmdk } from './open';
-import { StreamWriter, isEmptyStream } from './stream';
 
 async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
+  const [{ openParent, openVmdk }, { SparseExtent }, { VmdkDevice }] = await Promise.all([import('./open'), import('./extent'), import('./device')]);
   const o = await openVmdk(path, !opts.readOnly, opts.backingPolicy);
   let parent: BlockDevice | undefined;
   try {
@@ -22,8 +20,9 @@ async function open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     throw err;
   }
   const only = o.extents.length === 1 ? o.extents[0] : undefined;
-  if (!opts.readOnly && only instanceof SparseExtent && o.files.length === 1 && isEmptyStream(only.facts, only.directory)) {
-    return new StreamWriter(path, only.file, only.facts.header!, o.size, parent);
+  if (!opts.readOnly && only instanceof SparseExtent && o.files.length === 1) {
+    const { StreamWriter, isEmptyStream } = await import('./stream');
+    if (isEmptyStream(only.facts, only.directory)) return new StreamWriter(path, only.file, only.facts.header!, o.size, parent);
   }
   return new VmdkDevice(path, o.size, opts.readOnly, o.extents, o.files, o.descriptor, o.place, parent);
 }
@@ -38,8 +37,7 @@ export const vmdkDriver: FormatDriver = {
   concurrentCalls: false,
   backingFiles: 'optional',
   probe: (head) => probeVmdk(head),
-  describe: describeVmdk,
-  // check and measure are loaded on first use: most commands need neither, and start-up time counts.
+  describe: async (file) => (await import('./describe')).describeVmdk(file),
   measure: async (size, opts, data) => (await import('./measure')).measureVmdk(size, opts, data),
   createOptions: VMDK_CREATE_OPTIONS,
   open,
