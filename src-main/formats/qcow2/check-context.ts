@@ -9,9 +9,10 @@ import { LruCache } from '../../block/cache';
 import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CheckProblem } from '../../block/types';
+import type { RefcountArray } from './check-imrt';
 import { mapMetadata, type MetadataKind, type MetadataMap } from './check-overlap';
 import { reftableOffset } from './entry';
-import { getRefcount, INCOMPAT_DATA_FILE, setRefcount, type Qcow2Layout } from './layout';
+import { getRefcount, INCOMPAT_DATA_FILE, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK, setRefcount, type Qcow2Layout } from './layout';
 import type { SnapshotTable } from './snapshot-table';
 
 export const FIX_LEAKS = 1;
@@ -25,6 +26,11 @@ const MAX_PROBLEMS = 10000;
 const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
 /** Stored refcount blocks kept in memory by the check. */
 const STORED_BLOCKS_CACHED = 64;
+/**
+ * L2 tables a pass that writes nothing keeps in memory (the first ones read, up to this many bytes), so the
+ * COPIED check and snapshot L1 tables sharing them walk them again without reading them again.
+ */
+const L2_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** What qemu's BdrvCheckResult holds. */
 export interface Result {
@@ -62,22 +68,55 @@ export function hex(n: number | bigint): string {
   return n.toString(16);
 }
 
-/** A table of 8-byte entries as big-endian 32-bit halves: [hi0, lo0, hi1, lo1, ...]. */
+/** The host offset bits of a standard L2 entry's high word (its low word's are 0xfffffe00). */
+export const L2_HI_OFFSET = Number(L2E_OFFSET_MASK >> 32n);
+/** The host offset bits of a standard L2 entry's low word. */
+export const L2_LO_OFFSET = Number(L2E_OFFSET_MASK & 0xffffffffn);
+/** The reserved bits of a standard L2 entry's high word. */
+export const L2_HI_RESERVED = Number(L2E_STD_RESERVED_MASK >> 32n);
+
+/** True on little-endian hosts, where big-endian words are byte-swapped before a Uint32Array reads them. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * A table of 8-byte entries as big-endian 32-bit halves: [hi0, lo0, hi1, lo1, ...] (whole entries only).
+ * One copy and one native byte swap (Buffer#swap32) instead of a DataView call per word: the check walks
+ * every entry of every table, mostly while its code is still cold.
+ */
 export function halves(buf: Uint8Array): Uint32Array {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const out = new Uint32Array(Math.floor(buf.length / 8) * 2);
-  for (let i = 0; i < out.length; i++) out[i] = v.getUint32(i * 4);
+  return words(buf, Math.floor(buf.length / 8) * 2);
+}
+
+/** The first `count` big-endian 32-bit words of `buf`, as numbers. */
+export function words(buf: Uint8Array, count: number): Uint32Array {
+  const out = new Uint32Array(count);
+  const bytes = new Uint8Array(out.buffer);
+  bytes.set(buf.subarray(0, count * 4));
+  if (LITTLE_ENDIAN && count > 0) Buffer.from(out.buffer, 0, count * 4).swap32();
+  return out;
+}
+
+/** Words back to big-endian bytes, as a table is stored. */
+export function wordBytes(w: Uint32Array): Uint8Array {
+  const out = new Uint8Array(w.length * 4);
+  out.set(new Uint8Array(w.buffer, w.byteOffset, w.length * 4));
+  if (LITTLE_ENDIAN && w.length > 0) Buffer.from(out.buffer, 0, out.length).swap32();
   return out;
 }
 
 /** The refcounts stored in the image, read through a bounded cache of refcount blocks (block/cache.ts). */
 export class StoredRefcounts {
   private readonly cache = new LruCache<number, Uint8Array>(STORED_BLOCKS_CACHED);
+  /** The block used last (most lookups fall in the same block as the one before). */
+  private lastOffset = -1;
+  private lastBlock: Uint8Array | undefined;
 
   constructor(private readonly c: Checker) {}
 
   clear(): void {
     this.cache.clear();
+    this.lastOffset = -1;
+    this.lastBlock = undefined;
   }
 
   /** Offset of refcount block `index` (0 = none), or -1 when the table entry is not cluster aligned. */
@@ -91,24 +130,50 @@ export class StoredRefcounts {
   }
 
   async block(offset: number): Promise<Uint8Array> {
+    if (offset === this.lastOffset && this.lastBlock) return this.lastBlock;
     let b = this.cache.get(offset);
-    if (b) return b;
-    b = await this.c.readPadded(offset, this.c.cs);
-    this.cache.set(offset, b);
+    if (!b) {
+      b = await this.c.readPadded(offset, this.c.cs);
+      this.cache.set(offset, b);
+    }
+    // The memo always holds the block object last handed out for its offset, so writes through set() land in it.
+    this.lastOffset = offset;
+    this.lastBlock = b;
     return b;
   }
 
-  /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
-  async get(cluster: number): Promise<number | undefined> {
+  /**
+   * The stored refcount of a cluster when no read is needed: a number, undefined when it cannot be read
+   * (unaligned refcount block), or null when its refcount block must be read first (get() does). The walks
+   * call this once per allocated cluster: an await each would cost more than the rest of the check.
+   */
+  peek(cluster: number): number | undefined | null {
     const c = this.c;
-    const planned = c.dry?.get(cluster);
-    if (planned !== undefined) return planned;
+    if (c.dry) {
+      const planned = c.dry.get(cluster);
+      if (planned !== undefined) return planned;
+    }
     const index = Math.floor(cluster / c.refblockEntries);
     const off = this.blockOffset(index);
     if (off < 0) return undefined;
     if (off === 0) return 0;
-    const b = await this.block(off);
-    return getRefcount(b, cluster - index * c.refblockEntries, c.refcountBits);
+    let b: Uint8Array | undefined;
+    if (off === this.lastOffset) b = this.lastBlock;
+    else {
+      b = this.cache.get(off);
+      if (!b) return null;
+      this.lastOffset = off;
+      this.lastBlock = b;
+    }
+    return getRefcount(b!, cluster - index * c.refblockEntries, c.refcountBits);
+  }
+
+  /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
+  async get(cluster: number): Promise<number | undefined> {
+    const v = this.peek(cluster);
+    if (v !== null) return v;
+    await this.block(this.blockOffset(Math.floor(cluster / this.c.refblockEntries)));
+    return this.peek(cluster) as number;
   }
 
   /** A refcount for a message: 64-bit values above 2^53 (garbage, but qemu prints them) read exactly. */
@@ -162,6 +227,11 @@ export class Checker {
    */
   dry?: Map<number, number>;
   readonly stored: StoredRefcounts;
+  /**
+   * Set by compare() in a pass that writes nothing: the refcount blocks (by refcount table index) that hold
+   * exactly the computed counts in `imrt`, so later lookups may read those instead.
+   */
+  verified?: { imrt: RefcountArray; blocks: Uint8Array };
   /** Set when the refcount structure itself is broken and must be rebuilt (qemu's rebuild). */
   rebuild = false;
   /** Refcounts that could not be read (unaligned refcount block); a rebuild makes them moot. */
@@ -170,6 +240,8 @@ export class Checker {
   repairing = false;
   private omitted = 0;
   metadata!: MetadataMap;
+  private readonly l2Cache = new Map<number, Uint32Array>();
+  private l2CacheBytes = 0;
 
   constructor(
     readonly file: ImageFile,
@@ -211,11 +283,33 @@ export class Checker {
   }
 
   /**
+   * An L2 table as big-endian words (2 per entry, 4 with extended L2 entries); past the end of the file it
+   * reads as zeros. A pass that repairs nothing keeps the first tables read (L2_CACHE_BYTES): nothing changes
+   * them under it. A repairing pass reads every time and may edit the words it gets (they are its own).
+   */
+  async l2Words(offset: number): Promise<Uint32Array> {
+    const hit = this.l2Cache.get(offset);
+    if (hit) return hit;
+    const bytes = this.l2Entries * this.l2EntrySize;
+    const w = new Uint32Array(bytes / 4);
+    const raw = new Uint8Array(w.buffer);
+    if (offset < this.file.size) await this.file.readZeroPadded(offset, raw);
+    if (LITTLE_ENDIAN) Buffer.from(w.buffer).swap32();
+    if (!this.repairing && this.l2CacheBytes + bytes <= L2_CACHE_BYTES) {
+      this.l2Cache.set(offset, w);
+      this.l2CacheBytes += bytes;
+    }
+    return w;
+  }
+
+  /**
    * Writes metadata after checking that it does not land on another structure (`ignore`: the class being
    * rewritten); throws a DiskError naming the structure otherwise.
    */
   async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
     if (this.dry) return;
+    this.l2Cache.clear(); // (kept only by passes that write nothing; a belt for the day that changes)
+    this.l2CacheBytes = 0;
     if (ignore !== 'unchecked') {
       const hit = this.metadata.overlap(offset, data.length, ignore);
       if (hit) throw new DiskError('ECORRUPT', `Preventing invalid write on metadata (overlaps with ${hit})`);
@@ -230,6 +324,8 @@ export class Checker {
 
   async load(): Promise<void> {
     const h = this.layout.header;
+    this.l2Cache.clear();
+    this.l2CacheBytes = 0;
     await this.loadReftable();
     const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);
     this.l1 = halves(l1);

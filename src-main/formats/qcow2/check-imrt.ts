@@ -47,8 +47,30 @@ export class RefcountArray {
     return this.length;
   }
 
+  /** The counters themselves, for the walk's inline path; replaced when the array grows (resize()). */
+  get counts(): Uint8Array | Uint16Array | Uint32Array {
+    return this.data;
+  }
+
   get(i: number): number {
     return i < this.length ? this.data[i] : 0;
+  }
+
+  /**
+   * The counters of clusters [first, end) as bytes, when each counter is exactly `bits` wide (8, 16 or 32
+   * bits, in this host's byte order), for comparing a whole refcount block at once; undefined otherwise.
+   */
+  bytesOf(first: number, end: number, bits: number): Uint8Array | undefined {
+    if (bits !== this.bytesPer * 8 || end > this.length) return undefined;
+    const d = this.data;
+    return new Uint8Array(d.buffer, d.byteOffset + first * this.bytesPer, (end - first) * this.bytesPer);
+  }
+
+  /** The last cluster in [first, end) with a non-zero counter, or -1. */
+  lastUsed(first: number, end: number): number {
+    const d = this.data;
+    for (let k = Math.min(end, this.length) - 1; k >= first; k--) if (d[k] !== 0) return k;
+    return -1;
   }
 
   set(i: number, v: number): void {

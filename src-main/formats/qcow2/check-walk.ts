@@ -5,13 +5,14 @@
  * qemu-img's words (and, for unaligned preallocated clusters and refcount blocks past the end, repaired).
  */
 import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FRAG_INFO, halves, hex, type Checker, type Result } from './check-context';
+import { CheckFailed, FIX_ERRORS, FRAG_INFO, halves, hex, L2_HI_OFFSET, L2_HI_RESERVED, wordBytes, type Checker, type Result } from './check-context';
 import type { RefcountArray } from './check-imrt';
 import {
   badBitmapEntry,
   bitmapEntryOffset,
   classify,
   ClusterType,
+  HI_COMPRESSED,
   HI_COPIED,
   hasZeroFlag,
   hex64,
@@ -20,15 +21,15 @@ import {
   l1Offset,
   l1ReservedBits,
   l2ReservedBits,
-  putEntry,
   reftableOffset,
   reftableReservedBits,
   zeroEntry,
 } from './entry';
-import { bitmapDirectory, compressedExtent, EXT_CRYPTO, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from './layout';
+import { bitmapDirectory, EXT_CRYPTO, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from './layout';
 
 /** A refcount block "outside the image" is only fixed by growing the file when that stays modest. */
 const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
+const TWO32 = 2 ** 32;
 
 /** C's %#x: "0x…", but plain "0" for zero. */
 function altHex(n: number): string {
@@ -60,18 +61,63 @@ export function incRefcounts(c: Checker, res: Result, imrt: RefcountArray, offse
   }
 }
 
+/**
+ * A compressed entry's host range, from its words: the offset takes the low 62 - (cluster_bits - 8) bits,
+ * the count of additional sectors the bits above it up to bit 61 (layout.ts compressedExtent(), without
+ * bigints: the walk meets one per compressed cluster).
+ */
+export function compressedRange(hi: number, lo: number, clusterBits: number): { offset: number; length: number } {
+  const hiBits = 30 - (clusterBits - 8); // offset bits in the high word (17-29 for 2 MiB-512 byte clusters)
+  const offset = (hi & ((1 << hiBits) - 1)) * TWO32 + (lo >>> 0);
+  const sectors = (hi >>> hiBits) & ((1 << (30 - hiBits)) - 1);
+  return { offset, length: (sectors + 1) * 512 - (offset % 512) };
+}
+
 /** check_refcounts_l2(). */
 async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: number, flags: number, fix: number, active: boolean): Promise<void> {
   throwIfAborted(c.signal);
-  const es = c.l2EntrySize;
-  const table = await c.readPadded(l2Offset, c.l2Entries * es);
-  const v = new DataView(table.buffer);
+  const w = await c.l2Words(l2Offset);
+  const wpe = c.l2EntrySize / 4; // words per entry
+  const ext = wpe === 4;
+  const cs = c.cs;
+  const fileSize = c.file.size;
+  const frag = (flags & FRAG_INFO) !== 0;
+  // The common entry (standard, plain data, cluster aligned, no flag but COPIED, no reserved bit) is counted
+  // inline: the bits tested below are the compressed flag and reserved bits of the high word, and the zero
+  // flag, reserved bits and sub-cluster offset bits of the low word (bits 0 to cluster_bits-1). Every other
+  // entry takes the general path, qemu's check_refcounts_l2() entry by entry.
+  const plain = !ext && !c.dataFile;
+  const hiBad = HI_COMPRESSED | L2_HI_RESERVED;
+  const loBad = cs - 1;
+  const max = imrt.max;
+  let counts = imrt.counts;
+  let size = imrt.size;
   let nextContiguous = 0;
   for (let i = 0; i < c.l2Entries; i++) {
-    let hi = v.getUint32(i * es);
-    const lo = v.getUint32(i * es + 4);
-    const bmHi = es === 16 ? v.getUint32(i * es + 8) : 0; // "zero" bits
-    const bmLo = es === 16 ? v.getUint32(i * es + 12) : 0; // "allocated" bits
+    const p = i * wpe;
+    let hi = w[p];
+    const lo = w[p + 1];
+    if (plain) {
+      if ((hi | lo) === 0) continue;
+      if ((hi & hiBad) === 0 && (lo & loBad) === 0 && (hi & L2_HI_OFFSET) + lo !== 0) {
+        const offset = (hi & L2_HI_OFFSET) * TWO32 + lo;
+        if (frag) {
+          res.allocatedClusters++;
+          if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
+          nextContiguous = offset + cs;
+        }
+        const k = offset / cs;
+        if (offset < fileSize && k < size && counts[k] < max) counts[k]++;
+        else {
+          incRefcounts(c, res, imrt, offset, cs);
+          counts = imrt.counts;
+          size = imrt.size;
+        }
+        continue;
+      }
+    }
+    const bmHi = ext ? w[p + 2] : 0; // "zero" bits
+    const bmLo = ext ? w[p + 3] : 0; // "allocated" bits
     if (hi === 0 && lo === 0 && bmHi === 0 && bmLo === 0) continue;
     const type = classify(hi, lo, c.extL2, c.dataFile);
     if (type !== ClusterType.Compressed && l2ReservedBits(hi, lo)) {
@@ -82,7 +128,7 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
       case ClusterType.Compressed: {
         if (isCopiedEntry(hi)) {
           hi = (hi & ~HI_COPIED) >>> 0;
-          const { offset } = compressedExtent((BigInt(hi) << 32n) | BigInt(lo), c.cb);
+          const { offset } = compressedRange(hi, lo, c.cb);
           c.say('corruption', `ERROR: coffset=0x${hex(offset)}: copied flag must never be set for compressed clusters`);
           res.corruptions++;
         }
@@ -96,9 +142,9 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
           res.corruptions++;
           continue;
         }
-        const { offset, length } = compressedExtent((BigInt(hi) << 32n) | BigInt(lo), c.cb);
+        const { offset, length } = compressedRange(hi, lo, c.cb);
         incRefcounts(c, res, imrt, offset, length);
-        if (flags & FRAG_INFO) {
+        if (frag) {
           res.allocatedClusters++;
           res.compressedClusters++;
           // Compressed clusters share sectors with their neighbours: qemu counts them all as fragmented.
@@ -113,23 +159,23 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
           c.say('corruption', `ERROR offset=${hex(offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
           res.corruptions++;
         }
-        if (offset % c.cs !== 0) {
+        if (offset % cs !== 0) {
           res.corruptions++;
           const containsData = c.extL2 ? bmLo !== 0 : !hasZeroFlag(lo);
           if (!containsData) {
             const repair = (fix & FIX_ERRORS) !== 0;
             c.say('corruption', `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
-            if (repair && (await zeroL2Entry(c, res, l2Offset, table, i, active))) continue;
+            if (repair && (await zeroL2Entry(c, res, l2Offset, w, i, active))) continue;
           } else {
             c.say('corruption', `ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
           }
         }
-        if (flags & FRAG_INFO) {
+        if (frag) {
           res.allocatedClusters++;
           if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
-          nextContiguous = offset + c.cs;
+          nextContiguous = offset + cs;
         }
-        if (!c.dataFile) incRefcounts(c, res, imrt, offset, c.cs);
+        if (!c.dataFile) incRefcounts(c, res, imrt, offset, cs);
         break;
       }
       case ClusterType.ZeroPlain:
@@ -146,9 +192,10 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
 
 /**
  * fix_l2_entry_by_zero(): turns an entry into a plain zero cluster (all subclusters zero with extended L2).
- * The caller has counted the corruption; returns true when it was repaired.
+ * The caller has counted the corruption; returns true when it was repaired. `w` is the table's words (a
+ * repairing pass's own copy), edited to match what is written.
  */
-async function zeroL2Entry(c: Checker, res: Result, l2Offset: number, table: Uint8Array, i: number, active: boolean): Promise<boolean> {
+async function zeroL2Entry(c: Checker, res: Result, l2Offset: number, w: Uint32Array, i: number, active: boolean): Promise<boolean> {
   const es = c.l2EntrySize;
   const at = l2Offset + i * es;
   // qemu's check stops when the entry would be written over other metadata.
@@ -157,16 +204,17 @@ async function zeroL2Entry(c: Checker, res: Result, l2Offset: number, table: Uin
     res.checkErrors++;
     throw new CheckFailed();
   }
+  const p = (i * es) / 4;
   if (es === 16) {
-    const v = new DataView(table.buffer);
     // Subclusters that were allocated or zero read as zero now.
-    const zeroBits = (v.getUint32(i * es + 8) | v.getUint32(i * es + 12)) >>> 0;
-    putEntry(table, i, { hi: 0, lo: 0, zeroBits, allocBits: 0 }, true);
+    const zeroBits = (w[p + 2] | w[p + 3]) >>> 0;
+    w.set([0, 0, zeroBits, 0], p);
   } else {
-    putEntry(table, i, zeroEntry(false), false);
+    const z = zeroEntry(false);
+    w.set([z.hi, z.lo], p);
   }
   try {
-    await c.write(at, table.subarray(i * es, i * es + es), 'unchecked');
+    await c.write(at, wordBytes(w.subarray(p, p + es / 4)), 'unchecked');
     await c.file.sync();
   } catch (err) {
     c.say('error', `ERROR: Failed to overwrite L2 table entry: ${toDiskError(err).message}`);
@@ -255,6 +303,8 @@ async function checkRefblocks(c: Checker, res: Result, fix: number, imrt: Refcou
   for (let i = 0; i < c.reftableEntries; i++) {
     const hi = c.reftable[2 * i];
     const lo = c.reftable[2 * i + 1];
+    // An empty entry references nothing (offset 0 is inside any image the header could be read from).
+    if ((hi | lo) === 0 && imrt.size > 0) continue;
     if (reftableReservedBits(lo)) {
       c.say('corruption', `ERROR refcount table entry ${i} has reserved bits set`);
       res.corruptions++;
