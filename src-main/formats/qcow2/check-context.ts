@@ -96,6 +96,23 @@ export function words(buf: Uint8Array, count: number): Uint32Array {
   return out;
 }
 
+/** Bytes of table entries tested at once for being all zero (64 standard or 32 extended L2 entries). */
+export const ZERO_RUN_BYTES = 512;
+const ZERO_RUN = Buffer.alloc(ZERO_RUN_BYTES);
+
+/** The bytes under a table's words, for zeroRun(). */
+export function wordsView(w: Uint32Array): Buffer {
+  return Buffer.from(w.buffer, w.byteOffset, w.byteLength);
+}
+
+/**
+ * Whether the ZERO_RUN_BYTES at `pos` of `bytes` are all zero: one native compare where the walks would
+ * test each of those entries in turn (most of a sparse image's L2 tables is empty).
+ */
+export function zeroRun(bytes: Buffer, pos: number): boolean {
+  return pos + ZERO_RUN_BYTES <= bytes.length && ZERO_RUN.compare(bytes, pos, pos + ZERO_RUN_BYTES) === 0;
+}
+
 /** Words back to big-endian bytes, as a table is stored. */
 export function wordBytes(w: Uint32Array): Uint8Array {
   const out = new Uint8Array(w.length * 4);
@@ -232,6 +249,12 @@ export class Checker {
    * exactly the computed counts in `imrt`, so later lookups may read those instead.
    */
   verified?: { imrt: RefcountArray; blocks: Uint8Array };
+  /**
+   * Set by the reference walk in a pass that writes nothing: per cluster, 1 when an entry of the active L2
+   * tables points at it with OFLAG_COPIED, 2 when one does without (both bits: both kinds); undefined when
+   * an entry could not be marked. checkOflagCopied() uses it to skip its walk when nothing can be wrong.
+   */
+  activeMarks?: Uint8Array;
   /** Set when the refcount structure itself is broken and must be rebuilt (qemu's rebuild). */
   rebuild = false;
   /** Refcounts that could not be read (unaligned refcount block); a rebuild makes them moot. */
@@ -241,6 +264,7 @@ export class Checker {
   private omitted = 0;
   metadata!: MetadataMap;
   private readonly l2Cache = new Map<number, Uint32Array>();
+  private readonly l2Pending = new Map<number, Promise<Uint32Array>>();
   private l2CacheBytes = 0;
 
   constructor(
@@ -290,15 +314,32 @@ export class Checker {
   async l2Words(offset: number): Promise<Uint32Array> {
     const hit = this.l2Cache.get(offset);
     if (hit) return hit;
+    const pending = this.l2Pending.get(offset);
+    this.l2Pending.delete(offset);
+    const w = await (pending ?? this.readL2(offset));
+    if (!this.repairing && this.l2CacheBytes + w.byteLength <= L2_CACHE_BYTES) {
+      this.l2Cache.set(offset, w);
+      this.l2CacheBytes += w.byteLength;
+    }
+    return w;
+  }
+
+  /**
+   * Starts reading an L2 table a pass that writes nothing is about to walk, so that the reads of the next
+   * tables overlap the walk of this one (a failure surfaces when l2Words() asks for it).
+   */
+  prefetchL2(offset: number): void {
+    if (this.repairing || this.l2Cache.has(offset) || this.l2Pending.has(offset)) return;
+    const p = this.readL2(offset);
+    p.catch(() => undefined);
+    this.l2Pending.set(offset, p);
+  }
+
+  private async readL2(offset: number): Promise<Uint32Array> {
     const bytes = this.l2Entries * this.l2EntrySize;
     const w = new Uint32Array(bytes / 4);
-    const raw = new Uint8Array(w.buffer);
-    if (offset < this.file.size) await this.file.readZeroPadded(offset, raw);
+    if (offset < this.file.size) await this.file.readZeroPadded(offset, new Uint8Array(w.buffer));
     if (LITTLE_ENDIAN) Buffer.from(w.buffer).swap32();
-    if (!this.repairing && this.l2CacheBytes + bytes <= L2_CACHE_BYTES) {
-      this.l2Cache.set(offset, w);
-      this.l2CacheBytes += bytes;
-    }
     return w;
   }
 
@@ -308,7 +349,9 @@ export class Checker {
    */
   async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
     if (this.dry) return;
-    this.l2Cache.clear(); // (kept only by passes that write nothing; a belt for the day that changes)
+    // (Tables are kept and read ahead only by passes that write nothing; a belt for the day that changes.)
+    this.l2Cache.clear();
+    this.l2Pending.clear();
     this.l2CacheBytes = 0;
     if (ignore !== 'unchecked') {
       const hit = this.metadata.overlap(offset, data.length, ignore);
@@ -325,6 +368,7 @@ export class Checker {
   async load(): Promise<void> {
     const h = this.layout.header;
     this.l2Cache.clear();
+    this.l2Pending.clear();
     this.l2CacheBytes = 0;
     await this.loadReftable();
     const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);

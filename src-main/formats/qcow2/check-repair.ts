@@ -5,10 +5,12 @@
  * dirty and corrupt bits cleared once a repair left no errors.
  */
 import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FIX_LEAKS, L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, type Checker, type Result } from './check-context';
+import { CheckFailed, FIX_ERRORS, FIX_LEAKS, L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun, type Checker, type Result } from './check-context';
 
 const TWO32 = 2 ** 32;
-import type { RefcountArray } from './check-imrt';
+/** Clusters whose marks marksAgree() tests at once. */
+const MARK_RUN = 256;
+import { sameRun, type RefcountArray } from './check-imrt';
 import { classify, ClusterType, HI_COMPRESSED, HI_COPIED, hex64, hostOffset, isCopiedEntry, l1Offset } from './entry';
 import { encodeHeaderFields, getRefcount, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './layout';
 
@@ -101,8 +103,14 @@ async function copiedInTable(c: Checker, res: Result, w: Uint32Array, word: stri
   // from those (the same numbers, without a lookup in the block cache per cluster).
   const known = !c.repairing && !c.dry ? c.verified : undefined;
   const counts = known?.imrt.counts;
+  const bytes = wordsView(w);
+  const run = ZERO_RUN_BYTES / c.l2EntrySize;
   let dirty = 0;
   for (let j = 0; j < c.l2Entries; j++) {
+    if (j % run === 0 && zeroRun(bytes, j * c.l2EntrySize)) {
+      j += run - 1;
+      continue;
+    }
     const ehi = w[j * wpe];
     const elo = w[j * wpe + 1];
     if ((ehi | elo) === 0) continue; // unallocated (or a zero cluster described by an extended bitmap)
@@ -137,12 +145,43 @@ async function copiedInTable(c: Checker, res: Result, w: Uint32Array, word: stri
   return dirty;
 }
 
+/**
+ * Whether every entry of the active L2 tables has the COPIED flag its cluster's refcount calls for, from the
+ * marks the reference walk left (check-context.ts activeMarks), when every stored refcount is known to equal
+ * the computed one (compare() found each block equal). Then the tables need no second walk. The marks cover
+ * at least the entries copiedInTable() looks at, so "true" is exact; "false" only means: walk them.
+ */
+function marksAgree(c: Checker): boolean {
+  const marks = c.activeMarks;
+  const known = c.verified;
+  if (!marks || !known || c.dataFile) return false;
+  const per = c.refblockEntries;
+  const imrt = known.imrt;
+  if (marks.length > imrt.size) return false;
+  if (known.blocks.length < Math.ceil(imrt.size / per) || known.blocks.includes(0)) return false;
+  const counts = imrt.counts;
+  for (let k = 0; k < marks.length; k++) {
+    // Most of the file is data the active tables own alone (marks 1, counts 1), or not theirs (marks 0).
+    if (k % MARK_RUN === 0 && k + MARK_RUN <= marks.length) {
+      if (sameRun(marks, k, MARK_RUN, 0) || (sameRun(marks, k, MARK_RUN, 1) && sameRun(counts, k, MARK_RUN, 1))) {
+        k += MARK_RUN - 1;
+        continue;
+      }
+    }
+    const m = marks[k];
+    // 1: only COPIED entries, which need refcount 1; 2: only entries without, which need another; 3: both.
+    if (m !== 0 && (m === 3 || (m === 1) !== (counts[k] === 1))) return false;
+  }
+  return true;
+}
+
 /** check_oflag_copied(): the COPIED flag of active L1 and L2 entries must say "refcount is exactly 1". */
 export async function checkOflagCopied(c: Checker, res: Result, fix: number): Promise<void> {
   // With -r leaks the flags are only rewritten when the refcounts are known to be right by now.
   const repair = fix & FIX_ERRORS ? true : fix & FIX_LEAKS ? res.checkErrors === 0 && res.corruptions === 0 && res.leaks === 0 : false;
   const word = repair ? 'Repairing' : 'ERROR';
   const h = c.layout.header;
+  const tablesRight = !c.repairing && !c.dry && marksAgree(c);
   for (let i = 0; i < c.l1.length / 2; i++) {
     throwIfAborted(c.signal);
     let hi = c.l1[2 * i];
@@ -173,6 +212,7 @@ export async function checkOflagCopied(c: Checker, res: Result, fix: number): Pr
         res.corruptionsFixed++;
       }
     }
+    if (tablesRight) continue;
     const w = await c.l2Words(l2Offset);
     const dirty = await copiedInTable(c, res, w, word, repair);
     if (dirty) {

@@ -5,8 +5,22 @@
  * qemu-img's words (and, for unaligned preallocated clusters and refcount blocks past the end, repaired).
  */
 import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FRAG_INFO, halves, hex, L2_HI_OFFSET, L2_HI_RESERVED, wordBytes, type Checker, type Result } from './check-context';
-import type { RefcountArray } from './check-imrt';
+import {
+  CheckFailed,
+  FIX_ERRORS,
+  FRAG_INFO,
+  halves,
+  hex,
+  L2_HI_OFFSET,
+  L2_HI_RESERVED,
+  wordBytes,
+  wordsView,
+  ZERO_RUN_BYTES,
+  zeroRun,
+  type Checker,
+  type Result,
+} from './check-context';
+import { sameRun, type RefcountArray } from './check-imrt';
 import {
   badBitmapEntry,
   bitmapEntryOffset,
@@ -73,6 +87,18 @@ export function compressedRange(hi: number, lo: number, clusterBits: number): { 
   return { offset, length: (sectors + 1) * 512 - (offset % 512) };
 }
 
+/** L2 tables read ahead of the walk. */
+const READ_AHEAD = 4;
+
+/** Runs shorter than this are counted one by one: a native compare costs more than a few entries. */
+const MIN_RUN = 8;
+
+/** Marks clusters [k, k+r) of the active tables with `bit` (check-context.ts activeMarks). */
+function markRun(marks: Uint8Array, k: number, r: number, bit: number): void {
+  if (r >= MIN_RUN && sameRun(marks, k, r, 0)) marks.fill(bit, k, k + r);
+  else for (let j = 0; j < r; j++) marks[k + j] |= bit;
+}
+
 /** check_refcounts_l2(). */
 async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: number, flags: number, fix: number, active: boolean): Promise<void> {
   throwIfAborted(c.signal);
@@ -89,11 +115,23 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
   const plain = !ext && !c.dataFile;
   const hiBad = HI_COMPRESSED | L2_HI_RESERVED;
   const loBad = cs - 1;
+  const cHiBits = 30 - (c.cb - 8); // compressed entries: offset bits in the high word, then the sector count
+  const cOffsetMask = (1 << cHiBits) - 1;
+  const cSectorMask = (1 << (30 - cHiBits)) - 1;
   const max = imrt.max;
   let counts = imrt.counts;
   let size = imrt.size;
+  // The active tables' COPIED flags, noted for checkOflagCopied() (check-context.ts activeMarks).
+  const marks = active ? c.activeMarks : undefined;
+  const bytes = wordsView(w);
+  const run = ZERO_RUN_BYTES / c.l2EntrySize; // entries per zeroRun()
+  const n = c.l2Entries;
   let nextContiguous = 0;
-  for (let i = 0; i < c.l2Entries; i++) {
+  for (let i = 0; i < n; i++) {
+    if (i % run === 0 && zeroRun(bytes, i * c.l2EntrySize)) {
+      i += run - 1;
+      continue;
+    }
     const p = i * wpe;
     let hi = w[p];
     const lo = w[p + 1];
@@ -101,19 +139,52 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
       if ((hi | lo) === 0) continue;
       if ((hi & hiBad) === 0 && (lo & loBad) === 0 && (hi & L2_HI_OFFSET) + lo !== 0) {
         const offset = (hi & L2_HI_OFFSET) * TWO32 + lo;
+        // The entries after it that continue it (same flags, the next host clusters) form a run, taken at
+        // once: qemu-img lays data out so. (A low word that would carry into the high one ends the run.)
+        let r = 1;
+        while (i + r < n && w[p + 2 * r] === hi && w[p + 2 * r + 1] === lo + r * cs) r++;
         if (frag) {
-          res.allocatedClusters++;
+          res.allocatedClusters += r;
           if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
-          nextContiguous = offset + cs;
+          nextContiguous = offset + r * cs;
         }
         const k = offset / cs;
-        if (offset < fileSize && k < size && counts[k] < max) counts[k]++;
-        else {
-          incRefcounts(c, res, imrt, offset, cs);
-          counts = imrt.counts;
-          size = imrt.size;
+        if (marks) {
+          if (k + r <= marks.length) markRun(marks, k, r, hi & HI_COPIED ? 1 : 2);
+          else c.activeMarks = undefined;
         }
+        if (r >= MIN_RUN && offset + (r - 1) * cs < fileSize && imrt.incSameRun(k, r)) {
+          i += r - 1;
+          continue;
+        }
+        for (let j = 0; j < r; j++) {
+          if (offset + j * cs < fileSize && k + j < size && counts[k + j] < max) counts[k + j]++;
+          else {
+            incRefcounts(c, res, imrt, offset + j * cs, cs);
+            counts = imrt.counts;
+            size = imrt.size;
+          }
+        }
+        i += r - 1;
         continue;
+      }
+      if ((hi & (HI_COMPRESSED | HI_COPIED)) === HI_COMPRESSED) {
+        // A compressed cluster (compressedRange() inline), counted here when its one or two clusters lie
+        // in the file and neither overflows.
+        const offset = (hi & cOffsetMask) * TWO32 + lo;
+        const end = offset + (((hi >>> cHiBits) & cSectorMask) + 1) * 512 - (offset % 512);
+        const first = Math.floor(offset / cs);
+        const last = Math.floor((end - 1) / cs);
+        if (end - fileSize < cs && last < size && last - first <= 1 && counts[first] < max && counts[last] < max) {
+          counts[first]++;
+          if (last !== first) counts[last]++;
+          if (frag) {
+            res.allocatedClusters++;
+            res.compressedClusters++;
+            res.fragmentedClusters++;
+          }
+          continue;
+        }
       }
     }
     const bmHi = ext ? w[p + 2] : 0; // "zero" bits
@@ -175,6 +246,11 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
           if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
           nextContiguous = offset + cs;
         }
+        if (marks) {
+          const k = Math.floor(offset / cs);
+          if (k < marks.length && !c.dataFile) marks[k] |= hi & HI_COPIED ? 1 : 2;
+          else c.activeMarks = undefined;
+        }
         if (!c.dataFile) incRefcounts(c, res, imrt, offset, cs);
         break;
       }
@@ -231,10 +307,15 @@ async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffs
   if (l1Size === 0) return;
   incRefcounts(c, res, imrt, l1TableOffset, l1Size * 8);
   const l1 = active && l1TableOffset === c.layout.header.l1TableOffset ? c.l1 : halves(await c.readTable(l1TableOffset, l1Size * 8));
+  let ahead = 0;
   for (let i = 0; i < l1.length / 2; i++) {
     const hi = l1[2 * i];
     const lo = l1[2 * i + 1];
     if (hi === 0 && lo === 0) continue;
+    // The next few tables are read while this one is walked (passes that write nothing only).
+    for (ahead = Math.max(ahead, i + 1); ahead < l1.length / 2 && ahead <= i + READ_AHEAD; ahead++) {
+      if ((l1[2 * ahead] | l1[2 * ahead + 1]) !== 0) c.prefetchL2(l1Offset(l1[2 * ahead], l1[2 * ahead + 1]));
+    }
     if (l1ReservedBits(hi, lo)) {
       c.say('corruption', `ERROR found L1 entry with reserved bits set: ${hex64(hi, lo)}`);
       res.corruptions++;
@@ -355,6 +436,7 @@ async function checkRefblocks(c: Checker, res: Result, fix: number, imrt: Refcou
 /** calculate_refcounts(): everything that references clusters. */
 export async function calculate(c: Checker, res: Result, fix: number, imrt: RefcountArray): Promise<void> {
   const h = c.layout.header;
+  c.activeMarks = c.repairing ? undefined : new Uint8Array(imrt.size);
   incRefcounts(c, res, imrt, 0, c.cs);
   await checkL1(c, res, imrt, h.l1TableOffset, h.l1Size, FRAG_INFO, fix, true);
   const snaps = c.snapshots.entries;
