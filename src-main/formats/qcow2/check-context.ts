@@ -26,6 +26,8 @@ const MAX_PROBLEMS = 10000;
 const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
 /** Stored refcount blocks kept in memory by the check. */
 const STORED_BLOCKS_CACHED = 64;
+/** At most this many bytes of refcount blocks are read ahead of the comparison. */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 /**
  * L2 tables a pass that writes nothing keeps in memory (the first ones read, up to this many bytes), so the
  * COPIED check and snapshot L1 tables sharing them walk them again without reading them again.
@@ -127,11 +129,13 @@ export class StoredRefcounts {
   /** The block used last (most lookups fall in the same block as the one before). */
   private lastOffset = -1;
   private lastBlock: Uint8Array | undefined;
+  private readonly pending = new Map<number, Promise<Uint8Array>>();
 
   constructor(private readonly c: Checker) {}
 
   clear(): void {
     this.cache.clear();
+    this.pending.clear();
     this.lastOffset = -1;
     this.lastBlock = undefined;
   }
@@ -146,11 +150,28 @@ export class StoredRefcounts {
     return off;
   }
 
+  /**
+   * Starts reading the refcount blocks of the first `count` refcount table entries (as many as the cache
+   * keeps), for a pass that writes nothing; block() takes them from here.
+   */
+  readAhead(count: number): void {
+    const most = Math.min(STORED_BLOCKS_CACHED, Math.floor(READ_AHEAD_BYTES / this.c.cs));
+    for (let index = 0; index < count && this.pending.size < most; index++) {
+      const off = this.blockOffset(index);
+      if (off <= 0 || this.pending.has(off)) continue;
+      const p = this.c.readPadded(off, this.c.cs);
+      p.catch(() => undefined); // a failure surfaces when block() asks for it
+      this.pending.set(off, p);
+    }
+  }
+
   async block(offset: number): Promise<Uint8Array> {
     if (offset === this.lastOffset && this.lastBlock) return this.lastBlock;
     let b = this.cache.get(offset);
     if (!b) {
-      b = await this.c.readPadded(offset, this.c.cs);
+      const ahead = this.pending.get(offset);
+      this.pending.delete(offset);
+      b = await (ahead ?? this.c.readPadded(offset, this.c.cs));
       this.cache.set(offset, b);
     }
     // The memo always holds the block object last handed out for its offset, so writes through set() land in it.
@@ -370,17 +391,17 @@ export class Checker {
     this.l2Cache.clear();
     this.l2Pending.clear();
     this.l2CacheBytes = 0;
-    await this.loadReftable();
-    const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);
-    this.l1 = halves(l1);
-    this.mapMetadata();
-  }
-
-  private async loadReftable(): Promise<void> {
-    const t = await this.readTable(this.reftableOffset, this.reftableClusters * this.cs);
-    this.reftable = halves(t);
-    this.reftableEntries = t.length / 8;
+    // Both tables at once; the refcount table's failure is the one reported when both fail.
+    const [t, l1] = await Promise.allSettled([this.readTable(this.reftableOffset, this.reftableClusters * this.cs), this.readTable(h.l1TableOffset, h.l1Size * 8)]);
+    if (t.status === 'rejected') throw t.reason;
+    if (l1.status === 'rejected') throw l1.reason;
+    this.reftable = halves(t.value);
+    this.reftableEntries = t.value.length / 8;
     this.stored.clear();
+    this.l1 = halves(l1.value);
+    this.mapMetadata();
+    // A pass that writes nothing reads the refcount blocks the comparison will want while the walk runs.
+    if (!this.repairing) this.stored.readAhead(Math.ceil(Math.ceil(this.file.size / this.cs) / this.refblockEntries));
   }
 
   // ---- messages ----

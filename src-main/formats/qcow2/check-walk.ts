@@ -87,8 +87,10 @@ export function compressedRange(hi: number, lo: number, clusterBits: number): { 
   return { offset, length: (sectors + 1) * 512 - (offset % 512) };
 }
 
-/** L2 tables read ahead of the walk. */
+/** L2 tables (and snapshot L1 tables) read ahead of the walk. */
 const READ_AHEAD = 4;
+/** Snapshot L1 tables larger than this are read when their walk comes (2 GiB of guest per KiB with 64k clusters). */
+const L1_READ_AHEAD_BYTES = 1024 * 1024;
 
 /** Runs shorter than this are counted one by one: a native compare costs more than a few entries. */
 const MIN_RUN = 8;
@@ -303,10 +305,10 @@ async function zeroL2Entry(c: Checker, res: Result, l2Offset: number, w: Uint32A
 }
 
 /** check_refcounts_l1(). */
-async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffset: number, l1Size: number, flags: number, fix: number, active: boolean): Promise<void> {
+async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffset: number, l1Size: number, flags: number, fix: number, active: boolean, readAhead?: Promise<Uint8Array>): Promise<void> {
   if (l1Size === 0) return;
   incRefcounts(c, res, imrt, l1TableOffset, l1Size * 8);
-  const l1 = active && l1TableOffset === c.layout.header.l1TableOffset ? c.l1 : halves(await c.readTable(l1TableOffset, l1Size * 8));
+  const l1 = active && l1TableOffset === c.layout.header.l1TableOffset ? c.l1 : halves(await (readAhead ?? c.readTable(l1TableOffset, l1Size * 8)));
   let ahead = 0;
   for (let i = 0; i < l1.length / 2; i++) {
     const hi = l1[2 * i];
@@ -438,19 +440,34 @@ export async function calculate(c: Checker, res: Result, fix: number, imrt: Refc
   const h = c.layout.header;
   c.activeMarks = c.repairing ? undefined : new Uint8Array(imrt.size);
   incRefcounts(c, res, imrt, 0, c.cs);
-  await checkL1(c, res, imrt, h.l1TableOffset, h.l1Size, FRAG_INFO, fix, true);
   const snaps = c.snapshots.entries;
+  // A pass that writes nothing reads the snapshots' (small) L1 tables a few ahead of their walks.
+  const ahead = new Map<number, Promise<Uint8Array>>();
+  const readAhead = (from: number) => {
+    for (let j = from; !c.repairing && j < Math.min(snaps.length, from + READ_AHEAD); j++) {
+      const sn = snaps[j];
+      if (ahead.has(j) || sn.l1TableOffset % c.cs !== 0 || sn.l1Size === 0 || sn.l1Size * 8 > L1_READ_AHEAD_BYTES) continue;
+      const p = c.readTable(sn.l1TableOffset, sn.l1Size * 8);
+      p.catch(() => undefined); // a failure surfaces when checkL1() awaits it
+      ahead.set(j, p);
+    }
+  };
+  readAhead(0);
+  await checkL1(c, res, imrt, h.l1TableOffset, h.l1Size, FRAG_INFO, fix, true);
   if (c.dataFile && snaps.length) {
     c.say('corruption', `ERROR ${snaps.length} snapshots in image with data file`);
     res.corruptions++;
   }
-  for (const sn of snaps) {
+  for (let j = 0; j < snaps.length; j++) {
+    const sn = snaps[j];
+    readAhead(j + 1);
     if (sn.l1TableOffset % c.cs !== 0) {
       c.say('corruption', `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
       res.corruptions++;
       continue;
     }
-    await checkL1(c, res, imrt, sn.l1TableOffset, sn.l1Size, 0, fix, false);
+    await checkL1(c, res, imrt, sn.l1TableOffset, sn.l1Size, 0, fix, false, ahead.get(j));
+    ahead.delete(j);
   }
   incRefcounts(c, res, imrt, h.snapshotsOffset, c.snapshots.byteLength);
   incRefcounts(c, res, imrt, c.reftableOffset, c.reftableClusters * c.cs);
