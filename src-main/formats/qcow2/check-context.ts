@@ -1,18 +1,18 @@
 /**
  * The state of one check pass over an open qcow2 image (what qemu's qcow2_co_check_locked() works on): the
- * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (read through a
- * bounded cache), the metadata map that guards repairs, bounded reads and guarded writes, and the messages
- * and counts (qemu's BdrvCheckResult). The passes themselves live in check-walk.ts, check-repair.ts and
- * check-rebuild.ts; check.ts runs them.
+ * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (check-stored.ts),
+ * the L2 tables as read (kept and read ahead by passes that write nothing), the metadata map that guards
+ * repairs, bounded reads and guarded writes, and the messages and counts (qemu's BdrvCheckResult). The passes
+ * themselves live in check-walk.ts, check-repair.ts and check-rebuild.ts; check.ts runs them.
  */
-import { LruCache } from '../../block/cache';
 import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CheckProblem } from '../../block/types';
 import type { RefcountArray } from './check-imrt';
 import { mapMetadata, type MetadataKind, type MetadataMap } from './check-overlap';
-import { reftableOffset } from './entry';
-import { getRefcount, INCOMPAT_DATA_FILE, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK, setRefcount, type Qcow2Layout } from './layout';
+import { StoredRefcounts } from './check-stored';
+import { halves, LITTLE_ENDIAN } from './check-words';
+import { INCOMPAT_DATA_FILE, type Qcow2Layout } from './layout';
 import type { SnapshotTable } from './snapshot-table';
 
 export const FIX_LEAKS = 1;
@@ -22,12 +22,6 @@ export const FRAG_INFO = 2;
 
 /** Beyond this many messages the rest are counted, not kept: a wrecked image must not exhaust memory. */
 const MAX_PROBLEMS = 10000;
-/** The block layer's limit on request offsets (INT64_MAX, less alignment): metadata beyond it cannot be read. */
-const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
-/** Stored refcount blocks kept in memory by the check. */
-const STORED_BLOCKS_CACHED = 64;
-/** At most this many bytes of refcount blocks are read ahead of the comparison. */
-const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 /**
  * L2 tables a pass that writes nothing keeps in memory (the first ones read, up to this many bytes), so the
  * COPIED check and snapshot L1 tables sharing them walk them again without reading them again.
@@ -68,178 +62,6 @@ export class CheckFailed extends Error {}
 
 export function hex(n: number | bigint): string {
   return n.toString(16);
-}
-
-/** The host offset bits of a standard L2 entry's high word (its low word's are 0xfffffe00). */
-export const L2_HI_OFFSET = Number(L2E_OFFSET_MASK >> 32n);
-/** The host offset bits of a standard L2 entry's low word. */
-export const L2_LO_OFFSET = Number(L2E_OFFSET_MASK & 0xffffffffn);
-/** The reserved bits of a standard L2 entry's high word. */
-export const L2_HI_RESERVED = Number(L2E_STD_RESERVED_MASK >> 32n);
-
-/** True on little-endian hosts, where big-endian words are byte-swapped before a Uint32Array reads them. */
-export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/**
- * A table of 8-byte entries as big-endian 32-bit halves: [hi0, lo0, hi1, lo1, ...] (whole entries only).
- * One copy and one native byte swap (Buffer#swap32) instead of a DataView call per word: the check walks
- * every entry of every table, mostly while its code is still cold.
- */
-export function halves(buf: Uint8Array): Uint32Array {
-  return words(buf, Math.floor(buf.length / 8) * 2);
-}
-
-/** The first `count` big-endian 32-bit words of `buf`, as numbers. */
-export function words(buf: Uint8Array, count: number): Uint32Array {
-  const out = new Uint32Array(count);
-  const bytes = new Uint8Array(out.buffer);
-  bytes.set(buf.subarray(0, count * 4));
-  if (LITTLE_ENDIAN && count > 0) Buffer.from(out.buffer, 0, count * 4).swap32();
-  return out;
-}
-
-/** Bytes of table entries tested at once for being all zero (64 standard or 32 extended L2 entries). */
-export const ZERO_RUN_BYTES = 512;
-const ZERO_RUN = Buffer.alloc(ZERO_RUN_BYTES);
-
-/** The bytes under a table's words, for zeroRun(). */
-export function wordsView(w: Uint32Array): Buffer {
-  return Buffer.from(w.buffer, w.byteOffset, w.byteLength);
-}
-
-/**
- * Whether the ZERO_RUN_BYTES at `pos` of `bytes` are all zero: one native compare where the walks would
- * test each of those entries in turn (most of a sparse image's L2 tables is empty).
- */
-export function zeroRun(bytes: Buffer, pos: number): boolean {
-  return pos + ZERO_RUN_BYTES <= bytes.length && ZERO_RUN.compare(bytes, pos, pos + ZERO_RUN_BYTES) === 0;
-}
-
-/** Words back to big-endian bytes, as a table is stored. */
-export function wordBytes(w: Uint32Array): Uint8Array {
-  const out = new Uint8Array(w.length * 4);
-  out.set(new Uint8Array(w.buffer, w.byteOffset, w.length * 4));
-  if (LITTLE_ENDIAN && w.length > 0) Buffer.from(out.buffer, 0, out.length).swap32();
-  return out;
-}
-
-/** The refcounts stored in the image, read through a bounded cache of refcount blocks (block/cache.ts). */
-export class StoredRefcounts {
-  private readonly cache = new LruCache<number, Uint8Array>(STORED_BLOCKS_CACHED);
-  /** The block used last (most lookups fall in the same block as the one before). */
-  private lastOffset = -1;
-  private lastBlock: Uint8Array | undefined;
-  private readonly pending = new Map<number, Promise<Uint8Array>>();
-
-  constructor(private readonly c: Checker) {}
-
-  clear(): void {
-    this.cache.clear();
-    this.pending.clear();
-    this.lastOffset = -1;
-    this.lastBlock = undefined;
-  }
-
-  /** Offset of refcount block `index` (0 = none), or -1 when the table entry is not cluster aligned. */
-  blockOffset(index: number): number {
-    const c = this.c;
-    if (index >= c.reftableEntries) return 0;
-    const off = reftableOffset(c.reftable[2 * index], c.reftable[2 * index + 1]);
-    // qemu cannot read at offsets near 2^63 (the block layer refuses them) or inside a cluster.
-    if (off % c.cs !== 0 || off > MAX_READABLE_OFFSET) return -1;
-    return off;
-  }
-
-  /**
-   * Starts reading the refcount blocks of the first `count` refcount table entries (as many as the cache
-   * keeps), for a pass that writes nothing; block() takes them from here.
-   */
-  readAhead(count: number): void {
-    const most = Math.min(STORED_BLOCKS_CACHED, Math.floor(READ_AHEAD_BYTES / this.c.cs));
-    for (let index = 0; index < count && this.pending.size < most; index++) {
-      const off = this.blockOffset(index);
-      if (off <= 0 || this.pending.has(off)) continue;
-      const p = this.c.readPadded(off, this.c.cs);
-      p.catch(() => undefined); // a failure surfaces when block() asks for it
-      this.pending.set(off, p);
-    }
-  }
-
-  async block(offset: number): Promise<Uint8Array> {
-    if (offset === this.lastOffset && this.lastBlock) return this.lastBlock;
-    let b = this.cache.get(offset);
-    if (!b) {
-      const ahead = this.pending.get(offset);
-      this.pending.delete(offset);
-      b = await (ahead ?? this.c.readPadded(offset, this.c.cs));
-      this.cache.set(offset, b);
-    }
-    // The memo always holds the block object last handed out for its offset, so writes through set() land in it.
-    this.lastOffset = offset;
-    this.lastBlock = b;
-    return b;
-  }
-
-  /**
-   * The stored refcount of a cluster when no read is needed: a number, undefined when it cannot be read
-   * (unaligned refcount block), or null when its refcount block must be read first (get() does). The walks
-   * call this once per allocated cluster: an await each would cost more than the rest of the check.
-   */
-  peek(cluster: number): number | undefined | null {
-    const c = this.c;
-    if (c.dry) {
-      const planned = c.dry.get(cluster);
-      if (planned !== undefined) return planned;
-    }
-    const index = Math.floor(cluster / c.refblockEntries);
-    const off = this.blockOffset(index);
-    if (off < 0) return undefined;
-    if (off === 0) return 0;
-    let b: Uint8Array | undefined;
-    if (off === this.lastOffset) b = this.lastBlock;
-    else {
-      b = this.cache.get(off);
-      if (!b) return null;
-      this.lastOffset = off;
-      this.lastBlock = b;
-    }
-    return getRefcount(b!, cluster - index * c.refblockEntries, c.refcountBits);
-  }
-
-  /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
-  async get(cluster: number): Promise<number | undefined> {
-    const v = this.peek(cluster);
-    if (v !== null) return v;
-    await this.block(this.blockOffset(Math.floor(cluster / this.c.refblockEntries)));
-    return this.peek(cluster) as number;
-  }
-
-  /** A refcount for a message: 64-bit values above 2^53 (garbage, but qemu prints them) read exactly. */
-  async shown(cluster: number, value: number): Promise<number | bigint> {
-    const c = this.c;
-    if (value <= Number.MAX_SAFE_INTEGER || c.refcountBits !== 64) return value;
-    const index = Math.floor(cluster / c.refblockEntries);
-    const b = await this.block(this.blockOffset(index));
-    return new DataView(b.buffer).getBigUint64((cluster - index * c.refblockEntries) * 8);
-  }
-
-  /** Sets a stored refcount; only called for clusters whose refcount block exists. */
-  async set(cluster: number, value: number): Promise<void> {
-    const c = this.c;
-    if (c.dry) {
-      c.dry.set(cluster, value);
-      return;
-    }
-    const index = Math.floor(cluster / c.refblockEntries);
-    const off = this.blockOffset(index);
-    if (off <= 0) throw new DiskError('EIO', `no refcount block for cluster ${cluster}`);
-    const b = await this.block(off);
-    const e = cluster - index * c.refblockEntries;
-    setRefcount(b, e, c.refcountBits, value);
-    const bytes = c.refcountBits >= 8 ? c.refcountBits / 8 : 1;
-    const start = c.refcountBits >= 8 ? e * bytes : Math.floor(e / (8 / c.refcountBits));
-    await c.write(off + start, b.subarray(start, start + bytes), 'refcount block');
-  }
 }
 
 /** One check pass over an open image. */

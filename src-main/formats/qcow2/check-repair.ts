@@ -5,7 +5,8 @@
  * dirty and corrupt bits cleared once a repair left no errors.
  */
 import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FIX_LEAKS, L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun, type Checker, type Result } from './check-context';
+import { CheckFailed, FIX_ERRORS, FIX_LEAKS, type Checker, type Result } from './check-context';
+import { L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun } from './check-words';
 
 const TWO32 = 2 ** 32;
 /** Clusters whose marks marksAgree() tests at once. */

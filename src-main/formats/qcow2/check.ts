@@ -3,13 +3,15 @@
  * points at clusters, compares it with the stored refcounts and, when asked, repairs what qemu-img's repair
  * repairs. Verdicts, counts, messages and exit codes follow qemu-img 7.2 (block/qcow2-refcount.c), which the
  * interop tests hold us to; the code is our own. This file runs the passes; the pass state is in
- * check-context.ts, the reference walk in check-walk.ts, comparison and in-place repairs in check-repair.ts,
- * the rebuild of the refcount structure in check-rebuild.ts, the in-memory refcounts in check-imrt.ts and the
+ * check-context.ts (stored refcounts in check-stored.ts, tables as words in check-words.ts), the reference
+ * walk in check-walk.ts and check-structures.ts, comparison and in-place repairs in check-repair.ts, the
+ * rebuild of the refcount structure in check-rebuild.ts, the in-memory refcounts in check-imrt.ts and the
  * metadata overlap map in check-overlap.ts.
  *
  * Like qemu, metadata that lies past the end of the file reads as zeros and is reported rather than refused,
  * so a damaged image still gets a verdict. Memory is bounded by the file: one refcount array entry (1-4 bytes)
- * per cluster of the file, tables read one at a time and never larger than the file holds.
+ * and one mark byte per cluster of the file, tables never larger than the file holds, at most 32 MiB of L2
+ * tables kept and a few tables read ahead (by passes that write nothing).
  *
  * Where we knowingly differ from qemu-img's repair:
  * - a refcount block "outside the image" is reached by growing the file only within reason (qemu grows it to
