@@ -1,17 +1,18 @@
 /**
  * The state of one check pass over an open qcow2 image (what qemu's qcow2_co_check_locked() works on): the
- * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (read through a
- * bounded cache), the metadata map that guards repairs, bounded reads and guarded writes, and the messages
- * and counts (qemu's BdrvCheckResult). The passes themselves live in check-walk.ts, check-repair.ts and
- * check-rebuild.ts; check.ts runs them.
+ * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (check-stored.ts),
+ * the L2 tables as read (kept and read ahead by passes that write nothing), the metadata map that guards
+ * repairs, bounded reads and guarded writes, and the messages and counts (qemu's BdrvCheckResult). The passes
+ * themselves live in check-walk.ts, check-repair.ts and check-rebuild.ts; check.ts runs them.
  */
-import { LruCache } from '../../block/cache';
 import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CheckProblem } from '../../block/types';
+import type { RefcountArray } from './check-imrt';
 import { mapMetadata, type MetadataKind, type MetadataMap } from './check-overlap';
-import { reftableOffset } from './entry';
-import { getRefcount, INCOMPAT_DATA_FILE, setRefcount, type Qcow2Layout } from './layout';
+import { StoredRefcounts } from './check-stored';
+import { halves, LITTLE_ENDIAN } from './check-words';
+import { INCOMPAT_DATA_FILE, type Qcow2Layout } from './layout';
 import type { SnapshotTable } from './snapshot-table';
 
 export const FIX_LEAKS = 1;
@@ -21,10 +22,11 @@ export const FRAG_INFO = 2;
 
 /** Beyond this many messages the rest are counted, not kept: a wrecked image must not exhaust memory. */
 const MAX_PROBLEMS = 10000;
-/** The block layer's limit on request offsets (INT64_MAX, less alignment): metadata beyond it cannot be read. */
-const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
-/** Stored refcount blocks kept in memory by the check. */
-const STORED_BLOCKS_CACHED = 64;
+/**
+ * L2 tables a pass that writes nothing keeps in memory (the first ones read, up to this many bytes), so the
+ * COPIED check and snapshot L1 tables sharing them walk them again without reading them again.
+ */
+const L2_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** What qemu's BdrvCheckResult holds. */
 export interface Result {
@@ -62,83 +64,6 @@ export function hex(n: number | bigint): string {
   return n.toString(16);
 }
 
-/** A table of 8-byte entries as big-endian 32-bit halves: [hi0, lo0, hi1, lo1, ...]. */
-export function halves(buf: Uint8Array): Uint32Array {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const out = new Uint32Array(Math.floor(buf.length / 8) * 2);
-  for (let i = 0; i < out.length; i++) out[i] = v.getUint32(i * 4);
-  return out;
-}
-
-/** The refcounts stored in the image, read through a bounded cache of refcount blocks (block/cache.ts). */
-export class StoredRefcounts {
-  private readonly cache = new LruCache<number, Uint8Array>(STORED_BLOCKS_CACHED);
-
-  constructor(private readonly c: Checker) {}
-
-  clear(): void {
-    this.cache.clear();
-  }
-
-  /** Offset of refcount block `index` (0 = none), or -1 when the table entry is not cluster aligned. */
-  blockOffset(index: number): number {
-    const c = this.c;
-    if (index >= c.reftableEntries) return 0;
-    const off = reftableOffset(c.reftable[2 * index], c.reftable[2 * index + 1]);
-    // qemu cannot read at offsets near 2^63 (the block layer refuses them) or inside a cluster.
-    if (off % c.cs !== 0 || off > MAX_READABLE_OFFSET) return -1;
-    return off;
-  }
-
-  async block(offset: number): Promise<Uint8Array> {
-    let b = this.cache.get(offset);
-    if (b) return b;
-    b = await this.c.readPadded(offset, this.c.cs);
-    this.cache.set(offset, b);
-    return b;
-  }
-
-  /** The stored refcount of a cluster, or undefined when it cannot be read (unaligned refcount block). */
-  async get(cluster: number): Promise<number | undefined> {
-    const c = this.c;
-    const planned = c.dry?.get(cluster);
-    if (planned !== undefined) return planned;
-    const index = Math.floor(cluster / c.refblockEntries);
-    const off = this.blockOffset(index);
-    if (off < 0) return undefined;
-    if (off === 0) return 0;
-    const b = await this.block(off);
-    return getRefcount(b, cluster - index * c.refblockEntries, c.refcountBits);
-  }
-
-  /** A refcount for a message: 64-bit values above 2^53 (garbage, but qemu prints them) read exactly. */
-  async shown(cluster: number, value: number): Promise<number | bigint> {
-    const c = this.c;
-    if (value <= Number.MAX_SAFE_INTEGER || c.refcountBits !== 64) return value;
-    const index = Math.floor(cluster / c.refblockEntries);
-    const b = await this.block(this.blockOffset(index));
-    return new DataView(b.buffer).getBigUint64((cluster - index * c.refblockEntries) * 8);
-  }
-
-  /** Sets a stored refcount; only called for clusters whose refcount block exists. */
-  async set(cluster: number, value: number): Promise<void> {
-    const c = this.c;
-    if (c.dry) {
-      c.dry.set(cluster, value);
-      return;
-    }
-    const index = Math.floor(cluster / c.refblockEntries);
-    const off = this.blockOffset(index);
-    if (off <= 0) throw new DiskError('EIO', `no refcount block for cluster ${cluster}`);
-    const b = await this.block(off);
-    const e = cluster - index * c.refblockEntries;
-    setRefcount(b, e, c.refcountBits, value);
-    const bytes = c.refcountBits >= 8 ? c.refcountBits / 8 : 1;
-    const start = c.refcountBits >= 8 ? e * bytes : Math.floor(e / (8 / c.refcountBits));
-    await c.write(off + start, b.subarray(start, start + bytes), 'refcount block');
-  }
-}
-
 /** One check pass over an open image. */
 export class Checker {
   readonly cs: number;
@@ -162,6 +87,17 @@ export class Checker {
    */
   dry?: Map<number, number>;
   readonly stored: StoredRefcounts;
+  /**
+   * Set by compare() in a pass that writes nothing: the refcount blocks (by refcount table index) that hold
+   * exactly the computed counts in `imrt`, so later lookups may read those instead.
+   */
+  verified?: { imrt: RefcountArray; blocks: Uint8Array };
+  /**
+   * Set by the reference walk in a pass that writes nothing: per cluster, 1 when an entry of the active L2
+   * tables points at it with OFLAG_COPIED, 2 when one does without (both bits: both kinds); undefined when
+   * an entry could not be marked. checkOflagCopied() uses it to skip its walk when nothing can be wrong.
+   */
+  activeMarks?: Uint8Array;
   /** Set when the refcount structure itself is broken and must be rebuilt (qemu's rebuild). */
   rebuild = false;
   /** Refcounts that could not be read (unaligned refcount block); a rebuild makes them moot. */
@@ -170,6 +106,9 @@ export class Checker {
   repairing = false;
   private omitted = 0;
   metadata!: MetadataMap;
+  private readonly l2Cache = new Map<number, Uint32Array>();
+  private readonly l2Pending = new Map<number, Promise<Uint32Array>>();
+  private l2CacheBytes = 0;
 
   constructor(
     readonly file: ImageFile,
@@ -211,11 +150,52 @@ export class Checker {
   }
 
   /**
+   * An L2 table as big-endian words (2 per entry, 4 with extended L2 entries); past the end of the file it
+   * reads as zeros. A pass that repairs nothing keeps the first tables read (L2_CACHE_BYTES): nothing changes
+   * them under it. A repairing pass reads every time and may edit the words it gets (they are its own).
+   */
+  async l2Words(offset: number): Promise<Uint32Array> {
+    const hit = this.l2Cache.get(offset);
+    if (hit) return hit;
+    const pending = this.l2Pending.get(offset);
+    this.l2Pending.delete(offset);
+    const w = await (pending ?? this.readL2(offset));
+    if (!this.repairing && this.l2CacheBytes + w.byteLength <= L2_CACHE_BYTES) {
+      this.l2Cache.set(offset, w);
+      this.l2CacheBytes += w.byteLength;
+    }
+    return w;
+  }
+
+  /**
+   * Starts reading an L2 table a pass that writes nothing is about to walk, so that the reads of the next
+   * tables overlap the walk of this one (a failure surfaces when l2Words() asks for it).
+   */
+  prefetchL2(offset: number): void {
+    if (this.repairing || this.l2Cache.has(offset) || this.l2Pending.has(offset)) return;
+    const p = this.readL2(offset);
+    p.catch(() => undefined);
+    this.l2Pending.set(offset, p);
+  }
+
+  private async readL2(offset: number): Promise<Uint32Array> {
+    const bytes = this.l2Entries * this.l2EntrySize;
+    const w = new Uint32Array(bytes / 4);
+    if (offset < this.file.size) await this.file.readZeroPadded(offset, new Uint8Array(w.buffer));
+    if (LITTLE_ENDIAN) Buffer.from(w.buffer).swap32();
+    return w;
+  }
+
+  /**
    * Writes metadata after checking that it does not land on another structure (`ignore`: the class being
    * rewritten); throws a DiskError naming the structure otherwise.
    */
   async write(offset: number, data: Uint8Array, ignore?: MetadataKind | 'unchecked'): Promise<void> {
     if (this.dry) return;
+    // (Tables are kept and read ahead only by passes that write nothing; a belt for the day that changes.)
+    this.l2Cache.clear();
+    this.l2Pending.clear();
+    this.l2CacheBytes = 0;
     if (ignore !== 'unchecked') {
       const hit = this.metadata.overlap(offset, data.length, ignore);
       if (hit) throw new DiskError('ECORRUPT', `Preventing invalid write on metadata (overlaps with ${hit})`);
@@ -230,17 +210,20 @@ export class Checker {
 
   async load(): Promise<void> {
     const h = this.layout.header;
-    await this.loadReftable();
-    const l1 = await this.readTable(h.l1TableOffset, h.l1Size * 8);
-    this.l1 = halves(l1);
-    this.mapMetadata();
-  }
-
-  private async loadReftable(): Promise<void> {
-    const t = await this.readTable(this.reftableOffset, this.reftableClusters * this.cs);
-    this.reftable = halves(t);
-    this.reftableEntries = t.length / 8;
+    this.l2Cache.clear();
+    this.l2Pending.clear();
+    this.l2CacheBytes = 0;
+    // Both tables at once; the refcount table's failure is the one reported when both fail.
+    const [t, l1] = await Promise.allSettled([this.readTable(this.reftableOffset, this.reftableClusters * this.cs), this.readTable(h.l1TableOffset, h.l1Size * 8)]);
+    if (t.status === 'rejected') throw t.reason;
+    if (l1.status === 'rejected') throw l1.reason;
+    this.reftable = halves(t.value);
+    this.reftableEntries = t.value.length / 8;
     this.stored.clear();
+    this.l1 = halves(l1.value);
+    this.mapMetadata();
+    // A pass that writes nothing reads the refcount blocks the comparison will want while the walk runs.
+    if (!this.repairing) this.stored.readAhead(Math.ceil(Math.ceil(this.file.size / this.cs) / this.refblockEntries));
   }
 
   // ---- messages ----

@@ -11,6 +11,42 @@ export const MAX_CLUSTERS = 2 ** 31 - 1;
 const MAX_REFCOUNT_ARRAY_BYTES = 1024 * 1024 * 1024;
 const TWO32 = 2 ** 32;
 
+type Counters = Uint8Array | Uint16Array | Uint32Array;
+
+/** Runs of one value per counter width (key: value * 8 + bytes per counter), grown on demand, for sameRun(). */
+const patterns = new Map<number, Buffer>();
+
+function pattern(value: number, bytesPer: number, count: number): Buffer {
+  const key = value * 8 + bytesPer;
+  let p = patterns.get(key);
+  if (!p || p.length < count * bytesPer) {
+    const n = Math.max(count, 8192);
+    const arr = bytesPer === 1 ? new Uint8Array(n) : bytesPer === 2 ? new Uint16Array(n) : new Uint32Array(n);
+    arr.fill(value);
+    p = Buffer.from(arr.buffer);
+    patterns.set(key, p);
+  }
+  return p;
+}
+
+/** Byte views of the arrays sameRun() looks at (one per array buffer). */
+const views = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+/**
+ * Whether counters [first, first+count) all hold `value`: one native compare. The walks meet data clusters
+ * in long runs (qemu-img lays them out one after another), and a run met for the first time is all zeros.
+ */
+export function sameRun(arr: Counters, first: number, count: number, value: number): boolean {
+  const bytesPer = arr.BYTES_PER_ELEMENT;
+  let view = views.get(arr.buffer);
+  if (!view) {
+    view = new Uint8Array(arr.buffer);
+    views.set(arr.buffer, view);
+  }
+  const start = arr.byteOffset + first * bytesPer;
+  return pattern(value, bytesPer, count).compare(view, start, start + count * bytesPer, 0, count * bytesPer) === 0;
+}
+
 /**
  * The in-memory refcount table (qemu's IMRT): one counter per cluster, in the narrowest typed array that
  * holds the image's refcount width, saturating at the largest refcount the image can store.
@@ -47,8 +83,46 @@ export class RefcountArray {
     return this.length;
   }
 
+  /** The counters themselves, for the walk's inline path; replaced when the array grows (resize()). */
+  get counts(): Uint8Array | Uint16Array | Uint32Array {
+    return this.data;
+  }
+
   get(i: number): number {
     return i < this.length ? this.data[i] : 0;
+  }
+
+  /**
+   * Adds one reference to each of clusters [first, first+count) when they all hold 0, or all 1 (a run of data
+   * clusters met for the first or second time), with a native compare and fill. Returns false, changing
+   * nothing, otherwise: the caller then counts them one by one (with qemu's messages where one overflows).
+   */
+  incSameRun(first: number, count: number): boolean {
+    if (first + count > this.length) return false;
+    for (let v = 0; v <= 1 && v < this.max; v++) {
+      if (sameRun(this.data, first, count, v)) {
+        this.data.fill(v + 1, first, first + count);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * The counters of clusters [first, end) as bytes, when each counter is exactly `bits` wide (8, 16 or 32
+   * bits, in this host's byte order), for comparing a whole refcount block at once; undefined otherwise.
+   */
+  bytesOf(first: number, end: number, bits: number): Uint8Array | undefined {
+    if (bits !== this.bytesPer * 8 || end > this.length) return undefined;
+    const d = this.data;
+    return new Uint8Array(d.buffer, d.byteOffset + first * this.bytesPer, (end - first) * this.bytesPer);
+  }
+
+  /** The last cluster in [first, end) with a non-zero counter, or -1. */
+  lastUsed(first: number, end: number): number {
+    const d = this.data;
+    for (let k = Math.min(end, this.length) - 1; k >= first; k--) if (d[k] !== 0) return k;
+    return -1;
   }
 
   set(i: number, v: number): void {

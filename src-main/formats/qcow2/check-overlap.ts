@@ -61,11 +61,13 @@ export function mapMetadata(c: Checker): MetadataMap {
   m.add('main header', 0, c.cs);
   m.add('active L1 table', h.l1TableOffset, h.l1Size * 8);
   for (let i = 0; i < c.l1.length / 2; i++) {
+    if ((c.l1[2 * i] | c.l1[2 * i + 1]) === 0) continue;
     const off = l1Offset(c.l1[2 * i], c.l1[2 * i + 1]);
     if (off) m.add('active L2 table', off, c.cs);
   }
   m.add('refcount table', c.reftableOffset, c.reftableClusters * c.cs);
   for (let i = 0; i < c.reftableEntries; i++) {
+    if ((c.reftable[2 * i] | c.reftable[2 * i + 1]) === 0) continue;
     const off = reftableOffset(c.reftable[2 * i], c.reftable[2 * i + 1]);
     if (off) m.add('refcount block', off, c.cs);
   }

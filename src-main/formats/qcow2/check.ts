@@ -3,13 +3,15 @@
  * points at clusters, compares it with the stored refcounts and, when asked, repairs what qemu-img's repair
  * repairs. Verdicts, counts, messages and exit codes follow qemu-img 7.2 (block/qcow2-refcount.c), which the
  * interop tests hold us to; the code is our own. This file runs the passes; the pass state is in
- * check-context.ts, the reference walk in check-walk.ts, comparison and in-place repairs in check-repair.ts,
- * the rebuild of the refcount structure in check-rebuild.ts, the in-memory refcounts in check-imrt.ts and the
+ * check-context.ts (stored refcounts in check-stored.ts, tables as words in check-words.ts), the reference
+ * walk in check-walk.ts and check-structures.ts, comparison and in-place repairs in check-repair.ts, the
+ * rebuild of the refcount structure in check-rebuild.ts, the in-memory refcounts in check-imrt.ts and the
  * metadata overlap map in check-overlap.ts.
  *
  * Like qemu, metadata that lies past the end of the file reads as zeros and is reported rather than refused,
  * so a damaged image still gets a verdict. Memory is bounded by the file: one refcount array entry (1-4 bytes)
- * per cluster of the file, tables read one at a time and never larger than the file holds.
+ * and one mark byte per cluster of the file, tables never larger than the file holds, at most 32 MiB of L2
+ * tables kept and a few tables read ahead (by passes that write nothing).
  *
  * Where we knowingly differ from qemu-img's repair:
  * - a refcount block "outside the image" is reached by growing the file only within reason (qemu grows it to
@@ -24,14 +26,12 @@ import { ImageFile } from '../../block/file';
 import type { CheckProblem, CheckReport, CheckOptions } from '../../block/types';
 import { CheckFailed, Checker, emptyResult, FIX_ERRORS, FIX_LEAKS, type Result } from './check-context';
 import { RefcountArray } from './check-imrt';
-import { rebuildStructure } from './check-rebuild';
 import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
-import { leakMakesExclusive, repairBySwitch } from './check-switch';
 import { calculate } from './check-walk';
 import { checkReport } from '../../block/check-report';
-import { readLayout } from './layout';
+import { readLayout, type Qcow2Layout } from './layout';
 import { validateHeader } from './header';
-import { readSnapshotTable } from './snapshot-table';
+import { MAX_SNAPSHOT_TABLE_BYTES, parseSnapshotTable, readSnapshotTable, type SnapshotTable } from './snapshot-table';
 
 export type RepairMode = 'none' | 'leaks' | 'all';
 
@@ -65,6 +65,7 @@ async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promi
     const old = { ...res };
     let freshLeaks = 0;
     c.say('corruption', 'Rebuilding refcount structure');
+    const { rebuildStructure } = await import('./check-rebuild');
     await rebuildStructure(c, imrt);
     // Refcounts that could not be read belonged to the old structure, which is gone.
     res.checkErrors -= c.unreadable - unreadableBefore;
@@ -89,6 +90,8 @@ async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promi
     if (c.rebuild) throw new CheckFailed('ERROR need to rebuild refcount structures');
     if (res.leaks || res.corruptions) {
       Object.assign(res, preCompare);
+      // The repairs' code (and the write path it uses) is loaded only when there is something to repair.
+      const { leakMakesExclusive, repairBySwitch } = await import('./check-switch');
       if (fix & FIX_LEAKS && (await leakMakesExclusive(c, imrt))) highest = await repairBySwitch(c, res, fix, imrt);
       else highest = await compare(c, res, fix, imrt);
     }
@@ -120,11 +123,46 @@ async function run(c: Checker, fix: number): Promise<Result> {
   return res;
 }
 
+/** The first read of the snapshot table: most tables are a few hundred bytes. */
+const SNAPSHOT_TABLE_FIRST_READ = 64 * 1024;
+
+/**
+ * Whether `buf` holds all `count` snapshot entries (or as many as parseSnapshotTable() reads before it stops
+ * at an entry's size): then parsing it gives what parsing the longest table would.
+ */
+function holdsSnapshotTable(buf: Uint8Array, count: number): boolean {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (pos + 40 > buf.length) return false;
+    const extraLen = v.getUint32(pos + 36);
+    if (extraLen > 1024) return true;
+    const end = pos + 40 + extraLen + v.getUint16(pos + 12) + v.getUint16(pos + 14);
+    if (end > buf.length) return false;
+    pos = Math.ceil(end / 8) * 8;
+  }
+  return true;
+}
+
+/**
+ * readSnapshotTable(file, layout, true) reading only what the table takes: that reads all the file holds past
+ * the table, up to 64 MiB, when the table sits before the data (as after `qemu-img snapshot -c`).
+ */
+async function readSnapshotsForCheck(file: ImageFile, layout: Qcow2Layout): Promise<SnapshotTable> {
+  const h = layout.header;
+  if (h.nbSnapshots === 0 || h.snapshotsOffset >= file.size) return readSnapshotTable(file, layout, true);
+  const most = Math.min(file.size - h.snapshotsOffset, MAX_SNAPSHOT_TABLE_BYTES);
+  for (let len = Math.min(most, SNAPSHOT_TABLE_FIRST_READ); ; len = Math.min(most, len * 8)) {
+    const buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
+    if (len === most || holdsSnapshotTable(buf, h.nbSnapshots)) return parseSnapshotTable(buf, h.nbSnapshots, file.path, 1, Number.MAX_SAFE_INTEGER);
+  }
+}
+
 async function checkPass(file: ImageFile, fix: number, problems: CheckProblem[], signal?: AbortSignal): Promise<Result> {
   const layout = await readLayout(file, Number.MAX_SAFE_INTEGER);
   validateHeader(layout, file.path);
   // Alignment and tables past the end of the file are the check's to report, as qemu does.
-  const snapshots = await readSnapshotTable(file, layout, true);
+  const snapshots = await readSnapshotsForCheck(file, layout);
   return run(new Checker(file, layout, snapshots, problems, signal), fix);
 }
 
