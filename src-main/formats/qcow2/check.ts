@@ -29,9 +29,9 @@ import { RefcountArray } from './check-imrt';
 import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
 import { calculate } from './check-walk';
 import { checkReport } from '../../block/check-report';
-import { readLayout, type Qcow2Layout } from './layout';
+import { readLayout } from './layout';
 import { validateHeader } from './header';
-import { MAX_SNAPSHOT_TABLE_BYTES, parseSnapshotTable, readSnapshotTable, type SnapshotTable } from './snapshot-table';
+import { readSnapshotTable } from './snapshot-table';
 
 export type RepairMode = 'none' | 'leaks' | 'all';
 
@@ -123,46 +123,11 @@ async function run(c: Checker, fix: number): Promise<Result> {
   return res;
 }
 
-/** The first read of the snapshot table: most tables are a few hundred bytes. */
-const SNAPSHOT_TABLE_FIRST_READ = 64 * 1024;
-
-/**
- * Whether `buf` holds all `count` snapshot entries (or as many as parseSnapshotTable() reads before it stops
- * at an entry's size): then parsing it gives what parsing the longest table would.
- */
-function holdsSnapshotTable(buf: Uint8Array, count: number): boolean {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let pos = 0;
-  for (let i = 0; i < count; i++) {
-    if (pos + 40 > buf.length) return false;
-    const extraLen = v.getUint32(pos + 36);
-    if (extraLen > 1024) return true;
-    const end = pos + 40 + extraLen + v.getUint16(pos + 12) + v.getUint16(pos + 14);
-    if (end > buf.length) return false;
-    pos = Math.ceil(end / 8) * 8;
-  }
-  return true;
-}
-
-/**
- * readSnapshotTable(file, layout, true) reading only what the table takes: that reads all the file holds past
- * the table, up to 64 MiB, when the table sits before the data (as after `qemu-img snapshot -c`).
- */
-async function readSnapshotsForCheck(file: ImageFile, layout: Qcow2Layout): Promise<SnapshotTable> {
-  const h = layout.header;
-  if (h.nbSnapshots === 0 || h.snapshotsOffset >= file.size) return readSnapshotTable(file, layout, true);
-  const most = Math.min(file.size - h.snapshotsOffset, MAX_SNAPSHOT_TABLE_BYTES);
-  for (let len = Math.min(most, SNAPSHOT_TABLE_FIRST_READ); ; len = Math.min(most, len * 8)) {
-    const buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
-    if (len === most || holdsSnapshotTable(buf, h.nbSnapshots)) return parseSnapshotTable(buf, h.nbSnapshots, file.path, 1, Number.MAX_SAFE_INTEGER);
-  }
-}
-
 async function checkPass(file: ImageFile, fix: number, problems: CheckProblem[], signal?: AbortSignal): Promise<Result> {
   const layout = await readLayout(file, Number.MAX_SAFE_INTEGER);
   validateHeader(layout, file.path);
   // Alignment and tables past the end of the file are the check's to report, as qemu does.
-  const snapshots = await readSnapshotsForCheck(file, layout);
+  const snapshots = await readSnapshotTable(file, layout, true);
   return run(new Checker(file, layout, snapshots, problems, signal), fix);
 }
 

@@ -30,11 +30,32 @@ export async function readSnapshotTable(file: ImageFile, layout: Qcow2Layout, fo
   const h = layout.header;
   if (h.nbSnapshots === 0) return { entries: [], byteLength: 0 };
   if (h.snapshotsOffset >= file.size) throw corrupt(`${file.path}: the snapshot table lies past the end of the file`, file.path);
-  const len = Math.min(file.size - h.snapshotsOffset, MAX_SNAPSHOT_TABLE_BYTES);
-  const buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
+  // Read what the entries take (from 64 KiB up), not all the file holds past the table (up to 64 MiB).
+  const most = Math.min(file.size - h.snapshotsOffset, MAX_SNAPSHOT_TABLE_BYTES);
+  let len = Math.min(most, 64 * 1024);
+  let buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
+  while (len < most && !holdsEntries(buf, h.nbSnapshots)) {
+    len = Math.min(most, len * 8);
+    buf = await file.readBlock(h.snapshotsOffset, len, 'snapshot table');
+  }
   return forCheck
     ? parseSnapshotTable(buf, h.nbSnapshots, file.path, 1, Number.MAX_SAFE_INTEGER)
     : parseSnapshotTable(buf, h.nbSnapshots, file.path, layout.clusterSize, file.size);
+}
+
+/** Whether `buf` holds all `count` entries (or those before one parseSnapshotTable() refuses by its size). */
+function holdsEntries(buf: Uint8Array, count: number): boolean {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (pos + SNAPSHOT_FIXED > buf.length) return false;
+    const extraLen = v.getUint32(pos + 36);
+    if (extraLen > 1024) return true;
+    const end = pos + SNAPSHOT_FIXED + extraLen + v.getUint16(pos + 12) + v.getUint16(pos + 14);
+    if (end > buf.length) return false;
+    pos = Math.ceil(end / 8) * 8;
+  }
+  return true;
 }
 
 export interface SnapshotEntry {
