@@ -116,9 +116,15 @@ export interface CreateOptions {
   targetPath?: string;
 }
 
-/** Files a create wrote beside the image under their final names (VMDK extents): removed if the job fails. */
+/**
+ * Files a create wrote beside the image (VMDK extents), under hidden temporary names that the image names while
+ * it is written (services/atomic.ts ExtraFiles gives them their final names once the image is complete).
+ */
 export interface CreatedFiles {
-  extraFiles: string[];
+  /** Each file's temporary path, as written, and the final path it gets just before the image is renamed into place. */
+  extraFiles: Array<{ temp: string; final: string }>;
+  /** Rewrites the image, still at its own temporary path, to name the files' final names (synced before it returns). */
+  nameFinal(): Promise<void>;
 }
 
 export interface CheckOptions {

@@ -3,6 +3,7 @@ import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DiskError, toDiskError } from '../block/errors';
 import { isLockedByOthers, lockingAvailable } from '../block/lock';
+import type { CreatedFiles } from '../block/types';
 
 /** A name beside the target (same folder, so the final rename is atomic) for the file while it is written. */
 export function tempPathFor(target: string): string {
@@ -14,26 +15,65 @@ export function tempPathFor(target: string): string {
 const STALE_AFTER_MS = 10 * 60 * 1000;
 
 /**
+ * What a temporary name beside the target holds, or undefined for any other name. The image itself is written
+ * as `.NAME.diskwright-TOKEN.tmp`; files written beside it by the same job (VMDK extents, the VMDK descriptor
+ * rewritten with a new CID) as `.NAME.diskwright-TOKEN.EXTRA.tmp`, EXTRA being the name the file gets once the
+ * image is complete (formats/vmdk/create.ts follows this pattern: formats cannot import this module).
+ */
+function temporaryOf(name: string, base: string): { token: string; extra?: string } | undefined {
+  const prefix = `.${base}.diskwright-`;
+  if (!name.startsWith(prefix)) return undefined;
+  const m = /^([0-9a-f]{8})(?:\.(.+))?\.tmp$/.exec(name.slice(prefix.length));
+  if (!m) return undefined;
+  return m[2] === undefined ? { token: m[1] } : { token: m[1], extra: m[2] };
+}
+
+/**
  * Removes what an earlier, killed convert or create to the same target left behind: its hidden temporary
- * files (`.NAME.diskwright-XXXXXXXX.tmp` beside the target). One still being written by a live diskwright
- * holds its write lock and is left alone (where locks are unavailable: one touched in the last ten minutes).
+ * files (`.NAME.diskwright-XXXXXXXX.tmp` beside the target, and the `.NAME.diskwright-XXXXXXXX.EXTRA.tmp` files
+ * written with it). One still being written by a live diskwright holds its write lock and is left alone (where
+ * locks are unavailable: one touched in the last ten minutes), and so are the extra files of an image still
+ * being written. A job killed between giving its extra files their final names and renaming its image into
+ * place leaves those final names behind too, as hard links of its temporaries: a file of such a name is removed
+ * when it is the very same file (device and inode) as a stale temporary of an image that never reached its place.
  * Returns the paths removed, for the caller to mention.
  */
 export async function removeStaleTemporaries(target: string): Promise<string[]> {
   const dir = nodePath.dirname(nodePath.resolve(target));
   const base = nodePath.basename(target);
   const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  const removed: string[] = [];
+  const images = new Map<string, boolean>(); // token -> the image temporary is stale
+  const extras: Array<{ name: string; token: string; extra: string }> = [];
   for (const name of names) {
-    if (!name.startsWith(`.${base}.diskwright-`) || !/\.diskwright-[0-9a-f]{8}\.tmp$/.test(name) || name.length !== base.length + 25) continue;
-    const path = nodePath.join(dir, name);
-    if (await stillWritten(path)) continue;
+    const t = temporaryOf(name, base);
+    if (!t) continue;
+    if (t.extra === undefined) images.set(t.token, !(await stillWritten(nodePath.join(dir, name))));
+    else extras.push({ name, token: t.token, extra: t.extra });
+  }
+  // Decided before anything is removed: an extra is judged by its image temporary as it is now.
+  const doomed: string[] = [];
+  for (const [token, stale] of images) if (stale) doomed.push(nodePath.join(dir, `.${base}.diskwright-${token}.tmp`));
+  for (const e of extras) {
+    const path = nodePath.join(dir, e.name);
+    const image = images.get(e.token);
+    if (image === false || (await stillWritten(path))) continue;
+    if (image === true && !e.extra.includes('/') && e.extra !== base && (await sameFile(path, nodePath.join(dir, e.extra)))) doomed.push(nodePath.join(dir, e.extra));
+    doomed.push(path);
+  }
+  const removed: string[] = [];
+  for (const path of doomed) {
     await fsp.rm(path, { force: true }).then(
       () => removed.push(path),
       () => undefined,
     );
   }
   return removed;
+}
+
+/** True when both paths name the same file (a hard link of it): neither is a link to follow. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([fsp.lstat(a).catch(() => undefined), fsp.lstat(b).catch(() => undefined)]);
+  return x !== undefined && y !== undefined && x.isFile() && y.isFile() && x.dev === y.dev && x.ino === y.ino;
 }
 
 async function stillWritten(path: string): Promise<boolean> {
@@ -72,21 +112,86 @@ export function aboutTarget(err: unknown, tmp: string | undefined, target: strin
 }
 
 /**
- * Writes a new file beside the target and renames it into place when `write` succeeds; on failure or cancel
- * the partial file is removed and the target is untouched.
+ * The files a create wrote beside its image (VMDK extents) under hidden temporary names, which the image names
+ * while it is written. Once the image is complete and flushed, place() makes the image name their final names
+ * and gives each its final name as a hard link, just before the image itself is renamed into place; settle()
+ * then drops the temporary names. A link never replaces a file: a file of a final name made by someone else
+ * meanwhile fails the job instead. Where the file system has no hard links, the file is renamed after a check
+ * that the name is free (a crash right then leaves a final name that cannot be proved ours, so it stays).
  */
-export async function writeAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>, extraFilesOf?: (result: T) => string[]): Promise<T> {
-  await checkTarget(target);
-  const tmp = tempPathFor(target);
-  let result: T | undefined;
+export class ExtraFiles {
+  /** Final names this job made, removed by discard(). */
+  private readonly placed: string[] = [];
+  constructor(private readonly made?: CreatedFiles) {}
+
+  /** The final paths of the files, in order. */
+  get finals(): string[] {
+    return this.made ? this.made.extraFiles.map((f) => f.final) : [];
+  }
+
+  async place(): Promise<void> {
+    if (!this.made || this.made.extraFiles.length === 0) return;
+    await this.made.nameFinal();
+    for (const { temp, final } of this.made.extraFiles) {
+      await linkNew(temp, final);
+      this.placed.push(final);
+    }
+  }
+
+  /** After the image's rename: the temporary names go (the files live on under their final names). */
+  async settle(): Promise<void> {
+    for (const { temp } of this.made?.extraFiles ?? []) await fsp.rm(temp, { force: true }).catch(() => undefined);
+    this.placed.length = 0;
+  }
+
+  /** The job failed: every name it made goes, and only those. */
+  async discard(): Promise<void> {
+    for (const f of this.placed.splice(0)) await fsp.rm(f, { force: true }).catch(() => undefined);
+    for (const { temp } of this.made?.extraFiles ?? []) await fsp.rm(temp, { force: true }).catch(() => undefined);
+  }
+}
+
+async function linkNew(temp: string, final: string): Promise<void> {
+  const taken = () => new DiskError('EEXIST', `${final}: a file of this name appeared while the new image was written; it was left as it is and the new image was not made`, final);
   try {
-    result = await write(tmp);
+    await fsp.link(temp, final);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if (await sameFile(temp, final)) return;
+      throw taken();
+    }
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw toDiskError(err, final);
+  }
+  if (await fsp.lstat(final).then(() => true, () => false)) throw taken();
+  await fsp.rename(temp, final).catch((err) => {
+    throw toDiskError(err, final);
+  });
+}
+
+/**
+ * Writes a new file beside the target and renames it into place when `write` succeeds; on failure or cancel
+ * the partial file is removed and the target is untouched. What an earlier, killed job to the same target left
+ * behind goes first. Files written beside the new file (`extrasOf` its result) get their final names just
+ * before the rename, and are removed on failure.
+ */
+export async function writeAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>, extrasOf?: (result: T) => ExtraFiles): Promise<T> {
+  await checkTarget(target);
+  await removeStaleTemporaries(target);
+  const tmp = tempPathFor(target);
+  let extras: ExtraFiles | undefined;
+  try {
+    const result = await write(tmp);
+    extras = extrasOf?.(result);
+    await extras?.place();
     await fsp.rename(tmp, target).catch((err) => { throw toDiskError(err, target); });
+    await extras?.settle();
     return result;
   } catch (err) {
     // The temporary may be a folder (a Parallels .hdd bundle); files written beside it go too.
     await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
-    if (result !== undefined && extraFilesOf) for (const f of extraFilesOf(result)) await fsp.rm(f, { force: true }).catch(() => undefined);
+    await extras?.discard();
     throw aboutTarget(err, tmp, target);
   }
 }

@@ -5,8 +5,8 @@ import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
-import { createImage } from './create';
-import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor } from './atomic';
+import { createUnplaced } from './create';
+import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor, type ExtraFiles } from './atomic';
 
 export interface ConvertRequest {
   source: string;
@@ -69,8 +69,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   if (req.keepSnapshots) throw new DiskError('EINVAL', 'convertImage does not keep snapshots: call convertKeepingSnapshots');
   const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
   let tmp: string | undefined;
-  /** Files the create wrote beside the target under their final names (VMDK extents): removed on failure. */
-  let extraFiles: string[] = [];
+  /** Files the create wrote beside the target (VMDK extents): given their final names just before the rename. */
+  let extras: ExtraFiles | undefined;
   let dst: BlockDevice | undefined;
   try {
     if (req.existingTarget) {
@@ -80,7 +80,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       await checkTarget(req.target);
       for (const stale of await removeStaleTemporaries(req.target)) req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
       tmp = tempPathFor(req.target);
-      extraFiles = await createImage({ path: req.target, writeTo: tmp, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat });
+      extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
     if (unsafe) dst.skipFlushes?.();
@@ -94,9 +94,11 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await dst.close();
     dst = undefined;
     if (tmp) {
+      await extras?.place();
       await fsp.rename(tmp, req.target).catch((err) => { throw toDiskError(err, req.target); });
       tmp = undefined;
-      extraFiles = [];
+      await extras?.settle();
+      extras = undefined;
     }
   } catch (err) {
     throw aboutTarget(err, tmp, req.target);
@@ -104,7 +106,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await dst?.close().catch(() => undefined);
     await src.close().catch(() => undefined);
     if (tmp) await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
-    for (const f of extraFiles) await fsp.rm(f, { force: true }).catch(() => undefined);
+    await extras?.discard();
   }
 }
 

@@ -3,7 +3,8 @@ import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
 import { driverFor, isFormatName, openImage, resolveBackingPath } from '../registry';
 import { validateOptions } from './options';
-import { writeAtomically } from './atomic';
+import type { CreatedFiles } from '../block/types';
+import { ExtraFiles, writeAtomically } from './atomic';
 
 export interface CreateRequest {
   path: string;
@@ -13,15 +14,30 @@ export interface CreateRequest {
   options?: Record<string, string | number | boolean | undefined>;
   backingFile?: string;
   backingFormat?: string;
-  /** Write the image at this path instead, as is; the caller renames it into place (convert does). */
-  writeTo?: string;
 }
 
 /**
- * Creates a new image; the file appears only once it is complete. Returns the files written beside it under
- * their final names (VMDK extents), which a caller writing to `writeTo` removes if its job then fails.
+ * Creates a new image; the file appears only once it is complete, and so do the files written beside it (VMDK
+ * extents), whose final paths it returns.
  */
 export async function createImage(req: CreateRequest): Promise<string[]> {
+  const make = await prepare(req);
+  const extras = await writeAtomically(req.path, async (tmp) => new ExtraFiles(await make(tmp)), (extras) => extras);
+  return extras.finals;
+}
+
+/**
+ * Creates the image at `writeTo` as is, for a caller that fills it and renames it into place itself (convert).
+ * The files written beside it stay under temporary names until the caller places them (ExtraFiles.place, just
+ * before its rename; settle after it; discard if its job fails).
+ */
+export async function createUnplaced(req: CreateRequest, writeTo: string): Promise<ExtraFiles> {
+  const make = await prepare(req);
+  return new ExtraFiles(await make(writeTo));
+}
+
+/** Validates the request and looks the backing file up; returns the create itself, given the path to write. */
+async function prepare(req: CreateRequest): Promise<(path: string) => Promise<CreatedFiles | undefined>> {
   const driver = driverFor(req.format);
   if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
   const options: OptionValues = validateOptions(req.format, driver.createOptions, req.options ?? {});
@@ -40,16 +56,15 @@ export async function createImage(req: CreateRequest): Promise<string[]> {
   }
   if (size === undefined) throw new DiskError('EINVAL', 'an image size is required (e.g. 10G)');
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
-  const create = async (path: string): Promise<string[]> => {
-    const made = await driver.create!(path, size!, {
+  const bytes = size;
+  return async (path) => {
+    const made = await driver.create!(path, bytes, {
       options,
       backingFile: req.backingFile,
       backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat,
       backingSize,
       targetPath: req.path,
     });
-    return made ? made.extraFiles : [];
+    return made ?? undefined;
   };
-  if (req.writeTo !== undefined) return create(req.writeTo);
-  return writeAtomically(req.path, create, (extra) => extra);
 }

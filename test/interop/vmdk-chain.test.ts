@@ -9,7 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { dwOk, must, run, scratch } from '../helpers';
+import { CLI, dwOk, must, run, scratch } from '../helpers';
 import { assertQemuAccepts, io, qemuCreate } from './vmdk-common';
 import { openImage } from '../../src-main/registry';
 import { DiskError } from '../../src-main/block/errors';
@@ -62,6 +62,12 @@ test('a stale chain: EBACKINGCHANGED, read when accepted as qemu reads it once t
   const theirs = s.path('st-theirs.raw');
   must('qemu-img', ['convert', '-O', 'raw', fixed, theirs]);
   assert.ok(Buffer.from(ours).equals(readFileSync(theirs)), 'accepted stale chain reads as qemu reads the chain');
+  // The CLI: refused with the way out named; read when given it.
+  const refused = run(process.execPath, [CLI, 'convert', '-O', 'raw', child, s.path('st-cli.raw')]);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /stale.*--accept-changed-backing/);
+  dwOk(['convert', '--accept-changed-backing', '-O', 'raw', child, s.path('st-cli.raw')]);
+  assert.ok(readFileSync(s.path('st-cli.raw')).equals(readFileSync(theirs)), 'the CLI reads the accepted chain as qemu reads it');
   // info describes it (no failure), with qemu's keys as qemu-img gives them plus ours.
   const mine = JSON.parse(dwOk(['info', '--output', 'json', child]).stdout);
   const q = qinfo(child);

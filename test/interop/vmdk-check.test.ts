@@ -63,3 +63,31 @@ test('repair is not offered for vmdk: exit 63 like qemu-img check -r', () => {
   sameVerdict(p, ['-r', 'leaks']);
   must('qemu-img', ['check', p]);
 });
+
+test('a grain table or directory lying past the end of the file: qemu-img reads zeros there and says nothing; ours is a check error (exit 1)', () => {
+  // A deliberate difference: qemu's block layer reads past the end of a file as zeros, so qemu-img check passes
+  // (exit 0) an image whose data can no longer be found; here the table cannot be read, which check reports as
+  // qemu reports an unreadable table ("could not get cluster_offset", exit 1), and reads refuse it (ECORRUPT).
+  const p = s.path('gt-eof.vmdk');
+  qemuCreate(p, '', '4M');
+  io(p, ['write -P 1 0 64k']);
+  const good = readFileSync(p);
+  const gd = Number(good.readBigUInt64LE(56));
+  const cases: Array<[string, Buffer]> = [];
+  const b1 = Buffer.from(good);
+  b1.writeUInt32LE(0xfffff0, gd * 512); // grain table 0 far past the end
+  cases.push(['table', b1]);
+  const b2 = Buffer.from(good);
+  b2.writeBigUInt64LE(0xffffffn, 56); // the grain directory far past the end
+  cases.push(['directory', b2]);
+  for (const [what, bytes] of cases) {
+    writeFileSync(p, bytes);
+    const q = run('qemu-img', ['check', p]);
+    assert.equal(q.status, 0, `${what}: qemu-img check passes it: ${q.stdout}${q.stderr}`);
+    assert.match(must('qemu-img', ['map', '--output', 'json', p]).stdout, /"present": false/);
+    const o = dw(['check', p]);
+    assert.equal(o.status, 1, `${what}: ${o.stdout}${o.stderr}`);
+    assert.match(o.stdout + o.stderr, /grain (table|directory)/);
+    assert.doesNotMatch(o.stderr, /\n\s+at /, 'no stack trace');
+  }
+});

@@ -125,3 +125,31 @@ test('descriptor with FLAT, VMFS and ZERO extents: FLAT read as qemu reads it, V
   assert.ok(got.subarray(1 << 20, (1 << 20) + (1024 << 9)).every((x) => x === 0));
   assert.ok(got.subarray((1 << 20) + (1024 << 9)).every((x) => x === 0x51));
 });
+
+test('createType vmfsSparse (a VMFSSPARSE extent: an ESX "COWD" file) and vmfs (a VMFS extent): content, map and info as qemu-img', () => {
+  const delta = s.path('esx-delta.vmdk');
+  const b = Buffer.alloc(80 * 512);
+  b.set(serializeVmdk3Header({ version: 1, flags: 3, diskSectors: 4096, granularity: 16, l1dirOffset: 4, l1dirSize: 1, fileSectors: 80, cylinders: 0, heads: 0, sectorsPerTrack: 0 }));
+  b.writeUInt32LE(5, 4 * 512); // L1[0] -> L2 at sector 5
+  b.writeUInt32LE(40, 5 * 512 + 0 * 4); // grain 0 at sector 40
+  b.writeUInt32LE(56, 5 * 512 + 7 * 4); // grain 7 at sector 56
+  b.fill(0xd1, 40 * 512, 56 * 512);
+  b.fill(0xd7, 56 * 512, 72 * 512);
+  writeFileSync(delta, b);
+  writeFileSync(s.path('esx-flat.bin'), Buffer.concat([Buffer.alloc(1 << 20, 0xe1), Buffer.alloc(1 << 20, 0xe2)]));
+  const descriptor = (type: string, extent: string) =>
+    ['# Disk DescriptorFile', 'version=1', 'CID=fffffffe', 'parentCID=ffffffff', `createType="${type}"`, '', '# Extent description', extent, '', '# The Disk Data Base', '#DDB', '', 'ddb.adapterType = "lsilogic"', ''].join('\n');
+  const cases: Array<[string, string]> = [
+    ['vmfsSparse', 'RW 4096 VMFSSPARSE "esx-delta.vmdk"'],
+    ['vmfs', 'RW 4096 VMFS "esx-flat.bin"'],
+  ];
+  for (const [type, extent] of cases) {
+    const p = s.path(`esx-${type}.vmdk`);
+    writeFileSync(p, descriptor(type, extent));
+    assertReadsLikeQemu(p, s.path, type);
+    const ours = JSON.parse(dwOk(['info', '--output', 'json', p]).stdout);
+    const theirs = JSON.parse(must('qemu-img', ['info', '--output', 'json', p]).stdout);
+    assert.deepEqual(ours['format-specific'], theirs['format-specific'], `${type}: info format-specific`);
+    assert.equal(ours['virtual-size'], theirs['virtual-size']);
+  }
+});

@@ -20,7 +20,7 @@ const s = scratch('dw-vmdk-stream-');
 after(() => s.cleanup());
 
 interface Walk {
-  grains: Array<{ lba: number; at: number }>;
+  grains: Array<{ lba: number; at: number; data: Buffer }>;
   tables: number[];
   directory?: { at: number; entries: number[] };
   footerGd?: number;
@@ -40,7 +40,7 @@ function walk(buf: Buffer): Walk {
       // A grain: its bytes inflate to one whole grain.
       const data = inflateSync(buf.subarray(at + 12, at + 12 + size));
       assert.equal(data.length, h.granularity * 512);
-      w.grains.push({ lba: val, at: sec });
+      w.grains.push({ lba: val, at: sec, data });
       sec += Math.ceil((12 + size) / 512);
       continue;
     }
@@ -131,4 +131,24 @@ test('an empty stream made by create reads as zeros (qemu-img) and, reopened, is
   must('qemu-io', ['-f', 'raw', '-c', 'write -P 9 100k 1M', src]);
   dwOk(['convert', '-n', '-O', 'vmdk', src, p]);
   assertQemuAccepts(p, src);
+});
+
+test('many grains compressed side by side land in guest order, each holding its own data, tables after their grains', () => {
+  const raw = s.path('many.raw');
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '40M']);
+  // 100 grains, each with its own pattern, across the 32 MiB table boundary; a zero grain among them.
+  const writes = Array.from({ length: 100 }, (_, i) => ['-c', `write -P ${(i % 250) + 1} ${(30 << 20) + i * 65536} 65536`]).flat();
+  must('qemu-io', ['-f', 'raw', ...writes, '-c', `write -z ${(30 << 20) + 50 * 65536} 65536`, raw]);
+  const p = s.path('many.vmdk');
+  dwOk(['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, p]);
+  assertQemuAccepts(p, raw);
+  const w = walk(readFileSync(p));
+  const src = readFileSync(raw);
+  assert.equal(w.grains.length, 99, 'every grain with data, the zero one left out');
+  for (let i = 1; i < w.grains.length; i++) assert.ok(w.grains[i].lba > w.grains[i - 1].lba && w.grains[i].at > w.grains[i - 1].at, 'in guest order');
+  for (const g of w.grains) assert.ok(g.data.equals(src.subarray(g.lba * 512, g.lba * 512 + 65536)), `grain at sector ${g.lba} holds its own data`);
+  assert.equal(w.tables.length, 2);
+  const firstOfSecond = w.grains.findIndex((g) => g.lba >= 65536);
+  assert.ok(w.tables[0] > w.grains[firstOfSecond - 1].at && w.tables[0] < w.grains[firstOfSecond].at, 'table 0 between its grains and the next table\'s');
+  assert.ok(w.tables[1] > w.grains[w.grains.length - 1].at, 'table 1 after its grains');
 });

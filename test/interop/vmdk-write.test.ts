@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
-import { dw, dwOk, must, scratch } from '../helpers';
+import { dw, dwOk, must, run, scratch } from '../helpers';
 import { assertPlainError, assertQemuAccepts, io, ourMap, qemuCreate, qemuMap } from './vmdk-common';
 import { openImage } from '../../src-main/registry';
 import { serializeVmdk3Header } from '../../src-main/formats/vmdk/layout';
@@ -46,28 +46,67 @@ const WRITES: Array<[number, number, number]> = [
 
 const cid = (p: string): number => JSON.parse(dwOk(['info', '--output', 'json', p]).stdout)['format-specific'].data.cid;
 
+/** The descriptor text of a VMDK (embedded or a file) with its CID and its own name blanked out. */
+const descriptorText = (p: string, own: string) => {
+  const b = readFileSync(p);
+  const t = b.subarray(0, 4).toString('latin1') === 'KDMV' ? b.subarray(512, 512 * 21).toString('latin1').replace(/\0+$/, '') : b.toString('latin1');
+  return t.replace(/^CID=.*$/m, 'CID=').split(own).join('NAME');
+};
+
+/** qemu-img create and diskwright create with the same options and size: the same descriptor, header and info. */
+function assertCreatedAsQemu(label: string, opts: string, size: string, sub: string): void {
+  const ours = s.path(`ours-${label}.vmdk`);
+  const theirs = s.path(`theirs-${label}.vmdk`);
+  dwOk(['create', '-f', 'vmdk', '-o', opts, ours, size]);
+  qemuCreate(theirs, opts, size);
+  assertQemuAccepts(ours);
+  const qi = JSON.parse(must('qemu-img', ['info', '--output', 'json', ours]).stdout);
+  const qt = JSON.parse(must('qemu-img', ['info', '--output', 'json', theirs]).stdout);
+  assert.equal(qi['virtual-size'], qt['virtual-size'], `${label}: the size rounds up to whole sectors as qemu-img's`);
+  assert.equal(qi['format-specific'].data['create-type'], sub);
+  // Our info of the file we made says what qemu-img info says of it (CIDs, create type, extents).
+  const oi = JSON.parse(dwOk(['info', '--output', 'json', ours]).stdout);
+  assert.deepEqual(oi['format-specific'], qi['format-specific'], `${label}: info format-specific`);
+  assert.equal(oi['virtual-size'], qi['virtual-size']);
+  if (sub !== 'streamOptimized') {
+    // Descriptor text: the same lines but for the CID and the file names.
+    assert.equal(descriptorText(ours, `ours-${label}`), descriptorText(theirs, `theirs-${label}`), `${label}: descriptor`);
+  }
+  if (sub === 'monolithicSparse') {
+    // The sparse header (version, flags, geometry) and the grain directories are qemu-img's byte for byte.
+    const head = (p: string) => readFileSync(p).subarray(0, 512);
+    assert.ok(head(ours).equals(head(theirs)), `${label}: sparse header`);
+  }
+}
+
 for (const sub of ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized']) {
-  test(`create -o subformat=${sub}: descriptor as qemu-img's, qemu-img check passes`, () => {
-    const ours = s.path(`ours-${sub}.vmdk`);
-    const theirs = s.path(`theirs-${sub}.vmdk`);
-    dwOk(['create', '-f', 'vmdk', '-o', `subformat=${sub},adapter_type=lsilogic,hwversion=7,toolsversion=42`, ours, '5M']);
-    qemuCreate(theirs, `subformat=${sub},adapter_type=lsilogic,hwversion=7,toolsversion=42`, '5M');
-    assertQemuAccepts(ours);
-    const qi = JSON.parse(must('qemu-img', ['info', '--output', 'json', ours]).stdout);
-    const qt = JSON.parse(must('qemu-img', ['info', '--output', 'json', theirs]).stdout);
-    assert.equal(qi['virtual-size'], qt['virtual-size']);
-    assert.equal(qi['format-specific'].data['create-type'], sub);
-    if (sub !== 'streamOptimized') {
-      // Descriptor text: the same lines but for the CID and the file names.
-      const text = (p: string, own: string) => {
-        const b = readFileSync(p);
-        const t = b.subarray(0, 4).toString('latin1') === 'KDMV' ? b.subarray(512, 512 * 21).toString('latin1').replace(/\0+$/, '') : b.toString('latin1');
-        return t.replace(/^CID=.*$/m, 'CID=').split(own).join('NAME');
-      };
-      assert.equal(text(ours, `ours-${sub}`), text(theirs, `theirs-${sub}`));
-    }
+  test(`create -o subformat=${sub} (odd size): descriptor and info as qemu-img's, qemu-img check passes`, () => {
+    assertCreatedAsQemu(sub, `subformat=${sub},adapter_type=lsilogic,hwversion=7,toolsversion=42`, '5000001', sub);
   });
 }
+
+test('create options: compat6, each adapter type, zeroed grains, hwversion: as qemu-img creates them', () => {
+  const cases: Array<[string, string]> = [
+    ['compat6', 'compat6=on'],
+    ['ide', 'adapter_type=ide'],
+    ['buslogic', 'adapter_type=buslogic'],
+    ['legacyesx', 'adapter_type=legacyESX'],
+    ['zeroed', 'zeroed_grain=on'],
+    ['hw', 'hwversion=11,toolsversion=10240'],
+  ];
+  for (const [label, opts] of cases) assertCreatedAsQemu(`opt-${label}`, opts, '3M', 'monolithicSparse');
+  assertCreatedAsQemu('opt-stream-buslogic', 'subformat=streamOptimized,adapter_type=buslogic,compat6=on', '3M', 'streamOptimized');
+});
+
+test('resize: refused for vmdk, as qemu-img refuses it', () => {
+  const p = name();
+  dwOk(['create', '-f', 'vmdk', p, '1M']);
+  const q = run('qemu-img', ['resize', p, '2M']);
+  const o = dw(['resize', p, '2M']);
+  assert.equal(q.status, 1, q.stderr);
+  assert.equal(o.status, q.status, o.stderr);
+  assert.match(o.stderr, /cannot be resized/);
+});
 
 for (const [sub, opts] of [
   ['monolithicSparse', ''],
@@ -145,14 +184,19 @@ test('a grain directory entry without a grain table: the table is allocated in b
   assert.ok(t1.equals(t2));
 });
 
-test('convert -O vmdk (sparse, flat, twoGb) from a raw with data, holes and zeros: qemu-img compare equal', () => {
+test('convert -O vmdk (every subformat) from an odd-sized raw with data, holes and zeros: qemu-img compare equal', () => {
   const raw = name('raw');
-  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '6M']);
-  must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x10 0 300k', '-c', 'write -P 0 1M 64k', '-c', 'write -P 0x20 2M 1M', '-c', 'write -P 0x30 6143k 1k', raw]);
-  for (const sub of ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'streamOptimized']) {
+  // 6 MiB + 1000 bytes: the image rounds up to whole sectors, as qemu-img's does, and the tail reads as zeros.
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, String(6 * 1024 * 1024 + 1000)]);
+  must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x10 0 300k', '-c', 'write -P 0 1M 64k', '-c', 'write -P 0x20 2M 1M', '-c', 'write -P 0x30 6143k 1k', '-c', `write -P 0x31 ${6 * 1024 * 1024} 1000`, raw]);
+  const theirs = s.path('conv-qemu.vmdk');
+  must('qemu-img', ['convert', '-O', 'vmdk', raw, theirs]);
+  const qemuSize = JSON.parse(must('qemu-img', ['info', '--output', 'json', theirs]).stdout)['virtual-size'];
+  for (const sub of ['monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat', 'streamOptimized']) {
     const p = s.path(`conv-${sub}.vmdk`);
     dwOk(['convert', '-O', 'vmdk', '-o', `subformat=${sub}`, raw, p]);
     assertQemuAccepts(p, raw);
+    assert.equal(JSON.parse(must('qemu-img', ['info', '--output', 'json', p]).stdout)['virtual-size'], qemuSize, `${sub}: size as qemu-img convert's`);
   }
 });
 

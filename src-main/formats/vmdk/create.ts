@@ -151,16 +151,6 @@ async function writeFlatExtent(path: string, bytes: number): Promise<void> {
   }
 }
 
-async function writeTextFile(path: string, text: string): Promise<void> {
-  const f = await ImageFile.create(path);
-  try {
-    await f.write(0, new TextEncoder().encode(text));
-    await f.sync();
-  } finally {
-    await f.close();
-  }
-}
-
 /** The parent's CID, read from its descriptor (qemu-img refuses parents that are not VMDK). */
 async function parentCid(path: string, backingFile: string): Promise<number> {
   const full = resolveBackingPath(path, backingFile, 'anywhere');
@@ -197,6 +187,18 @@ export function extentNames(path: string, subformat: Subformat, count: number, t
   return Array.from({ length: count }, (_, i) => `${stem}-${letter}${String(i + 1).padStart(3, '0')}.vmdk`);
 }
 
+/**
+ * Where the files written beside the image go while it is written: the image's temporary path
+ * (`.NAME.diskwright-TOKEN.tmp`, services/atomic.ts) with the file's final name before `.tmp`, a name the create
+ * and convert services recognise (removeStaleTemporaries) and clean up after a killed job. An image written under
+ * its own name (no service) gets a token of its own.
+ */
+export function besideTempStem(path: string): string {
+  const base = nodePath.basename(path);
+  const m = /^(\..+\.diskwright-[0-9a-f]{8})\.tmp$/.exec(base);
+  return nodePath.join(nodePath.dirname(path), m ? m[1] : `.${base}.diskwright-${randomBytes(4).toString('hex')}`);
+}
+
 export async function createVmdk(path: string, requested: number, opts: CreateOptions): Promise<void | CreatedFiles> {
   const s = settingsFrom(opts);
   const sectors = Math.ceil(requested / SECTOR);
@@ -219,21 +221,49 @@ export async function createVmdk(path: string, requested: number, opts: CreateOp
   else for (let left = sectors * SECTOR; left > 0 || sizes.length === 0; left -= SPLIT_BYTES) sizes.push(Math.min(left, SPLIT_BYTES));
   const names = extentNames(path, s.subformat, sizes.length, opts.targetPath);
   const dir = nodePath.dirname(path);
-  const lines = sizes.map((b, i) => (sparse ? `RW ${b / SECTOR} SPARSE "${names[i]}"\n` : `RW ${b / SECTOR} FLAT "${names[i]}" 0\n`));
-  // The extents are written under their final names (the descriptor names them); the caller removes them if
-  // the job that creates the image fails, with the descriptor's temporary file.
-  const extraFiles = names.map((n) => nodePath.join(dir, n));
+  // The extents are written under temporary names, which the descriptor names until the job that writes the
+  // image is done with it; nameFinal() then names the final ones and the service gives the files those names.
+  // A file that already has one of the final names is someone's: it is refused before anything is written.
+  for (const n of names) {
+    if (await fsp.lstat(nodePath.join(dir, n)).then(() => true, () => false)) {
+      throw new DiskError('EEXIST', `${nodePath.join(dir, n)}: exists already, and the new image's extent file would take its name; move it away or choose another image name`, nodePath.join(dir, n));
+    }
+  }
+  const stem = besideTempStem(path);
+  const files = names.map((n) => ({ temp: `${stem}.${n}.tmp`, final: nodePath.join(dir, n) }));
+  const tempName = (i: number) => nodePath.basename(files[i].temp);
+  const lines = (name: (i: number) => string) => sizes.map((b, i) => (sparse ? `RW ${b / SECTOR} SPARSE "${name(i)}"\n` : `RW ${b / SECTOR} FLAT "${name(i)}" 0\n`));
+  // The descriptor's file is made first and held (with its write lock) while the extents are written, so that a
+  // job cleaning up after a killed one sees an image still being written and leaves its extents alone.
+  const desc = await ImageFile.create(path);
   try {
     for (let i = 0; i < sizes.length; i++) {
-      if (sparse) await writeSparseExtent(extraFiles[i], sizes[i] / SECTOR, s.zeroedGrain);
-      else await writeFlatExtent(extraFiles[i], sizes[i]);
+      if (sparse) await writeSparseExtent(files[i].temp, sizes[i] / SECTOR, s.zeroedGrain);
+      else await writeFlatExtent(files[i].temp, sizes[i]);
     }
-    await writeTextFile(path, descriptorText(s, sectors, cid, pcid, lines));
+    await desc.write(0, new TextEncoder().encode(descriptorText(s, sectors, cid, pcid, lines(tempName))));
+    await desc.sync();
   } catch (err) {
-    for (const f of extraFiles) await fsp.rm(f, { force: true }).catch(() => undefined);
+    for (const f of files) await fsp.rm(f.temp, { force: true }).catch(() => undefined);
     throw err;
+  } finally {
+    await desc.close();
   }
-  return { extraFiles };
+  const nameFinal = async (): Promise<void> => {
+    // The text as it is now (a write since may have changed its CID), with each extent's final name.
+    const f = await ImageFile.open(path, true);
+    try {
+      let text = new TextDecoder().decode(await f.readBlock(0, f.size, 'vmdk descriptor'));
+      files.forEach((x, i) => (text = text.split(`"${tempName(i)}"`).join(`"${names[i]}"`)));
+      const bytes = new TextEncoder().encode(text);
+      await f.write(0, bytes);
+      await f.truncate(bytes.length);
+      await f.sync();
+    } finally {
+      await f.close();
+    }
+  };
+  return { extraFiles: files, nameFinal };
 }
 
 export { ADAPTER_TYPES, SUBFORMATS, VMDK_CREATE_OPTIONS };

@@ -85,7 +85,7 @@ export async function writePlaceText(pl: DescriptorPlace, text: string, path: st
     return undefined;
   }
   const dir = nodePath.dirname(pl.file.path);
-  const tmp = nodePath.join(dir, `.${nodePath.basename(pl.file.path)}.diskwright-${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = textTempPath(pl.file.path);
   try {
     const f = await ImageFile.create(tmp);
     try {
@@ -105,6 +105,19 @@ export async function writePlaceText(pl: DescriptorPlace, text: string, path: st
   const old = pl.file;
   pl.file = await ImageFile.open(old.path, true);
   return old;
+}
+
+/**
+ * The name the new text is written under: `.NAME.diskwright-XXXXXXXX.tmp` beside the descriptor, which the
+ * services clean up after a killed job. A descriptor that is itself a job's temporary file (convert writes the new
+ * image as `.NAME.diskwright-TOKEN.tmp`) names its text `.NAME.diskwright-TOKEN.descriptor-XXXXXXXX.tmp`, a file
+ * of that job the same clean-up recognises (services/atomic.ts removeStaleTemporaries).
+ */
+function textTempPath(path: string): string {
+  const rand = randomBytes(4).toString('hex');
+  const base = nodePath.basename(path);
+  const m = /^(\..+\.diskwright-[0-9a-f]{8})\.tmp$/.exec(base);
+  return nodePath.join(nodePath.dirname(path), m ? `${m[1]}.descriptor-${rand}.tmp` : `.${base}.diskwright-${rand}.tmp`);
 }
 
 /** Makes a rename durable: the folder's entry is synced too (best effort: not every file system allows it). */

@@ -4,9 +4,10 @@
  * grains it maps, and at the end the grain directory behind its marker, a footer (marker + header copy that
  * locates the directory) and the end-of-stream marker. Such a file can only be written front to back, so the
  * writer accepts writes in increasing guest order only; it is given by open() for a freshly created (empty)
- * stream, and any other stream refuses writes (extent.ts).
+ * stream, and any other stream refuses writes (extent.ts). Grains are deflated on the thread pool, several at
+ * once, and written in guest order as they come out.
  */
-import { deflateSync } from 'node:zlib';
+import { deflate } from 'node:zlib';
 import { SECTOR, checkRange, isZero } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -34,6 +35,34 @@ const NUM_GTES = 512;
 const STREAM_OVERHEAD = 128;
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
+
+/**
+ * Grains being compressed at once on the thread pool, ahead of their turn to be written (1 MiB of input).
+ * Measured (raw→streamOptimized of a 1 GiB ext4 image a third full, 13 rounds interleaved with qemu-img on this
+ * 2-core machine shared with other jobs, 1-minute load 2.2–13, median 6): wall median 10.2 s on the thread pool,
+ * 12.1 s deflating inline (deflateSync), qemu-img 10.9 s; in the 5 rounds at load < 5: 8.0 s, 8.9 s, 10.4 s.
+ * The thread pool costs ~1 s more CPU (9.4 s vs 8.2 s) but takes a second core when one is free, so it stays.
+ */
+const GRAINS_IN_FLIGHT = 16;
+/** Compressed grains that are ready go to the file together, in one write of up to this many bytes. */
+const WRITE_BATCH = 1 << 20;
+
+/** A grain handed to the thread pool: it is written, in its turn, once compressed. */
+interface PendingGrain {
+  grainNo: number;
+  packed: Promise<Buffer>;
+  /** Set when `packed` has settled: the grains ready behind the first are written with it. */
+  ready?: Buffer;
+}
+
+/**
+ * zlib's default deflate, as deflateSync gives it, on the thread pool. One output chunk larger than any grain's
+ * output (a 64 KiB grain deflates to at most a few bytes more) spares the stream machinery's chunk joining:
+ * measured 2.8 s of CPU for 1500 grains of an ext4 image with the default 16 KiB chunks, 2.4 s with this, 2.2 s sync.
+ */
+function deflateAsync(data: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => deflate(data, { chunkSize: 2 * data.length }, (err, out) => (err ? reject(err) : resolve(out))));
+}
 
 function streamHeader(sectors: number, descriptorSectors: number, gdOffset: number | undefined): Vmdk4Header {
   return {
@@ -100,7 +129,9 @@ export class StreamWriter implements BlockDevice {
   /** Guest bytes below this were written (or skipped) already. */
   private pos = 0;
   private grainNo = -1;
-  private readonly grain: Uint8Array;
+  private grain: Uint8Array;
+  /** Grains compressing, in guest order: written to the file in that order (see flushGrain). */
+  private readonly pending: PendingGrain[] = [];
   private grainUsed = false;
   private gtIndex = -1;
   private gt: Uint32Array;
@@ -186,24 +217,57 @@ export class StreamWriter implements BlockDevice {
     this.grainNo = g;
   }
 
+  /**
+   * Hands the buffered grain to the thread pool (all-zero grains are left out: they read as zeros unwritten)
+   * and writes out compressed grains once more than GRAINS_IN_FLIGHT are under way, so that several grains
+   * compress at once, on other cores, while the caller reads the next data. Grains reach the file in guest order.
+   */
   private async flushGrain(): Promise<void> {
     if (this.grainNo < 0 || !this.grainUsed) return;
-    if (!isZero(this.grain) || this.backing) {
-      const packed = deflateSync(this.grain);
-      const total = roundUp(GRAIN_MARKER_BYTES + packed.length, SECTOR);
-      const buf = new Uint8Array(total);
-      buf.set(serializeGrainMarker(this.grainNo * this.header.granularity, packed.length), 0);
-      buf.set(packed, GRAIN_MARKER_BYTES);
-      await this.file.write(this.next * SECTOR, buf);
-      this.gt[this.grainNo % this.header.numGtesPerGt] = this.next;
-      this.next += total / SECTOR;
-    }
-    this.grain.fill(0);
     this.grainUsed = false;
+    if (isZero(this.grain) && !this.backing) return; // the buffer is all zeros again already
+    const item: PendingGrain = { grainNo: this.grainNo, packed: deflateAsync(this.grain) };
+    item.packed.then(
+      (b) => (item.ready = b),
+      () => undefined,
+    );
+    this.pending.push(item);
+    // The buffer now belongs to the compression; the next grain is assembled in a new one.
+    this.grain = new Uint8Array(this.clusterSize);
+    if (this.pending.length > GRAINS_IN_FLIGHT) await this.writePending(false);
   }
 
-  /** Writes the buffered grain table behind its marker, if it maps any grain. */
+  /**
+   * Writes the first pending grain once compressed, with those behind it that are ready too, in one file write;
+   * `all`: every pending grain (before a grain table is written, and at the end).
+   */
+  private async writePending(all: boolean): Promise<void> {
+    while (this.pending.length > 0) {
+      await this.pending[0].packed;
+      const batch: Array<{ grainNo: number; packed: Buffer }> = [];
+      let bytes = 0;
+      while (this.pending.length > 0 && this.pending[0].ready && bytes < WRITE_BATCH) {
+        const { grainNo, ready } = this.pending.shift()!;
+        batch.push({ grainNo, packed: ready! });
+        bytes += roundUp(GRAIN_MARKER_BYTES + ready!.length, SECTOR);
+      }
+      const buf = new Uint8Array(bytes);
+      let at = 0;
+      for (const { grainNo, packed } of batch) {
+        buf.set(serializeGrainMarker(grainNo * this.header.granularity, packed.length), at);
+        buf.set(packed, at + GRAIN_MARKER_BYTES);
+        this.gt[grainNo % this.header.numGtesPerGt] = this.next + at / SECTOR;
+        at += roundUp(GRAIN_MARKER_BYTES + packed.length, SECTOR);
+      }
+      await this.file.write(this.next * SECTOR, buf);
+      this.next += bytes / SECTOR;
+      if (!all) return;
+    }
+  }
+
+  /** Writes the buffered grain table behind its marker (after its grains), if it maps any grain. */
   private async flushTable(): Promise<void> {
+    await this.writePending(true);
     if (this.gtIndex < 0 || this.gt.every((x) => x === 0)) {
       this.gt.fill(0);
       return;
@@ -243,6 +307,7 @@ export class StreamWriter implements BlockDevice {
   /** Data reaches the file as grains fill; the stream's tail can only be written once, at close. */
   flush(): Promise<void> {
     return this.serial.run(async () => {
+      await this.writePending(true);
       if (!this.noFlush) await this.file.sync();
     });
   }
