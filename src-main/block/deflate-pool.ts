@@ -16,7 +16,7 @@
 import type { Worker as WorkerType } from 'node:worker_threads';
 import { DiskError } from './errors';
 
-/** The worker's code: one zlib stream, reset for each block; blocks that do not fit the output slot are -1. */
+/** The worker's code: one zlib stream, reset for each block; -1 for a block zlib could not compress. */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
@@ -77,9 +77,12 @@ export class DeflatePool {
   private nextId = 0;
   private broken?: DiskError;
 
+  /** Bytes each slot's output takes: zlib's deflateBound for a block of blockSize, with the zlib wrapper. */
+  readonly outSize: number;
+
   /**
-   * `blockSize`: the largest block compressed; output that would not be smaller than `blockSize` counts as
-   * "does not shrink" (undefined), as qcow2 and VMDK then store the block plain.
+   * `blockSize`: the largest block compressed. The output of any block fits (deflate's worst case is a few
+   * bytes per 16 KiB more than its input): whether it shrank enough to be worth storing is the caller's call.
    */
   constructor(
     readonly blockSize: number,
@@ -90,7 +93,8 @@ export class DeflatePool {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
     const slots = workerCount * SLOTS_PER_WORKER;
-    const outSize = blockSize;
+    const outSize = blockSize + (blockSize >> 10) + 64;
+    this.outSize = outSize;
     this.shared = new SharedArrayBuffer(slots * (blockSize + outSize));
     for (let i = 0; i < slots; i++) this.freeSlots.push(i);
     for (let i = 0; i < workerCount; i++) {
@@ -105,7 +109,7 @@ export class DeflatePool {
     }
   }
 
-  /** Compresses `data` (at most blockSize bytes); undefined when it does not shrink. */
+  /** Compresses `data` (at most blockSize bytes); undefined only if zlib failed. */
   async compress(data: Uint8Array): Promise<Packed | undefined> {
     if (this.broken) throw this.broken;
     if (data.length > this.blockSize) throw new DiskError('EINVAL', `block of ${data.length} bytes is larger than the pool's ${this.blockSize}`);
@@ -114,8 +118,7 @@ export class DeflatePool {
       this.giveBack(slot);
       throw this.broken;
     }
-    const base = slot * 2 * this.blockSize;
-    new Uint8Array(this.shared, base, data.length).set(data);
+    new Uint8Array(this.shared, slot * (this.blockSize + this.outSize), data.length).set(data);
     // The least busy worker takes it; a worker with work keeps the process alive until it answers.
     let w = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[w]) w = i;
@@ -132,14 +135,14 @@ export class DeflatePool {
     const job = this.jobs.get(id);
     if (!job) return;
     this.jobs.delete(id);
-    if (produced < 0 || produced >= this.blockSize) {
+    if (produced < 0) {
       this.giveBack(job.slot);
       job.resolve(undefined);
       return;
     }
     let released = false;
     job.resolve({
-      data: new Uint8Array(this.shared, job.slot * 2 * this.blockSize + this.blockSize, produced),
+      data: new Uint8Array(this.shared, job.slot * (this.blockSize + this.outSize) + this.blockSize, produced),
       release: () => {
         if (released) return;
         released = true;

@@ -34,7 +34,8 @@ const ASYNC_DEFLATE_MIN = 32 * 1024;
 
 /**
  * Compresses one cluster on the worker pool (block/deflate-pool.ts: every core, no buffer per cluster);
- * undefined when it does not shrink. Where no worker can be started, on the libuv thread pool instead.
+ * undefined when it does not shrink (then stored plain). Where no worker can be started, on the libuv thread
+ * pool instead.
  */
 async function deflateCluster(data: Uint8Array): Promise<Packed | undefined> {
   let pool: DeflatePool | undefined;
@@ -43,7 +44,12 @@ async function deflateCluster(data: Uint8Array): Promise<Packed | undefined> {
   } catch {
     pool = undefined;
   }
-  if (pool) return pool.compress(data);
+  if (pool) {
+    const packed = await pool.compress(data);
+    if (packed && packed.data.length < data.length) return packed;
+    packed?.release();
+    return undefined;
+  }
   const out = await new Promise<Buffer>((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, b) => (err ? reject(err) : resolve(b))));
   return out.length < data.length ? { data: out, release: () => undefined } : undefined;
 }

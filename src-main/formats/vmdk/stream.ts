@@ -8,6 +8,7 @@
  * once, and written in guest order as they come out.
  */
 import { deflate } from 'node:zlib';
+import { deflatePool, type DeflatePool, type Packed } from '../../block/deflate-pool';
 import { SECTOR, checkRange, isZero } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -37,31 +38,39 @@ const STREAM_OVERHEAD = 128;
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
 
 /**
- * Grains being compressed at once on the thread pool, ahead of their turn to be written (1 MiB of input).
- * Measured (raw→streamOptimized of a 1 GiB ext4 image a third full, 13 rounds interleaved with qemu-img on this
- * 2-core machine shared with other jobs, 1-minute load 2.2–13, median 6): wall median 10.2 s on the thread pool,
- * 12.1 s deflating inline (deflateSync), qemu-img 10.9 s; in the 5 rounds at load < 5: 8.0 s, 8.9 s, 10.4 s.
- * The thread pool costs ~1 s more CPU (9.4 s vs 8.2 s) but takes a second core when one is free, so it stays.
+ * Grains handed to compression ahead of their turn to be written (1 MiB of input). The worker pool
+ * (block/deflate-pool.ts) compresses them side by side on every core, with no buffer made per grain: the
+ * libuv thread pool's zlib.deflate made a zlib stream and an output Buffer per grain, and that garbage held
+ * peak RSS at 118 MB converting an ext4 image (2 GiB, 707 MiB of data) to streamOptimized.
+ * Measured before the pool (1 GiB ext4 image, 13 rounds interleaved with qemu-img, load 2.2–13): wall median
+ * 10.2 s on the thread pool, 12.1 s deflating inline, qemu-img 10.9 s.
  */
 const GRAINS_IN_FLIGHT = 16;
 /** Compressed grains that are ready go to the file together, in one write of up to this many bytes. */
 const WRITE_BATCH = 1 << 20;
 
-/** A grain handed to the thread pool: it is written, in its turn, once compressed. */
+/** A grain handed to compression: it is written, in its turn, once compressed. */
 interface PendingGrain {
   grainNo: number;
-  packed: Promise<Buffer>;
+  /** The grain's data, given back to the writer's spare buffers once compressed. */
+  input: Uint8Array;
+  packed: Promise<Packed>;
   /** Set when `packed` has settled: the grains ready behind the first are written with it. */
-  ready?: Buffer;
+  ready?: Packed;
 }
 
-/**
- * zlib's default deflate, as deflateSync gives it, on the thread pool. One output chunk larger than any grain's
- * output (a 64 KiB grain deflates to at most a few bytes more) spares the stream machinery's chunk joining:
- * measured 2.8 s of CPU for 1500 grains of an ext4 image with the default 16 KiB chunks, 2.4 s with this, 2.2 s sync.
- */
-function deflateAsync(data: Uint8Array): Promise<Buffer> {
-  return new Promise((resolve, reject) => deflate(data, { chunkSize: 2 * data.length }, (err, out) => (err ? reject(err) : resolve(out))));
+/** zlib's default deflate (the zlib format, as deflateSync gives it) on the worker pool, else on the thread pool. */
+async function deflateGrain(data: Uint8Array, grainSize: number): Promise<Packed> {
+  let pool: DeflatePool | undefined;
+  try {
+    pool = deflatePool(grainSize, false, {});
+  } catch {
+    pool = undefined;
+  }
+  const packed = await pool?.compress(data);
+  if (packed) return packed;
+  const out = await new Promise<Buffer>((resolve, reject) => deflate(data, { chunkSize: 2 * data.length }, (err, b) => (err ? reject(err) : resolve(b))));
+  return { data: out, release: () => undefined };
 }
 
 function streamHeader(sectors: number, descriptorSectors: number, gdOffset: number | undefined): Vmdk4Header {
@@ -132,6 +141,10 @@ export class StreamWriter implements BlockDevice {
   private grain: Uint8Array;
   /** Grains compressing, in guest order: written to the file in that order (see flushGrain). */
   private readonly pending: PendingGrain[] = [];
+  /** Grain buffers whose data was compressed already, zeroed for the next grains. */
+  private readonly spareGrains: Uint8Array[] = [];
+  /** The buffer ready grains are gathered in for one write (a batch may end one grain past WRITE_BATCH). */
+  private batchBuf?: Uint8Array;
   private grainUsed = false;
   private gtIndex = -1;
   private gt: Uint32Array;
@@ -226,14 +239,14 @@ export class StreamWriter implements BlockDevice {
     if (this.grainNo < 0 || !this.grainUsed) return;
     this.grainUsed = false;
     if (isZero(this.grain) && !this.backing) return; // the buffer is all zeros again already
-    const item: PendingGrain = { grainNo: this.grainNo, packed: deflateAsync(this.grain) };
+    const item: PendingGrain = { grainNo: this.grainNo, input: this.grain, packed: deflateGrain(this.grain, this.clusterSize) };
     item.packed.then(
-      (b) => (item.ready = b),
+      (p) => (item.ready = p),
       () => undefined,
     );
     this.pending.push(item);
-    // The buffer now belongs to the compression; the next grain is assembled in a new one.
-    this.grain = new Uint8Array(this.clusterSize);
+    // The buffer now belongs to the compression; the next grain is assembled in a spare one.
+    this.grain = this.spareGrains.pop() ?? new Uint8Array(this.clusterSize);
     if (this.pending.length > GRAINS_IN_FLIGHT) await this.writePending(false);
   }
 
@@ -244,20 +257,28 @@ export class StreamWriter implements BlockDevice {
   private async writePending(all: boolean): Promise<void> {
     while (this.pending.length > 0) {
       await this.pending[0].packed;
-      const batch: Array<{ grainNo: number; packed: Buffer }> = [];
+      const batch: Array<{ grainNo: number; packed: Packed }> = [];
       let bytes = 0;
       while (this.pending.length > 0 && this.pending[0].ready && bytes < WRITE_BATCH) {
-        const { grainNo, ready } = this.pending.shift()!;
+        const { grainNo, ready, input } = this.pending.shift()!;
         batch.push({ grainNo, packed: ready! });
-        bytes += roundUp(GRAIN_MARKER_BYTES + ready!.length, SECTOR);
+        bytes += roundUp(GRAIN_MARKER_BYTES + ready!.data.length, SECTOR);
+        input.fill(0);
+        this.spareGrains.push(input);
       }
-      const buf = new Uint8Array(bytes);
+      this.batchBuf ??= new Uint8Array(WRITE_BATCH + 2 * this.clusterSize);
+      const buf = this.batchBuf.subarray(0, bytes);
       let at = 0;
       for (const { grainNo, packed } of batch) {
-        buf.set(serializeGrainMarker(grainNo * this.header.granularity, packed.length), at);
-        buf.set(packed, at + GRAIN_MARKER_BYTES);
+        const n = packed.data.length;
+        buf.set(serializeGrainMarker(grainNo * this.header.granularity, n), at);
+        buf.set(packed.data, at + GRAIN_MARKER_BYTES);
+        // The compressed bytes are copied: their slot in the pool goes back now.
+        packed.release();
         this.gt[grainNo % this.header.numGtesPerGt] = this.next + at / SECTOR;
-        at += roundUp(GRAIN_MARKER_BYTES + packed.length, SECTOR);
+        const end = at + GRAIN_MARKER_BYTES + n;
+        at = roundUp(end, SECTOR);
+        buf.fill(0, end, at); // the reused buffer's padding up to the sector
       }
       await this.file.write(this.next * SECTOR, buf);
       this.next += bytes / SECTOR;
@@ -321,6 +342,8 @@ export class StreamWriter implements BlockDevice {
       await this.finish();
       if (!this.noFlush) await this.file.sync();
     } finally {
+      // Grains never written (a failed or cancelled convert) give their slots in the pool back.
+      for (const g of this.pending.splice(0)) g.packed.then((p) => p.release(), () => undefined);
       await this.file.close();
       await this.backing?.close();
     }
