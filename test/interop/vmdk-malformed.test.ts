@@ -8,6 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { dwOk, must, scratch } from '../helpers';
 import { assertPlainError, io, qemuCreate } from './vmdk-common';
 import { openImage } from '../../src-main/registry';
@@ -123,6 +124,7 @@ test('damaged sparse headers and tables: directory or table past the end of the 
   must('qemu-io', ['-f', 'raw', '-c', 'write -P 5 0 64k', raw]);
   const st = s.path('g.vmdk');
   dwOk(['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, st]);
+  writeFileSync(s.path('g.vmdk.orig'), readFileSync(st));
   const b5 = readFileSync(st);
   const overhead = Number(b5.readBigUInt64LE(64));
   b5.fill(0x99, overhead * 512 + 12, overhead * 512 + 40);
@@ -131,4 +133,16 @@ test('damaged sparse headers and tables: directory or table past the end of the 
   b5.writeUInt32LE(0x7fffffff, overhead * 512 + 8); // marker size far beyond a grain
   writeFileSync(st, b5);
   assertPlainError(readAll(st), /compressed grain/);
+  // A grain whose zlib stream inflates to more than a grain (qemu refuses it too): 128 KiB of zeros packed small.
+  const b6 = readFileSync(s.path('g.vmdk.orig'));
+  const big = deflateSync(Buffer.alloc(128 * 1024));
+  big.copy(b6, overhead * 512 + 12);
+  b6.writeUInt32LE(big.length, overhead * 512 + 8);
+  writeFileSync(st, b6);
+  assertPlainError(readAll(st), /more than a grain/);
+  // The untouched stream reads as qemu-img reads it, so the failures above are the damage's.
+  writeFileSync(st, readFileSync(s.path('g.vmdk.orig')));
+  const back = s.path('back.raw');
+  dwOk(['convert', '-O', 'raw', st, back]);
+  must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', raw, back]);
 });

@@ -4,7 +4,7 @@
  * extent-relative byte ranges to pieces (data at a host offset, inside a compressed grain, zero, unallocated);
  * sparse extents also allocate grains and grain tables for writes, keeping both grain directories in step.
  */
-import { inflateSync } from 'node:zlib';
+import { Inflater } from '../../block/inflate';
 import { DiskError, corrupt } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import { LruCache } from '../../block/cache';
@@ -29,6 +29,9 @@ import {
 } from './layout';
 
 /** What one extent-relative range is: every byte of `length` shares it. */
+
+/** One zlib stream for every compressed grain this process reads (reads are synchronous, one at a time). */
+const inflater = new Inflater(false);
 export type Piece =
   | { kind: 'data'; length: number; host: number }
   | { kind: 'compressed'; length: number; grainHost: number; inGrain: number }
@@ -163,6 +166,9 @@ export class SparseExtent implements VmdkExtent {
   private nextSector: number;
   /** The last grain inflated, kept for the reads that follow it. */
   private lastGrain?: { host: number; data: Uint8Array };
+  /** Where a compressed grain's bytes are read, and where they are inflated (lastGrain's data lives there). */
+  private packedBuf?: Uint8Array;
+  private grainBuf?: Uint8Array;
 
   private constructor(
     readonly type: string,
@@ -258,15 +264,20 @@ export class SparseExtent implements VmdkExtent {
       size = Math.min(2 * gb + 1024, this.file.size - host);
     }
     if (start + size > this.file.size) throw corrupt(`${path}: vmdk compressed grain at offset ${host} runs past the end of the file`, path);
-    const packed = await this.file.readBlock(start, size, 'vmdk compressed grain');
-    let out: Uint8Array;
-    try {
-      out = inflateSync(packed, { maxOutputLength: gb, finishFlush: 2 /* Z_SYNC_FLUSH: tolerate trailing bytes */ });
-    } catch {
-      throw corrupt(`${path}: vmdk compressed grain at offset ${host} does not decompress`, path);
-    }
-    const data = new Uint8Array(gb);
-    data.set(out.subarray(0, gb));
+    // The compressed bytes and the grain go into buffers kept for the next grain (reads of a device are one at a
+    // time and copy out at once): converting a stream made no garbage buffer per grain then.
+    const scratchSize = 2 * gb + 1024;
+    this.packedBuf ??= new Uint8Array(scratchSize);
+    const packed = this.packedBuf.subarray(0, size);
+    await this.file.readExact(start, packed, 'vmdk compressed grain');
+    // One byte of room past the grain tells a grain that inflates to more than a grain (refused, as qemu does).
+    this.grainBuf ??= new Uint8Array(gb + 1);
+    this.lastGrain = undefined;
+    const got = inflater.inflate(packed, this.grainBuf);
+    if (got < 0) throw corrupt(`${path}: vmdk compressed grain at offset ${host} does not decompress`, path);
+    if (got > gb) throw corrupt(`${path}: vmdk compressed grain at offset ${host} inflates to more than a grain`, path);
+    const data = this.grainBuf.subarray(0, gb);
+    data.fill(0, got); // a short grain reads as zeros after its data
     this.lastGrain = { host, data };
     return data;
   }
