@@ -87,6 +87,12 @@ test('convert -O vmdk -o subformat=streamOptimized: VMware layout, walked marker
   assert.equal(d.ddb.adapterType, 'lsilogic');
   assert.ok(d.ddb.virtualHWVersion);
   assert.ok(d.ddb.toolsVersion);
+  // What VMware's own stream writer (open-vmdk) puts in the descriptor and qemu-img leaves out: ESXi's imports
+  // look for these. qemu-img reads the file all the same (below).
+  const text = buf.subarray(h.descriptorOffset * 512, (h.descriptorOffset + h.descriptorSize) * 512).toString('latin1');
+  assert.match(text, /^version=1\nencoding="UTF-8"\n/m);
+  assert.equal(d.ddb.toolsInstallType, '4');
+  assert.match(d.ddb.longContentID ?? '', /^[0-9a-f]{32}$/);
 
   const w = walk(buf);
   assert.ok(w.eos);

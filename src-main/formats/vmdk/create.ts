@@ -69,14 +69,23 @@ export function newCid(): number {
   return c;
 }
 
-/** The descriptor text laid out exactly as qemu-img writes it (CIDs in hex without padding). */
+/**
+ * The descriptor text laid out exactly as qemu-img writes it (CIDs in hex without padding). A streamOptimized
+ * descriptor also carries what VMware's own stream writer (vmware/open-vmdk) puts there and qemu-img leaves out:
+ * `encoding="UTF-8"`, `ddb.longContentID` and `ddb.toolsInstallType = "4"` (tools not managed by VMware,
+ * open-vm-tools). Stream files from qemu-img have been refused by ESXi and vSphere imports for want of these;
+ * tools that build OVAs from qemu-img output add exactly these lines. qemu-img reads them as any descriptor
+ * (unknown keys are ignored).
+ */
 export function descriptorText(s: VmdkSettings, sectors: number, cid: number, parentCid: number, extentLines: string[]): string {
   const heads = s.adapter === 'ide' ? 16 : 255;
   const cylinders = Math.floor((sectors * SECTOR) / (63 * heads * SECTOR));
   const parent = s.backingFile !== undefined ? `parentFileNameHint="${s.backingFile}"` : '';
+  const stream = s.subformat === 'streamOptimized';
   return (
     '# Disk DescriptorFile\n' +
     'version=1\n' +
+    (stream ? 'encoding="UTF-8"\n' : '') +
     `CID=${cid.toString(16)}\n` +
     `parentCID=${parentCid.toString(16)}\n` +
     `createType="${s.subformat}"\n` +
@@ -87,11 +96,13 @@ export function descriptorText(s: VmdkSettings, sectors: number, cid: number, pa
     '# The Disk Data Base\n' +
     '#DDB\n' +
     '\n' +
+    (stream ? `ddb.longContentID = "${randomBytes(16).toString('hex')}"\n` : '') +
     `ddb.virtualHWVersion = "${s.hwversion}"\n` +
     `ddb.geometry.cylinders = "${cylinders}"\n` +
     `ddb.geometry.heads = "${heads}"\n` +
     'ddb.geometry.sectors = "63"\n' +
     `ddb.adapterType = "${s.adapter}"\n` +
+    (stream ? 'ddb.toolsInstallType = "4"\n' : '') +
     `ddb.toolsVersion = "${s.toolsversion}"\n`
   );
 }
