@@ -152,7 +152,7 @@ export class Journal {
   }
 
   async setHeader(change: Partial<VhdxHeader>): Promise<void> {
-    this.headers = await updateHeaders(this.file, this.headers, change);
+    this.headers = await updateHeaders(this.file, this.headers, change, this.syncs);
   }
 
   /** Writes `pages` (4 KiB, file offset → bytes) through the log and then in place. */
@@ -195,9 +195,13 @@ export class Journal {
     if (this.syncs) await this.file.sync();
   }
 
-  /** Marks the log empty once everything it held is in place (flush and close). */
+  /**
+   * Marks the log empty once everything it held is in place (flush and close). Without syncs (cache=unsafe,
+   * which gives up crash safety as qemu-img convert's default does) the data is not flushed first: that flush
+   * of the whole new file was most of a -t unsafe convert's time.
+   */
   async settle(): Promise<void> {
-    await this.file.sync();
+    await this.sync();
     if (this.guid || this.headers.header.logGuid !== ZERO_GUID) {
       await this.setHeader({ logGuid: ZERO_GUID });
       this.guid = undefined;

@@ -171,15 +171,16 @@ export async function replayIntoFile(file: ImageFile, entries: LogEntry[]): Prom
 
 /**
  * Writes a new current header: sequence number one higher, written over the older slot, then the other slot too,
- * so both copies agree (as qemu does) and a crash between the two leaves the newer one valid.
+ * so both copies agree (as qemu does) and a crash between the two leaves the newer one valid. `syncs` false
+ * (cache=unsafe) leaves the flushes out.
  */
-export async function updateHeaders(file: ImageFile, current: { header: VhdxHeader; index: 0 | 1 }, change: Partial<VhdxHeader>): Promise<{ header: VhdxHeader; index: 0 | 1 }> {
+export async function updateHeaders(file: ImageFile, current: { header: VhdxHeader; index: 0 | 1 }, change: Partial<VhdxHeader>, syncs = true): Promise<{ header: VhdxHeader; index: 0 | 1 }> {
   let cur = current;
   for (let i = 0; i < 2; i++) {
     const slot: 0 | 1 = cur.index === 0 ? 1 : 0;
     const header: VhdxHeader = { ...cur.header, ...change, sequenceNumber: cur.header.sequenceNumber + 1n };
     await file.write(slot === 0 ? HEADER1_OFFSET : HEADER2_OFFSET, serializeHeader(header));
-    await file.sync();
+    if (syncs) await file.sync();
     cur = { header, index: slot };
   }
   return cur;
