@@ -221,27 +221,47 @@ export class SparseExtent implements VmdkExtent {
     return t ? t[g % this.facts.numGtes] : 0;
   }
 
-  /** Pieces run across grains of the same kind (contiguous for data), so that status and reads take big steps. */
+  /**
+   * Pieces run across grains of the same kind (contiguous for data), so that status and reads take big steps.
+   * The grains of one table are looked at without an await each: walking the 1M grains of a sparse 64 GiB
+   * image one await and one cache lookup at a time took ~1 s of CPU and most of its garbage.
+   */
   async lookup(off: number, max: number, wide = false): Promise<Piece> {
     const gb = this.facts.grainBytes;
     // Past the header's capacity (a descriptor that promises more than the extent holds) nothing is allocated.
     if (off >= this.facts.capacity * SECTOR) return { kind: 'unallocated', length: max };
-    const first = await this.pieceAt(off, Math.min(max, gb - (off % gb)));
+    const span = this.facts.numGtes * gb;
+    const first = this.pieceIn(await this.tableOf(off), off, Math.min(max, gb - (off % gb)));
     if (first.kind === 'compressed' && !wide) return first;
     let len = first.length;
     while (len < max) {
-      const next = await this.pieceAt(off + len, Math.min(max - len, gb));
-      if (next.kind !== first.kind) break;
-      if (next.kind === 'data' && first.kind === 'data' && next.host !== first.host + len) break;
-      len += next.length;
+      const pos = off + len;
+      const t = await this.tableOf(pos);
+      // The rest of this table's span, grain by grain, synchronously.
+      const spanEnd = Math.min(off + max, (Math.floor(pos / span) + 1) * span);
+      let same = true;
+      while (off + len < spanEnd) {
+        const next = this.pieceIn(t, off + len, Math.min(spanEnd - off - len, gb - ((off + len) % gb)));
+        if (next.kind !== first.kind || (next.kind === 'data' && first.kind === 'data' && next.host !== first.host + len)) {
+          same = false;
+          break;
+        }
+        len += next.length;
+      }
+      if (!same) break;
     }
     return { ...first, length: len };
   }
 
-  private async pieceAt(off: number, len: number): Promise<Piece> {
+  /** The grain table holding guest offset `off` (undefined when its directory entry is empty). */
+  private tableOf(off: number): Promise<Uint32Array | undefined> {
+    return this.table(Math.floor(off / this.facts.grainBytes / this.facts.numGtes));
+  }
+
+  /** What the grain at `off` is, from its table `t` (`len` bytes of it, within the grain). */
+  private pieceIn(t: Uint32Array | undefined, off: number, len: number): Piece {
     const gb = this.facts.grainBytes;
-    const g = Math.floor(off / gb);
-    const e = await this.entry(g);
+    const e = t ? t[Math.floor(off / gb) % this.facts.numGtes] : 0;
     if (e === 0) return { kind: 'unallocated', length: len };
     if (e === GTE_ZEROED && this.facts.zeroGrain) return { kind: 'zero', length: len };
     if (this.facts.compressed) return { kind: 'compressed', length: len, grainHost: e * SECTOR, inGrain: off % gb };
