@@ -130,41 +130,21 @@ export async function commitImage(req: CommitRequest): Promise<CommitResult> {
       if (!base.resize) throw new DiskError('EUNSUPPORTED', `${basePath}: the base (${base.size} bytes) is smaller than ${top.path} (${top.size} bytes) and ${base.format} images cannot grow`, basePath);
       await base.resize(top.size, false);
     }
-    // Two buffers: the next piece is read from the images above while the last one is written into the base
-    // (one write at a time, in order; the copied ranges are never read from the base).
-    const bufs = [new Uint8Array(STEP), new Uint8Array(STEP)];
-    let turn = 0;
-    let writing: Promise<void> = Promise.resolve();
-    const target = base;
-    let finished = false;
-    try {
-      for (let pos = 0; pos < top.size; ) {
-        throwIfAborted(req.signal);
-        const stepEnd = Math.min(top.size, pos + STEP);
-        while (pos < stepEnd) {
-          const a = await above(chain, b, pos, stepEnd - pos);
-          const at = pos;
-          if (a.what === 'copy') {
-            const part = bufs[turn].subarray(0, a.length);
-            turn ^= 1;
-            await top.read(at, part);
-            await writing;
-            writing = target.write(at, part);
-          } else if (a.what === 'zero') {
-            await writing;
-            writing = target.writeZeroes(at, a.length);
-          }
-          if (a.what !== 'skip') copied += a.length;
-          pos += a.length;
-        }
-        req.onProgress?.(pos, top.size);
+    const buf = new Uint8Array(STEP);
+    for (let pos = 0; pos < top.size; ) {
+      throwIfAborted(req.signal);
+      const stepEnd = Math.min(top.size, pos + STEP);
+      while (pos < stepEnd) {
+        const a = await above(chain, b, pos, stepEnd - pos);
+        if (a.what === 'copy') {
+          const part = buf.subarray(0, a.length);
+          await top.read(pos, part);
+          await base.write(pos, part);
+        } else if (a.what === 'zero') await base.writeZeroes(pos, a.length);
+        if (a.what !== 'skip') copied += a.length;
+        pos += a.length;
       }
-      finished = true;
-    } finally {
-      // A failed read or a cancel still waits for the write under way before the base is closed (and reports
-      // its own error, not the write's).
-      if (finished) await writing;
-      else await writing.catch(() => undefined);
+      req.onProgress?.(pos, top.size);
     }
     // The base holds everything before the overlay loses anything.
     await base.flush();
