@@ -98,19 +98,15 @@ async function chooseCli() {
 }
 
 if (require.main === module) {
-  chooseCli().then(
-    (chosen) => {
+  chooseCli()
+    .then((chosen) => {
       if (process.env.DISKWRIGHT_STARTUP_DEBUG) process.stderr.write(`diskwright: startup: ${chosen.from}\n`);
-      return chosen.cli.main().catch((err) => {
-        process.stderr.write(`diskwright: ${err && err.message ? err.message : String(err)}\n`);
-        process.exitCode = 1;
-      });
-    },
-    (err) => {
+      return chosen.cli.main();
+    })
+    .catch((err) => {
       process.stderr.write(`diskwright: ${err && err.message ? err.message : String(err)}\n`);
       process.exitCode = 1;
-    },
-  );
+    });
 } else {
   // scripts/bundle-cli.mjs loads the bundle exactly as above to write its code cache.
   module.exports = { loadBundle, BUNDLE };

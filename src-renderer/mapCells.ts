@@ -1,4 +1,4 @@
-/** The maps' grid of cells (AllocationMap, SnapshotDiffMap): which cell the pointer is over. */
+/** The maps' grid of cells (AllocationMap, SnapshotDiffMap): the canvas they draw on, and which cell the pointer is over. */
 
 export interface CellGrid {
   columns: number;
@@ -19,4 +19,20 @@ export function cellAt(e: MouseEvent, canvas: HTMLCanvasElement, g: CellGrid): n
   const row = Math.floor(((e.clientY - r.top) * (g.height / r.height) - g.pad) / g.pitch);
   const i = row * g.columns + col;
   return col >= 0 && col < g.columns && i >= 0 && i < g.cells ? i : null;
+}
+
+/**
+ * Sizes the canvas for the screen's pixel density and returns its context, cleared and scaled so that drawing
+ * happens in `width` x `height` drawn pixels; undefined when there is nothing to draw on.
+ */
+export function prepareCanvas(el: HTMLCanvasElement | null | undefined, width: number, height: number): CanvasRenderingContext2D | undefined {
+  if (!el) return undefined;
+  const dpr = window.devicePixelRatio || 1;
+  el.width = Math.round(width * dpr);
+  el.height = Math.round(height * dpr);
+  const ctx = el.getContext('2d');
+  if (!ctx) return undefined;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  return ctx;
 }

@@ -11,7 +11,7 @@
  *
  * The workers run a few lines of plain JavaScript given as a string, so nothing depends on where the build
  * put its files (dist/, a bundle, an Electron archive). Where a worker cannot be started, callers fall back to
- * their own compression (compress() rejects with NO_WORKERS).
+ * compressBlock() compresses on the libuv thread pool instead.
  */
 import type { Worker as WorkerType } from 'node:worker_threads';
 import { DiskError } from './errors';
@@ -87,8 +87,10 @@ export class DeflatePool {
   constructor(
     readonly blockSize: number,
     raw: boolean,
-    options: { level?: number; windowBits?: number; memLevel?: number },
+    options: DeflateOptions,
     workerCount: number,
+    /** Where deflatePool() keeps this pool (dropped from there when the pool breaks). */
+    private readonly key = '',
   ) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -165,28 +167,49 @@ export class DeflatePool {
     // Those waiting for a slot get one and find the pool broken.
     for (const w of this.waiting.splice(0)) w(0);
     for (const w of this.workers) void w.terminate();
-    pools.delete(this.key);
+    if (pools.get(this.key) === this) pools.delete(this.key);
   }
+}
 
-  /** Set by deflatePool(): where this pool is kept. */
-  key = '';
+export interface DeflateOptions {
+  level?: number;
+  windowBits?: number;
+  memLevel?: number;
 }
 
 const pools = new Map<string, DeflatePool>();
 
 /**
  * The process's pool for blocks of `blockSize` with these zlib parameters, started on first use (a command
- * that never compresses starts no worker). One worker per core, at most four.
+ * that never compresses starts no worker). One worker per core, at most four. Undefined where no worker can
+ * be started.
  */
-export function deflatePool(blockSize: number, raw: boolean, options: { level?: number; windowBits?: number; memLevel?: number }): DeflatePool {
+export function deflatePool(blockSize: number, raw: boolean, options: DeflateOptions): DeflatePool | undefined {
   const key = `${blockSize}/${raw}/${JSON.stringify(options)}`;
   let pool = pools.get(key);
   if (!pool) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const os = require('node:os') as typeof import('node:os');
-    pool = new DeflatePool(blockSize, raw, options, Math.max(1, Math.min(4, os.availableParallelism())));
-    pool.key = key;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const os = require('node:os') as typeof import('node:os');
+      pool = new DeflatePool(blockSize, raw, options, Math.max(1, Math.min(4, os.availableParallelism())), key);
+    } catch {
+      return undefined;
+    }
     pools.set(key, pool);
   }
   return pool;
+}
+
+/**
+ * Compresses one block (raw deflate, or the zlib format) on the pool for blocks of `blockSize`; where no worker
+ * can be started, on the libuv thread pool (a new zlib stream and output Buffer for the block).
+ */
+export async function compressBlock(data: Uint8Array, blockSize: number, raw: boolean, options: DeflateOptions): Promise<Packed> {
+  const packed = await deflatePool(blockSize, raw, options)?.compress(data);
+  if (packed) return packed;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const zlib = require('node:zlib') as typeof import('node:zlib');
+  const opts = { ...options, chunkSize: 2 * Math.max(data.length, 1024) };
+  const out = await new Promise<Buffer>((resolve, reject) => (raw ? zlib.deflateRaw : zlib.deflate)(data, opts, (err, b) => (err ? reject(err) : resolve(b))));
+  return { data: out, release: () => undefined };
 }

@@ -8,7 +8,7 @@ import type * as Zlib from 'node:zlib';
 import type * as Fzstd from 'fzstd';
 import { LruCache } from '../../block/cache';
 import { Inflater } from '../../block/inflate';
-import { deflatePool, type DeflatePool, type Packed } from '../../block/deflate-pool';
+import { compressBlock, type Packed } from '../../block/deflate-pool';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import type { Qcow2Device } from './device';
 import { fromBig, hostOf, isCompressedEntry, putEntry, readEntry } from './entry';
@@ -29,29 +29,15 @@ const inflater = new Inflater(true);
 /** qemu's deflate parameters for compressed clusters: raw deflate, 4 KiB window, default level. */
 const DEFLATE_OPTIONS = { windowBits: 12, memLevel: 9 };
 
-/** Clusters at least this large are compressed on the thread pool (measured: smaller ones are faster inline). */
+/** Clusters at least this large are compressed on the worker pool (measured: smaller ones are faster inline). */
 const ASYNC_DEFLATE_MIN = 32 * 1024;
 
-/**
- * Compresses one cluster on the worker pool (block/deflate-pool.ts: every core, no buffer per cluster);
- * undefined when it does not shrink (then stored plain). Where no worker can be started, on the libuv thread
- * pool instead.
- */
+/** Compresses one cluster (block/deflate-pool.ts); undefined when it does not shrink (then stored plain). */
 async function deflateCluster(data: Uint8Array): Promise<Packed | undefined> {
-  let pool: DeflatePool | undefined;
-  try {
-    pool = deflatePool(data.length, true, DEFLATE_OPTIONS);
-  } catch {
-    pool = undefined;
-  }
-  if (pool) {
-    const packed = await pool.compress(data);
-    if (packed && packed.data.length < data.length) return packed;
-    packed?.release();
-    return undefined;
-  }
-  const out = await new Promise<Buffer>((resolve, reject) => zlib().deflateRaw(data, DEFLATE_OPTIONS, (err, b) => (err ? reject(err) : resolve(b))));
-  return out.length < data.length ? { data: out, release: () => undefined } : undefined;
+  const packed = await compressBlock(data, data.length, true, DEFLATE_OPTIONS);
+  if (packed.data.length < data.length) return packed;
+  packed.release();
+  return undefined;
 }
 
 /** The image's compressed-cluster state: the last clusters inflated, and where the next compressed one may go. */

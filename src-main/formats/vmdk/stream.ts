@@ -7,8 +7,7 @@
  * stream, and any other stream refuses writes (extent.ts). Grains are deflated on the thread pool, several at
  * once, and written in guest order as they come out.
  */
-import { deflate } from 'node:zlib';
-import { deflatePool, type DeflatePool, type Packed } from '../../block/deflate-pool';
+import { compressBlock, type Packed } from '../../block/deflate-pool';
 import { SECTOR, checkRange, isZero } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -59,19 +58,6 @@ interface PendingGrain {
   ready?: Packed;
 }
 
-/** zlib's default deflate (the zlib format, as deflateSync gives it) on the worker pool, else on the thread pool. */
-async function deflateGrain(data: Uint8Array, grainSize: number): Promise<Packed> {
-  let pool: DeflatePool | undefined;
-  try {
-    pool = deflatePool(grainSize, false, {});
-  } catch {
-    pool = undefined;
-  }
-  const packed = await pool?.compress(data);
-  if (packed) return packed;
-  const out = await new Promise<Buffer>((resolve, reject) => deflate(data, { chunkSize: 2 * data.length }, (err, b) => (err ? reject(err) : resolve(b))));
-  return { data: out, release: () => undefined };
-}
 
 function streamHeader(sectors: number, descriptorSectors: number, gdOffset: number | undefined): Vmdk4Header {
   return {
@@ -239,7 +225,7 @@ export class StreamWriter implements BlockDevice {
     if (this.grainNo < 0 || !this.grainUsed) return;
     this.grainUsed = false;
     if (isZero(this.grain) && !this.backing) return; // the buffer is all zeros again already
-    const item: PendingGrain = { grainNo: this.grainNo, input: this.grain, packed: deflateGrain(this.grain, this.clusterSize) };
+    const item: PendingGrain = { grainNo: this.grainNo, input: this.grain, packed: compressBlock(this.grain, this.clusterSize, false, {}) };
     item.packed.then(
       (p) => (item.ready = p),
       () => undefined,
