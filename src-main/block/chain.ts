@@ -67,3 +67,14 @@ export class ChainGuard {
     if (this.seen.size > MAX_CHAIN_DEPTH) throw new DiskError('ECORRUPT', `${this.top}: the backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, this.top);
   }
 }
+
+/**
+ * What an unallocated guest range reads in an image over `backing`: the backing image's data where it reaches,
+ * zeros past its end (a shorter backing image) or everywhere without one. Every format with backing files
+ * reads through this one helper.
+ */
+export async function readBelow(backing: BlockDevice | undefined, pos: number, into: Uint8Array): Promise<void> {
+  const n = backing ? Math.max(0, Math.min(into.length, backing.size - pos)) : 0;
+  if (n > 0) await backing!.read(pos, into.subarray(0, n));
+  into.fill(0, n);
+}

@@ -59,3 +59,8 @@ export function toDiskError(err: unknown, path?: string): DiskError {
 export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new DiskError('ECANCELLED', 'cancelled');
 }
+
+/** The refusal of a write to an image opened read-only: one wording for every format. */
+export function readOnlyError(path: string, what = 'opened read-only'): DiskError {
+  return new DiskError('EREADONLY', `${path}: ${what}`, path);
+}

@@ -4,8 +4,9 @@
  * Writes put whole sectors in the data area first, make them durable, and only then set their bits, so a
  * crash leaves every sector with its old content or its new one, never a mix of a bit and stale data.
  */
+import { readBelow } from '../../block/chain';
 import { checkRange } from '../../block/bytes';
-import { DiskError, toDiskError } from '../../block/errors';
+import { DiskError, toDiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { backingFacts, locateBacking, readCowHeader, verifyBacking } from './backing';
@@ -54,21 +55,13 @@ export class CowDevice implements BlockDevice {
       const run = await this.runAt(pos, end);
       const part = into.subarray(pos - offset, run.end - offset);
       if (run.set) await this.file.readZeroPadded(this.header.dataOffset + pos, part);
-      else await this.readBacking(pos, part);
+      else await readBelow(this.backing, pos, part);
       pos = run.end;
     }
   }
 
-  /** What the backing file holds at `pos` (zeros past its end, or without one). */
-  private async readBacking(pos: number, into: Uint8Array): Promise<void> {
-    const b = this.backing;
-    const avail = b ? Math.max(0, Math.min(into.length, b.size - pos)) : 0;
-    if (avail > 0) await b!.read(pos, into.subarray(0, avail));
-    into.fill(0, avail);
-  }
-
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     checkRange(this.size, offset, data.length, this.path);
     if (data.length === 0) return;
     const ss = this.ss;
@@ -108,7 +101,7 @@ export class CowDevice implements BlockDevice {
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     checkRange(this.size, offset, length, this.path);
     const zero = new Uint8Array(Math.min(length, ZERO_CHUNK));
     for (let pos = offset; pos < offset + length; pos += zero.length) {
@@ -129,7 +122,7 @@ export class CowDevice implements BlockDevice {
    * none, another format or another size is refused.
    */
   async setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     if (name === undefined || resolvedPath === undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: a UML COW file always has a backing file; convert it to stand alone`, this.path);
     if (format !== undefined && format !== 'raw') throw new DiskError('EUNSUPPORTED', `${this.path}: UML reads a COW file's backing file as a raw disk, not ${format}`, this.path);
     try {
@@ -151,7 +144,7 @@ export class CowDevice implements BlockDevice {
    * recorded, so UML takes the pair again; a crash in between leaves the pair refused until it is accepted.
    */
   async makeEmpty(): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     try {
       await this.bitmap.clearAll();
       await this.file.sync();

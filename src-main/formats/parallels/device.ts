@@ -5,8 +5,9 @@
  * grows ahead of the data) have no way in through OpenOptions, and Node has no fallocate: the file grows by
  * the clusters written, which is what qemu leaves on disk after close anyway (it truncates to the data end).
  */
+import { readBelow } from '../../block/chain';
 import { checkRange, view } from '../../block/bytes';
-import { corrupt, DiskError, toDiskError } from '../../block/errors';
+import { corrupt, DiskError, toDiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import {
@@ -147,17 +148,9 @@ export class ParallelsDevice implements BlockDevice {
       const part = into.subarray(done, done + n);
       // A cluster past the end of the file reads as zeros, as qemu reads it.
       if (host) await this.file.readZeroPadded(host, part);
-      else await this.readBelow(offset + done, part);
+      else await readBelow(this.backing, offset + done, part);
       done += n;
     }
-  }
-
-  /** What an unallocated range reads: the backing image's data where it has some, zeros elsewhere. */
-  private async readBelow(pos: number, into: Uint8Array): Promise<void> {
-    const b = this.backing;
-    const n = b ? Math.max(0, Math.min(into.length, b.size - pos)) : 0;
-    into.fill(0, n);
-    if (b && n > 0) await b.read(pos, into.subarray(0, n));
   }
 
   async status(offset: number, length: number): Promise<Extent> {
@@ -168,7 +161,7 @@ export class ParallelsDevice implements BlockDevice {
 
   private writable(): void {
     if (this.unclean) throw new DiskError('EUNCLEAN', `${this.path}: the image was not closed cleanly; repair it first (check -r all)`, this.path);
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -205,7 +198,7 @@ export class ParallelsDevice implements BlockDevice {
       await this.file.write(host + within, data);
     } else {
       const buf = new Uint8Array(count * cs);
-      await this.readBelow(first * cs, buf.subarray(0, Math.min(buf.length, this.size - first * cs)));
+      await readBelow(this.backing, first * cs, buf.subarray(0, Math.min(buf.length, this.size - first * cs)));
       buf.set(data, within);
       await this.file.write(host, buf);
     }

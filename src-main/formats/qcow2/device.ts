@@ -6,7 +6,7 @@
  * subclusters per cluster) are handled throughout.
  */
 import { checkRange } from '../../block/bytes';
-import { DiskError, toDiskError } from '../../block/errors';
+import { DiskError, toDiskError, readOnlyError } from '../../block/errors';
 import { resolveBackingPath } from '../../block/backing-path';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
@@ -120,7 +120,7 @@ export class Qcow2Device implements BlockDevice {
   }
 
   checkWritable(): void {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     if (this.closed) throw new DiskError('EINVAL', `${this.path}: the image is closed`, this.path);
   }
 

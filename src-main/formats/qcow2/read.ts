@@ -3,6 +3,7 @@
  * and compressed clusters, with host-contiguous runs read in one go; and status(), the extents `map` shows,
  * including qemu-img's refinement of metadata-preallocated images by the file's holes.
  */
+import { readBelow } from '../../block/chain';
 import { corrupt } from '../../block/errors';
 import type { Extent } from '../../block/types';
 import type { Qcow2Device } from './device';
@@ -30,7 +31,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
   let bStart = 0;
   let bLen = 0;
   const flushBacking = async () => {
-    if (bLen > 0) await readBacking(d, bStart, into.subarray(bStart - offset, bStart - offset + bLen));
+    if (bLen > 0) await readBelow(d.backing, bStart, into.subarray(bStart - offset, bStart - offset + bLen));
     bLen = 0;
   };
   while (pos < limit) {
@@ -69,13 +70,6 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
   await flushBacking();
 }
 
-/** Reads what the backing file holds (zeros without one, and past its end). */
-async function readBacking(d: Qcow2Device, offset: number, into: Uint8Array): Promise<void> {
-  const b = d.backing;
-  const n = b ? Math.max(0, Math.min(into.length, b.size - offset)) : 0;
-  if (n > 0) await b!.read(offset, into.subarray(0, n));
-  into.fill(0, n);
-}
 
 /** The extent at `offset`: the run of pieces of one kind (and, for data, contiguous on the host). */
 export async function statusAt(d: Qcow2Device, offset: number, length: number): Promise<Extent> {

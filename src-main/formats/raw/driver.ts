@@ -1,5 +1,5 @@
 import { checkRange, isZeroRange } from '../../block/bytes';
-import { DiskError } from '../../block/errors';
+import { DiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, Extent, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { measureRaw } from './measure';
@@ -43,7 +43,7 @@ class RawDevice implements BlockDevice {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     this.checkRange(offset, data.length);
     this.probe = undefined;
     try {
@@ -54,7 +54,7 @@ class RawDevice implements BlockDevice {
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     this.checkRange(offset, length);
     this.probe = undefined;
     const zero = new Uint8Array(Math.min(length, ZERO_WRITE_CHUNK));
@@ -105,7 +105,7 @@ class RawDevice implements BlockDevice {
   }
 
   async resize(newSize: number, shrink: boolean): Promise<void> {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
     if (newSize < this.size && !shrink) {
       throw new DiskError('EINVAL', `${this.path}: shrinking would lose data; use --shrink to confirm`, this.path);
     }

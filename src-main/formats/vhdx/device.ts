@@ -3,8 +3,9 @@
  * their parent), writes data in place or into blocks allocated at the end of the file (1 MiB aligned), and
  * changes the BAT and bitmaps only through the journal (bat.ts). Calls come one at a time (concurrentCalls false).
  */
+import { readBelow } from '../../block/chain';
 import { checkRange } from '../../block/bytes';
-import { corrupt, DiskError, toDiskError } from '../../block/errors';
+import { corrupt, DiskError, toDiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { Bat, bitmapBit, Journal, MetaPages } from './bat';
@@ -100,25 +101,17 @@ export class VhdxDevice implements BlockDevice {
         const run = await this.bitmapRun(block, inb + done, dst.length - done);
         const part = dst.subarray(done, done + run.length);
         if (run.set) await this.f.read(e.offset + inb + done, part);
-        else await this.readParent(pos + done, part);
+        else await readBelow(this.backing, pos + done, part);
         done += run.length;
       }
       return;
     }
-    if (e.state === PAYLOAD_NOT_PRESENT) return this.readParent(pos, dst);
+    if (e.state === PAYLOAD_NOT_PRESENT) return readBelow(this.backing, pos, dst);
     if (ZERO_STATES.includes(e.state)) {
       dst.fill(0);
       return;
     }
     throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
-  }
-
-  private async readParent(pos: number, dst: Uint8Array): Promise<void> {
-    const p = this.backing;
-    if (!p || pos >= p.size) return void dst.fill(0);
-    const n = Math.min(dst.length, p.size - pos);
-    await p.read(pos, dst.subarray(0, n));
-    dst.fill(0, n);
   }
 
   /** From byte `inb` of a partially present block: how many bytes (up to `max`) share the bit of its first sector. */
@@ -178,7 +171,7 @@ export class VhdxDevice implements BlockDevice {
   // ---- writing ----
 
   private writable(): Journal {
-    if (!this.journal) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (!this.journal) throw readOnlyError(this.path);
     return this.journal;
   }
 

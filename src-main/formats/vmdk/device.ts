@@ -4,10 +4,11 @@
  * in the descriptor, as qemu does, so that children made against the old content see their chain is stale; the
  * commit/rebase hooks record a new parent and empty the image.
  */
+import { readBelow } from '../../block/chain';
 import { randomBytes } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { SECTOR, checkRange } from '../../block/bytes';
-import { DiskError, corrupt } from '../../block/errors';
+import { DiskError, corrupt, readOnlyError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, FormatName } from '../../block/types';
 import { checkParentName, readPlaceText, withCid, withParent, writePlaceText } from './descriptor';
@@ -119,19 +120,12 @@ export class VmdkDevice implements BlockDevice {
           dst.fill(0);
           break;
         case 'unallocated':
-          await this.readBacking(guest, dst);
+          await readBelow(this.backing, guest, dst);
       }
     });
   }
 
   /** What an unallocated range reads: the parent's data where it reaches, zeros beyond it or without one. */
-  private async readBacking(guest: number, dst: Uint8Array): Promise<void> {
-    const b = this.backing;
-    const n = b ? Math.max(0, Math.min(dst.length, b.size - guest)) : 0;
-    if (n > 0) await b!.read(guest, dst.subarray(0, n));
-    dst.fill(0, n);
-  }
-
   async status(offset: number, length: number): Promise<Extent> {
     checkRange(this.size, offset, length, this.path);
     const { e, off, room } = this.locate(offset);
@@ -157,7 +151,7 @@ export class VmdkDevice implements BlockDevice {
   }
 
   private writableCheck(): void {
-    if (this.readOnly) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    if (this.readOnly) throw readOnlyError(this.path);
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
@@ -259,7 +253,7 @@ export class VmdkDevice implements BlockDevice {
           grain = new Uint8Array(gb);
           const grainGuest = guest + done - inGrain;
           // A grain past the disk's end (the last, partial one) keeps zeros there.
-          if (!zeroed) await this.readBacking(grainGuest, grain.subarray(0, Math.max(0, Math.min(gb, this.size - grainGuest))));
+          if (!zeroed) await readBelow(this.backing, grainGuest, grain.subarray(0, Math.max(0, Math.min(gb, this.size - grainGuest))));
           grain.set(piece, inGrain);
         }
         const sameRun = fresh && fresh.g + fresh.parts.length === g && Math.floor(fresh.g / perTable) === Math.floor(g / perTable);
