@@ -33,6 +33,7 @@ Commands (flags as in qemu-img):
   discard  [-f FMT] [-q] IMAGE OFFSET LENGTH
   commit   [-f FMT] [-b BASE] [-d] [-p] [-q] [--accept-changed-backing] [--backing-file PATH] IMAGE
   rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
+  checksum [-f FMT] [-p] [--output human|json] IMAGE   (one hash of what the guest sees, in any format)
 
 Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
@@ -299,6 +300,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   discard: cmdDiscard,
   commit: async (argv, io) => (await import('./backing')).cmdCommit(argv, io),
   rebase: async (argv, io) => (await import('./backing')).cmdRebase(argv, io),
+  checksum: async (argv, io) => (await import('./checksum')).cmdChecksum(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {
