@@ -147,7 +147,6 @@ const virtualbox: TargetSpec = {
     if (out.length) return out;
     const d = dataOf(info);
     if (d.subformat === 'differencing') out.push({ rule: 'parent', message: 'a differencing VDI needs its parent registered in VirtualBox; convert it to stand alone', fixable: false });
-    if (info['virtual-size'] % MiB !== 0) out.push({ rule: 'size', message: `the virtual size ${info['virtual-size']} is not a whole number of MiB; VirtualBox rounds it`, fixable: false });
     return out;
   },
 };
@@ -189,8 +188,11 @@ export async function lintImage(path: string, target: string, opts: { format?: s
   const spec = targetFor(target);
   const { inspectImage } = await import('./info');
   const { promises: fsp } = await import('node:fs');
+  // Without -f, the image is first read as the target's format: a fixed VHD has no header at its start, so
+  // probing (as qemu-img's) calls it raw, and "Azure takes VHD images; this one is raw" would be wrong.
+  const format = opts.format ?? (await inspectImage(path, { format: spec.format }).then(() => spec.format, () => undefined));
   const look = async () => {
-    const info = await inspectImage(path, { format: opts.format });
+    const info = await inspectImage(path, { format });
     return spec.lint(info, (await fsp.stat(path)).size);
   };
   let findings = await look();
@@ -199,9 +201,9 @@ export async function lintImage(path: string, target: string, opts: { format?: s
     for (const f of findings.filter((x) => x.fixable)) {
       if (f.rule === 'size-mib') {
         const { resizeImage } = await import('./resize');
-        const info = await inspectImage(path, { format: opts.format });
+        const info = await inspectImage(path, { format });
         const to = Math.ceil(info['virtual-size'] / MiB) * MiB;
-        await resizeImage({ path, format: opts.format, size: to });
+        await resizeImage({ path, format, size: to });
         fixed.push(`grew the disk from ${info['virtual-size']} to ${to} bytes (zeros at the end)`);
       }
     }
