@@ -1,3 +1,7 @@
+/**
+ * Create: a new, empty image of a format, its options read against the driver's OptionSpec list (defaults filled
+ * by options.ts) and its backing file looked up first; the file appears only once it is complete.
+ */
 import type { FormatName } from '../../src-shared/api';
 import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';

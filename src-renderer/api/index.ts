@@ -1,3 +1,7 @@
+/**
+ * The contract as the renderer calls it: over Electron's preload bridge in the app, over the host's WebSocket in a
+ * browser; every failure arrives as an ApiError in the app's words.
+ */
 import type { ApiCaller, DesktopBridge, DiskwrightApi } from '../../src-shared/api';
 import { clientOn } from './client';
 import { toApiError } from './errors';

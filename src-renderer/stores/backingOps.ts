@@ -1,12 +1,12 @@
+/**
+ * "Merge into base…" (commit) and "Change base…" (rebase) on the Inspect page: what would change is shown
+ * first (which files are written, which only read), then the job runs with progress and cancel.
+ */
 import { defineStore } from 'pinia';
 import type { CommitPlan, ImageInfo, RebasePlan } from '../../src-shared/api';
 import { api, toApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
 
-/**
- * "Merge into base…" (commit) and "Change base…" (rebase) on the Inspect page: what would change is shown
- * first (which files are written, which only read), then the job runs with progress and cancel.
- */
 const slot = new JobSlot();
 
 export type BackingOp = 'commit' | 'rebase';

@@ -1,11 +1,11 @@
-import { defineStore } from 'pinia';
-import type { CheckReport, RepairResult } from '../../src-shared/api';
-import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
-
 /**
  * The Check & Repair wizard: check (progress, cancel) → findings in plain words → repair on a copy, with the
  * image kept as it was if asked (progress, cancel) → check again and say what is left.
  */
+import { defineStore } from 'pinia';
+import type { CheckReport, RepairResult } from '../../src-shared/api';
+import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+
 const slot = new JobSlot();
 
 export type CheckStep = 'checking' | 'findings' | 'repairing' | 'rechecking' | 'result' | 'failed';

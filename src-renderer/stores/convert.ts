@@ -1,12 +1,12 @@
+/**
+ * The Convert wizard: target format, its options and place → review with an estimate → convert (progress,
+ * rate, time left, cancel that leaves nothing) → optional verify (compare, with its own progress) → result.
+ */
 import { defineStore } from 'pinia';
 import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
 import { api, toApiError } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
 
-/**
- * The Convert wizard: target format, its options and place → review with an estimate → convert (progress,
- * rate, time left, cancel that leaves nothing) → optional verify (compare, with its own progress) → result.
- */
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 
 const slot = new JobSlot();

@@ -1,12 +1,12 @@
+/**
+ * The New Image wizard: format → size, options, backing file and where → review → create. The form is drawn
+ * from the format's OptionSpec (one schema with the CLI's -o); the main side validates again when it creates.
+ */
 import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
 
-/**
- * The New Image wizard: format → size, options, backing file and where → review → create. The form is drawn
- * from the format's OptionSpec (one schema with the CLI's -o); the main side validates again when it creates.
- */
 const slot = new JobSlot();
 
 export type NewImageStep = 'format' | 'details' | 'review' | 'creating' | 'failed';

@@ -1,13 +1,13 @@
-import { defineStore } from 'pinia';
-import type { MapPicture, SnapshotDiff, SnapshotInfo, SnapshotListing } from '../../src-shared/api';
-import { api, toApiError, type ApiError } from '../api';
-import { JobSlot, jobState } from '../api/jobs';
-
 /**
  * The snapshot browser: the snapshots of one qcow2 image as a timeline ending in "now", the map of the one
  * selected, the difference of two selected (or one and now) drawn over it, the space each holds alone, and
  * the actions — take, revert, delete, export — each a job with progress.
  */
+import { defineStore } from 'pinia';
+import type { MapPicture, SnapshotDiff, SnapshotInfo, SnapshotListing } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+import { JobSlot, jobState } from '../api/jobs';
+
 const slot = new JobSlot();
 
 /**
