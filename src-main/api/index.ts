@@ -29,12 +29,12 @@ export interface ApiOptions {
   backingPolicy?: BackingPolicy;
   /** This launch's grants; share them with the JobManager (grants.policy('refuse')) so jobs see them too. */
   backingGrants?: BackingGrants;
-  /** The native open dialog; absent in the browser host, where pickImage answers undefined. */
-  pickImage?: () => Promise<string | undefined>;
+  /** The native open dialog; absent in the browser host, where pickImage answers null. */
+  pickImage?: () => Promise<string | null>;
   /** Where the recently opened images are kept (a JSON file); unset keeps them for this launch only. */
   recentFile?: string;
-  /** The native save dialog; absent in the browser host, where pickTarget answers undefined. */
-  pickTarget?: (suggestedName: string) => Promise<string | undefined>;
+  /** The native save dialog; absent in the browser host, where pickTarget answers null. */
+  pickTarget?: (suggestedName: string) => Promise<string | null>;
 }
 
 /** The contract implemented with the services. Arguments are assumed valid: go through callApi from outside. */
@@ -82,11 +82,11 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     listDir(path?: string): Promise<DirListing> {
       return listDir(path);
     },
-    async pickImage(): Promise<string | undefined> {
-      return opts.pickImage ? opts.pickImage() : undefined;
+    async pickImage(): Promise<string | null> {
+      return opts.pickImage ? opts.pickImage() : null;
     },
-    async pickTarget(suggestedName: string): Promise<string | undefined> {
-      return opts.pickTarget ? opts.pickTarget(suggestedName) : undefined;
+    async pickTarget(suggestedName: string): Promise<string | null> {
+      return opts.pickTarget ? opts.pickTarget(suggestedName) : null;
     },
     targetInfo(path: string): Promise<TargetInfo> {
       return targetInfo(path);
@@ -100,8 +100,8 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture> {
       return snapshotMapPicture(path, snapshot, buckets);
     },
-    snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
-      return snapshotDiffPicture(path, a, b, buckets);
+    snapshotDiff(path: string, a: string, b: string | null, buckets: number): Promise<SnapshotDiff> {
+      return snapshotDiffPicture(path, a, b ?? undefined, buckets);
     },
     measure(spec: MeasureSpec): Promise<MeasureReport> {
       return measureImage({ format: spec.format, options: spec.options, source: spec.source, size: spec.size, backingPolicy });

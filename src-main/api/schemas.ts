@@ -103,10 +103,8 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   snapshots: z.tuple([pathSchema]),
   snapshotSpace: z.tuple([pathSchema]),
   snapshotMap: z.tuple([pathSchema, snapshotKeySchema, bucketsSchema]),
-  // b may come as null over JSON (an absent argument): "now".
-  snapshotDiff: z
-    .tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullish(), bucketsSchema])
-    .transform(([p, a, b, n]): ApiArgs<'snapshotDiff'> => [p, a, b ?? undefined, n]),
+  // b null: the image now.
+  snapshotDiff: z.tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullable(), bucketsSchema]),
   measure: z.tuple([
     z.strictObject({ format: formatSchema, options: optionValuesSchema, source: pathSchema.optional(), size: sizeSchema.optional() }, { error: 'measure takes a format, its options, and a source or a size' }),
   ]),

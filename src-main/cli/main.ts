@@ -9,7 +9,7 @@ import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
-import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
+import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './output';
 import { describeOptions, splitOptionString } from '../services/options';
 
 // Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should

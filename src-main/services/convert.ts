@@ -1,3 +1,8 @@
+/**
+ * Convert: copies an image's guest-visible content (its whole chain, or one internal snapshot) into a new image
+ * of any format, as `qemu-img convert`. A pipeline with flat memory: status queries and reads run ahead of the
+ * writes, writes go in guest order, and the new image is renamed into place only when complete.
+ */
 import { promises as fsp } from 'node:fs';
 import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';

@@ -12,7 +12,7 @@ import { dw, must, qemuIo, run, scratch, type RunResult } from '../helpers';
 import { Qcow2Patcher } from './qcow2-check-patch';
 import { checkQcow2 } from '../../src-main/formats/qcow2/check';
 import { checkExitCode } from '../../src-main/services/check';
-import { checkText } from '../../src-main/cli/format';
+import { checkText } from '../../src-main/cli/output';
 
 const s = scratch('dw-qcow2-repair-');
 after(() => s.cleanup());

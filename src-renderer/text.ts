@@ -1,4 +1,4 @@
-/** Number and size formatting for people. Fixed to en-US so figures read the same everywhere. */
+/** Numbers, sizes, dates and names as text for people (not disk formats). Fixed to en-US so figures read the same everywhere. */
 const grouped = new Intl.NumberFormat('en-US');
 const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
 

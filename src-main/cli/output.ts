@@ -1,3 +1,7 @@
+/**
+ * What the commands print, in qemu-img's words and layout: info's text, map's and check's text and JSON (four-space
+ * indent, qemu-img's keys), the snapshot table. Text output only; the disk formats live in formats/.
+ */
 import type { ImageInfo, MapEntry, SnapshotInfo } from '../../src-shared/api';
 import { formatSize } from '../block/sizes';
 import type { CheckReport } from '../block/types';
