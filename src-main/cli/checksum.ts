@@ -1,7 +1,7 @@
 /** `diskwright checksum`: the guest-content fingerprint (services/checksum.ts), printed as sha256sum prints a hash. */
 import { has, parseArgs } from './args';
 import { BACKING, formatArg, need, outputArg, progressPrinter, type Io } from './common';
-import { toJson } from './format';
+import { toJson } from './output';
 
 export async function cmdChecksum(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '--output'], boolean: ['-p', '-U', '--accept-changed-backing'] }, 'checksum');

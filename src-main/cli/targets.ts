@@ -5,7 +5,7 @@
 import { DiskError } from '../block/errors';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { formatArg, need, optionsArg, outputArg, type Io } from './common';
-import { toJson } from './format';
+import { toJson } from './output';
 
 export interface TargetedConvert {
   targetFormat: string;
