@@ -163,11 +163,12 @@ export class VpcDevice implements BlockDevice {
   /** A fixed image maps its data area one to one; holes of a sparse file read as zeros, as qemu-img map shows them. */
   private fixedStatus(offset: number, length: number): Extent {
     const end = this.fixedDataEnd;
-    if (offset >= end) return { kind: 'zero', length, hostOffset: offset };
+    if (offset >= end) return { kind: 'data', length, hostOffset: offset, readsAsZero: true };
     if (!this.file.seesHoles) return { kind: 'data', length: Math.min(length, end - offset), hostOffset: offset };
     const a = this.file.allocationAt(offset);
     const n = Math.min(length, Math.max(a.end, offset + 1) - offset, end - offset);
-    return { kind: a.data ? 'data' : 'zero', length: n, hostOffset: offset };
+    // qemu reports the whole data area as data and, below it, the file's holes as zeros: "data" and "zero" both.
+    return a.data ? { kind: 'data', length: n, hostOffset: offset } : { kind: 'data', length: n, hostOffset: offset, readsAsZero: true };
   }
 
   // ---- writing ----
