@@ -89,7 +89,12 @@ async function scan(file: ImageFile, l: VpcLayout, opts: CheckOptions): Promise<
     corrupt(l.footerFrom === 'start' ? 'ERROR the footer at the end of the file is missing or damaged (the copy at offset 0 is sound)' : 'ERROR the footer is damaged');
     f.endFooter = true;
   }
-  if (l.diskType === DISK_FIXED) return f;
+  if (l.diskType === DISK_FIXED) {
+    // The guest's data lies before the footer: a shorter data area means the image was cut (reads past it give the footer's bytes, then zeros).
+    const dataEnd = file.size - FOOTER_SIZE;
+    if (l.footerFrom === 'end' && l.virtualSize > dataEnd) corrupt(`ERROR the data area (${dataEnd} bytes) is shorter than the disk (${l.virtualSize} bytes); the image has been truncated`);
+    return f;
+  }
   const dyn = l.dyn!;
   if (!l.startFooterOk) {
     corrupt('ERROR the footer copy at offset 0 is missing or damaged (the footer at the end is sound)');

@@ -4,8 +4,8 @@
  * consulted (every sector of an allocated block is read from the file) and new blocks get a bitmap of all ones.
  * A differencing image consults the bitmap: a clear bit, or a block not allocated, reads the parent.
  *
- * Writes to a new block go to the end of the file: the footer is first written past the new block (so the file
- * always ends with a footer), then the block's bitmap (over the old footer) and its data; the BAT entry, and the
+ * Writes to a new block go to the end of the file: the footer is first written past the new block and synced (so
+ * the file always ends with a footer), then the block's bitmap (over the old footer) and its data; the BAT entry, and the
  * bitmap bits a differencing image sets for sectors of blocks already in the BAT, are kept in memory and written
  * after a sync (at flush, close, or every METADATA_BATCH blocks). A crash therefore leaves each block either
  * unreferenced (its space leaked, the old content read) or complete, never a BAT entry over data not yet written.
@@ -238,7 +238,10 @@ export class VpcDevice implements BlockDevice {
     // a differencing image's only this piece's sectors, so the rest still reads the parent.
     if (this.differencing) setBitmapBits(bm, inb / SECTOR, Math.ceil((inb + piece.length) / SECTOR));
     else bm.fill(0xff);
+    // The new footer is made durable before the old one (where the bitmap goes) is overwritten: whatever a crash
+    // keeps of the writes that follow, the file ends with a footer (qemu syncs here too).
     await this.file.write(end, this.footerBytes());
+    if (!this.noFlush) await this.file.sync();
     await this.file.write(start, bm);
     await this.file.write(start + dyn.bitmapSize + inb, piece);
     this.nextFree = end;
