@@ -9,6 +9,7 @@ import { vmdkDriver } from './vmdk/driver';
 import { vhdxDriver } from './vhdx/driver';
 import { parallelsDriver } from './parallels/driver';
 import { cowDriver } from './cow/driver';
+import { vdiDriver } from './vdi/driver';
 import { rawDriver } from './raw/driver';
 
-export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, parallelsDriver, cowDriver, rawDriver];
+export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, parallelsDriver, cowDriver, vdiDriver, rawDriver];
