@@ -37,7 +37,12 @@ const ENTRIES_PER_SECTOR = SECTOR / 4;
 export class VdiDevice implements BlockDevice {
   readonly format = 'vdi' as const;
   readonly size: number;
-  readonly clusterSize: number;
+  /**
+   * The allocation unit: a dynamic image's block. A static image has every block in place already, so it has
+   * none, and convert detects zeros in 4 KiB pieces into it as qemu-img does (its file stays as sparse as theirs).
+   */
+  readonly clusterSize?: number;
+  private readonly bs: number;
   /** Bytes from here on read as zeros: the file's end at open, then past our own allocations. */
   private zeroFrom: number;
   private noFlush = false;
@@ -53,7 +58,8 @@ export class VdiDevice implements BlockDevice {
     readonly backing?: BlockDevice,
   ) {
     this.size = guestSize(header);
-    this.clusterSize = header.blockSize;
+    this.bs = header.blockSize;
+    if (header.imageType !== TYPE_STATIC) this.clusterSize = header.blockSize;
     this.zeroFrom = file.size;
   }
 
@@ -68,7 +74,7 @@ export class VdiDevice implements BlockDevice {
 
   /** The run from guest `pos` (≤ `len` bytes) over blocks with one state: host-contiguous data, or the same unallocated value. */
   private run(pos: number, len: number): { entry: number; host: number; n: number } {
-    const bs = this.clusterSize;
+    const bs = this.bs;
     const idx = Math.floor(pos / bs);
     const within = pos - idx * bs;
     const entry = this.bmap[idx];
@@ -140,7 +146,7 @@ export class VdiDevice implements BlockDevice {
    */
   private async allocate(pos: number, data: Uint8Array, entry: number): Promise<[number, number]> {
     const h = this.header;
-    const bs = this.clusterSize;
+    const bs = this.bs;
     const first = Math.floor(pos / bs);
     const count = Math.ceil((pos + data.length) / bs) - first;
     if (h.blockExtra !== 0) throw new DiskError('EUNSUPPORTED', `${this.path}: this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`, this.path);
@@ -186,7 +192,7 @@ export class VdiDevice implements BlockDevice {
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.writable();
     checkRange(this.size, offset, length, this.path);
-    const bs = this.clusterSize;
+    const bs = this.bs;
     const zero = new Uint8Array(Math.min(length, bs));
     let marked = -1;
     let lastMarked = -1;
