@@ -142,10 +142,11 @@ test('vdi: validation follows qemu\'s open (its refusals and rounding) and bound
 test('vdi: block map findings as qemu\'s check counts them, and the writes they forbid', () => {
   const h = { ...createHeader(8 * 2 ** 20, false, U1, U2), blocksAllocated: 3 };
   const clean = Uint32Array.from([0, 0xffffffff, 1, 0xfffffffe, 2, 0xffffffff, 0xffffffff, 0xffffffff]);
-  assert.deepEqual(examineBmap(h, clean), { tooLarge: [], shared: [], counted: 3 });
+  assert.deepEqual(examineBmap(h, clean), { tooLarge: [], shared: [], counted: 3, pastCount: [] });
   assert.equal(writeRefusal(h, clean, 'x'), undefined);
   const bad = Uint32Array.from([0, 9, 1, 0, 2, 0xffffffff, 0xffffffff, 0xffffffff]);
-  assert.deepEqual(examineBmap(h, bad), { tooLarge: [1], shared: [[3, 0]], counted: 4 });
+  assert.deepEqual(examineBmap(h, bad), { tooLarge: [1], shared: [[3, 0]], counted: 4, pastCount: [] });
+  assert.deepEqual(examineBmap(h, Uint32Array.from([0, 1, 5, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff])).pastCount, [2]);
   assert.match(writeRefusal(h, bad, 'x')!.message, /past the 8 blocks/);
   // A count below an entry in use: the next allocation would reuse that block.
   assert.match(writeRefusal({ ...h, blocksAllocated: 2 }, clean, 'x')!.message, /counts only 2/);

@@ -1,7 +1,9 @@
 /**
  * qemu-img check for VDI images, as qemu's vdi_co_check counts: each block-map entry naming a data block at or
  * past blocks_in_image is a corruption, each entry naming a data block an earlier entry already names is one,
- * and the header's blocks_allocated disagreeing with the entries below blocks_in_image is one more.
+ * and the header's blocks_allocated disagreeing with the entries below blocks_in_image is one more. Beyond qemu:
+ * when the count agrees, an entry naming a block at or past it (so a hole lies below) is one too, since qemu's
+ * next allocation (at index blocks_allocated) would overwrite that block.
  *
  * qemu cannot repair VDI images (check -r fails with "This image format does not support checks"); we can. The
  * repair keeps what every guest block reads now and leaves a map qemu's check finds clean: the guest blocks
@@ -40,6 +42,10 @@ function judge(img: VdiImage, f: BmapFindings, fixing: boolean): Verdict {
   if (f.counted !== h.blocksAllocated) {
     add(`${verb}: allocated blocks mismatch, is ${f.counted}, should be ${h.blocksAllocated}`);
     corruptions++;
+  } else {
+    // Beyond qemu: with the count right, a block at or past it means a hole below it that the next allocation fills over this block.
+    for (const g of f.pastCount) add(`${verb}: block index ${g} uses data block ${bmap[g]}, at or past the ${h.blocksAllocated} allocated: the next new block would overwrite it`);
+    corruptions += f.pastCount.length;
   }
   return { corruptions, problems };
 }

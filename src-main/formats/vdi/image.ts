@@ -36,11 +36,17 @@ export interface BmapFindings {
   shared: Array<[number, number]>;
   /** Entries below blocks_in_image, shared ones included: what qemu compares with blocks_allocated. */
   counted: number;
+  /**
+   * Guest blocks (not shared) whose data block lies at or past blocks_allocated, where qemu puts the next new
+   * block: qemu's check misses this when the count still agrees (a hole below it), and the next allocation
+   * would overwrite the block.
+   */
+  pastCount: number[];
 }
 
 export function examineBmap(h: VdiHeader, bmap: Uint32Array): BmapFindings {
   const owner = new Int32Array(h.blocksInImage).fill(-1);
-  const f: BmapFindings = { tooLarge: [], shared: [], counted: 0 };
+  const f: BmapFindings = { tooLarge: [], shared: [], counted: 0, pastCount: [] };
   for (let g = 0; g < bmap.length; g++) {
     const e = bmap[g];
     if (!isAllocated(e)) continue;
@@ -50,7 +56,10 @@ export function examineBmap(h: VdiHeader, bmap: Uint32Array): BmapFindings {
     }
     f.counted++;
     if (owner[e] >= 0) f.shared.push([g, owner[e]]);
-    else owner[e] = g;
+    else {
+      owner[e] = g;
+      if (e >= h.blocksAllocated) f.pastCount.push(g);
+    }
   }
   return f;
 }
@@ -66,10 +75,9 @@ export function writeRefusal(h: VdiHeader, bmap: Uint32Array, path: string): Dis
   const repair = 'repair it first (check -r all)';
   if (f.tooLarge.length) return corrupt(`${path}: block map entry ${f.tooLarge[0]} names data block ${bmap[f.tooLarge[0]]}, past the ${h.blocksInImage} blocks of the image; ${repair}`, path);
   if (f.shared.length) return corrupt(`${path}: guest blocks ${f.shared[0][1]} and ${f.shared[0][0]} share one data block; ${repair}`, path);
-  for (let g = 0; g < bmap.length; g++) {
-    if (isAllocated(bmap[g]) && bmap[g] >= h.blocksAllocated) {
-      return corrupt(`${path}: block map entry ${g} names data block ${bmap[g]}, but the header counts only ${h.blocksAllocated} allocated; ${repair}`, path);
-    }
+  if (f.pastCount.length) {
+    const g = f.pastCount[0];
+    return corrupt(`${path}: block map entry ${g} names data block ${bmap[g]}, but the header counts only ${h.blocksAllocated} allocated; ${repair}`, path);
   }
   return undefined;
 }
