@@ -9,7 +9,8 @@
  * repair keeps what every guest block reads now and leaves a map qemu's check finds clean: the guest blocks
  * with data get the data blocks 0..n-1 (n of them), an entry keeping its block where it can, the others
  * copied into the free blocks below n (a block shared by two guest blocks is copied for the second; one past
- * blocks_in_image is moved in range), then the map is written, then the count. Blocks are only ever copied
+ * blocks_in_image is moved in range; one wholly past the end of the file, which reads as zeros, is marked
+ * discarded instead), then the map is written, then the count. Blocks are only ever copied
  * into blocks no entry names, so a crash part way leaves every guest block reading what it read before.
  */
 import { checkReport } from '../../block/check-report';
@@ -17,7 +18,7 @@ import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { examineBmap, readImage, type BmapFindings, type VdiImage } from './image';
-import { blockHostOffset, isAllocated, serializeBmap, serializeHeader } from './layout';
+import { blockHostOffset, DISCARDED, isAllocated, serializeBmap, serializeHeader } from './layout';
 
 type RepairMode = 'none' | 'leaks' | 'all';
 
@@ -61,7 +62,15 @@ function onlyLeaked(img: VdiImage, f: BmapFindings): boolean {
 async function repair(file: ImageFile, img: VdiImage, opts: CheckOptions): Promise<void> {
   const { header: h, bmap } = img;
   const guests: number[] = [];
-  for (let g = 0; g < bmap.length; g++) if (isAllocated(bmap[g])) guests.push(g);
+  let discarded = false;
+  for (let g = 0; g < bmap.length; g++) {
+    if (!isAllocated(bmap[g])) continue;
+    // A block wholly past the end of the file reads as zeros: it becomes a discarded block (zeros, no data), not a copy.
+    if (blockHostOffset(h, bmap[g]) >= file.size) {
+      bmap[g] = DISCARDED;
+      discarded = true;
+    } else guests.push(g);
+  }
   const n = guests.length;
   // Each data block below n keeps its first claimant; everything else moves into a block nobody names.
   const kept = new Uint8Array(n);
@@ -84,7 +93,7 @@ async function repair(file: ImageFile, img: VdiImage, opts: CheckOptions): Promi
     opts.onProgress?.(k + 1, moving.length);
   }
   await file.sync();
-  if (moving.length) {
+  if (moving.length || discarded) {
     await file.write(h.offsetBmap, serializeBmap(bmap));
     await file.sync();
   }
