@@ -101,6 +101,12 @@ test('vdi differencing: parent missing, modified since (refused unless accepted)
   const c = `${d}/c.vdi`;
   child(p.path, c);
   await ourWrites(c, [[0, 4096, 9]]);
+  // Opened without its parent (rebase -u does so), a block already in the child takes writes; a new one cannot be filled.
+  const alone = await openImage(c, { readOnly: false, backingPolicy: 'none' });
+  await alone.write(100, new Uint8Array(10).fill(9));
+  await assert.rejects(alone.write(3 * MiB, new Uint8Array(10)), (e: unknown) => e instanceof DiskError && e.code === 'EUNSUPPORTED' && /opened without its parent/.test(e.message));
+  await assert.rejects(alone.writeZeroes(4 * MiB, MiB), (e: unknown) => e instanceof DiskError && e.code === 'EUNSUPPORTED');
+  await alone.close();
   patchHeader(p.path, { uuidLastSnap: randomUUID() });
   await assert.rejects(ourRead(c), (e: unknown) => e instanceof DiskError && e.code === 'EBACKINGCHANGED' && /modified after this image was made/.test(e.message));
   const r = dw(['convert', '-O', 'raw', c, `${d}/out.raw`]);

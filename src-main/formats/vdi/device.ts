@@ -118,6 +118,11 @@ export class VdiDevice implements BlockDevice {
     if (this.readOnly) throw readOnlyError(this.path);
   }
 
+  /** A differencing image opened without its parent cannot fill a new block: what lies around the write is the parent's. */
+  private noParent(): DiskError {
+    return new DiskError('EUNSUPPORTED', `${this.path}: this differencing VDI was opened without its parent, so a new block cannot be filled with the parent's data; open it with its parent`, this.path);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.writable();
     checkRange(this.size, offset, data.length, this.path);
@@ -154,7 +159,8 @@ export class VdiDevice implements BlockDevice {
     const index = h.blocksAllocated;
     const host = blockHostOffset(h, index);
     const within = pos - first * bs;
-    const throughParent = entry === UNALLOCATED && this.readsThrough && this.backing !== undefined;
+    if (entry === UNALLOCATED && this.readsThrough && !this.backing) throw this.noParent();
+    const throughParent = entry === UNALLOCATED && this.readsThrough;
     if (!throughParent && host >= this.zeroFrom) {
       // Past everything ever written: the rest of the blocks already reads as zeros.
       await this.file.write(host + within, data);
@@ -203,7 +209,12 @@ export class VdiDevice implements BlockDevice {
       const e = this.bmap[idx];
       if (isAllocated(e)) {
         await this.file.write(blockHostOffset(this.header, e) + pos - idx * bs, zero.subarray(0, n));
-      } else if (e === UNALLOCATED && this.readsThrough && this.backing && pos < this.backing.size) {
+      } else if (e === UNALLOCATED && this.readsThrough) {
+        if (!this.backing) throw this.noParent();
+        if (pos >= this.backing.size) {
+          done += n;
+          continue;
+        }
         if (n === bs || (pos === idx * bs && pos + n === this.size)) {
           this.bmap[idx] = DISCARDED;
           if (marked < 0) marked = idx;
