@@ -132,3 +132,35 @@ test('vdi: a write to an image whose map is damaged is refused with a plain line
   assert.match(r.stderr, /share one data block; repair it first/);
   assert.ok(readFileSync(img).equals(b));
 });
+
+test('vdi in a conversion chain raw -> qcow2 -> vdi -> vmdk -> vhdx -> raw (all by us): the raw bytes come back; the vdi step equal under qemu-img compare', () => {
+  const raw = s.path('chain.raw');
+  qimg(['create', '-q', '-f', 'raw', raw, '12M']);
+  io(raw, ['write -P 0x21 0 5k', 'write -P 0x22 4M 1536k', 'write -P 0x23 12582400 512'], 'raw');
+  const steps: Array<[string, string]> = [['qcow2', 'chain.qcow2'], ['vdi', 'chain.vdi'], ['vmdk', 'chain.vmdk'], ['vhdx', 'chain.vhdx'], ['raw', 'chain.out.raw']];
+  let src = raw;
+  for (const [fmt, name] of steps) {
+    dwOk(['convert', '-O', fmt, src, s.path(name)]);
+    src = s.path(name);
+  }
+  assert.ok(readFileSync(src).equals(readFileSync(raw)));
+  must('qemu-img', ['compare', '-f', 'vdi', '-F', 'raw', s.path('chain.vdi'), raw]);
+});
+
+test('vdi: create refuses -b by name; create then rebase -u makes a differencing child that reads its parent', () => {
+  const base = s.path('kid-base.vdi');
+  qimg(['create', '-q', '-f', 'vdi', base, '3M']);
+  io(base, ['write -P 0x5b 1M 1M']);
+  const kid = s.path('kid.vdi');
+  const r = dw(['create', '-f', 'vdi', '-b', 'kid-base.vdi', '-F', 'vdi', kid, '3M']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /names its parent by UUID/);
+  dwOk(['create', '-f', 'vdi', kid, '3M']);
+  dwOk(['rebase', '-u', '-F', 'vdi', '-b', 'kid-base.vdi', kid]);
+  const out = s.path('kid.raw');
+  dwOk(['convert', '-O', 'raw', kid, out]);
+  const want = s.path('kid-base.raw');
+  qimg(['convert', '-f', 'vdi', '-O', 'raw', base, want]);
+  assert.ok(readFileSync(out).equals(readFileSync(want)));
+  assert.equal(JSON.parse(dwOk(['info', '--output=json', kid]).stdout)['format-specific'].data.subformat, 'differencing');
+});
