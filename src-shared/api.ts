@@ -5,8 +5,8 @@
 import type { DiskErrorDto } from './errors';
 import type { OptionSpec, OptionValues } from './options';
 
-export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'parallels' | 'cow';
-export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'parallels', 'cow'];
+export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'parallels' | 'cow' | 'vdi';
+export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'parallels', 'cow', 'vdi'];
 
 /** What the faces show about a format, taken from its driver (never from a list kept in a face). */
 export interface FormatSummary {

@@ -10,6 +10,7 @@ import { vhdxDriver } from './vhdx/driver';
 import { vpcDriver } from './vpc/driver';
 import { parallelsDriver } from './parallels/driver';
 import { cowDriver } from './cow/driver';
+import { vdiDriver } from './vdi/driver';
 import { rawDriver } from './raw/driver';
 
-export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, vpcDriver, parallelsDriver, cowDriver, rawDriver];
+export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, vpcDriver, parallelsDriver, cowDriver, vdiDriver, rawDriver];
