@@ -220,7 +220,11 @@ export interface JobSpecs {
    */
   repair: { path: string; mode: 'leaks' | 'all'; keepCopy: boolean };
   /** `snapshot`: export that internal snapshot (qemu-img convert -l); `keepSnapshots`: the target keeps the source's snapshots (qcow2 → qcow2). */
-  convert: { source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean; snapshot?: string; keepSnapshots?: boolean };
+  /**
+   * `hostTarget`: convert for a hypervisor or cloud (Azure, ESXi…): the target's plan sets the format, options and
+   * size (targetFormat must be the target's format; `options` carries only what the target leaves open).
+   */
+  convert: { source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean; snapshot?: string; keepSnapshots?: boolean; hostTarget?: HostTargetName; hostChoice?: HostTargetChoice };
   /** Takes an internal snapshot of the image as it is now. */
   'snapshot-create': { path: string; name: string };
   /**
@@ -322,6 +326,47 @@ export const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
 export type ApiCallChannel = 'api-call';
 export const API_CALL_CHANNEL: ApiCallChannel = 'api-call';
 
+/** The hypervisors and clouds a disk can be made ready for (convert --target, lint --target). */
+export type HostTargetName = 'azure' | 'esxi' | 'hyperv' | 'virtualbox' | 'kvm';
+export const HOST_TARGET_NAMES: readonly HostTargetName[] = ['azure', 'esxi', 'hyperv', 'virtualbox', 'kvm'];
+
+/** What a target leaves to the person: ESXi's subformat and SCSI controller, Hyper-V's 4 KiB sectors. */
+export interface HostTargetChoice {
+  subformat?: string;
+  adapter?: 'lsilogic' | 'pvscsi';
+  logicalSector4k?: boolean;
+}
+
+/** A target as the Convert wizard offers it. */
+export interface HostTargetSummary {
+  name: HostTargetName;
+  label: string;
+  description: string;
+  format: FormatName;
+}
+
+/** One thing a target would refuse in an image, in a person's words. */
+export interface HostTargetFinding {
+  rule: string;
+  message: string;
+  fixable: boolean;
+}
+
+/** The "Ready for …" verdict of an image for one target; `findings` empty means ready. */
+export interface HostTargetReport {
+  target: HostTargetName;
+  label: string;
+  findings: HostTargetFinding[];
+}
+
+/** What a convert for a target will do to a source: the size it will have and what is worth saying. */
+export interface HostTargetPlan {
+  target: HostTargetName;
+  format: FormatName;
+  size: number;
+  notes: string[];
+}
+
 /**
  * The contract. Everything it carries survives JSON (the browser host's WebSocket): "nothing" is null, never
  * undefined, and an optional field or trailing argument is left out, so both bridges pass values as they are.
@@ -372,6 +417,12 @@ export interface DiskwrightApi {
   commitPlan(path: string): Promise<CommitPlan>;
   /** What giving the image the backing file `newBacking` would change (for the confirmation). */
   rebasePlan(path: string, newBacking: string): Promise<RebasePlan>;
+  /** The hypervisors and clouds Convert can make a disk for. */
+  hostTargets(): Promise<HostTargetSummary[]>;
+  /** What a convert of `source` for `target` will make (format, size, notes such as Azure's rounding). */
+  hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan>;
+  /** Whether an image is ready for a target as it is ("Ready for Azure" on Inspect). */
+  readyFor(path: string, target: HostTargetName): Promise<HostTargetReport>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
@@ -379,7 +430,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 /** One contract call by name: what each bridge carries, and what the renderer builds every method on. */

@@ -3,7 +3,7 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, HostTargetChoice, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
@@ -17,6 +17,7 @@ import { commitPlan } from '../services/commit';
 import { measureImage } from '../services/measure';
 import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
+import { planForSource, readyFor, targetSummaries } from '../services/targets';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -114,6 +115,16 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       // The new base's format is recorded with it (qemu-img rebase insists on one): the app probes it.
       const base = plan.newBacking ?? nodePath.resolve(nodePath.dirname(path), newBacking);
       return { ...plan, newBackingFormat: (await inspectImage(base, { backingPolicy: 'none' })).format };
+    },
+    async hostTargets(): Promise<HostTargetSummary[]> {
+      return targetSummaries();
+    },
+    async hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan> {
+      const { options: _options, ...plan } = await planForSource(source, target, choice, { backingPolicy });
+      return plan;
+    },
+    readyFor(path: string, target: HostTargetName): Promise<HostTargetReport> {
+      return readyFor(path, target);
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

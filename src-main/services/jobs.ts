@@ -7,13 +7,14 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import type { JobEvent, JobId, JobKind, JobPhase, JobResults, JobSpec, JobSpecOf } from '../../src-shared/api';
-import { toDiskError } from '../block/errors';
+import { DiskError, toDiskError } from '../block/errors';
 import type { BackingPolicy } from '../block/types';
 import { checkImage } from './check';
 import { commitImage } from './commit';
 import { compareImages } from './compare';
 import { convertImage } from './convert';
 import { convertKeepingSnapshots } from './convert-snapshots';
+import { planForSource } from './targets';
 import { createImage } from './create';
 import { inspectImage } from './info';
 import { mapPicture } from './map';
@@ -41,11 +42,15 @@ const HANDLERS: Handlers = {
   repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
   compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, backingPolicy, signal, onProgress: progress('compare') }),
   async convert(spec, { backingPolicy, signal, progress }) {
+    // For a hypervisor or cloud, the target's plan decides the format, options and size (services/targets.ts).
+    const plan = spec.hostTarget ? await planForSource(spec.source, spec.hostTarget, spec.hostChoice ?? {}, { backingPolicy }) : undefined;
+    if (plan && plan.format !== spec.targetFormat) throw new DiskError('EINVAL', `a disk for ${spec.hostTarget} is ${plan.format}, not ${spec.targetFormat}`);
     await (spec.keepSnapshots ? convertKeepingSnapshots : convertImage)({
       source: spec.source,
       target: spec.target,
       targetFormat: spec.targetFormat,
-      options: spec.options,
+      options: plan ? plan.options : spec.options,
+      targetSize: plan?.size,
       compress: spec.compress,
       sourceSnapshot: spec.snapshot,
       keepSnapshots: spec.keepSnapshots,

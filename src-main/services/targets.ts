@@ -12,10 +12,10 @@
  * - Hyper-V: VHDX, dynamic (Generation 2 VMs also take 4 KiB logical sectors).
  * - VirtualBox: VDI, dynamic.  KVM: qcow2 version 3 (compat 1.1).
  */
-import type { ImageInfo } from '../../src-shared/api';
+import type { FormatName, HostTargetChoice, HostTargetFinding, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, ImageInfo } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
 
-export type TargetName = 'azure' | 'esxi' | 'hyperv' | 'virtualbox' | 'kvm';
+export type TargetName = HostTargetName;
 
 const MiB = 1024 * 1024;
 /** Azure page blobs hold at most 8 TiB; the VHD's 512-byte footer shares the blob with the disk. */
@@ -25,23 +25,11 @@ const VHD_FOOTER = 512;
 export const AZURE_MAX_VIRTUAL = Math.floor((AZURE_PAGE_BLOB_MAX - VHD_FOOTER) / MiB) * MiB;
 
 /** One thing a target would refuse, in a person's words, and whether lint --fix can put it right safely. */
-export interface TargetFinding {
-  rule: string;
-  message: string;
-  fixable: boolean;
-}
-
-export interface TargetChoice {
-  /** ESXi: streamOptimized (default) or monolithicSparse. */
-  subformat?: string;
-  /** ESXi: the SCSI controller the VM will have (lsilogic or pvscsi). */
-  adapter?: 'lsilogic' | 'pvscsi';
-  /** Hyper-V: 4096-byte logical sectors (Generation 2 VMs). */
-  logicalSector4k?: boolean;
-}
+export type TargetFinding = HostTargetFinding;
+export type TargetChoice = HostTargetChoice;
 
 export interface TargetPlan {
-  format: string;
+  format: FormatName;
   options: Record<string, string>;
   /** The target's virtual size (Azure rounds the source's up to a whole MiB). */
   size: number;
@@ -53,7 +41,7 @@ export interface TargetSpec {
   name: TargetName;
   label: string;
   description: string;
-  format: string;
+  format: FormatName;
   /** The format, options and size a convert for this target uses, for a source of `size` bytes. */
   plan(size: number, choice: TargetChoice): TargetPlan;
   /** What this target would refuse in an existing image (from what `info` reads of it). */
@@ -210,4 +198,24 @@ export async function lintImage(path: string, target: string, opts: { format?: s
     findings = await look();
   }
   return { target: spec.name, path, findings, fixed };
+}
+
+/** The targets as the app offers them. */
+export function targetSummaries(): HostTargetSummary[] {
+  return TARGETS.map((t) => ({ name: t.name, label: t.label, description: t.description, format: t.format }));
+}
+
+/** What a convert of `source` for `target` will make (the app's review step says it before anything is written). */
+export async function planForSource(source: string, target: HostTargetName, choice: HostTargetChoice, opts: { backingPolicy?: import('../block/types').BackingPolicy } = {}): Promise<HostTargetPlan & { options: Record<string, string> }> {
+  const spec = targetFor(target);
+  const { inspectImage } = await import('./info');
+  const info = await inspectImage(source, { backingPolicy: opts.backingPolicy });
+  const p = spec.plan(info['virtual-size'], choice);
+  return { target, format: p.format, size: p.size, notes: p.notes, options: p.options };
+}
+
+/** The "Ready for …" card: lint without fixing. */
+export async function readyFor(path: string, target: HostTargetName): Promise<HostTargetReport> {
+  const r = await lintImage(path, target);
+  return { target, label: targetFor(target).label, findings: r.findings };
 }
