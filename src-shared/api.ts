@@ -241,7 +241,8 @@ export interface JobSpecs {
    */
   rebase: { path: string; newBacking: string; newBackingFormat?: FormatName; unsafe?: boolean };
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
-  compare: { a: string; b: string };
+  /** `formatB`: read b as that format (a fixed VHD has no header to be probed by: Convert's verify names it). */
+  compare: { a: string; b: string; formatB?: FormatName };
 }
 
 /** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */

@@ -40,7 +40,7 @@ const HANDLERS: Handlers = {
   create: (spec) => createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat }),
   check: (spec, { signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
   repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
-  compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, backingPolicy, signal, onProgress: progress('compare') }),
+  compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, backingPolicy, signal, onProgress: progress('compare') }),
   async convert(spec, { backingPolicy, signal, progress }) {
     // For a hypervisor or cloud, the target's plan decides the format, options and size (services/targets.ts).
     const plan = spec.hostTarget ? await planForSource(spec.source, spec.hostTarget, spec.hostChoice ?? {}, { backingPolicy }) : undefined;

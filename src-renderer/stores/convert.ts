@@ -3,7 +3,7 @@
  * rate, time left, cancel that leaves nothing) → optional verify (compare, with its own progress) → result.
  */
 import { defineStore } from 'pinia';
-import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
+import type { CompareOutcome, ConvertResult, FormatName, HostTargetChoice, HostTargetName, HostTargetPlan, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
 import { api, toApiError } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
 
@@ -33,6 +33,13 @@ export const useConvertStore = defineStore('convert', {
     snapshot: null as SnapshotInfo | null,
     /** qcow2 → qcow2: the new image keeps the source's snapshots. */
     keepSnapshots: false,
+    /** A hypervisor or cloud the copy is for (Azure, ESXi…): it decides the format, options and size. */
+    hostTarget: null as HostTargetName | null,
+    hostChoice: {} as HostTargetChoice,
+    /** What the copy for hostTarget will be (its size, and what is worth saying, such as Azure's rounding). */
+    hostPlan: null as HostTargetPlan | null,
+    /** Why the source cannot be made for that target (too large for Azure…), in the engine's words. */
+    hostPlanError: '',
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
@@ -55,7 +62,36 @@ export const useConvertStore = defineStore('convert', {
         this.step = 'failed';
       }
     },
-    async chooseFormat(format: FormatName, extension: string): Promise<void> {
+    /** A copy for a hypervisor or cloud: its format with the options it takes, planned for this source. */
+    async chooseHostTarget(name: HostTargetName | null, format: FormatName | '', extension: string): Promise<void> {
+      this.hostTarget = name;
+      this.hostChoice = {};
+      this.hostPlan = null;
+      this.hostPlanError = '';
+      if (!name || !format) {
+        this.format = '';
+        return;
+      }
+      await this.chooseFormat(format, extension, true);
+      await this.planHostTarget();
+    },
+    async planHostTarget(): Promise<void> {
+      const name = this.hostTarget;
+      if (!name || !this.source) return;
+      this.hostPlan = null;
+      this.hostPlanError = '';
+      try {
+        this.hostPlan = await api.hostTargetPlan(this.source.filename, name, { ...this.hostChoice });
+      } catch (err) {
+        this.hostPlanError = toApiError(err).message;
+      }
+    },
+    async chooseFormat(format: FormatName, extension: string, forHostTarget = false): Promise<void> {
+      if (!forHostTarget) {
+        this.hostTarget = null;
+        this.hostPlan = null;
+        this.hostPlanError = '';
+      }
       this.format = format;
       this.values = {};
       this.compress = false;
@@ -86,8 +122,10 @@ export const useConvertStore = defineStore('convert', {
           source: this.source.filename,
           target,
           targetFormat: this.format as FormatName,
-          options,
-          ...(this.compress ? { compress: true } : {}),
+          // For a host target the target sets the options; what it leaves open travels as hostChoice.
+          options: this.hostTarget ? {} : options,
+          ...(this.hostTarget ? { hostTarget: this.hostTarget, hostChoice: { ...this.hostChoice } } : {}),
+          ...(this.compress && !this.hostTarget ? { compress: true } : {}),
           ...(this.snapshot ? { snapshot: this.snapshot.id } : {}),
           ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot ? { keepSnapshots: true } : {}),
         }),
@@ -96,7 +134,7 @@ export const useConvertStore = defineStore('convert', {
       this.result = result;
       if (this.verify) {
         this.step = 'verifying';
-        const verdict = this.value(await slot.run(this, gen, { kind: 'compare', a: this.source.filename, b: target }));
+        const verdict = this.value(await slot.run(this, gen, { kind: 'compare', a: this.source.filename, b: target, formatB: this.format as FormatName }));
         if (!verdict) return;
         this.verdict = verdict;
       }
