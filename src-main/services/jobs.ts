@@ -87,7 +87,7 @@ const HANDLERS: Handlers = {
 };
 
 /** Runs one job by its kind's handler. */
-export function runJobSpec<K extends JobKind>(spec: JobSpecOf<K>, ctx: JobContext): Promise<JobResults[K]> {
+function runJobSpec<K extends JobKind>(spec: JobSpecOf<K>, ctx: JobContext): Promise<JobResults[K]> {
   const handler: Handlers[K] = HANDLERS[spec.kind];
   return handler(spec, ctx);
 }
