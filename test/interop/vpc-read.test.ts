@@ -7,7 +7,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dw, dwOk, must, scratch } from '../helpers';
 import { parseFooter, serializeDynamicHeader, serializeFooter, type Footer } from '../../src-main/formats/vpc/layout';
 import { assert7zipReads, assertReadsLikeQemu, io, qemuInfo } from './vpc-common';
@@ -39,6 +39,12 @@ CASES.forEach(([sub, size], i) => {
     assert.equal(info['virtual-size'], q['virtual-size']);
     assert.equal(info['cluster-size'], q['cluster-size']);
     if (raw.length <= 128 * 1024 * 1024) assert7zipReads(p, raw, `${sub} ${size}`);
+    // Without -f: a dynamic image by its first bytes; a fixed one by its footer when named .vhd (qemu-img says raw).
+    assert.equal(JSON.parse(dwOk(['info', '--output', 'json', p]).stdout).format, 'vpc');
+    if (sub === 'fixed') {
+      copyFileSync(p, s.path('renamed.img'));
+      assert.equal(JSON.parse(dwOk(['info', '--output', 'json', s.path('renamed.img')]).stdout).format, 'raw', 'named otherwise, it is raw, as qemu-img probes it');
+    }
   });
 });
 

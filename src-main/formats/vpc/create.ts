@@ -64,7 +64,8 @@ export async function createVpc(path: string, requested: number, opts: CreateOpt
   const backingFile = opts.backingFile ?? (o.backing_file !== undefined ? String(o.backing_file) : undefined);
   const backingFmt = opts.backingFormat ?? (o.backing_fmt !== undefined ? String(o.backing_fmt) : undefined);
   if (backingFile !== undefined && subformat === 'fixed') throw new DiskError('EINVAL', 'a differencing VHD cannot be fixed');
-  if (backingFmt !== undefined && backingFmt !== 'vpc') throw new DiskError('EUNSUPPORTED', `a differencing VHD needs a VHD parent, not ${backingFmt}`);
+  // A fixed VHD parent probes as raw where it is not named .vhd: its footer is what decides (parentFacts).
+  if (backingFmt !== undefined && backingFmt !== 'vpc' && backingFmt !== 'raw') throw new DiskError('EUNSUPPORTED', `a differencing VHD needs a VHD parent, not ${backingFmt}`);
   const dir = nodePath.dirname(nodePath.resolve(opts.targetPath ?? path));
   const parentPath = backingFile !== undefined ? nodePath.resolve(dir, backingFile) : undefined;
   const parent = parentPath !== undefined ? await parentFacts(dir, parentPath) : undefined;

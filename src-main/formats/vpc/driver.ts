@@ -2,18 +2,41 @@
  * The VHD FormatDriver (qemu's `vpc`): wiring of probe, describe (info), open, create, check and measure. Only the
  * probe and the option list are loaded with it; the rest on first use (`await import`).
  *
- * The probe sees the first bytes only, as qemu's does: a dynamic or differencing image starts with its footer
- * copy ("conectix") and is recognised; a fixed image starts with guest data, so (as with qemu-img) it is read as
- * raw unless the format is named (`-f vpc`).
+ * A dynamic or differencing image starts with its footer copy ("conectix") and is recognised by its first bytes,
+ * as qemu recognises it. A fixed image starts with guest data, and qemu-img reads it as raw unless told `-f vpc`;
+ * here a file named .vhd or .vpc whose last 512 bytes are a valid fixed-disk footer is taken for a fixed VHD too
+ * (with a lower score than any first-bytes match), so an Azure disk opens as what it is.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { ImageFile } from '../../block/file';
 import type { BlockDevice, CreateOptions, FormatDriver, HeaderInfo, OpenOptions } from '../../block/types';
 import { VPC_CREATE_OPTIONS } from './create-options';
 
 const COOKIE = [0x63, 0x6f, 0x6e, 0x65, 0x63, 0x74, 0x69, 0x78]; // "conectix"
 
-function probeVpc(head: Uint8Array): number {
-  return head.length >= 8 && COOKIE.every((c, i) => head[i] === c) ? 100 : 0;
+function probeVpc(head: Uint8Array, path: string): number {
+  if (head.length >= 8 && COOKIE.every((c, i) => head[i] === c)) return 100;
+  return /\.(vhd|vpc)$/i.test(path) && hasFixedFooter(path) ? 50 : 0;
+}
+
+/** True when the file's last 512 bytes are a fixed disk's footer: cookie, checksum, type 2, data before it. */
+function hasFixedFooter(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    if (size < 1024) return false;
+    const b = new Uint8Array(512);
+    if (readSync(fd, b, 0, 512, size - 512) !== 512 || !COOKIE.every((c, i) => b[i] === c)) return false;
+    const v = new DataView(b.buffer);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) if (i < 64 || i >= 68) sum += b[i];
+    return v.getUint32(64) === ~sum >>> 0 && v.getUint32(60) === 2;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
@@ -66,7 +89,7 @@ export const vpcDriver: FormatDriver = {
   extensions: ['vhd', 'vpc'],
   concurrentCalls: false,
   backingFiles: 'optional',
-  probe: (head: Uint8Array) => probeVpc(head),
+  probe: (head: Uint8Array, path: string) => probeVpc(head, path),
   describe,
   measure: async (size, opts, data) => (await import('./measure')).measureVpc(size, opts, data),
   createOptions: VPC_CREATE_OPTIONS,
