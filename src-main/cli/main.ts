@@ -34,6 +34,11 @@ Commands (flags as in qemu-img):
   commit   [-f FMT] [-b BASE] [-d] [-p] [-q] [--accept-changed-backing] [--backing-file PATH] IMAGE
   rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
 
+Inside a disk (read-only, no mounting):
+  partitions [-f FMT] [--output human|json] IMAGE
+  ls       [-f FMT] [--output human|json] IMAGE[:PARTITION]:/PATH
+  cp       [-f FMT] [-p] [-q] IMAGE[:PARTITION]:/PATH DEST
+
 Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
 'create -f FMT -o help' lists a format's options.
@@ -299,6 +304,9 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   discard: cmdDiscard,
   commit: async (argv, io) => (await import('./backing')).cmdCommit(argv, io),
   rebase: async (argv, io) => (await import('./backing')).cmdRebase(argv, io),
+  partitions: async (argv, io) => (await import('./inside')).cmdPartitions(argv, io),
+  ls: async (argv, io) => (await import('./inside')).cmdLs(argv, io),
+  cp: async (argv, io) => (await import('./inside')).cmdCp(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {
