@@ -75,7 +75,8 @@ export function blkid(disk: string, offset: number): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of r.stdout.split('\n')) {
     const eq = line.indexOf('=');
-    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+    // -o export escapes spaces and other characters with a backslash.
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1).replace(/\\(.)/g, '$1');
   }
   return out;
 }

@@ -93,7 +93,8 @@ function parseEntries(h: GptHeader, entries: Uint8Array, ss: number, diskSize: n
     const size = (last - first + 1) * ss;
     if (first < h.firstUsable || last > h.lastUsable) findings.push({ severity: 'warning', message: `partition ${number} lies outside the GPT's usable sectors (${h.firstUsable}-${h.lastUsable})` });
     if (start + size > diskSize) findings.push({ severity: 'error', message: `partition ${number} reaches past the end of the disk` });
-    out.push({ number, start, size, type, name, uuid: readGuid(entries, at + 16).toUpperCase(), bootable: (attrs & 4n) !== 0n });
+    // An empty name is left out, as sfdisk leaves it out.
+    out.push({ number, start, size, type, ...(name ? { name } : {}), uuid: readGuid(entries, at + 16).toUpperCase(), bootable: (attrs & 4n) !== 0n });
   }
   return out;
 }
