@@ -44,7 +44,7 @@ export class ExtReader implements FileSystemReader {
 
   private async fileBytes(inode: Inode): Promise<Uint8Array> {
     if (isInline(inode)) return inlineData(inode, this.sb.inodeSize);
-    if (inode.size > MAX_DIR_BYTES) throw new DiskError('ECORRUPT', `ext inode ${inode.ino}: ${inode.size} bytes is too large for a directory or link`);
+    if (inode.size > Math.min(MAX_DIR_BYTES, this.win.size)) throw new DiskError('ECORRUPT', `ext inode ${inode.ino}: ${inode.size} bytes is too large for a directory or link`);
     const out = new Uint8Array(inode.size);
     for (const r of await inodeRuns(this.win, this.sb, inode)) {
       if (r.diskOffset !== null) out.set(await this.win.bytes(r.diskOffset, r.length), r.fileOffset);

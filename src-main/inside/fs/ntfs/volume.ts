@@ -5,7 +5,7 @@
  * refused by name; sparse runs and the part past the initialised size read as zeros.
  */
 import { DiskError } from '../../../block/errors';
-import type { Window } from '../../source';
+import { MAX_READ, type Window } from '../../source';
 import type { ByteRange, FileEntry, FileSystemInfo } from '../../types';
 import { countSet, freeFromBitmap, mergeRanges, notADir, notFound, pathParts, type FileData, type FileRun, type FileSystemReader } from '../reader';
 import {
@@ -40,6 +40,8 @@ export class NtfsReader implements FileSystemReader {
   static async open(win: Window): Promise<NtfsReader> {
     const boot = parseNtfsBoot(await win.bytes(0, 512));
     if (!boot) throw new DiskError('EINVAL', 'not an NTFS file system');
+    // The boot sector counts the volume's sectors, the backup boot sector (its last) left out.
+    if (boot.totalSectors * boot.bytesPerSector > win.size) throw new DiskError('ECORRUPT', `NTFS: the boot sector claims ${boot.totalSectors * boot.bytesPerSector} bytes but the volume holds ${win.size}`);
     const r = new NtfsReader(win, boot);
     const rec0 = await win.bytes(boot.mftLcn * boot.clusterSize, boot.recordSize);
     if (!applyFixups(rec0, boot.bytesPerSector)) throw new DiskError('ECORRUPT', 'NTFS: the $MFT record is damaged (its fixups do not match)');
@@ -76,6 +78,7 @@ export class NtfsReader implements FileSystemReader {
   }
 
   private async runBytes(runs: Run[], offset: number, length: number): Promise<Uint8Array> {
+    if (length > MAX_READ) throw new DiskError('ECORRUPT', `NTFS: a structure of ${length} bytes is impossibly large`);
     const cs = this.boot.clusterSize;
     const out = new Uint8Array(length);
     for (const r of runs) {
