@@ -15,6 +15,6 @@ export async function probeXfs(win: Window): Promise<FileSystemInfo | undefined>
   const label = latin1Label(b.subarray(108, 120));
   const flags: string[] = [];
   // sb_inprogress: mkfs did not finish.
-  if (b[123]) flags.push('mkfs did not finish');
+  if (b[126]) flags.push('mkfs did not finish');
   return { type: 'xfs', ...(label ? { label } : {}), uuid: uuidText(b.subarray(32, 48)), size: blocks * blockSize, blockSize, ...(free <= blocks ? { used: (blocks - free) * blockSize } : {}), flags };
 }
