@@ -188,3 +188,10 @@ test('an unknown file system is "unknown" with its first bytes', () => {
   assert.deepEqual(got.partitions, []);
   assert.match(got.findings[0].message, /6e 6f 74 20 61/);
 });
+
+test('a small FAT32 (mkfs.vfat -F 32 with fewer clusters than FAT32 usually has) is FAT32, as blkid and the kernel say', () => {
+  const p = s.path('small32.img');
+  must('truncate', ['-s', '30M', p]);
+  must('mkfs.vfat', ['-F', '32', '-n', 'SMALL32', p]);
+  sameAsBlkid(p, ['TYPE', 'LABEL', 'UUID', 'VERSION']);
+});

@@ -52,7 +52,9 @@ export function parseFatBoot(b: Uint8Array, volumeSize: number): FatGeometry | u
   const metaSectors = reservedSectors + fatCount * fatSectors + rootDirSectors;
   if (metaSectors >= totalSectors) return undefined;
   const clusterCount = Math.floor((totalSectors - metaSectors) / secPerCluster);
-  const bits = clusterCount < 4085 ? 12 : clusterCount < 65525 ? 16 : 32;
+  // As the Linux kernel decides it: no 16-bit FAT size means FAT32 (mkfs.vfat -F 32 makes small ones), else the
+  // cluster count tells FAT12 from FAT16.
+  const bits = fat16 === 0 ? 32 : clusterCount < 4085 ? 12 : 16;
   const ext = bits === 32 ? 64 : 36; // where the extended BPB (drive number...) starts
   const hasSig = b[ext + 2] === 0x29 || b[ext + 2] === 0x28;
   return {
