@@ -1,0 +1,56 @@
+// NTFS read by the oracles of ntfs-3g: a root folder large enough for an $INDEX_ALLOCATION B-tree (ntfscp'd
+// files with non-ASCII names), a resident file, and a file extended by ntfstruncate past its initialised size.
+// The names equal ntfsls's, every file copied out equals ntfscat's output, sizes equal ntfsls -l's.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { dwOk, must, scratch } from '../helpers';
+import { blkid } from './inside-common';
+
+const s = scratch('dw-inside-ntfs-');
+const vol = s.path('ntfs.fs');
+
+before(() => {
+  must('truncate', ['-s', '12M', vol]);
+  must('mkfs.ntfs', ['-F', '-Q', '-q', '-L', 'Données', vol]);
+  for (let i = 1; i <= 60; i++) {
+    writeFileSync(s.path('f'), `file ${i} ${'y'.repeat(i * 37)}\n`);
+    must('ntfscp', ['-q', vol, s.path('f'), `name number ${i} with ünïcode.txt`]);
+  }
+  writeFileSync(s.path('small'), 'hi\n');
+  must('ntfscp', ['-q', vol, s.path('small'), 'small.txt']);
+  writeFileSync(s.path('mid'), Buffer.from(Array.from({ length: 300000 }, (_, i) => (i * 7) & 255)));
+  must('ntfscp', ['-q', vol, s.path('mid'), 'mid.bin']);
+  const ino = /Dumping Inode (\d+)/.exec(must('ntfsinfo', ['-F', '/mid.bin', vol]).stdout)![1];
+  must('ntfstruncate', [vol, ino, '0x80', '2000000']);
+});
+after(() => s.cleanup());
+
+test('the root index (with $INDEX_ALLOCATION) lists what ntfsls lists, with its sizes', () => {
+  const ntfsInfo = must('ntfsinfo', ['-i', '5', vol]).stdout;
+  assert.match(ntfsInfo, /\$INDEX_ALLOCATION/, 'the case is exercised: the root needs index blocks');
+  const want = must('ntfsls', ['-l', vol]).stdout.trim().split('\n').map((l) => {
+    const m = /^\s*(\d+) \w+ +\d+ [\d:]+ \d+ (.*)$/.exec(l)!;
+    return { name: m[2], size: Number(m[1]) };
+  });
+  const got = JSON.parse(dwOk(['ls', '--output', 'json', `${vol}:/`]).stdout).map((e: any) => ({ name: e.name, size: e.size }));
+  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : 1);
+  assert.deepEqual(got.sort(byName), want.sort(byName));
+});
+
+test('files copied out equal ntfscat (resident data, non-resident runs, zeros past the initialised size)', () => {
+  const out = s.path('out');
+  dwOk(['cp', `${vol}:/`, out]);
+  for (const name of ['small.txt', 'mid.bin', 'name number 1 with ünïcode.txt', 'name number 60 with ünïcode.txt']) {
+    assert.ok(readFileSync(join(out, name)).equals(must('ntfscat', [vol, name]).stdoutBytes), name);
+  }
+  assert.equal(readFileSync(join(out, 'mid.bin')).length, 2000000);
+  assert.match(must('ntfsinfo', ['-F', '/small.txt', vol]).stdout, /Resident:\s+Yes/);
+});
+
+test('the label ($Volume) is read through the MFT: non-ASCII, as blkid prints it', () => {
+  const got = JSON.parse(dwOk(['partitions', '--output', 'json', vol]).stdout);
+  assert.equal(got.partitions[0].filesystem.label, blkid(vol, 0).LABEL);
+  assert.equal(got.partitions[0].filesystem.label, 'Données');
+});
