@@ -195,3 +195,15 @@ test('a small FAT32 (mkfs.vfat -F 32 with fewer clusters than FAT32 usually has)
   must('mkfs.vfat', ['-F', '32', '-n', 'SMALL32', p]);
   sameAsBlkid(p, ['TYPE', 'LABEL', 'UUID', 'VERSION']);
 });
+
+test('ext4 flags follow dumpe2fs: "not cleanly unmounted" (state not clean) and "journal needs recovery" (needs_recovery)', () => {
+  const p = s.path('dirty.ext4');
+  must('mke2fs', ['-q', '-F', '-t', 'ext4', p, '8M']);
+  assert.deepEqual(ours(p).flags, undefined);
+  must('debugfs', ['-w', '-R', 'ssv state 0', p]);
+  must('debugfs', ['-w', '-R', 'feature needs_recovery', p]);
+  const d = must('dumpe2fs', ['-h', p]).stdout;
+  assert.match(d, /Filesystem state:\s+not clean/);
+  assert.match(d, /features:.*needs_recovery/);
+  assert.deepEqual(ours(p).flags, ['not cleanly unmounted', 'journal needs recovery']);
+});
