@@ -55,6 +55,9 @@ export interface DiskLayout {
   size: number;
   /** GPT: the disk GUID upper-case; MBR: the disk id as 0x........ (as sfdisk prints them). */
   id?: string;
+  /** GPT: the first and last sectors partitions may use (the rest holds the tables). */
+  firstUsable?: number;
+  lastUsable?: number;
   partitions: PartitionInfo[];
   findings: Finding[];
 }

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { dwOk, must, scratch } from '../helpers';
 import { assertSameTree, blkid, dumpe2fs, makeExt, makeFat, makeNtfs, makeTree, placeAt, sfdiskPartitions } from './inside-common';
-import { inspectDisk, openVolume } from '../../src-main/inside';
+import { diskFreeMap, inspectDisk, openVolume } from '../../src-main/inside';
 import { openImage } from '../../src-main/registry';
 
 const MiB = 1 << 20;
@@ -137,3 +137,23 @@ for (const fmt of ['qcow2', 'vmdk', 'vhdx']) {
     assertSameTree(fatTree, out);
   });
 }
+
+test('diskFreeMap (for compaction): ext4 free = dumpe2fs at the partition offset; the gaps = what sfdisk leaves between its first and last usable sectors', async () => {
+  const dev = await openImage(disk, { readOnly: true, backingPolicy: 'none' });
+  try {
+    const m = await diskFreeMap(dev);
+    assert.deepEqual(m.partitions.map((p) => [p.number, p.type, p.status]), [[1, 'ext4', 'mapped'], [2, 'vfat', 'mapped'], [3, 'ntfs', 'mapped']]);
+    const extEnd = parts.ext + 64 * MiB;
+    const inExt = m.ranges
+      .map((r) => ({ start: Math.max(r.start, parts.ext), end: Math.min(r.start + r.length, extEnd) }))
+      .filter((r) => r.end > r.start)
+      .map((r) => ({ start: r.start - parts.ext, length: r.end - r.start }));
+    assert.deepEqual(inExt, dumpe2fs(s.path('ext.fs')).free);
+    const t = JSON.parse(must('sfdisk', ['--json', disk]).stdout).partitiontable;
+    const lastEnd = Math.max(...t.partitions.map((p: any) => (p.start + p.size) * 512));
+    const firstStart = Math.min(...t.partitions.map((p: any) => p.start * 512));
+    assert.equal(m.unpartitionedBytes, (t.lastlba + 1) * 512 - lastEnd + (firstStart - t.firstlba * 512));
+  } finally {
+    await dev.close();
+  }
+});

@@ -6,6 +6,8 @@ import { after, test } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { dwOk, must, run, scratch } from '../helpers';
 import { blkid } from './inside-common';
+import { diskFreeMap } from '../../src-main/inside';
+import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-inside-id-');
 after(() => s.cleanup());
@@ -196,7 +198,7 @@ test('a small FAT32 (mkfs.vfat -F 32 with fewer clusters than FAT32 usually has)
   sameAsBlkid(p, ['TYPE', 'LABEL', 'UUID', 'VERSION']);
 });
 
-test('ext4 flags follow dumpe2fs: "not cleanly unmounted" (state not clean) and "journal needs recovery" (needs_recovery)', () => {
+test('ext4 flags follow dumpe2fs: "not cleanly unmounted" (state not clean) and "journal needs recovery" (needs_recovery); no free map then', async () => {
   const p = s.path('dirty.ext4');
   must('mke2fs', ['-q', '-F', '-t', 'ext4', p, '8M']);
   assert.deepEqual(ours(p).flags, undefined);
@@ -206,4 +208,14 @@ test('ext4 flags follow dumpe2fs: "not cleanly unmounted" (state not clean) and 
   assert.match(d, /Filesystem state:\s+not clean/);
   assert.match(d, /features:.*needs_recovery/);
   assert.deepEqual(ours(p).flags, ['not cleanly unmounted', 'journal needs recovery']);
+  // Compaction must leave it alone: its bitmaps cannot be trusted until the journal is replayed.
+  const dev = await openImage(p, { readOnly: true, backingPolicy: 'none' });
+  try {
+    const m = await diskFreeMap(dev);
+    assert.deepEqual(m.ranges, []);
+    assert.equal(m.partitions[0].status, 'kept');
+    assert.match(m.partitions[0].reason!, /run fsck in the guest first/);
+  } finally {
+    await dev.close();
+  }
 });

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dwOk, must, scratch } from '../helpers';
 import { assertSameTree, blkid, dumpe2fs, makeExt, makeFat, makeTree, placeAt, sfdiskPartitions } from './inside-common';
-import { openVolume } from '../../src-main/inside';
+import { diskFreeMap, openVolume } from '../../src-main/inside';
 import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-inside-mbr-');
@@ -107,3 +107,17 @@ test('a FAT32 file system on a whole disk (no table) is one volume; blkid -p and
   assertSameTree(fatTree, s.path('out-fat32'));
 });
 
+
+test('diskFreeMap on the MBR disk: every file system mapped, swap free after its header page, nothing before the first partition', async () => {
+  const dev = await openImage(disk, { readOnly: true, backingPolicy: 'none' });
+  try {
+    const m = await diskFreeMap(dev);
+    assert.deepEqual(m.partitions.map((p) => [p.number, p.type, p.status]), [[1, 'ext2', 'mapped'], [2, 'vfat', 'mapped'], [5, 'ext3', 'mapped'], [6, 'ext4', 'mapped'], [7, 'swap', 'mapped']]);
+    const swap = sfdiskPartitions(disk).partitions.find((p) => p.number === 7)!;
+    assert.equal(m.partitions.find((p) => p.number === 7)!.freeBytes, swap.size - 4096);
+    assert.equal(m.partitions.find((p) => p.number === 5)!.freeBytes, dumpe2fs(s.path('ext3.fs')).free.reduce((n, r) => n + r.length, 0));
+    assert.ok(m.ranges[0].start >= sfdiskPartitions(disk).partitions[0].start, 'the boot-loader gap before the first partition is kept');
+  } finally {
+    await dev.close();
+  }
+});

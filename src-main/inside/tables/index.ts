@@ -11,6 +11,8 @@ export interface TableResult {
   table: 'gpt' | 'mbr' | null;
   sectorSize: number;
   id?: string;
+  firstUsable?: number;
+  lastUsable?: number;
   partitions: PartitionInfo[];
 }
 
@@ -32,7 +34,7 @@ export async function readTable(disk: Window, findings: Finding[], sectorSize?: 
       findings.push({ severity: 'info', message: `hybrid MBR: besides the protective entry, the MBR lists ${mbrEntries(sector0).length - 1} partition(s) of its own; the GPT is what is shown` });
     }
     checkPartitions(gpt.partitions, disk.size, findings);
-    return { table: 'gpt', sectorSize: ss, id: gpt.diskGuid, partitions: gpt.partitions };
+    return { table: 'gpt', sectorSize: ss, id: gpt.diskGuid, firstUsable: gpt.firstUsable, lastUsable: gpt.lastUsable, partitions: gpt.partitions };
   }
   const entries = hasMbrSignature(sector0) ? mbrEntries(sector0) : [];
   if (entries.length && entries.every((e) => e.bootFlag === 0 || e.bootFlag === 0x80)) {
