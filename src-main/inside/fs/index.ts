@@ -49,7 +49,7 @@ async function identifyKnown(win: Window): Promise<FileSystemInfo | undefined> {
   }
   if (win.size >= 512 && parseNtfsBoot(await win.bytes(0, 512))) return (await NtfsReader.open(win)).info;
   const ext = await probeExt(win);
-  if (typeof ext === 'string') return unknown(win, [`an ext superblock whose ${ext.replace(/^its /, '')}`]);
+  if (typeof ext === 'string') return unknown(win, [`an ext superblock is there, but ${ext}`]);
   if (ext) return extInfo(ext);
   if (await probeFat(win)) return (await FatReader.open(win)).info;
   for (const probe of [probeBtrfs, probeSwap, probeIso9660]) {

@@ -46,16 +46,23 @@ function lfnChecksum(e: Uint8Array): number {
 }
 
 export class FatReader implements FileSystemReader {
-  readonly info: FileSystemInfo;
+  info!: FileSystemInfo;
   private constructor(
     private readonly win: Window,
     private readonly g: FatGeometry,
     private readonly fat: Uint8Array,
-    label: string | undefined,
-  ) {
+  ) {}
+
+  static async open(win: Window): Promise<FatReader> {
+    const g = parseFatBoot(await win.bytes(0, 512), win.size);
+    if (!g) throw new DiskError('EINVAL', 'not a FAT file system');
+    const fatBytes = Math.ceil(((g.clusterCount + 2) * g.bits) / 8);
+    if (fatBytes > g.fatSectors * g.bytesPerSector) throw new DiskError('ECORRUPT', 'FAT: the table is too small for the clusters the boot sector declares');
+    const r = new FatReader(win, g, await win.bytes(g.fatStart, fatBytes));
     let used = 0;
-    for (let c = 2; c < g.clusterCount + 2; c++) if (this.next(c) !== 0) used++;
-    this.info = {
+    for (let c = 2; c < g.clusterCount + 2; c++) if (r.next(c) !== 0) used++;
+    const label = await r.volumeLabel();
+    r.info = {
       type: 'vfat',
       version: `FAT${g.bits}`,
       ...(label ? { label } : {}),
@@ -66,17 +73,7 @@ export class FatReader implements FileSystemReader {
       flags: [],
       browsable: true,
     };
-  }
-
-  static async open(win: Window): Promise<FatReader> {
-    const g = parseFatBoot(await win.bytes(0, 512), win.size);
-    if (!g) throw new DiskError('EINVAL', 'not a FAT file system');
-    const fatBytes = Math.ceil(((g.clusterCount + 2) * g.bits) / 8);
-    if (fatBytes > g.fatSectors * g.bytesPerSector) throw new DiskError('ECORRUPT', 'FAT: the table is too small for the clusters the boot sector declares');
-    const fat = await win.bytes(g.fatStart, fatBytes);
-    const r = new FatReader(win, g, fat, undefined);
-    const label = await r.volumeLabel();
-    return new FatReader(win, g, fat, label);
+    return r;
   }
 
   /** The FAT entry of cluster c. */
