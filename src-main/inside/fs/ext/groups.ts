@@ -61,7 +61,10 @@ export class ExtGroups {
   /** The block holding descriptor block `i`: after the superblock, or with meta_bg in the first group of its metagroup. */
   private descBlock(i: number): number {
     const sb = this.sb;
-    if (!(sb.incompat & INCOMPAT_META_BG) || i < sb.firstMetaBg) return sb.firstDataBlock + 1 + i;
+    // The descriptors follow the superblock's block: block 1 with 1 KiB blocks even when the first data block is 0
+    // (bigalloc), as libext2fs places them.
+    const superBlock = sb.firstDataBlock === 0 && sb.blockSize === 1024 ? 1 : sb.firstDataBlock;
+    if (!(sb.incompat & INCOMPAT_META_BG) || i < sb.firstMetaBg) return superBlock + 1 + i;
     const g = i * this.descsPerBlock;
     return this.groupFirstBlock(g) + (groupHasSuper(sb, g, this.backupBgs) ? 1 : 0);
   }

@@ -58,7 +58,10 @@ export function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock 
   const revLevel = v.getUint32(76, true);
   const inodeSize = revLevel === 0 ? 128 : v.getUint16(88, true);
   const descSize = is64 ? v.getUint16(254, true) : 32;
-  if (blocksPerGroup === 0 || blocksPerGroup > blockSize * 8) return `its blocks per group (${blocksPerGroup}) is impossible`;
+  // A group's bitmap is one block: it maps blocks, or with bigalloc clusters of several blocks.
+  const roCompat = v.getUint32(100, true);
+  const perBitmap = roCompat & RO_COMPAT_BIGALLOC ? v.getUint32(36, true) : blocksPerGroup;
+  if (blocksPerGroup === 0 || perBitmap === 0 || perBitmap > blockSize * 8) return `its blocks per group (${blocksPerGroup}) is impossible`;
   if (inodesPerGroup === 0 || inodesPerGroup > blockSize * 8) return `its inodes per group (${inodesPerGroup}) is impossible`;
   if (inodeSize < 128 || inodeSize > blockSize || (inodeSize & (inodeSize - 1)) !== 0) return `its inode size (${inodeSize}) is impossible`;
   if (descSize < 32 || descSize > 1024 || (descSize & (descSize - 1)) !== 0) return `its group descriptor size (${descSize}) is impossible`;
@@ -77,7 +80,7 @@ export function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock 
     inodeSize,
     compat: v.getUint32(92, true),
     incompat,
-    roCompat: v.getUint32(100, true),
+    roCompat,
     uuid: uuidText(sb.subarray(104, 120)),
     label: latin1Label(sb.subarray(120, 136), false),
     descSize,
