@@ -3,7 +3,7 @@ import type { Window } from '../../source';
 import type { FileSystemInfo } from '../../types';
 import { latin1Label, uuidText } from '../reader';
 
-export const BTRFS_SUPER = 0x10000;
+const BTRFS_SUPER = 0x10000;
 
 export async function probeBtrfs(win: Window): Promise<FileSystemInfo | undefined> {
   if (win.size < BTRFS_SUPER + 4096) return undefined;

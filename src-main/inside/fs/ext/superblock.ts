@@ -6,12 +6,11 @@ import type { Window } from '../../source';
 import type { FileSystemInfo } from '../../types';
 import { latin1Label, uuidText } from '../reader';
 
-export const MAGIC = 0xef53;
+const MAGIC = 0xef53;
 const COMPAT_HAS_JOURNAL = 0x4;
 const INCOMPAT_RECOVER = 0x4;
 export const INCOMPAT_META_BG = 0x10;
 export const INCOMPAT_64BIT = 0x80;
-export const INCOMPAT_INLINE_DATA = 0x8000;
 export const RO_COMPAT_SPARSE_SUPER = 0x1;
 export const RO_COMPAT_GDT_CSUM = 0x10;
 export const RO_COMPAT_BIGALLOC = 0x200;
@@ -89,7 +88,7 @@ export function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock 
   };
 }
 
-export function extType(sb: Superblock): 'ext2' | 'ext3' | 'ext4' {
+function extType(sb: Superblock): 'ext2' | 'ext3' | 'ext4' {
   if (sb.roCompat & ~EXT3_RO_SUPP || sb.incompat & ~EXT3_INCOMPAT_SUPP) return 'ext4';
   return sb.compat & COMPAT_HAS_JOURNAL ? 'ext3' : 'ext2';
 }

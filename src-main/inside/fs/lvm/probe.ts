@@ -19,7 +19,8 @@ export async function probeLvm(win: Window): Promise<FileSystemInfo | undefined>
     const pvAt = v.getUint32(20, true);
     if (pvAt < 32 || pvAt + 40 > 512) return undefined;
     const raw = latin.decode(l.subarray(pvAt, pvAt + 32));
-    const uuid = [6, 4, 4, 4, 4, 4, 6].reduce<{ parts: string[]; at: number }>((acc, n) => ({ parts: [...acc.parts, raw.slice(acc.at, acc.at + n)], at: acc.at + n }), { parts: [], at: 0 }).parts.join('-');
+    // blkid prints the 32 characters in groups of 6-4-4-4-4-4-6.
+    const uuid = /^(.{6})(.{4})(.{4})(.{4})(.{4})(.{4})(.{6})$/s.exec(raw)?.slice(1).join('-') ?? raw;
     const devSize = Number(BigInt.asUintN(53, v.getBigUint64(pvAt + 32, true)));
     const info: FileSystemInfo = { type: 'LVM2_member', version: 'LVM2 001', uuid, size: devSize || win.size, flags: [] };
     // Data areas, then metadata areas: lists of (offset, size) pairs, each ended by a zero pair.

@@ -71,14 +71,12 @@ export interface Run {
 }
 
 export const ATTR_ATTRIBUTE_LIST = 0x20;
-export const ATTR_FILE_NAME = 0x30;
 export const ATTR_VOLUME_NAME = 0x60;
 export const ATTR_DATA = 0x80;
 export const ATTR_INDEX_ROOT = 0x90;
 export const ATTR_INDEX_ALLOCATION = 0xa0;
 export const FLAG_COMPRESSED = 0x0001;
 export const FLAG_ENCRYPTED = 0x4000;
-export const FLAG_SPARSE = 0x8000;
 
 export interface MftRecord {
   inUse: boolean;
