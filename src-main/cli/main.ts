@@ -36,6 +36,11 @@ Commands (flags as in qemu-img):
   lint     --target azure|esxi|hyperv|virtualbox|kvm [--fix] [--output human|json] IMAGE
   checksum [-f FMT] [-p] [--output human|json] IMAGE   (one hash of what the guest sees, in any format)
 
+Inside a disk (read-only, no mounting):
+  partitions [-f FMT] [--output human|json] IMAGE
+  ls       [-f FMT] [--output human|json] IMAGE[:PARTITION]:/PATH
+  cp       [-f FMT] [-p] [-q] IMAGE[:PARTITION]:/PATH DEST
+
 Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
 'create -f FMT -o help' lists a format's options.
@@ -307,6 +312,9 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   rebase: async (argv, io) => (await import('./backing')).cmdRebase(argv, io),
   checksum: async (argv, io) => (await import('./checksum')).cmdChecksum(argv, io),
   lint: async (argv, io) => (await import('./targets')).cmdLint(argv, io),
+  partitions: async (argv, io) => (await import('./inside')).cmdPartitions(argv, io),
+  ls: async (argv, io) => (await import('./inside')).cmdLs(argv, io),
+  cp: async (argv, io) => (await import('./inside')).cmdCp(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

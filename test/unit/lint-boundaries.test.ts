@@ -35,6 +35,14 @@ const cases: Array<{ file: string; from: string; refused: boolean }> = [
   { file: 'src-main/block/some.ts', from: '../formats/index', refused: true },
   { file: 'src-main/block/some.ts', from: '../registry', refused: true },
   { file: 'src-main/block/some.ts', from: './errors', refused: false },
+  { file: 'src-main/inside/fs/ext/some.ts', from: '../../../formats/qcow2/layout', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../services/convert', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../registry', refused: true },
+  { file: 'src-main/inside/tables/some.ts', from: '../../cli/main', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../../src-shared/api', refused: true },
+  { file: 'src-main/inside/some.ts', from: 'node:fs', refused: true },
+  { file: 'src-main/inside/fs/ntfs/some.ts', from: '../../../block/errors', refused: false },
+  { file: 'src-main/inside/fs/ntfs/some.ts', from: '../reader', refused: false },
 ];
 
 for (const c of cases) {
