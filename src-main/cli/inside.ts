@@ -8,7 +8,7 @@ import { formatSize } from '../block/sizes';
 import type { DiskLayout, FileEntry, PartitionInfo } from '../inside/types';
 import { has, parseArgs } from './args';
 import { BACKING, formatArg, outputArg, progressPrinter, type Io } from './common';
-import { toJson } from './format';
+import { toJson } from './output';
 
 /**
  * Splits IMAGE[:N]:/PATH. An image name may itself hold ':' or ':/', so the first split whose image part names an
