@@ -9,7 +9,7 @@
 import * as nodePath from 'node:path';
 import { checkRange } from '../../block/bytes';
 import { readBelow } from '../../block/chain';
-import { DiskError, readOnlyError, toDiskError } from '../../block/errors';
+import { corrupt, DiskError, readOnlyError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { readHeader, readImage, writeRefusal } from './image';
@@ -171,8 +171,11 @@ export class VdiDevice implements BlockDevice {
     const first = Math.floor(pos / bs);
     const count = Math.ceil((pos + data.length) / bs) - first;
     if (h.blockExtra !== 0) throw new DiskError('EUNSUPPORTED', `${this.path}: this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`, this.path);
-    if (h.blocksAllocated + count > DISCARDED) throw new DiskError('EIO', `${this.path}: the image is full: its block map cannot address more blocks`, this.path);
     const index = h.blocksAllocated;
+    if (index + count > h.blocksInImage) {
+      // Only a count left too high (a crash, or damage) gets here: the new block would lie past the map's range.
+      throw corrupt(`${this.path}: the header counts ${index} allocated blocks, too many for a new one among ${h.blocksInImage}; repair it first (check -r all)`, this.path);
+    }
     const host = blockHostOffset(h, index);
     const within = pos - first * bs;
     if (entry === UNALLOCATED && this.readsThrough && !this.backing) throw this.noParent();
