@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dw, run, scratch } from '../helpers';
 import { io, qimg } from './vdi-common';
 
@@ -34,6 +34,8 @@ interface Case {
   beyondQemu?: number;
   /** Repaired by -r leaks (a count left too high by a crash during an allocation). */
   leak?: boolean;
+  /** The repair copies nothing: the file keeps its size. */
+  noCopy?: boolean;
 }
 
 const CASES: Case[] = [
@@ -45,6 +47,11 @@ const CASES: Case[] = [
   { name: 'the count one too high (a crash between header and map)', damage: (b) => count(b, 5), leak: true },
   { name: 'the count one too low', damage: (b) => count(b, 3) },
   { name: 'three blocks sharing one, one entry past the end', damage: (b) => (entry(b, 6, 2), entry(b, 9, 2), entry(b, 4, 99)) },
+  {
+    name: 'an entry sharing a block of zeros (repaired as a discarded block, not a copy)',
+    damage: (b) => (b.fill(0, 1024 + 2 * 1024 * 1024, 1024 + 3 * 1024 * 1024), entry(b, 7, 2), count(b, 5)),
+    noCopy: true,
+  },
   { name: 'a hole below the count (qemu-img misses it; the next allocation would overwrite the block)', damage: (b) => entry(b, 5, 8), beyondQemu: 1 },
 ];
 
@@ -69,7 +76,9 @@ CASES.forEach((c, i) => {
     assert.equal(dw(['check', copy]).status === 0, c.leak === true, `-r leaks repairs only a count too high: ${l.stdout}`);
     if (c.leak) assert.equal(run('qemu-img', ['check', '-f', 'vdi', copy]).status, 0);
 
+    const sizeBefore = statSync(img).size;
     const r = dw(['check', '-r', 'all', '--output=json', img]);
+    if (c.noCopy) assert.equal(statSync(img).size, sizeBefore, 'the repair copied a block');
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.ok(JSON.parse(r.stdout)['corruptions-fixed'] > 0);
     const after = run('qemu-img', ['check', '-f', 'vdi', img]);

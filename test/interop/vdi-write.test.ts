@@ -164,3 +164,23 @@ test('vdi: create refuses -b by name; create then rebase -u makes a differencing
   assert.ok(readFileSync(out).equals(readFileSync(want)));
   assert.equal(JSON.parse(dwOk(['info', '--output=json', kid]).stdout)['format-specific'].data.subformat, 'differencing');
 });
+
+test('vdi: overlapping calls (the driver says it takes them): writes land in call order, reads in between see whole blocks', async () => {
+  const img = s.path('conc.vdi');
+  const raw = s.path('conc.raw');
+  qimg(['create', '-q', '-f', 'vdi', img, '8M']);
+  qimg(['create', '-q', '-f', 'raw', raw, '8M']);
+  const writes: W[] = [];
+  for (let k = 0; k < 40; k++) writes.push([((k * 7919 * 4096) % (8 * MiB - 65536)), 4096 + ((k * 104729) % 60000), 1 + (k % 250)]);
+  const { openImage } = await import('../../src-main/registry');
+  const dev = await openImage(img, { readOnly: false });
+  const pending: Promise<unknown>[] = [];
+  for (const [off, len, pat] of writes) {
+    pending.push(dev.write(off, new Uint8Array(len).fill(pat)));
+    pending.push(dev.read(off, new Uint8Array(len)));
+  }
+  await Promise.all(pending);
+  await dev.close();
+  io(raw, ioCmds(writes), 'raw');
+  assertOracles(img, raw);
+});

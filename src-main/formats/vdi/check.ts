@@ -9,10 +9,11 @@
  * repair keeps what every guest block reads now and leaves a map qemu's check finds clean: the guest blocks
  * with data get the data blocks 0..n-1 (n of them), an entry keeping its block where it can, the others
  * copied into the free blocks below n (a block shared by two guest blocks is copied for the second; one past
- * blocks_in_image is moved in range; one wholly past the end of the file, which reads as zeros, is marked
- * discarded instead), then the map is written, then the count. Blocks are only ever copied
+ * blocks_in_image is moved in range; one that reads as zeros, wholly past the end of the file or all zero
+ * bytes, is marked discarded instead of copied), then the map is written, then the count. Blocks are only ever copied
  * into blocks no entry names, so a crash part way leaves every guest block reading what it read before.
  */
+import { isZero } from '../../block/bytes';
 import { checkReport } from '../../block/check-report';
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -61,15 +62,35 @@ function onlyLeaked(img: VdiImage, f: BmapFindings): boolean {
 /** The repair described in the header comment. */
 async function repair(file: ImageFile, img: VdiImage, opts: CheckOptions): Promise<void> {
   const { header: h, bmap } = img;
+  const buf = new Uint8Array(h.blockSize);
   const guests: number[] = [];
   let discarded = false;
+  // Whether a data block reads as zeros, asked once per block (a damaged map may name one block hundreds of times).
+  const zeroBlocks = new Map<number, boolean>();
+  const readsZero = async (e: number): Promise<boolean> => {
+    let z = zeroBlocks.get(e);
+    if (z === undefined) {
+      await file.readZeroPadded(blockHostOffset(h, e), buf);
+      z = isZero(buf);
+      zeroBlocks.set(e, z);
+    }
+    return z;
+  };
+  const claimed = new Uint8Array(h.blocksInImage);
   for (let g = 0; g < bmap.length; g++) {
-    if (!isAllocated(bmap[g])) continue;
-    // A block wholly past the end of the file reads as zeros: it becomes a discarded block (zeros, no data), not a copy.
-    if (blockHostOffset(h, bmap[g]) >= file.size) {
+    const e = bmap[g];
+    if (!isAllocated(e)) continue;
+    throwIfAborted(opts.signal);
+    // A block that would have to be copied (shared, or out of range) but reads as zeros, or lies wholly past
+    // the end of the file (zeros too), becomes a discarded block: zeros without data, no copy.
+    const mustMove = e >= h.blocksInImage || claimed[e] === 1;
+    if (blockHostOffset(h, e) >= file.size || (mustMove && (await readsZero(e)))) {
       bmap[g] = DISCARDED;
       discarded = true;
-    } else guests.push(g);
+      continue;
+    }
+    if (e < h.blocksInImage) claimed[e] = 1;
+    guests.push(g);
   }
   const n = guests.length;
   // Each data block below n keeps its first claimant; everything else moves into a block nobody names.
@@ -80,7 +101,6 @@ async function repair(file: ImageFile, img: VdiImage, opts: CheckOptions): Promi
     if (e < n && !kept[e]) kept[e] = 1;
     else moving.push(g);
   }
-  const buf = new Uint8Array(h.blockSize);
   let free = 0;
   for (let k = 0; k < moving.length; k++) {
     throwIfAborted(opts.signal);

@@ -9,7 +9,7 @@
 import * as nodePath from 'node:path';
 import { checkRange } from '../../block/bytes';
 import { readBelow } from '../../block/chain';
-import { DiskError, readOnlyError, toDiskError } from '../../block/errors';
+import { corrupt, DiskError, readOnlyError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { readHeader, readImage, writeRefusal } from './image';
@@ -47,6 +47,18 @@ export class VdiDevice implements BlockDevice {
   private zeroFrom: number;
   private noFlush = false;
   private closed = false;
+  /**
+   * Mutations run one after another, in call order (an allocation reads and moves blocks_allocated); reads do
+   * not wait: the map entries of a new block are set only once its data is written, so a read sees the block
+   * before or after, never half-made. So the driver takes overlapping calls (convert keeps reads in flight).
+   */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
 
   constructor(
     private readonly file: ImageFile,
@@ -123,7 +135,11 @@ export class VdiDevice implements BlockDevice {
     return new DiskError('EUNSUPPORTED', `${this.path}: this differencing VDI was opened without its parent, so a new block cannot be filled with the parent's data; open it with its parent`, this.path);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.serial(() => this.writeNow(offset, data));
+  }
+
+  private async writeNow(offset: number, data: Uint8Array): Promise<void> {
     this.writable();
     checkRange(this.size, offset, data.length, this.path);
     let firstNew = -1;
@@ -155,8 +171,11 @@ export class VdiDevice implements BlockDevice {
     const first = Math.floor(pos / bs);
     const count = Math.ceil((pos + data.length) / bs) - first;
     if (h.blockExtra !== 0) throw new DiskError('EUNSUPPORTED', `${this.path}: this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`, this.path);
-    if (h.blocksAllocated + count > DISCARDED) throw new DiskError('EIO', `${this.path}: the image is full: its block map cannot address more blocks`, this.path);
     const index = h.blocksAllocated;
+    if (index + count > h.blocksInImage) {
+      // Only a count left too high (a crash, or damage) gets here: the new block would lie past the map's range.
+      throw corrupt(`${this.path}: the header counts ${index} allocated blocks, too many for a new one among ${h.blocksInImage}; repair it first (check -r all)`, this.path);
+    }
     const host = blockHostOffset(h, index);
     const within = pos - first * bs;
     if (entry === UNALLOCATED && this.readsThrough && !this.backing) throw this.noParent();
@@ -195,7 +214,11 @@ export class VdiDevice implements BlockDevice {
    * Zeros: blocks already allocated are zeroed in place; an unallocated block already reads as zeros, unless it
    * reads a parent: then a whole block is marked discarded (zeros without data) and a part is written.
    */
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.serial(() => this.zeroNow(offset, length));
+  }
+
+  private async zeroNow(offset: number, length: number): Promise<void> {
     this.writable();
     checkRange(this.size, offset, length, this.path);
     const bs = this.bs;
@@ -220,7 +243,7 @@ export class VdiDevice implements BlockDevice {
           if (marked < 0) marked = idx;
           lastMarked = idx;
         } else {
-          await this.write(pos, zero.subarray(0, n));
+          await this.writeNow(pos, zero.subarray(0, n));
         }
       }
       done += n;
@@ -233,7 +256,11 @@ export class VdiDevice implements BlockDevice {
    * image UUID and its last-modification UUID; no name (stand alone) makes it a dynamic image whose
    * unallocated blocks read as zeros.
    */
-  async setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
+  setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
+    return this.serial(() => this.relink(name, format, resolvedPath));
+  }
+
+  private async relink(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
     this.writable();
     const h = this.header;
     if (name === undefined) {
@@ -265,7 +292,11 @@ export class VdiDevice implements BlockDevice {
    * Commit: every block reads the parent again. The map is emptied first and the count second (a crash between
    * leaves a count too high, which only leaks), then the file is cut back to the data area's start.
    */
-  async makeEmpty(): Promise<void> {
+  makeEmpty(): Promise<void> {
+    return this.serial(() => this.emptyNow());
+  }
+
+  private async emptyNow(): Promise<void> {
     this.writable();
     if (!this.readsThrough) throw new DiskError('EUNSUPPORTED', `${this.path}: only a differencing VDI image can be emptied into its parent`, this.path);
     this.bmap.fill(UNALLOCATED);
@@ -284,6 +315,7 @@ export class VdiDevice implements BlockDevice {
   }
 
   async flush(): Promise<void> {
+    await this.queue;
     if (!this.noFlush && !this.readOnly) await this.file.sync();
   }
 

@@ -52,7 +52,8 @@ export const vdiDriver: FormatDriver = {
   label: 'VDI',
   description: 'VirtualBox disk image: dynamic, static or differencing',
   extensions: ['vdi'],
-  concurrentCalls: false,
+  // Reads overlap freely; the device queues its mutations in call order (device.ts).
+  concurrentCalls: true,
   probe: (head: Uint8Array) => probeVdi(head),
   describe,
   measure: async (size, opts, data) => (await import('./measure')).measureVdi(size, opts, data),
