@@ -12,24 +12,24 @@
  *   discard path, so the file keeps its length and the freed clusters are reused by later writes.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
 import { EMPTY_ENTRY, putEntry, readEntry, type L2Entry } from './entry';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, parseExtensions, serializeExtensions, V2_HEADER_LENGTH } from './layout';
+import type { Qcow2State } from './state';
 import { holdsCluster, releaseEntry } from './write';
 
 /** BlockDevice.setBackingFile: `name` undefined makes the image stand alone. `format` is recorded when given. */
-export async function setBackingFile(d: Qcow2Device, name: string | undefined, format: string | undefined): Promise<void> {
+export async function setBackingFile(d: Qcow2State, name: string | undefined, format: string | undefined): Promise<void> {
   d.checkWritable();
   const enc = new TextEncoder();
   const nameBytes = name === undefined ? new Uint8Array(0) : enc.encode(name);
   if (name !== undefined && (nameBytes.length === 0 || nameBytes.length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `${d.path}: a backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`, d.path);
   }
-  await d
+  await d.jobs
     .serial(async () => {
       const h = d.header;
       const headerLength = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
-      const first = await d.file.readBlock(0, Math.min(d.clusterSize, d.file.size), 'qcow2 header cluster');
+      const first = await d.file.readBlock(0, Math.min(d.geometry.clusterSize, d.file.size), 'qcow2 header cluster');
       const exts = parseExtensions(first, headerLength, d.path).filter((e) => e.type !== EXT_BACKING_FORMAT);
       if (name !== undefined && format !== undefined) exts.unshift({ type: EXT_BACKING_FORMAT, data: enc.encode(format) });
       const extBytes = serializeExtensions(exts);
@@ -60,17 +60,17 @@ export async function setBackingFile(d: Qcow2Device, name: string | undefined, f
 const isEmpty = (e: L2Entry) => (e.hi | e.lo | e.zeroBits | e.allocBits) === 0;
 
 /** BlockDevice.makeEmpty: every L2 entry becomes unallocated; host clusters go back to the free space. */
-export async function makeEmpty(d: Qcow2Device): Promise<void> {
+export async function makeEmpty(d: Qcow2State): Promise<void> {
   d.checkWritable();
-  const ext = d.extendedL2;
-  await d
+  const ext = d.geometry.extendedL2;
+  await d.jobs
     .serial(async () => {
       for (let l1i = 0; l1i < d.header.l1Size; l1i++) {
         const { offset } = d.tables.l1Entry(l1i);
         if (!offset) continue;
         const before = await d.tables.l2Table(offset);
         const olds: Array<{ idx: number; old: L2Entry }> = [];
-        for (let idx = 0; idx < d.l2Entries; idx++) {
+        for (let idx = 0; idx < d.geometry.l2Entries; idx++) {
           const old = readEntry(before, idx, ext);
           if (!isEmpty(old)) olds.push({ idx, old });
         }

@@ -6,11 +6,11 @@
 import { readBelow } from '../../block/chain';
 import { corrupt } from '../../block/errors';
 import type { Extent } from '../../block/types';
-import type { Qcow2Device } from './device';
+import type { Qcow2State } from './state';
 import type { Piece } from './tables';
 
 /** Reads guest bytes; bytes past the virtual size read as zero (for the tail of the last cluster). */
-export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): Promise<void> {
+export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): Promise<void> {
   const tables = d.tables;
   const end = offset + into.length;
   const limit = Math.min(end, d.size);
@@ -60,7 +60,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
         }
         break;
       case 'compressed': {
-        await d.compressed.readInto(p.entry!, pos % d.clusterSize, dst);
+        await d.compressed.readInto(p.entry!, d.geometry.offsetInCluster(pos), dst);
         break;
       }
     }
@@ -72,7 +72,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
 
 
 /** The extent at `offset`: the run of pieces of one kind (and, for data, contiguous on the host). */
-export async function statusAt(d: Qcow2Device, offset: number, length: number): Promise<Extent> {
+export async function statusAt(d: Qcow2State, offset: number, length: number): Promise<Extent> {
   const tables = d.tables;
   const end = offset + length;
   const kindOf = (p: Piece): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
@@ -101,21 +101,21 @@ export async function statusAt(d: Qcow2Device, offset: number, length: number): 
  * those clusters are holes, reporting them as data that reads as zero. We do the same so that `map`
  * agrees with qemu-img's.
  */
-async function metadataPreallocated(d: Qcow2Device): Promise<boolean> {
+async function metadataPreallocated(d: Qcow2State): Promise<boolean> {
   if (d.preallocDetected === undefined) {
     d.preallocDetected = false;
     if (d.file.seesHoles) {
       const refs = await d.refcounts();
-      const realClusters = Math.floor((await d.file.allocatedSize()) / d.clusterSize);
+      const realClusters = d.geometry.clusterIndex(await d.file.allocatedSize());
       const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
-      const endCluster = Math.ceil(d.file.size / d.clusterSize);
+      const endCluster = d.geometry.sizeToClusters(d.file.size);
       d.preallocDetected = (await refs.countInUse(endCluster, threshold)) > threshold;
     }
   }
   return d.preallocDetected;
 }
 
-function refineByHostHoles(d: Qcow2Device, ext: Extent, host: number): Extent {
+function refineByHostHoles(d: Qcow2State, ext: Extent, host: number): Extent {
   const size = d.file.size;
   if (host >= size) return { ...ext, readsAsZero: true };
   const a = d.file.allocationAt(host);

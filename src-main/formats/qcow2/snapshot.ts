@@ -204,11 +204,12 @@ async function remove(path: string, key: string): Promise<void> {
 
 /** The L2 entry of guest cluster `c` under an L1 table, with the COPIED flag masked (it is bookkeeping). */
 async function entryUnder(dev: Qcow2Device, l1: Uint8Array, c: number): Promise<L2Entry | undefined> {
-  const i = Math.floor(c / dev.l2Entries);
+  const g = dev.geometry;
+  const i = g.l1IndexOfCluster(c);
   if (i * 8 >= l1.length) return undefined;
   const l2 = l1Offset(l1, i);
   if (!l2) return undefined;
-  const e = readEntry(await dev.tables.l2Table(l2), c % dev.l2Entries, dev.extendedL2);
+  const e = readEntry(await dev.tables.l2Table(l2), g.l2IndexOfCluster(c), g.extendedL2);
   return { ...e, hi: (e.hi & ~HI_COPIED) >>> 0 };
 }
 
@@ -228,8 +229,9 @@ async function diff(path: string, a: string, b?: string): Promise<DiffRange[]> {
     const sizeA = sa.diskSize ?? dev.size;
     const sizeB = sb ? (sb.diskSize ?? dev.size) : dev.size;
     const size = Math.max(sizeA, sizeB);
-    const cs = dev.clusterSize;
-    const clusters = Math.ceil(size / cs);
+    const g = dev.geometry;
+    const cs = g.clusterSize;
+    const clusters = g.sizeToClusters(size);
     const out: DiffRange[] = [];
     const mark = (start: number, end: number) => {
       const last = out[out.length - 1];
@@ -237,8 +239,8 @@ async function diff(path: string, a: string, b?: string): Promise<DiffRange[]> {
       else out.push({ start, length: end - start });
     };
     for (let c = 0; c < clusters; ) {
-      const i = Math.floor(c / dev.l2Entries);
-      const spanEnd = Math.min(clusters, (i + 1) * dev.l2Entries);
+      const i = g.l1IndexOfCluster(c);
+      const spanEnd = Math.min(clusters, (i + 1) * g.l2Entries);
       const oa = i * 8 < l1a.length ? l1Offset(l1a, i) : 0;
       const ob = i * 8 < l1b.length ? l1Offset(l1b, i) : 0;
       if (oa === ob) {
