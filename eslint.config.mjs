@@ -73,6 +73,15 @@ export default tseslint.config(
     ),
   },
   {
+    // A format's own sub-folders (qcow2/check/, qcow2/snapshot/): one level deeper, the same rules.
+    files: ['src-main/formats/*/*/**'],
+    rules: boundaries(
+      refuse('^\\.\\./\\.\\./\\.\\./(services|cli|api|host|electron|registry)(/|$|\\.)', 'formats never import services, the registry, the api or a face: they are given what they need (OpenOptions.openBacking)'),
+      refuse('^\\.\\./\\.\\./(?!\\.\\.)', 'formats never import each other: what two formats share goes to src-main/block'),
+      refuse('^electron$', 'formats know nothing of Electron'),
+    ),
+  },
+  {
     files: ['src-main/block/**'],
     rules: boundaries(
       refuse('^\\.\\./(formats|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats and services: it imports none of them'),

@@ -6,21 +6,21 @@
  * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it.
  * OFLAG_COPIED (refcount exactly one) must be exact in the active tables. Create, apply and delete change
  * refcounts and flags together, so they are written as new structures and switched to with one header
- * write (snapshot-commit.ts): a crash at any step leaves the old image or the new one, never a mix.
+ * write (commit.ts): a crash at any step leaves the old image or the new one, never a mix.
  *
  * Names and ids are qemu-img's: ids "1", "2", … (one more than the largest). `apply` matches an id first,
  * then a name (as qemu-img -a does); `delete` matches a name first (qemu-img -d matches names only), then an id.
  */
-import type { SnapshotInfo } from '../../../src-shared/api';
-import { DiskError, toDiskError } from '../../block/errors';
-import { ImageFile } from '../../block/file';
-import type { DiffRange, SnapshotOps } from '../../block/types';
-import { MAX_SNAPSHOTS, readLayout } from './layout';
-import { openQcow2, type Qcow2Device } from './device';
-import { EMPTY_ENTRY, HI_COPIED, l1Offset as l1EntryOffset, readEntry, type L2Entry } from './entry';
-import { clearCopiedFlags, commitSnapshotChange, type L1Ref } from './snapshot-commit';
-import { snapshotInfo } from './snapshot-info';
-import { readSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
+import type { SnapshotInfo } from '../../../../src-shared/api';
+import { DiskError, toDiskError } from '../../../block/errors';
+import { ImageFile } from '../../../block/file';
+import type { DiffRange, SnapshotOps } from '../../../block/types';
+import { MAX_SNAPSHOTS, readLayout } from '../layout';
+import { openQcow2, type Qcow2Device } from '../device';
+import { EMPTY_ENTRY, HI_COPIED, l1Offset as l1EntryOffset, readEntry, type L2Entry } from '../entry';
+import { clearCopiedFlags, commitSnapshotChange, type L1Ref } from './commit';
+import { snapshotInfo } from './entry-to-info';
+import { readSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './table-codec';
 
 function readTable(dev: Qcow2Device): Promise<Table> {
   return readSnapshotTable(dev.file, dev.layout);
@@ -127,7 +127,7 @@ function checkMeta(meta: SnapshotMeta, entries: SnapshotEntry[], path: string): 
 /**
  * Takes a snapshot with the given id, date, VM clock and instruction count (defaults: the next id, now, 0,
  * none). The old active L1 table and its L2 tables become the snapshot's; the active layer gets copies
- * (snapshot-commit.ts says why, and how a crash can only leak).
+ * (commit.ts says why, and how a crash can only leak).
  */
 export async function createSnapshotWithMeta(path: string, meta: SnapshotMeta): Promise<void> {
   await withImage(path, false, async (dev) => {

@@ -20,12 +20,12 @@
  * Cost: the active L2 tables and the refcount structures are rewritten (metadata only, about 1/8192 of the
  * data with 64 KiB clusters); the clusters they used become free for later allocations.
  */
-import { corrupt, DiskError } from '../../block/errors';
-import { compressedExtent, getRefcount, maxRefcount, setRefcount } from './layout';
-import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry } from './entry';
-import { writeHeaderFields } from './header';
-import { serializeSnapshotTable, type SnapshotEntry, type SnapshotTable } from './snapshot-table';
-import type { Qcow2State } from './state';
+import { corrupt, DiskError } from '../../../block/errors';
+import { compressedExtent, getRefcount, maxRefcount, setRefcount } from '../layout';
+import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry } from '../entry';
+import { writeHeaderFields } from '../header';
+import { serializeSnapshotTable, type SnapshotEntry, type SnapshotTable } from './table-codec';
+import type { Qcow2State } from '../state';
 
 /** An L1 table as stored: its offset, its number of entries and its bytes (big-endian entries). */
 export interface L1Ref {
@@ -48,7 +48,7 @@ export interface SnapshotCommit {
   virtualSize?: number;
   /**
    * The refcounts the changes apply to, when not the stored ones: the check's repair passes the counts it
-   * computed from the references (check-switch.ts), so that the switch also repairs.
+   * computed from the references (check/switch.ts), so that the switch also repairs.
    */
   base?: { get(cluster: number): number; readonly size: number };
 }

@@ -2,18 +2,18 @@
  * The space each internal snapshot holds alone: what deleting it would give back. No other tool shows it;
  * the snapshot browser puts it beside each snapshot and in the delete confirmation.
  *
- * Refcount model (snapshot.ts): a cluster's refcount is the number of references to it from all L1 tables
+ * Refcount model (operations.ts): a cluster's refcount is the number of references to it from all L1 tables
  * (the active one and every snapshot's): an L2 table is counted once per L1 entry pointing to it, a data
  * cluster once per L1 table reaching it, a compressed cluster's host clusters once per compressed entry. Deleting
  * snapshot S lowers each cluster by the number of references S's tables make to it, so the clusters it frees
  * are exactly those whose refcount equals S's own reference count — plus S's L1 table itself.
  */
-import { DiskError, toDiskError } from '../../block/errors';
-import { compressedExtent } from './layout';
-import { openQcow2 } from './device';
-import { entryBig, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, readEntry } from './entry';
-import { readSnapshotTable, type SnapshotEntry } from './snapshot-table';
-import type { Qcow2State } from './state';
+import { DiskError, toDiskError } from '../../../block/errors';
+import { compressedExtent } from '../layout';
+import { openQcow2 } from '../device';
+import { entryBig, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, readEntry } from '../entry';
+import { readSnapshotTable, type SnapshotEntry } from './table-codec';
+import type { Qcow2State } from '../state';
 
 /** Clusters reached from one L1 table: plain clusters counted once are the common case, kept as a number. */
 class Reach {
