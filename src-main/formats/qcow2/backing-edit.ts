@@ -25,7 +25,7 @@ export async function setBackingFile(d: Qcow2State, name: string | undefined, fo
   if (name !== undefined && (nameBytes.length === 0 || nameBytes.length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `${d.path}: a backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`, d.path);
   }
-  await d.jobs
+  await d.order
     .serial(async () => {
       const h = d.header;
       const headerLength = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
@@ -63,7 +63,7 @@ const isEmpty = (e: L2Entry) => (e.hi | e.lo | e.zeroBits | e.allocBits) === 0;
 export async function makeEmpty(d: Qcow2State): Promise<void> {
   d.checkWritable();
   const ext = d.geometry.extendedL2;
-  await d.jobs
+  await d.order
     .serial(async () => {
       for (let l1i = 0; l1i < d.header.l1Size; l1i++) {
         const { offset } = d.tables.l1Entry(l1i);

@@ -51,7 +51,7 @@ export async function writeCompressed(d: Qcow2State, offset: number, data: Uint8
       ? deflateCluster(full)
       : Promise.resolve(((b: Buffer) => (b.length < cs ? { data: b, release: () => undefined } : undefined))(zlib().deflateRawSync(full, DEFLATE_OPTIONS)));
   packing?.catch(() => undefined);
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     if (!packing) {
       await writeData(d, offset, data);
@@ -72,7 +72,7 @@ export async function writeCompressed(d: Qcow2State, offset: number, data: Uint8
       packed.release();
     }
     const cluster = g.clusterIndex(offset);
-    await d.jobs.awaitLanding(cluster, cluster);
+    await d.order.awaitLanding(cluster, cluster);
     const { offset: l2off, table } = await d.tables.l2ForWrite(g.l1Index(offset));
     const idx = g.l2Index(offset);
     const old = readEntry(table, idx, g.extendedL2);

@@ -1,7 +1,7 @@
 /**
  * An open qcow2 image as a BlockDevice (docs/interop/qcow2.txt): it implements Qcow2State (state.ts) — the
  * image's state and its parts, each in its own file: mapping tables (tables.ts), write-back metadata cache
- * (cache.ts), job order (jobs.ts), header (header.ts), compressed clusters (compressed-clusters.ts),
+ * (cache.ts), job order (write-order.ts), header (header.ts), compressed clusters (compressed-clusters.ts),
  * refcounts (refcount.ts), cluster arithmetic (geometry.ts) — and the BlockDevice calls, which delegate to
  * read.ts, write.ts, zero.ts, discard.ts, compress.ts, resize.ts and backing-edit.ts. Extended L2 entries
  * (32 subclusters per cluster) are handled throughout.
@@ -17,7 +17,7 @@ import { CompressedClusters } from './compressed-clusters';
 import { discard } from './discard';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
-import { JobQueue } from './jobs';
+import { WriteOrder } from './write-order';
 import { readLayout, type Qcow2Header, type Qcow2Layout } from './layout';
 import { readAt, statusAt } from './read';
 import { Refcounts } from './refcount';
@@ -36,7 +36,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   readonly header: Qcow2Header;
   readonly headerState: HeaderState;
   readonly cache: WriteBackCache;
-  readonly jobs: JobQueue;
+  readonly order: WriteOrder;
   readonly tables: Tables;
   readonly compressed: CompressedClusters;
   private refs?: Refcounts;
@@ -58,7 +58,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
     this.cache = new WriteBackCache(file);
     this.tables = new Tables(this);
     const writeL2 = (off: number, table: Uint8Array, first: number, count: number) => this.tables.writeEntries(off, table, first, count);
-    this.jobs = new JobQueue(() => this.cache.writeBack(writeL2));
+    this.order = new WriteOrder(() => this.cache.writeBack(writeL2));
     this.compressed = new CompressedClusters(this);
   }
 
@@ -107,9 +107,9 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
     return this.headerState.beginWrite(() => this.refcounts());
   }
 
-  /** Runs a mutation in the image's job order (jobs.ts). */
+  /** Runs a mutation in the image's job order (write-order.ts). */
   serial<T>(fn: () => Promise<T>, posting: boolean | 'settles-itself' = false): Promise<T> {
-    return this.jobs.serial(fn, posting);
+    return this.order.serial(fn, posting);
   }
 
   checkRange(offset: number, length: number): void {
@@ -187,16 +187,16 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 
   async flush(): Promise<void> {
     if (this.noFlush) return;
-    await this.jobs.serial(() => this.file.sync());
+    await this.order.serial(() => this.file.sync());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     // Posted writes are waited for inside the job, so that the file is closed even when one of them failed.
-    await this.jobs.serial(async () => {
+    await this.order.serial(async () => {
       this.closed = true;
       try {
-        await this.jobs.settle();
+        await this.order.settle();
         await this.headerState.markClean(this.noFlush);
         if (!this.readOnly && !this.noFlush) await this.file.sync();
       } finally {

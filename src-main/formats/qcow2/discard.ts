@@ -35,7 +35,7 @@ export async function discard(d: Qcow2State, offset: number, length: number): Pr
   const first = geo.sizeToClusters(offset);
   const stop = end === d.size ? geo.sizeToClusters(end) : geo.clusterIndex(end);
   if (stop <= first) return;
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     for (let c = first; c < stop; ) {
       const l1i = geo.l1IndexOfCluster(c);
       const tableStop = Math.min(stop, (l1i + 1) * geo.l2Entries);

@@ -13,7 +13,7 @@ export async function resize(d: Qcow2State, newSize: number, shrink: boolean): P
   d.checkWritable();
   if (!Number.isSafeInteger(newSize) || newSize < 0) throw new DiskError('EINVAL', `invalid size ${newSize}`);
   if (newSize % 512 !== 0) throw new DiskError('EINVAL', `${d.path}: the new size must be a multiple of 512 bytes`, d.path);
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     if (newSize === d.size) return;
     if (d.header.nbSnapshots > 0 && d.version === 2) {
       throw new DiskError('EUNSUPPORTED', `${d.path}: a version 2 (compat=0.10) image with internal snapshots cannot be resized`, d.path);
@@ -89,7 +89,7 @@ async function shrinkTo(d: Qcow2State, newSize: number): Promise<void> {
  */
 export async function preallocate(d: Qcow2State, full: boolean): Promise<void> {
   d.checkWritable();
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     const refs = await d.refcounts();
     const geo = d.geometry;

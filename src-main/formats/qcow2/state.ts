@@ -2,7 +2,7 @@
  * What the operations on an open qcow2 image need from it (QEMU's BDRVQcow2State in qcow2.h): the file, the
  * header and its cluster arithmetic (Qcow2Geometry, geometry.ts), and the parts that hold the image's
  * metadata — mapping tables (tables.ts), refcounts (refcount.ts), the write-back metadata cache (cache.ts),
- * the order of mutations (jobs.ts), compressed clusters (compressed-clusters.ts) and the header's state
+ * the order of mutations (write-order.ts), compressed clusters (compressed-clusters.ts) and the header's state
  * (header.ts). device.ts implements it; read, write, zero, discard, compress, resize, backing-edit and the
  * snapshot commit import only this file, so none of them imports the device and no import runs in a circle.
  */
@@ -12,7 +12,7 @@ import type { WriteBackCache } from './cache';
 import type { CompressedClusters } from './compressed-clusters';
 import type { Qcow2Geometry } from './geometry';
 import type { HeaderState } from './header';
-import type { JobQueue } from './jobs';
+import type { WriteOrder } from './write-order';
 import type { Qcow2Header, Qcow2Layout } from './layout';
 import type { Refcounts } from './refcount';
 import type { Tables } from './tables';
@@ -33,7 +33,7 @@ export interface Qcow2State {
   readonly readOnly: boolean;
   readonly backing: BlockDevice | undefined;
   readonly cache: WriteBackCache;
-  readonly jobs: JobQueue;
+  readonly order: WriteOrder;
   readonly tables: Tables;
   readonly compressed: CompressedClusters;
   /** Whether the image looks preallocated with metadata only (read.ts decides it once). */

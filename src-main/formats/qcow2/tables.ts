@@ -8,7 +8,7 @@ import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { WriteBackCache } from './cache';
 import type { Qcow2Geometry } from './geometry';
-import type { JobQueue } from './jobs';
+import type { WriteOrder } from './write-order';
 import type { Refcounts } from './refcount';
 import {
   ClusterType,
@@ -50,7 +50,7 @@ export interface TableParts {
   /** Its L1 fields are kept current when the L1 table moves. */
   readonly header: Qcow2Header;
   readonly cache: WriteBackCache;
-  readonly jobs: JobQueue;
+  readonly order: WriteOrder;
   refcounts(): Promise<Refcounts>;
 }
 
@@ -98,11 +98,11 @@ export class Tables {
   }
 
   async l2Table(offset: number): Promise<Uint8Array> {
-    const { cache, jobs } = this.d;
+    const { cache, order } = this.d;
     let t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
-    if (!t && jobs.posted.size) {
+    if (!t && order.posted.size) {
       // A table evicted while a write of it is under way must not be read back before that write lands.
-      await Promise.allSettled(jobs.posted);
+      await Promise.allSettled(order.posted);
       t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
     }
     if (!t) {
@@ -130,8 +130,8 @@ export class Tables {
   deferEntries(l2off: number, table: Uint8Array, first: number, count: number): void {
     const d = this.d;
     // Another table object noted for the offset cannot happen; stay correct anyway.
-    if (!d.cache.noteL2(l2off, table, first, count)) d.jobs.post(this.writeEntries(l2off, table, first, count));
-    if (d.cache.over(l2CacheCapacity(this.g.clusterSize))) d.jobs.queueWriteBack();
+    if (!d.cache.noteL2(l2off, table, first, count)) d.order.post(this.writeEntries(l2off, table, first, count));
+    if (d.cache.over(l2CacheCapacity(this.g.clusterSize))) d.order.queueWriteBack();
   }
 
   /** Drops a table from the cache (its cluster was freed). */

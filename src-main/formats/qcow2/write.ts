@@ -35,7 +35,7 @@ export async function write(d: Qcow2State, offset: number, data: Uint8Array): Pr
   d.checkWritable();
   d.checkRange(offset, data.length);
   const landings: Array<Promise<void>> = [];
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     await writeData(d, offset, data, landings);
   }, true).catch((err) => {
@@ -94,7 +94,7 @@ async function writeSpan(d: Qcow2State, pos: number, data: Uint8Array, landings:
   const g = d.geometry;
   const ext = g.extendedL2;
   const { first: firstCluster, last: lastCluster } = g.clusterRange(pos, data.length);
-  await d.jobs.awaitLanding(firstCluster, lastCluster);
+  await d.order.awaitLanding(firstCluster, lastCluster);
   const { offset: l2off, table } = await d.tables.l2ForWrite(g.l1Index(pos));
   let c = firstCluster;
   while (c <= lastCluster) {
@@ -153,7 +153,7 @@ async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: numbe
       putNewEntries(d, c0, n, pos, end, host, old, table);
       d.tables.deferEntries(l2off, table, g.l2IndexOfCluster(c0), n);
     });
-    d.jobs.land(c0, n, landing);
+    d.order.land(c0, n, landing);
     landings.push(landing);
     return;
   }

@@ -14,7 +14,7 @@ export async function writeZeroes(d: Qcow2State, offset: number, length: number)
   d.checkWritable();
   d.checkRange(offset, length);
   if (length === 0) return;
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     await zeroRange(d, offset, length);
   }).catch((err) => {
