@@ -28,8 +28,8 @@ import {
   serializeVmdk4Header,
   type Vmdk4Header,
 } from './layout';
+import { GRAIN_SECTORS } from './settings';
 
-const GRAIN_SECTORS = 128;
 const NUM_GTES = 512;
 /** Grains start here (64 KiB): header, descriptor, padding, as VMware's files do. */
 const STREAM_OVERHEAD = 128;
