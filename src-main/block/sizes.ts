@@ -1,3 +1,7 @@
+/**
+ * Sizes as people and qemu-img write them: parsing `10G`-style sizes (binary units up to e), printing them
+ * the way qemu-img does, and rounding to a unit (alignUp, alignDown).
+ */
 import { DiskError } from './errors';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };

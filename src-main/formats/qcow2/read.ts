@@ -7,7 +7,7 @@ import { readBelow } from '../../block/chain';
 import { corrupt } from '../../block/errors';
 import type { Extent } from '../../block/types';
 import type { Qcow2State } from './state';
-import type { Piece } from './tables';
+import type { MappedRun } from './tables';
 
 /** Reads guest bytes; bytes past the virtual size read as zero (for the tail of the last cluster). */
 export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): Promise<void> {
@@ -35,7 +35,7 @@ export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): P
     bLen = 0;
   };
   while (pos < limit) {
-    const p = tables.pieceNow(pos, limit - pos) ?? (await tables.piece(pos, limit - pos));
+    const p = tables.mappedRunIfCached(pos, limit - pos) ?? (await tables.mappedRun(pos, limit - pos));
     const dst = into.subarray(pos - offset, pos - offset + p.length);
     if (p.kind !== 'data') await flushRun();
     if (p.kind !== 'unallocated') await flushBacking();
@@ -71,18 +71,18 @@ export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): P
 }
 
 
-/** The extent at `offset`: the run of pieces of one kind (and, for data, contiguous on the host). */
+/** The extent at `offset`: the mapped runs of one kind (and, for data, contiguous on the host). */
 export async function statusAt(d: Qcow2State, offset: number, length: number): Promise<Extent> {
   const tables = d.tables;
   const end = offset + length;
-  const kindOf = (p: Piece): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
-  const first = tables.pieceNow(offset, length) ?? (await tables.piece(offset, length));
+  const kindOf = (p: MappedRun): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
+  const first = tables.mappedRunIfCached(offset, length) ?? (await tables.mappedRun(offset, length));
   const kind = kindOf(first);
   // Compressed data has no host offset that qemu-img map would show.
   const host = first.kind === 'compressed' ? undefined : first.host;
   let pos = offset + first.length;
   while (pos < end) {
-    const p = tables.pieceNow(pos, end - pos) ?? (await tables.piece(pos, end - pos));
+    const p = tables.mappedRunIfCached(pos, end - pos) ?? (await tables.mappedRun(pos, end - pos));
     if (kindOf(p) !== kind) break;
     const pHost = p.kind === 'compressed' ? undefined : p.host;
     if ((host === undefined) !== (pHost === undefined)) break;

@@ -1,6 +1,6 @@
 /**
  * The mapping tables of an open qcow2 image (qemu's qcow2-cluster.c): the active L1 table, a bounded cache of
- * L2 tables, the lookup of what a guest range maps to (piece), L2 tables made ready for a change (allocated,
+ * L2 tables, the lookup of what a guest range maps to (mappedRun), L2 tables made ready for a change (allocated,
  * or copied when shared with a snapshot), L2 entry writes, and moves of the L1 table (grow, switch).
  */
 import { LruCache } from '../../block/cache';
@@ -33,11 +33,11 @@ export function l2CacheCapacity(clusterSize: number): number {
   return Math.max(4, Math.floor((16 << 20) / clusterSize));
 }
 
-/** A guest range inside one cluster with one state. */
-export interface Piece {
+/** A guest range in one state: part of one cluster, or with standard L2 entries a run of clusters of one L2 table. */
+export interface MappedRun {
   kind: 'data' | 'zero' | 'unallocated' | 'compressed';
   length: number;
-  /** Host offset of the piece's first byte, where the image holds a cluster for it. */
+  /** Host offset of the run's first byte, where the image holds a cluster for it. */
   host?: number;
   /** The compressed cluster descriptor. */
   entry?: bigint;
@@ -192,29 +192,29 @@ export class Tables {
    * The state of the guest range starting at `pos` (at most `maxLen` bytes): one cluster, or with standard
    * L2 entries a run of clusters of its L2 table in the same state (data: contiguous on the host).
    */
-  async piece(pos: number, maxLen: number): Promise<Piece> {
-    const known = this.pieceNow(pos, maxLen);
+  async mappedRun(pos: number, maxLen: number): Promise<MappedRun> {
+    const known = this.mappedRunIfCached(pos, maxLen);
     if (known) return known;
     const { offset: l2off } = this.l1Entry(this.g.l1Index(pos));
-    return this.pieceIn(await this.l2Table(l2off), pos, maxLen);
+    return this.mappedRunInTable(await this.l2Table(l2off), pos, maxLen);
   }
 
   /**
-   * piece() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
+   * mappedRun() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
    * then cost no promise each. Undefined when the table must be read first.
    */
-  pieceNow(pos: number, maxLen: number): Piece | undefined {
+  mappedRunIfCached(pos: number, maxLen: number): MappedRun | undefined {
     const { offset: l2off } = this.l1Entry(this.g.l1Index(pos));
     if (!l2off) {
       // A whole L2 table's range is unallocated: answer for all of it at once.
       return { kind: 'unallocated', length: Math.min(maxLen, this.g.l2SpanEnd(pos) - pos) };
     }
     const table = this.l2Cache.get(l2off);
-    return table ? this.pieceIn(table, pos, maxLen) : undefined;
+    return table ? this.mappedRunInTable(table, pos, maxLen) : undefined;
   }
 
-  /** piece() in the given L2 table (the one of `pos`). */
-  private pieceIn(table: Uint8Array, pos: number, maxLen: number): Piece {
+  /** mappedRun() in the given L2 table (the one of `pos`). */
+  private mappedRunInTable(table: Uint8Array, pos: number, maxLen: number): MappedRun {
     const g = this.g;
     const cs = g.clusterSize;
     const l2Entries = g.l2Entries;
@@ -227,7 +227,7 @@ export class Tables {
     if (!g.extendedL2) {
       const kind = standardKind(classify(e.hi, e.lo, false));
       // The following entries of this table in the same state (hosts contiguous where there are hosts) join
-      // the piece, read straight from the table's bytes: a run of clusters costs one piece, not one each.
+      // the run, read straight from the table's bytes: a run of clusters costs one lookup, not one each.
       let length = len;
       for (let idx = g.l2IndexOfCluster(ci) + 1; length < maxLen && idx < l2Entries; idx++) {
         const p = idx * 8;
@@ -236,7 +236,7 @@ export class Tables {
         const t = classify(hi, lo, false);
         if (t === ClusterType.Compressed) break;
         const h = hostOffset(hi, lo);
-        // A damaged entry (unaligned host) is left to its own piece, which reports it.
+        // A damaged entry (unaligned host) is left to its own run, which reports it.
         if (h % cs !== 0) break;
         if (standardKind(t) !== kind || (host ? h !== host + inner + length : h !== 0)) break;
         length += Math.min(cs, maxLen - length);
@@ -294,7 +294,7 @@ export class Tables {
   }
 }
 
-/** A standard entry's piece kind: zero flag, data (a host cluster), or unallocated; compressed is handled before. */
-function standardKind(t: ClusterType): Piece['kind'] {
+/** A standard entry's kind of run: zero flag, data (a host cluster), or unallocated; compressed is handled before. */
+function standardKind(t: ClusterType): MappedRun['kind'] {
   return t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc ? 'zero' : t === ClusterType.Normal ? 'data' : 'unallocated';
 }

@@ -41,7 +41,7 @@ async function zeroRange(d: Qcow2State, offset: number, length: number): Promise
     const dataEnd = Math.min(end, d.size);
     for (let pos = offset; pos < dataEnd; ) {
       const stop = Math.min(dataEnd, geo.clusterEnd(pos));
-      const p = await d.tables.piece(pos, stop - pos);
+      const p = await d.tables.mappedRun(pos, stop - pos);
       if (p.kind === 'zero' || (p.kind === 'unallocated' && !d.backing)) {
         pos += p.length;
         continue;
