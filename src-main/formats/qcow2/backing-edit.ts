@@ -12,10 +12,10 @@
  *   discard path, so the file keeps its length and the freed clusters are reused by later writes.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import { EMPTY_ENTRY, putEntry, readEntry, type L2Entry } from './entry';
+import { EMPTY_ENTRY, readEntry, type L2Entry } from './entry';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, parseExtensions, serializeExtensions, V2_HEADER_LENGTH } from './layout';
 import type { Qcow2State } from './state';
-import { holdsCluster, releaseEntry } from './write';
+import { replaceEntries, type EntryChange } from './write';
 
 /** BlockDevice.setBackingFile: `name` undefined makes the image stand alone. `format` is recorded when given. */
 export async function setBackingFile(d: Qcow2State, name: string | undefined, format: string | undefined): Promise<void> {
@@ -69,24 +69,16 @@ export async function makeEmpty(d: Qcow2State): Promise<void> {
         const { offset } = d.tables.l1Entry(l1i);
         if (!offset) continue;
         const before = await d.tables.l2Table(offset);
-        const olds: Array<{ idx: number; old: L2Entry }> = [];
+        const changes: EntryChange[] = [];
         for (let idx = 0; idx < d.geometry.l2Entries; idx++) {
           const old = readEntry(before, idx, ext);
-          if (!isEmpty(old)) olds.push({ idx, old });
+          if (!isEmpty(old)) changes.push({ idx, next: EMPTY_ENTRY, old });
         }
-        if (olds.length === 0) continue;
+        if (changes.length === 0) continue;
         await d.beginWrite();
-        // A table shared with an internal snapshot is copied first; the snapshot keeps its own.
-        const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
-        for (const o of olds) putEntry(table, o.idx, EMPTY_ENTRY, ext);
-        const lo = olds[0].idx;
-        const hi = olds[olds.length - 1].idx;
-        await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
-        const released = olds.filter((o) => holdsCluster(o.old));
-        if (released.length === 0) continue;
-        // Cleared entries are on disk before their clusters are freed (see the file comment).
-        await d.file.sync();
-        for (const o of released) await releaseEntry(d, o.old);
+        // A table shared with an internal snapshot is copied first (the snapshot keeps its own); cleared
+        // entries are on disk before their clusters are freed (see the file comment).
+        await replaceEntries(d, l1i, changes);
       }
       await d.file.sync();
     })

@@ -12,9 +12,9 @@
  * length and blocks (the clusters are free for reuse). Nothing is truncated, as qemu truncates nothing.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import { EMPTY_ENTRY, isCompressedEntry, putEntry, readEntry, zeroEntry, type L2Entry } from './entry';
+import { EMPTY_ENTRY, isCompressedEntry, readEntry, zeroEntry, type L2Entry } from './entry';
 import type { Qcow2State } from './state';
-import { holdsCluster, releaseEntry } from './write';
+import { replaceEntries, type EntryChange } from './write';
 
 /** BlockDevice.discard. */
 export async function discard(d: Qcow2State, offset: number, length: number): Promise<void> {
@@ -64,7 +64,7 @@ async function discardInTable(d: Qcow2State, l1i: number, c0: number, c1: number
   const ext = geo.extendedL2;
   const { offset: current } = d.tables.l1Entry(l1i);
   const before = current ? await d.tables.l2Table(current) : undefined;
-  const changes: Array<{ idx: number; next: L2Entry; old: L2Entry }> = [];
+  const changes: EntryChange[] = [];
   for (let c = c0; c < c1; c++) {
     const idx = geo.l2IndexOfCluster(c);
     const old = before ? readEntry(before, idx, ext) : EMPTY_ENTRY;
@@ -73,16 +73,6 @@ async function discardInTable(d: Qcow2State, l1i: number, c0: number, c1: number
   }
   if (changes.length === 0) return;
   await d.beginWrite();
-  // A table shared with a snapshot is copied here; the copy holds the same entries as `before`.
-  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
-  for (const ch of changes) putEntry(table, ch.idx, ch.next, ext);
-  const lo = changes[0].idx;
-  const hi = changes[changes.length - 1].idx;
-  await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
-  const released = changes.filter((ch) => holdsCluster(ch.old));
-  if (released.length === 0) return;
-  // The new entries reach the disk before any refcount drops: a crash in between leaks clusters, and a
-  // freed cluster can never be handed out again while an entry on disk still points at it.
-  await d.file.sync();
-  for (const ch of released) await releaseEntry(d, ch.old);
+  // A table shared with a snapshot is copied there; the copy holds the same entries as `before`.
+  await replaceEntries(d, l1i, changes);
 }

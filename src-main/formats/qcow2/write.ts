@@ -79,6 +79,31 @@ export async function releaseEntry(d: Qcow2State, e: L2Entry): Promise<void> {
   if (host) await refs.update(host, d.geometry.clusterSize, -1);
 }
 
+/** A change of one L2 entry: its index in its table, the entry it gets, and the one it had. */
+export interface EntryChange {
+  idx: number;
+  next: L2Entry;
+  old: L2Entry;
+}
+
+/**
+ * Puts `changes` (ascending indexes) into L2 table `l1i` (copied first when a snapshot shares it) and writes
+ * the changed range; then, once the new entries are on disk, releases what the old ones held. A crash in
+ * between leaks clusters, and a freed cluster is never handed out again while an entry on disk points at it.
+ */
+export async function replaceEntries(d: Qcow2State, l1i: number, changes: EntryChange[]): Promise<void> {
+  const ext = d.geometry.extendedL2;
+  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+  for (const ch of changes) putEntry(table, ch.idx, ch.next, ext);
+  const lo = changes[0].idx;
+  const hi = changes[changes.length - 1].idx;
+  await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
+  const released = changes.filter((ch) => holdsCluster(ch.old));
+  if (released.length === 0) return;
+  await d.file.sync();
+  for (const ch of released) await releaseEntry(d, ch.old);
+}
+
 /** Whether the entry holds anything to release: compressed sectors or a host cluster. */
 export function holdsCluster(e: L2Entry): boolean {
   return isCompressedEntry(e.hi) || hostOf(e) !== 0;
