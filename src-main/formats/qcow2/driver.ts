@@ -9,7 +9,7 @@ import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout } from './layout';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
-  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }] = await Promise.all([import('./header'), import('./snapshot-table'), import('./snapshot-info')]);
+  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }] = await Promise.all([import('./header'), import('./snapshot/table-codec'), import('./snapshot/entry-to-info')]);
   const layout = await readLayout(file);
   const h = layout.header;
   validateHeader(layout, file.path);
@@ -55,7 +55,7 @@ export const qcow2Driver: FormatDriver = {
   concurrentCalls: true,
   writesCompressed: true,
   backingFiles: 'optional',
-  check: async (path, repair, opts) => (await import('./check')).checkQcow2(path, repair, opts),
+  check: async (path, repair, opts) => (await import('./check/check')).checkQcow2(path, repair, opts),
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
     const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
@@ -67,12 +67,12 @@ export const qcow2Driver: FormatDriver = {
   persistentBitmapsSize: async (file, clusterSize) => (await import('./measure')).persistentBitmapsSize(file, clusterSize),
   createOptions: QCOW2_CREATE_OPTIONS,
   snapshots: {
-    list: async (path) => (await import('./snapshot')).qcow2Snapshots.list(path),
-    create: async (path, name, meta) => (await import('./snapshot')).qcow2Snapshots.create(path, name, meta),
-    apply: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.apply(path, nameOrId),
-    delete: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.delete(path, nameOrId),
-    diff: async (path, a, b) => (await import('./snapshot')).qcow2Snapshots.diff(path, a, b),
-    exclusiveBytes: async (path, signal) => (await import('./snapshot-space')).exclusiveBytes(path, signal),
+    list: async (path) => (await import('./snapshot/operations')).qcow2Snapshots.list(path),
+    create: async (path, name, meta) => (await import('./snapshot/operations')).qcow2Snapshots.create(path, name, meta),
+    apply: async (path, nameOrId) => (await import('./snapshot/operations')).qcow2Snapshots.apply(path, nameOrId),
+    delete: async (path, nameOrId) => (await import('./snapshot/operations')).qcow2Snapshots.delete(path, nameOrId),
+    diff: async (path, a, b) => (await import('./snapshot/operations')).qcow2Snapshots.diff(path, a, b),
+    exclusiveBytes: async (path, signal) => (await import('./snapshot/space')).exclusiveBytes(path, signal),
   },
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return (await import('./device')).openQcow2(path, opts);

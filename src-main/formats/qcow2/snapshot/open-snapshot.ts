@@ -4,10 +4,10 @@
  * a snapshot as a new image) and `convert --keep-snapshots` read snapshots through it. Read-only: writing
  * through a snapshot's tables would change the snapshot.
  */
-import { DiskError } from '../../block/errors';
-import type { ImageFile } from '../../block/file';
-import type { Qcow2Layout } from './layout';
-import { readSnapshotTable, type SnapshotEntry } from './snapshot-table';
+import { DiskError } from '../../../block/errors';
+import type { ImageFile } from '../../../block/file';
+import type { Qcow2Layout } from '../layout';
+import { readSnapshotTable, type SnapshotEntry } from './table-codec';
 
 /** The snapshot `key` names: an id first, then a name, as qemu-img convert -l and snapshot -a look them up. */
 export function findSnapshot(entries: SnapshotEntry[], key: string, path: string): SnapshotEntry {

@@ -1,13 +1,14 @@
 /**
- * The order of an open qcow2 image's mutations: one job at a time in call order (serial), the writes a plain
- * write starts and no job waits for (posted: L2 writes, and new clusters whose data is on its way), the guest
- * clusters whose new host clusters are being written (landing), and the first failure among posted work,
- * handed to the next job. Every job other than a plain write first waits for all posted work and has the
+ * The write order of an open qcow2 image: its mutations one job at a time in call order (serial, through
+ * block/mutation-queue.ts), the writes a plain write starts and no job waits for (posted: L2 writes, and new
+ * clusters whose data is on its way), the guest clusters whose new host clusters are being written
+ * (landing), and the first failure among posted work, handed to the next job. Every job other than a plain write first waits for all posted work and has the
  * write-back cache written (settle), so that it sees everything before it done, in order.
  */
+import { MutationQueue } from '../../block/mutation-queue';
 
-export class JobQueue {
-  private queue: Promise<unknown> = Promise.resolve();
+export class WriteOrder {
+  private readonly queue = new MutationQueue();
   /** Work that writes started and no job waits for. */
   readonly posted = new Set<Promise<void>>();
   private postedFailure?: { err: unknown };
@@ -29,9 +30,7 @@ export class JobQueue {
       else if (!posting) await this.settle();
       return fn();
     };
-    const run = this.queue.then(job, job);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(job);
   }
 
   /**

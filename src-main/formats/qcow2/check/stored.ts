@@ -1,13 +1,12 @@
 /**
  * The refcounts a qcow2 image stores, as the check reads them: refcount blocks through a bounded cache
  * (block/cache.ts) with a memo of the block used last, read ahead by passes that write nothing, and written
- * back one entry at a time by the in-place repairs (or noted only, during a dry run: check-switch.ts).
+ * back one entry at a time by the in-place repairs (or noted only, during a dry run: switch.ts).
  */
-import { LruCache } from '../../block/cache';
-import { DiskError } from '../../block/errors';
-import type { Checker } from './check-context';
-import { reftableOffset } from './entry';
-import { getRefcount, setRefcount } from './layout';
+import { LruCache } from '../../../block/cache';
+import { DiskError } from '../../../block/errors';
+import { reftableOffset } from '../entry';
+import { getRefcount, setRefcount } from '../layout';
 
 /** The block layer's limit on request offsets (INT64_MAX, less alignment): metadata beyond it cannot be read. */
 const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
@@ -15,6 +14,22 @@ const MAX_READABLE_OFFSET = 2 ** 63 - 2 ** 32;
 const STORED_BLOCKS_CACHED = 64;
 /** At most this many bytes of refcount blocks are read ahead of the comparison. */
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+
+/** What the stored refcounts use of the check (the Checker, context.ts, hands in itself). */
+export interface StoredRefcountsSource {
+  readonly clusterSize: number;
+  readonly refcountBits: number;
+  /** Refcount entries per refcount block. */
+  readonly refblockEntries: number;
+  /** The refcount table as loaded, as big-endian halves (it is reloaded: read it each time). */
+  readonly reftable: Uint32Array;
+  readonly reftableEntries: number;
+  /** Set during a dry run of the in-place repair: refcounts are noted here instead of written. */
+  readonly dry?: Map<number, number>;
+  readPadded(offset: number, length: number): Promise<Uint8Array>;
+  /** A guarded metadata write (never over another structure). */
+  write(offset: number, data: Uint8Array, ignore: 'refcount block'): Promise<void>;
+}
 
 /** The refcounts stored in the image, read through a bounded cache of refcount blocks (block/cache.ts). */
 export class StoredRefcounts {
@@ -24,7 +39,7 @@ export class StoredRefcounts {
   private lastBlock: Uint8Array | undefined;
   private readonly pending = new Map<number, Promise<Uint8Array>>();
 
-  constructor(private readonly c: Checker) {}
+  constructor(private readonly c: StoredRefcountsSource) {}
 
   clear(): void {
     this.cache.clear();
@@ -39,7 +54,7 @@ export class StoredRefcounts {
     if (index >= c.reftableEntries) return 0;
     const off = reftableOffset(c.reftable[2 * index], c.reftable[2 * index + 1]);
     // qemu cannot read at offsets near 2^63 (the block layer refuses them) or inside a cluster.
-    if (off % c.cs !== 0 || off > MAX_READABLE_OFFSET) return -1;
+    if (off % c.clusterSize !== 0 || off > MAX_READABLE_OFFSET) return -1;
     return off;
   }
 
@@ -48,11 +63,11 @@ export class StoredRefcounts {
    * keeps), for a pass that writes nothing; block() takes them from here.
    */
   readAhead(count: number): void {
-    const most = Math.min(STORED_BLOCKS_CACHED, Math.floor(READ_AHEAD_BYTES / this.c.cs));
+    const most = Math.min(STORED_BLOCKS_CACHED, Math.floor(READ_AHEAD_BYTES / this.c.clusterSize));
     for (let index = 0; index < count && this.pending.size < most; index++) {
       const off = this.blockOffset(index);
       if (off <= 0 || this.pending.has(off)) continue;
-      const p = this.c.readPadded(off, this.c.cs);
+      const p = this.c.readPadded(off, this.c.clusterSize);
       p.catch(() => undefined); // a failure surfaces when block() asks for it
       this.pending.set(off, p);
     }
@@ -64,7 +79,7 @@ export class StoredRefcounts {
     if (!b) {
       const ahead = this.pending.get(offset);
       this.pending.delete(offset);
-      b = await (ahead ?? this.c.readPadded(offset, this.c.cs));
+      b = await (ahead ?? this.c.readPadded(offset, this.c.clusterSize));
       this.cache.set(offset, b);
     }
     // The memo always holds the block object last handed out for its offset, so writes through set() land in it.

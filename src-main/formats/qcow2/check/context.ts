@@ -1,19 +1,20 @@
 /**
  * The state of one check pass over an open qcow2 image (what qemu's qcow2_co_check_locked() works on): the
- * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (check-stored.ts),
+ * image's geometry, the refcount table and active L1 table as loaded, the stored refcounts (stored.ts),
  * the L2 tables as read (kept and read ahead by passes that write nothing), the metadata map that guards
  * repairs, bounded reads and guarded writes, and the messages and counts (qemu's BdrvCheckResult). The passes
- * themselves live in check-walk.ts, check-repair.ts and check-rebuild.ts; check.ts runs them.
+ * themselves live in walk.ts, repair.ts and rebuild.ts; check.ts runs them.
  */
-import { DiskError } from '../../block/errors';
-import type { ImageFile } from '../../block/file';
-import type { CheckProblem } from '../../block/types';
-import type { RefcountArray } from './check-imrt';
-import { mapMetadata, type MetadataKind, type MetadataMap } from './check-overlap';
-import { StoredRefcounts } from './check-stored';
-import { halves, LITTLE_ENDIAN } from './check-words';
-import { INCOMPAT_DATA_FILE, type Qcow2Layout } from './layout';
-import type { SnapshotTable } from './snapshot-table';
+import { DiskError } from '../../../block/errors';
+import type { ImageFile } from '../../../block/file';
+import type { CheckProblem } from '../../../block/types';
+import type { RefcountArray } from './imrt';
+import { mapMetadata, type MetadataKind, type MetadataMap, type MetadataSources } from './overlap';
+import { StoredRefcounts, type StoredRefcountsSource } from './stored';
+import { halves, LITTLE_ENDIAN } from './words';
+import { Qcow2Geometry } from '../geometry';
+import { INCOMPAT_DATA_FILE, type Qcow2Layout } from '../layout';
+import type { SnapshotTable } from '../snapshot/table-codec';
 
 export const FIX_LEAKS = 1;
 export const FIX_ERRORS = 2;
@@ -65,9 +66,10 @@ export function hex(n: number | bigint): string {
 }
 
 /** One check pass over an open image. */
-export class Checker {
-  readonly cs: number;
-  readonly cb: number;
+export class Checker implements StoredRefcountsSource, MetadataSources {
+  readonly clusterSize: number;
+  readonly clusterBits: number;
+  readonly geometry: Qcow2Geometry;
   readonly refcountBits: number;
   readonly refblockEntries: number;
   readonly l2Entries: number;
@@ -82,7 +84,7 @@ export class Checker {
   /** Active L1 table as loaded at "open", as halves. */
   l1: Uint32Array = new Uint32Array(0);
   /**
-   * Set during a dry run of the in-place repair (check-switch.ts): refcounts it would set are noted here and
+   * Set during a dry run of the in-place repair (switch.ts): refcounts it would set are noted here and
    * read back from here, and nothing is written; the repair is then made by one switch of the header.
    */
   dry?: Map<number, number>;
@@ -118,10 +120,11 @@ export class Checker {
     readonly signal?: AbortSignal,
   ) {
     const h = layout.header;
-    this.cs = layout.clusterSize;
-    this.cb = h.clusterBits;
+    this.geometry = Qcow2Geometry.of(layout);
+    this.clusterSize = this.geometry.clusterSize;
+    this.clusterBits = h.clusterBits;
     this.refcountBits = layout.refcountBits;
-    this.refblockEntries = (this.cs * 8) / this.refcountBits;
+    this.refblockEntries = (this.clusterSize * 8) / this.refcountBits;
     this.l2Entries = layout.l2Entries;
     this.l2EntrySize = layout.l2EntrySize;
     this.extL2 = layout.extendedL2;
@@ -203,7 +206,7 @@ export class Checker {
     await this.file.write(offset, data);
   }
 
-  /** Records where every structure lies (check-overlap.ts). */
+  /** Records where every structure lies (overlap.ts). */
   mapMetadata(): void {
     this.metadata = mapMetadata(this);
   }
@@ -214,7 +217,7 @@ export class Checker {
     this.l2Pending.clear();
     this.l2CacheBytes = 0;
     // Both tables at once; the refcount table's failure is the one reported when both fail.
-    const [t, l1] = await Promise.allSettled([this.readTable(this.reftableOffset, this.reftableClusters * this.cs), this.readTable(h.l1TableOffset, h.l1Size * 8)]);
+    const [t, l1] = await Promise.allSettled([this.readTable(this.reftableOffset, this.reftableClusters * this.clusterSize), this.readTable(h.l1TableOffset, h.l1Size * 8)]);
     if (t.status === 'rejected') throw t.reason;
     if (l1.status === 'rejected') throw l1.reason;
     this.reftable = halves(t.value);
@@ -223,7 +226,7 @@ export class Checker {
     this.l1 = halves(l1.value);
     this.mapMetadata();
     // A pass that writes nothing reads the refcount blocks the comparison will want while the walk runs.
-    if (!this.repairing) this.stored.readAhead(Math.ceil(Math.ceil(this.file.size / this.cs) / this.refblockEntries));
+    if (!this.repairing) this.stored.readAhead(Math.ceil(this.geometry.sizeToClusters(this.file.size) / this.refblockEntries));
   }
 
   // ---- messages ----

@@ -3,15 +3,15 @@
  * at clusters — header, active and snapshot L1/L2 tables, snapshot table, refcount table and blocks, crypto
  * header, bitmaps — counted into the in-memory refcount table, with the damage found on the way reported in
  * qemu-img's words (and, for unaligned preallocated clusters, repaired). The L1 and L2 tables are walked
- * here, the rest in check-structures.ts. Sound entries, which are nearly all of them, take fast paths (a run
+ * here, the rest in structures.ts. Sound entries, which are nearly all of them, take fast paths (a run
  * of data clusters at a time, compressed clusters inline, empty stretches skipped at once); anything else
  * takes qemu's path entry by entry, so messages and counts are qemu-img's either way.
  */
-import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FRAG_INFO, hex, type Checker, type Result } from './check-context';
-import { halves, L2_HI_OFFSET, L2_HI_RESERVED, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun } from './check-words';
-import { sameRun, type RefcountArray } from './check-imrt';
-import { checkBitmaps, checkRefblocks, incRefcounts } from './check-structures';
+import { throwIfAborted, toDiskError } from '../../../block/errors';
+import { CheckFailed, FIX_ERRORS, FRAG_INFO, hex, type Checker, type Result } from './context';
+import { halves, L2_HI_OFFSET, L2_HI_RESERVED, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun } from './words';
+import { sameRun, type RefcountArray } from './imrt';
+import { checkBitmaps, checkRefblocks, incRefcounts } from './structures';
 import {
   classify,
   ClusterType,
@@ -25,8 +25,8 @@ import {
   l1ReservedBits,
   l2ReservedBits,
   zeroEntry,
-} from './entry';
-import { EXT_CRYPTO } from './layout';
+} from '../entry';
+import { EXT_CRYPTO } from '../layout';
 
 const TWO32 = 2 ** 32;
 
@@ -55,7 +55,7 @@ const L1_READ_AHEAD_BYTES = 1024 * 1024;
 /** Runs shorter than this are counted one by one: a native compare costs more than a few entries. */
 const MIN_RUN = 8;
 
-/** Marks clusters [k, k+r) of the active tables with `bit` (check-context.ts activeMarks). */
+/** Marks clusters [k, k+r) of the active tables with `bit` (context.ts activeMarks). */
 function markRun(marks: Uint8Array, k: number, r: number, bit: number): void {
   if (r >= MIN_RUN && sameRun(marks, k, r, 0)) marks.fill(bit, k, k + r);
   else for (let j = 0; j < r; j++) marks[k + j] |= bit;
@@ -67,7 +67,7 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
   const w = await c.l2Words(l2Offset);
   const wpe = c.l2EntrySize / 4; // words per entry
   const ext = wpe === 4;
-  const cs = c.cs;
+  const cs = c.clusterSize;
   const fileSize = c.file.size;
   const frag = (flags & FRAG_INFO) !== 0;
   // The common entry (standard, plain data, cluster aligned, no flag but COPIED, no reserved bit) is counted
@@ -77,13 +77,13 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
   const plain = !ext && !c.dataFile;
   const hiBad = HI_COMPRESSED | L2_HI_RESERVED;
   const loBad = cs - 1;
-  const cHiBits = 30 - (c.cb - 8); // compressed entries: offset bits in the high word, then the sector count
+  const cHiBits = 30 - (c.clusterBits - 8); // compressed entries: offset bits in the high word, then the sector count
   const cOffsetMask = (1 << cHiBits) - 1;
   const cSectorMask = (1 << (30 - cHiBits)) - 1;
   const max = imrt.max;
   let counts = imrt.counts;
   let size = imrt.size;
-  // The active tables' COPIED flags, noted for checkOflagCopied() (check-context.ts activeMarks).
+  // The active tables' COPIED flags, noted for checkOflagCopied() (context.ts activeMarks).
   const marks = active ? c.activeMarks : undefined;
   const bytes = wordsView(w);
   const run = ZERO_RUN_BYTES / c.l2EntrySize; // entries per zeroRun()
@@ -161,7 +161,7 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
       case ClusterType.Compressed: {
         if (isCopiedEntry(hi)) {
           hi = (hi & ~HI_COPIED) >>> 0;
-          const { offset } = compressedRange(hi, lo, c.cb);
+          const { offset } = compressedRange(hi, lo, c.clusterBits);
           c.say('corruption', `ERROR: coffset=0x${hex(offset)}: copied flag must never be set for compressed clusters`);
           res.corruptions++;
         }
@@ -175,7 +175,7 @@ async function checkL2(c: Checker, res: Result, imrt: RefcountArray, l2Offset: n
           res.corruptions++;
           continue;
         }
-        const { offset, length } = compressedRange(hi, lo, c.cb);
+        const { offset, length } = compressedRange(hi, lo, c.clusterBits);
         incRefcounts(c, res, imrt, offset, length);
         if (frag) {
           res.allocatedClusters++;
@@ -283,8 +283,8 @@ async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffs
       res.corruptions++;
     }
     const l2Offset = l1Offset(hi, lo);
-    incRefcounts(c, res, imrt, l2Offset, c.cs);
-    if (l2Offset % c.cs !== 0) {
+    incRefcounts(c, res, imrt, l2Offset, c.clusterSize);
+    if (l2Offset % c.clusterSize !== 0) {
       c.say('corruption', `ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`);
       res.corruptions++;
     }
@@ -296,14 +296,14 @@ async function checkL1(c: Checker, res: Result, imrt: RefcountArray, l1TableOffs
 export async function calculate(c: Checker, res: Result, fix: number, imrt: RefcountArray): Promise<void> {
   const h = c.layout.header;
   c.activeMarks = c.repairing ? undefined : new Uint8Array(imrt.size);
-  incRefcounts(c, res, imrt, 0, c.cs);
+  incRefcounts(c, res, imrt, 0, c.clusterSize);
   const snaps = c.snapshots.entries;
   // A pass that writes nothing reads the snapshots' (small) L1 tables a few ahead of their walks.
   const ahead = new Map<number, Promise<Uint8Array>>();
   const readAhead = (from: number) => {
     for (let j = from; !c.repairing && j < Math.min(snaps.length, from + READ_AHEAD); j++) {
       const sn = snaps[j];
-      if (ahead.has(j) || sn.l1TableOffset % c.cs !== 0 || sn.l1Size === 0 || sn.l1Size * 8 > L1_READ_AHEAD_BYTES) continue;
+      if (ahead.has(j) || sn.l1TableOffset % c.clusterSize !== 0 || sn.l1Size === 0 || sn.l1Size * 8 > L1_READ_AHEAD_BYTES) continue;
       const p = c.readTable(sn.l1TableOffset, sn.l1Size * 8);
       p.catch(() => undefined); // a failure surfaces when checkL1() awaits it
       ahead.set(j, p);
@@ -318,7 +318,7 @@ export async function calculate(c: Checker, res: Result, fix: number, imrt: Refc
   for (let j = 0; j < snaps.length; j++) {
     const sn = snaps[j];
     readAhead(j + 1);
-    if (sn.l1TableOffset % c.cs !== 0) {
+    if (sn.l1TableOffset % c.clusterSize !== 0) {
       c.say('corruption', `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
       res.corruptions++;
       continue;
@@ -327,7 +327,7 @@ export async function calculate(c: Checker, res: Result, fix: number, imrt: Refc
     ahead.delete(j);
   }
   incRefcounts(c, res, imrt, h.snapshotsOffset, c.snapshots.byteLength);
-  incRefcounts(c, res, imrt, c.reftableOffset, c.reftableClusters * c.cs);
+  incRefcounts(c, res, imrt, c.reftableOffset, c.reftableClusters * c.clusterSize);
   const crypto = c.layout.extensions.find((e) => e.type === EXT_CRYPTO);
   if (crypto && crypto.data.length >= 16) {
     const cv = new DataView(crypto.data.buffer, crypto.data.byteOffset, crypto.data.byteLength);

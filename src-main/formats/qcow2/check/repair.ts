@@ -4,16 +4,16 @@
  * corruptions as `fix` allows; the COPIED flag of active L1 and L2 entries against the refcounts; and the
  * dirty and corrupt bits cleared once a repair left no errors.
  */
-import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, FIX_ERRORS, FIX_LEAKS, type Checker, type Result } from './check-context';
-import { L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun } from './check-words';
+import { throwIfAborted, toDiskError } from '../../../block/errors';
+import { CheckFailed, FIX_ERRORS, FIX_LEAKS, type Checker, type Result } from './context';
+import { L2_HI_OFFSET, L2_LO_OFFSET, LITTLE_ENDIAN, wordBytes, wordsView, ZERO_RUN_BYTES, zeroRun } from './words';
 
 const TWO32 = 2 ** 32;
 /** Clusters whose marks marksAgree() tests at once. */
 const MARK_RUN = 256;
-import { sameRun, type RefcountArray } from './check-imrt';
-import { classify, ClusterType, HI_COMPRESSED, HI_COPIED, hex64, hostOffset, isCopiedEntry, l1Offset } from './entry';
-import { encodeHeaderFields, getRefcount, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './layout';
+import { sameRun, type RefcountArray } from './imrt';
+import { classify, ClusterType, HI_COMPRESSED, HI_COPIED, hex64, hostOffset, isCopiedEntry, l1Offset } from '../entry';
+import { encodeHeaderFields, getRefcount, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../layout';
 
 /**
  * When a whole refcount block holds exactly the computed counts of clusters [first, end) — what a sound
@@ -96,7 +96,7 @@ const withCopied = (hi: number, copied: boolean) => (copied ? (hi | HI_COPIED) >
  */
 async function copiedInTable(c: Checker, res: Result, w: Uint32Array, word: string, repair: boolean): Promise<number> {
   const wpe = c.l2EntrySize / 4;
-  const cs = c.cs;
+  const cs = c.clusterSize;
   // Standard entries without a data file: the entry points at a host cluster when it is not compressed
   // and has an offset (classify() gives Normal or ZeroAlloc).
   const plain = wpe === 2 && !c.dataFile;
@@ -148,7 +148,7 @@ async function copiedInTable(c: Checker, res: Result, w: Uint32Array, word: stri
 
 /**
  * Whether every entry of the active L2 tables has the COPIED flag its cluster's refcount calls for, from the
- * marks the reference walk left (check-context.ts activeMarks), when every stored refcount is known to equal
+ * marks the reference walk left (context.ts activeMarks), when every stored refcount is known to equal
  * the computed one (compare() found each block equal). Then the tables need no second walk. The marks cover
  * at least the entries copiedInTable() looks at, so "true" is exact; "false" only means: walk them.
  */
@@ -189,11 +189,11 @@ export async function checkOflagCopied(c: Checker, res: Result, fix: number): Pr
     const lo = c.l1[2 * i + 1];
     const l2Offset = l1Offset(hi, lo);
     if (l2Offset === 0) continue;
-    const rc = await c.stored.get(Math.floor(l2Offset / c.cs));
+    const rc = await c.stored.get(Math.floor(l2Offset / c.clusterSize));
     if (rc === undefined) continue; // reported by the comparison already
     if ((rc === 1) !== isCopiedEntry(hi)) {
       res.corruptions++;
-      c.say('corruption', `${word} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${await c.stored.shown(Math.floor(l2Offset / c.cs), rc)}`);
+      c.say('corruption', `${word} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${await c.stored.shown(Math.floor(l2Offset / c.clusterSize), rc)}`);
       if (repair) {
         hi = withCopied(hi, rc === 1);
         const at = h.l1TableOffset + 8 * i;
@@ -217,7 +217,7 @@ export async function checkOflagCopied(c: Checker, res: Result, fix: number): Pr
     const w = await c.l2Words(l2Offset);
     const dirty = await copiedInTable(c, res, w, word, repair);
     if (dirty) {
-      if (c.metadata.overlap(l2Offset, c.cs, 'active L2 table')) {
+      if (c.metadata.overlap(l2Offset, c.clusterSize, 'active L2 table')) {
         c.say('error', 'ERROR: Could not write L2 table; metadata overlap check failed: Input/output error');
         res.checkErrors++;
         throw new CheckFailed();

@@ -3,7 +3,7 @@
  * metadata and compared with the refcounts the image stores. Memory is refused before it is allocated when
  * the image has more clusters than we check in memory.
  */
-import { DiskError } from '../../block/errors';
+import { DiskError } from '../../../block/errors';
 
 /** qemu refuses to check images with more clusters than this (INT_MAX). */
 export const MAX_CLUSTERS = 2 ** 31 - 1;

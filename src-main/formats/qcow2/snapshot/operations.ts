@@ -6,21 +6,21 @@
  * and snapshots) that point to it, and a data cluster's refcount the number of L1 tables that reach it.
  * OFLAG_COPIED (refcount exactly one) must be exact in the active tables. Create, apply and delete change
  * refcounts and flags together, so they are written as new structures and switched to with one header
- * write (snapshot-commit.ts): a crash at any step leaves the old image or the new one, never a mix.
+ * write (commit.ts): a crash at any step leaves the old image or the new one, never a mix.
  *
  * Names and ids are qemu-img's: ids "1", "2", … (one more than the largest). `apply` matches an id first,
  * then a name (as qemu-img -a does); `delete` matches a name first (qemu-img -d matches names only), then an id.
  */
-import type { SnapshotInfo } from '../../../src-shared/api';
-import { DiskError, toDiskError } from '../../block/errors';
-import { ImageFile } from '../../block/file';
-import type { DiffRange, SnapshotOps } from '../../block/types';
-import { MAX_SNAPSHOTS, readLayout } from './layout';
-import { openQcow2, type Qcow2Device } from './device';
-import { EMPTY_ENTRY, HI_COPIED, l1Offset as l1EntryOffset, readEntry, type L2Entry } from './entry';
-import { clearCopiedFlags, commitSnapshotChange, type L1Ref } from './snapshot-commit';
-import { snapshotInfo } from './snapshot-info';
-import { readSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './snapshot-table';
+import type { SnapshotInfo } from '../../../../src-shared/api';
+import { DiskError, toDiskError } from '../../../block/errors';
+import { ImageFile } from '../../../block/file';
+import type { DiffRange, SnapshotOps } from '../../../block/types';
+import { MAX_SNAPSHOTS, readLayout } from '../layout';
+import { openQcow2, type Qcow2Device } from '../device';
+import { EMPTY_ENTRY, HI_COPIED, l1Offset as l1EntryOffset, readEntry, type L2Entry } from '../entry';
+import { clearCopiedFlags, commitSnapshotChange, type L1Ref } from './commit';
+import { snapshotInfo } from './entry-to-info';
+import { readSnapshotTable, type SnapshotEntry, type SnapshotTable as Table } from './table-codec';
 
 function readTable(dev: Qcow2Device): Promise<Table> {
   return readSnapshotTable(dev.file, dev.layout);
@@ -127,7 +127,7 @@ function checkMeta(meta: SnapshotMeta, entries: SnapshotEntry[], path: string): 
 /**
  * Takes a snapshot with the given id, date, VM clock and instruction count (defaults: the next id, now, 0,
  * none). The old active L1 table and its L2 tables become the snapshot's; the active layer gets copies
- * (snapshot-commit.ts says why, and how a crash can only leak).
+ * (commit.ts says why, and how a crash can only leak).
  */
 export async function createSnapshotWithMeta(path: string, meta: SnapshotMeta): Promise<void> {
   await withImage(path, false, async (dev) => {
@@ -204,11 +204,12 @@ async function remove(path: string, key: string): Promise<void> {
 
 /** The L2 entry of guest cluster `c` under an L1 table, with the COPIED flag masked (it is bookkeeping). */
 async function entryUnder(dev: Qcow2Device, l1: Uint8Array, c: number): Promise<L2Entry | undefined> {
-  const i = Math.floor(c / dev.l2Entries);
+  const g = dev.geometry;
+  const i = g.l1IndexOfCluster(c);
   if (i * 8 >= l1.length) return undefined;
   const l2 = l1Offset(l1, i);
   if (!l2) return undefined;
-  const e = readEntry(await dev.tables.l2Table(l2), c % dev.l2Entries, dev.extendedL2);
+  const e = readEntry(await dev.tables.l2Table(l2), g.l2IndexOfCluster(c), g.extendedL2);
   return { ...e, hi: (e.hi & ~HI_COPIED) >>> 0 };
 }
 
@@ -228,8 +229,9 @@ async function diff(path: string, a: string, b?: string): Promise<DiffRange[]> {
     const sizeA = sa.diskSize ?? dev.size;
     const sizeB = sb ? (sb.diskSize ?? dev.size) : dev.size;
     const size = Math.max(sizeA, sizeB);
-    const cs = dev.clusterSize;
-    const clusters = Math.ceil(size / cs);
+    const g = dev.geometry;
+    const cs = g.clusterSize;
+    const clusters = g.sizeToClusters(size);
     const out: DiffRange[] = [];
     const mark = (start: number, end: number) => {
       const last = out[out.length - 1];
@@ -237,8 +239,8 @@ async function diff(path: string, a: string, b?: string): Promise<DiffRange[]> {
       else out.push({ start, length: end - start });
     };
     for (let c = 0; c < clusters; ) {
-      const i = Math.floor(c / dev.l2Entries);
-      const spanEnd = Math.min(clusters, (i + 1) * dev.l2Entries);
+      const i = g.l1IndexOfCluster(c);
+      const spanEnd = Math.min(clusters, (i + 1) * g.l2Entries);
       const oa = i * 8 < l1a.length ? l1Offset(l1a, i) : 0;
       const ob = i * 8 < l1b.length ? l1Offset(l1b, i) : 0;
       if (oa === ob) {

@@ -2,16 +2,16 @@
  * The check's leak repair when it would make a cluster exclusive (stored refcount above 1, one reference
  * left). Fixed in place, as qemu does, the refcount drops to 1 in one write and the active entry gains
  * OFLAG_COPIED in another; a crash between the two leaves what qemu-img check calls a corruption. So the
- * in-place repair runs dry (check-context.ts `dry`: its messages and counts, as qemu-img's, but no write),
- * and the repair is made by snapshot-commit.ts's switch: new refcount structures holding the computed
+ * in-place repair runs dry (context.ts `dry`: its messages and counts, as qemu-img's, but no write),
+ * and the repair is made by snapshot/commit.ts's switch: new refcount structures holding the computed
  * counts, copies of the active L2 tables with the flags those counts call for, one header write.
  */
-import type { Checker, Result } from './check-context';
-import type { RefcountArray } from './check-imrt';
-import { checkOflagCopied, compare } from './check-repair';
-import { Qcow2Device } from './device';
-import { classify, ClusterType, hostOffset, isCopiedEntry, l1Offset } from './entry';
-import { commitSnapshotChange } from './snapshot-commit';
+import type { Checker, Result } from './context';
+import type { RefcountArray } from './imrt';
+import { checkOflagCopied, compare } from './repair';
+import { Qcow2Device } from '../device';
+import { classify, ClusterType, hostOffset, isCopiedEntry, l1Offset } from '../entry';
+import { commitSnapshotChange } from '../snapshot/commit';
 
 /**
  * Whether fixing leaks in place would open that window: some cluster the active tables reach without
@@ -29,7 +29,7 @@ export async function leakMakesExclusive(c: Checker, imrt: RefcountArray): Promi
     const hi = c.l1[2 * i];
     const l2 = l1Offset(hi, c.l1[2 * i + 1]);
     if (!l2) continue;
-    if (await risky(Math.floor(l2 / c.cs), isCopiedEntry(hi))) return true;
+    if (await risky(Math.floor(l2 / c.clusterSize), isCopiedEntry(hi))) return true;
     const table = await c.readPadded(l2, c.l2Entries * es);
     const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
     for (let j = 0; j < c.l2Entries; j++) {
@@ -37,7 +37,7 @@ export async function leakMakesExclusive(c: Checker, imrt: RefcountArray): Promi
       const elo = v.getUint32(j * es + 4);
       const type = classify(ehi, elo, c.extL2, c.dataFile);
       if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
-      if (await risky(Math.floor(hostOffset(ehi, elo) / c.cs), isCopiedEntry(ehi))) return true;
+      if (await risky(Math.floor(hostOffset(ehi, elo) / c.clusterSize), isCopiedEntry(ehi))) return true;
     }
   }
   return false;

@@ -1,6 +1,6 @@
 /** How a snapshot table entry is shown to people and programs: the SnapshotInfo of info and snapshot -l. */
-import type { SnapshotInfo } from '../../../src-shared/api';
-import type { SnapshotEntry } from './snapshot-table';
+import type { SnapshotInfo } from '../../../../src-shared/api';
+import type { SnapshotEntry } from './table-codec';
 
 /** A snapshot table entry as `info` and `snapshot -l` show it (qemu-img's JSON keys). */
 export function snapshotInfo(s: SnapshotEntry): SnapshotInfo {

@@ -3,10 +3,10 @@
  * points at clusters, compares it with the stored refcounts and, when asked, repairs what qemu-img's repair
  * repairs. Verdicts, counts, messages and exit codes follow qemu-img 7.2 (block/qcow2-refcount.c), which the
  * interop tests hold us to; the code is our own. This file runs the passes; the pass state is in
- * check-context.ts (stored refcounts in check-stored.ts, tables as words in check-words.ts), the reference
- * walk in check-walk.ts and check-structures.ts, comparison and in-place repairs in check-repair.ts, the
- * rebuild of the refcount structure in check-rebuild.ts, the in-memory refcounts in check-imrt.ts and the
- * metadata overlap map in check-overlap.ts.
+ * context.ts (stored refcounts in stored.ts, tables as words in words.ts), the reference
+ * walk in walk.ts and structures.ts, comparison and in-place repairs in repair.ts, the
+ * rebuild of the refcount structure in rebuild.ts, the in-memory refcounts in imrt.ts and the
+ * metadata overlap map in overlap.ts.
  *
  * Like qemu, metadata that lies past the end of the file reads as zeros and is reported rather than refused,
  * so a damaged image still gets a verdict. Memory is bounded by the file: one refcount array entry (1-4 bytes)
@@ -21,17 +21,17 @@
  * - clusters freed by the repair keep their bytes (qemu discards them from the file); nothing reads them;
  * - snapshot table damage is reported, not rewritten (that needs cluster allocation).
  */
-import { DiskError, toDiskError } from '../../block/errors';
-import { ImageFile } from '../../block/file';
-import type { CheckProblem, CheckReport, CheckOptions } from '../../block/types';
-import { CheckFailed, Checker, emptyResult, FIX_ERRORS, FIX_LEAKS, type Result } from './check-context';
-import { RefcountArray } from './check-imrt';
-import { checkOflagCopied, compare, markCleanAndConsistent } from './check-repair';
-import { calculate } from './check-walk';
-import { checkReport } from '../../block/check-report';
-import { readLayout } from './layout';
-import { validateHeader } from './header';
-import { readSnapshotTable } from './snapshot-table';
+import { DiskError, toDiskError } from '../../../block/errors';
+import { ImageFile } from '../../../block/file';
+import type { CheckProblem, CheckReport, CheckOptions } from '../../../block/types';
+import { CheckFailed, Checker, emptyResult, FIX_ERRORS, FIX_LEAKS, type Result } from './context';
+import { RefcountArray } from './imrt';
+import { checkOflagCopied, compare, markCleanAndConsistent } from './repair';
+import { calculate } from './walk';
+import { checkReport } from '../../../block/check-report';
+import { readLayout } from '../layout';
+import { validateHeader } from '../header';
+import { readSnapshotTable } from '../snapshot/table-codec';
 
 export type RepairMode = 'none' | 'leaks' | 'all';
 
@@ -53,9 +53,9 @@ async function checkRefcounts(c: Checker, res: Result, fix: number): Promise<boo
 
 async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promise<void> {
   const h = c.layout.header;
-  const nbClusters = Math.ceil(c.file.size / c.cs);
+  const nbClusters = Math.ceil(c.file.size / c.clusterSize);
   const imrt = new RefcountArray(c.refcountBits, nbClusters);
-  res.totalClusters = Math.ceil((Math.floor(h.size / 512) * 512) / c.cs);
+  res.totalClusters = Math.ceil((Math.floor(h.size / 512) * 512) / c.clusterSize);
   c.rebuild = false;
   await calculate(c, res, fix, imrt);
   const preCompare = { ...res };
@@ -65,7 +65,7 @@ async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promi
     const old = { ...res };
     let freshLeaks = 0;
     c.say('corruption', 'Rebuilding refcount structure');
-    const { rebuildStructure } = await import('./check-rebuild');
+    const { rebuildStructure } = await import('./rebuild');
     await rebuildStructure(c, imrt);
     // Refcounts that could not be read belonged to the old structure, which is gone.
     res.checkErrors -= c.unreadable - unreadableBefore;
@@ -91,13 +91,13 @@ async function checkRefcountsOrFail(c: Checker, res: Result, fix: number): Promi
     if (res.leaks || res.corruptions) {
       Object.assign(res, preCompare);
       // The repairs' code (and the write path it uses) is loaded only when there is something to repair.
-      const { leakMakesExclusive, repairBySwitch } = await import('./check-switch');
+      const { leakMakesExclusive, repairBySwitch } = await import('./switch');
       if (fix & FIX_LEAKS && (await leakMakesExclusive(c, imrt))) highest = await repairBySwitch(c, res, fix, imrt);
       else highest = await compare(c, res, fix, imrt);
     }
   }
   await checkOflagCopied(c, res, fix);
-  res.imageEndOffset = (highest + 1) * c.cs;
+  res.imageEndOffset = (highest + 1) * c.clusterSize;
 }
 
 /** qcow2_co_check_locked(): the refcount check, then a clean/consistent mark when a repair left no errors. */

@@ -3,7 +3,7 @@
  * (one copy and one native byte swap per table, no DataView call or bigint per entry), the word masks of
  * standard L2 entries, and the all-zero test the walks use to skip empty stretches of a table at once.
  */
-import { L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK } from './layout';
+import { L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK } from '../layout';
 
 /** The host offset bits of a standard L2 entry's high word (its low word's are 0xfffffe00). */
 export const L2_HI_OFFSET = Number(L2E_OFFSET_MASK >> 32n);

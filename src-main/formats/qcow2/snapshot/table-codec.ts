@@ -1,12 +1,12 @@
 /**
  * The qcow2 snapshot table (docs/interop/qcow2.txt, "Snapshots"): the codec of its entries, and the one reader
- * of it, for info (driver.ts), snapshots (snapshot.ts) and check: one size limit (MAX_SNAPSHOT_TABLE_BYTES),
+ * of it, for info (driver.ts), snapshots (operations.ts) and check: one size limit (MAX_SNAPSHOT_TABLE_BYTES),
  * and never more than the file holds past the table's offset.
  */
-import { u64 as readU64 } from '../../block/bytes';
-import { corrupt } from '../../block/errors';
-import type { ImageFile } from '../../block/file';
-import { MAX_L1_BYTES, type Qcow2Layout } from './layout';
+import { u64 as readU64 } from '../../../block/bytes';
+import { corrupt } from '../../../block/errors';
+import type { ImageFile } from '../../../block/file';
+import { MAX_L1_BYTES, type Qcow2Layout } from '../layout';
 
 /** The largest snapshot table read (qemu's QCOW_MAX_SNAPSHOTS_SIZE: 1 KiB per entry on average). */
 export const MAX_SNAPSHOT_TABLE_BYTES = 64 * 1024 * 1024;

@@ -20,12 +20,12 @@
  * Cost: the active L2 tables and the refcount structures are rewritten (metadata only, about 1/8192 of the
  * data with 64 KiB clusters); the clusters they used become free for later allocations.
  */
-import { corrupt, DiskError } from '../../block/errors';
-import { compressedExtent, getRefcount, maxRefcount, setRefcount } from './layout';
-import type { Qcow2Device } from './device';
-import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry } from './entry';
-import { writeHeaderFields } from './header';
-import { serializeSnapshotTable, type SnapshotEntry, type SnapshotTable } from './snapshot-table';
+import { corrupt, DiskError } from '../../../block/errors';
+import { compressedExtent, getRefcount, maxRefcount, setRefcount } from '../layout';
+import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry } from '../entry';
+import { writeHeaderFields } from '../header';
+import { serializeSnapshotTable, type SnapshotEntry, type SnapshotTable } from './table-codec';
+import type { Qcow2State } from '../state';
 
 /** An L1 table as stored: its offset, its number of entries and its bytes (big-endian entries). */
 export interface L1Ref {
@@ -48,7 +48,7 @@ export interface SnapshotCommit {
   virtualSize?: number;
   /**
    * The refcounts the changes apply to, when not the stored ones: the check's repair passes the counts it
-   * computed from the references (check-switch.ts), so that the switch also repairs.
+   * computed from the references (check/switch.ts), so that the switch also repairs.
    */
   base?: { get(cluster: number): number; readonly size: number };
 }
@@ -59,14 +59,15 @@ function l1At(l1: Uint8Array, i: number): number {
 }
 
 /** Writes the commit and switches the header to it (see the file comment). */
-export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit): Promise<void> {
+export async function commitSnapshotChange(dev: Qcow2State, c: SnapshotCommit): Promise<void> {
   const refs = await dev.refcounts();
   await dev.cache.writeRefcounts();
   const file = dev.file;
-  const cs = dev.clusterSize;
+  const g = dev.geometry;
+  const cs = g.clusterSize;
   const bits = refs.bits;
   const perBlock = refs.perBlock;
-  const fileClusters = Math.ceil(file.size / cs);
+  const fileClusters = g.sizeToClusters(file.size);
 
   // The old refcounts, block by block (bounded by the file: each block is one cluster inside it).
   const oldBlocks = new Map<number, Uint8Array>();
@@ -98,24 +99,25 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
   };
   const bumpRange = (offset: number, length: number, by: number, what: string) => {
     if (length <= 0) return;
-    for (let k = Math.floor(offset / cs); k <= Math.floor((offset + length - 1) / cs); k++) bump(k, by, what);
+    const { first, last } = g.clusterRange(offset, length);
+    for (let k = first; k <= last; k++) bump(k, by, what);
   };
   // Every cluster reached through an L1 table's L2 tables (the tables themselves with `withTables`).
   const reach = async (l1: Uint8Array, by: number, withTables: boolean) => {
     for (let i = 0; i < l1.length / 8; i++) {
       const l2 = l1At(l1, i);
       if (!l2) continue;
-      if (l2 % cs !== 0) throw corrupt(`${dev.path}: L1 entry ${i} points to an unaligned L2 table; repair the image first`, dev.path);
-      if (withTables) bump(l2 / cs, by, 'an L1 entry');
+      if (g.offsetInCluster(l2) !== 0) throw corrupt(`${dev.path}: L1 entry ${i} points to an unaligned L2 table; repair the image first`, dev.path);
+      if (withTables) bump(g.clusterIndex(l2), by, 'an L1 entry');
       const table = await file.readBlock(l2, cs, 'L2 table');
-      for (let k = 0; k < dev.l2Entries; k++) {
-        const e = readEntry(table, k, dev.extendedL2);
+      for (let k = 0; k < g.l2Entries; k++) {
+        const e = readEntry(table, k, g.extendedL2);
         if (isCompressedEntry(e.hi)) {
-          const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
+          const { offset, length } = compressedExtent(entryBig(e), g.clusterBits);
           bumpRange(offset - (offset % 512), length + (offset % 512), by, 'a compressed cluster');
         } else if (hostOf(e)) {
-          if (hostOf(e) % cs !== 0) throw corrupt(`${dev.path}: an L2 entry points to an unaligned cluster; repair the image first`, dev.path);
-          bump(hostOf(e) / cs, by, 'an L2 entry');
+          if (g.offsetInCluster(hostOf(e)) !== 0) throw corrupt(`${dev.path}: an L2 entry points to an unaligned cluster; repair the image first`, dev.path);
+          bump(g.clusterIndex(hostOf(e)), by, 'an L2 entry');
         }
       }
     }
@@ -128,21 +130,21 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
   const tableBytes = c.snapshots?.length ? serializeSnapshotTable(c.snapshots, dev.version) : undefined;
   if (c.snapshots && c.oldTable.entries.length && c.oldTable.byteLength) bumpRange(dev.header.snapshotsOffset, c.oldTable.byteLength, -1, 'the snapshot table');
   bumpRange(refs.tableOffset, refs.tableClusters * cs, -1, 'the refcount table');
-  for (const t of oldBlocks.keys()) bump(refs.table[t] / cs, -1, 'a refcount block');
+  for (const t of oldBlocks.keys()) bump(g.clusterIndex(refs.table[t]), -1, 'a refcount block');
 
   // The new clusters, from `start` on: L2 copies, the active L1, the snapshot table, the refcount table, its blocks.
   const l2Sources: number[] = [];
   for (let i = 0; i < c.activeFrom.length / 8; i++) l2Sources.push(l1At(c.activeFrom, i));
   const copies = l2Sources.filter((o) => o !== 0).length;
-  const l1Clusters = Math.ceil((c.activeEntries * 8) / cs);
-  const snapClusters = tableBytes ? Math.ceil(tableBytes.length / cs) : 0;
+  const l1Clusters = g.sizeToClusters(c.activeEntries * 8);
+  const snapClusters = tableBytes ? g.sizeToClusters(tableBytes.length) : 0;
   const fixed = copies + l1Clusters + snapClusters;
   let blocks = 0;
   let rtClusters = 0;
   for (;;) {
     const end = start + fixed + rtClusters + blocks;
     const nb = Math.ceil(end / perBlock);
-    const rt = Math.max(1, Math.ceil((nb * 8) / cs));
+    const rt = Math.max(1, g.sizeToClusters(nb * 8));
     if (nb === blocks && rt === rtClusters) break;
     blocks = nb;
     rtClusters = rt;
@@ -174,12 +176,12 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
     copyAt.push((start + at) * cs);
     const table = out.subarray(at * cs, (at + 1) * cs);
     table.set(await file.readBlock(src, cs, 'L2 table'));
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
+    for (let k = 0; k < g.l2Entries; k++) {
+      const e = readEntry(table, k, g.extendedL2);
       const host = isCompressedEntry(e.hi) ? 0 : hostOf(e);
-      const want = host !== 0 && newRef(host / cs) === 1;
+      const want = host !== 0 && newRef(g.clusterIndex(host)) === 1;
       const hi = (want ? e.hi | HI_COPIED : e.hi & ~HI_COPIED) >>> 0;
-      if (hi !== e.hi) putEntry(table, k, { ...e, hi }, dev.extendedL2);
+      if (hi !== e.hi) putEntry(table, k, { ...e, hi }, g.extendedL2);
     }
   }
   const l1At0 = place(l1Clusters);
@@ -236,20 +238,20 @@ export async function commitSnapshotChange(dev: Qcow2Device, c: SnapshotCommit):
  * when they were active. qemu's check ignores the flag outside the active tables, but qemu leaves snapshot
  * tables without it; so do we. They are no longer active, so these writes are safe at any point.
  */
-export async function clearCopiedFlags(dev: Qcow2Device, l1: L1Ref): Promise<void> {
-  const cs = dev.clusterSize;
+export async function clearCopiedFlags(dev: Qcow2State, l1: L1Ref): Promise<void> {
+  const g = dev.geometry;
   const bytes = l1.bytes.slice();
   const v = new DataView(bytes.buffer);
   for (let i = 0; i < l1.entries; i++) {
     const l2 = l1At(bytes, i);
     if (!l2) continue;
     v.setUint32(i * 8, v.getUint32(i * 8) & ~HI_COPIED);
-    const table = await dev.file.readBlock(l2, cs, 'L2 table');
+    const table = await dev.file.readBlock(l2, g.clusterSize, 'L2 table');
     let changed = false;
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
+    for (let k = 0; k < g.l2Entries; k++) {
+      const e = readEntry(table, k, g.extendedL2);
       if (e.hi & HI_COPIED) {
-        putEntry(table, k, { ...e, hi: (e.hi & ~HI_COPIED) >>> 0 }, dev.extendedL2);
+        putEntry(table, k, { ...e, hi: (e.hi & ~HI_COPIED) >>> 0 }, g.extendedL2);
         changed = true;
       }
     }

@@ -2,17 +2,18 @@
  * The space each internal snapshot holds alone: what deleting it would give back. No other tool shows it;
  * the snapshot browser puts it beside each snapshot and in the delete confirmation.
  *
- * Refcount model (snapshot.ts): a cluster's refcount is the number of references to it from all L1 tables
+ * Refcount model (operations.ts): a cluster's refcount is the number of references to it from all L1 tables
  * (the active one and every snapshot's): an L2 table is counted once per L1 entry pointing to it, a data
  * cluster once per L1 table reaching it, a compressed cluster's host clusters once per compressed entry. Deleting
  * snapshot S lowers each cluster by the number of references S's tables make to it, so the clusters it frees
  * are exactly those whose refcount equals S's own reference count — plus S's L1 table itself.
  */
-import { DiskError, toDiskError } from '../../block/errors';
-import { compressedExtent } from './layout';
-import { openQcow2, type Qcow2Device } from './device';
-import { entryBig, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, readEntry } from './entry';
-import { readSnapshotTable, type SnapshotEntry } from './snapshot-table';
+import { DiskError, toDiskError } from '../../../block/errors';
+import { compressedExtent } from '../layout';
+import { openQcow2 } from '../device';
+import { entryBig, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, readEntry } from '../entry';
+import { readSnapshotTable, type SnapshotEntry } from './table-codec';
+import type { Qcow2State } from '../state';
 
 /** Clusters reached from one L1 table: plain clusters counted once are the common case, kept as a number. */
 class Reach {
@@ -37,9 +38,9 @@ class Reach {
 }
 
 /** How many clusters deleting `sn` frees: its L1 table, and every cluster all of whose references are its own. */
-export async function clustersOnlyIn(dev: Qcow2Device, sn: SnapshotEntry, signal?: AbortSignal): Promise<number> {
+export async function clustersOnlyIn(dev: Qcow2State, sn: SnapshotEntry, signal?: AbortSignal): Promise<number> {
   const refs = await dev.refcounts();
-  const cs = dev.clusterSize;
+  const g = dev.geometry;
   const reach = new Reach((c) => refs.get(c));
   const l1 = sn.l1Size ? await dev.file.readBlock(sn.l1TableOffset, sn.l1Size * 8, 'snapshot L1 table') : new Uint8Array(0);
   const view = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
@@ -47,21 +48,22 @@ export async function clustersOnlyIn(dev: Qcow2Device, sn: SnapshotEntry, signal
     if (signal?.aborted) throw new DiskError('ECANCELLED', 'cancelled');
     const l2 = l1EntryOffset(view.getUint32(i * 8), view.getUint32(i * 8 + 4));
     if (!l2) continue;
-    if (l2 % cs !== 0) throw new DiskError('ECORRUPT', `${dev.path}: an L1 entry of snapshot ${sn.id} points to an unaligned L2 table`, dev.path);
-    await reach.add(l2 / cs);
+    if (g.offsetInCluster(l2) !== 0) throw new DiskError('ECORRUPT', `${dev.path}: an L1 entry of snapshot ${sn.id} points to an unaligned L2 table`, dev.path);
+    await reach.add(g.clusterIndex(l2));
     const table = await dev.tables.l2Table(l2);
-    for (let k = 0; k < dev.l2Entries; k++) {
-      const e = readEntry(table, k, dev.extendedL2);
+    for (let k = 0; k < g.l2Entries; k++) {
+      const e = readEntry(table, k, g.extendedL2);
       if (isCompressedEntry(e.hi)) {
-        const { offset, length } = compressedExtent(entryBig(e), dev.clusterBits);
-        for (let c = Math.floor(offset / cs); c <= Math.floor((offset + length - 1) / cs); c++) await reach.add(c);
+        const { offset, length } = compressedExtent(entryBig(e), g.clusterBits);
+        const { first, last } = g.clusterRange(offset, length);
+        for (let c = first; c <= last; c++) await reach.add(c);
       } else {
         const host = hostOf(e);
-        if (host) await reach.add(host / cs);
+        if (host) await reach.add(g.clusterIndex(host));
       }
     }
   }
-  const l1Clusters = Math.ceil((sn.l1Size * 8) / cs);
+  const l1Clusters = g.sizeToClusters(sn.l1Size * 8);
   return (await reach.freed()) + l1Clusters;
 }
 
@@ -78,9 +80,10 @@ export async function exclusiveBytes(path: string, signal?: AbortSignal): Promis
     const out: Record<string, number> = {};
     const table = await readSnapshotTable(dev.file, dev.layout);
     // Deleting the only snapshot also lets the snapshot table go (an empty table takes no clusters).
-    const cs = dev.clusterSize;
-    const at = dev.header.snapshotsOffset;
-    const tableClusters = table.entries.length === 1 ? Math.floor((at + table.byteLength - 1) / cs) - Math.floor(at / cs) + 1 : 0;
+    const g = dev.geometry;
+    const cs = g.clusterSize;
+    const span = g.clusterRange(dev.header.snapshotsOffset, table.byteLength);
+    const tableClusters = table.entries.length === 1 ? span.last - span.first + 1 : 0;
     for (const sn of table.entries) out[sn.id] = ((await clustersOnlyIn(dev, sn, signal)) + tableClusters) * cs;
     return out;
   } catch (err) {

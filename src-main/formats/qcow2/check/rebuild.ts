@@ -3,10 +3,10 @@
  * and a new refcount table, encoded from the in-memory refcounts and placed in clusters nothing uses, written
  * before the header is switched to them, so a crash leaves the old (if wrong) structure in place.
  */
-import { throwIfAborted, toDiskError } from '../../block/errors';
-import { CheckFailed, type Checker } from './check-context';
-import type { RefcountArray } from './check-imrt';
-import { encodeHeaderFields, MAX_REFTABLE_BYTES, setRefcount } from './layout';
+import { throwIfAborted, toDiskError } from '../../../block/errors';
+import { CheckFailed, type Checker } from './context';
+import type { RefcountArray } from './imrt';
+import { encodeHeaderFields, MAX_REFTABLE_BYTES, setRefcount } from '../layout';
 
 const TWO32 = 2 ** 32;
 
@@ -27,12 +27,12 @@ function allocInImrt(c: Checker, count: number, imrt: RefcountArray, firstFree: 
   if (contiguous < count) imrt.resize(cluster + count - contiguous);
   cluster -= contiguous;
   for (let i = 0; i < count; i++) imrt.set(cluster + i, 1);
-  return cluster * c.cs;
+  return cluster * c.clusterSize;
 }
 
 /** The on-disk refcount block `index`, encoded from the in-memory refcounts. */
 function encodeRefblock(c: Checker, imrt: RefcountArray, index: number): Uint8Array {
-  const block = new Uint8Array(c.cs);
+  const block = new Uint8Array(c.clusterSize);
   const first = index * c.refblockEntries;
   const end = Math.min(first + c.refblockEntries, imrt.size);
   for (let k = first; k < end; k++) {
@@ -64,11 +64,11 @@ async function writeRefblocks(c: Checker, imrt: RefcountArray, firstCluster: num
       // Blocks written earlier already hold their final counts, so allocate from this block's own range.
       if (firstFree.v < start) firstFree.v = start;
       blockOffset = allocInImrt(c, 1, imrt, firstFree);
-      const blockCluster = blockOffset / c.cs;
+      const blockCluster = blockOffset / c.clusterSize;
       // The block that counts this new block must be written as well.
       if (blockCluster >= end) end = blockCluster + 1;
       if (table.e.length <= index) {
-        const per = c.cs / 8;
+        const per = c.clusterSize / 8;
         const n = Math.ceil((index + 1) / per) * per;
         if (n * 8 > MAX_REFTABLE_BYTES) throw new CheckFailed('ERROR the new refcount table would be too large');
         while (table.e.length < n) table.e.push(0);
@@ -94,14 +94,14 @@ export async function rebuildStructure(c: Checker, imrt: RefcountArray): Promise
   let tableOffset: number;
   let tableClusters: number;
   for (;;) {
-    tableClusters = Math.ceil((table.e.length * 8) / c.cs);
+    tableClusters = Math.ceil((table.e.length * 8) / c.clusterSize);
     tableOffset = allocInImrt(c, tableClusters, imrt, { v: 0 });
-    const start = tableOffset / c.cs;
+    const start = tableOffset / c.clusterSize;
     // The refcount blocks covering the table now count it; a larger table needs a new place.
     if (!(await writeRefblocks(c, imrt, start, start + tableClusters, table))) break;
   }
   await c.file.sync();
-  const buf = new Uint8Array(tableClusters * c.cs);
+  const buf = new Uint8Array(tableClusters * c.clusterSize);
   const bv = new DataView(buf.buffer);
   table.e.forEach((e, i) => bv.setBigUint64(i * 8, BigInt(e)));
   try {

@@ -4,10 +4,10 @@
  * in-memory refcounts, the bitmap directory and tables, the refcount table entries and refcount blocks, with
  * the damage found on the way reported in qemu-img's words (and a refcount block past the end repaired).
  */
-import { FIX_ERRORS, hex, type Checker, type Result } from './check-context';
-import type { RefcountArray } from './check-imrt';
-import { badBitmapEntry, bitmapEntryOffset, reftableOffset, reftableReservedBits } from './entry';
-import { bitmapDirectory, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from './layout';
+import { FIX_ERRORS, hex, type Checker, type Result } from './context';
+import type { RefcountArray } from './imrt';
+import { badBitmapEntry, bitmapEntryOffset, reftableOffset, reftableReservedBits } from '../entry';
+import { bitmapDirectory, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES } from '../layout';
 
 /** A refcount block "outside the image" is only fixed by growing the file when that stays modest. */
 const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
@@ -15,19 +15,19 @@ const MAX_GROW_FOR_REFBLOCK = 64 * 1024 * 1024;
 export function incRefcounts(c: Checker, res: Result, imrt: RefcountArray, offset: number, size: number): void {
   if (size <= 0) return;
   // The last cluster may be only partly written, so up to one cluster past the end of the file is fine.
-  if (offset + size - c.file.size >= c.cs) {
+  if (offset + size - c.file.size >= c.clusterSize) {
     c.say('corruption', `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`);
     res.corruptions++;
     return;
   }
-  const first = Math.floor(offset / c.cs);
-  const last = Math.floor((offset + size - 1) / c.cs);
+  const first = Math.floor(offset / c.clusterSize);
+  const last = Math.floor((offset + size - 1) / c.clusterSize);
   for (let k = first; k <= last; k++) {
     const rc = imrt.get(k);
     if (rc >= imrt.max) {
       c.say(
         'corruption',
-        `ERROR: overflow cluster offset=0x${hex(k * c.cs)}\nUse qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing`,
+        `ERROR: overflow cluster offset=0x${hex(k * c.clusterSize)}\nUse qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing`,
       );
       res.corruptions++;
       continue;
@@ -43,7 +43,7 @@ export async function checkBitmaps(c: Checker, res: Result, imrt: RefcountArray)
   if (!bm || bm.count === 0) return;
   const { count: nb, size: dirSize, offset: dirOffset } = bm;
   incRefcounts(c, res, imrt, dirOffset, dirSize);
-  if (dirOffset % c.cs !== 0 || dirOffset + dirSize > c.file.size || dirSize > MAX_BITMAP_DIRECTORY_BYTES) {
+  if (dirOffset % c.clusterSize !== 0 || dirOffset + dirSize > c.file.size || dirSize > MAX_BITMAP_DIRECTORY_BYTES) {
     res.corruptions++;
     return;
   }
@@ -65,7 +65,7 @@ export async function checkBitmaps(c: Checker, res: Result, imrt: RefcountArray)
       return;
     }
     incRefcounts(c, res, imrt, tableOffset, tableSize * 8);
-    if (tableOffset % c.cs !== 0 || tableSize * 8 > MAX_L1_BYTES || tableOffset + tableSize * 8 > c.file.size) {
+    if (tableOffset % c.clusterSize !== 0 || tableSize * 8 > MAX_L1_BYTES || tableOffset + tableSize * 8 > c.file.size) {
       res.corruptions++;
       return;
     }
@@ -75,12 +75,12 @@ export async function checkBitmaps(c: Checker, res: Result, imrt: RefcountArray)
       const hi = tv.getUint32(i * 8);
       const lo = tv.getUint32(i * 8 + 4);
       // Reserved bits, the "all ones" flag on an allocated entry, or an unaligned offset.
-      if (badBitmapEntry(hi, lo, c.cs)) {
+      if (badBitmapEntry(hi, lo, c.clusterSize)) {
         res.corruptions++;
         continue;
       }
       const offset = bitmapEntryOffset(hi, lo);
-      if (offset !== 0) incRefcounts(c, res, imrt, offset, c.cs);
+      if (offset !== 0) incRefcounts(c, res, imrt, offset, c.clusterSize);
     }
   }
 }
@@ -99,13 +99,13 @@ export async function checkRefblocks(c: Checker, res: Result, fix: number, imrt:
       continue;
     }
     const offset = reftableOffset(hi, lo);
-    if (offset % c.cs !== 0) {
+    if (offset % c.clusterSize !== 0) {
       c.say('corruption', `ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`);
       res.corruptions++;
       c.rebuild = true;
       continue;
     }
-    const cluster = offset / c.cs;
+    const cluster = offset / c.clusterSize;
     if (cluster >= imrt.size) {
       res.corruptions++;
       const repair = (fix & FIX_ERRORS) !== 0;
@@ -113,13 +113,13 @@ export async function checkRefblocks(c: Checker, res: Result, fix: number, imrt:
       if (repair) {
         // qemu grows the file so that the block exists (it reads as zeros); we only do so within reason
         // and otherwise leave it to the rebuild, which drops the entry.
-        const end = offset + c.cs;
+        const end = offset + c.clusterSize;
         if (end - c.file.size <= Math.max(c.file.size, MAX_GROW_FOR_REFBLOCK)) {
           await c.file.truncate(end);
-          imrt.resize(Math.ceil(c.file.size / c.cs));
+          imrt.resize(Math.ceil(c.file.size / c.clusterSize));
           res.corruptions--;
           res.corruptionsFixed++;
-          incRefcounts(c, res, imrt, offset, c.cs);
+          incRefcounts(c, res, imrt, offset, c.clusterSize);
         } else {
           c.rebuild = true;
           c.say('error', 'ERROR could not resize image: the refcount block lies too far past the end of the file');
@@ -128,7 +128,7 @@ export async function checkRefblocks(c: Checker, res: Result, fix: number, imrt:
       continue;
     }
     if (offset !== 0) {
-      incRefcounts(c, res, imrt, offset, c.cs);
+      incRefcounts(c, res, imrt, offset, c.clusterSize);
       const rc = imrt.get(cluster);
       if (rc !== 1) {
         c.say('corruption', `ERROR refcount block ${i} refcount=${rc}`);
