@@ -107,3 +107,29 @@ test('checksum: a missing image or a bad format is one plain line and a non-zero
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.doesNotMatch(r.stderr, /\bat \w+ \(/);
 });
+
+test('a chain of converts raw → qcow2 → vdi → vpc → vmdk → vhdx → raw made here gives the raw disk back (cmp and qemu-img compare), and one checksum at every step', () => {
+  const raw = s.path('chain.raw');
+  makeRaw(raw, 12 * 1024 * 1024, 11); // a whole number of MiB: a dynamic VHD keeps it exactly with force_size
+  const expected = scriptChecksum(raw);
+  const steps: Array<[string, string[]]> = [
+    ['qcow2', []],
+    ['vdi', []],
+    ['vpc', ['-o', 'force_size=on']],
+    ['vmdk', []],
+    ['vhdx', []],
+    ['raw', []],
+  ];
+  let prev = raw;
+  let prevFmt = 'raw';
+  for (const [fmt, extra] of steps) {
+    const out = s.path(`chain-step.${fmt}`);
+    dwOk(['convert', '-f', prevFmt, '-O', fmt, ...extra, prev, out]);
+    assert.equal(ours(out, '-f', fmt), expected, `after ${fmt}`);
+    // qemu-img reads each step as the same disk.
+    assert.equal(must('qemu-img', ['compare', '-f', 'raw', '-F', fmt, raw, out]).stdout.trim(), 'Images are identical.', fmt);
+    prev = out;
+    prevFmt = fmt;
+  }
+  assert.ok(readFileSync(prev).equals(readFileSync(raw)), 'the raw at the end is the raw at the start, byte for byte');
+});
