@@ -243,6 +243,8 @@ export interface JobSpecs {
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
   /** `formatB`: read b as that format (a fixed VHD has no header to be probed by: Convert's verify names it). */
   compare: { a: string; b: string; formatB?: FormatName };
+  /** One fingerprint of the guest's content, equal for the same content in any format (diskwright checksum). */
+  checksum: { path: string; format?: FormatName };
 }
 
 /** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */
@@ -260,6 +262,14 @@ export interface JobResults {
   commit: CommitResult;
   rebase: RebaseResult;
   compare: CompareOutcome;
+  checksum: ChecksumResult;
+}
+
+/** What a 'checksum' job gives back: the fingerprint of what the guest sees (docs/checksum.md). */
+export interface ChecksumResult {
+  checksum: string;
+  algorithm: string;
+  size: number;
 }
 
 export type JobKind = keyof JobSpecs;
@@ -303,7 +313,7 @@ export interface RepairResult {
  * What a job's progress counts: most jobs have one phase named after their kind; a repair first copies the
  * image ('copy', bytes), then repairs the copy ('repair', the format's own unit).
  */
-export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase';
+export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum';
 
 export interface JobProgress {
   done: number;

@@ -74,6 +74,7 @@ export const jobSpecSchema = z.discriminatedUnion(
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),
+    z.strictObject({ kind: z.literal('checksum'), path: pathSchema, format: formatSchema.optional() }),
     z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema, formatB: formatSchema.optional() }),
     z.strictObject({
       kind: z.literal('convert'),
@@ -93,7 +94,7 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('commit'), path: pathSchema, keepOverlay: z.boolean().optional() }),
     z.strictObject({ kind: z.literal('rebase'), path: pathSchema, newBacking: pathSchema, newBackingFormat: formatSchema.optional(), unsafe: z.boolean().optional() }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
 );
 
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');

@@ -12,6 +12,7 @@ import type { BackingPolicy } from '../block/types';
 import { checkImage } from './check';
 import { commitImage } from './commit';
 import { compareImages } from './compare';
+import { checksumImage } from './checksum';
 import { convertImage } from './convert';
 import { convertKeepingSnapshots } from './convert-snapshots';
 import { planForSource } from './targets';
@@ -41,6 +42,7 @@ const HANDLERS: Handlers = {
   check: (spec, { signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
   repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
   compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, backingPolicy, signal, onProgress: progress('compare') }),
+  checksum: (spec, { backingPolicy, signal, progress }) => checksumImage({ path: spec.path, format: spec.format, backingPolicy, signal, onProgress: progress('checksum') }),
   async convert(spec, { backingPolicy, signal, progress }) {
     // For a hypervisor or cloud, the target's plan decides the format, options and size (services/targets.ts).
     const plan = spec.hostTarget ? await planForSource(spec.source, spec.hostTarget, spec.hostChoice ?? {}, { backingPolicy }) : undefined;

@@ -2,14 +2,15 @@
  * Disks for other hypervisors and clouds, by clicking (issue: VHD and VDI, and targets): a 64 MiB + 1 sector
  * qcow2 converted "For Azure" is a fixed VHD of 65 MiB that qemu-img reads with that size (the wizard says by
  * how much it rounded), one converted "For VirtualBox" is a VDI qemu-img finds identical and clean; Inspect's
- * "Ready for Azure" card of a dynamic VHD says what Azure would refuse, and its button opens Convert for Azure.
+ * "Ready for Azure" card of a dynamic VHD says what Azure would refuse, and its button opens Convert for Azure;
+ * Inspect's fingerprint of the VDI is the documented checksum (docs/checksum.md's script) of the source's disk.
  */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { must, qemuIo } from '../helpers';
+import { ROOT, must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
 
 const session = e2eSession('dw-e2e-targets-');
@@ -64,6 +65,19 @@ test('Convert "For Azure" and "For VirtualBox" by clicking: qemu-img reads a fix
   assert.equal(vinfo.format, 'vdi');
   assert.equal(must('qemu-img', ['compare', '-f', 'qcow2', '-F', 'vdi', src, vbox]).stdout.trim(), 'Images are identical.');
   must('qemu-img', ['check', '-f', 'vdi', vbox]);
+
+  // Inspect's fingerprint of the VDI is the documented checksum of the disk qemu-img reads from the source.
+  await open(page, vbox, 'disk.vdi');
+  const card = page.getByTestId('fingerprint');
+  await card.getByRole('button', { name: 'Compute the fingerprint' }).click();
+  await card.getByTestId('fingerprint-value').waitFor({ timeout: 60_000 });
+  const shown = (await card.getByTestId('fingerprint-value').innerText()).trim();
+  const flat = session.work.path('flat.raw');
+  must('qemu-img', ['convert', '-O', 'raw', src, flat]);
+  const script = /```python\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, 'docs', 'checksum.md'), 'utf8'))![1];
+  writeFileSync(session.work.path('blksum.py'), script);
+  assert.equal(shown, must('python3', [session.work.path('blksum.py'), flat]).stdout.split(/\s+/)[0]);
+  await card.screenshot({ path: join(SHOTS, 'fingerprint.png') });
   assert.deepEqual(session.browser.problems, []);
 });
 
