@@ -51,7 +51,7 @@ export interface TargetSpec {
 type Data = Record<string, unknown>;
 const dataOf = (info: ImageInfo): Data => ((info['format-specific'] as { data?: Data } | undefined)?.data ?? {});
 const wrongFormat = (info: ImageInfo, want: string, label: string): TargetFinding[] =>
-  info.format === want ? [] : [{ rule: 'format', message: `${label} takes ${want === 'vpc' ? 'VHD' : want.toUpperCase()} images; this one is ${info.format} (convert it with --target)`, fixable: false }];
+  info.format === want ? [] : [{ rule: 'format', message: `${label} takes ${want === 'vpc' ? 'VHD' : want.toUpperCase()} images; this one is ${info.format} (convert it for ${label})`, fixable: false }];
 const size = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`);
 
 const azure: TargetSpec = {
@@ -72,7 +72,7 @@ const azure: TargetSpec = {
     if (out.length) return out;
     const d = dataOf(info);
     const v = info['virtual-size'];
-    if (d.subformat !== 'fixed') out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it with --target azure)`, fixable: false });
+    if (d.subformat !== 'fixed') out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it for Azure)`, fixable: false });
     if (v % MiB !== 0) out.push({ rule: 'size-mib', message: `the virtual size ${v} bytes is not a whole number of MiB; Azure refuses it (the next is ${Math.ceil(v / MiB) * MiB})`, fixable: false });
     if (d['current-size'] !== undefined && d['current-size'] !== v) {
       out.push({ rule: 'current-size', message: `the footer's current size (${String(d['current-size'])}) differs from the size the disk has by its CHS geometry (${v}); Azure reads the current size`, fixable: false });
