@@ -112,8 +112,11 @@ export class VmdkDevice implements BlockDevice {
           await e.file!.readZeroPadded(p.host, dst);
           break;
         case 'compressed': {
+          // The grain's inflated bytes; past them a short grain reads as zeros.
           const g = await (e as SparseExtent).grain(p.grainHost);
-          dst.set(g.subarray(p.inGrain, p.inGrain + p.length));
+          const have = Math.max(0, Math.min(p.inGrain + p.length, g.length) - p.inGrain);
+          if (have > 0) dst.set(g.subarray(p.inGrain, p.inGrain + have));
+          dst.fill(0, have);
           break;
         }
         case 'zero':
