@@ -73,9 +73,15 @@ export default tseslint.config(
     ),
   },
   {
+    files: ['src-main/crypto/**'],
+    rules: boundaries(
+      refuse('^(?!\\./|\\.\\./block(/|$)|node:crypto$)', 'crypto/ imports only block/ and node:crypto: it knows no format, service or face, and is given its I/O'),
+    ),
+  },
+  {
     files: ['src-main/block/**'],
     rules: boundaries(
-      refuse('^\\.\\./(formats|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats and services: it imports none of them'),
+      refuse('^\\.\\./(formats|crypto|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats, crypto and services: it imports none of them'),
       refuse('^electron$', 'block/ knows nothing of Electron'),
     ),
   },

@@ -35,6 +35,16 @@ const cases: Array<{ file: string; from: string; refused: boolean }> = [
   { file: 'src-main/block/some.ts', from: '../formats/index', refused: true },
   { file: 'src-main/block/some.ts', from: '../registry', refused: true },
   { file: 'src-main/block/some.ts', from: './errors', refused: false },
+  { file: 'src-main/block/some.ts', from: '../crypto/luks', refused: true },
+  { file: 'src-main/crypto/some.ts', from: '../block/errors', refused: false },
+  { file: 'src-main/crypto/some.ts', from: './sector-cipher', refused: false },
+  { file: 'src-main/crypto/some.ts', from: 'node:crypto', refused: false },
+  { file: 'src-main/crypto/some.ts', from: 'node:fs', refused: true },
+  { file: 'src-main/crypto/some.ts', from: '../formats/qcow2/layout', refused: true },
+  { file: 'src-main/crypto/some.ts', from: '../services/convert', refused: true },
+  { file: 'src-main/crypto/some.ts', from: '../registry', refused: true },
+  { file: 'src-main/crypto/some.ts', from: 'zod', refused: true },
+  { file: 'src-main/formats/qcow2/some.ts', from: '../../crypto', refused: false },
 ];
 
 for (const c of cases) {
