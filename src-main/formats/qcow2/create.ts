@@ -9,6 +9,7 @@ import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
 import { openQcow2 } from './device';
+import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, encryptNewImage, encryptionSettings, type EncryptionSettings, type KeyOptions } from './encryption';
 import {
   COMPAT_LAZY_REFCOUNTS,
   EXT_BACKING_FORMAT,
@@ -33,6 +34,7 @@ interface Qcow2CreateSettings {
   preallocation: 'off' | 'metadata' | 'full';
   backingFile?: string;
   backingFormat?: string;
+  encryption?: EncryptionSettings;
 }
 
 function settingsFrom(options: OptionValues, opts: CreateOptions): Qcow2CreateSettings {
@@ -62,7 +64,8 @@ function settingsFrom(options: OptionValues, opts: CreateOptions): Qcow2CreateSe
   if (backingFile !== undefined && (backingFile === '' || new TextEncoder().encode(backingFile).length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`);
   }
-  return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat };
+  const encryption = encryptionSettings(options);
+  return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat, encryption };
 }
 
 /** The first cluster: header, extensions, end marker, then the backing file name. */
@@ -92,6 +95,8 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
   };
   const exts: HeaderExtension[] = [];
   if (s.backingFile !== undefined && s.backingFormat !== undefined) exts.push({ type: EXT_BACKING_FORMAT, data: enc.encode(s.backingFormat) });
+  // Filled in once the LUKS header has its clusters (encryption.ts encryptNewImage).
+  if (s.encryption?.method === CRYPT_LUKS) exts.push(CRYPTO_EXT_PLACEHOLDER);
   const headerLen = s.version === 2 ? 72 : 112;
   const name = s.backingFile !== undefined ? enc.encode(s.backingFile) : new Uint8Array(0);
   // qemu leaves the feature name table out of small (4 KiB and below) header clusters.
@@ -117,6 +122,7 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
 
 export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
   const s = settingsFrom(opts.options, opts);
+  if (s.encryption && !(opts as KeyOptions).passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
   // qemu-img rounds the virtual size up to whole 512-byte sectors.
   const virtualSize = Math.ceil(size / 512) * 512;
@@ -148,6 +154,7 @@ export async function createQcow2(path: string, size: number, opts: CreateOption
   });
   try {
     if (virtualSize > 0) await dev.resize(virtualSize, false);
+    if (s.encryption) await encryptNewImage(dev, s.encryption, opts as KeyOptions);
     if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
     await dev.flush();
   } finally {
