@@ -28,11 +28,12 @@ const SIZE = 5 * 1024 * 1024;
 const noBacking = async () => {
   throw new Error('no backing');
 };
-const openOpts = (readOnly: boolean, passphrase?: string): OpenOptions & KeyOptions => ({
+const openOpts = (readOnly: boolean, passphrase?: string, withoutKey = false): OpenOptions & KeyOptions => ({
   readOnly,
   backingPolicy: 'none',
   openBacking: noBacking,
   ...(passphrase !== undefined ? { passphrase: Buffer.from(passphrase) } : {}),
+  ...(withoutKey ? { withoutKey } : {}),
 });
 
 /** Random data with a hole and a zero run, as a raw file. */
@@ -112,7 +113,9 @@ test('a LUKS qcow2 qemu-img made: a wrong passphrase is refused by name, no pass
   const img = s.path('qemu-luks.qcow2');
   await assert.rejects(openQcow2(img, openOpts(true, 'wrong')), (e: unknown) => e instanceof DiskError && e.message.endsWith(NO_SLOT_OPENS) && !e.message.includes('wrong'));
   await assert.rejects(openQcow2(img, openOpts(false)), /a passphrase is needed/);
-  const dev = await openQcow2(img, openOpts(true));
+  await assert.rejects(openQcow2(img, openOpts(false, undefined, true)), /a passphrase is needed/);
+  await assert.rejects(openQcow2(img, openOpts(true)), /a passphrase is needed/);
+  const dev = await openQcow2(img, openOpts(true, undefined, true));
   const ext = await dev.status(0, dev.size);
   assert.equal(ext.kind, 'data');
   await assert.rejects(dev.read(0, Buffer.alloc(512)), /a passphrase is needed/);

@@ -46,6 +46,12 @@ export const CRYPT_LUKS = 2;
 export interface KeyOptions {
   /** The passphrase's bytes (UTF-8 of what was typed or the secret's data); never logged or echoed. */
   passphrase?: Uint8Array;
+  /**
+   * Opens an encrypted image without its key, read-only, for what needs no data (map, check, info, the
+   * snapshot list): data reads then refuse. Without it (and without a passphrase) the open itself refuses,
+   * as qemu's does, so that convert, compare and read fail before they start.
+   */
+  withoutKey?: boolean;
 }
 
 /** The LUKS header's place in the file, from the FULL_DISK_ENCRYPTION extension, bounded by the file. */
@@ -106,8 +112,8 @@ export class QcowEncryption {
 }
 
 /**
- * The encryption of an image being opened, or undefined for a plain one. Without a passphrase a read-only
- * open succeeds (map, check and info need no key) and data reads refuse; a writable one refuses at once.
+ * The encryption of an image being opened, or undefined for a plain one. Without a passphrase the open
+ * refuses, unless it is read-only and asks for `withoutKey` (then data reads refuse).
  * LUKS: a wrong passphrase is refused ("does not open any key slot"). AES has no way to tell: a wrong
  * passphrase reads garbage, as in qemu.
  */
@@ -118,7 +124,7 @@ export async function openEncryption(file: ImageFile, layout: Qcow2Layout, opts:
   if (layout.header.size % CRYPT_SECTOR !== 0) throw corrupt(`${path}: an encrypted image's size must be whole 512-byte sectors`, path);
   const luks = method === CRYPT_LUKS ? await readLuksHeader(file, layout) : undefined;
   if (!opts.passphrase) {
-    if (writable) throw passphraseNeeded(path);
+    if (writable || !opts.withoutKey) throw passphraseNeeded(path);
     return new QcowEncryption(method, undefined, path);
   }
   if (!luks) return new QcowEncryption(method, qcowAesCipher(opts.passphrase), path);
