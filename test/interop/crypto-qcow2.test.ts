@@ -138,6 +138,8 @@ for (const format of ['luks', 'aes'] as const) {
     await dev.write(4_000_001, raw.data.subarray(4_000_001, 4_100_003));
     await dev.writeZeroes(100_001, 5000);
     await dev.writeZeroes(131072, 65536);
+    await dev.writeZeroes(4_050_010, 100); // inside one sector
+    await dev.write(4_060_001, Buffer.alloc(7, 0xee)); // inside one sector
     await assert.rejects(dev.writeCompressed(4 << 20, Buffer.alloc(65536, 1)), /compressed clusters cannot be written into an encrypted image/);
     await dev.close();
     want.fill(0, 1 << 20, 3 << 20);
@@ -145,6 +147,8 @@ for (const format of ['luks', 'aes'] as const) {
     want.fill(0, 4_100_003);
     want.fill(0, 100_001, 105_001);
     want.fill(0, 131072, 196608);
+    want.fill(0, 4_050_010, 4_050_110);
+    want.fill(0xee, 4_060_001, 4_060_008);
     assert.ok((await readAllHere(img)).equals(want), 'we read back what we wrote');
     assert.ok(readAllByQemu(img).equals(want), 'qemu-img decrypts what we wrote');
     assertQemuCheckClean(img);
@@ -188,4 +192,53 @@ test('a LUKS qcow2 made here with other ciphers (aes-128 cbc essiv, compat=0.10)
   assertQemuCheckClean(img);
   const q = JSON.parse(must('qemu-img', ['info', '--output', 'json', img]).stdout);
   assert.deepEqual((await infoHere(img))['format-specific'].data.encrypt, q['format-specific'].data.encrypt);
+});
+
+test('the LUKS header lies where qemu-img puts it (after the L1 table), and damage to it or its extension is refused in plain words', async () => {
+  const img = s.path('layout.qcow2');
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  const good = readFileSync(img);
+  // qemu-img create: refcount table 0x10000, refcount block 0x20000, L1 0x30000, LUKS header 0x40000 (0x1f9000 bytes).
+  assert.equal(good.readBigUInt64BE(40), 0x30000n);
+  const extAt = 112 + 8; // the first extension, as qemu orders them (before the feature name table)
+  assert.equal(good.readUInt32BE(112), 0x0537be77);
+  assert.equal(good.readBigUInt64BE(extAt), 0x40000n);
+  assert.equal(good.readBigUInt64BE(extAt + 8), 0x1f9000n);
+  const cases: Array<[string, (b: Buffer) => void, RegExp]> = [
+    ['offset past the end', (b) => b.writeBigUInt64BE(0x7000000n, extAt), /LUKS header .* does not fit in the file/],
+    ['unaligned offset', (b) => b.writeBigUInt64BE(0x40200n, extAt), /not a multiple of the cluster size/],
+    ['length too small', (b) => b.writeBigUInt64BE(100n, extAt + 8), /does not fit in the file/],
+    ['huge offset', (b) => b.writeBigUInt64BE(0xffffffffffffff00n, extAt), /impossibly large/],
+    ['LUKS magic gone', (b) => b.fill(0, 0x40000, 0x40006), /no LUKS header here/],
+    ['unknown LUKS cipher', (b) => b.write('blowfish\0', 0x40000 + 8, 'latin1'), /LUKS cipher blowfish .* not supported/],
+    ['key slot 0 past the region', (b) => b.writeUInt32BE(0x7fffff, 0x40000 + 208 + 40), /key slot 0 lies outside/],
+    ['extension missing', (b) => b.writeUInt32BE(0x12345678, 112), /no FULL_DISK_ENCRYPTION extension/],
+  ];
+  for (const [label, edit, pattern] of cases) {
+    const b = Buffer.from(good);
+    edit(b);
+    const p = s.path('damaged.qcow2');
+    writeFileSync(p, b);
+    await assert.rejects(openQcow2(p, openOpts(true, PASS)), (e: unknown) => e instanceof DiskError && pattern.test(e.message), label);
+  }
+});
+
+test("snapshots of an encrypted image: qemu-img's internal snapshot of our LUKS image reads here as qemu reads it", async () => {
+  const img = s.path('snap.qcow2');
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  const before = randomBytes(SIZE);
+  let dev = await openQcow2(img, openOpts(false, PASS));
+  await dev.write(0, before);
+  await dev.close();
+  must('qemu-img', ['snapshot', '--object', SECRET, '--image-opts', imageOpts(img), '-c', 'one']);
+  must('qemu-io', ['--object', SECRET, '--image-opts', imageOpts(img), '-c', 'write -P 0x11 0 1048576']);
+  dev = await openQcow2(img, { ...openOpts(true, PASS), snapshot: 'one' });
+  const snap = Buffer.alloc(SIZE);
+  await dev.read(0, snap);
+  await dev.close();
+  assert.ok(snap.equals(before), 'the snapshot reads as it was');
+  const now = await readAllHere(img);
+  assert.ok(now.subarray(0, 1048576).every((x) => x === 0x11));
+  assert.ok(now.subarray(1048576).equals(before.subarray(1048576)));
+  assertQemuCheckClean(img);
 });
