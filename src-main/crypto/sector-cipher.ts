@@ -20,6 +20,8 @@ import { essivCipherAlg, requireRunnable, type CipherAlg, type CipherMode, type 
 export const CRYPT_SECTOR = 512;
 const BLOCK = 16;
 const BLOCKS_PER_SECTOR = CRYPT_SECTOR / BLOCK;
+/** Sectors are ciphered in pieces of this many bytes: a 2 MiB run leaves the cache between the passes (measured 2-3x slower). */
+const CHUNK = 64 * 1024;
 
 export interface CipherSpec {
   /** qemu's name: aes-128, aes-192, aes-256 (one key; XTS takes two of them). */
@@ -40,6 +42,33 @@ function ecb(keyBits: number, key: Buffer, decrypt: boolean): Cipher | Decipher 
 /** A 32-bit word view of `u8` when it is 4-byte aligned (the hot loops need it), else undefined. */
 function words(u8: Uint8Array): Uint32Array | undefined {
   return (u8.byteOffset & 3) === 0 ? new Uint32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2) : undefined;
+}
+
+/** Words of a cipher's output (a copy in the rare case node hands back an unaligned view). */
+function aligned(out: Uint8Array): Uint32Array {
+  return words(out) ?? new Uint32Array(Uint8Array.from(out).buffer);
+}
+
+/**
+ * XTS whitening: out = src XOR the tweak of each block, where the tweak of block j of a sector is the sector's
+ * encrypted IV times alpha^j in GF(2^128) (a 128-bit little-endian shift, the carry folded in as 0x87).
+ * `src` and `out` may be the same words.
+ */
+function xtsWhiten(t: Uint32Array, src: Uint32Array, out: Uint32Array): void {
+  for (let s = 0, k = 0; s < t.length; s += 4) {
+    let t0 = t[s], t1 = t[s + 1], t2 = t[s + 2], t3 = t[s + 3];
+    for (let j = 0; j < BLOCKS_PER_SECTOR; j++, k += 4) {
+      out[k] = src[k] ^ t0;
+      out[k + 1] = src[k + 1] ^ t1;
+      out[k + 2] = src[k + 2] ^ t2;
+      out[k + 3] = src[k + 3] ^ t3;
+      const carry = t3 >>> 31;
+      t3 = ((t3 << 1) | (t2 >>> 31)) >>> 0;
+      t2 = ((t2 << 1) | (t1 >>> 31)) >>> 0;
+      t1 = ((t1 << 1) | (t0 >>> 31)) >>> 0;
+      t0 = ((t0 << 1) ^ (carry * 0x87)) >>> 0;
+    }
+  }
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -118,6 +147,14 @@ export class SectorCipher {
       buf.set(copy);
       return;
     }
+    // In pieces that stay in the CPU cache between the passes over them (whiten, ECB, whiten).
+    for (let at = 0; at < buf.length; at += CHUNK) {
+      const end = Math.min(buf.length, at + CHUNK);
+      this.piece(buf.subarray(at, end), w.subarray(at >>> 2, end >>> 2), firstSector + at / CRYPT_SECTOR, encrypt);
+    }
+  }
+
+  private piece(buf: Uint8Array, w: Uint32Array, firstSector: number, encrypt: boolean): void {
     const sectors = buf.length / CRYPT_SECTOR;
     switch (this.spec.mode) {
       case 'ecb':
@@ -150,42 +187,27 @@ export class SectorCipher {
   }
 
   private xts(buf: Uint8Array, d: Uint32Array, ivs: Uint32Array, encrypt: boolean): void {
-    const enc = this.tweakEnc as Cipher;
-    const t = words(enc.update(new Uint8Array(ivs.buffer))) ?? new Uint32Array(ivs.length);
-    const whiten = () => {
-      for (let s = 0, k = 0; s < t.length; s += 4) {
-        let t0 = t[s], t1 = t[s + 1], t2 = t[s + 2], t3 = t[s + 3];
-        for (let j = 0; j < BLOCKS_PER_SECTOR; j++, k += 4) {
-          d[k] ^= t0;
-          d[k + 1] ^= t1;
-          d[k + 2] ^= t2;
-          d[k + 3] ^= t3;
-          // Multiply the tweak by alpha: a 128-bit little-endian shift, folding the carry in as 0x87.
-          const carry = t3 >>> 31;
-          t3 = ((t3 << 1) | (t2 >>> 31)) >>> 0;
-          t2 = ((t2 << 1) | (t1 >>> 31)) >>> 0;
-          t1 = ((t1 << 1) | (t0 >>> 31)) >>> 0;
-          t0 = ((t0 << 1) ^ (carry * 0x87)) >>> 0;
-        }
-      }
-    };
-    whiten();
-    buf.set((encrypt ? this.enc : this.dec).update(buf));
-    whiten();
+    const t = aligned((this.tweakEnc as Cipher).update(new Uint8Array(ivs.buffer)));
+    // Pre-whiten in place, one ECB call, then post-whiten from its output straight back into the buffer.
+    xtsWhiten(t, d, d);
+    xtsWhiten(t, aligned((encrypt ? this.enc : this.dec).update(buf)), d);
   }
 
   private cbcDecrypt(buf: Uint8Array, d: Uint32Array, ivs: Uint32Array): void {
-    const plain = this.dec.update(buf);
-    const p = words(plain) ?? new Uint32Array(Uint8Array.from(plain).buffer);
-    // From the end backwards, so the ciphertext block before each is still in place.
-    for (let k = d.length - 4; k >= 0; k -= 4) {
-      const first = k % (CRYPT_SECTOR / 4) === 0;
-      const src = first ? ivs : d;
-      const at = first ? (k / (CRYPT_SECTOR / 4)) * 4 : k - 4;
-      d[k] = p[k] ^ src[at];
-      d[k + 1] = p[k + 1] ^ src[at + 1];
-      d[k + 2] = p[k + 2] ^ src[at + 2];
-      d[k + 3] = p[k + 3] ^ src[at + 3];
+    const p = aligned(this.dec.update(buf));
+    const sectorWords = CRYPT_SECTOR / 4;
+    for (let s = 0, base = 0; base < d.length; s += 4, base += sectorWords) {
+      // From the sector's end backwards, so the ciphertext block before each is still in place.
+      for (let k = base + sectorWords - 4; k > base; k -= 4) {
+        d[k] = p[k] ^ d[k - 4];
+        d[k + 1] = p[k + 1] ^ d[k - 3];
+        d[k + 2] = p[k + 2] ^ d[k - 2];
+        d[k + 3] = p[k + 3] ^ d[k - 1];
+      }
+      d[base] = p[base] ^ ivs[s];
+      d[base + 1] = p[base + 1] ^ ivs[s + 1];
+      d[base + 2] = p[base + 2] ^ ivs[s + 2];
+      d[base + 3] = p[base + 3] ^ ivs[s + 3];
     }
   }
 
@@ -231,8 +253,7 @@ export class SectorCipher {
         }
       }
     }
-    const ks = this.enc.update(counters);
-    const k = words(ks) ?? new Uint32Array(Uint8Array.from(ks).buffer);
+    const k = aligned(this.enc.update(counters));
     for (let i = 0; i < d.length; i++) d[i] ^= k[i];
   }
 }
