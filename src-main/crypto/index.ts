@@ -7,4 +7,4 @@ export { createLuks, unlockLuks, luksInfo, cipherSpecOf, NO_SLOT_OPENS, LUKS_DEF
 export { parseLuksHeader, encodeLuksHeader, hasLuksMagic, luksAlgorithms, luksLayout, LUKS_HEADER_BYTES, type LuksHeader } from './luks-header';
 export { qcowAesCipher } from './qcow-aes';
 export { passphraseNeeded, keyError, wipe } from './secret';
-export { HASH_ALGS, CIPHER_MODES, IVGEN_ALGS, isHashAlg, isCipherMode, isIvGenAlg, parseCipherAlg, type HashAlg, type CipherMode, type IvGenAlg, type CipherAlg } from './algorithms';
+export { HASH_ALGS, CIPHER_MODES, IVGEN_ALGS, luksKeyBytes, isHashAlg, isCipherMode, isIvGenAlg, parseCipherAlg, type HashAlg, type CipherMode, type IvGenAlg, type CipherAlg } from './algorithms';

@@ -21,6 +21,8 @@ import {
   isIvGenAlg,
   luksAlgorithms,
   luksInfo,
+  luksKeyBytes,
+  luksLayout,
   parseLuksHeader,
   passphraseNeeded,
   qcowAesCipher,
@@ -222,6 +224,14 @@ export function encryptionSettings(options: OptionValues): EncryptionSettings | 
       ...(iterTime !== undefined ? { iterTime } : {}),
     },
   };
+}
+
+/** The clusters a new image's LUKS header takes (qemu-img measure counts them): 0 unless encrypt.format=luks. */
+export function luksHeaderBytes(options: OptionValues, clusterSize: number): number {
+  const s = encryptionSettings(options);
+  if (s?.method !== CRYPT_LUKS) return 0;
+  const keyBytes = luksKeyBytes(s.luks?.cipherAlg ?? 'aes-256', s.luks?.cipherMode ?? 'xts');
+  return Math.ceil((luksLayout(keyBytes).payloadOffset * CRYPT_SECTOR) / clusterSize) * clusterSize;
 }
 
 /** The placeholder FULL_DISK_ENCRYPTION extension create.ts writes into a new LUKS image's header (filled by encryptNewImage). */

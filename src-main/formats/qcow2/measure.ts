@@ -9,6 +9,7 @@ import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { bitmapDirectory, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES, readLayout } from './layout';
+import { luksHeaderBytes } from './encryption';
 
 const L1E_SIZE = 8;
 const REFTABLE_ENTRY_SIZE = 8;
@@ -79,7 +80,8 @@ export async function measureQcow2(size: number, opts: CreateOptions, data: read
     required = hasBacking ? virtualSize : touchedUnits(data, clusterSize) * clusterSize;
   }
   if (prealloc === 'full' || prealloc === 'falloc') required = virtualSize;
-  const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2);
+  const luks = luksHeaderBytes(o, clusterSize);
+  const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2) + luks;
   return { required: fullyAllocated - virtualSize + required, fullyAllocated };
 }
 
