@@ -118,7 +118,10 @@ test('a LUKS qcow2 qemu-img made: a wrong passphrase is refused by name, no pass
   const img = s.path('qemu-luks.qcow2');
   await assert.rejects(openQcow2(img, openOpts(true, 'wrong')), (e: unknown) => e instanceof DiskError && e.message.endsWith(NO_SLOT_OPENS) && !e.message.includes('wrong'));
   await assert.rejects(openQcow2(img, openOpts(false)), /a passphrase is needed/);
-  await assert.rejects(openQcow2(img, openOpts(false, undefined, true)), /a passphrase is needed/);
+  // Without the key but asked to: metadata work goes on, data writes refuse.
+  const meta = await openQcow2(img, openOpts(false, undefined, true));
+  await assert.rejects(meta.write(0, Buffer.alloc(65536, 1)), /a passphrase is needed/);
+  await meta.close();
   await assert.rejects(openQcow2(img, openOpts(true)), /a passphrase is needed/);
   const dev = await openQcow2(img, openOpts(true, undefined, true));
   const ext = await dev.status(0, dev.size);
@@ -226,6 +229,26 @@ test('the LUKS header lies where qemu-img puts it (after the L1 table), and dama
     writeFileSync(p, b);
     await assert.rejects(openQcow2(p, openOpts(true, PASS)), (e: unknown) => e instanceof DiskError && pattern.test(e.message), label);
   }
+});
+
+test('snapshots of an encrypted image taken, listed and applied here without the key; qemu-img reads the result with it', async () => {
+  const img = s.path('oursnap.qcow2');
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  const first = randomBytes(SIZE);
+  let dev = await openQcow2(img, openOpts(false, PASS));
+  await dev.write(0, first);
+  await dev.close();
+  await qcow2Driver.snapshots!.create(img, 'before');
+  dev = await openQcow2(img, openOpts(false, PASS));
+  await dev.write(0, Buffer.alloc(2 << 20, 0x42));
+  await dev.close();
+  assert.deepEqual((await qcow2Driver.snapshots!.list(img)).map((x) => x.name), ['before']);
+  assertQemuCheckClean(img);
+  await qcow2Driver.snapshots!.apply(img, 'before');
+  assert.ok(readAllByQemu(img).equals(first), 'qemu-img reads the applied snapshot');
+  assertQemuCheckClean(img);
+  const q = JSON.parse(must('qemu-img', ['info', '--output', 'json', img]).stdout);
+  assert.equal(q['format-specific'].data.encrypt.format, 'luks');
 });
 
 test("snapshots of an encrypted image: qemu-img's internal snapshot of our LUKS image reads here as qemu reads it", async () => {

@@ -225,7 +225,7 @@ export class Qcow2Device implements BlockDevice {
 }
 
 /** Opens a qcow2 image and, when the policy allows, its backing file. */
-export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2Device> {
+export async function openQcow2(path: string, opts: OpenOptions & KeyOptions): Promise<Qcow2Device> {
   const file = await ImageFile.open(path, !opts.readOnly);
   let backing: BlockDevice | undefined;
   let encryption: QcowEncryption | undefined;
@@ -240,7 +240,7 @@ export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2D
       backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);
     }
     const dev = new Qcow2Device(file, layout, opts.readOnly, backing);
-    dev.encryption = encryption = await openEncryption(file, layout, opts as KeyOptions, !opts.readOnly);
+    dev.encryption = encryption = await openEncryption(file, layout, opts);
     await dev.tables.loadL1();
     if (!opts.readOnly) await dev.refcounts();
     return dev;

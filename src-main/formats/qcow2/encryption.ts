@@ -49,9 +49,9 @@ export interface KeyOptions {
   /** The passphrase's bytes (UTF-8 of what was typed or the secret's data); never logged or echoed. */
   passphrase?: Uint8Array;
   /**
-   * Opens an encrypted image without its key, read-only, for what needs no data (map, check, info, the
-   * snapshot list): data reads then refuse. Without it (and without a passphrase) the open itself refuses,
-   * as qemu's does, so that convert, compare and read fail before they start.
+   * Opens an encrypted image without its key for what needs no data (map, check, info, snapshots, resize):
+   * only data is encrypted, so metadata work goes on and data reads and writes refuse. Without it (and
+   * without a passphrase) the open itself refuses, as qemu's does, so convert, compare and read fail first.
    */
   withoutKey?: boolean;
 }
@@ -115,18 +115,18 @@ export class QcowEncryption {
 
 /**
  * The encryption of an image being opened, or undefined for a plain one. Without a passphrase the open
- * refuses, unless it is read-only and asks for `withoutKey` (then data reads refuse).
+ * refuses, unless it asks for `withoutKey` (then data reads and writes refuse).
  * LUKS: a wrong passphrase is refused ("does not open any key slot"). AES has no way to tell: a wrong
  * passphrase reads garbage, as in qemu.
  */
-export async function openEncryption(file: ImageFile, layout: Qcow2Layout, opts: KeyOptions, writable: boolean): Promise<QcowEncryption | undefined> {
+export async function openEncryption(file: ImageFile, layout: Qcow2Layout, opts: KeyOptions): Promise<QcowEncryption | undefined> {
   const method = layout.header.cryptMethod;
   const path = file.path;
   if (method === 0) return undefined;
   if (layout.header.size % CRYPT_SECTOR !== 0) throw corrupt(`${path}: an encrypted image's size must be whole 512-byte sectors`, path);
   const luks = method === CRYPT_LUKS ? await readLuksHeader(file, layout) : undefined;
   if (!opts.passphrase) {
-    if (writable || !opts.withoutKey) throw passphraseNeeded(path);
+    if (!opts.withoutKey) throw passphraseNeeded(path);
     return new QcowEncryption(method, undefined, path);
   }
   if (!luks) return new QcowEncryption(method, qcowAesCipher(opts.passphrase), path);
