@@ -170,8 +170,10 @@ test('cryptsetup reads a header made here: luksDump agrees, and the passphrase o
   // --test-passphrase unlocks the key without mapping a device (needs no root on a file, where it works).
   const ok = run('cryptsetup', ['open', '--test-passphrase', '--key-file', passFile, luks]);
   if (ok.status === 0) {
+    writeFileSync(s.path('pass-wrong'), 'not the passphrase');
     const bad = run('cryptsetup', ['open', '--test-passphrase', '--key-file', s.path('pass-wrong'), luks]);
     assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /No key available/);
   } else {
     t.diagnostic(`cryptsetup open --test-passphrase could not run here: ${ok.stderr.trim()}`);
   }
