@@ -79,6 +79,25 @@ export default tseslint.config(
     ),
   },
   {
+    // inside/ reads what is inside a disk through a read-only byte view: below the services, beside the formats.
+    files: ['src-main/inside/**'],
+    rules: boundaries(
+      refuse('^(\\.\\./)+(formats|services|cli|api|host|electron|registry|crypto)(/|$|\\.)', 'inside/ imports only block/: it reads a BlockDevice and knows no format, service or face'),
+      refuse('^(\\.\\./)+(src-shared|src-renderer)(/|$)', 'inside/ imports only block/: its result types live in inside/types.ts'),
+      refuse('^(?!node:crypto$)node:', 'inside/ does no I/O of its own: it reads through a BlockDevice'),
+      refuse('^electron$', 'inside/ knows nothing of Electron'),
+      ),
+    },
+    {
+    // A format's own sub-folders (qcow2/check/, qcow2/snapshot/): one level deeper, the same rules.
+    files: ['src-main/formats/*/*/**'],
+    rules: boundaries(
+      refuse('^\\.\\./\\.\\./\\.\\./(services|cli|api|host|electron|registry)(/|$|\\.)', 'formats never import services, the registry, the api or a face: they are given what they need (OpenOptions.openBacking)'),
+      refuse('^\\.\\./\\.\\./(?!\\.\\.)', 'formats never import each other: what two formats share goes to src-main/block'),
+      refuse('^electron$', 'formats know nothing of Electron'),
+    ),
+  },
+  {
     files: ['src-main/block/**'],
     rules: boundaries(
       refuse('^\\.\\./(formats|crypto|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats, crypto and services: it imports none of them'),

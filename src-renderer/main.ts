@@ -1,3 +1,4 @@
+/** The renderer's entry: the Vue app with its Pinia stores, mounted on index.html's #app. */
 import { createPinia } from 'pinia';
 import { createApp } from 'vue';
 import App from './App.vue';

@@ -1,6 +1,6 @@
 import { computed, type Ref } from 'vue';
 import type { OptionSpec } from '../src-shared/api';
-import { formatBytes } from './format';
+import { formatBytes } from './text';
 import { parseSizeText } from './sizes';
 
 /** Options a wizard asks for itself (the New Image wizard's backing file step), whatever the format. */

@@ -3,7 +3,7 @@
  * table per format of how to label and show each field. The JSON keys stay qemu-img's; only the page
  * changes. A field no table names is shown with its key made readable, so a new field still appears.
  */
-import { formatBytes, formatDate, humanKey } from './format';
+import { formatBytes, formatDate, humanKey } from './text';
 
 /** One line of the details: a label and what the value means. */
 export interface Fact {

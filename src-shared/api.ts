@@ -5,8 +5,8 @@
 import type { DiskErrorDto } from './errors';
 import type { OptionSpec, OptionValues } from './options';
 
-export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'parallels' | 'cow';
-export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'parallels', 'cow'];
+export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'parallels' | 'cow' | 'vdi';
+export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'parallels', 'cow', 'vdi'];
 
 /** What the faces show about a format, taken from its driver (never from a list kept in a face). */
 export interface FormatSummary {
@@ -119,7 +119,7 @@ export interface SnapshotListing {
   currentSize: number;
   /** Each snapshot's disk size when it was taken (by id). */
   diskSizes: Record<string, number>;
-  /** The image cannot take snapshot work now, and why (dirty, read-only file, in use elsewhere); undefined when it can. */
+  /** The image cannot take snapshot work now, and why (dirty, read-only file, in use elsewhere); absent when it can. */
   refusal?: DiskErrorDto;
 }
 
@@ -207,35 +207,67 @@ export interface DirListing {
 }
 
 export type JobId = string;
-export type JobSpec =
-  | { kind: 'inspect'; path: string }
-  | { kind: 'map'; path: string; buckets: number }
-  | { kind: 'create'; path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName }
-  | { kind: 'check'; path: string; repair?: 'leaks' | 'all' }
+
+/** Each kind of job and what it is given (`kind` is the key). */
+export interface JobSpecs {
+  inspect: { path: string };
+  map: { path: string; buckets: number };
+  create: { path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName };
+  check: { path: string; repair?: 'leaks' | 'all' };
   /**
    * A repair that leaves the image as it was when it fails or is cancelled: it mends a copy made beside the
    * image and renames it into place when done. keepCopy keeps the image as it was under a name beside it.
    */
-  | { kind: 'repair'; path: string; mode: 'leaks' | 'all'; keepCopy: boolean }
+  repair: { path: string; mode: 'leaks' | 'all'; keepCopy: boolean };
   /** `snapshot`: export that internal snapshot (qemu-img convert -l); `keepSnapshots`: the target keeps the source's snapshots (qcow2 → qcow2). */
-  | { kind: 'convert'; source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean; snapshot?: string; keepSnapshots?: boolean }
+  /**
+   * `hostTarget`: convert for a hypervisor or cloud (Azure, ESXi…): the target's plan sets the format, options and
+   * size (targetFormat must be the target's format; `options` carries only what the target leaves open).
+   */
+  convert: { source: string; target: string; targetFormat: FormatName; options: OptionValues; compress?: boolean; snapshot?: string; keepSnapshots?: boolean; hostTarget?: HostTargetName; hostChoice?: HostTargetChoice };
   /** Takes an internal snapshot of the image as it is now. */
-  | { kind: 'snapshot-create'; path: string; name: string }
+  'snapshot-create': { path: string; name: string };
   /**
    * Reverts the image to a snapshot; `saveCurrentAs` first takes a snapshot of the state being left, so that it
    * is not lost.
    */
-  | { kind: 'snapshot-apply'; path: string; snapshot: string; saveCurrentAs?: string }
-  | { kind: 'snapshot-delete'; path: string; snapshot: string }
+  'snapshot-apply': { path: string; snapshot: string; saveCurrentAs?: string };
+  'snapshot-delete': { path: string; snapshot: string };
   /** Merges the image's data into its backing file (qemu-img commit); `keepOverlay` leaves the image as it was (-d). */
-  | { kind: 'commit'; path: string; keepOverlay?: boolean }
+  commit: { path: string; keepOverlay?: boolean };
   /**
    * Gives the image a new backing file (qemu-img rebase): safe mode first copies into it whatever differs
    * between the old and new backing files, so what the guest reads is unchanged; `unsafe` rewrites the name only.
    */
-  | { kind: 'rebase'; path: string; newBacking: string; newBackingFormat?: FormatName; unsafe?: boolean }
+  rebase: { path: string; newBacking: string; newBackingFormat?: FormatName; unsafe?: boolean };
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
-  | { kind: 'compare'; a: string; b: string };
+  /** `formatB`: read b as that format (a fixed VHD has no header to be probed by: Convert's verify names it). */
+  compare: { a: string; b: string; formatB?: FormatName };
+}
+
+/** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */
+export interface JobResults {
+  inspect: ImageInfo;
+  map: MapPicture;
+  /** The files written: the image, and any extent files beside it. */
+  create: string[];
+  check: CheckReport;
+  repair: RepairResult;
+  convert: ConvertResult;
+  'snapshot-create': null;
+  'snapshot-apply': null;
+  'snapshot-delete': null;
+  commit: CommitResult;
+  rebase: RebaseResult;
+  compare: CompareOutcome;
+}
+
+export type JobKind = keyof JobSpecs;
+/** One kind of job as startJob takes it. */
+export type JobSpecOf<K extends JobKind> = { kind: K } & JobSpecs[K];
+/** Any job as startJob takes it. */
+export type JobSpec = { [K in JobKind]: JobSpecOf<K> }[JobKind];
+export type JobResult<K extends JobKind> = JobResults[K];
 
 /** What a 'convert' job gives back. */
 export interface ConvertResult {
@@ -253,6 +285,12 @@ export interface CompareOutcome {
   messages: string[];
 }
 
+/** What a 'rebase' job gives back. */
+export interface RebaseResult {
+  /** Guest bytes copied into the image (safe mode; 0 for a rebase that rewrites the name only). */
+  copiedBytes: number;
+}
+
 /** What a 'repair' job gives back. */
 export interface RepairResult {
   /** The repair's own report (counts after it, with what it fixed). */
@@ -261,14 +299,20 @@ export interface RepairResult {
   keptCopy?: string;
 }
 
+/**
+ * What a job's progress counts: most jobs have one phase named after their kind; a repair first copies the
+ * image ('copy', bytes), then repairs the copy ('repair', the format's own unit).
+ */
+export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase';
+
 export interface JobProgress {
   done: number;
   total: number;
-  phase: string;
+  phase: JobPhase;
 }
 export type JobEvent =
   | { id: JobId; type: 'progress'; progress: JobProgress }
-  | { id: JobId; type: 'done'; result: unknown }
+  | { id: JobId; type: 'done'; result: JobResults[JobKind] }
   | { id: JobId; type: 'failed'; error: DiskErrorDto };
 
 export type Unsubscribe = () => void;
@@ -279,7 +323,55 @@ export type Unsubscribe = () => void;
  */
 export type JobEventChannel = 'job-event';
 export const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
+/** The Electron IPC channel every contract call travels on, as (method, args); the main side checks both. */
+export type ApiCallChannel = 'api-call';
+export const API_CALL_CHANNEL: ApiCallChannel = 'api-call';
 
+/** The hypervisors and clouds a disk can be made ready for (convert --target, lint --target). */
+export type HostTargetName = 'azure' | 'esxi' | 'hyperv' | 'virtualbox' | 'kvm';
+export const HOST_TARGET_NAMES: readonly HostTargetName[] = ['azure', 'esxi', 'hyperv', 'virtualbox', 'kvm'];
+
+/** What a target leaves to the person: ESXi's subformat and SCSI controller, Hyper-V's 4 KiB sectors. */
+export interface HostTargetChoice {
+  subformat?: string;
+  adapter?: 'lsilogic' | 'pvscsi';
+  logicalSector4k?: boolean;
+}
+
+/** A target as the Convert wizard offers it. */
+export interface HostTargetSummary {
+  name: HostTargetName;
+  label: string;
+  description: string;
+  format: FormatName;
+}
+
+/** One thing a target would refuse in an image, in a person's words. */
+export interface HostTargetFinding {
+  rule: string;
+  message: string;
+  fixable: boolean;
+}
+
+/** The "Ready for …" verdict of an image for one target; `findings` empty means ready. */
+export interface HostTargetReport {
+  target: HostTargetName;
+  label: string;
+  findings: HostTargetFinding[];
+}
+
+/** What a convert for a target will do to a source: the size it will have and what is worth saying. */
+export interface HostTargetPlan {
+  target: HostTargetName;
+  format: FormatName;
+  size: number;
+  notes: string[];
+}
+
+/**
+ * The contract. Everything it carries survives JSON (the browser host's WebSocket): "nothing" is null, never
+ * undefined, and an optional field or trailing argument is left out, so both bridges pass values as they are.
+ */
 export interface DiskwrightApi {
   /**
    * Header-level and format-specific facts about an image (and its backing chain). Without `format` the file
@@ -306,10 +398,10 @@ export interface DiskwrightApi {
   createOptions(format: FormatName): Promise<OptionSpec[]>;
   /** The folder browser used where no native dialog exists (browser host). */
   listDir(path?: string): Promise<DirListing>;
-  /** The native open dialog (Electron); undefined when cancelled or unavailable. */
-  pickImage(): Promise<string | undefined>;
-  /** The native save dialog (Electron) suggesting `suggestedName`; undefined when cancelled or unavailable (browser host). */
-  pickTarget(suggestedName: string): Promise<string | undefined>;
+  /** The native open dialog (Electron); null when cancelled or unavailable. */
+  pickImage(): Promise<string | null>;
+  /** The native save dialog (Electron) suggesting `suggestedName`; null when cancelled or unavailable (browser host). */
+  pickTarget(suggestedName: string): Promise<string | null>;
   /** Whether a new image can go at `path`: its folder, whether the name is taken, the free space there. */
   targetInfo(path: string): Promise<TargetInfo>;
   /** An image's internal snapshots for the snapshot browser (qcow2); other formats answer with none. */
@@ -318,14 +410,20 @@ export interface DiskwrightApi {
   snapshotSpace(path: string): Promise<Record<string, number>>;
   /** The allocation map of a snapshot (by id), drawn as mapPicture draws the image's. */
   snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture>;
-  /** Where snapshot `a` and snapshot `b` (or, without b, the image now) differ, drawn into `buckets`. */
-  snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff>;
+  /** Where snapshot `a` and snapshot `b` (or, for b null, the image now) differ, drawn into `buckets`. */
+  snapshotDiff(path: string, a: string, b: string | null, buckets: number): Promise<SnapshotDiff>;
   /** What a new image would take on disk (the wizards' estimates and free-space checks), as qemu-img measure. */
   measure(spec: MeasureSpec): Promise<MeasureReport>;
   /** What merging the image into its backing file would change (for the confirmation). */
   commitPlan(path: string): Promise<CommitPlan>;
   /** What giving the image the backing file `newBacking` would change (for the confirmation). */
   rebasePlan(path: string, newBacking: string): Promise<RebasePlan>;
+  /** The hypervisors and clouds Convert can make a disk for. */
+  hostTargets(): Promise<HostTargetSummary[]>;
+  /** What a convert of `source` for `target` will make (format, size, notes such as Azure's rounding). */
+  hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan>;
+  /** Whether an image is ready for a target as it is ("Ready for Azure" on Inspect). */
+  readyFor(path: string, target: HostTargetName): Promise<HostTargetReport>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
@@ -333,9 +431,21 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
+/** One contract call by name: what each bridge carries, and what the renderer builds every method on. */
+export type ApiCaller = <M extends ApiMethod>(method: M, args: ApiArgs<M>) => Promise<ApiResult<M>>;
+
+/**
+ * What Electron's preload exposes as window.diskwright: the contract's calls through one function, job events,
+ * and the path of a dropped file (which only Electron can give).
+ */
+export interface DesktopBridge {
+  call: ApiCaller;
+  onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
+  pathForFile(file: File): string;
+}
 
 export type { DiskErrorDto, OptionSpec, OptionValues };
 

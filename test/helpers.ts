@@ -50,7 +50,7 @@ export function dwOk(args: string[], opts: { cwd?: string; input?: Buffer } = {}
   return r;
 }
 
-/** qemu-io with a list of -c commands. */
+/** qemu-io over an image with a list of -c commands (write -P, write -z, discard, read -P …); throws if it fails. The oracles (oracles.ts) build on it. */
 export function qemuIo(image: string, format: string, commands: string[]): RunResult {
   return must('qemu-io', ['-f', format, ...commands.flatMap((c) => ['-c', c]), image]);
 }

@@ -3,7 +3,7 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
-import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, HostTargetChoice, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
@@ -17,6 +17,7 @@ import { commitPlan } from '../services/commit';
 import { measureImage } from '../services/measure';
 import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
+import { planForSource, readyFor, targetSummaries } from '../services/targets';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -29,12 +30,12 @@ export interface ApiOptions {
   backingPolicy?: BackingPolicy;
   /** This launch's grants; share them with the JobManager (grants.policy('refuse')) so jobs see them too. */
   backingGrants?: BackingGrants;
-  /** The native open dialog; absent in the browser host, where pickImage answers undefined. */
-  pickImage?: () => Promise<string | undefined>;
+  /** The native open dialog; absent in the browser host, where pickImage answers null. */
+  pickImage?: () => Promise<string | null>;
   /** Where the recently opened images are kept (a JSON file); unset keeps them for this launch only. */
   recentFile?: string;
-  /** The native save dialog; absent in the browser host, where pickTarget answers undefined. */
-  pickTarget?: (suggestedName: string) => Promise<string | undefined>;
+  /** The native save dialog; absent in the browser host, where pickTarget answers null. */
+  pickTarget?: (suggestedName: string) => Promise<string | null>;
 }
 
 /** The contract implemented with the services. Arguments are assumed valid: go through callApi from outside. */
@@ -82,11 +83,11 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     listDir(path?: string): Promise<DirListing> {
       return listDir(path);
     },
-    async pickImage(): Promise<string | undefined> {
-      return opts.pickImage ? opts.pickImage() : undefined;
+    async pickImage(): Promise<string | null> {
+      return opts.pickImage ? opts.pickImage() : null;
     },
-    async pickTarget(suggestedName: string): Promise<string | undefined> {
-      return opts.pickTarget ? opts.pickTarget(suggestedName) : undefined;
+    async pickTarget(suggestedName: string): Promise<string | null> {
+      return opts.pickTarget ? opts.pickTarget(suggestedName) : null;
     },
     targetInfo(path: string): Promise<TargetInfo> {
       return targetInfo(path);
@@ -100,8 +101,8 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     snapshotMap(path: string, snapshot: string, buckets: number): Promise<MapPicture> {
       return snapshotMapPicture(path, snapshot, buckets);
     },
-    snapshotDiff(path: string, a: string, b: string | undefined, buckets: number): Promise<SnapshotDiff> {
-      return snapshotDiffPicture(path, a, b, buckets);
+    snapshotDiff(path: string, a: string, b: string | null, buckets: number): Promise<SnapshotDiff> {
+      return snapshotDiffPicture(path, a, b ?? undefined, buckets);
     },
     measure(spec: MeasureSpec): Promise<MeasureReport> {
       return measureImage({ format: spec.format, options: spec.options, source: spec.source, size: spec.size, backingPolicy });
@@ -114,6 +115,16 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       // The new base's format is recorded with it (qemu-img rebase insists on one): the app probes it.
       const base = plan.newBacking ?? nodePath.resolve(nodePath.dirname(path), newBacking);
       return { ...plan, newBackingFormat: (await inspectImage(base, { backingPolicy: 'none' })).format };
+    },
+    async hostTargets(): Promise<HostTargetSummary[]> {
+      return targetSummaries();
+    },
+    async hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan> {
+      const { options: _options, ...plan } = await planForSource(source, target, choice, { backingPolicy });
+      return plan;
+    },
+    readyFor(path: string, target: HostTargetName): Promise<HostTargetReport> {
+      return readyFor(path, target);
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

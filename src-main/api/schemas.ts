@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import type { ApiArgs, ApiMethod, FormatName } from '../../src-shared/api';
-import { FORMAT_NAMES } from '../../src-shared/api';
+import { FORMAT_NAMES, HOST_TARGET_NAMES, type HostTargetName } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
 
 /** Windows' long-path limit; Linux stops at 4096, but a path is checked by the OS anyway. */
@@ -18,6 +18,16 @@ export const pathSchema = z
 
 export const formatSchema = z.enum(FORMAT_NAMES as readonly [FormatName, ...FormatName[]], {
   error: `the format must be one of ${FORMAT_NAMES.join(', ')}`,
+});
+
+export const hostTargetSchema = z.enum(HOST_TARGET_NAMES as readonly [HostTargetName, ...HostTargetName[]], {
+  error: `the target must be one of ${HOST_TARGET_NAMES.join(', ')}`,
+});
+
+const hostChoiceSchema = z.strictObject({
+  subformat: z.enum(['streamOptimized', 'monolithicSparse']).optional(),
+  adapter: z.enum(['lsilogic', 'pvscsi']).optional(),
+  logicalSector4k: z.boolean().optional(),
 });
 
 export const bucketsSchema = z
@@ -64,7 +74,7 @@ export const jobSpecSchema = z.discriminatedUnion(
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),
-    z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema }),
+    z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema, formatB: formatSchema.optional() }),
     z.strictObject({
       kind: z.literal('convert'),
       source: pathSchema,
@@ -74,6 +84,8 @@ export const jobSpecSchema = z.discriminatedUnion(
       compress: z.boolean().optional(),
       snapshot: snapshotKeySchema.optional(),
       keepSnapshots: z.boolean().optional(),
+      hostTarget: hostTargetSchema.optional(),
+      hostChoice: hostChoiceSchema.optional(),
     }),
     z.strictObject({ kind: z.literal('snapshot-create'), path: pathSchema, name: snapshotNameSchema }),
     z.strictObject({ kind: z.literal('snapshot-apply'), path: pathSchema, snapshot: snapshotKeySchema, saveCurrentAs: snapshotNameSchema.optional() }),
@@ -103,15 +115,16 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   snapshots: z.tuple([pathSchema]),
   snapshotSpace: z.tuple([pathSchema]),
   snapshotMap: z.tuple([pathSchema, snapshotKeySchema, bucketsSchema]),
-  // b may come as null over JSON (an absent argument): "now".
-  snapshotDiff: z
-    .tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullish(), bucketsSchema])
-    .transform(([p, a, b, n]): ApiArgs<'snapshotDiff'> => [p, a, b ?? undefined, n]),
+  // b null: the image now.
+  snapshotDiff: z.tuple([pathSchema, snapshotKeySchema, snapshotKeySchema.nullable(), bucketsSchema]),
   measure: z.tuple([
     z.strictObject({ format: formatSchema, options: optionValuesSchema, source: pathSchema.optional(), size: sizeSchema.optional() }, { error: 'measure takes a format, its options, and a source or a size' }),
   ]),
   commitPlan: z.tuple([pathSchema]),
   rebasePlan: z.tuple([pathSchema, pathSchema]),
+  hostTargets: z.tuple([]),
+  hostTargetPlan: z.tuple([pathSchema, hostTargetSchema, hostChoiceSchema]),
+  readyFor: z.tuple([pathSchema, hostTargetSchema]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
 };

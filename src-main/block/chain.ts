@@ -1,3 +1,8 @@
+/**
+ * Backing chains seen from the top image: the allocation state of a range through the whole chain (deepStatus,
+ * for `map`), the chain as a list, the guard against loops and endless depth while a chain is opened
+ * (ChainGuard), and readBelow, the one read through to a backing image (zeros past its end, or without one).
+ */
 import * as nodePath from 'node:path';
 import { DiskError } from './errors';
 import type { BlockDevice } from './types';

@@ -1,3 +1,7 @@
+/**
+ * A format's check result in qemu-img check's terms: what every driver counted (CheckCounts) turned into the
+ * one CheckReport the services and faces show, so that every format reports the same fields the same way.
+ */
 import type { CheckProblem, CheckReport, FormatName } from './types';
 
 /** What a format's check counted, in qemu-img check's terms. */

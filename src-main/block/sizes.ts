@@ -1,15 +1,17 @@
+/**
+ * Sizes for the engine and the CLI: qemu-img's size syntax (read by src-shared/sizes.ts, the one reader the app
+ * shares) with the CLI's messages, qemu-img's human size, and alignment.
+ */
+import { readSize } from '../../src-shared/sizes';
 import { DiskError } from './errors';
-
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
 
 /** Parses qemu-img style sizes: 4096, 512M, 10G, 1.5T (binary units; a bare number is bytes). */
 export function parseSize(text: string, what = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtpe]?)(?:i?b)?\s*$/i.exec(text);
-  if (!m) throw new DiskError('EINVAL', `invalid ${what} '${text}': use a number of bytes or a suffix k, M, G, T, P (e.g. 10G)`);
-  const value = Number(m[1]) * UNITS[m[2].toLowerCase()];
-  if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) throw new DiskError('EINVAL', `${what} '${text}' is too large`);
-  if (!Number.isInteger(value)) throw new DiskError('EINVAL', `${what} '${text}' is not a whole number of bytes`);
-  return value;
+  const size = readSize(text);
+  if (size === 'unreadable') throw new DiskError('EINVAL', `invalid ${what} '${text}': use a number of bytes or a suffix k, M, G, T, P (e.g. 10G)`);
+  if (size === 'too-large') throw new DiskError('EINVAL', `${what} '${text}' is too large`);
+  if (size === 'not-whole') throw new DiskError('EINVAL', `${what} '${text}' is not a whole number of bytes`);
+  return size;
 }
 
 /** Human size the way qemu-img prints it: "10 GiB", "1.5 MiB", "512 B". */

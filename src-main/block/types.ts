@@ -1,3 +1,9 @@
+/**
+ * The contract between the formats and everything above them: BlockDevice (an open image: read, write,
+ * status, and what commit, rebase and convert need), FormatDriver (what a format offers: probe, describe,
+ * open, create, check, snapshots, measure, its create options), and the options and results those take and
+ * give. The services, the registry and the faces know a format only through these.
+ */
 import type { CheckProblem, CheckReport, FormatName, ExtentKind, ImageInfo, SnapshotInfo } from '../../src-shared/api';
 import type { OptionSpec, OptionValues } from '../../src-shared/options';
 import type { ImageFile } from './file';

@@ -1,3 +1,4 @@
+/** The command line's flags read the way qemu-img reads them (getopt style), with plain errors for bad ones. */
 import { DiskError } from '../block/errors';
 
 export interface FlagSpec {

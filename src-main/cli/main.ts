@@ -9,7 +9,7 @@ import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
 import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
-import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './format';
+import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './output';
 import { describeOptions, splitOptionString } from '../services/options';
 
 // Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should
@@ -20,7 +20,7 @@ const USAGE = `usage: diskwright COMMAND [options]
 Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
-  convert  [-f FMT] -O FMT [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
+  convert  [-f FMT] (-O FMT | --target azure|esxi|hyperv|virtualbox|kvm) [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
            [-l SNAPSHOT | --keep-snapshots] [--accept-changed-backing] [--backing-file PATH] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] [--accept-changed-backing] [--backing-file PATH] A B
@@ -33,6 +33,13 @@ Commands (flags as in qemu-img):
   discard  [-f FMT] [-q] IMAGE OFFSET LENGTH
   commit   [-f FMT] [-b BASE] [-d] [-p] [-q] [--accept-changed-backing] [--backing-file PATH] IMAGE
   rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
+  lint     --target azure|esxi|hyperv|virtualbox|kvm [--fix] [--output human|json] IMAGE
+  checksum [-f FMT] [-p] [--output human|json] IMAGE   (one hash of what the guest sees, in any format)
+
+Inside a disk (read-only, no mounting):
+  partitions [-f FMT] [--output human|json] IMAGE
+  ls       [-f FMT] [--output human|json] IMAGE[:PARTITION]:/PATH
+  cp       [-f FMT] [-p] [-q] IMAGE[:PARTITION]:/PATH DEST
 
 Formats:
 ${DRIVERS.map((d) => `  ${d.name.padEnd(9)}${d.description}${d.create ? '' : ' (creating it: not yet in this build)'}`).join('\n')}
@@ -91,13 +98,16 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file', '--target'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
   if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
   if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
-  const targetFormat = last(p, '-O') ?? 'raw';
-  driverFor(targetFormat);
   const sourceFormat = formatArg(p);
   const [source, target] = p.positional;
+  // --target NAME (a hypervisor or cloud): the format, options and size come from the target (cli/targets.ts).
+  const targeted = last(p, '--target') !== undefined ? await (await import('./targets')).planTargetedConvert(p, source, sourceFormat) : undefined;
+  const targetFormat = targeted?.targetFormat ?? last(p, '-O') ?? 'raw';
+  driverFor(targetFormat);
+  for (const note of targeted?.notes ?? []) io.err(`diskwright: ${note}`);
   const keepSnapshots = has(p, '--keep-snapshots');
   const convert = keepSnapshots ? (await import('../services/convert-snapshots')).convertKeepingSnapshots : (await import('../services/convert')).convertImage;
   await convert({
@@ -107,7 +117,8 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     sourceFormat,
     target,
     targetFormat,
-    options: optionsArg(p),
+    options: targeted?.options ?? optionsArg(p),
+    targetSize: targeted?.targetSize,
     compress: has(p, '-c'),
     backingFile: last(p, '-B'),
     acceptChangedBacking: has(p, '--accept-changed-backing'),
@@ -299,6 +310,11 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   discard: cmdDiscard,
   commit: async (argv, io) => (await import('./backing')).cmdCommit(argv, io),
   rebase: async (argv, io) => (await import('./backing')).cmdRebase(argv, io),
+  checksum: async (argv, io) => (await import('./checksum')).cmdChecksum(argv, io),
+  lint: async (argv, io) => (await import('./targets')).cmdLint(argv, io),
+  partitions: async (argv, io) => (await import('./inside')).cmdPartitions(argv, io),
+  ls: async (argv, io) => (await import('./inside')).cmdLs(argv, io),
+  cp: async (argv, io) => (await import('./inside')).cmdCp(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

@@ -6,7 +6,7 @@ import { measureImage } from '../services/measure';
 import { describeOptions } from '../services/options';
 import { has, last, parseArgs } from './args';
 import { BACKING, formatArg, optionsArg, outputArg, type Io } from './common';
-import { toJson } from './format';
+import { toJson } from './output';
 
 export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '--output', '--size', '-l'], boolean: ['-U', '--force-share'] }, 'measure');

@@ -6,12 +6,12 @@
 import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, type OpenDialogOptions, type SaveDialogOptions } from 'electron';
 import * as nodePath from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ApiArgs, ApiMethod, ApiResult, IpcReply, JobEvent } from '../../src-shared/api';
-import { API_METHODS, JOB_EVENT_CHANNEL } from '../../src-shared/api';
+import type { IpcReply, JobEvent } from '../../src-shared/api';
+import { API_CALL_CHANNEL, JOB_EVENT_CHANNEL } from '../../src-shared/api';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
-import { createApi, errorDto, parseArgs } from '../api';
+import { callApi, createApi, errorDto } from '../api';
 import { contentSecurityPolicy } from '../api/csp';
 import { formatSummaries } from '../registry';
 
@@ -37,12 +37,12 @@ const api = createApi(jobs, {
   async pickImage() {
     const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
     const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);
-    return r.canceled ? undefined : r.filePaths[0];
+    return r.canceled ? null : (r.filePaths[0] ?? null);
   },
   async pickTarget(suggestedName: string) {
     const options: SaveDialogOptions = { title: 'Save the new image as', defaultPath: suggestedName, properties: ['createDirectory', 'showOverwriteConfirmation'] };
     const r = mainWindow ? await dialog.showSaveDialog(mainWindow, options) : await dialog.showSaveDialog(options);
-    return r.canceled || !r.filePath ? undefined : r.filePath;
+    return r.canceled || !r.filePath ? null : r.filePath;
   },
 });
 
@@ -63,29 +63,22 @@ function senderIsTrusted(event: IpcMainInvokeEvent): boolean {
   return !!frame && frame.parent === null && !!mainWindow && event.sender === mainWindow.webContents && isOurPage(frame.url);
 }
 
-/** Binds one contract method to its IPC channel (named after the method), typed by the contract. */
-function handle<M extends ApiMethod>(method: M, impl: (...args: ApiArgs<M>) => Promise<ApiResult<M>>): void {
-  ipcMain.handle(method, async (event: IpcMainInvokeEvent, ...raw: unknown[]): Promise<IpcReply<ApiResult<M>>> => {
+/**
+ * Binds the contract to IPC: every call arrives on one channel as (method, args), and callApi checks the method
+ * and validates the arguments exactly as the browser host does. Job events go out on their own channel.
+ */
+function bindApi(): void {
+  ipcMain.handle(API_CALL_CHANNEL, async (event: IpcMainInvokeEvent, method: unknown, args: unknown): Promise<IpcReply<unknown>> => {
     try {
-      if (!senderIsTrusted(event)) throw new DiskError('EACCES', `${method}: refused, the call did not come from diskwright's own window`);
-      const args = parseArgs(method, raw);
-      return { ok: true, result: await impl(...args) };
+      if (!senderIsTrusted(event)) throw new DiskError('EACCES', `${String(method).slice(0, 80)}: refused, the call did not come from diskwright's own window`);
+      return { ok: true, result: await callApi(api, method, args) };
     } catch (err) {
       return { ok: false, error: errorDto(err) };
     }
   });
-}
-
-function bindApi(): void {
-  for (const method of API_METHODS) bindOne(method);
   jobs.onEvent((e: JobEvent) => {
     if (mainWindow && !mainWindow.isDestroyed()) mainWindow.webContents.send(JOB_EVENT_CHANNEL, e);
   });
-}
-
-function bindOne<M extends ApiMethod>(method: M): void {
-  const fn = api[method] as (...args: ApiArgs<M>) => Promise<ApiResult<M>>;
-  handle(method, (...args) => fn.apply(api, args));
 }
 
 function hardenSessions(): void {

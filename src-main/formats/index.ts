@@ -7,8 +7,10 @@ import type { FormatDriver } from '../block/types';
 import { qcow2Driver } from './qcow2/driver';
 import { vmdkDriver } from './vmdk/driver';
 import { vhdxDriver } from './vhdx/driver';
+import { vpcDriver } from './vpc/driver';
 import { parallelsDriver } from './parallels/driver';
 import { cowDriver } from './cow/driver';
+import { vdiDriver } from './vdi/driver';
 import { rawDriver } from './raw/driver';
 
-export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, parallelsDriver, cowDriver, rawDriver];
+export const FORMAT_DRIVERS: readonly FormatDriver[] = [qcow2Driver, vmdkDriver, vhdxDriver, vpcDriver, parallelsDriver, cowDriver, vdiDriver, rawDriver];

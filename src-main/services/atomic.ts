@@ -1,3 +1,7 @@
+/**
+ * New files written beside their target and renamed into place only when complete: a cancelled, failed or killed
+ * create or convert leaves no half-written image. Also the clean-up of temporaries a killed job left behind.
+ */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';

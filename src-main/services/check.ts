@@ -1,3 +1,7 @@
+/**
+ * Check (and repair in place): the format's own check, as `qemu-img check [-r leaks|all]`, and qemu-img's exit
+ * codes. The app's repair goes through repair.ts instead, which mends a copy.
+ */
 import { DiskError } from '../block/errors';
 import { imageEntry, resolveDriver } from '../registry';
 import type { CheckReport } from '../block/types';

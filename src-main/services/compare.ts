@@ -1,3 +1,7 @@
+/**
+ * Compare: whether two images read the same to a guest, as `qemu-img compare` (-s strict included): the same
+ * verdict, messages and first differing offset, reading only where either image holds data.
+ */
 import type { CompareOutcome } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';

@@ -1,3 +1,8 @@
+/**
+ * Convert: copies an image's guest-visible content (its whole chain, or one internal snapshot) into a new image
+ * of any format, as `qemu-img convert`. A pipeline with flat memory: status queries and reads run ahead of the
+ * writes, writes go in guest order, and the new image is renamed into place only when complete.
+ */
 import { promises as fsp } from 'node:fs';
 import { deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
@@ -14,6 +19,8 @@ export interface ConvertRequest {
   target: string;
   targetFormat: string;
   options?: Record<string, string | number | boolean | undefined>;
+  /** The new target's virtual size when it must be larger than the source's (a named target rounding it up); the rest reads as zeros. */
+  targetSize?: number;
   /** Write compressed clusters (qemu-img convert -c). */
   compress?: boolean;
   /** Give the target this backing file and copy only what the source's top image holds (-B). */
@@ -79,8 +86,9 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     } else {
       await checkTarget(req.target);
       for (const stale of await removeStaleTemporaries(req.target)) req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
+      if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
-      extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
+      extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
       dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
     }
     if (unsafe) dst.skipFlushes?.();

@@ -1,8 +1,12 @@
+/**
+ * Create: a new, empty image of a format, its options read against the driver's OptionSpec list (defaults filled
+ * by options.ts) and its backing file looked up first; the file appears only once it is complete.
+ */
 import type { FormatName } from '../../src-shared/api';
 import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
 import { driverFor, isFormatName, openImage, resolveBackingPath } from '../registry';
-import { validateOptions } from './options';
+import { resolveOptions } from './options';
 import type { CreatedFiles } from '../block/types';
 import { ExtraFiles, writeAtomically } from './atomic';
 
@@ -40,7 +44,7 @@ export async function createUnplaced(req: CreateRequest, writeTo: string): Promi
 async function prepare(req: CreateRequest): Promise<(path: string) => Promise<CreatedFiles | undefined>> {
   const driver = driverFor(req.format);
   if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
-  const options: OptionValues = validateOptions(req.format, driver.createOptions, req.options ?? {});
+  const options: OptionValues = resolveOptions(req.format, driver.createOptions, req.options ?? {});
   let size = req.size;
   let backingSize: number | undefined;
   let backingFormat: FormatName | undefined;

@@ -1,3 +1,7 @@
+/**
+ * Info: what `qemu-img info` reports about an image and its backing chain (the contract's ImageInfo, qemu-img's
+ * JSON keys), read from headers without touching guest data.
+ */
 import * as nodePath from 'node:path';
 import type { ImageInfo } from '../../src-shared/api';
 import { ChainGuard } from '../block/chain';

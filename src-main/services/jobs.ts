@@ -1,26 +1,97 @@
+/**
+ * Runs long work in the background for the UI: each job gets an id, reports progress {done, total, phase}, and
+ * can be cancelled. One handler per kind of job, typed by the contract's JobSpecs → JobResults map, so a
+ * job's result is the type the renderer expects. Knows nothing of Electron or WebSockets; the bridges
+ * subscribe to its events.
+ */
 import { randomUUID } from 'node:crypto';
-import type { CommitResult, ConvertResult, JobEvent, JobId, JobSpec } from '../../src-shared/api';
-import { commitImage } from './commit';
-import { rebaseImage } from './rebase';
-import { toDiskError } from '../block/errors';
-import { inspectImage } from './info';
-import { mapPicture } from './map';
-import { createImage } from './create';
+import { promises as fsp } from 'node:fs';
+import type { JobEvent, JobId, JobKind, JobPhase, JobResults, JobSpec, JobSpecOf } from '../../src-shared/api';
+import { DiskError, toDiskError } from '../block/errors';
+import type { BackingPolicy } from '../block/types';
 import { checkImage } from './check';
-import { repairImage } from './repair';
+import { commitImage } from './commit';
+import { compareImages } from './compare';
 import { convertImage } from './convert';
 import { convertKeepingSnapshots } from './convert-snapshots';
-import { compareImages } from './compare';
+import { planForSource } from './targets';
+import { createImage } from './create';
+import { inspectImage } from './info';
+import { mapPicture } from './map';
+import { rebaseImage } from './rebase';
+import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
-import { promises as fsp } from 'node:fs';
-import type { BackingPolicy } from '../block/types';
 
 type Listener = (e: JobEvent) => void;
 
-/**
- * Runs long work in the background for the UI: each job gets an id, reports progress {done,total,phase},
- * and can be cancelled. Knows nothing of Electron or WebSockets; the bridges subscribe to its events.
- */
+/** What a handler is given besides its spec. */
+interface JobContext {
+  backingPolicy: BackingPolicy;
+  signal: AbortSignal;
+  /** The progress callback of one phase (throttled by the manager). */
+  progress: (phase: JobPhase) => (done: number, total: number) => void;
+}
+
+type Handlers = { [K in JobKind]: (spec: JobSpecOf<K>, ctx: JobContext) => Promise<JobResults[K]> };
+
+const HANDLERS: Handlers = {
+  inspect: (spec, { backingPolicy }) => inspectImage(spec.path, { backingChain: true, backingPolicy }),
+  map: (spec, { backingPolicy, signal, progress }) => mapPicture(spec.path, spec.buckets, { backingPolicy, signal, onProgress: progress('map') }),
+  create: (spec) => createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat }),
+  check: (spec, { signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
+  repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
+  compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, backingPolicy, signal, onProgress: progress('compare') }),
+  async convert(spec, { backingPolicy, signal, progress }) {
+    // For a hypervisor or cloud, the target's plan decides the format, options and size (services/targets.ts).
+    const plan = spec.hostTarget ? await planForSource(spec.source, spec.hostTarget, spec.hostChoice ?? {}, { backingPolicy }) : undefined;
+    if (plan && plan.format !== spec.targetFormat) throw new DiskError('EINVAL', `a disk for ${spec.hostTarget} is ${plan.format}, not ${spec.targetFormat}`);
+    await (spec.keepSnapshots ? convertKeepingSnapshots : convertImage)({
+      source: spec.source,
+      target: spec.target,
+      targetFormat: spec.targetFormat,
+      options: plan ? plan.options : spec.options,
+      targetSize: plan?.size,
+      compress: spec.compress,
+      sourceSnapshot: spec.snapshot,
+      keepSnapshots: spec.keepSnapshots,
+      backingPolicy,
+      signal,
+      onProgress: progress('convert'),
+    });
+    // What the new image takes on disk, for the wizard's before/after.
+    return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512 };
+  },
+  async 'snapshot-create'(spec) {
+    await createNamedSnapshot(spec.path, spec.name);
+    return null;
+  },
+  async 'snapshot-apply'(spec, { signal }) {
+    await revertToSnapshot({ path: spec.path, snapshot: spec.snapshot, saveCurrentAs: spec.saveCurrentAs, signal });
+    return null;
+  },
+  async 'snapshot-delete'(spec) {
+    await deleteSnapshot(spec.path, spec.snapshot);
+    return null;
+  },
+  commit: (spec, { backingPolicy, signal, progress }) => commitImage({ path: spec.path, keepOverlay: spec.keepOverlay ?? false, backingPolicy, signal, onProgress: progress('commit') }),
+  rebase: (spec, { backingPolicy, signal, progress }) =>
+    rebaseImage({
+      path: spec.path,
+      newBacking: spec.newBacking,
+      newBackingFormat: spec.newBackingFormat,
+      unsafe: spec.unsafe ?? false,
+      backingPolicy,
+      signal,
+      onProgress: progress('rebase'),
+    }),
+};
+
+/** Runs one job by its kind's handler. */
+function runJobSpec<K extends JobKind>(spec: JobSpecOf<K>, ctx: JobContext): Promise<JobResults[K]> {
+  const handler: Handlers[K] = HANDLERS[spec.kind];
+  return handler(spec, ctx);
+}
+
 export class JobManager {
   private readonly running = new Map<JobId, AbortController>();
   private readonly listeners = new Set<Listener>();
@@ -41,13 +112,13 @@ export class JobManager {
     this.running.set(id, ctl);
     // Progress events are throttled: at most one per 100 ms per job, plus the last one.
     let last = 0;
-    const progress = (phase: string) => (done: number, total: number) => {
+    const progress = (phase: JobPhase) => (done: number, total: number) => {
       const now = Date.now();
       if (done < total && now - last < 100) return;
       last = now;
       this.emit({ id, type: 'progress', progress: { done, total, phase } });
     };
-    void this.run(spec, ctl.signal, progress)
+    void runJobSpec(spec, { backingPolicy: this.backingPolicy, signal: ctl.signal, progress })
       .then((result) => this.emit({ id, type: 'done', result }))
       .catch((err) => this.emit({ id, type: 'failed', error: toDiskError(err).toDto() }))
       .finally(() => this.running.delete(id));
@@ -56,56 +127,5 @@ export class JobManager {
 
   cancel(id: JobId): void {
     this.running.get(id)?.abort();
-  }
-
-  private async run(spec: JobSpec, signal: AbortSignal, progress: (phase: string) => (d: number, t: number) => void): Promise<unknown> {
-    const backingPolicy = this.backingPolicy;
-    switch (spec.kind) {
-      case 'inspect':
-        return inspectImage(spec.path, { backingChain: true, backingPolicy });
-      case 'map':
-        return mapPicture(spec.path, spec.buckets, { backingPolicy, signal, onProgress: progress('map') });
-      case 'create':
-        return createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat });
-      case 'check':
-        return checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') });
-      case 'repair':
-        return repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
-      case 'compare':
-        return compareImages({ a: spec.a, b: spec.b, backingPolicy, signal, onProgress: progress('compare') });
-      case 'convert':
-        await (spec.keepSnapshots ? convertKeepingSnapshots : convertImage)({
-          source: spec.source,
-          target: spec.target,
-          targetFormat: spec.targetFormat,
-          options: spec.options,
-          compress: spec.compress,
-          sourceSnapshot: spec.snapshot,
-          keepSnapshots: spec.keepSnapshots,
-          backingPolicy,
-          signal,
-          onProgress: progress('convert'),
-        });
-        // What the new image takes on disk, for the wizard's before/after.
-        return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512 } satisfies ConvertResult;
-      case 'snapshot-create':
-        return createNamedSnapshot(spec.path, spec.name);
-      case 'snapshot-apply':
-        return revertToSnapshot({ path: spec.path, snapshot: spec.snapshot, saveCurrentAs: spec.saveCurrentAs, signal });
-      case 'snapshot-delete':
-        return deleteSnapshot(spec.path, spec.snapshot);
-      case 'commit':
-        return commitImage({ path: spec.path, keepOverlay: spec.keepOverlay ?? false, backingPolicy, signal, onProgress: progress('commit') }) satisfies Promise<CommitResult>;
-      case 'rebase':
-        return rebaseImage({
-          path: spec.path,
-          newBacking: spec.newBacking,
-          newBackingFormat: spec.newBackingFormat,
-          unsafe: spec.unsafe ?? false,
-          backingPolicy,
-          signal,
-          onProgress: progress('rebase'),
-        });
-    }
   }
 }

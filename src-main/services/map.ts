@@ -1,3 +1,7 @@
+/**
+ * Map: an image's allocation (data, zero, unallocated, and at which depth of the chain), walked by block status as
+ * `qemu-img map` prints it, and the same drawn into a fixed number of buckets for the app's picture.
+ */
 import type { MapEntry, MapPicture } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';

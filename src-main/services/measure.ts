@@ -10,7 +10,7 @@ import { DiskError, throwIfAborted } from '../block/errors';
 import { ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice, DiffRange } from '../block/types';
 import { driverFor, openImage } from '../registry';
-import { validateOptions } from './options';
+import { resolveOptions } from './options';
 
 export interface MeasureRequest {
   /** The target format (-O). */
@@ -59,16 +59,16 @@ export async function dataRanges(dev: BlockDevice, signal?: AbortSignal, onProgr
   return out;
 }
 
-/** Whether the qcow2 options ask for version 3 (compat=1.1, the default), the only version with bitmaps. */
+/** Whether the qcow2 options (defaults filled) ask for version 3 (compat=1.1), the only version with bitmaps. */
 function qcow2V3(options: Record<string, unknown>): boolean {
-  const c = String(options.compat ?? '1.1');
+  const c = String(options.compat);
   return c !== '0.10' && c !== 'v2';
 }
 
 export async function measureImage(req: MeasureRequest): Promise<MeasureReport> {
   const driver = driverFor(req.format);
   if (!driver.measure) throw new DiskError('EUNSUPPORTED', `Format driver '${req.format}' does not support measure`);
-  const options = validateOptions(req.format, driver.createOptions, req.options ?? {});
+  const options = resolveOptions(req.format, driver.createOptions, req.options ?? {});
   if (req.size !== undefined && req.source !== undefined) throw new DiskError('EINVAL', '--size N cannot be used together with a filename');
   if (req.size === undefined && req.source === undefined) throw new DiskError('EINVAL', 'Either --size N or one filename must be specified');
   const backingFile = options.backing_file !== undefined ? String(options.backing_file) : undefined;
@@ -89,7 +89,7 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureReport> 
     if (driver.name === 'qcow2' && qcow2V3(options) && bitmapsOf) {
       const file = await ImageFile.open(dev.path, false);
       try {
-        const bitmaps = await bitmapsOf(file, Number(options.cluster_size ?? 65536));
+        const bitmaps = await bitmapsOf(file, Number(options.cluster_size));
         if (bitmaps !== undefined) report.bitmaps = bitmaps;
       } finally {
         await file.close();

@@ -1,3 +1,9 @@
+/**
+ * Create options (`-o a=b,c=d` on the command line, a form in the app) read against a format's OptionSpec list:
+ * qemu-img's option syntax, validation with plain messages, the defaults filled in, and the `-o help` text. The
+ * one place a spec's `default` becomes a value: a format's create and measure receive every option that has a
+ * default already set.
+ */
 import type { OptionSpec, OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
 import { parseSize } from '../block/sizes';
@@ -30,7 +36,17 @@ function parseBool(name: string, v: string): boolean {
   throw new DiskError('EINVAL', `option ${name} expects 'on' or 'off', not '${v}'`);
 }
 
-/** Checks values against a format's option schema; accepts strings (CLI) or typed values (UI). */
+/**
+ * Checks values against a format's option schema (strings from the CLI or typed values from the app) and fills
+ * in the default of every option not given that has one.
+ */
+export function resolveOptions(format: string, specs: OptionSpec[], given: Record<string, string | number | boolean | undefined>): OptionValues {
+  const out = validateOptions(format, specs, given);
+  for (const spec of specs) if (out[spec.name] === undefined && spec.default !== undefined) out[spec.name] = spec.default;
+  return out;
+}
+
+/** Checks values against a format's option schema; accepts strings (CLI) or typed values (UI). Fills no defaults. */
 export function validateOptions(format: string, specs: OptionSpec[], given: Record<string, string | number | boolean | undefined>): OptionValues {
   const out: OptionValues = {};
   for (const [name, raw] of Object.entries(given)) {

@@ -12,7 +12,7 @@
  * chain read there) and still naming its old backing file.
  */
 import * as nodePath from 'node:path';
-import type { FormatName } from '../../src-shared/api';
+import type { FormatName, RebasePlan, RebaseResult } from '../../src-shared/api';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { driverFor, openImage } from '../registry';
@@ -32,17 +32,6 @@ export interface RebaseRequest {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface RebaseResult {
-  /** Guest bytes copied into the image (safe mode). */
-  copiedBytes: number;
-}
-
-/** Which file a rebase changes and which it reads, for the app's confirmation. */
-export interface RebasePlan {
-  image: string;
-  oldBacking?: string;
-  newBacking?: string;
-}
 
 const STEP = 4 << 20;
 

@@ -1,3 +1,4 @@
+/** Resize: changes an image's virtual size, as `qemu-img resize` (shrinking only when asked to). */
 import { DiskError } from '../block/errors';
 import type { BackingPolicy } from '../block/types';
 import { openImage } from '../registry';

@@ -1,3 +1,4 @@
+/** Guest bytes read, written and discarded by offset (through the backing chain): for scripts and tests. */
 import { checkRange } from '../block/bytes';
 import { DiskError } from '../block/errors';
 import { openImage } from '../registry';

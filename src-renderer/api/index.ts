@@ -1,13 +1,13 @@
-import type { DiskwrightApi } from '../../src-shared/api';
+/**
+ * The contract as the renderer calls it: over Electron's preload bridge in the app, over the host's WebSocket in a
+ * browser; every failure arrives as an ApiError in the app's words.
+ */
+import type { ApiCaller, DesktopBridge, DiskwrightApi } from '../../src-shared/api';
+import { clientOn } from './client';
 import { toApiError } from './errors';
-import { SocketApi } from './socket';
+import { SocketConnection } from './socket';
 
 export { ApiError, toApiError } from './errors';
-
-/** What Electron's preload exposes: the contract plus the path of a dropped file. */
-export interface DesktopBridge extends DiskwrightApi {
-  pathForFile(file: File): string;
-}
 
 declare global {
   interface Window {
@@ -15,39 +15,19 @@ declare global {
   }
 }
 
-/** The desktop bridge rejects with plain error objects; make every failure an ApiError. */
-function wrapDesktop(bridge: DesktopBridge): DiskwrightApi {
-  const guard =
-    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
-      try {
-        return await fn(...args);
-      } catch (err) {
-        throw toApiError(err);
-      }
-    };
-  return {
-    inspect: guard(bridge.inspect),
-    mapPicture: guard(bridge.mapPicture),
-    allowBackingPath: guard(bridge.allowBackingPath),
-    formats: guard(bridge.formats),
-    recentImages: guard(bridge.recentImages),
-    createOptions: guard(bridge.createOptions),
-    listDir: guard(bridge.listDir),
-    pickImage: guard(bridge.pickImage),
-    pickTarget: guard(bridge.pickTarget),
-    targetInfo: guard(bridge.targetInfo),
-    snapshots: guard(bridge.snapshots),
-    snapshotSpace: guard(bridge.snapshotSpace),
-    snapshotMap: guard(bridge.snapshotMap),
-    snapshotDiff: guard(bridge.snapshotDiff),
-    measure: guard(bridge.measure),
-    commitPlan: guard(bridge.commitPlan),
-    rebasePlan: guard(bridge.rebasePlan),
-    startJob: guard(bridge.startJob),
-    cancelJob: guard(bridge.cancelJob),
-    onJobEvent: (listener) => bridge.onJobEvent(listener),
-  };
+/** The desktop bridge rejects with plain error objects; every failure becomes an ApiError. */
+function desktopApi(bridge: DesktopBridge): DiskwrightApi {
+  const call: ApiCaller = (method, args) =>
+    bridge.call(method, args).catch((err: unknown) => {
+      throw toApiError(err);
+    });
+  return clientOn(call, (listener) => bridge.onJobEvent(listener));
+}
+
+/** The contract over the browser host's WebSocket. */
+function socketApi(url: string): DiskwrightApi {
+  const socket = new SocketConnection(url);
+  return clientOn((method, args) => socket.call(method, args), (listener) => socket.onJobEvent(listener));
 }
 
 function socketUrl(): string {
@@ -59,7 +39,7 @@ function socketUrl(): string {
 /** True inside the Electron app, where native dialogs and dropped-file paths exist. */
 export const isDesktop = typeof window !== 'undefined' && window.diskwright !== undefined;
 
-export const api: DiskwrightApi = window.diskwright ? wrapDesktop(window.diskwright) : new SocketApi(socketUrl());
+export const api: DiskwrightApi = window.diskwright ? desktopApi(window.diskwright) : socketApi(socketUrl());
 
 /** The path of a dropped file, where the platform can tell it (Electron); undefined in a browser. */
 export function pathOfDroppedFile(file: File): string | undefined {

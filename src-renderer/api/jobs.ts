@@ -1,4 +1,9 @@
-import type { JobEvent, JobId, JobProgress, JobSpec } from '../../src-shared/api';
+/**
+ * Jobs from the renderer's side: runJob starts one and follows its events, typed by the contract's
+ * JobSpecs → JobResults map; JobSlot is the one job a wizard waits for at a time, following it into the
+ * store's job fields (jobState(): progress, startedAt, running, cancelled, error).
+ */
+import type { JobEvent, JobId, JobKind, JobProgress, JobResults, JobSpec, JobSpecOf } from '../../src-shared/api';
 import { api } from './index';
 import { toApiError, type ApiError } from './errors';
 
@@ -12,12 +17,12 @@ export interface RunningJob<T> {
  * Starts a job and follows its events. Events can arrive before startJob answers with the id, so they are
  * kept until the id is known; a cancel asked for before that is sent as soon as it is.
  */
-export function runJob<T>(spec: JobSpec, onProgress?: (p: JobProgress) => void): RunningJob<T> {
+export function runJob<K extends JobKind>(spec: JobSpecOf<K> & JobSpec, onProgress?: (p: JobProgress) => void): RunningJob<JobResults[K]> {
   let id: JobId | undefined;
   let cancelAsked = false;
   const early: JobEvent[] = [];
   let settle: ((e: JobEvent) => void) | undefined;
-  const result = new Promise<T>((resolve, reject) => {
+  const result = new Promise<JobResults[K]>((resolve, reject) => {
     const unsubscribe = api.onJobEvent((e) => {
       if (id === undefined) early.push(e);
       else if (e.id === id) settle!(e);
@@ -28,7 +33,8 @@ export function runJob<T>(spec: JobSpec, onProgress?: (p: JobProgress) => void):
         return;
       }
       unsubscribe();
-      if (e.type === 'done') resolve(e.result as T);
+      // The event carries this job's id, so its result is the one its kind gives back.
+      if (e.type === 'done') resolve(e.result as JobResults[K]);
       else reject(toApiError(e.error));
     };
     api.startJob(spec).then(
@@ -52,6 +58,25 @@ export function runJob<T>(spec: JobSpec, onProgress?: (p: JobProgress) => void):
   };
 }
 
+/** What a store shows of its job: spread jobState() into the store's state; JobSlot keeps it current. */
+export interface JobState {
+  progress: JobProgress | null;
+  /** When the job (or its current phase) started (ms), for the rate and time left. */
+  startedAt: number;
+  running: boolean;
+  /** The last job ended by the user's Cancel (its error is then the ECANCELLED one). */
+  cancelled: boolean;
+  /** Why the last job failed (a cancel included); stores also put their other failures here. */
+  error: ApiError | null;
+}
+
+export function jobState(): JobState {
+  return { progress: null, startedAt: 0, running: false, cancelled: false, error: null };
+}
+
+/** How a job ended: its value, or its error as an ApiError. */
+export type JobOutcome<T> = { value: T } | { error: ApiError };
+
 /**
  * The one job a wizard waits for at a time. Each step takes a new generation; answers for a generation the
  * wizard has left (closed, restarted) are dropped, and Cancel reaches whichever job is running.
@@ -68,16 +93,46 @@ export class JobSlot {
     return gen === this.generation;
   }
 
-  /** The job's value or its error as an ApiError; undefined when the wizard moved on meanwhile. */
-  async follow<T>(gen: number, job: RunningJob<T>): Promise<{ value: T } | { error: ApiError } | undefined> {
-    this.running = job as RunningJob<unknown>;
+  /** Marks `state` as running a job from now (call follow next; run does both). */
+  begin(state: JobState): void {
+    state.progress = null;
+    state.startedAt = Date.now();
+    state.running = true;
+    state.cancelled = false;
+    state.error = null;
+  }
+
+  /** begin, then follow. */
+  run<K extends JobKind>(state: JobState, gen: number, spec: JobSpecOf<K> & JobSpec): Promise<JobOutcome<JobResults[K]> | undefined> {
+    this.begin(state);
+    return this.follow(state, gen, spec);
+  }
+
+  /**
+   * Starts the job of step `gen` and follows it into `state` (progress, a new startedAt when the phase
+   * changes, running, and cancelled/error when it ends). Undefined when the wizard moved on meanwhile.
+   */
+  async follow<K extends JobKind>(state: JobState, gen: number, spec: JobSpecOf<K> & JobSpec): Promise<JobOutcome<JobResults[K]> | undefined> {
+    const job = runJob(spec, (p) => {
+      if (!this.isCurrent(gen)) return;
+      if (state.progress !== null && state.progress.phase !== p.phase) state.startedAt = Date.now();
+      state.progress = p;
+    });
+    this.running = job;
     try {
       const value = await job.result;
       return this.isCurrent(gen) ? { value } : undefined;
     } catch (err) {
-      return this.isCurrent(gen) ? { error: toApiError(err) } : undefined;
+      if (!this.isCurrent(gen)) return undefined;
+      const error = toApiError(err);
+      state.error = error;
+      state.cancelled = error.code === 'ECANCELLED';
+      return { error };
     } finally {
-      if (this.isCurrent(gen)) this.running = null;
+      if (this.isCurrent(gen)) {
+        this.running = null;
+        state.running = false;
+      }
     }
   }
 

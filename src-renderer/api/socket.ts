@@ -1,4 +1,4 @@
-import type { ApiArgs, ApiMethod, ApiResult, DiskwrightApi, FormatName, MeasureSpec, JobEvent, JobId, JobSpec, Unsubscribe, WireMessage, WireRequest } from '../../src-shared/api';
+import type { ApiArgs, ApiMethod, ApiResult, JobEvent, Unsubscribe, WireMessage, WireRequest } from '../../src-shared/api';
 import { ApiError } from './errors';
 
 interface Pending {
@@ -9,10 +9,11 @@ interface Pending {
 const LOST = new ApiError({ code: 'EIO', message: 'The connection to diskwright was lost. Is it still running? Start it again and reload this page.' });
 
 /**
- * The contract over the browser host's WebSocket. The socket is opened on first use and again after it
- * drops; calls in flight when it drops fail with a plain message rather than hanging.
+ * The browser host's WebSocket: contract calls by name, and the job events pushed on it (api/client.ts builds
+ * the contract's methods on `call`). The socket is opened on first use and again after it drops; calls in
+ * flight when it drops fail with a plain message rather than hanging.
  */
-export class SocketApi implements DiskwrightApi {
+export class SocketConnection {
   private socket: WebSocket | undefined;
   private opening: Promise<WebSocket> | undefined;
   private nextId = 1;
@@ -64,7 +65,7 @@ export class SocketApi implements DiskwrightApi {
     else p.resolve(msg.result);
   }
 
-  private async call<M extends ApiMethod>(method: M, args: ApiArgs<M>): Promise<ApiResult<M>> {
+  async call<M extends ApiMethod>(method: M, args: ApiArgs<M>): Promise<ApiResult<M>> {
     const ws = await this.connect();
     const id = this.nextId++;
     const req: WireRequest = { id, method, args };
@@ -74,66 +75,6 @@ export class SocketApi implements DiskwrightApi {
     });
   }
 
-  inspect(path: string, format?: FormatName) {
-    return this.call('inspect', format === undefined ? [path] : [path, format]);
-  }
-  mapPicture(path: string, buckets: number) {
-    return this.call('mapPicture', [path, buckets]);
-  }
-  async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
-    await this.call('allowBackingPath', [imagePath, backingPath]);
-  }
-  recentImages() {
-    return this.call('recentImages', []);
-  }
-  formats() {
-    return this.call('formats', []);
-  }
-  createOptions(format: FormatName) {
-    return this.call('createOptions', [format]);
-  }
-  listDir(path?: string) {
-    return this.call('listDir', path === undefined ? [] : [path]);
-  }
-  async pickTarget() {
-    // The browser host has no save dialog: the wizards show a path field instead.
-    return undefined;
-  }
-  targetInfo(path: string) {
-    return this.call('targetInfo', [path]);
-  }
-  async pickImage() {
-    // JSON has no undefined: "no file" comes back as null.
-    return (await this.call('pickImage', [])) ?? undefined;
-  }
-  snapshots(path: string) {
-    return this.call('snapshots', [path]);
-  }
-  snapshotSpace(path: string) {
-    return this.call('snapshotSpace', [path]);
-  }
-  snapshotMap(path: string, snapshot: string, buckets: number) {
-    return this.call('snapshotMap', [path, snapshot, buckets]);
-  }
-  snapshotDiff(path: string, a: string, b: string | undefined, buckets: number) {
-    // JSON has no undefined: "now" travels as null.
-    return this.call('snapshotDiff', [path, a, b ?? null, buckets] as unknown as [string, string, string | undefined, number]);
-  }
-  measure(spec: MeasureSpec) {
-    return this.call('measure', [spec]);
-  }
-  commitPlan(path: string) {
-    return this.call('commitPlan', [path]);
-  }
-  rebasePlan(path: string, newBacking: string) {
-    return this.call('rebasePlan', [path, newBacking]);
-  }
-  startJob(spec: JobSpec): Promise<JobId> {
-    return this.call('startJob', [spec]);
-  }
-  async cancelJob(id: JobId): Promise<void> {
-    await this.call('cancelJob', [id]);
-  }
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe {
     this.listeners.add(listener);
     // Job events are pushed on the socket, so it has to be open for them to arrive.

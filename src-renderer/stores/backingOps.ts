@@ -1,12 +1,12 @@
-import { defineStore } from 'pinia';
-import type { CommitPlan, CommitResult, FormatName, ImageInfo, JobProgress, RebasePlan } from '../../src-shared/api';
-import { api, toApiError, type ApiError } from '../api';
-import { JobSlot, runJob } from '../api/jobs';
-
 /**
  * "Merge into base…" (commit) and "Change base…" (rebase) on the Inspect page: what would change is shown
  * first (which files are written, which only read), then the job runs with progress and cancel.
  */
+import { defineStore } from 'pinia';
+import type { CommitPlan, ImageInfo, RebasePlan } from '../../src-shared/api';
+import { api, toApiError } from '../api';
+import { JobSlot, jobState } from '../api/jobs';
+
 const slot = new JobSlot();
 
 export type BackingOp = 'commit' | 'rebase';
@@ -30,11 +30,9 @@ export const useBackingOpsStore = defineStore('backingOps', {
     rebasePlan: null as RebasePlan | null,
     /** The new base text the plan was made for. */
     plannedFor: '',
-    running: false,
-    startedAt: 0,
-    progress: null as JobProgress | null,
+    /** The running commit or rebase; `error` also holds a failure to make the plan. */
+    ...jobState(),
     done: '',
-    error: null as ApiError | null,
   }),
   actions: {
     async ask(op: BackingOp, path: string): Promise<void> {
@@ -84,19 +82,17 @@ export const useBackingOpsStore = defineStore('backingOps', {
       if (recorded === undefined || full === undefined || this.running) return false;
       this.$reset();
       this.path = info.filename;
-      this.running = true;
-      this.startedAt = Date.now();
-      try {
-        const format = info['backing-image']?.format ?? (await api.inspect(full)).format;
-        await runJob<unknown>({ kind: 'rebase', path: info.filename, newBacking: recorded, newBackingFormat: format, unsafe: true }).result;
-        this.done = `The changed base ${full} is now accepted: its new date and size (or content ID) are recorded in the image.`;
-        return true;
-      } catch (err) {
-        this.error = toApiError(err);
-        return false;
-      } finally {
+      const gen = slot.next();
+      slot.begin(this);
+      const format = info['backing-image']?.format ?? (await api.inspect(full).catch((err: unknown) => void (this.error = toApiError(err))))?.format;
+      if (format === undefined) {
         this.running = false;
+        return false;
       }
+      const outcome = await slot.follow(this, gen, { kind: 'rebase', path: info.filename, newBacking: recorded, newBackingFormat: format, unsafe: true });
+      if (!outcome || 'error' in outcome) return false;
+      this.done = `The changed base ${full} is now accepted: its new date and size (or content ID) are recorded in the image.`;
+      return true;
     },
     /** Runs the confirmed operation; true when it completed (the image is then read again by the caller). */
     async confirm(): Promise<boolean> {
@@ -109,27 +105,15 @@ export const useBackingOpsStore = defineStore('backingOps', {
               kind: 'rebase',
               path: this.path,
               newBacking: nameFor(this.path, this.rebasePlan?.newBacking ?? this.newBase.trim()),
-              ...(this.rebasePlan?.newBackingFormat ? { newBackingFormat: this.rebasePlan.newBackingFormat as FormatName } : {}),
+              ...(this.rebasePlan?.newBackingFormat ? { newBackingFormat: this.rebasePlan.newBackingFormat } : {}),
             } as const);
-      this.running = true;
-      this.startedAt = Date.now();
-      this.progress = null;
-      this.error = null;
-      const outcome = await slot.follow(
-        gen,
-        runJob<CommitResult | { copiedBytes: number }>(spec, (p) => {
-          if (slot.isCurrent(gen)) this.progress = p;
-        }),
-      );
-      this.running = false;
-      if (!outcome) return false;
-      if ('error' in outcome) {
-        this.error = outcome.error;
-        return false;
-      }
+      const outcome = await slot.run(this, gen, spec);
+      if (!outcome || 'error' in outcome) return false;
+      const value = outcome.value;
+      // A commit names the base it merged into; a rebase gives back only what it copied.
       this.done =
-        this.op === 'commit'
-          ? `Merged into ${(outcome.value as CommitResult).base}.${(outcome.value as CommitResult).emptied ? ' The image is now empty: its data lives in the base.' : ''}`
+        'base' in value
+          ? `Merged into ${value.base}.${value.emptied ? ' The image is now empty: its data lives in the base.' : ''}`
           : `The image now stands on ${this.rebasePlan?.newBacking ?? this.newBase}.`;
       this.op = null;
       return true;

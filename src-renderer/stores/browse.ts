@@ -1,3 +1,4 @@
+/** The browser host's folder list (its stand-in for a native open dialog): the folder shown, remembered between visits, and whether every file is listed or only images. */
 import { defineStore } from 'pinia';
 import type { DirListing } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';

@@ -1,12 +1,11 @@
-import { defineStore } from 'pinia';
-import type { CheckReport, JobProgress, RepairResult } from '../../src-shared/api';
-import type { ApiError } from '../api';
-import { JobSlot, runJob, type RunningJob } from '../api/jobs';
-
 /**
  * The Check & Repair wizard: check (progress, cancel) → findings in plain words → repair on a copy, with the
  * image kept as it was if asked (progress, cancel) → check again and say what is left.
  */
+import { defineStore } from 'pinia';
+import type { CheckReport, RepairResult } from '../../src-shared/api';
+import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+
 const slot = new JobSlot();
 
 export type CheckStep = 'checking' | 'findings' | 'repairing' | 'rechecking' | 'result' | 'failed';
@@ -16,17 +15,13 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     active: false,
     path: '',
     step: 'checking' as CheckStep,
-    progress: null as JobProgress | null,
-    /** When the running step started (ms), for the rate and time left. */
-    startedAt: 0,
+    /** The running check or repair (progress, startedAt, running); `cancelled` when the user cancelled the repair: the image is as it was. */
+    ...jobState(),
     report: null as CheckReport | null,
     mode: 'all' as 'leaks' | 'all',
     keepCopy: true,
     repair: null as RepairResult | null,
     final: null as CheckReport | null,
-    error: null as ApiError | null,
-    /** Set when the user cancelled the repair: the image is as it was. */
-    cancelled: false,
   }),
   getters: {
     clean: (s) => !!s.report && s.report.corruptions === 0 && s.report.leaks === 0 && s.report['check-errors'] === 0,
@@ -44,8 +39,7 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     async check(step: 'checking' | 'rechecking'): Promise<void> {
       const gen = slot.next();
       this.step = step;
-      this.error = null;
-      const report = await this.follow<CheckReport>(gen, runJob<CheckReport>({ kind: 'check', path: this.path }, (p) => this.onProgress(gen, p)));
+      const report = this.value(await slot.run(this, gen, { kind: 'check', path: this.path }));
       if (report === undefined) return;
       if (step === 'checking') {
         this.report = report;
@@ -61,41 +55,25 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     async runRepair(): Promise<void> {
       const gen = slot.next();
       this.step = 'repairing';
-      this.cancelled = false;
-      this.error = null;
-      const result = await this.follow<RepairResult>(
-        gen,
-        runJob<RepairResult>({ kind: 'repair', path: this.path, mode: this.mode, keepCopy: this.keepCopy }, (p) => this.onProgress(gen, p)),
-        () => {
-          // A cancelled repair changed nothing: back to the findings, which still hold.
-          this.cancelled = true;
-          this.step = 'findings';
-        },
-      );
+      const outcome = await slot.run(this, gen, { kind: 'repair', path: this.path, mode: this.mode, keepCopy: this.keepCopy });
+      if (outcome && 'error' in outcome && this.cancelled) {
+        // A cancelled repair changed nothing: back to the findings, which still hold.
+        this.error = null;
+        this.step = 'findings';
+        return;
+      }
+      const result: RepairResult | undefined = this.value(outcome);
       if (result === undefined) return;
       this.repair = result;
       await this.check('rechecking');
     },
 
-    /** Runs one job of the wizard; undefined when it failed, was cancelled or the wizard moved on. */
-    async follow<T>(gen: number, job: RunningJob<T>, onCancelled?: () => void): Promise<T | undefined> {
-      this.progress = null;
-      this.startedAt = Date.now();
-      const r = await slot.follow(gen, job);
-      if (!r) return undefined;
-      if ('value' in r) return r.value;
-      if (r.error.code === 'ECANCELLED' && onCancelled) onCancelled();
-      else {
-        this.error = r.error;
-        this.step = 'failed';
-      }
+    /** A job's value; undefined when it failed (the wizard then shows its error), or the wizard moved on. */
+    value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
+      if (!outcome) return undefined;
+      if ('value' in outcome) return outcome.value;
+      this.step = 'failed';
       return undefined;
-    },
-
-    onProgress(gen: number, p: JobProgress): void {
-      if (!slot.isCurrent(gen)) return;
-      if (this.progress?.phase !== p.phase) this.startedAt = Date.now();
-      this.progress = p;
     },
 
     cancel(): void {

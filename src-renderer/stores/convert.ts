@@ -1,12 +1,12 @@
-import { defineStore } from 'pinia';
-import type { CompareOutcome, ConvertResult, FormatName, ImageInfo, JobProgress, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
-import { api, toApiError, type ApiError } from '../api';
-import { JobSlot, runJob, type RunningJob } from '../api/jobs';
-
 /**
  * The Convert wizard: target format, its options and place → review with an estimate → convert (progress,
  * rate, time left, cancel that leaves nothing) → optional verify (compare, with its own progress) → result.
  */
+import { defineStore } from 'pinia';
+import type { CompareOutcome, ConvertResult, FormatName, HostTargetChoice, HostTargetName, HostTargetPlan, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
+import { api, toApiError } from '../api';
+import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 
 const slot = new JobSlot();
@@ -25,16 +25,21 @@ export const useConvertStore = defineStore('convert', {
     verify: true,
     targetPath: '',
     target: null as TargetInfo | null,
-    progress: null as JobProgress | null,
-    startedAt: 0,
+    /** The running convert or verify; `error` also holds a failure to read the source. */
+    ...jobState(),
     result: null as ConvertResult | null,
     verdict: null as CompareOutcome | null,
-    error: null as ApiError | null,
-    cancelled: false,
     /** The internal snapshot being exported instead of the image's current state (the snapshot browser's Export). */
     snapshot: null as SnapshotInfo | null,
     /** qcow2 → qcow2: the new image keeps the source's snapshots. */
     keepSnapshots: false,
+    /** A hypervisor or cloud the copy is for (Azure, ESXi…): it decides the format, options and size. */
+    hostTarget: null as HostTargetName | null,
+    hostChoice: {} as HostTargetChoice,
+    /** What the copy for hostTarget will be (its size, and what is worth saying, such as Azure's rounding). */
+    hostPlan: null as HostTargetPlan | null,
+    /** Why the source cannot be made for that target (too large for Azure…), in the engine's words. */
+    hostPlanError: '',
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
@@ -57,7 +62,36 @@ export const useConvertStore = defineStore('convert', {
         this.step = 'failed';
       }
     },
-    async chooseFormat(format: FormatName, extension: string): Promise<void> {
+    /** A copy for a hypervisor or cloud: its format with the options it takes, planned for this source. */
+    async chooseHostTarget(name: HostTargetName | null, format: FormatName | '', extension: string): Promise<void> {
+      this.hostTarget = name;
+      this.hostChoice = {};
+      this.hostPlan = null;
+      this.hostPlanError = '';
+      if (!name || !format) {
+        this.format = '';
+        return;
+      }
+      await this.chooseFormat(format, extension, true);
+      await this.planHostTarget();
+    },
+    async planHostTarget(): Promise<void> {
+      const name = this.hostTarget;
+      if (!name || !this.source) return;
+      this.hostPlan = null;
+      this.hostPlanError = '';
+      try {
+        this.hostPlan = await api.hostTargetPlan(this.source.filename, name, { ...this.hostChoice });
+      } catch (err) {
+        this.hostPlanError = toApiError(err).message;
+      }
+    },
+    async chooseFormat(format: FormatName, extension: string, forHostTarget = false): Promise<void> {
+      if (!forHostTarget) {
+        this.hostTarget = null;
+        this.hostPlan = null;
+        this.hostPlanError = '';
+      }
       this.format = format;
       this.values = {};
       this.compress = false;
@@ -80,54 +114,42 @@ export const useConvertStore = defineStore('convert', {
     async run(options: Record<string, string | number | boolean>): Promise<void> {
       if (!this.source) return;
       const gen = slot.next();
-      this.cancelled = false;
-      this.error = null;
       this.step = 'converting';
       const target = this.target?.path ?? this.targetPath.trim();
-      const result = await this.follow<ConvertResult>(
-        gen,
-        runJob<ConvertResult>(
-          {
-            kind: 'convert',
-            source: this.source.filename,
-            target,
-            targetFormat: this.format as FormatName,
-            options,
-            ...(this.compress ? { compress: true } : {}),
-            ...(this.snapshot ? { snapshot: this.snapshot.id } : {}),
-            ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot ? { keepSnapshots: true } : {}),
-          },
-          (p) => this.onProgress(gen, p),
-        ),
+      const result = this.value(
+        await slot.run(this, gen, {
+          kind: 'convert',
+          source: this.source.filename,
+          target,
+          targetFormat: this.format as FormatName,
+          // For a host target the target sets the options; what it leaves open travels as hostChoice.
+          options: this.hostTarget ? {} : options,
+          ...(this.hostTarget ? { hostTarget: this.hostTarget, hostChoice: { ...this.hostChoice } } : {}),
+          ...(this.compress && !this.hostTarget ? { compress: true } : {}),
+          ...(this.snapshot ? { snapshot: this.snapshot.id } : {}),
+          ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot ? { keepSnapshots: true } : {}),
+        }),
       );
       if (!result) return;
       this.result = result;
       if (this.verify) {
         this.step = 'verifying';
-        const verdict = await this.follow<CompareOutcome>(gen, runJob<CompareOutcome>({ kind: 'compare', a: this.source.filename, b: target }, (p) => this.onProgress(gen, p)));
+        const verdict = this.value(await slot.run(this, gen, { kind: 'compare', a: this.source.filename, b: target, formatB: this.format as FormatName }));
         if (!verdict) return;
         this.verdict = verdict;
       }
       this.step = 'result';
     },
-    async follow<T>(gen: number, job: RunningJob<T>): Promise<T | undefined> {
-      this.progress = null;
-      this.startedAt = Date.now();
-      const r = await slot.follow(gen, job);
-      if (!r) return undefined;
-      if ('value' in r) return r.value;
-      if (r.error.code === 'ECANCELLED') {
-        this.cancelled = true;
+    /** A job's value; undefined when it failed, was cancelled or the wizard moved on (the step then says which). */
+    value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
+      if (!outcome) return undefined;
+      if ('value' in outcome) return outcome.value;
+      if (this.cancelled) {
+        this.error = null;
         // A cancelled convert left nothing behind; a cancelled verify leaves the finished target.
         this.step = this.result ? 'result' : 'review';
-      } else {
-        this.error = r.error;
-        this.step = 'failed';
-      }
+      } else this.step = 'failed';
       return undefined;
-    },
-    onProgress(gen: number, p: JobProgress): void {
-      if (slot.isCurrent(gen)) this.progress = p;
     },
     cancel(): void {
       slot.cancel();

@@ -1,11 +1,11 @@
-import { defineStore } from 'pinia';
-import type { FormatSummary } from '../../src-shared/api';
-import { api } from '../api';
-
 /**
  * The formats this build knows, as their drivers describe them (label, what each is for, extensions, what
  * it can do). Loaded once; the UI keeps no list of its own, so a new driver shows up without UI code.
  */
+import { defineStore } from 'pinia';
+import type { FormatSummary } from '../../src-shared/api';
+import { api } from '../api';
+
 export const useFormatsStore = defineStore('formats', {
   state: () => ({
     list: [] as FormatSummary[],

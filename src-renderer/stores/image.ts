@@ -1,3 +1,7 @@
+/**
+ * The image being inspected: its facts (inspect), then its allocation map, which can take longer; a backing file
+ * outside the image's folder waits for the user's answer before the chain is followed.
+ */
 import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, MapPicture } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';

@@ -1,12 +1,14 @@
-import { defineStore } from 'pinia';
-import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
-import { api, toApiError, type ApiError } from '../api';
-import { runJob } from '../api/jobs';
-
 /**
  * The New Image wizard: format → size, options, backing file and where → review → create. The form is drawn
  * from the format's OptionSpec (one schema with the CLI's -o); the main side validates again when it creates.
  */
+import { defineStore } from 'pinia';
+import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+import { JobSlot, jobState } from '../api/jobs';
+
+const slot = new JobSlot();
+
 export type NewImageStep = 'format' | 'details' | 'review' | 'creating' | 'failed';
 
 export const useNewImageStore = defineStore('newImage', {
@@ -23,9 +25,8 @@ export const useNewImageStore = defineStore('newImage', {
     backingError: null as ApiError | null,
     targetPath: '',
     target: null as TargetInfo | null,
-    error: null as ApiError | null,
-    startedAt: 0,
-    generation: 0,
+    /** The create job (a create reports no progress and has no Cancel). */
+    ...jobState(),
   }),
   actions: {
     start(folder?: string): void {
@@ -67,11 +68,9 @@ export const useNewImageStore = defineStore('newImage', {
       }
     },
     async create(options: Record<string, string | number | boolean>, size: number): Promise<void> {
-      const gen = ++this.generation;
+      const gen = slot.next();
       this.step = 'creating';
-      this.error = null;
-      this.startedAt = Date.now();
-      const job = runJob<void>({
+      const outcome = await slot.run(this, gen, {
         kind: 'create',
         path: this.target?.path ?? this.targetPath.trim(),
         format: this.format as FormatName,
@@ -79,17 +78,10 @@ export const useNewImageStore = defineStore('newImage', {
         options,
         ...(this.backing ? { backing: this.backing.filename, backingFormat: this.backing.format } : {}),
       });
-      try {
-        await job.result;
-      } catch (err) {
-        if (gen !== this.generation) return;
-        this.error = toApiError(err);
-        this.step = 'failed';
-        return;
-      }
+      if (outcome && 'error' in outcome) this.step = 'failed';
     },
     close(): void {
-      this.generation++;
+      slot.reset();
       this.$reset();
     },
   },

@@ -1,13 +1,13 @@
-import { defineStore } from 'pinia';
-import type { JobProgress, MapPicture, SnapshotDiff, SnapshotInfo, SnapshotListing } from '../../src-shared/api';
-import { api, toApiError, type ApiError } from '../api';
-import { JobSlot, runJob } from '../api/jobs';
-
 /**
  * The snapshot browser: the snapshots of one qcow2 image as a timeline ending in "now", the map of the one
  * selected, the difference of two selected (or one and now) drawn over it, the space each holds alone, and
  * the actions — take, revert, delete, export — each a job with progress.
  */
+import { defineStore } from 'pinia';
+import type { MapPicture, SnapshotDiff, SnapshotInfo, SnapshotListing } from '../../src-shared/api';
+import { api, toApiError, type ApiError } from '../api';
+import { JobSlot, jobState } from '../api/jobs';
+
 const slot = new JobSlot();
 
 /**
@@ -50,15 +50,13 @@ export const useSnapshotsStore = defineStore('snapshots', {
     diff: null as SnapshotDiff | null,
     /** The action waiting for its confirmation, or running. */
     pending: null as { action: SnapshotAction; id?: string } | null,
-    running: false,
-    startedAt: 0,
-    progress: null as JobProgress | null,
+    /** The running action; `error` also holds a failure to draw the maps. */
+    ...jobState(),
     /** Revert's "take a snapshot of the current state first" box, on by default. */
     saveFirst: true,
     newName: '',
     /** One line on what the last action did. */
     done: '',
-    error: null as ApiError | null,
     loadError: null as ApiError | null,
   }),
   getters: {
@@ -116,7 +114,7 @@ export const useSnapshotsStore = defineStore('snapshots', {
         if (b !== undefined) {
           // The difference is from the older to the newer; "now" is always the newer.
           const [from, to] = a === NOW ? [b, undefined] : [a, b === NOW ? undefined : b];
-          this.diff = await reading(api.snapshotDiff(this.path, from, to, MAP_BUCKETS));
+          this.diff = await reading(api.snapshotDiff(this.path, from, to ?? null, MAP_BUCKETS));
         }
       } catch (err) {
         this.error = toApiError(err);
@@ -149,22 +147,11 @@ export const useSnapshotsStore = defineStore('snapshots', {
             ? ({ kind: 'snapshot-apply', path: this.path, snapshot: p.id!, ...(this.saveFirst ? { saveCurrentAs: name } : {}) } as const)
             : ({ kind: 'snapshot-delete', path: this.path, snapshot: p.id! } as const);
       const label = p.id ? this.snapshotById(p.id)?.name ?? p.id : name;
-      this.running = true;
-      this.startedAt = Date.now();
-      this.progress = null;
+      // Running from the click on (the buttons are disabled), though the job starts once the reads are done.
+      slot.begin(this);
       await Promise.allSettled([...reads]);
-      const outcome = await slot.follow(
-        gen,
-        runJob<void>(spec, (pr) => {
-          if (slot.isCurrent(gen)) this.progress = pr;
-        }),
-      );
-      this.running = false;
-      if (!outcome) return;
-      if ('error' in outcome) {
-        this.error = outcome.error;
-        return;
-      }
+      const outcome = await slot.follow(this, gen, spec);
+      if (!outcome || 'error' in outcome) return;
       this.pending = null;
       this.done =
         p.action === 'take'

@@ -112,7 +112,7 @@ suite('qcow2 writes, discard, resize, repair, convert: a crash at any step can o
   test('resize: shrink an image with data at the end', () => expectLeaksOnly(qcow2Case('shrink.qcow2', (img) => ['resize', '--shrink', img, '2M'])));
 
   // Leak repair lowers refcounts 2 -> 1 where the active entry must gain OFLAG_COPIED at the same moment:
-  // done in place (qemu's way) a crash in between was a corruption; check-switch.ts makes it one header write.
+  // done in place (qemu's way) a crash in between was a corruption; qcow2/check/switch.ts makes it one header write.
   test('check -r all on a leaky image', () => {
     // qemu-img's snapshot forgotten by the header: its L1 and L2 tables and its share of the data leak.
     const tpl = template('leaky.qcow2', { snap: true });

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo, run } from '../helpers';
-import { formatBytes } from '../../src-renderer/format';
+import { formatBytes } from '../../src-renderer/text';
 import { SHOTS, e2eSession } from './browser';
 
 const session = e2eSession('dw-e2e-snap-');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dwOk, must, scratch } from '../helpers';
-import { io } from './qcow2-common';
+import { qemuIo } from '../oracles';
 
 const s = scratch('dw-commit-vmdk-');
 after(() => s.cleanup());
@@ -19,9 +19,9 @@ function chain(subformat: string): string {
   const dir = s.path(`c${n++}`);
   mkdirSync(dir);
   must('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', `subformat=${subformat}`, join(dir, 'base.vmdk'), '16M']);
-  io(join(dir, 'base.vmdk'), ['write -P 0x11 0 4M', 'write -P 0x12 12M 1M'], 'vmdk');
+  qemuIo(join(dir, 'base.vmdk'), 'vmdk', ['write -P 0x11 0 4M', 'write -P 0x12 12M 1M']);
   must('qemu-img', ['create', '-q', '-f', 'vmdk', '-b', 'base.vmdk', '-F', 'vmdk', join(dir, 'top.vmdk')]);
-  io(join(dir, 'top.vmdk'), ['write -P 0x22 2M 4M', 'write -P 0x23 15M 64k'], 'vmdk');
+  qemuIo(join(dir, 'top.vmdk'), 'vmdk', ['write -P 0x22 2M 4M', 'write -P 0x23 15M 64k']);
   return dir;
 }
 
@@ -44,7 +44,7 @@ test('rebase of a VMDK overlay onto another parent keeps what it reads, and qemu
   const dir = chain('monolithicSparse');
   const other = join(dir, 'other.vmdk');
   must('qemu-img', ['create', '-q', '-f', 'vmdk', other, '16M']);
-  io(other, ['write -P 0x33 0 1M', 'write -P 0x34 8M 2M'], 'vmdk');
+  qemuIo(other, 'vmdk', ['write -P 0x33 0 1M', 'write -P 0x34 8M 2M']);
   const before = join(dir, 'before.raw');
   must('qemu-img', ['convert', '-O', 'raw', join(dir, 'top.vmdk'), before]);
   dwOk(['rebase', '-b', 'other.vmdk', '-F', 'vmdk', join(dir, 'top.vmdk')]);

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { CLI, dw, dwOk, must, run, scratch } from '../helpers';
+import { qemuIo } from '../oracles';
 import { assertQemuAccepts, io } from './qcow2-common';
 import { openImage } from '../../src-main/registry';
 
@@ -179,7 +180,7 @@ test('convert -B and -n through the pipeline write what qemu-img writes', () => 
   for (const fmt of ['qcow2', 'raw']) {
     const target = s.path(`n${n++}.${fmt}`);
     must('qemu-img', ['create', '-q', '-f', fmt, target, '8M']);
-    io(target, ['write -P 0x77 0 8M'], fmt);
+    qemuIo(target, fmt, ['write -P 0x77 0 8M']);
     dwOk(['convert', '-n', '-O', fmt, SRC, target]);
     const expected = s.path(`ne${n++}.raw`);
     const b = Buffer.alloc(8 * 1048576, 0x77);

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { must, run, scratch } from '../helpers';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
-import { checkQcow2 } from '../../src-main/formats/qcow2/check';
+import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
 import { qcow2Driver } from '../../src-main/formats/qcow2/driver';
 import { ImageFile } from '../../src-main/block/file';
 import { DiskError } from '../../src-main/block/errors';

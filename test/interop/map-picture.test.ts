@@ -5,6 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { must, scratch } from '../helpers';
+import { qemuIo } from '../oracles';
 import { io } from './qcow2-common';
 import { mapPicture } from '../../src-main/services/map';
 
@@ -14,7 +15,7 @@ after(() => s.cleanup());
 test('compressed data in the picture = qemu-img map data entries without a host offset', async () => {
   const raw = s.path('src.raw');
   must('qemu-img', ['create', '-q', '-f', 'raw', raw, '8M']);
-  io(raw, ['write -P 0x11 0 1M', 'write -P 0x22 3M 512k'], 'raw');
+  qemuIo(raw, 'raw', ['write -P 0x11 0 1M', 'write -P 0x22 3M 512k']);
   const packed = s.path('packed.qcow2');
   must('qemu-img', ['convert', '-c', '-O', 'qcow2', raw, packed]);
   io(packed, ['write -P 0x33 6M 256k']); // plain data beside the compressed

@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dw, must, run } from '../helpers';
+import { qemuIo } from '../oracles';
 
 export interface PrlCase {
   name: string;
   make: (path: string) => void;
 }
 
-export const io = (path: string, cmds: string[]) => must('qemu-io', ['-f', 'parallels', ...cmds.flatMap((c) => ['-c', c]), path]);
+export const io = (path: string, cmds: string[]): void => void qemuIo(path, 'parallels', cmds);
 export const create = (path: string, size: string, clusterSize?: string) =>
   must('qemu-img', ['create', '-q', '-f', 'parallels', ...(clusterSize ? ['-o', `cluster_size=${clusterSize}`] : []), path, size]);
 

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { copyFileSync, truncateSync } from 'node:fs';
 import { dw, must, qemuIo, run, scratch, type RunResult, seededRandom } from '../helpers';
 import { Qcow2Patcher } from './qcow2-check-patch';
-import { checkQcow2 } from '../../src-main/formats/qcow2/check';
+import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
 import { checkExitCode } from '../../src-main/services/check';
-import { checkJson } from '../../src-main/cli/format';
+import { checkJson } from '../../src-main/cli/output';
 import { DiskError } from '../../src-main/block/errors';
 
 const s = scratch('dw-qcow2-malformed-');

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { dw, must, qemuIo, run, scratch, type RunResult } from '../helpers';
 import { Qcow2Patcher } from './qcow2-check-patch';
-import { checkQcow2 } from '../../src-main/formats/qcow2/check';
+import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
 import { checkExitCode } from '../../src-main/services/check';
-import { checkText } from '../../src-main/cli/format';
+import { checkText } from '../../src-main/cli/output';
 
 const s = scratch('dw-qcow2-repair-');
 after(() => s.cleanup());

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { truncateSync } from 'node:fs';
 import { must, qemuIo, run, scratch } from '../helpers';
 import { Qcow2Patcher } from './qcow2-check-patch';
-import { checkQcow2 } from '../../src-main/formats/qcow2/check';
+import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
 import { checkExitCode } from '../../src-main/services/check';
-import { checkJson, checkText } from '../../src-main/cli/format';
+import { checkJson, checkText } from '../../src-main/cli/output';
 
 const s = scratch('dw-qcow2-check-runs-');
 after(() => s.cleanup());

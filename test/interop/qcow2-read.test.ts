@@ -7,6 +7,7 @@ import { test, after } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { dwOk, must, run, scratch } from '../helpers';
+import { qemuIo } from '../oracles';
 import { assertReadsLikeQemu, io } from './qcow2-common';
 
 const s = scratch('dw-qcow2-read-');
@@ -114,7 +115,7 @@ for (const cs of ['512', '64k', '2M']) {
 test('backing chains: raw under qcow2 under qcow2, each image larger than its backing file', () => {
   const base = s.path('base.raw');
   must('qemu-img', ['create', '-q', '-f', 'raw', base, '1M']);
-  io(base, ['write -P 0x61 0 1M'], 'raw');
+  qemuIo(base, 'raw', ['write -P 0x61 0 1M']);
   const mid = s.path('mid.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', mid, '2M']);
   io(mid, ['write -P 0x62 64k 64k', 'write -z 256k 64k', 'write -P 0x63 1500k 10k']);
@@ -128,7 +129,7 @@ test('backing chains: raw under qcow2 under qcow2, each image larger than its ba
 test('subclusters over a raw backing file read through where unallocated', () => {
   const base = s.path('base2.raw');
   must('qemu-img', ['create', '-q', '-f', 'raw', base, '512k']);
-  io(base, ['write -P 0x41 0 512k'], 'raw');
+  qemuIo(base, 'raw', ['write -P 0x41 0 512k']);
   const top = s.path('sub-top.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on', '-b', 'base2.raw', '-F', 'raw', top, '1M']);
   io(top, ['write -P 0x42 0 2k', 'write -P 0x43 5000 100', 'write -z 8k 2k', 'write -P 0x44 600k 3k']);

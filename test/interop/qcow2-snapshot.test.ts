@@ -186,7 +186,7 @@ test('snapshot --diff lists exactly the clusters written since, from the tables 
 });
 
 test('createSnapshotWithMeta: qemu-img shows the id, name, date, VM clock and icount given; a duplicate id or name is refused', async () => {
-  const { createSnapshotWithMeta } = await import('../../src-main/formats/qcow2/snapshot');
+  const { createSnapshotWithMeta } = await import('../../src-main/formats/qcow2/snapshot/operations');
   const img = s.path('meta.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '4M']);
   io(img, ['write -P 0x5a 0 64k']);

@@ -1,6 +1,7 @@
 /** Raw images made by qemu-img and qemu-io for the raw interop suites: holes, zero runs, odd sizes, data at the end. */
 import { statSync } from 'node:fs';
 import { must } from '../helpers';
+import { qemuIo } from '../oracles';
 
 export interface RawCase {
   name: string;
@@ -8,7 +9,7 @@ export interface RawCase {
   make: (path: string) => void;
 }
 
-const io = (path: string, cmds: string[]) => must('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), path]);
+const io = (path: string, cmds: string[]): void => void qemuIo(path, 'raw', cmds);
 
 export const RAW_CASES: RawCase[] = [
   {

@@ -1,7 +1,8 @@
-/** Helpers shared by the VHDX interop suites: qemu-img/qemu-io make and read images; 7zz extracts them. */
+/** The oracles (test/oracles.ts) bound to VHDX, and what the VHDX interop suites add: 7zz's reading, log surgery. */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { must, run } from '../helpers';
+import { run } from '../helpers';
+import { assertQemuAccepts as accepts, assertSameContent as sameContent, qemuIo } from '../oracles';
 import {
   BAT_GUID,
   HEADER1_OFFSET,
@@ -17,21 +18,9 @@ import {
 
 export const MiB = 1024 * 1024;
 
-/** qemu-io on a VHDX with -c commands. */
-export function io(image: string, cmds: string[]): void {
-  must('qemu-io', ['-f', 'vhdx', ...cmds.flatMap((c) => ['-c', c]), image]);
-}
-
-
-/** qemu-img check accepts the image and qemu-img compare finds it equal to `raw`. */
-export function assertQemuAccepts(image: string, raw?: string): void {
-  const c = run('qemu-img', ['check', image]);
-  assert.equal(c.status, 0, `qemu-img check ${image}: ${c.stdout}${c.stderr}`);
-  if (raw !== undefined) {
-    const r = run('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', image, raw]);
-    assert.equal(r.status, 0, `qemu-img compare ${image} ${raw}: ${r.stdout}${r.stderr}`);
-  }
-}
+export const io = (image: string, commands: string[]): void => void qemuIo(image, 'vhdx', commands);
+export const assertSameContent = (image: string, scratchPath: (n: string) => string, label = image): void => sameContent(image, 'vhdx', scratchPath, label);
+export const assertQemuAccepts = (image: string, raw?: string): void => accepts(image, 'vhdx', raw);
 
 /** 7-Zip extracts the image's disk (as raw bytes); they equal `raw` (7zz drops a zero tail, so compare padded). */
 export function assert7zipReads(image: string, raw: Buffer, label = image): void {
@@ -78,4 +67,3 @@ export function makePendingLog(path: string, qemuIoCmd: string): void {
 }
 
 export { assertPlainError } from '../helpers';
-export { assertSameContent } from './qcow2-common';

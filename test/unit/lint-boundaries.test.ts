@@ -31,6 +31,11 @@ const cases: Array<{ file: string; from: string; refused: boolean }> = [
   { file: 'src-main/formats/vmdk/some.ts', from: '../../api/index', refused: true },
   { file: 'src-main/formats/vmdk/some.ts', from: '../../block/bytes', refused: false },
   { file: 'src-main/formats/vmdk/some.ts', from: './layout', refused: false },
+  { file: 'src-main/formats/qcow2/check/some.ts', from: '../layout', refused: false },
+  { file: 'src-main/formats/qcow2/check/some.ts', from: '../../../block/bytes', refused: false },
+  { file: 'src-main/formats/qcow2/check/some.ts', from: '../../vmdk/layout', refused: true },
+  { file: 'src-main/formats/qcow2/check/some.ts', from: '../../../services/convert', refused: true },
+  { file: 'src-main/formats/qcow2/check/some.ts', from: '../../../registry', refused: true },
   { file: 'src-main/block/some.ts', from: '../formats/qcow2/layout', refused: true },
   { file: 'src-main/block/some.ts', from: '../formats/index', refused: true },
   { file: 'src-main/block/some.ts', from: '../registry', refused: true },
@@ -45,6 +50,14 @@ const cases: Array<{ file: string; from: string; refused: boolean }> = [
   { file: 'src-main/crypto/some.ts', from: '../registry', refused: true },
   { file: 'src-main/crypto/some.ts', from: 'zod', refused: true },
   { file: 'src-main/formats/qcow2/some.ts', from: '../../crypto', refused: false },
+  { file: 'src-main/inside/fs/ext/some.ts', from: '../../../formats/qcow2/layout', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../services/convert', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../registry', refused: true },
+  { file: 'src-main/inside/tables/some.ts', from: '../../cli/main', refused: true },
+  { file: 'src-main/inside/some.ts', from: '../../src-shared/api', refused: true },
+  { file: 'src-main/inside/some.ts', from: 'node:fs', refused: true },
+  { file: 'src-main/inside/fs/ntfs/some.ts', from: '../../../block/errors', refused: false },
+  { file: 'src-main/inside/fs/ntfs/some.ts', from: '../reader', refused: false },
 ];
 
 for (const c of cases) {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeOptions, splitOptionString, validateOptions } from '../../src-main/services/options';
+import { describeOptions, resolveOptions, splitOptionString, validateOptions } from '../../src-main/services/options';
+import { driverFor } from '../../src-main/registry';
+import { FORMAT_NAMES } from '../../src-shared/api';
 import { DiskError } from '../../src-main/block/errors';
 import type { OptionSpec } from '../../src-shared/options';
 
@@ -62,4 +64,30 @@ test('describeOptions lists every option with its kind and default', () => {
   assert.match(text, /lazy_refcounts\s+<on\|off>/);
   assert.match(text, /preallocation.*\(default: off\)/);
   assert.equal(describeOptions('cow', []), 'cow has no create options.');
+});
+
+test('resolveOptions fills the default of every option not given, and keeps what was given', () => {
+  const specs: OptionSpec[] = [
+    { name: 'cluster_size', type: 'size', description: 'c', default: 65536 },
+    { name: 'lazy_refcounts', type: 'boolean', description: 'l', default: false },
+    { name: 'subformat', type: 'enum', description: 's', choices: ['dynamic', 'fixed'], default: 'dynamic' },
+    { name: 'backing_file', type: 'string', description: 'b' },
+  ];
+  assert.deepEqual(resolveOptions('fmt', specs, {}), { cluster_size: 65536, lazy_refcounts: false, subformat: 'dynamic' });
+  assert.deepEqual(resolveOptions('fmt', specs, { cluster_size: '4k', lazy_refcounts: 'on', backing_file: 'b.img' }), {
+    cluster_size: 4096,
+    lazy_refcounts: true,
+    subformat: 'dynamic',
+    backing_file: 'b.img',
+  });
+  assert.throws(() => resolveOptions('fmt', specs, { subformat: 'sparse' }), einval);
+});
+
+test("every driver's defaults pass its own option checks (a default is a value the format's create accepts)", () => {
+  for (const name of FORMAT_NAMES) {
+    const specs = driverFor(name).createOptions;
+    const filled = resolveOptions(name, specs, {});
+    assert.deepEqual(validateOptions(name, specs, filled), filled, name);
+    for (const s of specs) if (s.default !== undefined) assert.equal(filled[s.name], s.default, `${name} ${s.name}`);
+  }
 });

@@ -7,8 +7,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkQcow2 } from '../../src-main/formats/qcow2/check';
-import { RefcountArray } from '../../src-main/formats/qcow2/check-imrt';
+import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
+import { RefcountArray } from '../../src-main/formats/qcow2/check/imrt';
 import { DiskError } from '../../src-main/block/errors';
 import { scratch } from '../helpers';
 

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { isZero } from '../../src-main/block/bytes';
 import { parseSize, formatSize } from '../../src-main/block/sizes';
 import { DiskError } from '../../src-main/block/errors';
+import { readSize } from '../../src-shared/sizes';
+import { parseSizeText } from '../../src-renderer/sizes';
 
 test('parseSize reads qemu-img suffixes', () => {
   assert.equal(parseSize('4096'), 4096);
@@ -34,4 +36,18 @@ test('isZero finds a single non-zero byte anywhere', () => {
     buf[at] = 0;
   }
   assert.equal(isZero(buf.subarray(3)), true);
+});
+
+test('the app and the CLI read sizes with one reader (src-shared/sizes.ts), exabytes included', () => {
+  for (const [text, bytes] of [['4096', 4096], ['64k', 65536], ['1.5T', 1.5 * 2 ** 40], ['0E', 0], ['0.5P', 2 ** 49], ['10GB', 10 * 2 ** 30]] as const) {
+    assert.equal(readSize(text), bytes, text);
+    assert.equal(parseSize(text), bytes, text);
+    assert.equal(parseSizeText(text), bytes, text);
+  }
+  // An exabyte is past 2^53 bytes: the unit is read (the renderer used to call "1E" unreadable), the size refused.
+  assert.equal(readSize('1E'), 'too-large');
+  assert.equal(readSize('1.3'), 'not-whole');
+  assert.equal(readSize('12Q'), 'unreadable');
+  assert.match(String(parseSizeText('12Q')), /number with an optional unit/);
+  assert.match(String(parseSizeText('1E')), /larger than any disk/);
 });

@@ -22,7 +22,8 @@ import {
   MARKER_GRAIN_TABLE,
   type Vmdk4Header,
 } from '../../src-main/formats/vmdk/layout';
-import { descriptorText, extentNames, finalName, settingsFrom } from '../../src-main/formats/vmdk/create';
+import { descriptorText, extentNames, finalName } from '../../src-main/formats/vmdk/create';
+import { settingsFrom } from '../../src-main/formats/vmdk/settings';
 
 const H: Vmdk4Header = {
   version: 1,

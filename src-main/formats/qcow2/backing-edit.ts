@@ -12,24 +12,24 @@
  *   discard path, so the file keeps its length and the freed clusters are reused by later writes.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
-import { EMPTY_ENTRY, putEntry, readEntry, type L2Entry } from './entry';
+import { EMPTY_ENTRY, readEntry, type L2Entry } from './entry';
 import { EXT_BACKING_FORMAT, MAX_BACKING_NAME, parseExtensions, serializeExtensions, V2_HEADER_LENGTH } from './layout';
-import { holdsCluster, releaseEntry } from './write';
+import type { Qcow2State } from './state';
+import { replaceEntries, type EntryChange } from './write';
 
 /** BlockDevice.setBackingFile: `name` undefined makes the image stand alone. `format` is recorded when given. */
-export async function setBackingFile(d: Qcow2Device, name: string | undefined, format: string | undefined): Promise<void> {
+export async function setBackingFile(d: Qcow2State, name: string | undefined, format: string | undefined): Promise<void> {
   d.checkWritable();
   const enc = new TextEncoder();
   const nameBytes = name === undefined ? new Uint8Array(0) : enc.encode(name);
   if (name !== undefined && (nameBytes.length === 0 || nameBytes.length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `${d.path}: a backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`, d.path);
   }
-  await d
+  await d.order
     .serial(async () => {
       const h = d.header;
       const headerLength = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
-      const first = await d.file.readBlock(0, Math.min(d.clusterSize, d.file.size), 'qcow2 header cluster');
+      const first = await d.file.readBlock(0, Math.min(d.geometry.clusterSize, d.file.size), 'qcow2 header cluster');
       const exts = parseExtensions(first, headerLength, d.path).filter((e) => e.type !== EXT_BACKING_FORMAT);
       if (name !== undefined && format !== undefined) exts.unshift({ type: EXT_BACKING_FORMAT, data: enc.encode(format) });
       const extBytes = serializeExtensions(exts);
@@ -60,33 +60,25 @@ export async function setBackingFile(d: Qcow2Device, name: string | undefined, f
 const isEmpty = (e: L2Entry) => (e.hi | e.lo | e.zeroBits | e.allocBits) === 0;
 
 /** BlockDevice.makeEmpty: every L2 entry becomes unallocated; host clusters go back to the free space. */
-export async function makeEmpty(d: Qcow2Device): Promise<void> {
+export async function makeEmpty(d: Qcow2State): Promise<void> {
   d.checkWritable();
-  const ext = d.extendedL2;
-  await d
+  const ext = d.geometry.extendedL2;
+  await d.order
     .serial(async () => {
       for (let l1i = 0; l1i < d.header.l1Size; l1i++) {
         const { offset } = d.tables.l1Entry(l1i);
         if (!offset) continue;
         const before = await d.tables.l2Table(offset);
-        const olds: Array<{ idx: number; old: L2Entry }> = [];
-        for (let idx = 0; idx < d.l2Entries; idx++) {
+        const changes: EntryChange[] = [];
+        for (let idx = 0; idx < d.geometry.l2Entries; idx++) {
           const old = readEntry(before, idx, ext);
-          if (!isEmpty(old)) olds.push({ idx, old });
+          if (!isEmpty(old)) changes.push({ idx, next: EMPTY_ENTRY, old });
         }
-        if (olds.length === 0) continue;
+        if (changes.length === 0) continue;
         await d.beginWrite();
-        // A table shared with an internal snapshot is copied first; the snapshot keeps its own.
-        const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
-        for (const o of olds) putEntry(table, o.idx, EMPTY_ENTRY, ext);
-        const lo = olds[0].idx;
-        const hi = olds[olds.length - 1].idx;
-        await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
-        const released = olds.filter((o) => holdsCluster(o.old));
-        if (released.length === 0) continue;
-        // Cleared entries are on disk before their clusters are freed (see the file comment).
-        await d.file.sync();
-        for (const o of released) await releaseEntry(d, o.old);
+        // A table shared with an internal snapshot is copied first (the snapshot keeps its own); cleared
+        // entries are on disk before their clusters are freed (see the file comment).
+        await replaceEntries(d, l1i, changes);
       }
       await d.file.sync();
     })

@@ -3,13 +3,14 @@
  * is roomy enough, as qemu writes it), the refcount table in cluster 1, the first refcount block in cluster 2,
  * then the L1 table allocated like any other cluster (cluster 3 for a fresh image), sized for the disk.
  */
-import { QCOW2_CREATE_OPTIONS } from './create-options';
-import type { OptionValues } from '../../../src-shared/options';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
+import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { openQcow2 } from './device';
-import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, encryptNewImage, encryptionSettings, type EncryptionSettings, type KeyOptions } from './encryption';
+import { encryptNewImage } from './encrypt-new';
+import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, type EncryptionSettings, type KeyOptions } from './encryption';
+import { decodeQcow2Settings } from './settings';
 import {
   COMPAT_LAZY_REFCOUNTS,
   EXT_BACKING_FORMAT,
@@ -37,20 +38,14 @@ interface Qcow2CreateSettings {
   encryption?: EncryptionSettings;
 }
 
-function settingsFrom(options: OptionValues, opts: CreateOptions): Qcow2CreateSettings {
-  const compat = String(options.compat ?? '1.1');
-  const version: 2 | 3 = compat === '0.10' || compat === 'v2' ? 2 : 3;
-  const clusterSize = Number(options.cluster_size ?? 65536);
+/** The decoded options (settings.ts) checked with qemu-img create's rules, as the header fields they become. */
+function settingsFrom(opts: CreateOptions): Qcow2CreateSettings {
+  const { version, clusterSize, refcountBits, lazyRefcounts, extendedL2, backingFile, backingFormat, encryption, ...rest } = decodeQcow2Settings(opts.options, opts);
+  const preallocation = rest.preallocation as Qcow2CreateSettings['preallocation'];
   if (!Number.isInteger(Math.log2(clusterSize)) || clusterSize < 512 || clusterSize > 2 * 1024 * 1024) {
     throw new DiskError('EINVAL', 'cluster_size must be a power of two between 512 bytes and 2 MiB');
   }
-  const refcountBits = Number(options.refcount_bits ?? 16);
   if (![1, 2, 4, 8, 16, 32, 64].includes(refcountBits)) throw new DiskError('EINVAL', 'refcount_bits must be a power of two from 1 to 64');
-  const lazyRefcounts = options.lazy_refcounts === true;
-  const extendedL2 = options.extended_l2 === true;
-  const preallocation = String(options.preallocation ?? 'off') as Qcow2CreateSettings['preallocation'];
-  const backingFile = opts.backingFile ?? (options.backing_file !== undefined ? String(options.backing_file) : undefined);
-  const backingFormat = opts.backingFormat ?? (options.backing_fmt !== undefined ? String(options.backing_fmt) : undefined);
   // The same rules, and nearly the same words, as qemu-img.
   if (version === 2) {
     if (lazyRefcounts) throw new DiskError('EINVAL', 'lazy refcounts are only supported with compat=1.1');
@@ -64,7 +59,6 @@ function settingsFrom(options: OptionValues, opts: CreateOptions): Qcow2CreateSe
   if (backingFile !== undefined && (backingFile === '' || new TextEncoder().encode(backingFile).length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`);
   }
-  const encryption = encryptionSettings(options);
   return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat, encryption };
 }
 
@@ -95,7 +89,7 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
   };
   const exts: HeaderExtension[] = [];
   if (s.backingFile !== undefined && s.backingFormat !== undefined) exts.push({ type: EXT_BACKING_FORMAT, data: enc.encode(s.backingFormat) });
-  // Filled in once the LUKS header has its clusters (encryption.ts encryptNewImage).
+  // Filled in once the LUKS header has its clusters (encrypt-new.ts).
   if (s.encryption?.method === CRYPT_LUKS) exts.push(CRYPTO_EXT_PLACEHOLDER);
   const headerLen = s.version === 2 ? 72 : 112;
   const name = s.backingFile !== undefined ? enc.encode(s.backingFile) : new Uint8Array(0);
@@ -121,7 +115,7 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
 }
 
 export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
-  const s = settingsFrom(opts.options, opts);
+  const s = settingsFrom(opts);
   if (s.encryption && !(opts as KeyOptions).passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
   // qemu-img rounds the virtual size up to whole 512-byte sectors.
@@ -154,7 +148,7 @@ export async function createQcow2(path: string, size: number, opts: CreateOption
   });
   try {
     if (virtualSize > 0) await dev.resize(virtualSize, false);
-    if (s.encryption) await encryptNewImage(dev, s.encryption, opts as KeyOptions);
+    if (s.encryption) dev.encryption = await encryptNewImage(dev, s.encryption, (opts as KeyOptions).passphrase);
     if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
     await dev.flush();
   } finally {

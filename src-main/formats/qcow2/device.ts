@@ -1,9 +1,10 @@
 /**
- * An open qcow2 image as a BlockDevice (docs/interop/qcow2.txt): the image's state and its parts, each in its
- * own file — mapping tables (tables.ts), write-back metadata cache (cache.ts), job order (jobs.ts), header
- * (header.ts), compressed clusters (compress.ts), refcounts (refcount.ts) — and the BlockDevice calls, which
- * delegate to read.ts, write.ts, zero.ts, discard.ts, compress.ts and resize.ts. Extended L2 entries (32
- * subclusters per cluster) are handled throughout.
+ * An open qcow2 image as a BlockDevice (docs/interop/qcow2.txt): it implements Qcow2State (state.ts) — the
+ * image's state and its parts, each in its own file: mapping tables (tables.ts), write-back metadata cache
+ * (cache.ts), job order (write-order.ts), header (header.ts), compressed clusters (compressed-clusters.ts),
+ * refcounts (refcount.ts), cluster arithmetic (geometry.ts) — and the BlockDevice calls, which delegate to
+ * read.ts, write.ts, zero.ts, discard.ts, compress.ts, resize.ts and backing-edit.ts. Extended L2 entries
+ * (32 subclusters per cluster) are handled throughout.
  */
 import { checkRange } from '../../block/bytes';
 import { DiskError, toDiskError, readOnlyError } from '../../block/errors';
@@ -11,35 +12,33 @@ import { resolveBackingPath } from '../../block/backing-path';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { WriteBackCache } from './cache';
-import { CompressedClusters, writeCompressed } from './compress';
+import { writeCompressed } from './compress';
+import { CompressedClusters } from './compressed-clusters';
 import { discard } from './discard';
-import { openEncryption, readAligned, sectorAligned, writeAligned, writeZeroesAligned, type KeyOptions, type QcowEncryption } from './encryption';
+import { openEncryption, type KeyOptions, type QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
-import { JobQueue } from './jobs';
+import { WriteOrder } from './write-order';
 import { readLayout, type Qcow2Header, type Qcow2Layout } from './layout';
 import { readAt, statusAt } from './read';
 import { Refcounts } from './refcount';
+import { readAligned, sectorAligned, writeAligned, writeZeroesAligned } from './sector-io';
 import { preallocate, resize } from './resize';
-import { SUBCLUSTERS } from './entry';
-import { pointAtSnapshot } from './snapshot-view';
-import { readSnapshotTable } from './snapshot-table';
+import { pointAtSnapshot } from './snapshot/open-snapshot';
+import { readSnapshotTable } from './snapshot/table-codec';
+import type { Qcow2State } from './state';
+import { Qcow2Geometry } from './geometry';
 import { Tables } from './tables';
 import { write } from './write';
 import { writeZeroes } from './zero';
 
-export class Qcow2Device implements BlockDevice {
+export class Qcow2Device implements BlockDevice, Qcow2State {
   readonly format = 'qcow2' as const;
-  readonly clusterSize: number;
-  readonly clusterBits: number;
-  readonly extendedL2: boolean;
-  readonly l2Entries: number;
-  readonly l2EntrySize: number;
-  readonly subclusterSize: number;
+  readonly geometry: Qcow2Geometry;
   readonly header: Qcow2Header;
   readonly headerState: HeaderState;
   readonly cache: WriteBackCache;
-  readonly jobs: JobQueue;
+  readonly order: WriteOrder;
   readonly tables: Tables;
   readonly compressed: CompressedClusters;
   private refs?: Refcounts;
@@ -58,22 +57,21 @@ export class Qcow2Device implements BlockDevice {
   ) {
     const h = layout.header;
     this.header = h;
-    this.clusterSize = layout.clusterSize;
-    this.clusterBits = h.clusterBits;
-    this.extendedL2 = layout.extendedL2;
-    this.l2Entries = layout.l2Entries;
-    this.l2EntrySize = layout.l2EntrySize;
-    this.subclusterSize = this.clusterSize / SUBCLUSTERS;
+    this.geometry = Qcow2Geometry.of(layout);
     this.headerState = new HeaderState(file, h);
     this.cache = new WriteBackCache(file);
     this.tables = new Tables(this);
     const writeL2 = (off: number, table: Uint8Array, first: number, count: number) => this.tables.writeEntries(off, table, first, count);
-    this.jobs = new JobQueue(() => this.cache.writeBack(writeL2));
+    this.order = new WriteOrder(() => this.cache.writeBack(writeL2));
     this.compressed = new CompressedClusters(this);
   }
 
   get path(): string {
     return this.file.path;
+  }
+  /** BlockDevice.clusterSize: the allocation unit convert, rebase and rw write whole. */
+  get clusterSize(): number {
+    return this.geometry.clusterSize;
   }
   get size(): number {
     return this.header.size;
@@ -113,9 +111,9 @@ export class Qcow2Device implements BlockDevice {
     return this.headerState.beginWrite(() => this.refcounts());
   }
 
-  /** Runs a mutation in the image's job order (jobs.ts). */
+  /** Runs a mutation in the image's job order (write-order.ts). */
   serial<T>(fn: () => Promise<T>, posting: boolean | 'settles-itself' = false): Promise<T> {
-    return this.jobs.serial(fn, posting);
+    return this.order.serial(fn, posting);
   }
 
   checkRange(offset: number, length: number): void {
@@ -203,16 +201,16 @@ export class Qcow2Device implements BlockDevice {
 
   async flush(): Promise<void> {
     if (this.noFlush) return;
-    await this.jobs.serial(() => this.file.sync());
+    await this.order.serial(() => this.file.sync());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     // Posted writes are waited for inside the job, so that the file is closed even when one of them failed.
-    await this.jobs.serial(async () => {
+    await this.order.serial(async () => {
       this.closed = true;
       try {
-        await this.jobs.settle();
+        await this.order.settle();
         await this.headerState.markClean(this.noFlush);
         if (!this.readOnly && !this.noFlush) await this.file.sync();
       } finally {

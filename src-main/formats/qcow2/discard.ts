@@ -12,12 +12,12 @@
  * length and blocks (the clusters are free for reuse). Nothing is truncated, as qemu truncates nothing.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
-import { EMPTY_ENTRY, isCompressedEntry, putEntry, readEntry, zeroEntry, type L2Entry } from './entry';
-import { holdsCluster, releaseEntry } from './write';
+import { EMPTY_ENTRY, isCompressedEntry, readEntry, zeroEntry, type L2Entry } from './entry';
+import type { Qcow2State } from './state';
+import { replaceEntries, type EntryChange } from './write';
 
 /** BlockDevice.discard. */
-export async function discard(d: Qcow2Device, offset: number, length: number): Promise<void> {
+export async function discard(d: Qcow2State, offset: number, length: number): Promise<void> {
   d.checkWritable();
   d.checkRange(offset, length);
   if (length === 0) return;
@@ -29,15 +29,16 @@ export async function discard(d: Qcow2Device, offset: number, length: number): P
       d.path,
     );
   }
-  const cs = d.clusterSize;
+  const geo = d.geometry;
   const end = offset + length;
-  const first = Math.ceil(offset / cs);
-  const stop = end === d.size ? Math.ceil(end / cs) : Math.floor(end / cs);
+  // Whole clusters only; the last, partial cluster counts as whole when the range reaches the virtual size.
+  const first = geo.sizeToClusters(offset);
+  const stop = end === d.size ? geo.sizeToClusters(end) : geo.clusterIndex(end);
   if (stop <= first) return;
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     for (let c = first; c < stop; ) {
-      const l1i = Math.floor(c / d.l2Entries);
-      const tableStop = Math.min(stop, (l1i + 1) * d.l2Entries);
+      const l1i = geo.l1IndexOfCluster(c);
+      const tableStop = Math.min(stop, (l1i + 1) * geo.l2Entries);
       await discardInTable(d, l1i, c, tableStop, hasBacking);
       c = tableStop;
     }
@@ -47,40 +48,31 @@ export async function discard(d: Qcow2Device, offset: number, length: number): P
 }
 
 /** What a discarded cluster's entry becomes, or undefined when it stays as it is. */
-function discardedEntry(d: Qcow2Device, e: L2Entry, guest: number, hasBacking: boolean): L2Entry | undefined {
+function discardedEntry(d: Qcow2State, e: L2Entry, guest: number, hasBacking: boolean): L2Entry | undefined {
   const holds = isCompressedEntry(e.hi) || d.tables.checkedHost(e, guest) !== 0;
   if (!holds && !hasBacking) return undefined; // reads as zeros already and holds nothing
   // v2 has no zero flag: the entry becomes unallocated.
-  const next: L2Entry = d.extendedL2 || d.version === 3 ? zeroEntry(d.extendedL2) : { ...EMPTY_ENTRY };
+  const ext = d.geometry.extendedL2;
+  const next: L2Entry = ext || d.version === 3 ? zeroEntry(ext) : { ...EMPTY_ENTRY };
   const same = (e.hi >>> 0) === next.hi && (e.lo >>> 0) === next.lo && (e.zeroBits >>> 0) === (next.zeroBits >>> 0) && (e.allocBits >>> 0) === next.allocBits;
   return same ? undefined : next;
 }
 
 /** Discards clusters [c0, c1) of L2 table `l1i`: entries rewritten first, then the references dropped. */
-async function discardInTable(d: Qcow2Device, l1i: number, c0: number, c1: number, hasBacking: boolean): Promise<void> {
-  const cs = d.clusterSize;
-  const ext = d.extendedL2;
+async function discardInTable(d: Qcow2State, l1i: number, c0: number, c1: number, hasBacking: boolean): Promise<void> {
+  const geo = d.geometry;
+  const ext = geo.extendedL2;
   const { offset: current } = d.tables.l1Entry(l1i);
   const before = current ? await d.tables.l2Table(current) : undefined;
-  const changes: Array<{ idx: number; next: L2Entry; old: L2Entry }> = [];
+  const changes: EntryChange[] = [];
   for (let c = c0; c < c1; c++) {
-    const idx = c % d.l2Entries;
+    const idx = geo.l2IndexOfCluster(c);
     const old = before ? readEntry(before, idx, ext) : EMPTY_ENTRY;
-    const next = discardedEntry(d, old, c * cs, hasBacking);
+    const next = discardedEntry(d, old, c * geo.clusterSize, hasBacking);
     if (next) changes.push({ idx, next, old });
   }
   if (changes.length === 0) return;
   await d.beginWrite();
-  // A table shared with a snapshot is copied here; the copy holds the same entries as `before`.
-  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
-  for (const ch of changes) putEntry(table, ch.idx, ch.next, ext);
-  const lo = changes[0].idx;
-  const hi = changes[changes.length - 1].idx;
-  await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
-  const released = changes.filter((ch) => holdsCluster(ch.old));
-  if (released.length === 0) return;
-  // The new entries reach the disk before any refcount drops: a crash in between leaks clusters, and a
-  // freed cluster can never be handed out again while an entry on disk still points at it.
-  await d.file.sync();
-  for (const ch of released) await releaseEntry(d, ch.old);
+  // A table shared with a snapshot is copied there; the copy holds the same entries as `before`.
+  await replaceEntries(d, l1i, changes);
 }

@@ -11,14 +11,14 @@ import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIR
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }, { describeEncryption }] = await Promise.all([
     import('./header'),
-    import('./snapshot-table'),
-    import('./snapshot-info'),
+    import('./snapshot/table-codec'),
+    import('./snapshot/entry-to-info'),
     import('./encryption'),
   ]);
   const layout = await readLayout(file);
   const h = layout.header;
   validateHeader(layout, file.path);
-  /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
+  /** Whether this build can read the image's data (external-data-file images it cannot). */
   let dataReadable = true;
   try {
     checkFeatures(layout, file.path, false);
@@ -63,7 +63,7 @@ export const qcow2Driver: FormatDriver = {
   concurrentCalls: true,
   writesCompressed: true,
   backingFiles: 'optional',
-  check: async (path, repair, opts) => (await import('./check')).checkQcow2(path, repair, opts),
+  check: async (path, repair, opts) => (await import('./check/check')).checkQcow2(path, repair, opts),
   probe(head: Uint8Array): number {
     if (head.length < 8) return 0;
     const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
@@ -75,12 +75,12 @@ export const qcow2Driver: FormatDriver = {
   persistentBitmapsSize: async (file, clusterSize) => (await import('./measure')).persistentBitmapsSize(file, clusterSize),
   createOptions: QCOW2_CREATE_OPTIONS,
   snapshots: {
-    list: async (path) => (await import('./snapshot')).qcow2Snapshots.list(path),
-    create: async (path, name, meta) => (await import('./snapshot')).qcow2Snapshots.create(path, name, meta),
-    apply: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.apply(path, nameOrId),
-    delete: async (path, nameOrId) => (await import('./snapshot')).qcow2Snapshots.delete(path, nameOrId),
-    diff: async (path, a, b) => (await import('./snapshot')).qcow2Snapshots.diff(path, a, b),
-    exclusiveBytes: async (path, signal) => (await import('./snapshot-space')).exclusiveBytes(path, signal),
+    list: async (path) => (await import('./snapshot/operations')).qcow2Snapshots.list(path),
+    create: async (path, name, meta) => (await import('./snapshot/operations')).qcow2Snapshots.create(path, name, meta),
+    apply: async (path, nameOrId) => (await import('./snapshot/operations')).qcow2Snapshots.apply(path, nameOrId),
+    delete: async (path, nameOrId) => (await import('./snapshot/operations')).qcow2Snapshots.delete(path, nameOrId),
+    diff: async (path, a, b) => (await import('./snapshot/operations')).qcow2Snapshots.diff(path, a, b),
+    exclusiveBytes: async (path, signal) => (await import('./snapshot/space')).exclusiveBytes(path, signal),
   },
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return (await import('./device')).openQcow2(path, opts);

@@ -1,7 +1,7 @@
 /**
  * qcow2 on-disk structures (docs/interop/qcow2.txt): the header (and its field table), header extensions, the
  * bit layout of L1/L2/refcount entries, compressed cluster descriptors and refcount entries (the snapshot table
- * codec is in snapshot-table.ts). All numbers are big-endian. Pure codecs: no I/O here except
+ * codec is in snapshot/table-codec.ts). All numbers are big-endian. Pure codecs: no I/O here except
  * readLayout(), which reads and validates a header against the file's length.
  */
 import { u64 as readU64 } from '../../block/bytes';

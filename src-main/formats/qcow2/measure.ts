@@ -10,6 +10,7 @@ import type { ImageFile } from '../../block/file';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { bitmapDirectory, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES, readLayout } from './layout';
 import { luksHeaderBytes } from './encryption';
+import { decodeQcow2Settings } from './settings';
 
 const L1E_SIZE = 8;
 const REFTABLE_ENTRY_SIZE = 8;
@@ -54,20 +55,14 @@ export function preallocSize(totalSize: number, clusterSize: number, refcountOrd
 }
 
 export async function measureQcow2(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
-  const o = opts.options;
-  const extendedL2 = o.extended_l2 === true;
-  const clusterSize = Number(o.cluster_size ?? 65536);
+  const { extendedL2, clusterSize, version, refcountBits, preallocation: prealloc, backingFile, encryption } = decodeQcow2Settings(opts.options, opts);
   if (extendedL2 && clusterSize < MIN_EXTL2_CLUSTER) {
     throw new DiskError('EINVAL', `Extended L2 entries are only supported with cluster sizes of at least ${MIN_EXTL2_CLUSTER} bytes`);
   }
-  const compat = String(o.compat ?? '1.1');
-  const version = compat === '0.10' || compat === 'v2' ? 2 : 3;
-  const refcountBits = Number(o.refcount_bits ?? 16);
   if (version < 3 && refcountBits !== 16) {
     throw new DiskError('EINVAL', 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)');
   }
-  const prealloc = String(o.preallocation ?? 'off');
-  const hasBacking = opts.backingFile !== undefined || o.backing_file !== undefined;
+  const hasBacking = backingFile !== undefined;
   const virtualSize = roundUp(size, clusterSize);
   const l2eSize = extendedL2 ? L2E_SIZE_EXTENDED : L2E_SIZE_NORMAL;
   // qemu checks the L1 size for --size only (with a source its size option is still 0 at that point).
@@ -80,7 +75,7 @@ export async function measureQcow2(size: number, opts: CreateOptions, data: read
     required = hasBacking ? virtualSize : touchedUnits(data, clusterSize) * clusterSize;
   }
   if (prealloc === 'full' || prealloc === 'falloc') required = virtualSize;
-  const luks = luksHeaderBytes(o, clusterSize);
+  const luks = luksHeaderBytes(encryption, clusterSize);
   const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2) + luks;
   return { required: fullyAllocated - virtualSize + required, fullyAllocated };
 }

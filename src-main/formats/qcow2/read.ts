@@ -6,11 +6,11 @@
 import { readBelow } from '../../block/chain';
 import { corrupt } from '../../block/errors';
 import type { Extent } from '../../block/types';
-import type { Qcow2Device } from './device';
-import type { Piece } from './tables';
+import type { Qcow2State } from './state';
+import type { MappedRun } from './tables';
 
 /** Reads guest bytes; bytes past the virtual size read as zero (for the tail of the last cluster). */
-export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): Promise<void> {
+export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): Promise<void> {
   const tables = d.tables;
   const end = offset + into.length;
   const limit = Math.min(end, d.size);
@@ -37,7 +37,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
     bLen = 0;
   };
   while (pos < limit) {
-    const p = tables.pieceNow(pos, limit - pos) ?? (await tables.piece(pos, limit - pos));
+    const p = tables.mappedRunIfCached(pos, limit - pos) ?? (await tables.mappedRun(pos, limit - pos));
     const dst = into.subarray(pos - offset, pos - offset + p.length);
     if (p.kind !== 'data') await flushRun();
     if (p.kind !== 'unallocated') await flushBacking();
@@ -62,7 +62,7 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
         }
         break;
       case 'compressed': {
-        await d.compressed.readInto(p.entry!, pos % d.clusterSize, dst);
+        await d.compressed.readInto(p.entry!, d.geometry.offsetInCluster(pos), dst);
         break;
       }
     }
@@ -73,18 +73,18 @@ export async function readAt(d: Qcow2Device, offset: number, into: Uint8Array): 
 }
 
 
-/** The extent at `offset`: the run of pieces of one kind (and, for data, contiguous on the host). */
-export async function statusAt(d: Qcow2Device, offset: number, length: number): Promise<Extent> {
+/** The extent at `offset`: the mapped runs of one kind (and, for data, contiguous on the host). */
+export async function statusAt(d: Qcow2State, offset: number, length: number): Promise<Extent> {
   const tables = d.tables;
   const end = offset + length;
-  const kindOf = (p: Piece): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
-  const first = tables.pieceNow(offset, length) ?? (await tables.piece(offset, length));
+  const kindOf = (p: MappedRun): Extent['kind'] => (p.kind === 'compressed' ? 'data' : p.kind);
+  const first = tables.mappedRunIfCached(offset, length) ?? (await tables.mappedRun(offset, length));
   const kind = kindOf(first);
   // Compressed data has no host offset that qemu-img map would show.
   const host = first.kind === 'compressed' ? undefined : first.host;
   let pos = offset + first.length;
   while (pos < end) {
-    const p = tables.pieceNow(pos, end - pos) ?? (await tables.piece(pos, end - pos));
+    const p = tables.mappedRunIfCached(pos, end - pos) ?? (await tables.mappedRun(pos, end - pos));
     if (kindOf(p) !== kind) break;
     const pHost = p.kind === 'compressed' ? undefined : p.host;
     if ((host === undefined) !== (pHost === undefined)) break;
@@ -103,21 +103,21 @@ export async function statusAt(d: Qcow2Device, offset: number, length: number): 
  * those clusters are holes, reporting them as data that reads as zero. We do the same so that `map`
  * agrees with qemu-img's.
  */
-async function metadataPreallocated(d: Qcow2Device): Promise<boolean> {
+async function metadataPreallocated(d: Qcow2State): Promise<boolean> {
   if (d.preallocDetected === undefined) {
     d.preallocDetected = false;
     if (d.file.seesHoles) {
       const refs = await d.refcounts();
-      const realClusters = Math.floor((await d.file.allocatedSize()) / d.clusterSize);
+      const realClusters = d.geometry.clusterIndex(await d.file.allocatedSize());
       const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
-      const endCluster = Math.ceil(d.file.size / d.clusterSize);
+      const endCluster = d.geometry.sizeToClusters(d.file.size);
       d.preallocDetected = (await refs.countInUse(endCluster, threshold)) > threshold;
     }
   }
   return d.preallocDetected;
 }
 
-function refineByHostHoles(d: Qcow2Device, ext: Extent, host: number): Extent {
+function refineByHostHoles(d: Qcow2State, ext: Extent, host: number): Extent {
   const size = d.file.size;
   if (host >= size) return { ...ext, readsAsZero: true };
   const a = d.file.allocationAt(host);

@@ -1,11 +1,15 @@
 /**
  * The mapping tables of an open qcow2 image (qemu's qcow2-cluster.c): the active L1 table, a bounded cache of
- * L2 tables, the lookup of what a guest range maps to (piece), L2 tables made ready for a change (allocated,
+ * L2 tables, the lookup of what a guest range maps to (mappedRun), L2 tables made ready for a change (allocated,
  * or copied when shared with a snapshot), L2 entry writes, and moves of the L1 table (grow, switch).
  */
 import { LruCache } from '../../block/cache';
 import { corrupt, DiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
+import type { ImageFile } from '../../block/file';
+import type { WriteBackCache } from './cache';
+import type { Qcow2Geometry } from './geometry';
+import type { WriteOrder } from './write-order';
+import type { Refcounts } from './refcount';
 import {
   ClusterType,
   classify,
@@ -22,21 +26,32 @@ import {
   type L2Entry,
 } from './entry';
 import { writeHeaderFields } from './header';
-import { MAX_L1_BYTES } from './layout';
+import { MAX_L1_BYTES, type Qcow2Header } from './layout';
 
 /** L2 tables kept in memory: about 16 MiB whatever the cluster size, never fewer than 4 tables. */
 export function l2CacheCapacity(clusterSize: number): number {
   return Math.max(4, Math.floor((16 << 20) / clusterSize));
 }
 
-/** A guest range inside one cluster with one state. */
-export interface Piece {
+/** A guest range in one state: part of one cluster, or with standard L2 entries a run of clusters of one L2 table. */
+export interface MappedRun {
   kind: 'data' | 'zero' | 'unallocated' | 'compressed';
   length: number;
-  /** Host offset of the piece's first byte, where the image holds a cluster for it. */
+  /** Host offset of the run's first byte, where the image holds a cluster for it. */
   host?: number;
   /** The compressed cluster descriptor. */
   entry?: bigint;
+}
+
+/** What the mapping tables use of the image (the device hands in itself). */
+export interface TableParts {
+  readonly file: ImageFile;
+  readonly geometry: Qcow2Geometry;
+  /** Its L1 fields are kept current when the L1 table moves. */
+  readonly header: Qcow2Header;
+  readonly cache: WriteBackCache;
+  readonly order: WriteOrder;
+  refcounts(): Promise<Refcounts>;
 }
 
 export class Tables {
@@ -46,13 +61,19 @@ export class Tables {
   l1: Uint8Array;
   private l1View: DataView;
   private readonly l2Cache: LruCache<number, Uint8Array>;
+  private readonly g: Qcow2Geometry;
 
-  constructor(private readonly d: Qcow2Device) {
+  constructor(private readonly d: TableParts) {
+    this.g = d.geometry;
     this.l1Size = d.header.l1Size;
     this.l1Offset = d.header.l1TableOffset;
     this.l1 = new Uint8Array(0);
     this.l1View = new DataView(this.l1.buffer);
-    this.l2Cache = new LruCache(l2CacheCapacity(d.clusterSize));
+    this.l2Cache = new LruCache(l2CacheCapacity(this.g.clusterSize));
+  }
+
+  private get path(): string {
+    return this.d.file.path;
   }
 
   async loadL1(): Promise<void> {
@@ -65,7 +86,7 @@ export class Tables {
     if (i >= this.l1Size) return { offset: 0, copied: false };
     const hi = this.l1View.getUint32(i * 8);
     const offset = l1Offset(hi, this.l1View.getUint32(i * 8 + 4));
-    if (offset % this.d.clusterSize !== 0) throw corrupt(`${this.d.path}: L1 entry ${i} points to an unaligned L2 table (0x${offset.toString(16)})`, this.d.path);
+    if (this.g.offsetInCluster(offset) !== 0) throw corrupt(`${this.path}: L1 entry ${i} points to an unaligned L2 table (0x${offset.toString(16)})`, this.path);
     return { offset, copied: (hi & HI_COPIED) !== 0 };
   }
 
@@ -77,15 +98,15 @@ export class Tables {
   }
 
   async l2Table(offset: number): Promise<Uint8Array> {
-    const { cache, jobs } = this.d;
+    const { cache, order } = this.d;
     let t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
-    if (!t && jobs.posted.size) {
+    if (!t && order.posted.size) {
       // A table evicted while a write of it is under way must not be read back before that write lands.
-      await Promise.allSettled(jobs.posted);
+      await Promise.allSettled(order.posted);
       t = this.l2Cache.get(offset) ?? cache.l2Table(offset);
     }
     if (!t) {
-      t = await this.d.file.readBlock(offset, this.d.clusterSize, 'L2 table');
+      t = await this.d.file.readBlock(offset, this.g.clusterSize, 'L2 table');
       this.l2Cache.set(offset, t);
     }
     return t;
@@ -94,7 +115,7 @@ export class Tables {
   /** Writes L2 entries [first, first + count); deferred refcount raises go to the file first (they may be what the entries point at). */
   async writeEntries(l2Offset: number, table: Uint8Array, first: number, count: number): Promise<void> {
     await this.d.cache.writeRefcounts();
-    const es = this.d.l2EntrySize;
+    const es = this.g.l2EntrySize;
     const a = first * es;
     const b = (first + count) * es;
     await this.d.file.write(l2Offset + a, table.subarray(a, b));
@@ -109,8 +130,8 @@ export class Tables {
   deferEntries(l2off: number, table: Uint8Array, first: number, count: number): void {
     const d = this.d;
     // Another table object noted for the offset cannot happen; stay correct anyway.
-    if (!d.cache.noteL2(l2off, table, first, count)) d.jobs.post(this.writeEntries(l2off, table, first, count));
-    if (d.cache.over(l2CacheCapacity(d.clusterSize))) d.jobs.queueWriteBack();
+    if (!d.cache.noteL2(l2off, table, first, count)) d.order.post(this.writeEntries(l2off, table, first, count));
+    if (d.cache.over(l2CacheCapacity(this.g.clusterSize))) d.order.queueWriteBack();
   }
 
   /** Drops a table from the cache (its cluster was freed). */
@@ -130,12 +151,12 @@ export class Tables {
   async l2ForWrite(i: number): Promise<{ offset: number; table: Uint8Array }> {
     const d = this.d;
     const refs = await d.refcounts();
-    const cs = d.clusterSize;
+    const cs = this.g.clusterSize;
     const { offset, copied } = this.l1Entry(i);
     if (offset && copied) return { offset, table: await this.l2Table(offset) };
     if (offset) {
-      const rc = await refs.get(offset / cs);
-      if (rc === 0) throw corrupt(`${d.path}: L2 table ${i} is in use but its refcount is 0`, d.path);
+      const rc = await refs.get(this.g.clusterIndex(offset));
+      if (rc === 0) throw corrupt(`${this.path}: L2 table ${i} is in use but its refcount is 0`, this.path);
       if (rc === 1) {
         await this.setL1Entry(i, offset, true);
         return { offset, table: await this.l2Table(offset) };
@@ -161,8 +182,8 @@ export class Tables {
   /** Checks a standard entry's host offset and returns it. */
   checkedHost(e: L2Entry, guest: number): number {
     const host = hostOf(e);
-    if (host % this.d.clusterSize !== 0) {
-      throw corrupt(`${this.d.path}: the cluster at guest offset ${guest} is mapped to an unaligned host offset 0x${host.toString(16)}`, this.d.path);
+    if (this.g.offsetInCluster(host) !== 0) {
+      throw corrupt(`${this.path}: the cluster at guest offset ${guest} is mapped to an unaligned host offset 0x${host.toString(16)}`, this.path);
     }
     return host;
   }
@@ -171,64 +192,61 @@ export class Tables {
    * The state of the guest range starting at `pos` (at most `maxLen` bytes): one cluster, or with standard
    * L2 entries a run of clusters of its L2 table in the same state (data: contiguous on the host).
    */
-  async piece(pos: number, maxLen: number): Promise<Piece> {
-    const known = this.pieceNow(pos, maxLen);
+  async mappedRun(pos: number, maxLen: number): Promise<MappedRun> {
+    const known = this.mappedRunIfCached(pos, maxLen);
     if (known) return known;
-    const { offset: l2off } = this.l1Entry(Math.floor(Math.floor(pos / this.d.clusterSize) / this.d.l2Entries));
-    return this.pieceIn(await this.l2Table(l2off), pos, maxLen);
+    const { offset: l2off } = this.l1Entry(this.g.l1Index(pos));
+    return this.mappedRunInTable(await this.l2Table(l2off), pos, maxLen);
   }
 
   /**
-   * piece() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
+   * mappedRun() without waiting, when its L2 table is in the cache (or there is none): walks over many clusters
    * then cost no promise each. Undefined when the table must be read first.
    */
-  pieceNow(pos: number, maxLen: number): Piece | undefined {
-    const l2Entries = this.d.l2Entries;
-    const l1i = Math.floor(Math.floor(pos / this.d.clusterSize) / l2Entries);
-    const { offset: l2off } = this.l1Entry(l1i);
+  mappedRunIfCached(pos: number, maxLen: number): MappedRun | undefined {
+    const { offset: l2off } = this.l1Entry(this.g.l1Index(pos));
     if (!l2off) {
       // A whole L2 table's range is unallocated: answer for all of it at once.
-      const spanEnd = (l1i + 1) * l2Entries * this.d.clusterSize;
-      return { kind: 'unallocated', length: Math.min(maxLen, spanEnd - pos) };
+      return { kind: 'unallocated', length: Math.min(maxLen, this.g.l2SpanEnd(pos) - pos) };
     }
     const table = this.l2Cache.get(l2off);
-    return table ? this.pieceIn(table, pos, maxLen) : undefined;
+    return table ? this.mappedRunInTable(table, pos, maxLen) : undefined;
   }
 
-  /** piece() in the given L2 table (the one of `pos`). */
-  private pieceIn(table: Uint8Array, pos: number, maxLen: number): Piece {
-    const d = this.d;
-    const cs = d.clusterSize;
-    const l2Entries = d.l2Entries;
-    const ci = Math.floor(pos / cs);
-    const inner = pos - ci * cs;
+  /** mappedRun() in the given L2 table (the one of `pos`). */
+  private mappedRunInTable(table: Uint8Array, pos: number, maxLen: number): MappedRun {
+    const g = this.g;
+    const cs = g.clusterSize;
+    const l2Entries = g.l2Entries;
+    const ci = g.clusterIndex(pos);
+    const inner = g.offsetInCluster(pos);
     const len = Math.min(maxLen, cs - inner);
-    const e = readEntry(table, ci % l2Entries, d.extendedL2);
+    const e = readEntry(table, g.l2IndexOfCluster(ci), g.extendedL2);
     if (isCompressedEntry(e.hi)) return { kind: 'compressed', length: len, entry: entryBig(e) };
     const host = this.checkedHost(e, ci * cs);
-    if (!d.extendedL2) {
+    if (!g.extendedL2) {
       const kind = standardKind(classify(e.hi, e.lo, false));
       // The following entries of this table in the same state (hosts contiguous where there are hosts) join
-      // the piece, read straight from the table's bytes: a run of clusters costs one piece, not one each.
+      // the run, read straight from the table's bytes: a run of clusters costs one lookup, not one each.
       let length = len;
-      for (let idx = (ci % l2Entries) + 1; length < maxLen && idx < l2Entries; idx++) {
+      for (let idx = g.l2IndexOfCluster(ci) + 1; length < maxLen && idx < l2Entries; idx++) {
         const p = idx * 8;
         const hi = be32(table, p);
         const lo = be32(table, p + 4);
         const t = classify(hi, lo, false);
         if (t === ClusterType.Compressed) break;
         const h = hostOffset(hi, lo);
-        // A damaged entry (unaligned host) is left to its own piece, which reports it.
+        // A damaged entry (unaligned host) is left to its own run, which reports it.
         if (h % cs !== 0) break;
         if (standardKind(t) !== kind || (host ? h !== host + inner + length : h !== 0)) break;
         length += Math.min(cs, maxLen - length);
       }
       return host ? { kind, length, host: host + inner } : { kind, length };
     }
-    if (e.zeroBits & e.allocBits) throw corrupt(`${d.path}: the cluster at guest offset ${ci * cs} has subclusters both allocated and zero`, d.path);
-    if (!host && e.allocBits) throw corrupt(`${d.path}: the cluster at guest offset ${ci * cs} has allocated subclusters but no host cluster`, d.path);
-    const sub = d.subclusterSize;
-    const s0 = Math.floor(inner / sub);
+    if (e.zeroBits & e.allocBits) throw corrupt(`${this.path}: the cluster at guest offset ${ci * cs} has subclusters both allocated and zero`, this.path);
+    if (!host && e.allocBits) throw corrupt(`${this.path}: the cluster at guest offset ${ci * cs} has allocated subclusters but no host cluster`, this.path);
+    const sub = g.subclusterSize;
+    const s0 = g.subclusterIndex(inner);
     const kind = subclusterKind(e, s0);
     let s = s0 + 1;
     while (s < SUBCLUSTERS && s * sub < inner + len && subclusterKind(e, s) === kind) s++;
@@ -241,11 +259,10 @@ export class Tables {
   /** Replaces the active L1 table by a larger copy (qemu's exact-size growth), then frees the old one. */
   async growL1(entries: number): Promise<void> {
     const d = this.d;
-    if (entries * 8 > MAX_L1_BYTES) throw new DiskError('EINVAL', `${d.path}: the L1 table would exceed 32 MiB (qemu's limit); the image cannot be that large with this cluster size`, d.path);
+    if (entries * 8 > MAX_L1_BYTES) throw new DiskError('EINVAL', `${this.path}: the L1 table would exceed 32 MiB (qemu's limit); the image cannot be that large with this cluster size`, this.path);
     const refs = await d.refcounts();
-    const cs = d.clusterSize;
     const bytes = entries * 8;
-    const at = await refs.alloc(Math.ceil(bytes / cs));
+    const at = await refs.alloc(this.g.sizeToClusters(bytes));
     const table = new Uint8Array(bytes);
     table.set(this.l1);
     await d.file.write(at, table);
@@ -277,7 +294,7 @@ export class Tables {
   }
 }
 
-/** A standard entry's piece kind: zero flag, data (a host cluster), or unallocated; compressed is handled before. */
-function standardKind(t: ClusterType): Piece['kind'] {
+/** A standard entry's kind of run: zero flag, data (a host cluster), or unallocated; compressed is handled before. */
+function standardKind(t: ClusterType): MappedRun['kind'] {
   return t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc ? 'zero' : t === ClusterType.Normal ? 'data' : 'unallocated';
 }

@@ -13,7 +13,6 @@
  * may still be on its way while the next write allocates, its entries set once it has landed (writeNewClusters).
  */
 import { toDiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
 import {
   ALL_SUBCLUSTERS,
   entryBig,
@@ -29,13 +28,14 @@ import {
 } from './entry';
 import { compressedExtent } from './layout';
 import { readAt } from './read';
+import type { Qcow2State } from './state';
 
 /** BlockDevice.write. New clusters' data may still be landing when the job ends (the next write starts meanwhile); the write is done when they have landed. */
-export async function write(d: Qcow2Device, offset: number, data: Uint8Array): Promise<void> {
+export async function write(d: Qcow2State, offset: number, data: Uint8Array): Promise<void> {
   d.checkWritable();
   d.checkRange(offset, data.length);
   const landings: Array<Promise<void>> = [];
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     await writeData(d, offset, data, landings);
   }, true).catch((err) => {
@@ -50,14 +50,13 @@ export async function write(d: Qcow2Device, offset: number, data: Uint8Array): P
  * Writes guest data, one L2 table's range at a time. With `landings`, the data of new clusters may still be
  * on its way when this returns: their completions are pushed there. Without, this waits for them.
  */
-export async function writeData(d: Qcow2Device, offset: number, data: Uint8Array, landings?: Array<Promise<void>>): Promise<void> {
-  const span = d.l2Entries * d.clusterSize;
+export async function writeData(d: Qcow2State, offset: number, data: Uint8Array, landings?: Array<Promise<void>>): Promise<void> {
   const own = landings ?? [];
   let pos = offset;
   const end = offset + data.length;
   try {
     while (pos < end) {
-      const spanEnd = Math.min(end, (Math.floor(pos / span) + 1) * span);
+      const spanEnd = Math.min(end, d.geometry.l2SpanEnd(pos));
       await writeSpan(d, pos, data.subarray(pos - offset, spanEnd - offset), own);
       pos = spanEnd;
     }
@@ -68,16 +67,41 @@ export async function writeData(d: Qcow2Device, offset: number, data: Uint8Array
 }
 
 /** Releases what an L2 entry held: a host cluster or the sectors of a compressed cluster. */
-export async function releaseEntry(d: Qcow2Device, e: L2Entry): Promise<void> {
+export async function releaseEntry(d: Qcow2State, e: L2Entry): Promise<void> {
   const refs = await d.refcounts();
   if (isCompressedEntry(e.hi)) {
-    const { offset, length } = compressedExtent(entryBig(e), d.clusterBits);
+    const { offset, length } = compressedExtent(entryBig(e), d.geometry.clusterBits);
     const start = offset - (offset % 512);
     await refs.update(start, length + (offset % 512), -1);
     return;
   }
   const host = hostOf(e);
-  if (host) await refs.update(host, d.clusterSize, -1);
+  if (host) await refs.update(host, d.geometry.clusterSize, -1);
+}
+
+/** A change of one L2 entry: its index in its table, the entry it gets, and the one it had. */
+export interface EntryChange {
+  idx: number;
+  next: L2Entry;
+  old: L2Entry;
+}
+
+/**
+ * Puts `changes` (ascending indexes) into L2 table `l1i` (copied first when a snapshot shares it) and writes
+ * the changed range; then, once the new entries are on disk, releases what the old ones held. A crash in
+ * between leaks clusters, and a freed cluster is never handed out again while an entry on disk points at it.
+ */
+export async function replaceEntries(d: Qcow2State, l1i: number, changes: EntryChange[]): Promise<void> {
+  const ext = d.geometry.extendedL2;
+  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+  for (const ch of changes) putEntry(table, ch.idx, ch.next, ext);
+  const lo = changes[0].idx;
+  const hi = changes[changes.length - 1].idx;
+  await d.tables.writeEntries(l2off, table, lo, hi - lo + 1);
+  const released = changes.filter((ch) => holdsCluster(ch.old));
+  if (released.length === 0) return;
+  await d.file.sync();
+  for (const ch of released) await releaseEntry(d, ch.old);
 }
 
 /** Whether the entry holds anything to release: compressed sectors or a host cluster. */
@@ -91,18 +115,15 @@ export function ownsCluster(e: L2Entry): boolean {
 }
 
 /** Writes `data` at guest `pos`; the range lies within one L2 table's range. */
-async function writeSpan(d: Qcow2Device, pos: number, data: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
-  const cs = d.clusterSize;
-  const ext = d.extendedL2;
-  const end = pos + data.length;
-  const firstCluster = Math.floor(pos / cs);
-  const lastCluster = Math.floor((end - 1) / cs);
-  await d.jobs.awaitLanding(firstCluster, lastCluster);
-  const l1i = Math.floor(firstCluster / d.l2Entries);
-  const { offset: l2off, table } = await d.tables.l2ForWrite(l1i);
+async function writeSpan(d: Qcow2State, pos: number, data: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
+  const g = d.geometry;
+  const ext = g.extendedL2;
+  const { first: firstCluster, last: lastCluster } = g.clusterRange(pos, data.length);
+  await d.order.awaitLanding(firstCluster, lastCluster);
+  const { offset: l2off, table } = await d.tables.l2ForWrite(g.l1Index(pos));
   let c = firstCluster;
   while (c <= lastCluster) {
-    const e = readEntry(table, c % d.l2Entries, ext);
+    const e = readEntry(table, g.l2IndexOfCluster(c), ext);
     if (ownsCluster(e)) {
       await writeInPlace(d, c, e, pos, data, l2off, table);
       c++;
@@ -110,7 +131,7 @@ async function writeSpan(d: Qcow2Device, pos: number, data: Uint8Array, landings
     }
     // A run of clusters that all need new host clusters: allocate them together.
     let n = 1;
-    while (c + n <= lastCluster && !ownsCluster(readEntry(table, (c + n) % d.l2Entries, ext))) n++;
+    while (c + n <= lastCluster && !ownsCluster(readEntry(table, g.l2IndexOfCluster(c + n), ext))) n++;
     await writeNewClusters(d, c, n, pos, data, l2off, table, landings);
     c += n;
   }
@@ -123,12 +144,13 @@ async function writeSpan(d: Qcow2Device, pos: number, data: Uint8Array, landings
  * `landings`), so that the next write's data goes to the file meanwhile, and the refcounts and entries are
  * written later in runs (write-back cache): refcounts before entries, entries after their data.
  */
-async function writeNewClusters(d: Qcow2Device, c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
-  const cs = d.clusterSize;
+async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: number, data: Uint8Array, l2off: number, table: Uint8Array, landings: Array<Promise<void>>): Promise<void> {
+  const g = d.geometry;
+  const cs = g.clusterSize;
   const end = pos + data.length;
   const refs = await d.refcounts();
   const old: L2Entry[] = [];
-  for (let j = 0; j < n; j++) old.push(readEntry(table, (c0 + j) % d.l2Entries, d.extendedL2));
+  for (let j = 0; j < n; j++) old.push(readEntry(table, g.l2IndexOfCluster(c0 + j), g.extendedL2));
   let buf: Uint8Array;
   if (pos <= c0 * cs && end >= (c0 + n) * cs) {
     // Whole clusters (the usual case in a sequential copy): written straight from the caller's buffer.
@@ -136,13 +158,13 @@ async function writeNewClusters(d: Qcow2Device, c0: number, n: number, pos: numb
   } else {
     buf = new Uint8Array(n * cs);
     for (let j = 0; j < n; j++) {
-      const g = (c0 + j) * cs;
-      const ws = Math.max(pos, g);
-      const we = Math.min(end, g + cs);
+      const start = (c0 + j) * cs;
+      const ws = Math.max(pos, start);
+      const we = Math.min(end, start + cs);
       const slot = buf.subarray(j * cs, (j + 1) * cs);
       // The parts of the cluster not written keep their current guest content.
-      if (ws > g || we < g + cs) await readAt(d, g, slot);
-      slot.set(data.subarray(ws - pos, we - pos), ws - g);
+      if (ws > start || we < start + cs) await readAt(d, start, slot);
+      slot.set(data.subarray(ws - pos, we - pos), ws - start);
     }
   }
   const released = old.filter(holdsCluster);
@@ -154,9 +176,9 @@ async function writeNewClusters(d: Qcow2Device, c0: number, n: number, pos: numb
     const written = d.file.write(host, d.sealed(buf, host, c0 * cs));
     const landing = written.then(() => {
       putNewEntries(d, c0, n, pos, end, host, old, table);
-      d.tables.deferEntries(l2off, table, c0 % d.l2Entries, n);
+      d.tables.deferEntries(l2off, table, g.l2IndexOfCluster(c0), n);
     });
-    d.jobs.land(c0, n, landing);
+    d.order.land(c0, n, landing);
     landings.push(landing);
     return;
   }
@@ -164,19 +186,20 @@ async function writeNewClusters(d: Qcow2Device, c0: number, n: number, pos: numb
   const host = await refs.alloc(n);
   await d.file.write(host, d.sealed(buf, host, c0 * cs));
   putNewEntries(d, c0, n, pos, end, host, old, table);
-  await d.tables.writeEntries(l2off, table, c0 % d.l2Entries, n);
+  await d.tables.writeEntries(l2off, table, g.l2IndexOfCluster(c0), n);
   for (const o of released) await releaseEntry(d, o);
 }
 
 /** The L2 entries of clusters [c0, c0 + n) newly at `host`, after guest bytes [pos, end) were written there. */
-function putNewEntries(d: Qcow2Device, c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
-  const cs = d.clusterSize;
+function putNewEntries(d: Qcow2State, c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
+  const g = d.geometry;
+  const cs = g.clusterSize;
   for (let j = 0; j < n; j++) {
-    const g = (c0 + j) * cs;
+    const start = (c0 + j) * cs;
     let zeroBits = 0;
     let allocBits = 0;
-    if (d.extendedL2) {
-      const touched = touchedMask(Math.max(pos, g) - g, Math.min(end, g + cs) - g, d.subclusterSize);
+    if (g.extendedL2) {
+      const touched = touchedMask(Math.max(pos, start) - start, Math.min(end, start + cs) - start, g.subclusterSize);
       const o = old[j];
       if (isCompressedEntry(o.hi)) allocBits = ALL_SUBCLUSTERS;
       else {
@@ -184,19 +207,21 @@ function putNewEntries(d: Qcow2Device, c0: number, n: number, pos: number, end: 
         zeroBits = (o.zeroBits & ~touched) >>> 0;
       }
     }
-    putEntry(table, (c0 + j) % d.l2Entries, normalEntry(host + j * cs, zeroBits, allocBits), d.extendedL2);
+    putEntry(table, g.l2IndexOfCluster(c0 + j), normalEntry(host + j * cs, zeroBits, allocBits), g.extendedL2);
   }
 }
 
 /** Writes into cluster `c`, which the image owns (ownsCluster). */
-async function writeInPlace(d: Qcow2Device, c: number, e: L2Entry, pos: number, data: Uint8Array, l2off: number, table: Uint8Array): Promise<void> {
-  const cs = d.clusterSize;
+async function writeInPlace(d: Qcow2State, c: number, e: L2Entry, pos: number, data: Uint8Array, l2off: number, table: Uint8Array): Promise<void> {
+  const geo = d.geometry;
+  const cs = geo.clusterSize;
+  const idx = geo.l2IndexOfCluster(c);
   const g = c * cs;
   const ws = Math.max(pos, g) - g;
   const we = Math.min(pos + data.length, g + cs) - g;
   const host = hostOf(e);
   const part = data.subarray(g + ws - pos, g + we - pos);
-  if (!d.extendedL2) {
+  if (!geo.extendedL2) {
     if (!hasZeroFlag(e.lo)) {
       await d.file.write(host + ws, d.sealed(part, host + ws, g + ws));
       return;
@@ -205,14 +230,14 @@ async function writeInPlace(d: Qcow2Device, c: number, e: L2Entry, pos: number, 
     const buf = new Uint8Array(cs);
     buf.set(part, ws);
     await d.file.write(host, d.sealed(buf, host, g));
-    putEntry(table, c % d.l2Entries, normalEntry(host), false);
-    await d.tables.writeEntries(l2off, table, c % d.l2Entries, 1);
+    putEntry(table, idx, normalEntry(host), false);
+    await d.tables.writeEntries(l2off, table, idx, 1);
     return;
   }
   // Subclusters not allocated yet are written whole, their untouched edges filled with their old content.
-  const sub = d.subclusterSize;
+  const sub = geo.subclusterSize;
   const touched = touchedMask(ws, we, sub);
-  const a = Math.floor(ws / sub) * sub;
+  const a = geo.subclusterIndex(ws) * sub;
   const b = Math.min(cs, Math.ceil(we / sub) * sub);
   const buf = new Uint8Array(b - a);
   if (a < ws) await readAt(d, g + a, buf.subarray(0, ws - a));
@@ -222,7 +247,7 @@ async function writeInPlace(d: Qcow2Device, c: number, e: L2Entry, pos: number, 
   const allocBits = (e.allocBits | touched) >>> 0;
   const zeroBits = (e.zeroBits & ~touched) >>> 0;
   if (allocBits !== e.allocBits || zeroBits !== e.zeroBits) {
-    putEntry(table, c % d.l2Entries, { ...e, allocBits, zeroBits }, true);
-    await d.tables.writeEntries(l2off, table, c % d.l2Entries, 1);
+    putEntry(table, idx, { ...e, allocBits, zeroBits }, true);
+    await d.tables.writeEntries(l2off, table, idx, 1);
   }
 }

@@ -5,16 +5,16 @@
  * version 2 (no zero flag) ranges that do not read as zeros already get zero data.
  */
 import { toDiskError } from '../../block/errors';
-import type { Qcow2Device } from './device';
 import { ALL_SUBCLUSTERS, hostOf, isCompressedEntry, normalEntry, putEntry, readEntry, touchedMask, zeroEntry, type L2Entry } from './entry';
+import type { Qcow2State } from './state';
 import { holdsCluster, ownsCluster, releaseEntry, writeData } from './write';
 
 /** BlockDevice.writeZeroes. */
-export async function writeZeroes(d: Qcow2Device, offset: number, length: number): Promise<void> {
+export async function writeZeroes(d: Qcow2State, offset: number, length: number): Promise<void> {
   d.checkWritable();
   d.checkRange(offset, length);
   if (length === 0) return;
-  await d.jobs.serial(async () => {
+  await d.order.serial(async () => {
     await d.beginWrite();
     await zeroRange(d, offset, length);
   }).catch((err) => {
@@ -22,25 +22,26 @@ export async function writeZeroes(d: Qcow2Device, offset: number, length: number
   });
 }
 
-async function writeZeroData(d: Qcow2Device, offset: number, length: number): Promise<void> {
+async function writeZeroData(d: Qcow2State, offset: number, length: number): Promise<void> {
   const chunk = new Uint8Array(Math.min(length, 1 << 20));
   for (let pos = offset; pos < offset + length; pos += chunk.length) {
     await writeData(d, pos, chunk.subarray(0, Math.min(chunk.length, offset + length - pos)));
   }
 }
 
-async function zeroRange(d: Qcow2Device, offset: number, length: number): Promise<void> {
-  const cs = d.clusterSize;
+async function zeroRange(d: Qcow2State, offset: number, length: number): Promise<void> {
+  const geo = d.geometry;
+  const cs = geo.clusterSize;
   // The tail of the last cluster lies past the virtual size: zeroing up to the size covers the cluster.
-  const end = offset + length === d.size ? Math.ceil(d.size / cs) * cs : offset + length;
+  const end = offset + length === d.size ? geo.alignUp(d.size) : offset + length;
   if (d.version === 2) {
     // No zero flag in version 2: clusters that already read as zero are left alone, the rest get zeros.
     // Zeros are written up to the virtual size only: `end` may lie past it (the last cluster's tail), and
     // walking to `end` would never get past the size (an empty step at the size, forever).
     const dataEnd = Math.min(end, d.size);
     for (let pos = offset; pos < dataEnd; ) {
-      const stop = Math.min(dataEnd, (Math.floor(pos / cs) + 1) * cs);
-      const p = await d.tables.piece(pos, stop - pos);
+      const stop = Math.min(dataEnd, geo.clusterEnd(pos));
+      const p = await d.tables.mappedRun(pos, stop - pos);
       if (p.kind === 'zero' || (p.kind === 'unallocated' && !d.backing)) {
         pos += p.length;
         continue;
@@ -50,18 +51,17 @@ async function zeroRange(d: Qcow2Device, offset: number, length: number): Promis
     }
     return;
   }
-  const grain = d.extendedL2 ? d.subclusterSize : cs;
+  const grain = geo.extendedL2 ? geo.subclusterSize : cs;
   const a = Math.min(end, Math.ceil(offset / grain) * grain);
   const b = Math.max(a, Math.floor(end / grain) * grain);
   if (a > offset) await writeZeroData(d, offset, Math.min(a, d.size) - offset);
   for (let pos = a; pos < b; ) {
-    const c = Math.floor(pos / cs);
+    const c = geo.clusterIndex(pos);
     const g = c * cs;
     const stop = Math.min(b, g + cs);
     if (pos === g && stop === g + cs) {
       // Whole clusters up to the end of this L2 table's range.
-      const span = d.l2Entries * cs;
-      const spanStop = Math.min(Math.floor(b / cs) * cs, (Math.floor(pos / span) + 1) * span);
+      const spanStop = Math.min(geo.startOfCluster(b), geo.l2SpanEnd(pos));
       await zeroClusters(d, c, (spanStop - pos) / cs);
       pos = spanStop;
     } else {
@@ -73,12 +73,13 @@ async function zeroRange(d: Qcow2Device, offset: number, length: number): Promis
 }
 
 /** Turns `n` whole clusters (within one L2 table) into zero clusters, keeping owned host clusters preallocated. */
-async function zeroClusters(d: Qcow2Device, c0: number, n: number): Promise<void> {
-  const ext = d.extendedL2;
-  const { offset: l2off, table } = await d.tables.l2ForWrite(Math.floor(c0 / d.l2Entries));
+async function zeroClusters(d: Qcow2State, c0: number, n: number): Promise<void> {
+  const geo = d.geometry;
+  const ext = geo.extendedL2;
+  const { offset: l2off, table } = await d.tables.l2ForWrite(geo.l1IndexOfCluster(c0));
   const released: L2Entry[] = [];
   for (let j = 0; j < n; j++) {
-    const idx = (c0 + j) % d.l2Entries;
+    const idx = geo.l2IndexOfCluster(c0 + j);
     const e = readEntry(table, idx, ext);
     const keep = ownsCluster(e);
     if (!keep && holdsCluster(e)) released.push(e);
@@ -86,20 +87,22 @@ async function zeroClusters(d: Qcow2Device, c0: number, n: number): Promise<void
     if (ext) putEntry(table, idx, host ? normalEntry(host, ALL_SUBCLUSTERS, 0) : zeroEntry(true), true);
     else putEntry(table, idx, host ? normalEntry(host, 0, 0, true) : zeroEntry(false), false);
   }
-  await d.tables.writeEntries(l2off, table, c0 % d.l2Entries, n);
+  await d.tables.writeEntries(l2off, table, geo.l2IndexOfCluster(c0), n);
   for (const e of released) await releaseEntry(d, e);
 }
 
 /** Extended L2: marks whole subclusters [a, b) of cluster `c` as zero, where the cluster allows it. */
-async function zeroSubclusters(d: Qcow2Device, c: number, a: number, b: number): Promise<void> {
-  const { offset: l2off, table } = await d.tables.l2ForWrite(Math.floor(c / d.l2Entries));
-  const idx = c % d.l2Entries;
-  const e = readEntry(table, idx, d.extendedL2);
+async function zeroSubclusters(d: Qcow2State, c: number, a: number, b: number): Promise<void> {
+  const geo = d.geometry;
+  const { offset: l2off, table } = await d.tables.l2ForWrite(geo.l1IndexOfCluster(c));
+  const idx = geo.l2IndexOfCluster(c);
+  const e = readEntry(table, idx, geo.extendedL2);
+  const start = c * geo.clusterSize;
   if (isCompressedEntry(e.hi) || (hostOf(e) && !ownsCluster(e))) {
-    await writeZeroData(d, c * d.clusterSize + a, Math.min(b, d.size - c * d.clusterSize) - a);
+    await writeZeroData(d, start + a, Math.min(b, d.size - start) - a);
     return;
   }
-  const mask = touchedMask(a, b, d.subclusterSize);
-  putEntry(table, idx, { ...e, zeroBits: (e.zeroBits | mask) >>> 0, allocBits: (e.allocBits & ~mask) >>> 0 }, d.extendedL2);
+  const mask = touchedMask(a, b, geo.subclusterSize);
+  putEntry(table, idx, { ...e, zeroBits: (e.zeroBits | mask) >>> 0, allocBits: (e.allocBits & ~mask) >>> 0 }, geo.extendedL2);
   await d.tables.writeEntries(l2off, table, idx, 1);
 }

@@ -1,3 +1,9 @@
+/**
+ * The raw format: the file is the disk, byte for byte. Its device reads and writes the file straight through
+ * (bounded by ImageFile), reports data and zero ranges from the file system's holes (SEEK_DATA/SEEK_HOLE
+ * through the native helper, else by zero detection in 4 KiB blocks), and resizes by truncating; the driver
+ * probes nothing (raw is what an image is when no other format claims it) and creates sparse files.
+ */
 import { checkRange, isZeroRange } from '../../block/bytes';
 import { DiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';

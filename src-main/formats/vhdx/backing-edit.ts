@@ -16,20 +16,20 @@ import { METADATA_TABLE_SIZE, PARENT_LOCATOR_GUID, serializeMetadataTable, seria
 const PAGE = 4096;
 
 /** The 4 KiB pages that hold the new locator and its table entry, keyed by file offset (for Journal.commit). */
-export async function locatorPages(f: VhdxFile, l: VhdxLayout, loc: ParentLocator): Promise<Map<number, Uint8Array>> {
+export async function locatorPages(vhdxFile: VhdxFile, layout: VhdxLayout, loc: ParentLocator): Promise<Map<number, Uint8Array>> {
   const bytes = serializeParentLocator(loc);
-  const items = l.items.map((e) => ({ ...e }));
+  const items = layout.items.map((e) => ({ ...e }));
   const entry = items.find((e) => e.itemId === PARENT_LOCATOR_GUID && !e.isUser);
-  if (!entry) throw new DiskError('EUNSUPPORTED', `${f.path}: the image has no parent locator to rewrite`, f.path);
+  if (!entry) throw new DiskError('EUNSUPPORTED', `${vhdxFile.path}: the image has no parent locator to rewrite`, vhdxFile.path);
   if (bytes.length > entry.length) {
     const end = items.reduce((m, e) => Math.max(m, e.length > 0 ? e.offset + e.length : METADATA_TABLE_SIZE), METADATA_TABLE_SIZE);
-    if (end + bytes.length > l.metadata.length) {
-      throw new DiskError('EUNSUPPORTED', `${f.path}: the new parent's names (${bytes.length} bytes) do not fit in the image's metadata region`, f.path);
+    if (end + bytes.length > layout.metadata.length) {
+      throw new DiskError('EUNSUPPORTED', `${vhdxFile.path}: the new parent's names (${bytes.length} bytes) do not fit in the image's metadata region`, vhdxFile.path);
     }
     entry.offset = end;
   }
   entry.length = bytes.length;
-  const base = l.metadata.fileOffset;
+  const base = layout.metadata.fileOffset;
   const pages = new Map<number, Uint8Array>();
   /** Copies `data` to file offset `at` through the pages it touches (read first, so their other bytes stay). */
   const put = async (at: number, data: Uint8Array) => {
@@ -37,7 +37,7 @@ export async function locatorPages(f: VhdxFile, l: VhdxLayout, loc: ParentLocato
       const off = pos - (pos % PAGE);
       let page = pages.get(off);
       if (!page) {
-        page = await f.readBlock(off, PAGE, 'vhdx metadata page');
+        page = await vhdxFile.readBlock(off, PAGE, 'vhdx metadata page');
         pages.set(off, page);
       }
       const n = Math.min(off + PAGE, at + data.length) - pos;
@@ -49,8 +49,8 @@ export async function locatorPages(f: VhdxFile, l: VhdxLayout, loc: ParentLocato
   // The table is rewritten from its parsed entries; only the pages holding entries are journaled.
   const table = serializeMetadataTable(items);
   await put(base, table.subarray(0, Math.ceil((32 + items.length * 32) / PAGE) * PAGE));
-  l.items = items;
-  l.parentLocator = loc;
+  layout.items = items;
+  layout.parentLocator = loc;
   return pages;
 }
 
@@ -65,9 +65,9 @@ export async function dataWriteGuidOf(path: string): Promise<string> {
 }
 
 /** File offsets of the BAT's pages, with the byte range of each that holds entries. */
-export function* batPages(l: VhdxLayout): Generator<{ off: number; from: number; to: number }> {
-  const start = l.bat.fileOffset;
-  const end = start + l.batEntries * 8;
+export function* batPages(layout: VhdxLayout): Generator<{ off: number; from: number; to: number }> {
+  const start = layout.bat.fileOffset;
+  const end = start + layout.batEntries * 8;
   for (let off = start - (start % PAGE); off < end; off += PAGE) {
     yield { off, from: Math.max(start, off) - off, to: Math.min(end, off + PAGE) - off };
   }

@@ -77,16 +77,16 @@ export class MetaPages {
 export class Bat {
   readonly ratio: number;
   constructor(
-    private readonly l: VhdxLayout,
+    private readonly layout: VhdxLayout,
     private readonly pages: MetaPages,
     private readonly fileSize: () => number,
   ) {
-    this.ratio = chunkRatio(l.blockSize, l.logicalSectorSize);
+    this.ratio = chunkRatio(layout.blockSize, layout.logicalSectorSize);
   }
 
   private where(index: number): { off: number; at: number } {
-    if (index >= this.l.batEntries) throw corrupt(`vhdx BAT index ${index} is past the table's ${this.l.batEntries} entries`);
-    const byte = this.l.bat.fileOffset + index * 8;
+    if (index >= this.layout.batEntries) throw corrupt(`vhdx BAT index ${index} is past the table's ${this.layout.batEntries} entries`);
+    const byte = this.layout.bat.fileOffset + index * 8;
     return { off: byte - (byte % PAGE), at: byte % PAGE };
   }
 
@@ -156,7 +156,7 @@ export class Journal {
   }
 
   /** Writes `pages` (4 KiB, file offset → bytes) through the log and then in place. */
-  async commit(pages: Map<number, Uint8Array>): Promise<void> {
+  async writeThroughLog(pages: Map<number, Uint8Array>): Promise<void> {
     if (pages.size === 0) return;
     const h = this.headers.header;
     const all = [...pages].sort((a, b) => a[0] - b[0]);

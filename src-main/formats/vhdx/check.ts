@@ -20,10 +20,10 @@ export async function checkVhdx(path: string, repair: 'none' | 'leaks' | 'all', 
   };
   const file = await ImageFile.open(path, repair !== 'none');
   try {
-    const f = new VhdxFile(file);
-    let l: VhdxLayout;
+    const vhdxFile = new VhdxFile(file);
+    let layout: VhdxLayout;
     try {
-      l = await readVhdxLayout(f, repair !== 'none');
+      layout = await readVhdxLayout(vhdxFile, repair !== 'none');
     } catch (err) {
       const e = toDiskError(err, path);
       if (e.code === 'ECANCELLED') throw e;
@@ -31,34 +31,34 @@ export async function checkVhdx(path: string, repair: 'none' | 'leaks' | 'all', 
       problem({ severity: 'error', message: e.message });
       return report;
     }
-    if (l.replayed.length > 0) {
+    if (layout.replayed.length > 0) {
       if (repair === 'none') {
         report['check-errors']++;
-        problem({ severity: 'error', message: `${path}: the log holds ${l.replayed.length} update(s) not yet in place; replay it with check -r all` });
+        problem({ severity: 'error', message: `${path}: the log holds ${layout.replayed.length} update(s) not yet in place; replay it with check -r all` });
       } else {
         report['corruptions-fixed']++;
-        problem({ severity: 'corruption', message: `the log held ${l.replayed.length} update(s) not yet in place; replayed into the file`, fixed: true });
+        problem({ severity: 'corruption', message: `the log held ${layout.replayed.length} update(s) not yet in place; replayed into the file`, fixed: true });
       }
     }
-    await checkBlocks(f, l, report, problem, opts);
+    await checkBlocks(vhdxFile, layout, report, problem, opts);
     return report;
   } finally {
     await file.close();
   }
 }
 
-async function checkBlocks(f: VhdxFile, l: VhdxLayout, report: CheckReport, problem: (p: CheckProblem) => void, opts: CheckOptions): Promise<void> {
-  const bat = new Bat(l, new MetaPages(f), () => f.size);
-  const fileSize = f.size;
+async function checkBlocks(vhdxFile: VhdxFile, layout: VhdxLayout, report: CheckReport, problem: (p: CheckProblem) => void, opts: CheckOptions): Promise<void> {
+  const bat = new Bat(layout, new MetaPages(vhdxFile), () => vhdxFile.size);
+  const fileSize = vhdxFile.size;
   // Fixed areas a block must not overlap: the first MiB (identifier, headers, region tables), the log and the regions.
   const fixedAreas: Array<[number, number, string]> = [[0, MiB, 'the header area']];
-  if (l.header.logLength > 0) fixedAreas.push([l.header.logOffset, l.header.logOffset + l.header.logLength, 'the log']);
-  for (const r of l.regions) fixedAreas.push([r.fileOffset, r.fileOffset + r.length, r === l.bat ? 'the BAT' : r === l.metadata ? 'the metadata region' : `region ${r.guid}`]);
+  if (layout.header.logLength > 0) fixedAreas.push([layout.header.logOffset, layout.header.logOffset + layout.header.logLength, 'the log']);
+  for (const r of layout.regions) fixedAreas.push([r.fileOffset, r.fileOffset + r.length, r === layout.bat ? 'the BAT' : r === layout.metadata ? 'the metadata region' : `region ${r.guid}`]);
   const corrupt = (message: string) => {
     report.corruptions++;
     problem({ severity: 'corruption', message });
   };
-  const total = l.batEntries;
+  const total = layout.batEntries;
   for (let i = 0; i < total; i++) {
     if (i % 65536 === 0) {
       throwIfAborted(opts.signal);
@@ -66,12 +66,12 @@ async function checkBlocks(f: VhdxFile, l: VhdxLayout, report: CheckReport, prob
     }
     const e = await bat.entry(i);
     const isBitmap = (i + 1) % (bat.ratio + 1) === 0;
-    if (isBitmap && !l.hasParent) continue; // a slot only differencing images use
+    if (isBitmap && !layout.hasParent) continue; // a slot only differencing images use
     const present = isBitmap ? e.state === SB_PRESENT : e.state === PAYLOAD_FULLY_PRESENT || e.state === PAYLOAD_PARTIALLY_PRESENT;
     if (!present) continue;
     // A payload block's length is what the disk uses of it: the last block of a disk may be shorter (qemu counts it so).
     const block = i - Math.floor(i / (bat.ratio + 1));
-    const len = isBitmap ? SECTOR_BITMAP_SIZE : Math.min(l.blockSize, l.virtualSize - block * l.blockSize);
+    const len = isBitmap ? SECTOR_BITMAP_SIZE : Math.min(layout.blockSize, layout.virtualSize - block * layout.blockSize);
     if (e.offset >= fileSize) {
       corrupt(`VHDX BAT entry ${i} start offset ${e.offset} points after end of file (${fileSize}); the image has probably been truncated`);
       continue;

@@ -43,18 +43,9 @@ import {
   writeGuid,
   type MetadataEntry,
 } from './layout';
+import { autoBlockSize, decodeVhdxSettings } from './settings';
 
 const GiB = 1024 * MiB;
-const TiB = 1024 * GiB;
-
-
-/** qemu's choice of block size for a disk of `size` bytes. */
-function autoBlockSize(size: number): number {
-  if (size > 32 * TiB) return 64 * MiB;
-  if (size > 100 * GiB) return 32 * MiB;
-  if (size > GiB) return 16 * MiB;
-  return 8 * MiB;
-}
 
 /** What a child records of its parent (the locator's values) and must agree with (sector size, size). */
 export interface ParentFacts {
@@ -73,32 +64,30 @@ export async function parentFacts(path: string, backing: string, format: string 
   const full = nodePath.resolve(dir, backing);
   const file = await ImageFile.open(full, false);
   try {
-    const l = await readVhdxLayout(new VhdxFile(file));
+    const layout = await readVhdxLayout(new VhdxFile(file));
     let rel = nodePath.relative(dir, full).split(nodePath.sep).join('\\');
     if (!rel.startsWith('..')) rel = `.\\${rel}`;
-    return { linkage: `{${l.header.dataWriteGuid}}`, relative: rel, absolute: full, logicalSectorSize: l.logicalSectorSize, blockSize: l.blockSize, virtualSize: l.virtualSize };
+    return { linkage: `{${layout.header.dataWriteGuid}}`, relative: rel, absolute: full, logicalSectorSize: layout.logicalSectorSize, blockSize: layout.blockSize, virtualSize: layout.virtualSize };
   } finally {
     await file.close();
   }
 }
 
 export async function createVhdx(path: string, requested: number, opts: CreateOptions): Promise<void> {
-  const o = opts.options;
-  const backingFile = opts.backingFile ?? (o.backing_file !== undefined ? String(o.backing_file) : undefined);
-  const parent = backingFile !== undefined ? await parentFacts(path, backingFile, opts.backingFormat ?? (o.backing_fmt as string | undefined)) : undefined;
-  const subformat = String(o.subformat ?? 'dynamic');
+  const s = decodeVhdxSettings(opts.options, opts);
+  const parent = s.backingFile !== undefined ? await parentFacts(path, s.backingFile, s.backingFormat) : undefined;
+  const subformat = s.subformat;
   if (subformat !== 'dynamic' && subformat !== 'fixed') throw new DiskError('EINVAL', `vhdx subformat '${subformat}' is not known (dynamic or fixed)`);
   if (parent && subformat === 'fixed') throw new DiskError('EINVAL', 'a differencing vhdx image cannot be fixed');
-  const sectorSize = parent?.logicalSectorSize ?? Number(o.logical_sector_size ?? 512);
+  const sectorSize = parent?.logicalSectorSize ?? s.logicalSectorSize;
   if (sectorSize !== 512 && sectorSize !== 4096) throw new DiskError('EINVAL', `vhdx logical sector size ${sectorSize} is invalid (512 or 4096)`);
   const size = alignUp(requested, sectorSize);
   if (size > MAX_VIRTUAL_SIZE) throw new DiskError('EINVAL', 'vhdx image size too large; the maximum is 64 TiB');
-  let blockSize = alignUp(Number(o.block_size ?? 0), MiB);
-  if (blockSize === 0) blockSize = parent?.blockSize ?? autoBlockSize(size);
+  const blockSize = s.blockSize || (parent?.blockSize ?? autoBlockSize(size));
   if (blockSize > BLOCK_SIZE_MAX || (blockSize & (blockSize - 1)) !== 0) throw new DiskError('EINVAL', `vhdx block size ${blockSize} is invalid: a power of two from 1 MiB to 256 MiB`);
-  const logSize = alignUp(Math.max(Number(o.log_size ?? MiB), MiB), MiB);
+  const logSize = s.logSize;
   if (logSize > 4 * GiB - MiB) throw new DiskError('EINVAL', 'vhdx log size too large');
-  const zeroBlocks = o.block_state_zero === undefined ? true : o.block_state_zero === true || o.block_state_zero === 'on';
+  const zeroBlocks = s.blockStateZero;
   const fixed = subformat === 'fixed';
 
   const logOffset = MiB;

@@ -39,30 +39,31 @@ export class VhdxDevice implements BlockDevice {
   private readonly bat: Bat;
   private readonly journal?: Journal;
   private firstWrite = true;
-  private readonly ss: number;
+  /** The logical sector size: the unit a differencing image marks present. */
+  private readonly sectorSize: number;
 
   constructor(
-    private readonly f: VhdxFile,
-    readonly l: VhdxLayout,
+    private readonly vhdxFile: VhdxFile,
+    readonly layout: VhdxLayout,
     readonly readOnly: boolean,
     readonly backing?: BlockDevice,
     /** The parent's path, when it was followed (makeEmpty links to it again). */
     private parentPath?: string,
   ) {
-    this.size = l.virtualSize;
-    this.clusterSize = l.blockSize;
-    this.ss = l.logicalSectorSize;
-    this.pages = new MetaPages(f);
-    this.bat = new Bat(l, this.pages, () => f.size);
-    if (!readOnly) this.journal = new Journal(f.file, { header: l.header, index: l.headerIndex });
+    this.size = layout.virtualSize;
+    this.clusterSize = layout.blockSize;
+    this.sectorSize = layout.logicalSectorSize;
+    this.pages = new MetaPages(vhdxFile);
+    this.bat = new Bat(layout, this.pages, () => vhdxFile.size);
+    if (!readOnly) this.journal = new Journal(vhdxFile.file, { header: layout.header, index: layout.headerIndex });
   }
 
   get path(): string {
-    return this.f.path;
+    return this.vhdxFile.path;
   }
   /** The data write GUID children link to (the current header's, which the first write changes). */
   get dataWriteGuid(): string {
-    return this.journal?.header.dataWriteGuid ?? this.l.header.dataWriteGuid;
+    return this.journal?.header.dataWriteGuid ?? this.layout.header.dataWriteGuid;
   }
 
   /** Runs one call, turning anything thrown into a DiskError naming this image. */
@@ -94,13 +95,13 @@ export class VhdxDevice implements BlockDevice {
 
   private async readInBlock(block: number, pos: number, inb: number, dst: Uint8Array): Promise<void> {
     const e = await this.bat.payload(block);
-    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return this.f.read(e.offset + inb, dst);
+    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return this.vhdxFile.read(e.offset + inb, dst);
     if (e.state === PARTIAL) {
       let done = 0;
       while (done < dst.length) {
         const run = await this.bitmapRun(block, inb + done, dst.length - done);
         const part = dst.subarray(done, done + run.length);
-        if (run.set) await this.f.read(e.offset + inb + done, part);
+        if (run.set) await this.vhdxFile.read(e.offset + inb + done, part);
         else await readBelow(this.backing, pos + done, part);
         done += run.length;
       }
@@ -117,11 +118,11 @@ export class VhdxDevice implements BlockDevice {
   /** From byte `inb` of a partially present block: how many bytes (up to `max`) share the bit of its first sector. */
   private async bitmapRun(block: number, inb: number, max: number): Promise<{ set: boolean; length: number }> {
     const sb = await this.bat.bitmap(block);
-    const ss = this.ss;
-    const first = Math.floor(inb / ss);
-    const last = Math.floor((inb + max - 1) / ss);
+    const sectorSize = this.sectorSize;
+    const first = Math.floor(inb / sectorSize);
+    const last = Math.floor((inb + max - 1) / sectorSize);
     if (sb.state !== SB_PRESENT) return { set: false, length: max };
-    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / ss);
+    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / sectorSize);
     let set: boolean | undefined;
     let s = first;
     for (; s <= last; s++) {
@@ -133,7 +134,7 @@ export class VhdxDevice implements BlockDevice {
       if (set === undefined) set = v;
       else if (v !== set) break;
     }
-    return { set: set!, length: Math.min(max, s * ss - inb) };
+    return { set: set!, length: Math.min(max, s * sectorSize - inb) };
   }
 
   async status(offset: number, length: number): Promise<Extent> {
@@ -158,7 +159,7 @@ export class VhdxDevice implements BlockDevice {
     const inb = pos % this.clusterSize;
     const n = Math.min(this.clusterSize - inb, max);
     const e = await this.bat.payload(block);
-    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return { kind: 'data', length: n, hostOffset: e.offset + inb };
+    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return { kind: 'data', length: n, hostOffset: e.offset + inb };
     if (e.state === PARTIAL) {
       const run = await this.bitmapRun(block, inb, n);
       return run.set ? { kind: 'data', length: run.length, hostOffset: e.offset + inb } : { kind: 'unallocated', length: run.length };
@@ -170,7 +171,8 @@ export class VhdxDevice implements BlockDevice {
 
   // ---- writing ----
 
-  private writable(): Journal {
+  /** The journal, which only a writable image has: a read-only one refuses the change here. */
+  private journalForWriting(): Journal {
     if (!this.journal) throw readOnlyError(this.path);
     return this.journal;
   }
@@ -178,20 +180,20 @@ export class VhdxDevice implements BlockDevice {
   /** The first change of guest data gets new file and data write GUIDs in the header (the spec; qemu does it too). */
   private async beginWrite(): Promise<void> {
     if (!this.firstWrite) return;
-    await this.writable().setHeader({ fileWriteGuid: newGuid(), dataWriteGuid: newGuid() });
+    await this.journalForWriting().setHeader({ fileWriteGuid: newGuid(), dataWriteGuid: newGuid() });
     this.firstWrite = false;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    this.writable();
+    this.journalForWriting();
     checkRange(this.size, offset, data.length, this.path);
     if (data.length === 0) return;
     await this.guard(async () => {
       await this.beginWrite();
       // A differencing image marks whole logical sectors present: widen the write with what they read now.
-      if (this.l.hasParent && (offset % this.ss !== 0 || data.length % this.ss !== 0)) {
-        const a = offset - (offset % this.ss);
-        const b = Math.min(this.size, Math.ceil((offset + data.length) / this.ss) * this.ss);
+      if (this.layout.hasParent && (offset % this.sectorSize !== 0 || data.length % this.sectorSize !== 0)) {
+        const a = offset - (offset % this.sectorSize);
+        const b = Math.min(this.size, Math.ceil((offset + data.length) / this.sectorSize) * this.sectorSize);
         const buf = new Uint8Array(b - a);
         await this.read(a, buf);
         buf.set(data, offset - a);
@@ -211,15 +213,15 @@ export class VhdxDevice implements BlockDevice {
   }
 
   /** Journals the staged metadata pages, then lets the cache see them. */
-  private async commit(): Promise<void> {
+  private async journalStagedPages(): Promise<void> {
     const pages = this.pages.take();
-    await this.journal!.commit(pages);
+    await this.journal!.writeThroughLog(pages);
     this.pages.settle(pages);
   }
 
   /** Extends the file by `length` bytes at the next 1 MiB boundary and returns where they start. */
   private async allocate(length: number): Promise<number> {
-    const file = this.f.file;
+    const file = this.vhdxFile.file;
     const at = Math.ceil(file.size / MiB) * MiB;
     await file.truncate(at + length);
     return at;
@@ -230,13 +232,13 @@ export class VhdxDevice implements BlockDevice {
   }
 
   private async writeInBlock(block: number, inb: number, piece: Uint8Array): Promise<void> {
-    const file = this.f.file;
+    const file = this.vhdxFile.file;
     const e = await this.bat.payload(block);
-    if (e.state === FULL || (e.state === PARTIAL && !this.l.hasParent)) return file.write(e.offset + inb, piece);
+    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return file.write(e.offset + inb, piece);
     if (e.state === PARTIAL) {
       await file.write(e.offset + inb, piece);
       await this.markPresent(block, inb, piece.length);
-      return this.commit();
+      return this.journalStagedPages();
     }
     if (!ZERO_STATES.includes(e.state) && e.state !== PAYLOAD_NOT_PRESENT) {
       throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
@@ -244,14 +246,14 @@ export class VhdxDevice implements BlockDevice {
     const at = await this.allocate(this.clusterSize);
     await file.write(at + inb, piece); // the rest of the new block reads as the zeros the extension gave
     const whole = inb === 0 && piece.length >= this.blockEnd(block);
-    if (this.l.hasParent && e.state === PAYLOAD_NOT_PRESENT && !whole) {
+    if (this.layout.hasParent && e.state === PAYLOAD_NOT_PRESENT && !whole) {
       // The rest of the block still comes from the parent: partially present, with this piece's sectors marked.
       await this.bat.set(this.bat.payloadIndex(block), { state: PARTIAL, offset: at });
       await this.markPresent(block, inb, piece.length);
     } else {
       await this.bat.set(this.bat.payloadIndex(block), { state: FULL, offset: at });
     }
-    await this.commit();
+    await this.journalStagedPages();
   }
 
   /** Sets the sector bitmap bits of [inb, inb + length) of a block (staged), allocating the chunk's bitmap first. */
@@ -261,9 +263,9 @@ export class VhdxDevice implements BlockDevice {
       sb = { state: SB_PRESENT, offset: await this.allocate(SECTOR_BITMAP_SIZE) };
       await this.bat.set(this.bat.bitmapIndex(block), sb);
     }
-    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / this.ss);
-    const first = chunkSector + Math.floor(inb / this.ss);
-    const last = chunkSector + Math.ceil((inb + length) / this.ss);
+    const chunkSector = (block % this.bat.ratio) * (this.clusterSize / this.sectorSize);
+    const first = chunkSector + Math.floor(inb / this.sectorSize);
+    const last = chunkSector + Math.ceil((inb + length) / this.sectorSize);
     for (let bit = first; bit < last; bit++) {
       const byte = sb.offset + (bit >>> 3);
       const pageOff = byte - (byte % 4096);
@@ -274,7 +276,7 @@ export class VhdxDevice implements BlockDevice {
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
-    this.writable();
+    this.journalForWriting();
     checkRange(this.size, offset, length, this.path);
     if (length === 0) return;
     await this.guard(async () => {
@@ -286,23 +288,23 @@ export class VhdxDevice implements BlockDevice {
         const inb = pos % this.clusterSize;
         const n = Math.min(this.clusterSize - inb, length - done);
         const e = inb === 0 && n >= this.blockEnd(block) ? await this.bat.payload(block) : undefined;
-        if (e && e.state === FULL && this.l.leaveBlocksAllocated) {
+        if (e && e.state === FULL && this.layout.leaveBlocksAllocated) {
           // A fixed image keeps its blocks where they are (the spec's LeaveBlocksAllocated): zeros are written.
-          await this.commit();
+          await this.journalStagedPages();
           await this.writeZeroBytes(pos, n);
         } else if (e) {
           // A whole block: the ZERO state says it reads as zeros (over a parent too); its old space is left unused.
           if (e.state !== PAYLOAD_ZERO) await this.bat.set(this.bat.payloadIndex(block), { state: PAYLOAD_ZERO, offset: 0 });
-          if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
+          if (this.pages.pending >= ZERO_BATCH_PAGES) await this.journalStagedPages();
         } else {
-          await this.commit();
+          await this.journalStagedPages();
           const e = await this.bat.payload(block);
-          const readsZero = ZERO_STATES.includes(e.state) || (e.state === PAYLOAD_NOT_PRESENT && !this.l.hasParent);
+          const readsZero = ZERO_STATES.includes(e.state) || (e.state === PAYLOAD_NOT_PRESENT && !this.layout.hasParent);
           if (!readsZero) await this.writeZeroBytes(pos, n);
         }
         done += n;
       }
-      await this.commit();
+      await this.journalStagedPages();
     });
   }
 
@@ -316,9 +318,9 @@ export class VhdxDevice implements BlockDevice {
    * file keeps their bytes, unused: Node cannot punch holes). A fixed image keeps its blocks: EUNSUPPORTED.
    */
   async discard(offset: number, length: number): Promise<void> {
-    this.writable();
+    this.journalForWriting();
     checkRange(this.size, offset, length, this.path);
-    if (this.l.leaveBlocksAllocated) throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHDX image keeps every block allocated; nothing can be discarded`, this.path);
+    if (this.layout.leaveBlocksAllocated) throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHDX image keeps every block allocated; nothing can be discarded`, this.path);
     const bs = this.clusterSize;
     const first = Math.ceil(offset / bs);
     const endBlock = offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs);
@@ -331,13 +333,13 @@ export class VhdxDevice implements BlockDevice {
    * write GUID. Only a differencing image has a locator, and one cannot stand alone without rewriting its blocks.
    */
   async setBackingFile(name: string | undefined, format: string | undefined, resolvedPath: string | undefined): Promise<void> {
-    this.writable();
-    if (!this.l.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: this VHDX image was not made as a differencing image, so it cannot be given a parent`, this.path);
+    this.journalForWriting();
+    if (!this.layout.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: this VHDX image was not made as a differencing image, so it cannot be given a parent`, this.path);
     if (name === undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: a differencing VHDX image cannot be made to stand alone in place; convert it instead`, this.path);
     await this.guard(async () => {
       const p = await parentFacts(this.path, resolvedPath ?? name, format);
-      if (p.logicalSectorSize !== this.ss || p.virtualSize < this.size) {
-        throw new DiskError('EUNSUPPORTED', `${this.path}: the new parent must have ${this.ss}-byte sectors and at least ${this.size} bytes (it has ${p.logicalSectorSize}-byte sectors and ${p.virtualSize} bytes)`, this.path);
+      if (p.logicalSectorSize !== this.sectorSize || p.virtualSize < this.size) {
+        throw new DiskError('EUNSUPPORTED', `${this.path}: the new parent must have ${this.sectorSize}-byte sectors and at least ${this.size} bytes (it has ${p.logicalSectorSize}-byte sectors and ${p.virtualSize} bytes)`, this.path);
       }
       await this.relink({ parent_linkage: p.linkage, relative_path: p.relative, absolute_win32_path: p.absolute });
       this.parentPath = p.absolute;
@@ -347,9 +349,9 @@ export class VhdxDevice implements BlockDevice {
   /** Writes a new parent locator through the journal (backing-edit.ts). */
   private async relink(entries: Record<string, string>): Promise<void> {
     await this.beginWrite();
-    await this.commit();
-    const loc = { type: this.l.parentLocator!.type, entries };
-    await this.journal!.commit(await locatorPages(this.f, this.l, loc));
+    await this.journalStagedPages();
+    const loc = { type: this.layout.parentLocator!.type, entries };
+    await this.journal!.writeThroughLog(await locatorPages(this.vhdxFile, this.layout, loc));
   }
 
   /**
@@ -357,19 +359,19 @@ export class VhdxDevice implements BlockDevice {
    * to the parent's data write GUID as it is now (the commit wrote into the parent, which changed it).
    */
   async makeEmpty(): Promise<void> {
-    this.writable();
-    if (!this.l.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: only a differencing VHDX image can be emptied into its parent`, this.path);
+    this.journalForWriting();
+    if (!this.layout.hasParent) throw new DiskError('EUNSUPPORTED', `${this.path}: only a differencing VHDX image can be emptied into its parent`, this.path);
     await this.guard(async () => {
       await this.beginWrite();
-      for (const { off, from, to } of batPages(this.l)) {
+      for (const { off, from, to } of batPages(this.layout)) {
         const page = await this.pages.page(off);
         if (page.subarray(from, to).every((b) => b === 0)) continue;
         (await this.pages.stage(off)).fill(0, from, to);
-        if (this.pages.pending >= ZERO_BATCH_PAGES) await this.commit();
+        if (this.pages.pending >= ZERO_BATCH_PAGES) await this.journalStagedPages();
       }
-      await this.commit();
+      await this.journalStagedPages();
       if (this.parentPath !== undefined) {
-        const entries: Record<string, string> = { ...this.l.parentLocator!.entries, parent_linkage: `{${await dataWriteGuidOf(this.parentPath)}}` };
+        const entries: Record<string, string> = { ...this.layout.parentLocator!.entries, parent_linkage: `{${await dataWriteGuidOf(this.parentPath)}}` };
         delete entries.parent_linkage2;
         await this.relink(entries);
       }
@@ -389,7 +391,7 @@ export class VhdxDevice implements BlockDevice {
     try {
       await this.flush();
     } finally {
-      await this.f.file.close();
+      await this.vhdxFile.file.close();
       await this.backing?.close();
     }
   }

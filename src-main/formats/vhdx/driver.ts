@@ -10,31 +10,31 @@ import { probeVhdx, ZERO_GUID } from './layout';
 async function describe(file: ImageFile): Promise<HeaderInfo> {
   // A pending log is replayed in memory, so info shows the image as Hyper-V would see it; the file is not changed.
   const [{ readVhdxLayout, VhdxFile }, { parentDisplayName }] = await Promise.all([import('./image'), import('./parent')]);
-  const l = await readVhdxLayout(new VhdxFile(file), false);
-  const backing = l.parentLocator ? parentDisplayName(file.path, l.parentLocator) : undefined;
-  const pending = l.replayed.length > 0;
+  const layout = await readVhdxLayout(new VhdxFile(file), false);
+  const backing = layout.parentLocator ? parentDisplayName(file.path, layout.parentLocator) : undefined;
+  const pending = layout.replayed.length > 0;
   return {
     format: 'vhdx',
-    'virtual-size': l.virtualSize,
-    'cluster-size': l.blockSize,
+    'virtual-size': layout.virtualSize,
+    'cluster-size': layout.blockSize,
     ...(backing !== undefined ? { 'backing-filename': backing, 'backing-filename-format': 'vhdx' } : {}),
     // A non-zero log GUID means the image was not closed cleanly: its log may hold updates not yet in place.
-    'dirty-flag': l.header.logGuid !== ZERO_GUID,
+    'dirty-flag': layout.header.logGuid !== ZERO_GUID,
     'format-specific': {
       type: 'vhdx',
       data: {
-        subformat: l.hasParent ? 'differencing' : l.leaveBlocksAllocated ? 'fixed' : 'dynamic',
-        'block-size': l.blockSize,
-        'logical-sector-size': l.logicalSectorSize,
-        'physical-sector-size': l.physicalSectorSize,
-        'log-size': l.header.logLength,
-        'log-guid': l.header.logGuid,
+        subformat: layout.hasParent ? 'differencing' : layout.leaveBlocksAllocated ? 'fixed' : 'dynamic',
+        'block-size': layout.blockSize,
+        'logical-sector-size': layout.logicalSectorSize,
+        'physical-sector-size': layout.physicalSectorSize,
+        'log-size': layout.header.logLength,
+        'log-guid': layout.header.logGuid,
         'log-needs-replay': pending,
-        ...(pending ? { 'log-entries-pending': l.replayed.length } : {}),
-        'data-write-guid': l.header.dataWriteGuid,
-        ...(l.diskId !== undefined ? { 'disk-id': l.diskId } : {}),
-        ...(l.creator ? { creator: l.creator } : {}),
-        ...(l.parentLocator ? { 'parent-locator': l.parentLocator.entries } : {}),
+        ...(pending ? { 'log-entries-pending': layout.replayed.length } : {}),
+        'data-write-guid': layout.header.dataWriteGuid,
+        ...(layout.diskId !== undefined ? { 'disk-id': layout.diskId } : {}),
+        ...(layout.creator ? { creator: layout.creator } : {}),
+        ...(layout.parentLocator ? { 'parent-locator': layout.parentLocator.entries } : {}),
       },
     },
     'data-readable': true,

@@ -189,14 +189,14 @@ export async function updateHeaders(file: ImageFile, current: { header: VhdxHead
 export const newGuid = (): string => randomUUID();
 
 /** Reads the region table, falling back to the second copy when the first fails its checks. */
-async function readRegions(f: VhdxFile): Promise<RegionEntry[]> {
-  const path = f.path;
+async function readRegions(vhdxFile: VhdxFile): Promise<RegionEntry[]> {
+  const path = vhdxFile.path;
   try {
-    return parseRegionTable(await f.readBlock(REGION_TABLE1_OFFSET, REGION_TABLE_SIZE, 'vhdx region table'), path, f.size);
+    return parseRegionTable(await vhdxFile.readBlock(REGION_TABLE1_OFFSET, REGION_TABLE_SIZE, 'vhdx region table'), path, vhdxFile.size);
   } catch (first) {
     if (!(first instanceof DiskError)) throw first;
     try {
-      return parseRegionTable(await f.readBlock(REGION_TABLE2_OFFSET, REGION_TABLE_SIZE, 'vhdx region table'), path, f.size);
+      return parseRegionTable(await vhdxFile.readBlock(REGION_TABLE2_OFFSET, REGION_TABLE_SIZE, 'vhdx region table'), path, vhdxFile.size);
     } catch {
       throw first;
     }
@@ -205,23 +205,23 @@ async function readRegions(f: VhdxFile): Promise<RegionEntry[]> {
 
 /**
  * Reads the layout. The log is replayed first: into the file when it is writable, else in memory (the overlay
- * of `f`), so that what follows reads the image as Hyper-V would after replaying it.
+ * of `vhdxFile`), so that what follows reads the image as Hyper-V would after replaying it.
  */
-export async function readVhdxLayout(f: VhdxFile, replayIntoTheFile = false): Promise<VhdxLayout> {
-  const file = f.file;
-  const path = f.path;
+export async function readVhdxLayout(vhdxFile: VhdxFile, replayIntoTheFile = false): Promise<VhdxLayout> {
+  const file = vhdxFile.file;
+  const path = vhdxFile.path;
   let current = await readHeaders(file);
   const replayed = await pendingLog(file, current.header);
   if (replayIntoTheFile && current.header.logGuid !== ZERO_GUID) {
     await replayIntoFile(file, replayed);
     current = await updateHeaders(file, current, { logGuid: ZERO_GUID });
   } else {
-    for (const e of replayed) f.overlay(e);
+    for (const e of replayed) vhdxFile.overlay(e);
   }
   const { header, index } = current;
-  const ident = await f.readBlock(0, 8 + 512, 'vhdx file identifier');
+  const ident = await vhdxFile.readBlock(0, 8 + 512, 'vhdx file identifier');
 
-  const regions = await readRegions(f);
+  const regions = await readRegions(vhdxFile);
   const bat = regions.find((r) => r.guid === BAT_GUID);
   const metadata = regions.find((r) => r.guid === METADATA_GUID);
   const unknownRequired = regions.find((r) => r.required && r !== bat && r !== metadata);
@@ -233,7 +233,7 @@ export async function readVhdxLayout(f: VhdxFile, replayIntoTheFile = false): Pr
     if (header.logLength > 0 && r.fileOffset < logEnd && header.logOffset < r.fileOffset + r.length) throw corrupt(`${path}: vhdx region ${r.guid} overlaps the log`, path);
   }
 
-  const table = await f.readBlock(metadata.fileOffset, METADATA_TABLE_SIZE, 'vhdx metadata table');
+  const table = await vhdxFile.readBlock(metadata.fileOffset, METADATA_TABLE_SIZE, 'vhdx metadata table');
   const items = parseMetadataTable(table, path, metadata.length);
   const known = [FILE_PARAMETERS_GUID, VIRTUAL_DISK_SIZE_GUID, PAGE83_GUID, LOGICAL_SECTOR_SIZE_GUID, PHYSICAL_SECTOR_SIZE_GUID, PARENT_LOCATOR_GUID];
   const unknown = items.find((e) => e.isRequired && (e.isUser || !known.includes(e.itemId)));
@@ -244,7 +244,7 @@ export async function readVhdxLayout(f: VhdxFile, replayIntoTheFile = false): Pr
       if (required) throw corrupt(`${path}: the vhdx metadata lacks the ${what}`, path);
       return undefined;
     }
-    return f.readBlock(metadata.fileOffset + e.offset, e.length, `vhdx ${what}`);
+    return vhdxFile.readBlock(metadata.fileOffset + e.offset, e.length, `vhdx ${what}`);
   };
   const params = parseFileParameters((await item(FILE_PARAMETERS_GUID, 'file parameters', true))!, path);
   const virtualSize = parseVirtualDiskSize((await item(VIRTUAL_DISK_SIZE_GUID, 'virtual disk size', true))!, path);

@@ -8,34 +8,23 @@
 import { touchedUnits } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
+import { alignUp } from '../../block/sizes';
 import { batEntries, BLOCK_SIZE_MAX, MAX_VIRTUAL_SIZE, MiB } from './layout';
+import { autoBlockSize, decodeVhdxSettings } from './settings';
 
-const GiB = 1024 * MiB;
-const TiB = 1024 * GiB;
 /** The room qemu leaves after the BAT before its data: the 1 MiB metadata region and 4 MiB to spare. */
 const QEMU_DATA_GAP = 5 * MiB;
 
-const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
-
-/** The block size qemu (and create.ts) choose for a disk of `size` bytes when none is given. */
-function autoBlockSize(size: number): number {
-  if (size > 32 * TiB) return 64 * MiB;
-  if (size > 100 * GiB) return 32 * MiB;
-  if (size > GiB) return 16 * MiB;
-  return 8 * MiB;
-}
-
 export async function measureVhdx(requested: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
-  const o = opts.options;
-  const fixed = String(o.subformat ?? 'dynamic') === 'fixed';
-  const differencing = opts.backingFile !== undefined || o.backing_file !== undefined;
-  const sectorSize = Number(o.logical_sector_size ?? 512);
+  const s = decodeVhdxSettings(opts.options, opts);
+  const fixed = s.subformat === 'fixed';
+  const differencing = s.backingFile !== undefined;
+  const sectorSize = s.logicalSectorSize;
   const size = alignUp(requested, sectorSize);
   if (size > MAX_VIRTUAL_SIZE) throw new DiskError('EINVAL', 'vhdx image size too large; the maximum is 64 TiB');
-  let blockSize = alignUp(Number(o.block_size ?? 0), MiB);
-  if (blockSize === 0) blockSize = autoBlockSize(size);
+  const blockSize = s.blockSize || autoBlockSize(size);
   if (blockSize > BLOCK_SIZE_MAX || (blockSize & (blockSize - 1)) !== 0) throw new DiskError('EINVAL', `vhdx block size ${blockSize} is invalid: a power of two from 1 MiB to 256 MiB`);
-  const logSize = alignUp(Math.max(Number(o.log_size ?? MiB), MiB), MiB);
+  const logSize = s.logSize;
   const batLength = alignUp(Math.max(batEntries(size, blockSize, sectorSize, differencing) * 8, 1), MiB);
   // Where the first payload block goes: qemu's layout is the larger (ours puts data at MiB + log + metadata + BAT).
   const qemu = MiB + logSize + batLength + QEMU_DATA_GAP;

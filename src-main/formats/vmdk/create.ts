@@ -13,54 +13,10 @@ import { resolveBackingPath } from '../../block/backing-path';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreatedFiles, CreateOptions } from '../../block/types';
-import { FLAG_NL_DETECT, FLAG_RGD, FLAG_ZERO_GRAIN, MAX_BACKING_NAME, serializeVmdk4Header, sparseGeometry, type Vmdk4Header } from './layout';
+import { FLAG_NL_DETECT, FLAG_RGD, FLAG_ZERO_GRAIN, serializeVmdk4Header, sparseGeometry, type Vmdk4Header } from './layout';
 import { openVmdk } from './open';
+import { GRAIN_SECTORS, settingsFrom, SPLIT_BYTES, type Subformat, type VmdkSettings } from './settings';
 import { writeEmptyStream } from './stream';
-
-export type Subformat = (typeof SUBFORMATS)[number];
-
-
-/** qemu's fixed extent size for the twoGbMaxExtent subformats. */
-export const SPLIT_BYTES = 2 * 1024 * 1024 * 1024;
-/** Grain size of the extents qemu-img makes: 64 KiB. */
-export const GRAIN_SECTORS = 128;
-
-export interface VmdkSettings {
-  subformat: Subformat;
-  adapter: string;
-  hwversion: string;
-  toolsversion: string;
-  zeroedGrain: boolean;
-  backingFile?: string;
-}
-
-export function settingsFrom(opts: CreateOptions): VmdkSettings {
-  const o = opts.options;
-  const subformat = String(o.subformat ?? 'monolithicSparse') as Subformat;
-  if (!(SUBFORMATS as readonly string[]).includes(subformat)) throw new DiskError('EINVAL', `Unknown subformat: ${subformat}`);
-  const adapter = String(o.adapter_type ?? 'ide');
-  if (!ADAPTER_TYPES.includes(adapter)) throw new DiskError('EINVAL', `Unknown adapter type: '${adapter}'`);
-  const compat6 = o.compat6 === true;
-  const hw = o.hwversion !== undefined && String(o.hwversion) !== 'undefined' ? String(o.hwversion) : undefined;
-  if (compat6 && hw !== undefined) throw new DiskError('EINVAL', 'compat6 cannot be enabled with hwversion set');
-  const zeroedGrain = o.zeroed_grain === true;
-  const flat = subformat === 'monolithicFlat' || subformat === 'twoGbMaxExtentFlat';
-  if (flat && zeroedGrain) throw new DiskError('EINVAL', "Flat image can't enable zeroed grain");
-  const backingFile = opts.backingFile ?? (o.backing_file !== undefined ? String(o.backing_file) : undefined);
-  const backingFmt = opts.backingFormat ?? (o.backing_fmt !== undefined ? String(o.backing_fmt) : undefined);
-  if (backingFile !== undefined) {
-    if (flat) throw new DiskError('EINVAL', "Flat image can't have backing file");
-    if (backingFmt !== undefined && backingFmt !== 'vmdk') throw new DiskError('EINVAL', `Invalid backing file format: ${backingFmt}. Must be vmdk.`);
-    if (backingFile === '' || backingFile.length > MAX_BACKING_NAME || /["\r\n]/.test(backingFile)) {
-      throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} characters, without quotes or line breaks`);
-    }
-  }
-  const toolsversion = o.toolsversion !== undefined ? String(o.toolsversion) : '2147483647';
-  for (const [k, v] of [['hwversion', hw], ['toolsversion', toolsversion]] as const) {
-    if (v !== undefined && /["\r\n]/.test(v)) throw new DiskError('EINVAL', `${k} must not contain quotes or line breaks`);
-  }
-  return { subformat, adapter, hwversion: hw ?? (compat6 ? '6' : '4'), toolsversion, zeroedGrain, ...(backingFile !== undefined ? { backingFile } : {}) };
-}
 
 /** A random CID, as qemu draws one (never the "no parent" value). */
 export function newCid(): number {

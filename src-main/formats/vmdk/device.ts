@@ -15,7 +15,7 @@ import { checkParentName, readPlaceText, withCid, withParent, writePlaceText } f
 import { FlatExtent, GTE_ZEROED, SparseExtent, type Piece, type VmdkExtent } from './extent';
 import { parseDescriptor, type Descriptor } from './layout';
 import { cidOf, type DescriptorPlace } from './open';
-import { Serial } from './serial';
+import { MutationQueue } from '../../block/mutation-queue';
 
 /** The parentCID of an image without a parent. */
 const NO_PARENT_CID = 0xffffffff;
@@ -46,7 +46,7 @@ export class VmdkDevice implements BlockDevice {
   private cidUpdated = false;
   private noFlush = false;
   /** Mutations run one at a time, in call order (reads do not wait). */
-  private readonly serial = new Serial();
+  private readonly mutations = new MutationQueue();
 
   constructor(
     readonly path: string,
@@ -155,7 +155,7 @@ export class VmdkDevice implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    return this.serial.run(() => this.writeNow(offset, data));
+    return this.mutations.run(() => this.writeNow(offset, data));
   }
 
   private async writeNow(offset: number, data: Uint8Array): Promise<void> {
@@ -178,7 +178,7 @@ export class VmdkDevice implements BlockDevice {
   }
 
   writeZeroes(offset: number, length: number): Promise<void> {
-    return this.serial.run(() => this.writeZeroesNow(offset, length));
+    return this.mutations.run(() => this.writeZeroesNow(offset, length));
   }
 
   private async writeZeroesNow(offset: number, length: number): Promise<void> {
@@ -298,7 +298,7 @@ export class VmdkDevice implements BlockDevice {
    * createType stays. Only the descriptor changes.
    */
   setBackingFile(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
-    return this.serial.run(() => this.setBackingFileNow(name, format, resolvedPath));
+    return this.mutations.run(() => this.setBackingFileNow(name, format, resolvedPath));
   }
 
   private async setBackingFileNow(name: string | undefined, format: FormatName | undefined, resolvedPath: string | undefined): Promise<void> {
@@ -323,7 +323,7 @@ export class VmdkDevice implements BlockDevice {
    * (a new CID), so parentCID is brought up to date with it, as an empty child is valid against any content.
    */
   makeEmpty(): Promise<void> {
-    return this.serial.run(() => this.makeEmptyNow());
+    return this.mutations.run(() => this.makeEmptyNow());
   }
 
   private async makeEmptyNow(): Promise<void> {
@@ -348,7 +348,7 @@ export class VmdkDevice implements BlockDevice {
   }
 
   flush(): Promise<void> {
-    return this.serial.run(() => this.flushNow());
+    return this.mutations.run(() => this.flushNow());
   }
 
   private async flushNow(): Promise<void> {
@@ -358,7 +358,7 @@ export class VmdkDevice implements BlockDevice {
 
   close(): Promise<void> {
     // After every queued mutation, whether it succeeded or not.
-    return this.serial.run(() => this.closeNow());
+    return this.mutations.run(() => this.closeNow());
   }
 
   private async closeNow(): Promise<void> {

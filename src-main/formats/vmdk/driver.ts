@@ -32,8 +32,9 @@ export const vmdkDriver: FormatDriver = {
   label: 'VMDK',
   description: 'VMware disk: Workstation, Fusion, ESXi, VirtualBox',
   extensions: ['vmdk'],
-  // The devices would take overlapping calls (mutations queue in call order, serial.ts), but convert measured no
-  // faster with them (the bench rows are I/O and start-up bound), so callers keep to one call at a time.
+  // The devices would take overlapping calls (their mutations queue in call order: block/mutation-queue.ts), but
+  // convert measured no faster with them (the bench rows are I/O and start-up bound), so callers keep to one
+  // call at a time.
   concurrentCalls: false,
   backingFiles: 'optional',
   probe: (head) => probeVmdk(head),

@@ -10,12 +10,9 @@ import { touchedUnits } from '../../block/bytes';
 import { DiskError } from '../../block/errors';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { GRAIN_MARKER_BYTES, SECTOR, sparseGeometry } from './layout';
+import { GRAIN_SECTORS, settingsFrom, SPLIT_BYTES } from './settings';
 
-/** Grain size of the extents qemu-img and create.ts make (GRAIN_SECTORS in create.ts). */
-const GRAIN_SECTORS = 128;
 const GRAIN = GRAIN_SECTORS * SECTOR;
-/** Extent size of the twoGbMaxExtent subformats (SPLIT_BYTES in create.ts, qemu's 2 GiB). */
-const SPLIT_BYTES = 2 * 1024 * 1024 * 1024;
 /** A descriptor file (a few hundred bytes plus one line per extent) takes this much room on disk for each 4 KiB of text. */
 const FS_BLOCK = 4096;
 /** Longest extent file name we allow for in a descriptor line (a file name's limit on Linux). */
@@ -38,12 +35,9 @@ function descriptorFile(extents: number): number {
 }
 
 export async function measureVmdk(requested: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
-  const o = opts.options;
-  const subformat = String(o.subformat ?? 'monolithicSparse');
-  const flat = subformat === 'monolithicFlat' || subformat === 'twoGbMaxExtentFlat';
-  const backing = opts.backingFile !== undefined || o.backing_file !== undefined;
-  if (flat && backing) throw new DiskError('EINVAL', "Flat image can't have backing file");
-  if (flat && o.zeroed_grain === true) throw new DiskError('EINVAL', "Flat image can't enable zeroed grain");
+  // The options as create decodes and checks them (settings.ts): measure refuses what create would refuse.
+  const { subformat, backingFile } = settingsFrom(opts);
+  const backing = backingFile !== undefined;
   const sectors = Math.ceil(requested / SECTOR);
   const size = sectors * SECTOR;
   // What data the new image would store: none for --size, every grain over a backing file (nothing is known about

@@ -13,7 +13,7 @@ import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent } from '../../block/types';
 import type { SparseFacts } from './extent';
-import { Serial } from './serial';
+import { MutationQueue } from '../../block/mutation-queue';
 import {
   COMPRESSION_DEFLATE,
   FLAG_COMPRESS,
@@ -28,8 +28,8 @@ import {
   serializeVmdk4Header,
   type Vmdk4Header,
 } from './layout';
+import { GRAIN_SECTORS } from './settings';
 
-const GRAIN_SECTORS = 128;
 const NUM_GTES = 512;
 /** Grains start here (64 KiB): header, descriptor, padding, as VMware's files do. */
 const STREAM_OVERHEAD = 128;
@@ -140,7 +140,7 @@ export class StreamWriter implements BlockDevice {
   private finished = false;
   private noFlush = false;
   /** Writes run one at a time, in call order: the stream is laid out in that order. */
-  private readonly serial = new Serial();
+  private readonly mutations = new MutationQueue();
 
   constructor(
     readonly path: string,
@@ -168,7 +168,7 @@ export class StreamWriter implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    return this.serial.run(() => this.writeNow(offset, data));
+    return this.mutations.run(() => this.writeNow(offset, data));
   }
 
   private async writeNow(offset: number, data: Uint8Array): Promise<void> {
@@ -188,7 +188,7 @@ export class StreamWriter implements BlockDevice {
   }
 
   writeZeroes(offset: number, length: number): Promise<void> {
-    return this.serial.run(() => this.writeZeroesNow(offset, length));
+    return this.mutations.run(() => this.writeZeroesNow(offset, length));
   }
 
   private async writeZeroesNow(offset: number, length: number): Promise<void> {
@@ -313,14 +313,14 @@ export class StreamWriter implements BlockDevice {
 
   /** Data reaches the file as grains fill; the stream's tail can only be written once, at close. */
   flush(): Promise<void> {
-    return this.serial.run(async () => {
+    return this.mutations.run(async () => {
       await this.writePending(true);
       if (!this.noFlush) await this.file.sync();
     });
   }
 
   close(): Promise<void> {
-    return this.serial.run(() => this.closeNow());
+    return this.mutations.run(() => this.closeNow());
   }
 
   private async closeNow(): Promise<void> {

@@ -1,0 +1,47 @@
+/**
+ * Creating VDI images as qemu-img create -f vdi does: the size rounded up to a sector, the header (qemu's
+ * pre-header text, version 1.1 with a 0x180-byte header, fresh image and modification UUIDs), the block map
+ * right after it (all unallocated, or for a static image every guest block at its own data block), and for a
+ * static image a file cut to its full length (sparse). The bytes are qemu-img's but for the UUIDs.
+ */
+import { randomUUID } from 'node:crypto';
+import { DiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
+import type { CreateOptions } from '../../block/types';
+import { VDI_CREATE_OPTIONS } from './create-options';
+import { createHeader, HEADER_SIZE, MAX_DISK_SIZE, SECTOR, serializeBmap, serializeHeader, UNALLOCATED } from './layout';
+
+const MAP_CHUNK_ENTRIES = 1 << 18;
+
+/** The options as create and measure read them: the size qemu-img uses (rounded up to a sector) and whether the image is static. */
+export function vdiCreateParams(size: number, opts: CreateOptions): { size: number; isStatic: boolean } {
+  if (opts.backingFile) throw new DiskError('EUNSUPPORTED', "vdi images made by create have no backing file (a differencing VDI names its parent by UUID; make one by rebasing a VDI onto a parent beside it)");
+  const rounded = Math.ceil(size / SECTOR) * SECTOR;
+  if (rounded > MAX_DISK_SIZE) throw new DiskError('EUNSUPPORTED', `Unsupported VDI image size (size is ${rounded} bytes, the most supported is ${MAX_DISK_SIZE})`);
+  const v = opts.options.static;
+  return { size: rounded, isStatic: v === true || v === 'on' || v === 'true' };
+}
+
+export async function createVdi(path: string, size: number, opts: CreateOptions): Promise<void> {
+  const p = vdiCreateParams(size, opts);
+  const h = createHeader(p.size, p.isStatic, randomUUID(), randomUUID());
+  const file = await ImageFile.create(path);
+  try {
+    await file.write(0, serializeHeader(h));
+    // The map in pieces, so a huge disk does not need its whole map in memory at once; padded to a sector.
+    for (let from = 0; from < h.blocksInImage; from += MAP_CHUNK_ENTRIES) {
+      const to = Math.min(h.blocksInImage, from + MAP_CHUNK_ENTRIES);
+      const entries = new Uint32Array(to - from);
+      if (p.isStatic) for (let i = from; i < to; i++) entries[i - from] = i;
+      else entries.fill(UNALLOCATED);
+      await file.write(HEADER_SIZE + from * 4, serializeBmap(entries));
+    }
+    if (h.offsetData > file.size) await file.truncate(h.offsetData);
+    if (p.isStatic) await file.truncate(h.offsetData + h.blocksInImage * h.blockSize);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
+export { VDI_CREATE_OPTIONS };
