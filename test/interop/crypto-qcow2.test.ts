@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { must, run, scratch } from '../helpers';
+import { dw, must, run, scratch } from '../helpers';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
 import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
@@ -14,7 +14,6 @@ import { qcow2Driver } from '../../src-main/formats/qcow2/driver';
 import { ImageFile } from '../../src-main/block/file';
 import { DiskError } from '../../src-main/block/errors';
 import type { OpenOptions } from '../../src-main/block/types';
-import type { KeyOptions } from '../../src-main/formats/qcow2/encryption';
 import { NO_SLOT_OPENS } from '../../src-main/crypto';
 
 const s = scratch('dw-crypto-qcow2-');
@@ -28,7 +27,7 @@ const SIZE = 5 * 1024 * 1024;
 const noBacking = async () => {
   throw new Error('no backing');
 };
-const openOpts = (readOnly: boolean, passphrase?: string, withoutKey = false): OpenOptions & KeyOptions => ({
+const openOpts = (readOnly: boolean, passphrase?: string, withoutKey = false): OpenOptions => ({
   readOnly,
   backingPolicy: 'none',
   openBacking: noBacking,
@@ -136,7 +135,7 @@ for (const format of ['luks', 'aes'] as const) {
   test(`a ${format} qcow2 made and written here is decrypted identically by qemu-img, passes its check, and takes qemu-io's writes`, async () => {
     const img = s.path(`ours-${format}.qcow2`);
     const options = { 'encrypt.format': format, 'encrypt.key-secret': 's0', ...(format === 'luks' ? { 'encrypt.iter-time': 10 } : {}) };
-    await createQcow2(img, SIZE, { options, passphrase: Buffer.from(PASS) } as never);
+    await createQcow2(img, SIZE, { options, passphrase: Buffer.from(PASS) });
     const raw = randomRaw('ours.raw');
     const want = Buffer.from(raw.data);
     const dev = await openQcow2(img, openOpts(false, PASS));
@@ -183,7 +182,7 @@ for (const format of ['luks', 'aes'] as const) {
 test('create refuses encryption without a passphrase and unknown encrypt options, leaving no file', async () => {
   const img = s.path('refused.qcow2');
   await assert.rejects(createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks' } }), /encrypt.key-secret is required/);
-  await assert.rejects(createQcow2(img, SIZE, { options: { 'encrypt.format': 'rot13' }, passphrase: Buffer.from('x') } as never), /encrypt.format must be luks or aes/);
+  await assert.rejects(createQcow2(img, SIZE, { options: { 'encrypt.format': 'rot13' }, passphrase: Buffer.from('x') }), /encrypt.format must be luks or aes/);
   await assert.rejects(createQcow2(img, SIZE, { options: { 'encrypt.cipher-alg': 'aes-128' } }), /need encrypt.format/);
   assert.ok(!existsSync(img));
 });
@@ -191,7 +190,7 @@ test('create refuses encryption without a passphrase and unknown encrypt options
 test('a LUKS qcow2 made here with other ciphers (aes-128 cbc essiv, compat=0.10) is read by qemu-img', async () => {
   const img = s.path('ours-cbc.qcow2');
   const options = { compat: '0.10', 'encrypt.format': 'luks', 'encrypt.cipher-alg': 'aes-128', 'encrypt.cipher-mode': 'cbc', 'encrypt.ivgen-alg': 'essiv', 'encrypt.iter-time': 10 };
-  await createQcow2(img, SIZE, { options, passphrase: Buffer.from(PASS) } as never);
+  await createQcow2(img, SIZE, { options, passphrase: Buffer.from(PASS) });
   const data = randomBytes(SIZE);
   const dev = await openQcow2(img, openOpts(false, PASS));
   await dev.write(0, data);
@@ -204,7 +203,7 @@ test('a LUKS qcow2 made here with other ciphers (aes-128 cbc essiv, compat=0.10)
 
 test('the LUKS header lies where qemu-img puts it (after the L1 table), and damage to it or its extension is refused in plain words', async () => {
   const img = s.path('layout.qcow2');
-  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) });
   const good = readFileSync(img);
   // qemu-img create: refcount table 0x10000, refcount block 0x20000, L1 0x30000, LUKS header 0x40000 (0x1f9000 bytes).
   assert.equal(good.readBigUInt64BE(40), 0x30000n);
@@ -233,7 +232,7 @@ test('the LUKS header lies where qemu-img puts it (after the L1 table), and dama
 
 test('snapshots of an encrypted image taken, listed and applied here without the key; qemu-img reads the result with it', async () => {
   const img = s.path('oursnap.qcow2');
-  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) });
   const first = randomBytes(SIZE);
   let dev = await openQcow2(img, openOpts(false, PASS));
   await dev.write(0, first);
@@ -253,7 +252,7 @@ test('snapshots of an encrypted image taken, listed and applied here without the
 
 test("snapshots of an encrypted image: qemu-img's internal snapshot of our LUKS image reads here as qemu reads it", async () => {
   const img = s.path('snap.qcow2');
-  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) } as never);
+  await createQcow2(img, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) });
   const before = randomBytes(SIZE);
   let dev = await openQcow2(img, openOpts(false, PASS));
   await dev.write(0, before);
@@ -278,5 +277,26 @@ test('measure counts the LUKS header as qemu-img measure does', async () => {
     const options = Object.fromEntries(`${extra},encrypt.key-secret=s0`.split(',').map((kv) => kv.split('=') as [string, string]));
     const ours = await measureQcow2(1 << 30, { options }, undefined);
     assert.deepEqual({ required: ours.required, fully: ours.fullyAllocated }, { required: q.required, fully: q['fully-allocated'] }, extra);
+  }
+});
+
+test("the CLI's info says 'encrypted: yes' where qemu-img info does (human and JSON); a plain image says nothing of it", async () => {
+  const luks = s.path('info-luks.qcow2');
+  const aes = s.path('info-aes.qcow2');
+  const plain = s.path('info-plain.qcow2');
+  await createQcow2(luks, SIZE, { options: { 'encrypt.format': 'luks', 'encrypt.iter-time': 10 }, passphrase: Buffer.from(PASS) });
+  await createQcow2(aes, SIZE, { options: { 'encrypt.format': 'aes' }, passphrase: Buffer.from(PASS) });
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', plain, String(SIZE)]);
+  // The lines both print in the same place (disk size is left out: it is the file system's figure, not the image's).
+  const head = (text: string) => text.split('\n').filter((l) => /^(image|file format|virtual size|encrypted|cluster_size):/.test(l));
+  for (const img of [luks, aes, plain]) {
+    const ours = dw(['info', img]);
+    assert.equal(ours.status, 0, ours.stderr);
+    const theirs = must('qemu-img', ['info', img]).stdout;
+    assert.deepEqual(head(ours.stdout), head(theirs), img);
+    assert.equal(/^encrypted: yes$/m.test(ours.stdout), img !== plain, img);
+    const jsonOurs = JSON.parse(dw(['info', '--output', 'json', img]).stdout);
+    const jsonTheirs = JSON.parse(must('qemu-img', ['info', '--output', 'json', img]).stdout);
+    assert.equal(jsonOurs.encrypted, jsonTheirs.encrypted, img);
   }
 });

@@ -9,7 +9,7 @@ import type { CreateOptions } from '../../block/types';
 import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { openQcow2 } from './device';
 import { encryptNewImage } from './encrypt-new';
-import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, type EncryptionSettings, type KeyOptions } from './encryption';
+import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, type EncryptionSettings } from './encryption';
 import { decodeQcow2Settings } from './settings';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -116,7 +116,7 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
 
 export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
   const s = settingsFrom(opts);
-  if (s.encryption && !(opts as KeyOptions).passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
+  if (s.encryption && !opts.passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
   // qemu-img rounds the virtual size up to whole 512-byte sectors.
   const virtualSize = Math.ceil(size / 512) * 512;
@@ -148,7 +148,7 @@ export async function createQcow2(path: string, size: number, opts: CreateOption
   });
   try {
     if (virtualSize > 0) await dev.resize(virtualSize, false);
-    if (s.encryption) dev.encryption = await encryptNewImage(dev, s.encryption, (opts as KeyOptions).passphrase);
+    if (s.encryption) dev.encryption = await encryptNewImage(dev, s.encryption, opts.passphrase);
     if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
     await dev.flush();
   } finally {

@@ -15,7 +15,7 @@ import { WriteBackCache } from './cache';
 import { writeCompressed } from './compress';
 import { CompressedClusters } from './compressed-clusters';
 import { discard } from './discard';
-import { openEncryption, type KeyOptions, type QcowEncryption } from './encryption';
+import { openEncryption, type QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
 import { WriteOrder } from './write-order';
@@ -223,7 +223,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 }
 
 /** Opens a qcow2 image and, when the policy allows, its backing file. */
-export async function openQcow2(path: string, opts: OpenOptions & KeyOptions): Promise<Qcow2Device> {
+export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2Device> {
   const file = await ImageFile.open(path, !opts.readOnly);
   let backing: BlockDevice | undefined;
   let encryption: QcowEncryption | undefined;

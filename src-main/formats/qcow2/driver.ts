@@ -46,8 +46,7 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     'cluster-size': layout.clusterSize,
     ...(layout.backingFile !== undefined ? { 'backing-filename': layout.backingFile } : {}),
     ...(layout.backingFormat !== undefined ? { 'backing-filename-format': layout.backingFormat } : {}),
-    // qemu-img info's `encrypted` (ImageInfo has no field for it yet: spread so the type lets it through).
-    ...((encrypt ? { encrypted: true } : {}) as object),
+    ...(encrypt ? { encrypted: true as const } : {}),
     'dirty-flag': (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
     ...(snapshots.length ? { snapshots: snapshots.map(snapshotInfo) } : {}),
     'format-specific': { type: 'qcow2', data },

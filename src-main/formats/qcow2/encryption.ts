@@ -14,6 +14,7 @@
 import { u64, view } from '../../block/bytes';
 import { corrupt } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
+import type { OpenOptions } from '../../block/types';
 import {
   CRYPT_SECTOR,
   LUKS_HEADER_BYTES,
@@ -33,21 +34,6 @@ import { EXT_CRYPTO, type Qcow2Layout } from './layout';
 
 export const CRYPT_AES = 1;
 export const CRYPT_LUKS = 2;
-
-/**
- * The key a caller hands to open or create. (Meant for block/types.ts OpenOptions and CreateOptions as
- * `passphrase?: Uint8Array`; read here through this type until it is there.)
- */
-export interface KeyOptions {
-  /** The passphrase's bytes (UTF-8 of what was typed or the secret's data); never logged or echoed. */
-  passphrase?: Uint8Array;
-  /**
-   * Opens an encrypted image without its key for what needs no data (map, check, info, snapshots, resize):
-   * only data is encrypted, so metadata work goes on and data reads and writes refuse. Without it (and
-   * without a passphrase) the open itself refuses, as qemu's does, so convert, compare and read fail first.
-   */
-  withoutKey?: boolean;
-}
 
 /** The LUKS header's place in the file, from the FULL_DISK_ENCRYPTION extension, bounded by the file. */
 export function luksRegion(layout: Qcow2Layout, fileSize: number, path: string): { offset: number; length: number } {
@@ -112,7 +98,7 @@ export class QcowEncryption {
  * LUKS: a wrong passphrase is refused ("does not open any key slot"). AES has no way to tell: a wrong
  * passphrase reads garbage, as in qemu.
  */
-export async function openEncryption(file: ImageFile, layout: Qcow2Layout, opts: KeyOptions): Promise<QcowEncryption | undefined> {
+export async function openEncryption(file: ImageFile, layout: Qcow2Layout, opts: Pick<OpenOptions, 'passphrase' | 'withoutKey'>): Promise<QcowEncryption | undefined> {
   const method = layout.header.cryptMethod;
   const path = file.path;
   if (method === 0) return undefined;
