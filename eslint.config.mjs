@@ -73,6 +73,12 @@ export default tseslint.config(
     ),
   },
   {
+    files: ['src-main/crypto/**'],
+    rules: boundaries(
+      refuse('^(?!\\./|\\.\\./block(/|$)|node:crypto$)', 'crypto/ imports only block/ and node:crypto: it knows no format, service or face, and is given its I/O'),
+    ),
+  },
+  {
     // inside/ reads what is inside a disk through a read-only byte view: below the services, beside the formats.
     files: ['src-main/inside/**'],
     rules: boundaries(
@@ -94,7 +100,7 @@ export default tseslint.config(
   {
     files: ['src-main/block/**'],
     rules: boundaries(
-      refuse('^\\.\\./(formats|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats and services: it imports none of them'),
+      refuse('^\\.\\./(formats|crypto|services|cli|api|host|electron|registry)(/|$|\\.)', 'block/ is below the formats, crypto and services: it imports none of them'),
       refuse('^electron$', 'block/ knows nothing of Electron'),
     ),
   },

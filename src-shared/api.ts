@@ -48,6 +48,8 @@ export interface ImageInfo {
   'full-backing-filename'?: string;
   'backing-filename-format'?: string;
   'dirty-flag': boolean;
+  /** Set when the image's data is encrypted (qemu-img info's "encrypted: yes"); format-specific says how. */
+  encrypted?: true;
   snapshots?: SnapshotInfo[];
   'format-specific'?: { type: string; data: Record<string, unknown> };
   /** Set when the header was recognised but this build cannot read the image's data yet. */

@@ -107,6 +107,14 @@ export interface OpenOptions {
   backingOverride?: string;
   /** Opens a backing image: given by the registry so that formats never import it. */
   openBacking: (path: string, format: FormatName | undefined, readOnly: boolean) => Promise<BlockDevice>;
+  /** The passphrase of an encrypted image (the secret's bytes); never logged or echoed. */
+  passphrase?: Uint8Array;
+  /**
+   * Opens an encrypted image without its key, for work that touches no data (map, check, info, snapshots,
+   * resize): only data is encrypted, so data reads and writes then refuse. Without it (and without a
+   * passphrase) the open itself refuses, as qemu's does.
+   */
+  withoutKey?: boolean;
 }
 
 export interface CreateOptions {
@@ -120,6 +128,8 @@ export interface CreateOptions {
    * inside the image (a VMDK descriptor's extents, a Parallels bundle's image) must be the final ones.
    */
   targetPath?: string;
+  /** The passphrase of an image created encrypted (encrypt.format, encrypt.key-secret); never logged or echoed. */
+  passphrase?: Uint8Array;
 }
 
 /**

@@ -59,6 +59,7 @@ export function infoText(info: ImageInfo): string {
     `virtual size: ${formatSize(info['virtual-size'])} (${info['virtual-size']} bytes)`,
     `disk size: ${formatSize(info['actual-size'])}`,
   ];
+  if (info.encrypted) lines.push('encrypted: yes');
   if (info['cluster-size'] !== undefined) lines.push(`cluster_size: ${info['cluster-size']}`);
   if (info['backing-filename'] !== undefined) {
     const full = info['full-backing-filename'];

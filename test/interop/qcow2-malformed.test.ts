@@ -57,7 +57,7 @@ const CASES: Array<[string, (b: Buffer) => void, RegExp]> = [
   }, /cannot be decompressed/],
   ['unknown incompatible feature', (b) => (b[72] = 0x80), /unknown incompatible features/],
   ['version 4', (b) => b.writeUInt32BE(4, 4), /version 4/],
-  ['encrypted (AES)', (b) => b.writeUInt32BE(1, 32), /encrypted.*AES.*not supported/],
+  ['encrypted (AES) without a passphrase', (b) => b.writeUInt32BE(1, 32), /encrypted: a passphrase is needed/],
   ['external data file bit', (b) => (b[79] |= 4), /external data file.*not supported/],
 ];
 

@@ -8,6 +8,8 @@ import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
 import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { openQcow2 } from './device';
+import { encryptNewImage } from './encrypt-new';
+import { CRYPTO_EXT_PLACEHOLDER, CRYPT_LUKS, type EncryptionSettings } from './encryption';
 import { decodeQcow2Settings } from './settings';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -33,11 +35,12 @@ interface Qcow2CreateSettings {
   preallocation: 'off' | 'metadata' | 'full';
   backingFile?: string;
   backingFormat?: string;
+  encryption?: EncryptionSettings;
 }
 
 /** The decoded options (settings.ts) checked with qemu-img create's rules, as the header fields they become. */
 function settingsFrom(opts: CreateOptions): Qcow2CreateSettings {
-  const { version, clusterSize, refcountBits, lazyRefcounts, extendedL2, backingFile, backingFormat, ...rest } = decodeQcow2Settings(opts.options, opts);
+  const { version, clusterSize, refcountBits, lazyRefcounts, extendedL2, backingFile, backingFormat, encryption, ...rest } = decodeQcow2Settings(opts.options, opts);
   const preallocation = rest.preallocation as Qcow2CreateSettings['preallocation'];
   if (!Number.isInteger(Math.log2(clusterSize)) || clusterSize < 512 || clusterSize > 2 * 1024 * 1024) {
     throw new DiskError('EINVAL', 'cluster_size must be a power of two between 512 bytes and 2 MiB');
@@ -56,7 +59,7 @@ function settingsFrom(opts: CreateOptions): Qcow2CreateSettings {
   if (backingFile !== undefined && (backingFile === '' || new TextEncoder().encode(backingFile).length > MAX_BACKING_NAME)) {
     throw new DiskError('EINVAL', `the backing file name must be 1 to ${MAX_BACKING_NAME} bytes long`);
   }
-  return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat };
+  return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat, encryption };
 }
 
 /** The first cluster: header, extensions, end marker, then the backing file name. */
@@ -86,6 +89,8 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
   };
   const exts: HeaderExtension[] = [];
   if (s.backingFile !== undefined && s.backingFormat !== undefined) exts.push({ type: EXT_BACKING_FORMAT, data: enc.encode(s.backingFormat) });
+  // Filled in once the LUKS header has its clusters (encrypt-new.ts).
+  if (s.encryption?.method === CRYPT_LUKS) exts.push(CRYPTO_EXT_PLACEHOLDER);
   const headerLen = s.version === 2 ? 72 : 112;
   const name = s.backingFile !== undefined ? enc.encode(s.backingFile) : new Uint8Array(0);
   // qemu leaves the feature name table out of small (4 KiB and below) header clusters.
@@ -111,6 +116,7 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
 
 export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
   const s = settingsFrom(opts);
+  if (s.encryption && !opts.passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
   // qemu-img rounds the virtual size up to whole 512-byte sectors.
   const virtualSize = Math.ceil(size / 512) * 512;
@@ -142,6 +148,7 @@ export async function createQcow2(path: string, size: number, opts: CreateOption
   });
   try {
     if (virtualSize > 0) await dev.resize(virtualSize, false);
+    if (s.encryption) dev.encryption = await encryptNewImage(dev, s.encryption, opts.passphrase);
     if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
     await dev.flush();
   } finally {

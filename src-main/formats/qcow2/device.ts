@@ -15,12 +15,14 @@ import { WriteBackCache } from './cache';
 import { writeCompressed } from './compress';
 import { CompressedClusters } from './compressed-clusters';
 import { discard } from './discard';
+import { openEncryption, type QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
 import { WriteOrder } from './write-order';
 import { readLayout, type Qcow2Header, type Qcow2Layout } from './layout';
 import { readAt, statusAt } from './read';
 import { Refcounts } from './refcount';
+import { readAligned, sectorAligned, writeAligned, writeZeroesAligned } from './sector-io';
 import { preallocate, resize } from './resize';
 import { pointAtSnapshot } from './snapshot/open-snapshot';
 import { readSnapshotTable } from './snapshot/table-codec';
@@ -42,6 +44,8 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   private refs?: Refcounts;
   private closed = false;
   private noFlush = false;
+  /** The data cipher of an encrypted image (encryption.ts); data I/O is in whole sectors then. */
+  encryption?: QcowEncryption;
   /** Whether the image looks preallocated with metadata only (read.ts decides it once). */
   preallocDetected?: boolean;
 
@@ -126,7 +130,8 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   async read(offset: number, into: Uint8Array): Promise<void> {
     this.checkRange(offset, into.length);
     try {
-      await readAt(this, offset, into);
+      if (this.encryption && !sectorAligned(offset, into.length)) await readAligned(this, offset, into);
+      else await readAt(this, offset, into);
     } catch (err) {
       throw toDiskError(err, this.path);
     }
@@ -143,11 +148,18 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.encryption && !sectorAligned(offset, data.length)) return writeAligned(this, offset, data);
     return write(this, offset, data);
   }
 
   writeZeroes(offset: number, length: number): Promise<void> {
+    if (this.encryption && !sectorAligned(offset, length)) return writeZeroesAligned(this, offset, length);
     return writeZeroes(this, offset, length);
+  }
+
+  /** Data as it goes to host offset `host` (guest `guest`): encrypted in a copy when the image is encrypted. */
+  sealed(data: Uint8Array, host: number, guest: number): Uint8Array {
+    return this.encryption ? this.encryption.encrypted(data, host, guest) : data;
   }
 
   discard(offset: number, length: number): Promise<void> {
@@ -155,6 +167,8 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    // As qemu: compressed clusters are never encrypted, so they are not written into an encrypted image.
+    if (this.encryption) return Promise.reject(new DiskError('EUNSUPPORTED', `${this.path}: compressed clusters cannot be written into an encrypted image`, this.path));
     return writeCompressed(this, offset, data);
   }
 
@@ -200,6 +214,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
         await this.headerState.markClean(this.noFlush);
         if (!this.readOnly && !this.noFlush) await this.file.sync();
       } finally {
+        this.encryption?.close();
         await this.file.close();
         await this.backing?.close();
       }
@@ -211,6 +226,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2Device> {
   const file = await ImageFile.open(path, !opts.readOnly);
   let backing: BlockDevice | undefined;
+  let encryption: QcowEncryption | undefined;
   try {
     const layout = await readLayout(file);
     checkFeatures(layout, path, !opts.readOnly);
@@ -222,10 +238,12 @@ export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2D
       backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);
     }
     const dev = new Qcow2Device(file, layout, opts.readOnly, backing);
+    dev.encryption = encryption = await openEncryption(file, layout, opts);
     await dev.tables.loadL1();
     if (!opts.readOnly) await dev.refcounts();
     return dev;
   } catch (err) {
+    encryption?.close();
     await file.close();
     await backing?.close().catch(() => undefined);
     throw toDiskError(err, path);

@@ -9,11 +9,16 @@ import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout } from './layout';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
-  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }] = await Promise.all([import('./header'), import('./snapshot/table-codec'), import('./snapshot/entry-to-info')]);
+  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }, { describeEncryption }] = await Promise.all([
+    import('./header'),
+    import('./snapshot/table-codec'),
+    import('./snapshot/entry-to-info'),
+    import('./encryption'),
+  ]);
   const layout = await readLayout(file);
   const h = layout.header;
   validateHeader(layout, file.path);
-  /** Whether this build can read the image's data (encrypted and external-data-file images it cannot). */
+  /** Whether this build can read the image's data (external-data-file images it cannot). */
   let dataReadable = true;
   try {
     checkFeatures(layout, file.path, false);
@@ -21,25 +26,27 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     dataReadable = false;
   }
   const snapshots = (await readSnapshotTable(file, layout)).entries;
+  const encrypt = await describeEncryption(file, layout);
   const data: Record<string, unknown> =
     h.version === 2
-      ? { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': layout.refcountBits }
+      ? { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': layout.refcountBits, ...(encrypt ? { encrypt } : {}) }
       : {
           compat: '1.1',
           'compression-type': h.compressionType === COMPRESSION_ZSTD ? 'zstd' : 'zlib',
           'lazy-refcounts': (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
           'refcount-bits': layout.refcountBits,
+          ...(encrypt ? { encrypt } : {}),
           corrupt: (h.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
           'extended-l2': layout.extendedL2,
         };
   if (layout.dataFile !== undefined) data['data-file'] = layout.dataFile;
-  if (h.cryptMethod !== 0) data.encrypt = { format: h.cryptMethod === 1 ? 'aes' : 'luks' };
   return {
     format: 'qcow2',
     'virtual-size': h.size,
     'cluster-size': layout.clusterSize,
     ...(layout.backingFile !== undefined ? { 'backing-filename': layout.backingFile } : {}),
     ...(layout.backingFormat !== undefined ? { 'backing-filename-format': layout.backingFormat } : {}),
+    ...(encrypt ? { encrypted: true as const } : {}),
     'dirty-flag': (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
     ...(snapshots.length ? { snapshots: snapshots.map(snapshotInfo) } : {}),
     'format-specific': { type: 'qcow2', data },

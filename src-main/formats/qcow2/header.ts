@@ -113,13 +113,10 @@ export function validateHeader(layout: Qcow2Layout, path: string): void {
   if (layout.extendedL2 && h.clusterBits < 14) throw corrupt(`${path}: extended L2 entries need clusters of at least 16 KiB`, path);
 }
 
-/** validateHeader, then what this build cannot do (encryption, external data files) and what writing needs. */
+/** validateHeader, then what this build cannot do (external data files) and what writing needs (encryption: encryption.ts). */
 export function checkFeatures(layout: Qcow2Layout, path: string, writable: boolean): void {
   validateHeader(layout, path);
   const h = layout.header;
-  if (h.cryptMethod !== 0) {
-    throw new DiskError('EUNSUPPORTED', `${path}: encrypted qcow2 images (${h.cryptMethod === 1 ? 'AES' : h.cryptMethod === 2 ? 'LUKS' : `method ${h.cryptMethod}`}) are not supported`, path);
-  }
   if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
     throw new DiskError('EUNSUPPORTED', `${path}: the image keeps its data in an external data file${layout.dataFile ? ` (${layout.dataFile})` : ''}, which is not supported`, path);
   }

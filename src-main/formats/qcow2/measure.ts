@@ -9,6 +9,7 @@ import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
 import { bitmapDirectory, MAX_BITMAP_DIRECTORY_BYTES, MAX_L1_BYTES, readLayout } from './layout';
+import { luksHeaderBytes } from './encryption';
 import { decodeQcow2Settings } from './settings';
 
 const L1E_SIZE = 8;
@@ -54,7 +55,7 @@ export function preallocSize(totalSize: number, clusterSize: number, refcountOrd
 }
 
 export async function measureQcow2(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
-  const { extendedL2, clusterSize, version, refcountBits, preallocation: prealloc, backingFile } = decodeQcow2Settings(opts.options, opts);
+  const { extendedL2, clusterSize, version, refcountBits, preallocation: prealloc, backingFile, encryption } = decodeQcow2Settings(opts.options, opts);
   if (extendedL2 && clusterSize < MIN_EXTL2_CLUSTER) {
     throw new DiskError('EINVAL', `Extended L2 entries are only supported with cluster sizes of at least ${MIN_EXTL2_CLUSTER} bytes`);
   }
@@ -74,7 +75,8 @@ export async function measureQcow2(size: number, opts: CreateOptions, data: read
     required = hasBacking ? virtualSize : touchedUnits(data, clusterSize) * clusterSize;
   }
   if (prealloc === 'full' || prealloc === 'falloc') required = virtualSize;
-  const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2);
+  const luks = luksHeaderBytes(encryption, clusterSize);
+  const fullyAllocated = preallocSize(virtualSize, clusterSize, Math.log2(refcountBits), extendedL2) + luks;
   return { required: fullyAllocated - virtualSize + required, fullyAllocated };
 }
 

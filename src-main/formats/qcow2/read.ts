@@ -23,7 +23,9 @@ export async function readAt(d: Qcow2State, offset: number, into: Uint8Array): P
   const flushRun = async () => {
     if (runLen > 0) {
       if (runHost >= d.file.size) throw corrupt(`${d.path}: guest offset ${runStart} is mapped past the end of the file (host offset 0x${runHost.toString(16)})`, d.path);
-      await d.file.readZeroPadded(runHost, into.subarray(runStart - offset, runStart - offset + runLen));
+      const run = into.subarray(runStart - offset, runStart - offset + runLen);
+      await d.file.readZeroPadded(runHost, run);
+      d.encryption?.decrypt(run, runHost, runStart);
     }
     runLen = 0;
   };

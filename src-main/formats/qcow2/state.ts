@@ -10,6 +10,7 @@ import type { ImageFile } from '../../block/file';
 import type { BlockDevice } from '../../block/types';
 import type { WriteBackCache } from './cache';
 import type { CompressedClusters } from './compressed-clusters';
+import type { QcowEncryption } from './encryption';
 import type { Qcow2Geometry } from './geometry';
 import type { HeaderState } from './header';
 import type { WriteOrder } from './write-order';
@@ -38,6 +39,10 @@ export interface Qcow2State {
   readonly compressed: CompressedClusters;
   /** Whether the image looks preallocated with metadata only (read.ts decides it once). */
   preallocDetected?: boolean;
+  /** The data cipher of an encrypted image (encryption.ts): read.ts decrypts what it reads with it. */
+  encryption?: QcowEncryption;
+  /** Data as it goes to host offset `host` (guest `guest`): encrypted in a copy when the image is encrypted. */
+  sealed(data: Uint8Array, host: number, guest: number): Uint8Array;
   /** The refcount structures, loaded on first use. */
   refcounts(): Promise<Refcounts>;
   /** Before the first change (header.ts): refcounts loaded, autoclear bits cleared, dirty bit set with lazy refcounts. */

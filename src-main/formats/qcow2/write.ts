@@ -173,7 +173,7 @@ async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: numbe
     // any L2 entry, see cache.ts), the entries change when the data has landed and are written later with the
     // others of their table; until then no other job touches these clusters (awaitLanding).
     const host = await refs.alloc(n, true);
-    const written = d.file.write(host, buf);
+    const written = d.file.write(host, d.sealed(buf, host, c0 * cs));
     const landing = written.then(() => {
       putNewEntries(d, c0, n, pos, end, host, old, table);
       d.tables.deferEntries(l2off, table, g.l2IndexOfCluster(c0), n);
@@ -184,7 +184,7 @@ async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: numbe
   }
   // Old clusters are freed: refcount raised, data written, entries written, and only then the old dropped.
   const host = await refs.alloc(n);
-  await d.file.write(host, buf);
+  await d.file.write(host, d.sealed(buf, host, c0 * cs));
   putNewEntries(d, c0, n, pos, end, host, old, table);
   await d.tables.writeEntries(l2off, table, g.l2IndexOfCluster(c0), n);
   for (const o of released) await releaseEntry(d, o);
@@ -223,13 +223,13 @@ async function writeInPlace(d: Qcow2State, c: number, e: L2Entry, pos: number, d
   const part = data.subarray(g + ws - pos, g + we - pos);
   if (!geo.extendedL2) {
     if (!hasZeroFlag(e.lo)) {
-      await d.file.write(host + ws, part);
+      await d.file.write(host + ws, d.sealed(part, host + ws, g + ws));
       return;
     }
     // A preallocated zero cluster: the whole cluster is written (zeros around the data), then the zero flag goes.
     const buf = new Uint8Array(cs);
     buf.set(part, ws);
-    await d.file.write(host, buf);
+    await d.file.write(host, d.sealed(buf, host, g));
     putEntry(table, idx, normalEntry(host), false);
     await d.tables.writeEntries(l2off, table, idx, 1);
     return;
@@ -243,7 +243,7 @@ async function writeInPlace(d: Qcow2State, c: number, e: L2Entry, pos: number, d
   if (a < ws) await readAt(d, g + a, buf.subarray(0, ws - a));
   if (we < b) await readAt(d, g + we, buf.subarray(we - a));
   buf.set(part, ws - a);
-  await d.file.write(host + a, buf);
+  await d.file.write(host + a, d.sealed(buf, host + a, g + a));
   const allocBits = (e.allocBits | touched) >>> 0;
   const zeroBits = (e.zeroBits & ~touched) >>> 0;
   if (allocBits !== e.allocBits || zeroBits !== e.zeroBits) {

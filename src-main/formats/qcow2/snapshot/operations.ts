@@ -27,10 +27,11 @@ function readTable(dev: Qcow2Device): Promise<Table> {
 }
 
 async function openForSnapshots(path: string, readOnly: boolean): Promise<Qcow2Device> {
-  // Snapshots are this image's own business: its backing file is never needed.
+  // Snapshots are this image's own business: its backing file is never needed, nor (metadata only) its key.
   return openQcow2(path, {
     readOnly,
     backingPolicy: 'none',
+    withoutKey: true,
     openBacking: async () => {
       throw new DiskError('EINVAL', 'no backing file is opened for snapshot work');
     },
