@@ -15,7 +15,7 @@ import { WriteBackCache } from './cache';
 import { writeCompressed } from './compress';
 import { CompressedClusters } from './compressed-clusters';
 import { discard } from './discard';
-import { openEncryption, type QcowEncryption } from './encryption';
+import type { QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
 import { WriteOrder } from './write-order';
@@ -238,7 +238,8 @@ export async function openQcow2(path: string, opts: OpenOptions): Promise<Qcow2D
       backing = await opts.openBacking(full, backingFormatName(layout.backingFormat, path), true);
     }
     const dev = new Qcow2Device(file, layout, opts.readOnly, backing);
-    dev.encryption = encryption = await openEncryption(file, layout, opts);
+    // The ciphers (and node:crypto) are loaded only for an encrypted image: info of a plain one stays quick.
+    if (layout.header.cryptMethod !== 0) dev.encryption = encryption = await (await import('./encryption')).openEncryption(file, layout, opts);
     await dev.tables.loadL1();
     if (!opts.readOnly) await dev.refcounts();
     return dev;

@@ -9,11 +9,10 @@ import { QCOW2_CREATE_OPTIONS } from './create-options';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZSTD, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, QCOW2_MAGIC, readLayout } from './layout';
 
 async function describe(file: ImageFile): Promise<HeaderInfo> {
-  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }, { describeEncryption }] = await Promise.all([
+  const [{ checkFeatures, validateHeader }, { readSnapshotTable }, { snapshotInfo }] = await Promise.all([
     import('./header'),
     import('./snapshot/table-codec'),
     import('./snapshot/entry-to-info'),
-    import('./encryption'),
   ]);
   const layout = await readLayout(file);
   const h = layout.header;
@@ -26,7 +25,8 @@ async function describe(file: ImageFile): Promise<HeaderInfo> {
     dataReadable = false;
   }
   const snapshots = (await readSnapshotTable(file, layout)).entries;
-  const encrypt = await describeEncryption(file, layout);
+  // The ciphers (and node:crypto) are loaded only for an encrypted image: info of a plain one stays quick.
+  const encrypt = h.cryptMethod !== 0 ? await (await import('./encryption')).describeEncryption(file, layout) : undefined;
   const data: Record<string, unknown> =
     h.version === 2
       ? { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': layout.refcountBits, ...(encrypt ? { encrypt } : {}) }

@@ -3,7 +3,7 @@
  * the device widens it here to the sectors it touches, so that the read and write paths meet only whole
  * sectors. An edge sector is read (and decrypted) whole, patched, and written (and encrypted) whole.
  */
-import { CRYPT_SECTOR } from '../../crypto';
+import { SECTOR as CRYPT_SECTOR } from '../../block/bytes'; // the encryption sector (crypto/'s CRYPT_SECTOR), without loading the ciphers
 import { readAt } from './read';
 import type { Qcow2State } from './state';
 import { write } from './write';
