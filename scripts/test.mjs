@@ -1,4 +1,4 @@
-// `npm test`: provisions the external oracles (qemu-img, qemu-io, uml_mkcow/uml_moo, 7zz, chromium), builds,
+// `npm test`: provisions the external oracles (qemu-img, qemu-io, uml_mkcow/uml_moo, 7zz, chromium, the file-system tools), builds,
 // then runs the suites with Node's test runner. A missing oracle stops the run with a message naming it:
 // a suite that silently skips its interop half is not passing.
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,13 @@ const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ig
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'interop', 'fuzz', 'crash', 'e2e'];
 
 // command -> Debian package
-const TOOLS = { 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', uml_mkcow: 'uml-utilities', uml_moo: 'uml-utilities', '7zz': '7zip', chromium: 'chromium' };
+const TOOLS = {
+  'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', uml_mkcow: 'uml-utilities', uml_moo: 'uml-utilities', '7zz': '7zip', chromium: 'chromium',
+  // What the inside-the-disk, compaction and LUKS tests build their disks with.
+  mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', sfdisk: 'fdisk', sgdisk: 'gdisk', blkid: 'util-linux', mkswap: 'util-linux',
+  'mkfs.vfat': 'dosfstools', mcopy: 'mtools', 'mkfs.ntfs': 'ntfs-3g', ntfscp: 'ntfs-3g', 'mkfs.xfs': 'xfsprogs', 'mkfs.btrfs': 'btrfs-progs',
+  cryptsetup: 'cryptsetup-bin',
+};
 const needed = Object.entries(TOOLS).filter(([cmd]) => (cmd === 'chromium' ? suites.includes('e2e') : suites.some((s) => s !== 'unit')));
 let missing = needed.filter(([cmd]) => !which(cmd));
 if (missing.length) {
