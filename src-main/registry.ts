@@ -10,6 +10,7 @@ import { DiskError } from './block/errors';
 import { ImageFile } from './block/file';
 import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
 import { FORMAT_DRIVERS } from './formats/index';
+import { keyFor } from './keyring';
 
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
 export const DRIVERS = FORMAT_DRIVERS;
@@ -119,6 +120,11 @@ export interface OpenImageOptions {
   snapshot?: string;
   /** The top image's actual backing file, where its recorded name is not where it lies (OpenOptions.backingOverride). */
   backingOverride?: string;
+  /**
+   * Opens encrypted images of the chain whose key the keyring does not hold, for work that reads no data
+   * (OpenOptions.withoutKey); their data reads and writes then refuse with "a passphrase is needed".
+   */
+  withoutKey?: boolean;
 }
 
 /** Opens an image and, unless the policy is 'none', its whole backing chain (read-only). */
@@ -131,14 +137,14 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
     throw new DiskError('EUNSUPPORTED', `${path}: ${driver.label} images have no internal snapshots to open`, path);
   }
   const guard = new ChainGuard(path);
-  const accept = { acceptChangedBacking: opts.acceptChangedBacking };
+  const accept = { acceptChangedBacking: opts.acceptChangedBacking, withoutKey: opts.withoutKey };
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
     guard.visit(backingPath);
     backingPath = await imageEntry(backingPath);
     const d = await resolveDriver(backingPath, format);
-    return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept });
+    return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
   };
-  return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, backingOverride: opts.backingOverride, snapshot: opts.snapshot });
+  return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(path), backingOverride: opts.backingOverride, snapshot: opts.snapshot });
 }
 
 /**
