@@ -2,6 +2,7 @@
  * Create: a new, empty image of a format, its options read against the driver's OptionSpec list (defaults filled
  * by options.ts) and its backing file looked up first; the file appears only once it is complete.
  */
+import { keyFor } from '../keyring';
 import type { FormatName } from '../../src-shared/api';
 import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
@@ -68,6 +69,8 @@ async function prepare(req: CreateRequest): Promise<(path: string) => Promise<Cr
       backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat,
       backingSize,
       targetPath: req.path,
+      // An encrypted create (encrypt.format) takes its passphrase from the keyring, held under the target's name.
+      passphrase: keyFor(req.path),
     });
     return made ?? undefined;
   };
