@@ -10,7 +10,8 @@ import { DiskError } from './block/errors';
 import { ImageFile } from './block/file';
 import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
 import { FORMAT_DRIVERS } from './formats/index';
-import { keyFor } from './keyring';
+import { askForKey, keyFor } from './keyring';
+import { keyRefusal } from './crypto';
 
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
 export const DRIVERS = FORMAT_DRIVERS;
@@ -157,6 +158,11 @@ async function openCutting(driver: FormatDriver, path: string, opts: OpenOptions
   try {
     return await driver.open(path, opts);
   } catch (err) {
+    // An encrypted image refused for want of its key (or a wrong one): a face that can ask a person (the CLI's
+    // prompt on a terminal) gives the key to try, and this one image is opened again with it.
+    const refusal = keyRefusal(err);
+    const key = refusal ? await askForKey(path, refusal === 'needed') : undefined;
+    if (key) return openCutting(driver, path, { ...opts, passphrase: key });
     const policy = opts.backingPolicy;
     if (typeof policy !== 'object' || policy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
     return driver.open(path, { ...opts, backingPolicy: 'none' });

@@ -53,7 +53,8 @@ async function prepare(req: CreateRequest): Promise<(path: string) => Promise<Cr
     if (req.backingFormat !== undefined && !isFormatName(req.backingFormat)) driverFor(req.backingFormat); // throws the plain message
     // The backing file must exist and be readable now; its size is the default size.
     const full = resolveBackingPath(req.path, req.backingFile, 'anywhere');
-    const backing = await openImage(full, { format: req.backingFormat, readOnly: true, backingPolicy: 'anywhere' });
+    // Only its size and format are read: an encrypted backing file needs no key here (qemu opens it without I/O too).
+    const backing = await openImage(full, { format: req.backingFormat, readOnly: true, backingPolicy: 'anywhere', withoutKey: true });
     backingSize = backing.size;
     backingFormat = backing.format;
     await backing.close();
