@@ -10,6 +10,7 @@ import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
+import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
 import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor, type ExtraFiles } from './atomic';
 
@@ -89,7 +90,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
       extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
-      dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+      dst = await openTarget(tmp, req);
     }
     if (unsafe) dst.skipFlushes?.();
     const writeback = unsafe ? Writeback.none() : await Writeback.open(tmp ?? req.target);
@@ -115,6 +116,21 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await src.close().catch(() => undefined);
     if (tmp) await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
     await extras?.discard();
+  }
+}
+
+/**
+ * Opens the new image under its temporary name. An encrypted target's key is held under the target's name
+ * (the create took it from there): it is lent to the temporary name for the open only.
+ */
+async function openTarget(tmp: string, req: ConvertRequest): Promise<BlockDevice> {
+  const key = keyFor(req.target);
+  if (!key) return openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+  rememberKey(tmp, key);
+  try {
+    return await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+  } finally {
+    forgetKey(tmp);
   }
 }
 
