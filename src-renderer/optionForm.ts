@@ -3,8 +3,8 @@ import type { OptionSpec } from '../src-shared/api';
 import { formatBytes } from './text';
 import { parseSizeText } from './sizes';
 
-/** Options a wizard asks for itself (the New Image wizard's backing file step), whatever the format. */
-export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt'];
+/** Options a wizard asks for itself (the New Image wizard's backing file step; encryption, EncryptionChoice.vue), whatever the format. */
+export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt', 'encrypt.format'];
 
 /**
  * A format's create options as a form: which fields show (basic, folded as advanced), what each shows, and
