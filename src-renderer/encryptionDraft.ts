@@ -59,9 +59,15 @@ export function draftProblem(d: EncryptionDraft, target: string): string {
   return '';
 }
 
-/** The create options encryption adds: encrypt.format, and nothing when it is off. */
-export function encryptionOptions(d: EncryptionDraft): Record<string, string> {
-  return d.enabled ? { 'encrypt.format': d.format } : {};
+/**
+ * The create options with the encryption chosen: encrypt.format added when it is on (with the LUKS settings
+ * typed, which the original AES does not take), every encrypt.* setting left out when it is off.
+ */
+export function withEncryption<V>(options: Record<string, V>, d: EncryptionDraft): Record<string, V | string> {
+  const out: Record<string, V | string> = {};
+  for (const [k, v] of Object.entries(options)) if (!k.startsWith('encrypt.') || (d.enabled && d.format === 'luks')) out[k] = v;
+  if (d.enabled) out['encrypt.format'] = d.format;
+  return out;
 }
 
 /**

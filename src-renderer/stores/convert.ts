@@ -6,7 +6,7 @@ import { defineStore } from 'pinia';
 import type { CompareOutcome, ConvertResult, FormatName, HostTargetChoice, HostTargetName, HostTargetPlan, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
 import { api, ApiError, toApiError } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
-import { encryptionOptions, newDraft, release } from '../encryptionDraft';
+import { newDraft, release, withEncryption } from '../encryptionDraft';
 import { useKeysStore } from './keys';
 
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
@@ -133,7 +133,7 @@ export const useConvertStore = defineStore('convert', {
           target,
           targetFormat: this.format as FormatName,
           // For a host target the target sets the options; what it leaves open travels as hostChoice.
-          options: this.hostTarget ? {} : { ...options, ...(this.format === 'qcow2' ? encryptionOptions(this.encryption) : {}) },
+          options: this.hostTarget ? {} : this.format === 'qcow2' ? withEncryption(options, this.encryption) : options,
           ...(this.hostTarget ? { hostTarget: this.hostTarget, hostChoice: { ...this.hostChoice } } : {}),
           // qemu writes no compressed cluster into an encrypted image, nor does the engine: the box is hidden then.
           ...(this.compress && !this.hostTarget && !(this.format === 'qcow2' && this.encryption.enabled) ? { compress: true } : {}),

@@ -6,7 +6,7 @@ import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
-import { encryptionOptions, newDraft, release } from '../encryptionDraft';
+import { newDraft, release, withEncryption } from '../encryptionDraft';
 
 const slot = new JobSlot();
 
@@ -78,7 +78,7 @@ export const useNewImageStore = defineStore('newImage', {
         path: this.target?.path ?? this.targetPath.trim(),
         format: this.format as FormatName,
         size,
-        options: { ...options, ...(this.format === 'qcow2' ? encryptionOptions(this.encryption) : {}) },
+        options: this.format === 'qcow2' ? withEncryption(options, this.encryption) : options,
         ...(this.backing ? { backing: this.backing.filename, backingFormat: this.backing.format } : {}),
       });
       if (outcome && 'error' in outcome) this.step = 'failed';
