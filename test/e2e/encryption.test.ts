@@ -15,6 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
+import { AxeBuilder } from '@axe-core/playwright';
 import { keyFor } from '../../src-main/keyring';
 import { openImage } from '../../src-main/registry';
 import { must, run } from '../helpers';
@@ -50,6 +51,12 @@ async function assertNoHorizontalOverflow(page: Page, what: string): Promise<voi
   assert.equal(dialogOver, 0, `${what}: the dialog overflows`);
 }
 
+/** axe-core's WCAG 2 A/AA rules over one part of the page: no violation. */
+async function assertAccessible(page: Page, selector: string, what: string): Promise<void> {
+  const r = await new AxeBuilder({ page }).include(selector).withTags(['wcag2a', 'wcag2aa']).analyze();
+  assert.deepEqual(r.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `${what}: axe-core finds no violation`);
+}
+
 const activeId = (page: Page) => page.evaluate('document.activeElement && document.activeElement.id') as Promise<string | null>;
 
 test('an encrypted image opens by typing its passphrase in a real dialog; a wrong one is refused in one plain line', async () => {
@@ -67,6 +74,7 @@ test('an encrypted image opens by typing its passphrase in a real dialog; a wron
   // Behind it, the image is open without its key: its facts and its map are there already.
   await page.getByRole('heading', { name: 'locked.qcow2', level: 1 }).waitFor();
   await page.getByRole('img', { name: /^Allocation map:/ }).waitFor({ state: 'attached' });
+  await assertAccessible(page, 'dialog', 'the passphrase dialog');
   await page.screenshot({ path: join(SHOTS, 'encryption-dialog-1280.png'), fullPage: true });
   await assertNoHorizontalOverflow(page, '1280×800 dialog');
   await page.setViewportSize({ width: 800, height: 600 });
@@ -121,6 +129,7 @@ test('an encrypted image opens by typing its passphrase in a real dialog; a wron
   await page.getByTestId('fingerprint').waitFor();
   const map = page.getByRole('img', { name: /^Allocation map:/ });
   await map.waitFor();
+  await assertAccessible(page, '[data-testid="encryption-card"]', 'the Encryption card');
   await page.screenshot({ path: join(SHOTS, 'encryption-unlocked-1280.png'), fullPage: true });
   await assertNoHorizontalOverflow(page, 'unlocked');
 
@@ -200,6 +209,7 @@ test('New Image makes a LUKS qcow2 that qemu-img takes with the secret; its data
   // A short PBKDF2 (encrypt.iter-time, under LUKS settings) keeps the test quick; the default is qemu-img's 2000 ms.
   await page.getByText(/^LUKS settings/).click();
   await page.locator('[id="opt-encrypt.iter-time"]').fill('50');
+  await assertAccessible(page, '[data-testid="encryption-choice"]', 'Encrypt with a passphrase');
   await page.screenshot({ path: join(SHOTS, 'encryption-new-1280.png'), fullPage: true });
   await assertNoHorizontalOverflow(page, 'new image');
   await page.setViewportSize({ width: 800, height: 600 });
@@ -273,5 +283,67 @@ test('Convert copies an encrypted image into a plain one, says so on review, and
   const plain = readFileSync(target);
   assert.ok(plain.subarray(0, 4096).every((b) => b === 0x6b));
   assert.equal(readFileSync(img).includes(Buffer.alloc(4096, 0x6b)), false);
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('Convert makes an encrypted qcow2 of a plain image, verified; the new image opens unlocked and qemu-img compare agrees', async () => {
+  const src = session.work.path('plain-source.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', src, '8M']);
+  must('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x4d 0 1M', '-c', 'write -P 0x4e 6M 512k', src]);
+  const { page } = session.browser;
+  await openInApp(page, src);
+  await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
+  assert.equal(await page.getByRole('dialog').count(), 0, 'a plain image asks for nothing');
+  await page.getByRole('button', { name: 'Convert…' }).click();
+  await page.locator('.format-choice[data-format="qcow2"]').click();
+  const target = session.work.path('encrypted-copy.qcow2');
+  await page.getByLabel('Save as').fill(target);
+  await page.getByLabel('Save as').blur();
+  await page.getByLabel('Encrypt with a passphrase').check();
+  await page.locator('#convert-encrypt-pass').fill(PASS);
+  await page.locator('#convert-encrypt-confirm').fill(PASS);
+  await page.getByText(/^LUKS settings/).click();
+  await page.locator('[id="opt-encrypt.iter-time"]').fill('50');
+  await page.getByRole('button', { name: 'Review' }).click();
+  await page.getByTestId('review-encryption').waitFor();
+  assert.equal(await page.getByTestId('review-decrypting').count(), 0);
+  // The passphrase left the page at Review: no field holds it any more.
+  assert.equal(await page.evaluate(`[...document.querySelectorAll('input')].some((i) => i.value.includes(${JSON.stringify(PASS)}))`), false);
+  await page.getByRole('button', { name: 'Convert', exact: true }).click();
+  await page.getByTestId('result').waitFor({ timeout: 60_000 });
+  await page.getByTestId('verified').waitFor();
+  const cmp = run('qemu-img', ['compare', ...secretArgs(), '--image-opts', imageOpts(target), `driver=qcow2,file.filename=${src}`]);
+  assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+  const chk = run('qemu-img', ['check', ...secretArgs(), '--image-opts', imageOpts(target)]);
+  assert.equal(chk.status, 0, chk.stdout + chk.stderr);
+  assert.equal(readFileSync(target).includes(Buffer.alloc(4096, 0x4d)), false, 'the encrypted copy holds no plain data');
+  await page.getByRole('button', { name: 'Open the new image' }).click();
+  await page.getByRole('heading', { name: 'encrypted-copy.qcow2', level: 1 }).waitFor();
+  await page.getByTestId('encryption-card').getByText(/^Unlocked for this session/).waitFor();
+  assert.equal(await page.getByRole('dialog').count(), 0);
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('an encrypted backing file is asked for by name when its overlay is opened', async () => {
+  const base = qemuLuksImage('enc-base.qcow2');
+  const top = session.work.path('overlay.qcow2');
+  // -u: qemu-img cannot open the encrypted base without its secret, and needs not to (the size is given).
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'enc-base.qcow2', '-F', 'qcow2', top, '32M']);
+  const { page } = session.browser;
+  await openInApp(page, top);
+  const dialog = page.getByRole('dialog', { name: 'Passphrase for enc-base.qcow2' });
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /This image's backing file enc-base\.qcow2 is encrypted/);
+  await dialog.getByLabel('Passphrase', { exact: true }).fill(PASS);
+  await dialog.getByRole('button', { name: 'Unlock' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  assert.ok(keyFor(base));
+  assert.match(await page.getByTestId('encryption-card').innerText(), /Encrypted \(LUKS, aes-256-xts\) — backing file enc-base\.qcow2/);
+  // The overlay's data reads through the base's held key: the fingerprint is computed.
+  await page.getByRole('button', { name: 'Compute the fingerprint' }).click();
+  await page.getByTestId('fingerprint-value').waitFor({ timeout: 60_000 });
+  await page.getByRole('button', { name: '← Open another image' }).click();
+  for (let i = 0; i < 50 && keyFor(base); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(keyFor(base), undefined, 'the backing file\'s key goes with the image');
   assert.deepEqual(session.browser.problems, []);
 });
