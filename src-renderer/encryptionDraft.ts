@@ -2,10 +2,9 @@
  * "Encrypt with a passphrase" in the New Image and Convert wizards (qcow2 targets): what the user chose, the
  * passphrase typed twice with a strength hint, LUKS by default and qemu's original AES only when asked for "old
  * readers". The passphrase leaves the renderer once, through setTargetKey, when the user goes on to the review:
- * the fields are emptied then and the job spec never carries it (the create takes it from the main process).
+ * the fields are emptied then and the job spec never carries it (the create takes it from the main process);
+ * stores/keys.ts handOver and release do that. This file is pure (no API), so that it is unit-tested.
  */
-import { api } from './api';
-
 export interface EncryptionDraft {
   enabled: boolean;
   format: 'luks' | 'aes';
@@ -68,34 +67,6 @@ export function withEncryption<V>(options: Record<string, V>, d: EncryptionDraft
   for (const [k, v] of Object.entries(options)) if (!k.startsWith('encrypt.') || (d.enabled && d.format === 'luks')) out[k] = v;
   if (d.enabled) out['encrypt.format'] = d.format;
   return out;
-}
-
-/**
- * Hands the passphrase to the main process for `target` (on the way to the review) and empties the fields. A
- * key set earlier for another target name is forgotten. Nothing is done when encryption is off (a key set
- * earlier is forgotten then too).
- */
-export async function handOver(d: EncryptionDraft, target: string): Promise<void> {
-  if (d.keySetFor && (!d.enabled || d.keySetFor !== target || d.passphrase)) {
-    const old = d.keySetFor;
-    d.keySetFor = '';
-    await api.forgetImageKey(old).catch(() => undefined);
-  }
-  if (!d.enabled || !d.passphrase) return;
-  const typed = d.passphrase;
-  d.passphrase = '';
-  d.confirm = '';
-  await api.setTargetKey(target, typed);
-  d.keySetFor = target;
-}
-
-/** The job is over (or the wizard closed): the target's key is wiped unless it is `kept` (the new image is opened next). */
-export async function release(d: EncryptionDraft, kept = false): Promise<void> {
-  d.passphrase = '';
-  d.confirm = '';
-  const key = d.keySetFor;
-  d.keySetFor = '';
-  if (key && !kept) await api.forgetImageKey(key).catch(() => undefined);
 }
 
 /** "LUKS (aes-256-xts)" or "the original qcow2 AES (weak)", for the review. */

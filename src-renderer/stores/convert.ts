@@ -6,8 +6,8 @@ import { defineStore } from 'pinia';
 import type { CompareOutcome, ConvertResult, FormatName, HostTargetChoice, HostTargetName, HostTargetPlan, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
 import { api, ApiError, toApiError } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
-import { newDraft, release, withEncryption } from '../encryptionDraft';
-import { useKeysStore } from './keys';
+import { newDraft, withEncryption } from '../encryptionDraft';
+import { release, useKeysStore } from './keys';
 
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 

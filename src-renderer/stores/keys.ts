@@ -11,6 +11,7 @@
 import { defineStore } from 'pinia';
 import type { ImageInfo } from '../../src-shared/api';
 import { api, toApiError } from '../api';
+import type { EncryptionDraft } from '../encryptionDraft';
 
 /** Why the dialog asks: shown as its heading and first line. */
 export type AskReason = 'open' | 'backing' | 'convert';
@@ -139,3 +140,31 @@ export const useKeysStore = defineStore('keys', {
     },
   },
 });
+
+/**
+ * Hands the passphrase to the main process for `target` (on the way to the review) and empties the fields. A
+ * key set earlier for another target name is forgotten. Nothing is done when encryption is off (a key set
+ * earlier is forgotten then too).
+ */
+export async function handOver(d: EncryptionDraft, target: string): Promise<void> {
+  if (d.keySetFor && (!d.enabled || d.keySetFor !== target || d.passphrase)) {
+    const old = d.keySetFor;
+    d.keySetFor = '';
+    await api.forgetImageKey(old).catch(() => undefined);
+  }
+  if (!d.enabled || !d.passphrase) return;
+  const typed = d.passphrase;
+  d.passphrase = '';
+  d.confirm = '';
+  await api.setTargetKey(target, typed);
+  d.keySetFor = target;
+}
+
+/** The job is over (or the wizard closed): the target's key is wiped unless it is `kept` (the new image is opened next). */
+export async function release(d: EncryptionDraft, kept = false): Promise<void> {
+  d.passphrase = '';
+  d.confirm = '';
+  const key = d.keySetFor;
+  d.keySetFor = '';
+  if (key && !kept) await api.forgetImageKey(key).catch(() => undefined);
+}

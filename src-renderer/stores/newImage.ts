@@ -6,7 +6,8 @@ import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
-import { newDraft, release, withEncryption } from '../encryptionDraft';
+import { newDraft, withEncryption } from '../encryptionDraft';
+import { release } from './keys';
 
 const slot = new JobSlot();
 
