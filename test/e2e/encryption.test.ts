@@ -18,7 +18,7 @@ import type { Page } from 'playwright';
 import { AxeBuilder } from '@axe-core/playwright';
 import { keyFor } from '../../src-main/keyring';
 import { openImage } from '../../src-main/registry';
-import { must, run } from '../helpers';
+import { dw, must, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
 
 const session = e2eSession('dw-e2e-enc-');
@@ -345,5 +345,30 @@ test('an encrypted backing file is asked for by name when its overlay is opened'
   await page.getByRole('button', { name: '← Open another image' }).click();
   for (let i = 0; i < 50 && keyFor(base); i++) await new Promise((r) => setTimeout(r, 50));
   assert.equal(keyFor(base), undefined, 'the backing file\'s key goes with the image');
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('an image in the original qcow2 AES is said to be weak; its passphrase cannot be checked, and the data then reads as qemu reads it', async () => {
+  const img = session.work.path('legacy-aes.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', ...secretArgs(), '-o', 'encrypt.format=aes,encrypt.key-secret=s0', img, '4M']);
+  must('qemu-io', [...secretArgs(), '--image-opts', imageOpts(img), '-c', 'write -P 0x77 0 64k']);
+  const { page } = session.browser;
+  await openInApp(page, img);
+  const dialog = page.getByRole('dialog', { name: 'Passphrase for legacy-aes.qcow2' });
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /encrypted \(the original qcow2 AES\)[\s\S]*cannot tell a wrong passphrase/);
+  await dialog.getByLabel('Passphrase', { exact: true }).fill(PASS);
+  await dialog.getByRole('button', { name: 'Unlock' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  const card = page.getByTestId('encryption-card');
+  assert.equal(await card.getByTestId('encryption-headline').innerText(), 'Encrypted (AES, legacy — weak)');
+  assert.match(await card.innerText(), /convert it to a LUKS-encrypted image/);
+  // The data as qemu decrypts it: the fingerprint of the image equals the fingerprint of qemu's plain copy.
+  const plain = session.work.path('legacy-plain.raw');
+  must('qemu-img', ['convert', ...secretArgs(), '--image-opts', imageOpts(img), '-O', 'raw', plain]);
+  await page.getByRole('button', { name: 'Compute the fingerprint' }).click();
+  const fp = await page.getByTestId('fingerprint-value').innerText();
+  const theirs = dw(['checksum', '-f', 'raw', plain]).stdout;
+  assert.ok(theirs.includes(fp.trim()), `the fingerprint ${fp} is that of qemu's plain copy (${theirs.trim()})`);
   assert.deepEqual(session.browser.problems, []);
 });
