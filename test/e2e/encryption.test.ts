@@ -283,6 +283,11 @@ test('Convert copies an encrypted image into a plain one, says so on review, and
   const plain = readFileSync(target);
   assert.ok(plain.subarray(0, 4096).every((b) => b === 0x6b));
   assert.equal(readFileSync(img).includes(Buffer.alloc(4096, 0x6b)), false);
+  // The page reloaded (or closed) ends the session: the key held for the source is wiped.
+  assert.ok(keyFor(img));
+  await page.reload();
+  for (let i = 0; i < 100 && keyFor(img); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(keyFor(img), undefined, 'a reloaded page leaves no key held');
   assert.deepEqual(session.browser.problems, []);
 });
 
