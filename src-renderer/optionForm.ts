@@ -3,8 +3,13 @@ import type { OptionSpec } from '../src-shared/api';
 import { formatBytes } from './text';
 import { parseSizeText } from './sizes';
 
-/** Options a wizard asks for itself (the New Image wizard's backing file step), whatever the format. */
-export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt'];
+/** Options a wizard asks for itself (the New Image wizard's backing file step; encryption, EncryptionChoice.vue), whatever the format. */
+export const WIZARD_OWNED_OPTIONS = ['backing_file', 'backing_fmt', 'encrypt.format'];
+
+/** qcow2's encryption settings (encrypt.cipher-alg, encrypt.iter-time…), which EncryptionChoice.vue shows. */
+export function isEncryptOption(name: string): boolean {
+  return name.startsWith('encrypt.');
+}
 
 /**
  * A format's create options as a form: which fields show (basic, folded as advanced), what each shows, and
@@ -62,8 +67,10 @@ export function useOptionForm(specs: Ref<OptionSpec[]>, values: Ref<Record<strin
   }
 
   return {
-    basic: computed(() => shown.value.filter((s) => !s.advanced)),
-    advanced: computed(() => shown.value.filter((s) => s.advanced)),
+    basic: computed(() => shown.value.filter((s) => !s.advanced && !isEncryptOption(s.name))),
+    advanced: computed(() => shown.value.filter((s) => s.advanced && !isEncryptOption(s.name))),
+    /** qcow2's encrypt.* settings (cipher, iter-time…): drawn by EncryptionChoice, only when encrypting. */
+    encryption: computed(() => shown.value.filter((s) => isEncryptOption(s.name))),
     errors: computed(() => shown.value.filter((s) => parsed(s).error)),
     options: computed(() => {
       const out: Record<string, string | number | boolean> = {};

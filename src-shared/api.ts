@@ -438,12 +438,26 @@ export interface DiskwrightApi {
   readyFor(path: string, target: HostTargetName): Promise<HostTargetReport>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
+  /**
+   * Unlocks an encrypted image (or a backing file of one) for its session in the app: the passphrase is checked
+   * by opening the image with it (a wrong LUKS passphrase fails with "the passphrase does not open any key
+   * slot"; the legacy AES has no check) and is then held in the main process only, by the file's real path,
+   * until forgetImageKey. It is never sent back, logged, or put in the recent list or any file.
+   */
+  unlockImage(path: string, passphrase: string): Promise<void>;
+  /**
+   * The passphrase a new encrypted image at `path` is made with (New Image, Convert with encrypt.format): held
+   * as unlockImage holds it, so that no job spec carries it; forgotten with forgetImageKey.
+   */
+  setTargetKey(path: string, passphrase: string): Promise<void>;
+  /** Wipes and drops the key held for the image at `path` (its session ended); nothing held is no error. */
+  forgetImageKey(path: string): Promise<void>;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
 }
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 /** One contract call by name: what each bridge carries, and what the renderer builds every method on. */

@@ -18,6 +18,7 @@ import { measureImage } from '../services/measure';
 import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { planForSource, readyFor, targetSummaries } from '../services/targets';
+import { forgetImageKey, holdTargetKey, unlockImage } from '../services/unlock';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -55,7 +56,8 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
       return info;
     },
     mapPicture(path: string, buckets: number): Promise<MapPicture> {
-      return mapPicture(path, buckets, { backingPolicy: mapPolicy });
+      // The map reads only the tables, which are not encrypted: an image whose key was not given still has one.
+      return mapPicture(path, buckets, { backingPolicy: mapPolicy, withoutKey: true });
     },
     async allowBackingPath(imagePath: string, backingPath: string): Promise<void> {
       // Only a file the image really names — its backing file, or one of its extents (a VMDK's data files) — can
@@ -131,6 +133,17 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     async cancelJob(id: JobId): Promise<void> {
       jobs.cancel(id);
+    },
+    // The passphrase becomes bytes here; the services wipe them. (The string itself cannot be wiped in JS: it
+    // is dropped at once and never kept.)
+    unlockImage(path: string, passphrase: string): Promise<void> {
+      return unlockImage(path, Buffer.from(passphrase, 'utf8'));
+    },
+    async setTargetKey(path: string, passphrase: string): Promise<void> {
+      holdTargetKey(path, Buffer.from(passphrase, 'utf8'));
+    },
+    async forgetImageKey(path: string): Promise<void> {
+      forgetImageKey(path);
     },
     onJobEvent(listener: (e: JobEvent) => void) {
       return jobs.onEvent(listener);

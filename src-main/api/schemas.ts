@@ -97,6 +97,16 @@ export const jobSpecSchema = z.discriminatedUnion(
   { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
 );
 
+/**
+ * A passphrase as typed. qemu reads a secret as a C string (up to its first NUL), so a NUL would silently cut it;
+ * the messages never quote the value.
+ */
+const passphraseSchema = z
+  .string({ error: 'a passphrase must be text' })
+  .min(1, 'the passphrase is empty')
+  .max(4096, 'the passphrase is too long (at most 4096 characters)')
+  .refine((s) => !s.includes('\0'), 'the passphrase contains a NUL character');
+
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');
 
 /** One tuple schema per method; the mapped type keeps each in step with the contract's parameter list. */
@@ -128,6 +138,9 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   readyFor: z.tuple([pathSchema, hostTargetSchema]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
+  unlockImage: z.tuple([pathSchema, passphraseSchema]),
+  setTargetKey: z.tuple([pathSchema, passphraseSchema]),
+  forgetImageKey: z.tuple([pathSchema]),
 };
 
 export function isApiMethod(name: unknown): name is ApiMethod {

@@ -10,9 +10,9 @@ import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
+import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
 import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor, type ExtraFiles } from './atomic';
-import { forgetKey, keyFor, rememberKey } from '../keyring';
 
 export interface ConvertRequest {
   source: string;
@@ -80,7 +80,6 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   /** Files the create wrote beside the target (VMDK extents): given their final names just before the rename. */
   let extras: ExtraFiles | undefined;
   let dst: BlockDevice | undefined;
-  let keyedTmp: string | undefined;
   try {
     if (req.existingTarget) {
       dst = await openImage(req.target, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
@@ -91,10 +90,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
       extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
-      // An encrypted target's key is held under its final name; the new image is opened under its temporary one.
-      const key = keyFor(req.target);
-      if (key) rememberKey((keyedTmp = tmp), key);
-      dst = await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+      dst = await openTarget(tmp, req);
     }
     if (unsafe) dst.skipFlushes?.();
     const writeback = unsafe ? Writeback.none() : await Writeback.open(tmp ?? req.target);
@@ -120,7 +116,21 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await src.close().catch(() => undefined);
     if (tmp) await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
     await extras?.discard();
-    if (keyedTmp) forgetKey(keyedTmp);
+  }
+}
+
+/**
+ * Opens the new image under its temporary name. An encrypted target's key is held under the target's name
+ * (the create took it from there): it is lent to the temporary name for the open only.
+ */
+async function openTarget(tmp: string, req: ConvertRequest): Promise<BlockDevice> {
+  const key = keyFor(req.target);
+  if (!key) return openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+  rememberKey(tmp, key);
+  try {
+    return await openImage(tmp, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
+  } finally {
+    forgetKey(tmp);
   }
 }
 

@@ -13,6 +13,8 @@ export interface MapOptions {
   backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Open encrypted images of the chain whose key is not held (the map reads no data: registry's withoutKey). */
+  withoutKey?: boolean;
 }
 
 /** One status query covers at most this much, so progress and cancel stay responsive. */
@@ -78,7 +80,7 @@ export async function mapImage(path: string, opts: MapOptions = {}): Promise<Arr
  * format's status says so). The two optional shares are only set on buckets that have some.
  */
 export async function mapPicture(path: string, buckets: number, opts: MapOptions & { snapshot?: string } = {}): Promise<MapPicture> {
-  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy, snapshot: opts.snapshot });
+  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy, snapshot: opts.snapshot, withoutKey: opts.withoutKey });
   try {
     const n = Math.max(1, Math.min(4096, Math.floor(buckets)));
     const bucketSize = Math.max(1, Math.ceil(dev.size / n));

@@ -4,8 +4,10 @@
  */
 import { defineStore } from 'pinia';
 import type { CompareOutcome, ConvertResult, FormatName, HostTargetChoice, HostTargetName, HostTargetPlan, ImageInfo, OptionSpec, SnapshotInfo, TargetInfo } from '../../src-shared/api';
-import { api, toApiError } from '../api';
+import { api, ApiError, toApiError } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+import { newDraft, withEncryption } from '../encryptionDraft';
+import { release, useKeysStore } from './keys';
 
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 
@@ -40,6 +42,8 @@ export const useConvertStore = defineStore('convert', {
     hostPlan: null as HostTargetPlan | null,
     /** Why the source cannot be made for that target (too large for Azure…), in the engine's words. */
     hostPlanError: '',
+    /** "Encrypt with a passphrase" (qcow2 targets): the choice, and the passphrase until Review hands it over. */
+    encryption: newDraft(),
   }),
   actions: {
     /** Opens the wizard for an image (read again so the facts are current). */
@@ -56,6 +60,12 @@ export const useConvertStore = defineStore('convert', {
           this.snapshot = chosen;
           // The verify compares the image as it is now, not the snapshot: it does not apply here.
           this.verify = false;
+        }
+        // A copy reads the data: every encrypted image of the source's chain must be unlocked first.
+        const source = this.source;
+        if (!(await useKeysStore().unlockChain(source, 'convert', true))) {
+          if (this.source !== source) return;
+          throw new ApiError({ code: 'EACCES', message: `${source.filename} is encrypted: its passphrase is needed to copy its data` });
         }
       } catch (err) {
         this.error = toApiError(err);
@@ -123,11 +133,12 @@ export const useConvertStore = defineStore('convert', {
           target,
           targetFormat: this.format as FormatName,
           // For a host target the target sets the options; what it leaves open travels as hostChoice.
-          options: this.hostTarget ? {} : options,
+          options: this.hostTarget ? {} : this.format === 'qcow2' ? withEncryption(options, this.encryption) : options,
           ...(this.hostTarget ? { hostTarget: this.hostTarget, hostChoice: { ...this.hostChoice } } : {}),
-          ...(this.compress && !this.hostTarget ? { compress: true } : {}),
+          // qemu writes no compressed cluster into an encrypted image, nor does the engine: the box is hidden then.
+          ...(this.compress && !this.hostTarget && !(this.format === 'qcow2' && this.encryption.enabled) ? { compress: true } : {}),
           ...(this.snapshot ? { snapshot: this.snapshot.id } : {}),
-          ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot ? { keepSnapshots: true } : {}),
+          ...(this.keepSnapshots && this.format === 'qcow2' && !this.snapshot && !this.encryption.enabled ? { keepSnapshots: true } : {}),
         }),
       );
       if (!result) return;
@@ -156,6 +167,8 @@ export const useConvertStore = defineStore('convert', {
     },
     close(): void {
       slot.reset();
+      // The new image's key (set for the convert and its verify) is wiped, unless openTarget kept it.
+      void release(this.encryption);
       this.$reset();
     },
   },

@@ -6,6 +6,7 @@ import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, MapPicture } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { useFormatsStore } from './formats';
+import { useKeysStore } from './keys';
 
 /** How many cells the allocation map is drawn with (64 columns × 16 rows). */
 export const MAP_BUCKETS = 1024;
@@ -67,6 +68,8 @@ export const useImageStore = defineStore('image', {
      */
     async open(path: string, format?: FormatName): Promise<ApiError | null> {
       const gen = ++this.generation;
+      // A new session: the keys of the image shown before are wiped (a new image's own key is kept).
+      void useKeysStore().forgetAllBut(path);
       this.path = path;
       this.format = format;
       this.status = 'loading';
@@ -95,6 +98,9 @@ export const useImageStore = defineStore('image', {
         return this.error;
       }
       void this.loadMap(gen);
+      // An encrypted image (or backing file) asks for its passphrase; the map and facts need none.
+      const keys = useKeysStore();
+      if (this.info && keys.lockedIn(this.info).length > 0) void keys.unlockChain(this.info, 'open');
       return null;
     },
 
@@ -172,6 +178,7 @@ export const useImageStore = defineStore('image', {
 
     close(): void {
       this.generation++;
+      void useKeysStore().forgetAllBut();
       this.$reset();
     },
   },

@@ -6,6 +6,8 @@ import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
+import { newDraft, withEncryption } from '../encryptionDraft';
+import { release } from './keys';
 
 const slot = new JobSlot();
 
@@ -25,6 +27,8 @@ export const useNewImageStore = defineStore('newImage', {
     backingError: null as ApiError | null,
     targetPath: '',
     target: null as TargetInfo | null,
+    /** "Encrypt with a passphrase" (qcow2): the choice, and the passphrase until Review hands it over. */
+    encryption: newDraft(),
     /** The create job (a create reports no progress and has no Cancel). */
     ...jobState(),
   }),
@@ -75,13 +79,16 @@ export const useNewImageStore = defineStore('newImage', {
         path: this.target?.path ?? this.targetPath.trim(),
         format: this.format as FormatName,
         size,
-        options,
+        options: this.format === 'qcow2' ? withEncryption(options, this.encryption) : options,
         ...(this.backing ? { backing: this.backing.filename, backingFormat: this.backing.format } : {}),
       });
       if (outcome && 'error' in outcome) this.step = 'failed';
+      // The key set for the new image is wiped unless the image was made (it is opened next, unlocked).
+      else if (outcome) await release(this.encryption, true);
     },
     close(): void {
       slot.reset();
+      void release(this.encryption);
       this.$reset();
     },
   },
