@@ -135,7 +135,7 @@ export const useInsideStore = defineStore('inside', {
       if (this.sortKey === key) this.ascending = !this.ascending;
       else {
         this.sortKey = key;
-        this.ascending = key === 'name';
+        this.ascending = true;
       }
     },
     /** Turns the map's "free in the file system" layer on or off (read the first time it is shown). */
