@@ -7,31 +7,11 @@ import { defineStore } from 'pinia';
 import type { DiskLayout, InsideCopyResult, InsideEntry, InsideFreePicture, InsideListing, InsidePartition, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
+import { sortEntries, type SortKey } from '../components/inside/entries';
 
-export type SortKey = 'name' | 'size' | 'mtime';
+export { joinInner, type SortKey } from '../components/inside/entries';
 
 const slot = new JobSlot();
-
-/** Folders first, then by the key (names as a person reads them: case and accents folded, numbers by value). */
-export function sortEntries(entries: InsideEntry[], key: SortKey, ascending: boolean): InsideEntry[] {
-  const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
-  const dir = ascending ? 1 : -1;
-  return [...entries].sort((a, b) => {
-    const fa = a.type === 'dir' ? 0 : 1;
-    const fb = b.type === 'dir' ? 0 : 1;
-    if (fa !== fb) return fa - fb;
-    let c = 0;
-    if (key === 'size') c = a.size - b.size;
-    else if (key === 'mtime') c = (a.mtime ?? 0) - (b.mtime ?? 0);
-    if (c === 0) c = collator.compare(a.name, b.name);
-    return c * dir;
-  });
-}
-
-/** '/a/b' joined with 'c'. */
-export function joinInner(dir: string, name: string): string {
-  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
-}
 
 /** The folder beside `imagePath` joined with `name`, in the path's own separator. */
 function besideImage(imagePath: string, name: string): string {
