@@ -247,6 +247,11 @@ export interface JobSpecs {
   compare: { a: string; b: string; formatB?: FormatName };
   /** One fingerprint of the guest's content, equal for the same content in any format (diskwright checksum). */
   checksum: { path: string; format?: FormatName };
+  /**
+   * Copies a file or folder out of a partition's file system (issue 22) into `target`, a new name (never an
+   * existing one): written beside it and renamed into place, so a cancel leaves nothing behind.
+   */
+  'inside-copy': { path: string; partition: number; inner: string; target: string };
 }
 
 /** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */
@@ -265,6 +270,7 @@ export interface JobResults {
   rebase: RebaseResult;
   compare: CompareOutcome;
   checksum: ChecksumResult;
+  'inside-copy': InsideCopyResult;
 }
 
 /** What a 'checksum' job gives back: the fingerprint of what the guest sees (docs/checksum.md). */
@@ -315,7 +321,7 @@ export interface RepairResult {
  * What a job's progress counts: most jobs have one phase named after their kind; a repair first copies the
  * image ('copy', bytes), then repairs the copy ('repair', the format's own unit).
  */
-export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum';
+export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum' | 'inside-copy';
 
 export interface JobProgress {
   done: number;
@@ -436,6 +442,12 @@ export interface DiskwrightApi {
   hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan>;
   /** Whether an image is ready for a target as it is ("Ready for Azure" on Inspect). */
   readyFor(path: string, target: HostTargetName): Promise<HostTargetReport>;
+  /** Inside the disk (issue 22): the partition table and each partition's file system, with findings in plain words. */
+  partitions(path: string): Promise<DiskLayout>;
+  /** A folder of a partition's file system (`partition` as sfdisk numbers it; 0 for a whole-disk file system). */
+  insideList(path: string, partition: number, dir: string): Promise<InsideListing>;
+  /** Where the image holds data that its file systems mark free (what a compaction gives back), drawn into `buckets`. */
+  insideFree(path: string, buckets: number): Promise<InsideFreePicture>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   /**
@@ -457,7 +469,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey', 'partitions', 'insideList', 'insideFree'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 /** One contract call by name: what each bridge carries, and what the renderer builds every method on. */
@@ -491,3 +503,96 @@ export type WireMessage = { id: number; result: unknown } | { id: number; error:
  * its message text; the preload turns `error` back into a rejection carrying the DiskErrorDto.
  */
 export type IpcReply<T> = { ok: true; result: T } | { ok: false; error: DiskErrorDto };
+
+/*
+ * Inside the disk (issue 22): what src-main/inside/ reads, as the app receives it. Optional fields are left out
+ * where the disk does not say (the same shapes as `diskwright partitions --output json`, in camelCase).
+ */
+
+/** A plain-words observation about the disk: a damaged table read from its backup, a hybrid MBR, an overlap. */
+export interface InsideFinding {
+  severity: 'info' | 'warning' | 'error';
+  message: string;
+}
+
+/** A file system as identified from its superblock, in blkid's words. */
+export interface InsideFileSystem {
+  /** blkid's TYPE word: ext4, vfat, ntfs, xfs, btrfs, swap, LVM2_member, crypto_LUKS, iso9660, exfat, or unknown. */
+  type: string;
+  label?: string;
+  uuid?: string;
+  size: number;
+  blockSize?: number;
+  used?: number;
+  version?: string;
+  flags?: string[];
+  volumeGroup?: string;
+  firstBytes?: string;
+  /** diskwright can list and copy its files (ext2/3/4, FAT, NTFS). */
+  browsable?: boolean;
+}
+
+export interface InsidePartition {
+  /** As sfdisk numbers it (0: the whole disk holds one file system, no table). */
+  number: number;
+  start: number;
+  size: number;
+  /** GPT type GUID upper-case, or the MBR type byte in hex as sfdisk prints it. */
+  type: string;
+  name?: string;
+  uuid?: string;
+  bootable?: boolean;
+  kind?: 'primary' | 'extended' | 'logical';
+  filesystem?: InsideFileSystem;
+}
+
+export interface DiskLayout {
+  table: 'gpt' | 'mbr' | null;
+  sectorSize: number;
+  size: number;
+  id?: string;
+  firstUsable?: number;
+  lastUsable?: number;
+  partitions: InsidePartition[];
+  findings: InsideFinding[];
+}
+
+/** One entry of a folder inside the disk. Times are milliseconds since 1970 (UTC). */
+export interface InsideEntry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mtime?: number;
+  mode?: number;
+  /** A symlink's target text, shown, never followed. */
+  target?: string;
+}
+
+export interface InsideListing {
+  partition: number;
+  /** The folder listed, absolute inside the file system ('/', '/etc'). */
+  path: string;
+  entries: InsideEntry[];
+}
+
+/** The map's "allocated in the image but free in the file system" layer. */
+export interface InsideFreePicture {
+  virtualSize: number;
+  /** The same cut as mapPicture's for the same bucket count. */
+  bucketSize: number;
+  /** Per bucket: bytes the image itself holds (not a backing file) that the file systems mark free, or that no partition covers. */
+  buckets: number[];
+  /** Their sum. */
+  bytes: number;
+  /** Per partition: whether its free space was read ('mapped') or not, and why not. */
+  partitions: Array<{ number: number; type: string; status: 'mapped' | 'kept'; reason?: string; freeBytes: number }>;
+}
+
+/** What an 'inside-copy' job gives back. */
+export interface InsideCopyResult {
+  target: string;
+  files: number;
+  bytes: number;
+  /** Entries not copied (special files, names that cannot be files here), in plain words. */
+  skipped: string[];
+}

@@ -19,6 +19,8 @@ import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { planForSource, readyFor, targetSummaries } from '../services/targets';
 import { forgetImageKey, holdTargetKey, unlockImage } from '../services/unlock';
+import { freePicture, listFolder, listPartitions } from '../services/inside';
+import type { DiskLayout, InsideFreePicture, InsideListing } from '../../src-shared/api';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -127,6 +129,17 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     readyFor(path: string, target: HostTargetName): Promise<HostTargetReport> {
       return readyFor(path, target);
+    },
+    partitions(path: string): Promise<DiskLayout> {
+      return listPartitions({ path, backingPolicy });
+    },
+    async insideList(path: string, partition: number, dir: string): Promise<InsideListing> {
+      const listed = await listFolder({ path, partition, inner: dir, backingPolicy });
+      return { partition, ...listed };
+    },
+    insideFree(path: string, buckets: number): Promise<InsideFreePicture> {
+      // Counted over the same chain as the map (mapPolicy), so the layer lies on the picture it is drawn over.
+      return freePicture({ path, buckets, backingPolicy: mapPolicy });
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);

@@ -22,6 +22,7 @@ import { mapPicture } from './map';
 import { rebaseImage } from './rebase';
 import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
+import { copyOutNew } from './inside';
 
 type Listener = (e: JobEvent) => void;
 
@@ -86,6 +87,8 @@ const HANDLERS: Handlers = {
       signal,
       onProgress: progress('rebase'),
     }),
+  'inside-copy': (spec, { backingPolicy, signal, progress }) =>
+    copyOutNew({ path: spec.path, partition: spec.partition, inner: spec.inner, dest: spec.target, backingPolicy, signal, onProgress: progress('inside-copy') }),
 };
 
 /** Runs one job by its kind's handler. */
