@@ -95,7 +95,10 @@ async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
   try {
     const map = await freeMap(dev, req.source);
     const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
-    return report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
+    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
+    if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead`);
+    if (req.inPlace && dev.format === 'vhdx') out.notes.push('in place, VHDX blocks wholly free are set to read as zeros but the file keeps its length');
+    return out;
   } finally {
     await dev.close();
   }
