@@ -4,11 +4,13 @@
  *  - lseek(SEEK_DATA / SEEK_HOLE): the raw driver sees a sparse file's holes exactly as qemu-img does;
  *  - lseek(SEEK_END): the size of a block device, which stat reports as 0;
  *  - open-file-description byte-range locks (F_OFD_SETLK / F_OFD_GETLK): image locks that qemu respects,
- *    taken on the same bytes as qemu's file-posix driver (block/lock.ts says which).
+ *    taken on the same bytes as qemu's file-posix driver (block/lock.ts says which);
+ *  - fallocate(PUNCH_HOLE | KEEP_SIZE): a raw image gives freed space back to the host (sparsify --in-place).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <node_api.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,6 +106,19 @@ static napi_value test_bytes(napi_env env, napi_callback_info info) {
   return number(env, fl.l_type == F_UNLCK ? 0 : 1);
 }
 
+/* punchHole(fd, offset, length) -> 0, or the errno (EOPNOTSUPP where the file system cannot punch holes).
+ * The range reads as zeros afterwards and the file keeps its length. */
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  int32_t fd = -1;
+  double nums[2];
+  if (!get_args(env, info, 3, &fd, nums)) {
+    napi_throw_type_error(env, NULL, "expected (fd, offset, length)");
+    return NULL;
+  }
+  int r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)nums[0], (off_t)nums[1]);
+  return number(env, r == 0 ? 0 : errno);
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &f);
@@ -116,5 +131,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "lockBytes", f);
   napi_create_function(env, "testBytes", NAPI_AUTO_LENGTH, test_bytes, NULL, &f);
   napi_set_named_property(env, exports, "testBytes", f);
+  napi_create_function(env, "punchHole", NAPI_AUTO_LENGTH, punch_hole, NULL, &f);
+  napi_set_named_property(env, exports, "punchHole", f);
   return exports;
 }

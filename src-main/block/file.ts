@@ -149,6 +149,27 @@ export class ImageFile {
     if (pos + data.length > this.length) this.length = pos + data.length;
   }
 
+  /** True when this system can punch holes (the native helper has fallocate PUNCH_HOLE). */
+  get punchesHoles(): boolean {
+    return typeof nativeFileOps?.punchHole === 'function';
+  }
+
+  /**
+   * Gives [pos, pos+length) back to the host file system (fallocate PUNCH_HOLE | KEEP_SIZE): it reads as zeros
+   * afterwards and the file keeps its length. False where this system or file system cannot (nothing changed).
+   */
+  async punchHole(pos: number, length: number): Promise<boolean> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    const punch = nativeFileOps?.punchHole;
+    const end = Math.min(pos + length, this.length);
+    if (!punch) return false;
+    if (end <= pos) return true;
+    const err = punch(this.fh.fd, pos, end - pos);
+    if (err === 0) return true;
+    if (err === 95 /* EOPNOTSUPP */ || err === 38 /* ENOSYS */) return false;
+    throw new DiskError('EIO', `${this.path}: cannot punch a hole at ${pos} (${end - pos} bytes): errno ${err}`, this.path);
+  }
+
   async truncate(length: number): Promise<void> {
     if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     try {

@@ -44,8 +44,8 @@ export interface BlockDevice {
    * units read afterwards is what qemu makes them read: zeros, even over a backing file (qcow2 v3 marks them
    * zero clusters, so the backing file's data does not show through); qcow2 v2 without a backing file leaves
    * them unallocated (zeros too). Where that cannot hold (qcow2 v2 with a backing file: no zero flag, so the
-   * backing file's data would appear) it throws EUNSUPPORTED and changes nothing. Formats without it cannot
-   * release space (raw: Node cannot punch holes).
+   * backing file's data would appear) it throws EUNSUPPORTED and changes nothing. Raw punches a hole (native helper;
+   * EUNSUPPORTED without it). Formats without discard cannot release space.
    */
   discard?(offset: number, length: number): Promise<void>;
   /** Changes the virtual size. Shrinking is only done when `shrink` is true. */

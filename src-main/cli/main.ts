@@ -38,6 +38,9 @@ Commands (flags as in qemu-img):
   rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
   lint     --target azure|esxi|hyperv|virtualbox|kvm [--fix] [--output human|json] IMAGE
   checksum [-f FMT] [-p] [--output human|json] IMAGE   (one hash of what the guest sees, in any format)
+  sparsify [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-t CACHE] [--output human|json] SRC DST
+  sparsify --in-place [-f FMT] [-p] [-q] [--output human|json] IMAGE   (give back what the file systems freed)
+  sparsify --dry-run [--in-place] [-f FMT] [--output human|json] IMAGE   (what either would give back, per partition)
 
 Encrypted images (qcow2, LUKS or the old AES), as in qemu-img:
   --object secret,id=ID,data=STRING|file=PATH[,format=raw|base64]   (before or after the command's own flags)
@@ -328,6 +331,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   partitions: async (argv, io) => (await import('./inside')).cmdPartitions(argv, io),
   ls: async (argv, io) => (await import('./inside')).cmdLs(argv, io),
   cp: async (argv, io) => (await import('./inside')).cmdCp(argv, io),
+  sparsify: async (argv, io) => (await import('./sparsify')).cmdSparsify(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {

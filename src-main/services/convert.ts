@@ -42,6 +42,11 @@ export interface ConvertRequest {
   /** Read a source whose backing file changed since it was made (a UML COW base, a VMDK parent), and where it lies. */
   acceptChangedBacking?: boolean;
   backingOverride?: string;
+  /**
+   * Stands another device in for the opened source (sparsify: the source with the file systems' free blocks
+   * reading as zeros). The stand-in closes the source when it is closed.
+   */
+  wrapSource?: (src: BlockDevice) => Promise<BlockDevice>;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   /** Things worth a line to the user that are not errors (a stale temporary file removed). */
@@ -75,7 +80,14 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
   const unsafe = cache === 'unsafe';
   if (req.keepSnapshots) throw new DiskError('EINVAL', 'convertImage does not keep snapshots: call convertKeepingSnapshots');
-  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
+  const opened = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
+  let src: BlockDevice;
+  try {
+    src = req.wrapSource ? await req.wrapSource(opened) : opened;
+  } catch (err) {
+    await opened.close().catch(() => undefined);
+    throw err;
+  }
   let tmp: string | undefined;
   /** Files the create wrote beside the target (VMDK extents): given their final names just before the rename. */
   let extras: ExtraFiles | undefined;

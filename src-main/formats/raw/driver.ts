@@ -23,8 +23,9 @@ const SECTOR = 512;
 const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 
 /**
- * No discard: releasing a raw file's space means punching a hole (fallocate PUNCH_HOLE), which Node cannot do.
- * Writing zeros instead would allocate the range rather than release it, so discard() refuses, saying why.
+ * Discard punches a hole (fallocate PUNCH_HOLE through the native helper), as qemu's raw driver does: the range
+ * reads as zeros and its space goes back to the host. Without the helper, or on a file system that cannot punch
+ * holes, discard() refuses, saying why: writing zeros instead would allocate the range rather than release it.
  */
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
@@ -123,10 +124,14 @@ class RawDevice implements BlockDevice {
     this.noFlush = true;
   }
 
-  async discard(): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    this.checkRange(offset, length);
+    this.probe = undefined;
+    if (await this.file.punchHole(offset, length)) return;
     throw new DiskError(
       'EUNSUPPORTED',
-      `${this.path}: raw images cannot discard here: Node has no way to punch holes in a file, and writing zeros would allocate the range rather than release it`,
+      `${this.path}: raw images cannot discard here: this system (or its file system) cannot punch holes, and writing zeros would allocate the range rather than release it`,
       this.path,
     );
   }
