@@ -7,7 +7,8 @@ import { promises as fsp } from 'node:fs';
 import { FORMAT_NAMES } from '../src-shared/api';
 import { ChainGuard, chainOf } from './block/chain';
 import { DiskError } from './block/errors';
-import { ImageFile } from './block/file';
+import { ImageFile, openingChecked } from './block/file';
+import { checksFolder } from './block/backing-path';
 import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
 import { FORMAT_DRIVERS } from './formats/index';
 import { askForKey, keyFor } from './keyring';
@@ -142,8 +143,12 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
     guard.visit(backingPath);
     backingPath = await imageEntry(backingPath);
-    const d = await resolveDriver(backingPath, format);
-    return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
+    const open = async () => {
+      const d = await resolveDriver(backingPath, format);
+      return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
+    };
+    // Under a folder policy the format checked the real path it hands us: the file opened must be that one.
+    return checksFolder(backingPolicy) ? openingChecked(backingPath, open) : open();
   };
   return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(path), backingOverride: opts.backingOverride, snapshot: opts.snapshot });
 }

@@ -214,7 +214,11 @@ export type JobId = string;
 export interface JobSpecs {
   inspect: { path: string };
   map: { path: string; buckets: number };
-  create: { path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName };
+  /**
+   * `replace`: the person confirmed replacing a file already at `path` (without it the job refuses an existing
+   * file); `replaceNotImage`: a second confirmation, needed as well when that file is not a disk image.
+   */
+  create: { path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName; replace?: boolean; replaceNotImage?: boolean };
   check: { path: string; repair?: 'leaks' | 'all' };
   /**
    * A repair that leaves the image as it was when it fails or is cancelled: it mends a copy made beside the

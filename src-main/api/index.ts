@@ -4,7 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, HostTargetChoice, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
-import { BackingGrants } from '../block/backing-path';
+import { BackingGrants, reachedPath } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
@@ -184,7 +184,11 @@ export function errorDto(err: unknown): DiskErrorDto {
 function namedFiles(imagePath: string, info: ImageInfo): string[] {
   const out: string[] = [];
   const name = info['backing-filename'];
-  if (name !== undefined) out.push(resolveBackingPath(imagePath, name, 'anywhere'));
+  if (name !== undefined) {
+    const named = resolveBackingPath(imagePath, name, 'anywhere');
+    // A name that is a link is allowed by the file it leads to: that is what the folder rule refused.
+    out.push(named, reachedPath(named));
+  }
   const extents = info['format-specific']?.data.extents;
   if (Array.isArray(extents)) {
     for (const e of extents) {
@@ -192,5 +196,5 @@ function namedFiles(imagePath: string, info: ImageInfo): string[] {
       if (typeof f === 'string') out.push(nodePath.resolve(nodePath.dirname(imagePath), f));
     }
   }
-  return out;
+  return [...new Set(out)];
 }

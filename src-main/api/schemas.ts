@@ -85,6 +85,8 @@ export const jobSpecSchema = z.discriminatedUnion(
       options: optionValuesSchema,
       backing: pathSchema.optional(),
       backingFormat: formatSchema.optional(),
+      replace: z.boolean().optional(),
+      replaceNotImage: z.boolean().optional(),
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),

@@ -1,4 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { promises as fsp, constants as fsc } from 'node:fs';
+import * as nodePath from 'node:path';
 import { DiskError, toDiskError, corrupt } from './errors';
 import { lockImage, type ImageLock } from './lock';
 import { nativeFileOps } from './native';
@@ -40,6 +42,8 @@ export class ImageFile {
       const fst = await fh.stat();
       // The path may have been swapped for something else between the two looks.
       if (!fst.isFile() && !fst.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file or a block device, so not a disk image`, path);
+      const checked = checkedPath.getStore();
+      if (checked !== undefined && checked === nodePath.resolve(path)) await verifyLanding(fh, fst, checked);
       const size = fst.isBlockDevice() ? await blockDeviceSize(fh, fst.rdev, path) : fst.size;
       lock = await lockImage(path, fst.dev, fst.ino, writable ? 'write' : 'read');
       return new ImageFile(path, fh, writable, size, lock);
@@ -187,6 +191,28 @@ export class ImageFile {
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
     await this.lock.release();
+  }
+}
+
+/** The real path whose folder policy was checked, for opens run under openingChecked. */
+const checkedPath = new AsyncLocalStorage<string>();
+
+/**
+ * Runs `open` (the opening of an image whose real path `path` was just checked against a folder policy:
+ * a backing file, a bundle member) so that every ImageFile.open of exactly `path` inside it verifies, after
+ * opening, that the descriptor it holds is the file at `path`: same device and inode as `path` itself (not
+ * followed, so a link put there since the check does not match), and, where /proc tells it, opened under that
+ * very path (so a folder on the way swapped for a link does not pass either).
+ */
+export function openingChecked<T>(path: string, open: () => Promise<T>): Promise<T> {
+  return checkedPath.run(nodePath.resolve(path), open);
+}
+
+async function verifyLanding(fh: fsp.FileHandle, fst: { dev: number; ino: number }, expected: string): Promise<void> {
+  const there = await fsp.lstat(expected).catch(() => undefined);
+  const landed = await fsp.readlink(`/proc/self/fd/${fh.fd}`).catch(() => fsp.realpath(expected).catch(() => undefined));
+  if (there === undefined || there.dev !== fst.dev || there.ino !== fst.ino || landed !== expected) {
+    throw new DiskError('EOUTSIDE', `${expected}: the file changed while it was being opened, so it is not the file the folder rule allowed; not opening it`, expected);
   }
 }
 
