@@ -30,10 +30,10 @@ function socketApi(url: string): DiskwrightApi {
   return clientOn((method, args) => socket.call(method, args), (listener) => socket.onJobEvent(listener));
 }
 
+/** The host's socket; it authenticates by the cookie the first load set (the token is no longer in the address). */
 function socketUrl(): string {
-  const token = new URLSearchParams(window.location.search).get('token') ?? '';
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${window.location.host}/ws?token=${encodeURIComponent(token)}`;
+  return `${scheme}://${window.location.host}/ws`;
 }
 
 /** True inside the Electron app, where native dialogs and dropped-file paths exist. */
