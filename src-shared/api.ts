@@ -2,6 +2,7 @@
  * The contract between the renderer and the main process (Electron IPC or the browser host's WebSocket).
  * Nothing here imports Node, the DOM or Electron: both sides compile against it.
  */
+import type { DesktopCommand } from './desktop';
 import type { DiskErrorDto } from './errors';
 import type { OptionSpec, OptionValues } from './options';
 
@@ -487,6 +488,8 @@ export interface DesktopBridge {
   call: ApiCaller;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
   pathForFile(file: File): string;
+  /** The native menu's commands and the files the system opens with the app (desktop.ts). */
+  onDesktopCommand?(listener: (c: DesktopCommand) => void): Unsubscribe;
 }
 
 export type { DiskErrorDto, OptionSpec, OptionValues };
