@@ -11,6 +11,12 @@ export interface NativeFileOps {
   lockBytes(fd: number, start: number, length: number, shared: 0 | 1): number;
   /** 1 when another open file description holds a lock in the range, 0 when none, -errno on failure. */
   testBytes(fd: number, start: number, length: number): number;
+  /**
+   * copy_file_range from fdIn at offIn to fdOut at offOut, off the event loop: the bytes copied (fewer when the
+   * source ends or the kernel stopped part-way), or -errno when it copied nothing (EXDEV, ENOSYS, EOPNOTSUPP...).
+   * Absent from a helper built before it existed.
+   */
+  copyRange?(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
 }
 
 function findRoot(): string | undefined {
