@@ -75,7 +75,7 @@ export interface BlockDevice {
    * one). Undefined where it does not (a hole, a compressed cluster). convert copies such ranges file to file
    * inside the kernel (copyIn).
    */
-  storedAt?(offset: number, length: number): { file: ImageFile; offset: number; length: number } | undefined;
+  storedAt?(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined>;
   /**
    * Writes guest [offset, offset + length) from `file` at `fileOffset` inside the kernel (copy_file_range: a
    * reflink where the file system shares blocks). Resolves with how many bytes from `offset` on it wrote:

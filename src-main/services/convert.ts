@@ -182,7 +182,7 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   let extKind: Step['kind'] = 'zero';
   // Copy offload: the image of the chain that holds the current data extent, and that extent as its status gave
   // it (before being widened to whole clusters: only ranges inside it are known to lie in that image).
-  let offload = req.copyOffload === true && dst.copyIn !== undefined;
+  const offload = req.copyOffload === true && dst.copyIn !== undefined;
   let holder: BlockDevice | undefined;
   let holderStart = 0;
   let holderEnd = 0;
@@ -226,7 +226,7 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
       len = extEnd - pos;
       if (extKind === 'zero' && (!fresh || withBacking)) len = Math.min(len, ZERO_STEP);
     }
-    const stored = offload && extKind === 'data' && pos >= holderStart && pos + len <= holderEnd ? holder?.storedAt?.(pos, len) : undefined;
+    const stored = offload && extKind === 'data' && pos >= holderStart && pos + len <= holderEnd ? await holder?.storedAt?.(pos, len) : undefined;
     if (stored) len = stored.length;
     next = pos + len;
     const step: Step = { pos, len, kind: extKind };
@@ -256,9 +256,8 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
       run(async () => {
         const copied = await dst.copyIn!(step.pos, step.len, file, offset);
         if (copied === step.len) return;
-        // The kernel cannot copy between these files (or stopped part-way): the rest of this piece is read and
-        // written as any other, and so is every piece after it.
-        offload = false;
+        // The target declined the piece, or the kernel cannot copy between these files (or stopped part-way):
+        // the rest of the piece is read and written as any other.
         step.buf = takeBuffer().subarray(0, step.len);
         const rest = step.buf.subarray(copied);
         await src.read(step.pos + copied, rest);

@@ -5,7 +5,9 @@
  * as holes: so the map proves the offload ran). Across file systems (tmpfs to the scratch folder's) the
  * kernel refuses with EXDEV and the copy falls back to reads and writes in silence: the same content, and the
  * zeros inside data left out as a plain convert leaves them. Data held by a backing file is copied from that
- * file; what a qcow2 overlay holds over it is read as usual. -C with -c or -S is refused as qemu-img refuses it.
+ * file; what a qcow2 overlay holds over it is read as usual. Into a qcow2, whole new clusters are copied in the
+ * kernel (the image stays clean by qemu-img check); out of a qcow2, plain clusters are copied from where they lie
+ * and compressed ones read. -C with -c or -S is refused as qemu-img refuses it.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,6 +66,47 @@ test('convert -C raw -> raw: identical, and allocated as qemu-img convert -C all
   // The plain convert skips the zeros inside data, so the two maps differ there: the offload really ran.
   assert.notDeepEqual(mapOf(plain), mapOf(ours));
   assert.ok(mapOf(ours).some(([start, length, data]) => data && start <= 1048576 && start + length >= 1048576 + 65536), 'the zeros inside data are copied as data');
+});
+
+function qcow2Clean(image: string): void {
+  const c = JSON.parse(must('qemu-img', ['check', '--output', 'json', image]).stdout);
+  assert.equal(c['check-errors'] ?? 0, 0, `check errors in ${image}`);
+  assert.equal(c.corruptions ?? 0, 0, `corruptions in ${image}`);
+  assert.equal(c.leaks ?? 0, 0, `leaks in ${image}`);
+}
+
+for (const opts of ['cluster_size=64k', 'cluster_size=512', 'cluster_size=2M', 'extended_l2=on', 'cluster_size=64k,refcount_bits=1']) {
+  test(`convert -C raw -> qcow2 (${opts}) and back: identical, qemu-img check clean; the clusters are copied in the kernel`, () => {
+    const src = sourceRaw();
+    const q = s.path(`q${n++}.qcow2`);
+    dwOk(['convert', '-C', '-O', 'qcow2', '-o', opts, src, q]);
+    qcow2Clean(q);
+    identical(src, q);
+    // The zeros inside the data went in as data (copied whole, not read): as qemu-img map sees the new image.
+    const zerosAt = (JSON.parse(must('qemu-img', ['map', '--output', 'json', q]).stdout) as Array<{ start: number; length: number; data: boolean }>).find((e) => e.start <= 1048576 && e.start + e.length > 1048576);
+    assert.equal(zerosAt?.data, true, 'the zeros inside data are stored as data');
+    const back = s.path(`qb${n++}.raw`);
+    dwOk(['convert', '-C', '-O', 'raw', q, back]);
+    identical(src, back);
+    // Into a qcow2 that another convert -C wrote from a qcow2: clusters line up (or not, with 512 B) on both sides.
+    const qq = s.path(`qq${n++}.qcow2`);
+    dwOk(['convert', '-C', '-O', 'qcow2', q, qq]);
+    qcow2Clean(qq);
+    identical(src, qq);
+  });
+}
+
+test('convert -C from a qcow2 with compressed clusters beside plain ones: identical', () => {
+  const src = sourceRaw();
+  const packed = s.path(`p${n++}.qcow2`);
+  must('qemu-img', ['convert', '-c', '-O', 'qcow2', src, packed]);
+  qemuIo(packed, 'qcow2', ['write -P 0x3c 2M 256k']);
+  for (const fmt of ['raw', 'qcow2']) {
+    const out = s.path(`pc${n++}.${fmt}`);
+    dwOk(['convert', '-C', '-O', fmt, packed, out]);
+    identical(packed, out);
+    if (fmt === 'qcow2') qcow2Clean(out);
+  }
 });
 
 test('convert -C -t unsafe and into an existing target (-n): identical', () => {

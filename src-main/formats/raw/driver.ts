@@ -71,7 +71,7 @@ class RawDevice implements BlockDevice {
   }
 
   /** The file is the disk: every guest byte the file holds lies at the same offset in it. */
-  storedAt(offset: number, length: number): { file: ImageFile; offset: number; length: number } | undefined {
+  async storedAt(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined> {
     this.checkRange(offset, length);
     const n = Math.min(length, this.file.size - offset);
     return n > 0 ? { file: this.file, offset, length: n } : undefined;
