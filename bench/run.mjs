@@ -8,7 +8,7 @@
 //   npm run bench -- --memory-sizes 1G,16G   (or "none")
 //
 // Rows, for each input: convert raw -> raw and raw -> qcow2, VMDK, VHDX, Parallels, each with both tools'
-// defaults, with -t unsafe and with -t writeback; each format -> raw, and VMDK, VHDX, Parallels -> qcow2 and
+// defaults, with -t unsafe and with -t writeback; -C (copy offload) into raw and qcow2 and out of qcow2; each format -> raw, and VMDK, VHDX, Parallels -> qcow2 and
 // back (-t unsafe); qcow2 -c and streamOptimized VMDK; reading compressed qcow2 and recompressing; map,
 // compare, check and info; checksum (against sha256sum of the raw file, and a sparse 64 GiB qcow2 against
 // qemu-img map). Each row gives the wall time (best of the repeats) and the peak RSS (largest) of
@@ -178,6 +178,13 @@ for (const size of sizes) for (const kind of inputKinds) {
       rmSync(input, { force: true });
     }
   }
+  // Copy offload (-C: copy_file_range; reflinks where the file system shares blocks: run with BENCH_DIR on a
+  // btrfs or XFS mount to see them), against qemu-img -C and against qemu-img's default.
+  for (const fmt of ['raw', 'qcow2']) {
+    convertCase(size, inputs.raw, 'raw', fmt, ['-C'], '-C');
+    convertCase(size, inputs.raw, 'raw', fmt, [], '-C vs qemu default', ['-C'], []);
+  }
+  convertCase(size, inputs.qcow2, 'qcow2', 'raw', ['-C', '-t', 'unsafe'], '-C -t unsafe');
   // Compressed output, reading compressed clusters, and recompressing them.
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-c'], '-c');
   convertCase(size, inputs.raw, 'raw', 'vmdk', ['-o', 'subformat=streamOptimized'], 'streamOptimized');

@@ -174,6 +174,26 @@ export class ImageFile {
     throw new DiskError('EIO', `${this.path}: cannot punch a hole at ${pos} (${end - pos} bytes): errno ${err}`, this.path);
   }
 
+  /** True when this system can copy between files inside the kernel (copyFrom may still decline a given pair). */
+  get copiesInKernel(): boolean {
+    return nativeFileOps?.copyRange !== undefined;
+  }
+
+  /**
+   * Copies `length` bytes of `source` at `sourcePos` to `pos` in this file inside the kernel (copy_file_range:
+   * a reflink where the file system shares blocks, else a copy that never enters this process). Returns how
+   * many bytes from the start of the range it copied: fewer than `length` (often 0) when the kernel cannot do
+   * it for these files (another file system, no support) or stopped part-way; the caller writes the rest.
+   */
+  async copyFrom(source: ImageFile, sourcePos: number, pos: number, length: number): Promise<number> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    const copyRange = nativeFileOps?.copyRange;
+    if (!copyRange || length <= 0 || sourcePos + length > source.length) return 0;
+    const n = Math.max(0, Math.min(length, await copyRange(source.fh.fd, sourcePos, this.fh.fd, pos, length)));
+    if (pos + n > this.length) this.length = pos + n;
+    return n;
+  }
+
   async truncate(length: number): Promise<void> {
     if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     try {

@@ -16,6 +16,12 @@ export interface NativeFileOps {
    * cannot). Absent from a helper built before it existed.
    */
   punchHole?(fd: number, offset: number, length: number): number;
+  /**
+   * copy_file_range from fdIn at offIn to fdOut at offOut, off the event loop: the bytes copied (fewer when the
+   * source ends or the kernel stopped part-way), or -errno when it copied nothing (EXDEV, ENOSYS, EOPNOTSUPP...).
+   * Absent from a helper built before it existed.
+   */
+  copyRange?(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
 }
 
 function findRoot(): string | undefined {

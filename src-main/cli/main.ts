@@ -23,7 +23,7 @@ const USAGE = `usage: diskwright COMMAND [options]
 Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
-  convert  [-f FMT] (-O FMT | --target azure|esxi|hyperv|virtualbox|kvm) [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
+  convert  [-f FMT] (-O FMT | --target azure|esxi|hyperv|virtualbox|kvm) [-o OPTIONS] [-c | -C] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
            [-l SNAPSHOT | --keep-snapshots] [--accept-changed-backing] [--backing-file PATH] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] [--accept-changed-backing] [--backing-file PATH] A B
@@ -112,7 +112,7 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file', '--target'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file', '--target'], boolean: ['-c', '-C', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
   if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
   if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
   const sourceFormat = formatArg(p);
@@ -124,6 +124,7 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
   for (const note of targeted?.notes ?? []) io.err(`diskwright: ${note}`);
   const options = targeted?.options ?? optionsArg(p);
   if (!has(p, '-n')) await (await import('./image-opts')).takeTargetKey(target, options, has(p, '-c'));
+  if (has(p, '-C') && last(p, '-S') !== undefined) throw new DiskError('EINVAL', 'Cannot enable copy offloading when -S is used');
   const keepSnapshots = has(p, '--keep-snapshots');
   const convert = keepSnapshots ? (await import('../services/convert-snapshots')).convertKeepingSnapshots : (await import('../services/convert')).convertImage;
   await convert({
@@ -136,6 +137,7 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     options,
     targetSize: targeted?.targetSize,
     compress: has(p, '-c'),
+    copyOffload: has(p, '-C'),
     backingFile: last(p, '-B'),
     acceptChangedBacking: has(p, '--accept-changed-backing'),
     backingOverride: last(p, '--backing-file'),

@@ -71,6 +71,24 @@ class RawDevice implements BlockDevice {
     this.probe = undefined;
   }
 
+  /** The file is the disk: every guest byte the file holds lies at the same offset in it. */
+  async storedAt(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined> {
+    this.checkRange(offset, length);
+    const n = Math.min(length, this.file.size - offset);
+    return n > 0 ? { file: this.file, offset, length: n } : undefined;
+  }
+
+  async copyIn(offset: number, length: number, from: ImageFile, fromOffset: number): Promise<number> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    this.checkRange(offset, length);
+    this.probe = undefined;
+    try {
+      return await this.file.copyFrom(from, fromOffset, offset, length);
+    } finally {
+      this.probe = undefined;
+    }
+  }
+
   /**
    * Holes of a sparse file read as zero and are reported as 'zero' (qemu-img does the same); everything
    * else is data. Where the system cannot report holes, all-zero 4 KiB blocks are reported as 'zero'.
