@@ -71,6 +71,8 @@ export interface CheckProblem {
   severity: 'corruption' | 'leak' | 'error';
   message: string;
   fixed?: boolean;
+  /** What the finding is, where a face words it differently from generic damage: the in-use mark of an image not closed cleanly. */
+  kind?: 'unclean';
 }
 
 /** What a check finds; the counts and keys follow qemu-img check's JSON. */
