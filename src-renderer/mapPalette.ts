@@ -1,18 +1,20 @@
 /**
- * The allocation map's colours and cell grid, in one place: AllocationMap draws with them, the partition bar
- * and the "free in the file system" layer (components/inside/) line up with and colour by them, and the e2e
- * tests read the picture back by them. Keep the colours opaque and distinct.
+ * The allocation map's colour tokens and cell grid, in one place: AllocationMap draws with them (reading each
+ * token's value from tokens.css, so the map follows the theme), the partition bar and the "free in the file
+ * system" layer (components/inside/) line up with and colour by them, and the e2e tests read the picture back
+ * by the light theme's values. Keep the colours opaque and distinct.
  */
-export const MAP_COLOURS = {
-  data: '#2f5a8c',
-  backing: '#8fb0d8',
-  compressed: '#7a4f9e',
-  zero: '#8cc5b4',
-  unallocated: '#e1e5ea',
+export const MAP_TOKENS = {
+  data: 'map-data',
+  backing: 'map-backing',
+  compressed: 'map-compressed',
+  zero: 'map-zero',
+  unallocated: 'map-unallocated',
   /** Data the image holds where its file system marks the space free: what a compaction gives back. */
-  freeInFs: '#d4a21c',
+  freeInFs: 'map-free-in-fs',
+  focus: 'map-focus',
 } as const;
-export type MapColour = keyof typeof MAP_COLOURS;
+export type MapColour = Exclude<keyof typeof MAP_TOKENS, 'focus'>;
 
 /** The grid: COLUMNS cells a row, each CELL px with GAP px after it, PAD px around (room for the focus ring). */
 export const MAP_GRID = { columns: 64, cell: 10, gap: 2, pitch: 12, pad: 2 } as const;

@@ -72,6 +72,8 @@ export interface CheckProblem {
   severity: 'corruption' | 'leak' | 'error';
   message: string;
   fixed?: boolean;
+  /** What the finding is, where a face words it differently from generic damage: the in-use mark of an image not closed cleanly. */
+  kind?: 'unclean';
 }
 
 /** What a check finds; the counts and keys follow qemu-img check's JSON. */
@@ -427,6 +429,8 @@ export interface DiskwrightApi {
   pickTarget(suggestedName: string): Promise<string | null>;
   /** Whether a new image can go at `path`: its folder, whether the name is taken, the free space there. */
   targetInfo(path: string): Promise<TargetInfo>;
+  /** "Open read-only anyway": from now on (this launch) reads of this image take no lock, while another program writes it. */
+  readWhileInUse(path: string): Promise<void>;
   /** An image's internal snapshots for the snapshot browser (qcow2); other formats answer with none. */
   snapshots(path: string): Promise<SnapshotListing>;
   /** For each snapshot id, the bytes that deleting it would give back (clusters only its tables reach). */
@@ -474,7 +478,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey', 'partitions', 'insideList', 'insideFree'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey', 'partitions', 'insideList', 'insideFree', 'readWhileInUse'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 /** One contract call by name: what each bridge carries, and what the renderer builds every method on. */

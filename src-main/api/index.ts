@@ -3,9 +3,11 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
+import { promises as fsp } from 'node:fs';
 import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, HostTargetChoice, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
 import { BackingGrants, reachedPath } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
+import { shareReadsOf } from '../block/lock';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
 import { listDir, targetInfo } from '../services/browse';
@@ -95,6 +97,12 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     targetInfo(path: string): Promise<TargetInfo> {
       return targetInfo(path);
+    },
+    async readWhileInUse(path: string): Promise<void> {
+      const st = await fsp.stat(path).catch((err: unknown) => {
+        throw toDiskError(err, path);
+      });
+      shareReadsOf(st.dev, st.ino);
     },
     snapshots(path: string): Promise<SnapshotListing> {
       return snapshotListing(path);

@@ -140,6 +140,7 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   pickImage: z.tuple([]),
   pickTarget: z.tuple([z.string({ error: 'a file name must be text' }).max(255, 'the file name is too long')]),
   targetInfo: z.tuple([pathSchema]),
+  readWhileInUse: z.tuple([pathSchema]),
   snapshots: z.tuple([pathSchema]),
   snapshotSpace: z.tuple([pathSchema]),
   snapshotMap: z.tuple([pathSchema, snapshotKeySchema, bucketsSchema]),
