@@ -43,6 +43,20 @@ export function must(cmd: string, args: string[], opts: { cwd?: string; input?: 
   return r;
 }
 
+/**
+ * qemu-img making a LUKS volume (create, or convert to an encrypted target), which must succeed. Its PBKDF2
+ * benchmark sometimes measures 0 ms of CPU on a busy machine and gives up ("Unable to get accurate CPU usage"):
+ * that, and only that, is retried (up to four times).
+ */
+export function qemuImgLuks(args: string[]): RunResult {
+  for (let attempt = 1; ; attempt++) {
+    const r = run('qemu-img', args);
+    if (r.status === 0) return r;
+    if (attempt < 4 && /Unable to get accurate CPU usage/.test(r.stderr)) continue;
+    throw new Error(`qemu-img ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+  }
+}
+
 /** `diskwright` that must succeed. */
 export function dwOk(args: string[], opts: { cwd?: string; input?: Buffer } = {}): RunResult {
   const r = dw(args, opts);

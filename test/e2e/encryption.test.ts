@@ -18,7 +18,7 @@ import type { Page } from 'playwright';
 import { AxeBuilder } from '@axe-core/playwright';
 import { keyFor } from '../../src-main/keyring';
 import { openImage } from '../../src-main/registry';
-import { dw, must, run } from '../helpers';
+import { dw, must, qemuImgLuks, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
 
 const session = e2eSession('dw-e2e-enc-');
@@ -32,7 +32,7 @@ const imageOpts = (path: string) => `driver=qcow2,file.filename=${path},encrypt.
 
 function qemuLuksImage(name: string): string {
   const path = session.work.path(name);
-  must('qemu-img', ['create', '-q', '-f', 'qcow2', ...secretArgs(), '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', path, '32M']);
+  qemuImgLuks(['create', '-q', '-f', 'qcow2', ...secretArgs(), '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', path, '32M']);
   must('qemu-io', [...secretArgs(), '--image-opts', imageOpts(path), '-c', 'write -P 0x6b 0 2M', '-c', 'write -P 0x39 20M 1M']);
   return path;
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { CLI, must, run, scratch } from '../helpers';
+import { CLI, must, qemuImgLuks, scratch } from '../helpers';
 
 const s = scratch('dw-crypto-prompt-');
 after(s.cleanup);
@@ -44,12 +44,7 @@ function onTerminal(args: string[], answers: string[]): Promise<{ status: number
 
 function luksImage(name: string): string {
   const img = s.path(name);
-  // qemu's PBKDF2 benchmark sometimes gives up on a busy machine ("Unable to get accurate CPU usage"): retried.
-  for (let attempt = 1; ; attempt++) {
-    const r = run('qemu-img', ['create', '-q', '-f', 'qcow2', ...OBJ, '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', img, '1M']);
-    if (r.status === 0) break;
-    if (attempt >= 4 || !/Unable to get accurate CPU usage/.test(r.stderr)) throw new Error(`qemu-img create: ${r.stderr}`);
-  }
+  qemuImgLuks(['create', '-q', '-f', 'qcow2', ...OBJ, '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', img, '1M']);
   must('qemu-io', ['--object', `secret,id=s0,file=${passFile}`, '--image-opts', opts(img), '-c', 'write -P 0x6b 0 64k']);
   return img;
 }

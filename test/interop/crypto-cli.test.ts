@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { CLI, assertPlainError, dw, dwOk, must, run, scratch } from '../helpers';
+import { CLI, assertPlainError, dw, dwOk, must, qemuImgLuks, run, scratch } from '../helpers';
 
 const s = scratch('dw-crypto-cli-');
 after(s.cleanup);
@@ -54,12 +54,7 @@ function qemuCheckClean(path: string): void {
 
 function qemuCreate(path: string, format: 'luks' | 'aes', size = SIZE): void {
   const o = format === 'luks' ? 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10' : 'encrypt.format=aes,encrypt.key-secret=s0';
-  // qemu's PBKDF2 benchmark sometimes gives up on a busy machine ("Unable to get accurate CPU usage"): retried.
-  for (let attempt = 1; ; attempt++) {
-    const r = run('qemu-img', ['create', '-q', '-f', 'qcow2', ...OBJ, '-o', o, path, String(size)]);
-    if (r.status === 0) return;
-    if (attempt >= 4 || !/Unable to get accurate CPU usage/.test(r.stderr)) throw new Error(`qemu-img create: ${r.stderr}`);
-  }
+  qemuImgLuks(['create', '-q', '-f', 'qcow2', ...OBJ, '-o', o, path, String(size)]);
 }
 
 /** The bytes and mtime of a file, to show an operation left it as it was. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { openSync, readSync, closeSync, readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { must, run, scratch } from '../helpers';
+import { must, qemuImgLuks, run, scratch } from '../helpers';
 import { createLuks, luksInfo, unlockLuks, NO_SLOT_OPENS, type LuksCreateOptions } from '../../src-main/crypto/luks';
 import { LUKS_HEADER_BYTES, parseLuksHeader } from '../../src-main/crypto/luks-header';
 import { DiskError } from '../../src-main/block/errors';
@@ -70,17 +70,9 @@ function decryptByQemu(path: string, pass = PASS): Buffer {
   return readFileSync(out);
 }
 
-/**
- * qemu-img making a LUKS volume. Its PBKDF2 benchmark sometimes measures 0 ms of CPU for 2^15 iterations of a
- * fast hash and gives up ("Unable to get accurate CPU usage"): that is retried, anything else fails.
- */
+/** qemu-img making a LUKS volume (its PBKDF2 benchmark's flake retried: helpers.ts). */
 function qemuMakesLuks(args: string[]): void {
-  for (let attempt = 1; ; attempt++) {
-    const r = run('qemu-img', args);
-    if (r.status === 0) return;
-    if (attempt < 4 && /Unable to get accurate CPU usage/.test(r.stderr)) continue;
-    throw new Error(`qemu-img ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  }
+  qemuImgLuks(args);
 }
 
 const qemuVariants: Array<{ label: string; opts: string }> = [

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { dw, must, run, scratch } from '../helpers';
+import { dw, must, qemuImgLuks, run, scratch } from '../helpers';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
 import { checkQcow2 } from '../../src-main/formats/qcow2/check/check';
@@ -86,12 +86,7 @@ for (const format of ['luks', 'aes'] as const) {
     const raw = randomRaw('in.raw');
     const img = s.path(`qemu-${format}.qcow2`);
     const extra = format === 'luks' ? ',encrypt.iter-time=100' : '';
-    for (let attempt = 1; ; attempt++) {
-      // qemu's PBKDF2 benchmark now and then measures 0 ms of CPU and gives up: retried.
-      const r = run('qemu-img', ['convert', '--object', SECRET, '-O', 'qcow2', '-o', `encrypt.format=${format},encrypt.key-secret=s0${extra}`, raw.path, img]);
-      if (r.status === 0) break;
-      if (attempt >= 4 || !/Unable to get accurate CPU usage/.test(r.stderr)) throw new Error(`qemu-img convert: ${r.stderr}`);
-    }
+    qemuImgLuks(['convert', '--object', SECRET, '-O', 'qcow2', '-o', `encrypt.format=${format},encrypt.key-secret=s0${extra}`, raw.path, img]);
     must('qemu-io', ['--object', SECRET, '--image-opts', imageOpts(img), '-c', 'write -P 0x3c 1000448 8192', '-c', 'write -z 3145728 65536']);
     const want = Buffer.from(raw.data);
     want.fill(0x3c, 1000448, 1000448 + 8192);

@@ -12,7 +12,7 @@ import type { DiskErrorDto, DiskwrightApi, JobEvent, JobResults, JobSpec } from 
 import { callApi, createApi } from '../../src-main/api';
 import { JobManager } from '../../src-main/services/jobs';
 import { forgetAllKeys, keyFor } from '../../src-main/keyring';
-import { must, run, scratch } from '../helpers';
+import { must, qemuImgLuks, run, scratch } from '../helpers';
 
 const s = scratch('dw-enc-api-');
 after(() => {
@@ -67,7 +67,7 @@ function runJob<K extends JobSpec['kind']>(spec: JobSpec & { kind: K }): Promise
 
 function luksImage(name: string): string {
   const path = s.path(name);
-  must('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', SECRET, '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', path, '8M']);
+  qemuImgLuks(['create', '-q', '-f', 'qcow2', '--object', SECRET, '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', path, '8M']);
   const w = run('qemu-io', ['--object', SECRET, '--image-opts', `driver=qcow2,file.filename=${path},encrypt.key-secret=s0`, '-c', 'write -P 0x5a 0 1M', '-c', 'write -P 0xc3 5M 64k']);
   assert.equal(w.status, 0, w.stderr);
   return path;
