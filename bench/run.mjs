@@ -8,7 +8,7 @@
 //   npm run bench -- --memory-sizes 1G,16G   (or "none")
 //
 // Rows, for each input: convert raw -> raw and raw -> qcow2, VMDK, VHDX, Parallels, each with both tools'
-// defaults, with -t unsafe and with -t writeback; each format -> raw, and VMDK, VHDX, Parallels -> qcow2 and
+// defaults, with -t unsafe and with -t writeback; -C (copy offload) into raw and qcow2 and out of qcow2; each format -> raw, and VMDK, VHDX, Parallels -> qcow2 and
 // back (-t unsafe); qcow2 -c and streamOptimized VMDK; reading compressed qcow2 and recompressing; map,
 // compare, check and info; checksum (against sha256sum of the raw file, and a sparse 64 GiB qcow2 against
 // qemu-img map). Each row gives the wall time (best of the repeats) and the peak RSS (largest) of
@@ -20,6 +20,8 @@
 // 4 KiB blocks with holes between them as a real disk's does.
 // The memory rows ("spread": 64 MiB of data spread evenly over the virtual size) convert raw to and from each
 // format at 1 GiB and 64 GiB: peak RSS should not grow with the virtual size.
+// sparsify (fs input only): the ext4 with a file of a quarter of the disk written and deleted, compacted into qcow2,
+// set against qemu-img convert of the same input (the note gives both outputs' sizes).
 // Every timed command writes a new target: the previous one is deleted first, outside the timing, so neither
 // tool pays for freeing the last run's file. Every output is checked (qemu-img compare, and check for qcow2)
 // so a fast wrong answer cannot pass unnoticed.
@@ -127,6 +129,30 @@ function convertCase(size, input, inFmt, outFmt, flags, label, oursFlags = flags
   rmB();
 }
 
+function sparsifyCase(size, fsRaw) {
+  const input = join(dir, 'deleted.raw');
+  const junk = join(dir, 'junk.bin');
+  sh('cp', ['--sparse=always', fsRaw, input]);
+  const vsize = JSON.parse(qemu(['info', '--output', 'json', input]).stdout)['virtual-size'];
+  sh('dd', ['if=/dev/urandom', `of=${junk}`, 'bs=1M', `count=${Math.floor(vsize / 4 / 1048576)}`, 'status=none']);
+  sh('debugfs', ['-w', '-R', `write ${junk} junk.bin`, input]);
+  sh('debugfs', ['-w', '-R', 'rm junk.bin', input]);
+  rmSync(junk, { force: true });
+  const a = join(dir, 'sparse.qcow2');
+  const b = join(dir, 'plain.qcow2');
+  const rmA = () => rmSync(a, { force: true });
+  const rmB = () => rmSync(b, { force: true });
+  const tOurs = best(() => ours(['sparsify', '-q', '-t', 'unsafe', '-f', 'raw', '-O', 'qcow2', input, a]), rmA);
+  const tQemu = best(() => qemu(['convert', '-f', 'raw', '-O', 'qcow2', input, b]), rmB);
+  const mib = (p) => (Number(sh('stat', ['-c', '%b', p]).stdout) * 512) / 1048576;
+  let note = `sizes: ours ${mib(a).toFixed(0)} MiB, qemu-img convert ${mib(b).toFixed(0)} MiB`;
+  if (sh('qemu-img', ['check', '-q', a], [0, 1, 2, 3]).status !== 0) note += '; qemu-img check fails';
+  rows.push({ size, input: 'fs+deleted', name: 'sparsify raw -> qcow2 -t unsafe', ours: tOurs, qemu: tQemu, note });
+  rmA();
+  rmB();
+  rmSync(input, { force: true });
+}
+
 let currentInput = '';
 /** The formats both tools write; every one is converted to and from raw and qcow2. */
 const FORMATS = ['qcow2', 'vmdk', 'vhdx', 'parallels'];
@@ -152,6 +178,13 @@ for (const size of sizes) for (const kind of inputKinds) {
       rmSync(input, { force: true });
     }
   }
+  // Copy offload (-C: copy_file_range; reflinks where the file system shares blocks: run with BENCH_DIR on a
+  // btrfs or XFS mount to see them), against qemu-img -C and against qemu-img's default.
+  for (const fmt of ['raw', 'qcow2']) {
+    convertCase(size, inputs.raw, 'raw', fmt, ['-C'], '-C');
+    convertCase(size, inputs.raw, 'raw', fmt, [], '-C vs qemu default', ['-C'], []);
+  }
+  convertCase(size, inputs.qcow2, 'qcow2', 'raw', ['-C', '-t', 'unsafe'], '-C -t unsafe');
   // Compressed output, reading compressed clusters, and recompressing them.
   convertCase(size, inputs.raw, 'raw', 'qcow2', ['-c'], '-c');
   convertCase(size, inputs.raw, 'raw', 'vmdk', ['-o', 'subformat=streamOptimized'], 'streamOptimized');
@@ -190,6 +223,9 @@ for (const size of sizes) for (const kind of inputKinds) {
     const args = [cmd, inputs.qcow2];
     rows.push({ size, input: kind, name: `${cmd} qcow2`, ours: best(() => ours(args, [0, 2, 3])), qemu: best(() => qemu(args, [0, 2, 3])), note: '' });
   }
+  // sparsify (issue 23): the fs input with a file of a quarter of its size written and then deleted (debugfs), compacted
+  // into qcow2, against qemu-img convert of the same input; the note gives both outputs' sizes on disk.
+  if (kind === 'fs' && want('sparsify')) sparsifyCase(size, inputs.raw);
   for (const p of Object.values(inputs)) rmSync(p, { force: true });
 }
 

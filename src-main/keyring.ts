@@ -44,3 +44,37 @@ export function forgetAllKeys(): void {
   for (const k of keys.values()) k.fill(0);
   keys.clear();
 }
+
+/**
+ * Asks a person for the passphrase of an encrypted image that needs one (the CLI's no-echo prompt on a
+ * terminal); undefined when nobody can be asked. Installed by a face; none by default.
+ */
+export type KeyAsker = (path: string, attempt: number) => Promise<Uint8Array | undefined>;
+let asker: KeyAsker | undefined;
+/** Paths whose held key came from asking (a wrong one may be asked for again; a given one is not). */
+const asked = new Map<string, number>();
+/** How many times a person is asked for one image's passphrase before its refusal stands (as cryptsetup). */
+const ASK_TRIES = 3;
+
+export function setKeyAsker(fn: KeyAsker | undefined): void {
+  asker = fn;
+  asked.clear();
+}
+
+/**
+ * After an open of the image at `path` was refused for want of a key (`needed`) or for a wrong one, the key to
+ * try next: asked for (and held) when an asker is installed, the key was not given some other way, and tries
+ * remain; otherwise undefined and the refusal stands.
+ */
+export async function askForKey(path: string, needed: boolean): Promise<Uint8Array | undefined> {
+  const name = keyName(path);
+  if (!asker || (!needed && !asked.has(name)) || (needed && keys.has(name) && !asked.has(name))) return undefined;
+  const attempt = (asked.get(name) ?? 0) + 1;
+  if (attempt > ASK_TRIES) return undefined;
+  const key = await asker(path, attempt);
+  if (!key) return undefined;
+  rememberKey(path, key);
+  key.fill(0);
+  asked.set(name, attempt);
+  return keyFor(path);
+}

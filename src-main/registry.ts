@@ -7,10 +7,12 @@ import { promises as fsp } from 'node:fs';
 import { FORMAT_NAMES } from '../src-shared/api';
 import { ChainGuard, chainOf } from './block/chain';
 import { DiskError } from './block/errors';
-import { ImageFile } from './block/file';
+import { ImageFile, openingChecked } from './block/file';
+import { checksFolder } from './block/backing-path';
 import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
 import { FORMAT_DRIVERS } from './formats/index';
-import { keyFor } from './keyring';
+import { askForKey, keyFor } from './keyring';
+import { keyRefusal } from './crypto';
 
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
 export const DRIVERS = FORMAT_DRIVERS;
@@ -141,8 +143,12 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
   const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
     guard.visit(backingPath);
     backingPath = await imageEntry(backingPath);
-    const d = await resolveDriver(backingPath, format);
-    return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
+    const open = async () => {
+      const d = await resolveDriver(backingPath, format);
+      return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
+    };
+    // Under a folder policy the format checked the real path it hands us: the file opened must be that one.
+    return checksFolder(backingPolicy) ? openingChecked(backingPath, open) : open();
   };
   return openCutting(driver, path, { readOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(path), backingOverride: opts.backingOverride, snapshot: opts.snapshot });
 }
@@ -157,6 +163,11 @@ async function openCutting(driver: FormatDriver, path: string, opts: OpenOptions
   try {
     return await driver.open(path, opts);
   } catch (err) {
+    // An encrypted image refused for want of its key (or a wrong one): a face that can ask a person (the CLI's
+    // prompt on a terminal) gives the key to try, and this one image is opened again with it.
+    const refusal = keyRefusal(err);
+    const key = refusal ? await askForKey(path, refusal === 'needed') : undefined;
+    if (key) return openCutting(driver, path, { ...opts, passphrase: key });
     const policy = opts.backingPolicy;
     if (typeof policy !== 'object' || policy.ungranted !== 'cut' || !(err instanceof DiskError) || err.code !== 'EOUTSIDE') throw err;
     return driver.open(path, { ...opts, backingPolicy: 'none' });

@@ -2,6 +2,7 @@
 import { createPinia } from 'pinia';
 import { createApp } from 'vue';
 import App from './App.vue';
+import './tokens.css';
 import './styles.css';
 
 createApp(App).use(createPinia()).mount('#app');

@@ -171,3 +171,14 @@ export function presentDetails(type: string, data: Record<string, unknown>): Pre
   }
   return out;
 }
+
+/**
+ * Whether the image's format records a dirty (in use, not closed cleanly) flag at all: qcow2 from version 3
+ * (compat 1.1), VHDX (a log to replay), Parallels (the in-use mark). Other formats have none to show, so a "Clear"
+ * would claim a check that never happened; a flag that is set is always shown.
+ */
+export function showsDirtyFlag(info: { format: string; 'dirty-flag': boolean; 'format-specific'?: { data: Record<string, unknown> } }): boolean {
+  if (info['dirty-flag']) return true;
+  if (info.format === 'qcow2') return info['format-specific']?.data.compat !== '0.10';
+  return info.format === 'vhdx' || info.format === 'parallels';
+}

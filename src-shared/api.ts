@@ -2,6 +2,7 @@
  * The contract between the renderer and the main process (Electron IPC or the browser host's WebSocket).
  * Nothing here imports Node, the DOM or Electron: both sides compile against it.
  */
+import type { DesktopCommand } from './desktop';
 import type { DiskErrorDto } from './errors';
 import type { OptionSpec, OptionValues } from './options';
 
@@ -71,6 +72,8 @@ export interface CheckProblem {
   severity: 'corruption' | 'leak' | 'error';
   message: string;
   fixed?: boolean;
+  /** What the finding is, where a face words it differently from generic damage: the in-use mark of an image not closed cleanly. */
+  kind?: 'unclean';
 }
 
 /** What a check finds; the counts and keys follow qemu-img check's JSON. */
@@ -214,7 +217,11 @@ export type JobId = string;
 export interface JobSpecs {
   inspect: { path: string };
   map: { path: string; buckets: number };
-  create: { path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName };
+  /**
+   * `replace`: the person confirmed replacing a file already at `path` (without it the job refuses an existing
+   * file); `replaceNotImage`: a second confirmation, needed as well when that file is not a disk image.
+   */
+  create: { path: string; format: FormatName; size: number; options: OptionValues; backing?: string; backingFormat?: FormatName; replace?: boolean; replaceNotImage?: boolean };
   check: { path: string; repair?: 'leaks' | 'all' };
   /**
    * A repair that leaves the image as it was when it fails or is cancelled: it mends a copy made beside the
@@ -247,6 +254,11 @@ export interface JobSpecs {
   compare: { a: string; b: string; formatB?: FormatName };
   /** One fingerprint of the guest's content, equal for the same content in any format (diskwright checksum). */
   checksum: { path: string; format?: FormatName };
+  /**
+   * Copies a file or folder out of a partition's file system (issue 22) into `target`, a new name (never an
+   * existing one): written beside it and renamed into place, so a cancel leaves nothing behind.
+   */
+  'inside-copy': { path: string; partition: number; inner: string; target: string };
 }
 
 /** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */
@@ -265,6 +277,7 @@ export interface JobResults {
   rebase: RebaseResult;
   compare: CompareOutcome;
   checksum: ChecksumResult;
+  'inside-copy': InsideCopyResult;
 }
 
 /** What a 'checksum' job gives back: the fingerprint of what the guest sees (docs/checksum.md). */
@@ -315,7 +328,7 @@ export interface RepairResult {
  * What a job's progress counts: most jobs have one phase named after their kind; a repair first copies the
  * image ('copy', bytes), then repairs the copy ('repair', the format's own unit).
  */
-export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum';
+export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum' | 'inside-copy';
 
 export interface JobProgress {
   done: number;
@@ -416,6 +429,8 @@ export interface DiskwrightApi {
   pickTarget(suggestedName: string): Promise<string | null>;
   /** Whether a new image can go at `path`: its folder, whether the name is taken, the free space there. */
   targetInfo(path: string): Promise<TargetInfo>;
+  /** "Open read-only anyway": from now on (this launch) reads of this image take no lock, while another program writes it. */
+  readWhileInUse(path: string): Promise<void>;
   /** An image's internal snapshots for the snapshot browser (qcow2); other formats answer with none. */
   snapshots(path: string): Promise<SnapshotListing>;
   /** For each snapshot id, the bytes that deleting it would give back (clusters only its tables reach). */
@@ -436,6 +451,12 @@ export interface DiskwrightApi {
   hostTargetPlan(source: string, target: HostTargetName, choice: HostTargetChoice): Promise<HostTargetPlan>;
   /** Whether an image is ready for a target as it is ("Ready for Azure" on Inspect). */
   readyFor(path: string, target: HostTargetName): Promise<HostTargetReport>;
+  /** Inside the disk (issue 22): the partition table and each partition's file system, with findings in plain words. */
+  partitions(path: string): Promise<DiskLayout>;
+  /** A folder of a partition's file system (`partition` as sfdisk numbers it; 0 for a whole-disk file system). */
+  insideList(path: string, partition: number, dir: string): Promise<InsideListing>;
+  /** Where the image holds data that its file systems mark free (what a compaction gives back), drawn into `buckets`. */
+  insideFree(path: string, buckets: number): Promise<InsideFreePicture>;
   startJob(spec: JobSpec): Promise<JobId>;
   cancelJob(id: JobId): Promise<void>;
   /**
@@ -457,7 +478,7 @@ export interface DiskwrightApi {
 
 /** The request/response methods, as a map the IPC and WebSocket bridges are typed by. */
 export type ApiMethod = Exclude<keyof DiskwrightApi, 'onJobEvent'>;
-export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey'];
+export const API_METHODS: readonly ApiMethod[] = ['inspect', 'mapPicture', 'allowBackingPath', 'recentImages', 'formats', 'createOptions', 'listDir', 'pickImage', 'pickTarget', 'targetInfo', 'snapshots', 'snapshotSpace', 'snapshotMap', 'snapshotDiff', 'measure', 'commitPlan', 'rebasePlan', 'hostTargets', 'hostTargetPlan', 'readyFor', 'startJob', 'cancelJob', 'unlockImage', 'setTargetKey', 'forgetImageKey', 'partitions', 'insideList', 'insideFree', 'readWhileInUse'];
 export type ApiArgs<M extends ApiMethod> = Parameters<DiskwrightApi[M]>;
 export type ApiResult<M extends ApiMethod> = Awaited<ReturnType<DiskwrightApi[M]>>;
 /** One contract call by name: what each bridge carries, and what the renderer builds every method on. */
@@ -471,6 +492,8 @@ export interface DesktopBridge {
   call: ApiCaller;
   onJobEvent(listener: (e: JobEvent) => void): Unsubscribe;
   pathForFile(file: File): string;
+  /** The native menu's commands and the files the system opens with the app (desktop.ts). */
+  onDesktopCommand?(listener: (c: DesktopCommand) => void): Unsubscribe;
 }
 
 export type { DiskErrorDto, OptionSpec, OptionValues };
@@ -491,3 +514,96 @@ export type WireMessage = { id: number; result: unknown } | { id: number; error:
  * its message text; the preload turns `error` back into a rejection carrying the DiskErrorDto.
  */
 export type IpcReply<T> = { ok: true; result: T } | { ok: false; error: DiskErrorDto };
+
+/*
+ * Inside the disk (issue 22): what src-main/inside/ reads, as the app receives it. Optional fields are left out
+ * where the disk does not say (the same shapes as `diskwright partitions --output json`, in camelCase).
+ */
+
+/** A plain-words observation about the disk: a damaged table read from its backup, a hybrid MBR, an overlap. */
+export interface InsideFinding {
+  severity: 'info' | 'warning' | 'error';
+  message: string;
+}
+
+/** A file system as identified from its superblock, in blkid's words. */
+export interface InsideFileSystem {
+  /** blkid's TYPE word: ext4, vfat, ntfs, xfs, btrfs, swap, LVM2_member, crypto_LUKS, iso9660, exfat, or unknown. */
+  type: string;
+  label?: string;
+  uuid?: string;
+  size: number;
+  blockSize?: number;
+  used?: number;
+  version?: string;
+  flags?: string[];
+  volumeGroup?: string;
+  firstBytes?: string;
+  /** diskwright can list and copy its files (ext2/3/4, FAT, NTFS). */
+  browsable?: boolean;
+}
+
+export interface InsidePartition {
+  /** As sfdisk numbers it (0: the whole disk holds one file system, no table). */
+  number: number;
+  start: number;
+  size: number;
+  /** GPT type GUID upper-case, or the MBR type byte in hex as sfdisk prints it. */
+  type: string;
+  name?: string;
+  uuid?: string;
+  bootable?: boolean;
+  kind?: 'primary' | 'extended' | 'logical';
+  filesystem?: InsideFileSystem;
+}
+
+export interface DiskLayout {
+  table: 'gpt' | 'mbr' | null;
+  sectorSize: number;
+  size: number;
+  id?: string;
+  firstUsable?: number;
+  lastUsable?: number;
+  partitions: InsidePartition[];
+  findings: InsideFinding[];
+}
+
+/** One entry of a folder inside the disk. Times are milliseconds since 1970 (UTC). */
+export interface InsideEntry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mtime?: number;
+  mode?: number;
+  /** A symlink's target text, shown, never followed. */
+  target?: string;
+}
+
+export interface InsideListing {
+  partition: number;
+  /** The folder listed, absolute inside the file system ('/', '/etc'). */
+  path: string;
+  entries: InsideEntry[];
+}
+
+/** The map's "allocated in the image but free in the file system" layer. */
+export interface InsideFreePicture {
+  virtualSize: number;
+  /** The same cut as mapPicture's for the same bucket count. */
+  bucketSize: number;
+  /** Per bucket: bytes the image itself holds (not a backing file) that the file systems mark free, or that no partition covers. */
+  buckets: number[];
+  /** Their sum. */
+  bytes: number;
+  /** Per partition: whether its free space was read ('mapped') or not, and why not. */
+  partitions: Array<{ number: number; type: string; status: 'mapped' | 'kept'; reason?: string; freeBytes: number }>;
+}
+
+/** What an 'inside-copy' job gives back. */
+export interface InsideCopyResult {
+  target: string;
+  files: number;
+  bytes: number;
+  /** Entries not copied (special files, names that cannot be files here), in plain words. */
+  skipped: string[];
+}

@@ -3,9 +3,11 @@
  * call into it through `callApi`, which validates arguments first, so the two faces cannot drift apart.
  */
 import * as nodePath from 'node:path';
+import { promises as fsp } from 'node:fs';
 import type { ApiArgs, ApiMethod, ApiResult, DirListing, DiskErrorDto, DiskwrightApi, FormatName, FormatSummary, ImageInfo, TargetInfo, HostTargetChoice, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, JobEvent, JobId, JobSpec, MapPicture, OptionSpec, SnapshotDiff, SnapshotListing, CommitPlan, RebasePlan, MeasureReport, MeasureSpec } from '../../src-shared/api';
-import { BackingGrants } from '../block/backing-path';
+import { BackingGrants, reachedPath } from '../block/backing-path';
 import { DiskError, toDiskError } from '../block/errors';
+import { shareReadsOf } from '../block/lock';
 import { driverFor, formatSummaries, resolveBackingPath } from '../registry';
 import type { BackingPolicy } from '../block/types';
 import { listDir, targetInfo } from '../services/browse';
@@ -19,6 +21,8 @@ import { rebasePlan } from '../services/rebase';
 import { snapshotDiffPicture, snapshotListing, snapshotMapPicture, snapshotSpace } from '../services/snapshot';
 import { planForSource, readyFor, targetSummaries } from '../services/targets';
 import { forgetImageKey, holdTargetKey, unlockImage } from '../services/unlock';
+import { freePicture, listFolder, listPartitions } from '../services/inside';
+import type { DiskLayout, InsideFreePicture, InsideListing } from '../../src-shared/api';
 import { isApiMethod, parseArgs } from './schemas';
 
 export { ARG_SCHEMAS, isApiMethod, parseArgs } from './schemas';
@@ -94,6 +98,12 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     targetInfo(path: string): Promise<TargetInfo> {
       return targetInfo(path);
     },
+    async readWhileInUse(path: string): Promise<void> {
+      const st = await fsp.stat(path).catch((err: unknown) => {
+        throw toDiskError(err, path);
+      });
+      shareReadsOf(st.dev, st.ino);
+    },
     snapshots(path: string): Promise<SnapshotListing> {
       return snapshotListing(path);
     },
@@ -127,6 +137,17 @@ export function createApi(jobs: JobManager, opts: ApiOptions = {}): DiskwrightAp
     },
     readyFor(path: string, target: HostTargetName): Promise<HostTargetReport> {
       return readyFor(path, target);
+    },
+    partitions(path: string): Promise<DiskLayout> {
+      return listPartitions({ path, backingPolicy });
+    },
+    async insideList(path: string, partition: number, dir: string): Promise<InsideListing> {
+      const listed = await listFolder({ path, partition, inner: dir, backingPolicy });
+      return { partition, ...listed };
+    },
+    insideFree(path: string, buckets: number): Promise<InsideFreePicture> {
+      // Counted over the same chain as the map (mapPolicy), so the layer lies on the picture it is drawn over.
+      return freePicture({ path, buckets, backingPolicy: mapPolicy });
     },
     async startJob(spec: JobSpec): Promise<JobId> {
       return jobs.start(spec);
@@ -171,7 +192,11 @@ export function errorDto(err: unknown): DiskErrorDto {
 function namedFiles(imagePath: string, info: ImageInfo): string[] {
   const out: string[] = [];
   const name = info['backing-filename'];
-  if (name !== undefined) out.push(resolveBackingPath(imagePath, name, 'anywhere'));
+  if (name !== undefined) {
+    const named = resolveBackingPath(imagePath, name, 'anywhere');
+    // A name that is a link is allowed by the file it leads to: that is what the folder rule refused.
+    out.push(named, reachedPath(named));
+  }
   const extents = info['format-specific']?.data.extents;
   if (Array.isArray(extents)) {
     for (const e of extents) {
@@ -179,5 +204,5 @@ function namedFiles(imagePath: string, info: ImageInfo): string[] {
       if (typeof f === 'string') out.push(nodePath.resolve(nodePath.dirname(imagePath), f));
     }
   }
-  return out;
+  return [...new Set(out)];
 }

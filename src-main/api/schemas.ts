@@ -58,6 +58,20 @@ const optionValuesSchema = z.record(
   { error: 'options must be a map of names to text, numbers or on/off values' },
 );
 
+/** A partition as sfdisk numbers it (0: a whole-disk file system); MBR logical partitions stop at 4 + 256. */
+const partitionSchema = z
+  .number({ error: 'a partition must be named by its number' })
+  .int('a partition number is a whole number')
+  .min(0, 'a partition number cannot be negative')
+  .max(1 << 20, 'there is no partition with so large a number');
+
+/** A path inside a file system on the disk ('/', '/etc/hosts'). */
+const innerPathSchema = z
+  .string({ error: 'a path inside the disk must be text' })
+  .min(1, 'the path inside the disk is empty')
+  .max(MAX_PATH_CHARS, 'the path inside the disk is too long')
+  .refine((s) => !s.includes('\0'), 'the path inside the disk contains a NUL character');
+
 export const jobSpecSchema = z.discriminatedUnion(
   'kind',
   [
@@ -71,6 +85,8 @@ export const jobSpecSchema = z.discriminatedUnion(
       options: optionValuesSchema,
       backing: pathSchema.optional(),
       backingFormat: formatSchema.optional(),
+      replace: z.boolean().optional(),
+      replaceNotImage: z.boolean().optional(),
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),
@@ -93,8 +109,9 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('snapshot-delete'), path: pathSchema, snapshot: snapshotKeySchema }),
     z.strictObject({ kind: z.literal('commit'), path: pathSchema, keepOverlay: z.boolean().optional() }),
     z.strictObject({ kind: z.literal('rebase'), path: pathSchema, newBacking: pathSchema, newBackingFormat: formatSchema.optional(), unsafe: z.boolean().optional() }),
+    z.strictObject({ kind: z.literal('inside-copy'), path: pathSchema, partition: partitionSchema, inner: innerPathSchema, target: pathSchema }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit, rebase or inside-copy, with its fields' },
 );
 
 /**
@@ -123,6 +140,7 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   pickImage: z.tuple([]),
   pickTarget: z.tuple([z.string({ error: 'a file name must be text' }).max(255, 'the file name is too long')]),
   targetInfo: z.tuple([pathSchema]),
+  readWhileInUse: z.tuple([pathSchema]),
   snapshots: z.tuple([pathSchema]),
   snapshotSpace: z.tuple([pathSchema]),
   snapshotMap: z.tuple([pathSchema, snapshotKeySchema, bucketsSchema]),
@@ -136,6 +154,9 @@ export const ARG_SCHEMAS: { [M in ApiMethod]: z.ZodType<ApiArgs<M>> } = {
   hostTargets: z.tuple([]),
   hostTargetPlan: z.tuple([pathSchema, hostTargetSchema, hostChoiceSchema]),
   readyFor: z.tuple([pathSchema, hostTargetSchema]),
+  partitions: z.tuple([pathSchema]),
+  insideList: z.tuple([pathSchema, partitionSchema, innerPathSchema]),
+  insideFree: z.tuple([pathSchema, bucketsSchema]),
   startJob: z.tuple([jobSpecSchema]),
   cancelJob: z.tuple([jobIdSchema]),
   unlockImage: z.tuple([pathSchema, passphraseSchema]),

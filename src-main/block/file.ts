@@ -1,4 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { promises as fsp, constants as fsc } from 'node:fs';
+import * as nodePath from 'node:path';
 import { DiskError, toDiskError, corrupt } from './errors';
 import { lockImage, type ImageLock } from './lock';
 import { nativeFileOps } from './native';
@@ -40,6 +42,8 @@ export class ImageFile {
       const fst = await fh.stat();
       // The path may have been swapped for something else between the two looks.
       if (!fst.isFile() && !fst.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file or a block device, so not a disk image`, path);
+      const checked = checkedPath.getStore();
+      if (checked !== undefined && checked === nodePath.resolve(path)) await verifyLanding(fh, fst, checked);
       const size = fst.isBlockDevice() ? await blockDeviceSize(fh, fst.rdev, path) : fst.size;
       lock = await lockImage(path, fst.dev, fst.ino, writable ? 'write' : 'read');
       return new ImageFile(path, fh, writable, size, lock);
@@ -149,6 +153,47 @@ export class ImageFile {
     if (pos + data.length > this.length) this.length = pos + data.length;
   }
 
+  /** True when this system can punch holes (the native helper has fallocate PUNCH_HOLE). */
+  get punchesHoles(): boolean {
+    return typeof nativeFileOps?.punchHole === 'function';
+  }
+
+  /**
+   * Gives [pos, pos+length) back to the host file system (fallocate PUNCH_HOLE | KEEP_SIZE): it reads as zeros
+   * afterwards and the file keeps its length. False where this system or file system cannot (nothing changed).
+   */
+  async punchHole(pos: number, length: number): Promise<boolean> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    const punch = nativeFileOps?.punchHole;
+    const end = Math.min(pos + length, this.length);
+    if (!punch) return false;
+    if (end <= pos) return true;
+    const err = punch(this.fh.fd, pos, end - pos);
+    if (err === 0) return true;
+    if (err === 95 /* EOPNOTSUPP */ || err === 38 /* ENOSYS */) return false;
+    throw new DiskError('EIO', `${this.path}: cannot punch a hole at ${pos} (${end - pos} bytes): errno ${err}`, this.path);
+  }
+
+  /** True when this system can copy between files inside the kernel (copyFrom may still decline a given pair). */
+  get copiesInKernel(): boolean {
+    return nativeFileOps?.copyRange !== undefined;
+  }
+
+  /**
+   * Copies `length` bytes of `source` at `sourcePos` to `pos` in this file inside the kernel (copy_file_range:
+   * a reflink where the file system shares blocks, else a copy that never enters this process). Returns how
+   * many bytes from the start of the range it copied: fewer than `length` (often 0) when the kernel cannot do
+   * it for these files (another file system, no support) or stopped part-way; the caller writes the rest.
+   */
+  async copyFrom(source: ImageFile, sourcePos: number, pos: number, length: number): Promise<number> {
+    if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
+    const copyRange = nativeFileOps?.copyRange;
+    if (!copyRange || length <= 0 || sourcePos + length > source.length) return 0;
+    const n = Math.max(0, Math.min(length, await copyRange(source.fh.fd, sourcePos, this.fh.fd, pos, length)));
+    if (pos + n > this.length) this.length = pos + n;
+    return n;
+  }
+
   async truncate(length: number): Promise<void> {
     if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     try {
@@ -166,6 +211,28 @@ export class ImageFile {
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
     await this.lock.release();
+  }
+}
+
+/** The real path whose folder policy was checked, for opens run under openingChecked. */
+const checkedPath = new AsyncLocalStorage<string>();
+
+/**
+ * Runs `open` (the opening of an image whose real path `path` was just checked against a folder policy:
+ * a backing file, a bundle member) so that every ImageFile.open of exactly `path` inside it verifies, after
+ * opening, that the descriptor it holds is the file at `path`: same device and inode as `path` itself (not
+ * followed, so a link put there since the check does not match), and, where /proc tells it, opened under that
+ * very path (so a folder on the way swapped for a link does not pass either).
+ */
+export function openingChecked<T>(path: string, open: () => Promise<T>): Promise<T> {
+  return checkedPath.run(nodePath.resolve(path), open);
+}
+
+async function verifyLanding(fh: fsp.FileHandle, fst: { dev: number; ino: number }, expected: string): Promise<void> {
+  const there = await fsp.lstat(expected).catch(() => undefined);
+  const landed = await fsp.readlink(`/proc/self/fd/${fh.fd}`).catch(() => fsp.realpath(expected).catch(() => undefined));
+  if (there === undefined || there.dev !== fst.dev || there.ino !== fst.ino || landed !== expected) {
+    throw new DiskError('EOUTSIDE', `${expected}: the file changed while it was being opened, so it is not the file the folder rule allowed; not opening it`, expected);
   }
 }
 

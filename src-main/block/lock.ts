@@ -12,6 +12,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { DiskError } from './errors';
 import { nativeFileOps } from './native';
+import { describeLockHolders } from './lock-holder';
 
 const PERM_BASE = 100;
 const SHARED_BASE = 200;
@@ -44,6 +45,15 @@ let forceShare = false;
 /** -U / --force-share for this process: reads take no exclusion at all (the CLI sets it; the app never does). */
 export function setForceShare(on: boolean): void {
   forceShare = on;
+}
+
+/**
+ * Images the app's user chose to read while another program writes them ("Open read-only anyway"): reads of
+ * these take no exclusion, as -U does for the CLI; writing them is refused as before. Kept for the launch.
+ */
+const sharedReads = new Set<string>();
+export function shareReadsOf(dev: number, ino: number): void {
+  sharedReads.add(`${dev}:${ino}`);
 }
 
 interface Holder {
@@ -107,7 +117,7 @@ const NO_LOCK: ImageLock = { release: async () => undefined };
  */
 export async function lockImage(path: string, dev: number, ino: number, access: LockAccess): Promise<ImageLock> {
   if (!nativeFileOps) return NO_LOCK;
-  const wanted: LockAccess = access === 'read' && forceShare ? 'share' : access;
+  const wanted: LockAccess = access === 'read' && (forceShare || sharedReads.has(`${dev}:${ino}`)) ? 'share' : access;
   const key = `${dev}:${ino}`;
   let h = holders.get(key);
   if (!h) {
@@ -132,11 +142,12 @@ export async function lockImage(path: string, dev: number, ino: number, access: 
     h.users.delete(user);
     apply(h, before);
     await dropIfUnused(key, h);
+    const holder = describeLockHolders(dev, ino);
     throw new DiskError(
       'EBUSY',
       wanted === 'write'
-        ? `${path}: the image is in use by another program (a running VM, or qemu-img); close it there first`
-        : `${path}: the image is being written by another program (a running VM, or qemu-img); reading it now could show a half-written state (give -U to read it anyway)`,
+        ? `${path}: the image is in use by ${holder}; close it there first`
+        : `${path}: the image is being written by ${holder}; reading it now could show a half-written state (give -U to read it anyway)`,
       path,
     );
   }
@@ -180,4 +191,10 @@ export async function heldAgainstWriting(path: string): Promise<boolean> {
   } finally {
     await fh.close();
   }
+}
+
+/** Who holds the image, in words for a message: a program named from /proc where Linux can tell, else "another program". */
+export async function lockHolderOf(path: string): Promise<string> {
+  const st = await fsp.stat(path);
+  return describeLockHolders(st.dev, st.ino);
 }

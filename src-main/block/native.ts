@@ -11,6 +11,17 @@ export interface NativeFileOps {
   lockBytes(fd: number, start: number, length: number, shared: 0 | 1): number;
   /** 1 when another open file description holds a lock in the range, 0 when none, -errno on failure. */
   testBytes(fd: number, start: number, length: number): number;
+  /**
+   * fallocate(PUNCH_HOLE | KEEP_SIZE) on [offset, offset+length): 0, or the errno (EOPNOTSUPP: the file system
+   * cannot). Absent from a helper built before it existed.
+   */
+  punchHole?(fd: number, offset: number, length: number): number;
+  /**
+   * copy_file_range from fdIn at offIn to fdOut at offOut, off the event loop: the bytes copied (fewer when the
+   * source ends or the kernel stopped part-way), or -errno when it copied nothing (EXDEV, ENOSYS, EOPNOTSUPP...).
+   * Absent from a helper built before it existed.
+   */
+  copyRange?(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
 }
 
 function findRoot(): string | undefined {

@@ -8,7 +8,7 @@ import { DiskError } from './errors';
 /** Parses qemu-img style sizes: 4096, 512M, 10G, 1.5T (binary units; a bare number is bytes). */
 export function parseSize(text: string, what = 'size'): number {
   const size = readSize(text);
-  if (size === 'unreadable') throw new DiskError('EINVAL', `invalid ${what} '${text}': use a number of bytes or a suffix k, M, G, T, P (e.g. 10G)`);
+  if (size === 'unreadable') throw new DiskError('EINVAL', `invalid ${what} '${text}': use a number of bytes or a suffix k, M, G, T, P or E (e.g. 10G)`);
   if (size === 'too-large') throw new DiskError('EINVAL', `${what} '${text}' is too large`);
   if (size === 'not-whole') throw new DiskError('EINVAL', `${what} '${text}' is not a whole number of bytes`);
   return size;

@@ -44,8 +44,8 @@ export interface BlockDevice {
    * units read afterwards is what qemu makes them read: zeros, even over a backing file (qcow2 v3 marks them
    * zero clusters, so the backing file's data does not show through); qcow2 v2 without a backing file leaves
    * them unallocated (zeros too). Where that cannot hold (qcow2 v2 with a backing file: no zero flag, so the
-   * backing file's data would appear) it throws EUNSUPPORTED and changes nothing. Formats without it cannot
-   * release space (raw: Node cannot punch holes).
+   * backing file's data would appear) it throws EUNSUPPORTED and changes nothing. Raw punches a hole (native helper;
+   * EUNSUPPORTED without it). Formats without discard cannot release space.
    */
   discard?(offset: number, length: number): Promise<void>;
   /** Changes the virtual size. Shrinking is only done when `shrink` is true. */
@@ -69,6 +69,20 @@ export interface BlockDevice {
    * overlay after copying its data down, as qemu-img commit does). Space is given back where the format can.
    */
   makeEmpty?(): Promise<void>;
+  /**
+   * Where the guest range from `offset` lies stored as is (no compression, encryption or other change) in one
+   * file, in one piece: the file, the offset in it, and how many bytes of the asked `length` lie there (at least
+   * one). Undefined where it does not (a hole, a compressed cluster). convert copies such ranges file to file
+   * inside the kernel (copyIn).
+   */
+  storedAt?(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined>;
+  /**
+   * Writes guest [offset, offset + length) from `file` at `fileOffset` inside the kernel (copy_file_range: a
+   * reflink where the file system shares blocks). Resolves with how many bytes from `offset` on it wrote:
+   * fewer than `length` (often 0) where the kernel could not (another file system, no support); the caller
+   * writes the rest itself, and the part not written is as it was.
+   */
+  copyIn?(offset: number, length: number, file: ImageFile, fileOffset: number): Promise<number>;
   /** Closes this image and its backing chain. */
   close(): Promise<void>;
 }

@@ -11,6 +11,9 @@ import { has, last, parseArgs, type ParsedArgs } from './args';
 import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressPrinter, type Io } from './common';
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './output';
 import { describeOptions, splitOptionString } from '../services/options';
+import { forgetAllKeys, setKeyAsker } from '../keyring';
+import { keyRefusal } from '../crypto';
+import { askPassphrase, canPrompt } from './prompt';
 
 // Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should
 // cost little more than a bare node start, and compiling convert, snapshot, compare... for it would not.
@@ -20,7 +23,7 @@ const USAGE = `usage: diskwright COMMAND [options]
 Commands (flags as in qemu-img):
   info     [-f FMT] [--output human|json] [--backing-chain] IMAGE
   create   -f FMT [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]
-  convert  [-f FMT] (-O FMT | --target azure|esxi|hyperv|virtualbox|kvm) [-o OPTIONS] [-c] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
+  convert  [-f FMT] (-O FMT | --target azure|esxi|hyperv|virtualbox|kvm) [-o OPTIONS] [-c | -C] [-p] [-t CACHE] [-B BACKING [-F FMT]] [-n]
            [-l SNAPSHOT | --keep-snapshots] [--accept-changed-backing] [--backing-file PATH] SRC DST
   check    [-f FMT] [-r leaks|all] [--output human|json] IMAGE
   compare  [-f FMT] [-F FMT] [-s] [-p] [--accept-changed-backing] [--backing-file PATH] A B
@@ -35,6 +38,16 @@ Commands (flags as in qemu-img):
   rebase   [-f FMT] [-F FMT] -b BACKING [-u] [-p] [-q] IMAGE
   lint     --target azure|esxi|hyperv|virtualbox|kvm [--fix] [--output human|json] IMAGE
   checksum [-f FMT] [-p] [--output human|json] IMAGE   (one hash of what the guest sees, in any format)
+  sparsify [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-p] [-q] [-t CACHE] [--output human|json] SRC DST
+  sparsify --in-place [-f FMT] [-p] [-q] [--output human|json] IMAGE   (give back what the file systems freed)
+  sparsify --dry-run [--in-place] [-f FMT] [--output human|json] IMAGE   (what either would give back, per partition)
+
+Encrypted images (qcow2, LUKS or the old AES), as in qemu-img:
+  --object secret,id=ID,data=STRING|file=PATH[,format=raw|base64]   (before or after the command's own flags)
+  create/convert -O qcow2 -o encrypt.format=luks|aes,encrypt.key-secret=ID[,encrypt.iter-time=MS,...]
+  --image-opts driver=qcow2,file.filename=IMAGE,encrypt.key-secret=ID[,backing.encrypt.key-secret=ID]
+               (in place of IMAGE; convert's target: --target-image-opts with -n)
+  On a terminal, a passphrase that was not given is asked for without echo.
 
 Inside a disk (read-only, no mounting):
   partitions [-f FMT] [--output human|json] IMAGE
@@ -88,6 +101,7 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
   delete opts.backing_fmt;
   const size = sizeText !== undefined ? parseSize(sizeText, 'image size') : opts.size !== undefined ? parseSize(opts.size, 'image size') : undefined;
   delete opts.size;
+  await (await import('./image-opts')).takeTargetKey(path, opts);
   const { createImage } = await import('../services/create');
   await createImage({ path, format, size, options: opts, backingFile, backingFormat: bf });
   if (!has(p, '-q')) {
@@ -98,7 +112,7 @@ async function cmdCreate(argv: string[], io: Io): Promise<number> {
 }
 
 async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file', '--target'], boolean: ['-c', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
+  const p = parseArgs(argv, { withValue: ['-f', '-O', '-o', '-B', '-F', '-S', '-m', '-t', '-T', '-l', '-s', '--backing-file', '--target'], boolean: ['-c', '-C', '-p', '-n', '-q', '-U', '-W', '--keep-snapshots', '--accept-changed-backing'] }, 'convert');
   if (p.positional.length < 2) throw new DiskError('EINVAL', 'convert: expecting a source and a target file name');
   if (p.positional.length > 2) throw new DiskError('EINVAL', 'convert: several sources are not supported; give one source and one target');
   const sourceFormat = formatArg(p);
@@ -108,6 +122,9 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
   const targetFormat = targeted?.targetFormat ?? last(p, '-O') ?? 'raw';
   driverFor(targetFormat);
   for (const note of targeted?.notes ?? []) io.err(`diskwright: ${note}`);
+  const options = targeted?.options ?? optionsArg(p);
+  if (!has(p, '-n')) await (await import('./image-opts')).takeTargetKey(target, options, has(p, '-c'));
+  if (has(p, '-C') && last(p, '-S') !== undefined) throw new DiskError('EINVAL', 'Cannot enable copy offloading when -S is used');
   const keepSnapshots = has(p, '--keep-snapshots');
   const convert = keepSnapshots ? (await import('../services/convert-snapshots')).convertKeepingSnapshots : (await import('../services/convert')).convertImage;
   await convert({
@@ -117,9 +134,10 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     sourceFormat,
     target,
     targetFormat,
-    options: targeted?.options ?? optionsArg(p),
+    options,
     targetSize: targeted?.targetSize,
     compress: has(p, '-c'),
+    copyOffload: has(p, '-C'),
     backingFile: last(p, '-B'),
     acceptChangedBacking: has(p, '--accept-changed-backing'),
     backingOverride: last(p, '--backing-file'),
@@ -315,6 +333,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   partitions: async (argv, io) => (await import('./inside')).cmdPartitions(argv, io),
   ls: async (argv, io) => (await import('./inside')).cmdLs(argv, io),
   cp: async (argv, io) => (await import('./inside')).cmdCp(argv, io),
+  sparsify: async (argv, io) => (await import('./sparsify')).cmdSparsify(argv, io),
 };
 
 export async function runCli(argv: string[], io: Io): Promise<number> {
@@ -334,9 +353,13 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   }
   // -U / --force-share (qemu-img's): read an image another program holds. Only the commands that accept it
   // see it; where it reaches the lock layer it only relaxes reading, never writing.
-  const args = rest.map((a) => (a === '--force-share' ? '-U' : a));
+  let args = rest.map((a) => (a === '--force-share' ? '-U' : a));
   setForceShare(args.includes('-U'));
   try {
+    // --object secret / --image-opts (cli/image-opts.ts): loaded only when given, so that plain commands start as fast.
+    if (args.some((a) => a.startsWith('--object') || a === '--image-opts' || a === '--target-image-opts')) {
+      args = (await (await import('./image-opts')).takeCommonOptions(command, args)).args;
+    }
     return await fn(args, io);
   } catch (err) {
     const e = toDiskError(err);
@@ -345,10 +368,15 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       return 130;
     }
     // The flag that gets past a changed base is the command line's business, not the format's message.
-    const hint = e.code === 'EBACKINGCHANGED' && !e.message.includes('--accept-changed-backing') ? ' (give --accept-changed-backing to read it anyway)' : '';
+    let hint = e.code === 'EBACKINGCHANGED' && !e.message.includes('--accept-changed-backing') ? ' (give --accept-changed-backing to read it anyway)' : '';
+    if (keyRefusal(e) === 'needed') hint = ` (give it: --object secret,id=sec0,file=KEYFILE --image-opts driver=qcow2,file.filename=${e.path ?? 'IMAGE'},encrypt.key-secret=sec0)`;
     io.err(`diskwright: ${e.message}${hint}`);
     if (process.env.DISKWRIGHT_DEBUG) io.err(String((err as Error).stack));
     return 1;
+  } finally {
+    // Passphrases live only as long as the command: the secrets and the keyring's copies are wiped.
+    (await import('./secrets')).wipeSecrets();
+    forgetAllKeys();
   }
 }
 
@@ -378,6 +406,8 @@ export async function main(): Promise<void> {
   const onTerm = onSignal(143);
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
+  // On a terminal, an encrypted image whose key was not given is asked for (no echo).
+  if (canPrompt()) setKeyAsker(askPassphrase);
   try {
     const code = await runCli(process.argv.slice(2), io);
     process.exitCode = exitFor !== undefined && code === 130 ? exitFor : code;

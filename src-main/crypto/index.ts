@@ -6,5 +6,5 @@ export { SectorCipher, CRYPT_SECTOR, type CipherSpec } from './sector-cipher';
 export { createLuks, unlockLuks, luksInfo, cipherSpecOf, NO_SLOT_OPENS, LUKS_DEFAULTS, type LuksCreateOptions, type LuksInfo, type NewLuks, type ReadAt } from './luks';
 export { parseLuksHeader, encodeLuksHeader, hasLuksMagic, luksAlgorithms, luksLayout, LUKS_HEADER_BYTES, type LuksHeader } from './luks-header';
 export { qcowAesCipher } from './qcow-aes';
-export { passphraseNeeded, keyError, wipe } from './secret';
+export { passphraseNeeded, keyError, keyRefusal, wipe } from './secret';
 export { HASH_ALGS, CIPHER_MODES, IVGEN_ALGS, luksKeyBytes, isHashAlg, isCipherMode, isIvGenAlg, parseCipherAlg, type HashAlg, type CipherMode, type IvGenAlg, type CipherAlg } from './algorithms';

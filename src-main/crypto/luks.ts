@@ -20,7 +20,7 @@ import {
 } from './luks-header';
 import { iterationsPerSecond, pbkdf2 } from './pbkdf2';
 import { SectorCipher, type CipherSpec } from './sector-cipher';
-import { cString, keyError } from './secret';
+import { cString, keyError, WRONG_PASSPHRASE } from './secret';
 
 /** Reads `length` bytes at `offset` from the start of the LUKS header. */
 export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
@@ -29,7 +29,7 @@ export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
 const MAX_SLOT_MATERIAL = 16 << 20;
 const MIN_ITERATIONS = 1000;
 
-export const NO_SLOT_OPENS = 'the passphrase does not open any key slot';
+export const NO_SLOT_OPENS = WRONG_PASSPHRASE;
 
 export function cipherSpecOf(a: LuksAlgorithms): CipherSpec {
   return { alg: a.cipherAlg, mode: a.cipherMode, ivgen: a.ivgenAlg, ...(a.ivgenHashAlg ? { ivgenHash: a.ivgenHashAlg } : {}) };

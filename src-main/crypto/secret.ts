@@ -17,7 +17,19 @@ export function keyError(message: string, path?: string): DiskError {
 
 /** The error when an encrypted image is opened for its data without a passphrase. */
 export function passphraseNeeded(path: string): DiskError {
-  return keyError(`${path}: the image is encrypted: a passphrase is needed to read or write its data`, path);
+  return keyError(`${path}: ${PASSPHRASE_NEEDED}`, path);
+}
+
+const PASSPHRASE_NEEDED = 'the image is encrypted: a passphrase is needed to read or write its data';
+/** The refusal of a LUKS passphrase that opens no key slot. */
+export const WRONG_PASSPHRASE = 'the passphrase does not open any key slot';
+
+/** Whether `err` refuses an open for want of a passphrase ('needed') or for a wrong one ('wrong'): a face may ask again. */
+export function keyRefusal(err: unknown): 'needed' | 'wrong' | undefined {
+  if (!(err instanceof DiskError) || err.code !== 'EACCES') return undefined;
+  if (err.message.endsWith(PASSPHRASE_NEEDED)) return 'needed';
+  if (err.message.endsWith(WRONG_PASSPHRASE)) return 'wrong';
+  return undefined;
 }
 
 /** Wipes key material (a no-op on what is already gone). */

@@ -1,25 +1,32 @@
 /**
- * The Electron app: one window showing the renderer from dist/renderer, with the contract bound to IPC.
- * The renderer is treated as untrusted: it runs sandboxed without Node, may not navigate or open windows,
- * and every IPC call is checked for its sender and validated before a service sees it.
+ * The Electron app: one window showing the renderer, served from app://diskwright/ (protocol.ts), with the
+ * contract bound to IPC. The renderer is treated as untrusted: it runs sandboxed without Node, may not navigate
+ * or open windows, is granted no permission or device (security.ts), and every IPC call is checked for its
+ * sender and validated before a service sees it. The desktop conventions: one instance (a second launch hands
+ * its files to the first), files opened by the system (open-file, a path on the command line) and the native
+ * menu (menu.ts) routed to the window as DesktopCommands, the window's size and place kept (window-state.ts).
  */
-import { app, BrowserWindow, dialog, ipcMain, session, type IpcMainInvokeEvent, type OpenDialogOptions, type SaveDialogOptions } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, screen, session, type IpcMainInvokeEvent, type OpenDialogOptions, type SaveDialogOptions } from 'electron';
 import * as nodePath from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { IpcReply, JobEvent } from '../../src-shared/api';
 import { API_CALL_CHANNEL, JOB_EVENT_CHANNEL } from '../../src-shared/api';
+import { DESKTOP_COMMAND_CHANNEL, type DesktopCommand } from '../../src-shared/desktop';
 import { BackingGrants } from '../block/backing-path';
 import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
 import { callApi, createApi, errorDto } from '../api';
-import { contentSecurityPolicy } from '../api/csp';
 import { formatSummaries } from '../registry';
+import { menuTemplate } from './menu';
+import { imagePathsFromArgv, OpenQueue } from './open-requests';
+import { APP_INDEX_URL, handleAppProtocol, isAppPage, registerAppScheme } from './protocol';
+import { denyPermissions, lockNavigation } from './security';
+import { loadWindowState, MIN_HEIGHT, MIN_WIDTH, saveWindowState } from './window-state';
 
 /** dist/main/src-main/electron → dist/renderer and dist/main/src-main/preload.js. */
-const RENDERER_INDEX = nodePath.join(__dirname, '..', '..', '..', 'renderer', 'index.html');
+const RENDERER_DIR = nodePath.join(__dirname, '..', '..', '..', 'renderer');
 const PRELOAD = nodePath.join(__dirname, '..', 'preload.js');
-const INDEX_URL = pathToFileURL(RENDERER_INDEX);
-const CSP = contentSecurityPolicy();
+const WINDOW_STATE_FILE = nodePath.join(app.getPath('userData'), 'window-state.json');
+const isMac = process.platform === 'darwin';
 
 /** The open dialog's filter, from the drivers' extensions. */
 const IMAGE_FILTERS: OpenDialogOptions['filters'] = [
@@ -28,17 +35,24 @@ const IMAGE_FILTERS: OpenDialogOptions['filters'] = [
 ];
 
 let mainWindow: BrowserWindow | undefined;
+/** No window can be made before ready; open requests that come earlier wait in `opens`. */
+let appReady = false;
+/** Files the system asked us to open, held until the window can take them. */
+const opens = new OpenQueue();
 /** Backing files outside an image's folder that the user allowed; this launch only, never saved. */
 const backingGrants = new BackingGrants();
 const jobs = new JobManager(backingGrants.policy('refuse'));
+
+async function pickImage(): Promise<string | null> {
+  const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
+  const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);
+  return r.canceled ? null : (r.filePaths[0] ?? null);
+}
+
 const api = createApi(jobs, {
   backingGrants,
   recentFile: nodePath.join(app.getPath('userData'), 'recent.json'),
-  async pickImage() {
-    const options: OpenDialogOptions = { title: 'Open a disk image', properties: ['openFile'], filters: IMAGE_FILTERS };
-    const r = mainWindow ? await dialog.showOpenDialog(mainWindow, options) : await dialog.showOpenDialog(options);
-    return r.canceled ? null : (r.filePaths[0] ?? null);
-  },
+  pickImage,
   async pickTarget(suggestedName: string) {
     const options: SaveDialogOptions = { title: 'Save the new image as', defaultPath: suggestedName, properties: ['createDirectory', 'showOverwriteConfirmation'] };
     const r = mainWindow ? await dialog.showSaveDialog(mainWindow, options) : await dialog.showSaveDialog(options);
@@ -46,21 +60,10 @@ const api = createApi(jobs, {
   },
 });
 
-/** True when the URL is our own index.html; query and fragment do not matter. */
-function isOurPage(url: string | undefined): boolean {
-  if (!url) return false;
-  try {
-    const u = new URL(url);
-    return u.protocol === 'file:' && u.host === INDEX_URL.host && u.pathname === INDEX_URL.pathname;
-  } catch {
-    return false;
-  }
-}
-
 /** A call is honoured only from the top frame of our window showing our page, never from a subframe. */
 function senderIsTrusted(event: IpcMainInvokeEvent): boolean {
   const frame = event.senderFrame;
-  return !!frame && frame.parent === null && !!mainWindow && event.sender === mainWindow.webContents && isOurPage(frame.url);
+  return !!frame && frame.parent === null && !!mainWindow && event.sender === mainWindow.webContents && isAppPage(frame.url);
 }
 
 /**
@@ -71,7 +74,13 @@ function bindApi(): void {
   ipcMain.handle(API_CALL_CHANNEL, async (event: IpcMainInvokeEvent, method: unknown, args: unknown): Promise<IpcReply<unknown>> => {
     try {
       if (!senderIsTrusted(event)) throw new DiskError('EACCES', `${String(method).slice(0, 80)}: refused, the call did not come from diskwright's own window`);
-      return { ok: true, result: await callApi(api, method, args) };
+      const result = await callApi(api, method, args);
+      // An image opened: the system's recent documents and File → Open Recent learn of it.
+      if (method === 'inspect' && Array.isArray(args) && typeof args[0] === 'string') {
+        app.addRecentDocument(nodePath.resolve(args[0]));
+        void refreshMenu();
+      }
+      return { ok: true, result };
     } catch (err) {
       return { ok: false, error: errorDto(err) };
     }
@@ -81,26 +90,51 @@ function bindApi(): void {
   });
 }
 
-function hardenSessions(): void {
-  const ses = session.defaultSession;
-  // The window asks for nothing: no camera, notifications, clipboard reading, …
-  ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
-  ses.setPermissionCheckHandler(() => false);
-  ses.webRequest.onHeadersReceived((details, callback) => {
-    callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } });
+/** A menu command or an open request to the window; a closed window (macOS) is opened again first. */
+function sendCommand(command: DesktopCommand): void {
+  if (command.command === 'open-path') {
+    opens.push(command.path);
+    if (!mainWindow && appReady) createWindow();
+    return;
+  }
+  if (!mainWindow) {
+    if (appReady) createWindow();
+  } else mainWindow.webContents.send(DESKTOP_COMMAND_CHANNEL, command);
+}
+
+async function refreshMenu(): Promise<void> {
+  const recent = await api.recentImages().catch(() => [] as string[]);
+  const template = menuTemplate({
+    send: sendCommand,
+    open: () => {
+      void pickImage().then((path) => {
+        if (path) sendCommand({ command: 'open-path', path });
+      });
+    },
+    recent,
+    isMac,
+    packaged: app.isPackaged,
   });
+  Menu.setApplicationMenu(Menu.buildFromTemplate(template));
+}
+
+function focusWindow(): void {
+  if (!mainWindow) return;
+  if (mainWindow.isMinimized()) mainWindow.restore();
+  mainWindow.focus();
 }
 
 function createWindow(): void {
-  mainWindow = new BrowserWindow({
-    width: 1280,
-    height: 800,
-    minWidth: 880,
-    minHeight: 600,
+  const state = loadWindowState(WINDOW_STATE_FILE, screen.getAllDisplays().map((d) => d.workArea));
+  const win = new BrowserWindow({
+    width: state.width,
+    height: state.height,
+    ...(state.x !== undefined && state.y !== undefined ? { x: state.x, y: state.y } : {}),
+    minWidth: MIN_WIDTH,
+    minHeight: MIN_HEIGHT,
     title: 'diskwright',
     backgroundColor: '#f4f5f7',
     show: false,
-    autoHideMenuBar: true,
     webPreferences: {
       preload: PRELOAD,
       contextIsolation: true,
@@ -110,47 +144,65 @@ function createWindow(): void {
       nodeIntegrationInSubFrames: false,
       webSecurity: true,
       allowRunningInsecureContent: false,
+      experimentalFeatures: false,
       webviewTag: false,
       navigateOnDragDrop: false,
+      safeDialogs: true,
       spellcheck: false,
       devTools: !app.isPackaged,
     },
   });
-  mainWindow.once('ready-to-show', () => mainWindow?.show());
-  mainWindow.on('closed', () => {
-    mainWindow = undefined;
+  mainWindow = win;
+  if (state.maximized) win.maximize();
+  win.once('ready-to-show', () => win.show());
+  // The page is up (its listeners are registered while its modules run): files waiting to open go to it.
+  win.webContents.on('did-finish-load', () => {
+    opens.ready((path) => win.webContents.send(DESKTOP_COMMAND_CHANNEL, { command: 'open-path', path } satisfies DesktopCommand));
   });
-  void mainWindow.loadFile(RENDERER_INDEX);
+  win.on('close', () => {
+    void saveWindowState(WINDOW_STATE_FILE, win.getNormalBounds(), win.isMaximized());
+  });
+  win.on('closed', () => {
+    opens.notReady();
+    if (mainWindow === win) mainWindow = undefined;
+  });
+  void win.loadURL(APP_INDEX_URL);
 }
 
+// Before ready, as Electron requires: app:// is a standard, secure scheme (protocol.ts).
+registerAppScheme(protocol);
 app.enableSandbox();
 
-// Every web contents, present and future: no navigation away from our page, no new windows, no webviews.
-app.on('web-contents-created', (_event, contents) => {
-  contents.on('will-navigate', (e) => e.preventDefault());
-  contents.on('will-redirect', (e) => e.preventDefault());
-  contents.on('will-attach-webview', (e) => e.preventDefault());
-  contents.setWindowOpenHandler(() => ({ action: 'deny' }));
-});
+// Every web contents, present and future: no navigation in any frame, no redirects, new windows or webviews.
+app.on('web-contents-created', (_event, contents) => lockNavigation(contents));
 
 if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
-  app.on('second-instance', () => {
-    if (mainWindow) {
-      if (mainWindow.isMinimized()) mainWindow.restore();
-      mainWindow.focus();
-    }
+  for (const path of imagePathsFromArgv(process.argv, process.cwd(), app.isPackaged)) opens.push(path);
+  // macOS: a double-click on an associated file, or a file dropped on the Dock icon (may come before ready).
+  app.on('open-file', (event, path) => {
+    event.preventDefault();
+    sendCommand({ command: 'open-path', path });
+    focusWindow();
+  });
+  // A second launch (a double-click on Linux or Windows): its files open here, and this window comes forward.
+  app.on('second-instance', (_event, argv, workingDirectory) => {
+    for (const path of imagePathsFromArgv(argv, workingDirectory, app.isPackaged)) sendCommand({ command: 'open-path', path });
+    focusWindow();
   });
   void app.whenReady().then(() => {
-    hardenSessions();
+    appReady = true;
+    handleAppProtocol(protocol, RENDERER_DIR);
+    denyPermissions(session.defaultSession);
     bindApi();
-    createWindow();
+    void refreshMenu();
+    if (!mainWindow) createWindow();
     app.on('activate', () => {
       if (BrowserWindow.getAllWindows().length === 0) createWindow();
     });
   });
   app.on('window-all-closed', () => {
-    if (process.platform !== 'darwin') app.quit();
+    if (!isMac) app.quit();
   });
 }

@@ -2,6 +2,9 @@
  * The browser host: the same window the Electron app shows, served to a browser on 127.0.0.1, with the
  * contract carried over a WebSocket. Anything on this machine can reach a loopback port, so every page
  * load and every socket must present the per-launch token, and sockets must come from our own origin.
+ * The token arrives once in the printed address; that first load sets it as a cookie (HttpOnly,
+ * SameSite=Strict, Path=/) and the page takes it out of the address bar (strip-token.js) before anything
+ * else runs, so it is not left in the browser's history. Reloads and the socket present the cookie.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
@@ -9,13 +12,13 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as nodePath from 'node:path';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import type { DiskErrorDto, WireMessage } from '../../src-shared/api';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { BackingGrants } from '../block/backing-path';
 import type { BackingPolicy } from '../block/types';
 import { JobManager } from '../services/jobs';
-import { callApi, createApi, errorDto } from '../api';
+import { createApi } from '../api';
 import { contentSecurityPolicy } from '../api/csp';
+import { HostConnection } from './connection';
 
 export interface HostOptions {
   /** 0 (the default) picks a free port. */
@@ -38,6 +41,8 @@ export interface Host {
 const BIND_ADDRESS = '127.0.0.1';
 /** A request is one JSON call with a few paths in it; nothing legitimate comes near this. */
 const MAX_MESSAGE_BYTES = 1 << 20;
+/** Windows open at once: a person has a few tabs, not hundreds; each socket holds buffers. */
+export const MAX_SOCKETS = 64;
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -67,6 +72,24 @@ export function defaultStaticDir(): string {
   return nodePath.join(projectRoot(), 'dist', 'renderer');
 }
 
+/**
+ * The cookie's name. Cookies are shared by every port of a host name, so each launch's (each port's) has its own
+ * name: two hosts running at once do not overwrite each other's.
+ */
+export function sessionCookieName(port: number): string {
+  return `diskwright-${port}`;
+}
+
+/** One cookie's value from a Cookie header, or null. */
+function cookieValue(header: string | undefined, name: string): string | null {
+  if (!header) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
+}
+
 /** Compares a presented token with ours in constant time; hashing first makes the lengths equal. */
 function tokenMatches(given: string | null, token: string): boolean {
   if (given === null) return false;
@@ -87,6 +110,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
   const api = createApi(jobs, { backingPolicy: opts.backingPolicy, backingGrants, recentFile: opts.recentFile });
 
   let port = 0;
+  const cookieName = () => sessionCookieName(port);
   // A page reached as localhost is the same place; any other Host header is a DNS-rebinding attempt.
   const allowedHosts = () => new Set([`${BIND_ADDRESS}:${port}`, `localhost:${port}`]);
   const allowedOrigins = () => new Set([`http://${BIND_ADDRESS}:${port}`, `http://localhost:${port}`]);
@@ -95,7 +119,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     'Content-Security-Policy': contentSecurityPolicy(`ws://${BIND_ADDRESS}:${port} ws://localhost:${port}`),
     'X-Content-Type-Options': 'nosniff',
     'X-Frame-Options': 'DENY',
-    // The token is in the page's address: no request may carry it elsewhere in a Referer.
+    // The first load has the token in its address: no request may carry it elsewhere in a Referer.
     'Referrer-Policy': 'no-referrer',
     'Cross-Origin-Opener-Policy': 'same-origin',
     'Cross-Origin-Resource-Policy': 'same-origin',
@@ -124,10 +148,14 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       return reply(res, 400, 'bad address');
     }
     if (rel === '/' || rel === '/index.html') {
-      if (!tokenMatches(url.searchParams.get('token'), token)) {
+      const byCookie = tokenMatches(cookieValue(req.headers.cookie, cookieName()), token);
+      const byAddress = tokenMatches(url.searchParams.get('token'), token);
+      if (!byCookie && !byAddress) {
         return reply(res, 403, 'This address needs the token diskwright printed when it started. Open the full address it printed.');
       }
-      return sendFile(req, res, nodePath.join(staticDir, 'index.html'), true);
+      // The first load brings the token in the address; from then on the cookie carries it.
+      const cookie: Record<string, string> = byAddress ? { 'Set-Cookie': `${cookieName()}=${token}; HttpOnly; SameSite=Strict; Path=/` } : {};
+      return sendFile(req, res, nodePath.join(staticDir, 'index.html'), true, cookie);
     }
     // The built assets hold no secrets; they are served to anyone who can reach the port, but only from
     // inside the renderer folder, and never dotfiles.
@@ -139,7 +167,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     return sendFile(req, res, full, false);
   }
 
-  async function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, isPage: boolean): Promise<void> {
+  async function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, isPage: boolean, extra: Record<string, string> = {}): Promise<void> {
     let body: Buffer;
     try {
       const st = await fsp.stat(file);
@@ -153,6 +181,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       'Content-Type': CONTENT_TYPES[nodePath.extname(file).toLowerCase()] ?? 'application/octet-stream',
       'Content-Length': String(body.length),
       'Cache-Control': isPage ? 'no-store' : 'no-cache',
+      ...extra,
     });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
@@ -165,33 +194,23 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       url.pathname === '/ws' &&
       allowedHosts().has(req.headers.host ?? '') &&
       allowedOrigins().has(req.headers.origin ?? '') &&
-      tokenMatches(url.searchParams.get('token'), token);
+      // The page's socket presents the cookie; a program (a test, a script) may give the token instead.
+      (tokenMatches(cookieValue(req.headers.cookie, cookieName()), token) || tokenMatches(url.searchParams.get('token'), token));
     if (!ok) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (wss.clients.size >= MAX_SOCKETS) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
 
+  // Each socket is kept within bounds (calls in flight, send back-pressure) and its jobs end with it: connection.ts.
+  const connections = new WeakMap<WebSocket, HostConnection>();
   wss.on('connection', (ws: WebSocket) => {
-    const send = (msg: WireMessage) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
-    };
-    // One person, one machine: every window of this host sees every job's events.
-    const unsubscribe = jobs.onEvent((event) => send({ event }));
-    ws.on('close', unsubscribe);
-    ws.on('error', () => ws.terminate());
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      const msg = isBinary ? undefined : parseRequest(data.toString());
-      if (!msg) {
-        ws.close(1008, 'malformed request');
-        return;
-      }
-      void callApi(api, msg.method, msg.args).then(
-        (result) => send({ id: msg.id, result: result === undefined ? null : result }),
-        (err: unknown) => send({ id: msg.id, error: errorDto(err) satisfies DiskErrorDto }),
-      );
-    });
+    connections.set(ws, new HostConnection(ws, api, jobs));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -213,18 +232,4 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** The envelope of a request; the method and arguments are checked by callApi. */
-function parseRequest(text: string): { id: number; method: unknown; args: unknown } | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const { id, method, args } = value as Record<string, unknown>;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id)) return undefined;
-  return { id, method, args };
 }

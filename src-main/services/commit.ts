@@ -14,7 +14,9 @@
  */
 import * as nodePath from 'node:path';
 import { promises as fsp } from 'node:fs';
+import { checksFolder } from '../block/backing-path';
 import { chainOf } from '../block/chain';
+import { openingChecked } from '../block/file';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { openImage } from '../registry';
@@ -125,7 +127,10 @@ export async function commitImage(req: CommitRequest): Promise<CommitResult> {
     }
     // The base is opened a second time, for writing (with its own chain, which partial writes may read). Our
     // locks are one set per file for the whole process, so this does not conflict with the read-only open.
-    base = await openImage(basePath, { format: chain[b].format, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
+    const policy = req.backingPolicy ?? 'anywhere';
+    const openBase = () => openImage(basePath, { format: chain[b].format, readOnly: false, backingPolicy: policy });
+    // Under a folder policy the chain was checked by real paths: the base opened for writing must still be that file.
+    base = await (checksFolder(policy) ? openingChecked(basePath, openBase) : openBase());
     if (top.size > base.size) {
       if (!base.resize) throw new DiskError('EUNSUPPORTED', `${basePath}: the base (${base.size} bytes) is smaller than ${top.path} (${top.size} bytes) and ${base.format} images cannot grow`, basePath);
       await base.resize(top.size, false);

@@ -14,6 +14,7 @@ import { driverFor, openImage, resolveDriver } from '../registry';
 import type { BlockDevice, DiffRange, SnapshotOps } from '../block/types';
 import type { SnapshotInfo } from '../../src-shared/api';
 import { writeAtomically } from './atomic';
+import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { convertImage, type ConvertRequest } from './convert';
 
 const CHUNK = 2 * 1024 * 1024;
@@ -47,6 +48,18 @@ export async function convertKeepingSnapshots(req: ConvertRequest): Promise<void
   const progress = (done: number) => req.onProgress?.(Math.min(total, base + done), total);
 
   await writeAtomically(req.target, async (work) => {
+    // An encrypted target's key is held under its final name; the work is done under the temporary one.
+    const key = keyFor(req.target);
+    if (key) rememberKey(work, key);
+    try {
+      await fillTarget(work);
+    } finally {
+      if (key) forgetKey(work);
+    }
+  });
+  req.onProgress?.(total, total);
+
+  async function fillTarget(work: string): Promise<void> {
     await convertImage({ ...req, keepSnapshots: false, target: work, sourceSnapshot: snapshots[0].id, onNotice: undefined, onProgress: (d) => progress(d) });
     base += size;
     await recreate(dstOps, work, snapshots[0]);
@@ -57,8 +70,7 @@ export async function convertKeepingSnapshots(req: ConvertRequest): Promise<void
       base += diffs[i - 1].reduce((n, r) => n + r.length, 0);
       if (state) await recreate(dstOps, work, state);
     }
-  });
-  req.onProgress?.(total, total);
+  }
 }
 
 async function sizeOf(req: ConvertRequest): Promise<number> {

@@ -4,11 +4,12 @@
  * writes, writes go in guest order, and the new image is renamed into place only when complete.
  */
 import { promises as fsp } from 'node:fs';
-import { deepStatus } from '../block/chain';
+import { chainOf, deepStatus } from '../block/chain';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
+import type { ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
@@ -34,6 +35,13 @@ export interface ConvertRequest {
    * default); the others (the default here) flush the new image once, before it is renamed into place.
    */
   cache?: string;
+  /**
+   * Copy offload (qemu-img convert -C): data that lies stored as is in a source file goes to the target inside
+   * the kernel (copy_file_range; a reflink on btrfs or XFS), without passing through this process; where the
+   * kernel or the file systems cannot, the copy falls back to reads and writes in silence. No zero detection
+   * inside such data, as qemu-img's -C; refused with -c, as qemu-img refuses it.
+   */
+  copyOffload?: boolean;
   /** Copy this internal snapshot of the source (an id, else a name) instead of its current state (-l). */
   sourceSnapshot?: string;
   /** The target keeps the source's internal snapshots: services/convert-snapshots.ts does that work, not convertImage. */
@@ -42,6 +50,11 @@ export interface ConvertRequest {
   /** Read a source whose backing file changed since it was made (a UML COW base, a VMDK parent), and where it lies. */
   acceptChangedBacking?: boolean;
   backingOverride?: string;
+  /**
+   * Stands another device in for the opened source (sparsify: the source with the file systems' free blocks
+   * reading as zeros). The stand-in closes the source when it is closed.
+   */
+  wrapSource?: (src: BlockDevice) => Promise<BlockDevice>;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
   /** Things worth a line to the user that are not errors (a stale temporary file removed). */
@@ -71,11 +84,19 @@ const WRITEBACK_EVERY = 32 * 1024 * 1024;
 export async function convertImage(req: ConvertRequest): Promise<void> {
   const targetDriver = driverFor(req.targetFormat);
   if (req.compress && !targetDriver.writesCompressed) throw new DiskError('EUNSUPPORTED', `compression (-c) is not supported for ${req.targetFormat}`);
+  if (req.compress && req.copyOffload) throw new DiskError('EINVAL', 'Cannot enable copy offloading when -c is used');
   const cache = req.cache ?? 'writeback';
   if (!CACHE_MODES.includes(cache)) throw new DiskError('EINVAL', `Invalid cache option: ${cache}`);
   const unsafe = cache === 'unsafe';
   if (req.keepSnapshots) throw new DiskError('EINVAL', 'convertImage does not keep snapshots: call convertKeepingSnapshots');
-  const src = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
+  const opened = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere', snapshot: req.sourceSnapshot, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
+  let src: BlockDevice;
+  try {
+    src = req.wrapSource ? await req.wrapSource(opened) : opened;
+  } catch (err) {
+    await opened.close().catch(() => undefined);
+    throw err;
+  }
   let tmp: string | undefined;
   /** Files the create wrote beside the target (VMDK extents): given their final names just before the rename. */
   let extras: ExtraFiles | undefined;
@@ -140,6 +161,8 @@ interface Step {
   len: number;
   kind: 'data' | 'zero' | 'skip';
   buf?: Uint8Array;
+  /** Data copied file to file inside the kernel (copy offload) instead of read into buf: where it lies. */
+  stored?: { file: ImageFile; offset: number };
   /** The read into buf. */
   ready?: Promise<void>;
   /** All writes of the step, settled (errors are kept by the pipeline, not by this promise). */
@@ -185,8 +208,15 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   let next = 0;
   let extEnd = 0;
   let extKind: Step['kind'] = 'zero';
+  // Copy offload: the image of the chain that holds the current data extent, and that extent as its status gave
+  // it (before being widened to whole clusters: only ranges inside it are known to lie in that image).
+  const offload = req.copyOffload === true && dst.copyIn !== undefined;
+  let holder: BlockDevice | undefined;
+  let holderStart = 0;
+  let holderEnd = 0;
   const planStep = async (): Promise<Step> => {
     if (next >= extEnd) {
+      holder = undefined;
       const span = Math.min(STATUS_SPAN, src.size - next);
       if (withBacking) {
         // -B: only what the source's top image holds is copied; the rest comes from the new backing file.
@@ -197,6 +227,11 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
         const ext = await deepStatus(src, next, span);
         extKind = ext.kind === 'data' ? 'data' : 'zero';
         extEnd = next + ext.length;
+        if (offload && ext.kind === 'data') {
+          holder = chainOf(src)[ext.depth];
+          holderStart = next;
+          holderEnd = extEnd;
+        }
       }
       if (grain > ZERO_GRAIN) {
         // Whole clusters are written, so the copy walks whole clusters (`next` stays aligned): a source whose
@@ -219,9 +254,12 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
       len = extEnd - pos;
       if (extKind === 'zero' && (!fresh || withBacking)) len = Math.min(len, ZERO_STEP);
     }
+    const stored = offload && extKind === 'data' && pos >= holderStart && pos + len <= holderEnd ? await holder?.storedAt?.(pos, len) : undefined;
+    if (stored) len = stored.length;
     next = pos + len;
     const step: Step = { pos, len, kind: extKind };
-    if (extKind === 'data') {
+    if (stored) step.stored = { file: stored.file, offset: stored.offset };
+    else if (extKind === 'data') {
       step.buf = takeBuffer().subarray(0, len);
       step.ready = src.read(pos, step.buf);
       // Keep a failed read from being reported as unhandled before the writer reaches it.
@@ -241,6 +279,20 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
     };
     if (step.kind === 'zero') {
       if (!skipZeros) run(() => dst.writeZeroes(step.pos, step.len));
+    } else if (step.stored) {
+      const { file, offset } = step.stored;
+      run(async () => {
+        const copied = await dst.copyIn!(step.pos, step.len, file, offset);
+        if (copied === step.len) return;
+        // The target declined the piece, or the kernel cannot copy between these files (or stopped part-way):
+        // the rest of the piece is read and written as any other.
+        step.buf = takeBuffer().subarray(0, step.len);
+        const rest = step.buf.subarray(copied);
+        await src.read(step.pos + copied, rest);
+        const writes: Array<() => Promise<void>> = [];
+        planWrites(step.pos + copied, rest, grain, skipZeros, false, (kind, at, data) => writes.push(() => (kind === 'zero' ? dst.writeZeroes(at, data.length) : dst.write(at, data))));
+        for (const w of writes) await w();
+      });
     } else if (step.kind === 'data') {
       planWrites(step.pos, step.buf!, grain, skipZeros, compress, (kind, at, data) => {
         if (kind === 'zero') run(() => dst.writeZeroes(at, data.length));

@@ -6,7 +6,9 @@ import { keyFor } from '../keyring';
 import type { FormatName } from '../../src-shared/api';
 import type { OptionValues } from '../../src-shared/options';
 import { DiskError } from '../block/errors';
-import { driverFor, isFormatName, openImage, resolveBackingPath } from '../registry';
+import { promises as fsp } from 'node:fs';
+import { driverFor, imageEntry, isFormatName, openImage, PROBE_BYTES, recognisedFormat, resolveBackingPath } from '../registry';
+import { ImageFile } from '../block/file';
 import { resolveOptions } from './options';
 import type { CreatedFiles } from '../block/types';
 import { ExtraFiles, writeAtomically } from './atomic';
@@ -19,6 +21,54 @@ export interface CreateRequest {
   options?: Record<string, string | number | boolean | undefined>;
   backingFile?: string;
   backingFormat?: string;
+  /**
+   * A file already at `path`: 'replace' (the default, qemu-img's behaviour: the CLI), 'refuse', 'replace-image'
+   * (only a disk image this build recognises) — what the app's jobs ask for; see existingRule.
+   */
+  existing?: ExistingRule;
+}
+
+export type ExistingRule = 'replace' | 'refuse' | 'replace-image';
+
+/**
+ * The rule for a job of the app or the browser host, which writes for whoever holds the window or the token:
+ * a file already there is replaced only when the request says so, and one that is not a disk image only when
+ * it says so twice (replaceNotImage), so a mistyped name cannot overwrite a document.
+ */
+export function existingRule(spec: { replace?: boolean; replaceNotImage?: boolean }): ExistingRule {
+  if (spec.replace !== true) return 'refuse';
+  return spec.replaceNotImage === true ? 'replace' : 'replace-image';
+}
+
+/** Refuses to create over an existing file when the request's rule says so (EEXIST, in plain words). */
+async function checkExisting(path: string, rule: ExistingRule): Promise<void> {
+  if (rule === 'replace') return;
+  const st = await fsp.lstat(path).catch(() => undefined);
+  if (st === undefined) return;
+  if (rule === 'refuse') throw new DiskError('EEXIST', `${path}: a file of that name already exists; creating would replace it (confirm replacing it first)`, path);
+  if (!(await isRecognisedImage(path))) {
+    throw new DiskError('EEXIST', `${path}: the file there is not a disk image diskwright recognises; replacing it needs a second confirmation`, path);
+  }
+}
+
+/** True when `path` is a regular file (or an image folder, a .hdd bundle) whose first bytes a format other than raw recognises. */
+async function isRecognisedImage(path: string): Promise<boolean> {
+  const st = await fsp.lstat(path).catch(() => undefined);
+  if (st === undefined || st.isSymbolicLink()) return false;
+  const entry = st.isDirectory() ? await imageEntry(path) : path;
+  if (entry === path && st.isDirectory()) return false;
+  try {
+    const file = await ImageFile.open(entry, false);
+    try {
+      if (file.size === 0) return false;
+      const head = await file.readExact(0, new Uint8Array(Math.min(PROBE_BYTES, file.size)), 'header');
+      return recognisedFormat(head, entry) !== undefined;
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -44,6 +94,7 @@ export async function createUnplaced(req: CreateRequest, writeTo: string): Promi
 /** Validates the request and looks the backing file up; returns the create itself, given the path to write. */
 async function prepare(req: CreateRequest): Promise<(path: string) => Promise<CreatedFiles | undefined>> {
   const driver = driverFor(req.format);
+  await checkExisting(req.path, req.existing ?? 'replace');
   if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
   const options: OptionValues = resolveOptions(req.format, driver.createOptions, req.options ?? {});
   let size = req.size;
@@ -53,7 +104,8 @@ async function prepare(req: CreateRequest): Promise<(path: string) => Promise<Cr
     if (req.backingFormat !== undefined && !isFormatName(req.backingFormat)) driverFor(req.backingFormat); // throws the plain message
     // The backing file must exist and be readable now; its size is the default size.
     const full = resolveBackingPath(req.path, req.backingFile, 'anywhere');
-    const backing = await openImage(full, { format: req.backingFormat, readOnly: true, backingPolicy: 'anywhere' });
+    // Only its size and format are read: an encrypted backing file needs no key here (qemu opens it without I/O too).
+    const backing = await openImage(full, { format: req.backingFormat, readOnly: true, backingPolicy: 'anywhere', withoutKey: true });
     backingSize = backing.size;
     backingFormat = backing.format;
     await backing.close();

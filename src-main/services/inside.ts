@@ -1,15 +1,17 @@
 /**
  * What is inside a disk image, for the CLI's `partitions`, `ls` and `cp` (and later the app): the partition
- * table with each file system, a folder's listing, and a file or folder copied out. The image is opened
+ * table with each file system, a folder's listing, a file or folder copied out, and (for the app's map) where the
+ * image holds data its file systems mark free. The image is opened
  * read-only, in any format; nothing in it is ever written.
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
-import { throwIfAborted, toDiskError } from '../block/errors';
+import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import type { BackingPolicy } from '../block/types';
-import { inspectDisk, openVolume, readFileData, type DiskLayout, type FileEntry, type FileSystemReader, type OpenVolume } from '../inside';
+import { diskFreeMap, inspectDisk, openVolume, readFileData, type DiskLayout, type FileEntry, type FileSystemReader, type OpenVolume, type PartitionFree } from '../inside';
 import { openImage } from '../registry';
 import { writeAtomically } from './atomic';
+import { walkMap } from './map';
 
 export interface InsideRequest {
   path: string;
@@ -148,3 +150,81 @@ async function copyFile(vol: OpenVolume, path: string, to: string, progress: (n:
   }
 }
 
+
+/** A folder's entries for the app's file browser; a path that is not a folder is refused in plain words. */
+export async function listFolder(req: InsidePath): Promise<{ path: string; entries: FileEntry[] }> {
+  const path = normaliseInner(req.inner);
+  const { entry, children } = await listFiles({ ...req, inner: path });
+  if (!children) throw new DiskError('EINVAL', `${path} is not a folder (it is ${entry.type === 'symlink' ? `a symlink to ${entry.target ?? '?'}` : `a ${entry.type}`})`, req.path);
+  return { path, entries: children };
+}
+
+/** '/a/b' from 'a/b/', '//a', '/a/./b': the forms a person or a breadcrumb may give; '..' is refused. */
+function normaliseInner(inner: string): string {
+  const parts = inner.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new DiskError('EINVAL', `a path inside the disk cannot go up with '..': ${inner}`);
+  return `/${parts.join('/')}`;
+}
+
+/** The map's "allocated in the image but free in the file system" layer: per bucket, as mapPicture cuts the disk. */
+export interface FreePicture {
+  virtualSize: number;
+  bucketSize: number;
+  buckets: number[];
+  bytes: number;
+  partitions: PartitionFree[];
+}
+
+/**
+ * Where the image itself holds data (not its backing files) that the file systems mark free, or that no
+ * partition covers: the space a compaction would give back. The disk's free ranges (inside/free.ts) meet the
+ * image's own data runs (the map's walk) in one pass over both sorted lists.
+ */
+export function freePicture(req: InsideRequest & { buckets: number; signal?: AbortSignal }): Promise<FreePicture> {
+  return withImage(req, async (dev) => {
+    const n = Math.max(1, Math.min(4096, Math.floor(req.buckets)));
+    // The same cut as services/map.ts mapPicture, so bucket i is the same range of the disk in both pictures.
+    const bucketSize = Math.max(1, Math.ceil(dev.size / n));
+    const buckets = new Array<number>(n).fill(0);
+    const free = await diskFreeMap(dev);
+    const own: Array<{ start: number; end: number }> = [];
+    await walkMap(
+      dev,
+      (e) => {
+        if (!e.data || e.depth > 0) return;
+        const last = own[own.length - 1];
+        if (last && last.end === e.start) last.end += e.length;
+        else own.push({ start: e.start, end: e.start + e.length });
+      },
+      { signal: req.signal },
+    );
+    let bytes = 0;
+    let i = 0;
+    for (const r of free.ranges) {
+      const rEnd = Math.min(r.start + r.length, dev.size);
+      while (i < own.length && own[i].end <= r.start) i++;
+      for (let j = i; j < own.length && own[j].start < rEnd; j++) {
+        let pos = Math.max(r.start, own[j].start);
+        const end = Math.min(rEnd, own[j].end);
+        bytes += Math.max(0, end - pos);
+        while (pos < end) {
+          const b = Math.floor(pos / bucketSize);
+          const bEnd = Math.min(end, (b + 1) * bucketSize);
+          buckets[b] += bEnd - pos;
+          pos = bEnd;
+        }
+      }
+    }
+    return { virtualSize: dev.size, bucketSize, buckets, bytes, partitions: free.partitions };
+  });
+}
+
+/**
+ * The app's "Save a copy…": copyOut into a name that must be new. copyOut copies into an existing folder; a
+ * person who picked a name expects that name, so an existing file or folder there is refused instead.
+ */
+export async function copyOutNew(req: CopyOutRequest): Promise<CopyOutResult> {
+  const there = await fsp.lstat(req.dest).catch(() => undefined);
+  if (there) throw new DiskError('EEXIST', `${req.dest} already exists: choose a new name for the copy`, req.dest);
+  return copyOut(req);
+}

@@ -16,12 +16,13 @@ import { checksumImage } from './checksum';
 import { convertImage } from './convert';
 import { convertKeepingSnapshots } from './convert-snapshots';
 import { planForSource } from './targets';
-import { createImage } from './create';
+import { createImage, existingRule } from './create';
 import { inspectImage } from './info';
 import { mapPicture } from './map';
 import { rebaseImage } from './rebase';
 import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
+import { copyOutNew } from './inside';
 
 type Listener = (e: JobEvent) => void;
 
@@ -38,7 +39,7 @@ type Handlers = { [K in JobKind]: (spec: JobSpecOf<K>, ctx: JobContext) => Promi
 const HANDLERS: Handlers = {
   inspect: (spec, { backingPolicy }) => inspectImage(spec.path, { backingChain: true, backingPolicy }),
   map: (spec, { backingPolicy, signal, progress }) => mapPicture(spec.path, spec.buckets, { backingPolicy, signal, onProgress: progress('map') }),
-  create: (spec) => createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat }),
+  create: (spec) => createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat, existing: existingRule(spec) }),
   check: (spec, { signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
   repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
   compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, backingPolicy, signal, onProgress: progress('compare') }),
@@ -86,6 +87,8 @@ const HANDLERS: Handlers = {
       signal,
       onProgress: progress('rebase'),
     }),
+  'inside-copy': (spec, { backingPolicy, signal, progress }) =>
+    copyOutNew({ path: spec.path, partition: spec.partition, inner: spec.inner, dest: spec.target, backingPolicy, signal, onProgress: progress('inside-copy') }),
 };
 
 /** Runs one job by its kind's handler. */

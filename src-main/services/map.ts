@@ -43,7 +43,8 @@ export async function walkMap(dev: BlockDevice, visit: (e: MapEntry, file: strin
 
 /** The merged map of an image, in qemu-img's JSON shape: adjacent runs with the same state are joined. */
 export async function mapImage(path: string, opts: MapOptions = {}): Promise<Array<MapEntry & { filename: string }>> {
-  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy });
+  // The allocation is not encrypted: an encrypted image is mapped without its key (qemu-img needs one).
+  const dev = await openImage(path, { format: opts.format, readOnly: true, backingPolicy: opts.backingPolicy, withoutKey: true });
   const out: Array<MapEntry & { filename: string }> = [];
   try {
     await walkMap(

@@ -9,7 +9,7 @@ import { openImage, resolveDriver } from '../registry';
 import type { DiffRange, SnapshotOps } from '../block/types';
 import { mapPicture } from './map';
 import { inspectImage } from './info';
-import { heldAgainstWriting } from '../block/lock';
+import { heldAgainstWriting, lockHolderOf } from '../block/lock';
 import { constants as fsc, promises as fsp } from 'node:fs';
 
 async function opsFor(path: string, format?: string): Promise<SnapshotOps> {
@@ -71,7 +71,7 @@ async function writeRefusal(path: string): Promise<SnapshotListing['refusal']> {
     const info = await inspectImage(path, { backingPolicy: 'none' });
     if (info['dirty-flag']) throw new DiskError('EUNCLEAN', `${path}: the image was not closed cleanly; repair it first (Check & Repair)`, path);
     if (info['format-specific']?.data.corrupt === true) throw new DiskError('ECORRUPT', `${path}: the image is marked corrupt; repair it first (Check & Repair)`, path);
-    if (await heldAgainstWriting(path)) throw new DiskError('EBUSY', `${path}: the image is in use by another program (a running VM, or qemu-img); close it there first`, path);
+    if (await heldAgainstWriting(path)) throw new DiskError('EBUSY', `${path}: the image is in use by ${await lockHolderOf(path)}; close it there first`, path);
     return undefined;
   } catch (err) {
     return toDiskError(err, path).toDto();

@@ -72,12 +72,15 @@ const azure: TargetSpec = {
     if (out.length) return out;
     const d = dataOf(info);
     const v = info['virtual-size'];
-    if (d.subformat !== 'fixed') out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it for Azure)`, fixable: false });
-    if (v % MiB !== 0) out.push({ rule: 'size-mib', message: `the virtual size ${v} bytes is not a whole number of MiB; Azure refuses it (the next is ${Math.ceil(v / MiB) * MiB})`, fixable: false });
+    // A fixed VHD's size, footer and length are put right by one resize (lint --fix): grown to the next whole
+    // MiB, the footer saying it; a dynamic one would need a new block table, so it is converted instead.
+    const fixed = d.subformat === 'fixed';
+    if (!fixed) out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it for Azure)`, fixable: false });
+    if (v % MiB !== 0) out.push({ rule: 'size-mib', message: `the virtual size ${v} bytes is not a whole number of MiB; Azure refuses it (the next is ${Math.ceil(v / MiB) * MiB})`, fixable: fixed });
     if (d['current-size'] !== undefined && d['current-size'] !== v) {
-      out.push({ rule: 'current-size', message: `the footer's current size (${String(d['current-size'])}) differs from the size the disk has by its CHS geometry (${v}); Azure reads the current size`, fixable: false });
+      out.push({ rule: 'current-size', message: `the footer's current size (${String(d['current-size'])}) differs from the size the disk has by its CHS geometry (${v}); Azure reads the current size`, fixable: fixed });
     }
-    if (d.subformat === 'fixed' && fileSize !== v + VHD_FOOTER) out.push({ rule: 'file-size', message: `a fixed VHD is its data and a 512-byte footer: expected ${v + VHD_FOOTER} bytes, the file has ${fileSize}`, fixable: false });
+    if (fixed && fileSize !== v + VHD_FOOTER) out.push({ rule: 'file-size', message: `a fixed VHD is its data and a 512-byte footer: expected ${v + VHD_FOOTER} bytes, the file has ${fileSize}`, fixable: true });
     if (v > AZURE_MAX_VIRTUAL) out.push({ rule: 'limit', message: `the disk is larger than Azure's page blob limit (${AZURE_MAX_VIRTUAL / MiB} MiB)`, fixable: false });
     return out;
   },
@@ -186,15 +189,14 @@ export async function lintImage(path: string, target: string, opts: { format?: s
   let findings = await look();
   const fixed: string[] = [];
   if (opts.fix && findings.some((f) => f.fixable)) {
-    for (const f of findings.filter((x) => x.fixable)) {
-      if (f.rule === 'size-mib') {
-        const { resizeImage } = await import('./resize');
-        const info = await inspectImage(path, { format });
-        const to = Math.ceil(info['virtual-size'] / MiB) * MiB;
-        await resizeImage({ path, format, size: to });
-        fixed.push(`grew the disk from ${info['virtual-size']} to ${to} bytes (zeros at the end)`);
-      }
-    }
+    // Every fixable rule today is a fixed VHD's size, footer or length: one resize to the next whole MiB puts
+    // them all right (resize.ts in formats/vpc writes the footer saying it, at the end of the data).
+    const { resizeImage } = await import('./resize');
+    const info = await inspectImage(path, { format });
+    const from = info['virtual-size'];
+    const to = Math.ceil(from / MiB) * MiB;
+    await resizeImage({ path, format, size: to });
+    fixed.push(to === from ? `rewrote the footer: current size ${to} bytes, the file its data and one footer` : `grew the disk from ${from} to ${to} bytes (${to - from} bytes of zeros at the end); the footer says ${to}`);
     findings = await look();
   }
   return { target: spec.name, path, findings, fixed };

@@ -10,6 +10,8 @@ const APP_WORDS: ReadonlyArray<readonly [RegExp, string]> = [
   [/repair it with check -r all first$/, 'repair it with Check & Repair first'],
   [/\(repair it with check -r all\)$/, '(repair it with Check & Repair)'],
   [/repair it first \(check -r all\)$/, 'repair it first with Check & Repair'],
+  // An image another program is writing (block/lock.ts): the app offers "Open read-only anyway" instead of -U.
+  [/; reading it now could show a half-written state \(give -U to read it anyway\)$/, '. Reading it meanwhile can show a half-written state; you can still open it read-only, knowing that.'],
 ];
 
 /** A message of the engine as the app says it (see APP_WORDS). */

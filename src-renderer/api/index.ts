@@ -2,7 +2,8 @@
  * The contract as the renderer calls it: over Electron's preload bridge in the app, over the host's WebSocket in a
  * browser; every failure arrives as an ApiError in the app's words.
  */
-import type { ApiCaller, DesktopBridge, DiskwrightApi } from '../../src-shared/api';
+import type { ApiCaller, DesktopBridge, DiskwrightApi, Unsubscribe } from '../../src-shared/api';
+import type { DesktopCommand } from '../../src-shared/desktop';
 import { clientOn } from './client';
 import { toApiError } from './errors';
 import { SocketConnection } from './socket';
@@ -30,16 +31,21 @@ function socketApi(url: string): DiskwrightApi {
   return clientOn((method, args) => socket.call(method, args), (listener) => socket.onJobEvent(listener));
 }
 
+/** The host's socket; it authenticates by the cookie the first load set (the token is no longer in the address). */
 function socketUrl(): string {
-  const token = new URLSearchParams(window.location.search).get('token') ?? '';
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${window.location.host}/ws?token=${encodeURIComponent(token)}`;
+  return `${scheme}://${window.location.host}/ws`;
 }
 
 /** True inside the Electron app, where native dialogs and dropped-file paths exist. */
 export const isDesktop = typeof window !== 'undefined' && window.diskwright !== undefined;
 
 export const api: DiskwrightApi = window.diskwright ? desktopApi(window.diskwright) : socketApi(socketUrl());
+
+/** The desktop app's menu commands and open requests (src-shared/desktop.ts); nothing in a browser. */
+export function onDesktopCommand(listener: (c: DesktopCommand) => void): Unsubscribe {
+  return window.diskwright?.onDesktopCommand?.(listener) ?? (() => undefined);
+}
 
 /** The path of a dropped file, where the platform can tell it (Electron); undefined in a browser. */
 export function pathOfDroppedFile(file: File): string | undefined {

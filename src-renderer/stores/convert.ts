@@ -12,6 +12,8 @@ import { release, useKeysStore } from './keys';
 export type ConvertStep = 'target' | 'review' | 'converting' | 'verifying' | 'result' | 'failed';
 
 const slot = new JobSlot();
+/** The pause after the last key before a typed target path is checked. */
+let typingTimer: ReturnType<typeof setTimeout> | undefined;
 
 export const useConvertStore = defineStore('convert', {
   state: () => ({
@@ -26,7 +28,11 @@ export const useConvertStore = defineStore('convert', {
     compress: false,
     verify: true,
     targetPath: '',
+    /** What the folder says of `targetFor` (exists, folder exists, free space); shown only while it is the path typed. */
     target: null as TargetInfo | null,
+    targetFor: '',
+    /** The latest target check: an older answer arriving late is dropped. */
+    targetSeq: 0,
     /** The running convert or verify; `error` also holds a failure to read the source. */
     ...jobState(),
     result: null as ConvertResult | null,
@@ -116,10 +122,22 @@ export const useConvertStore = defineStore('convert', {
       await this.checkTarget();
     },
     async checkTarget(): Promise<void> {
-      this.target = null;
       const path = this.targetPath.trim();
-      if (!path) return;
-      this.target = await api.targetInfo(path).catch(() => null);
+      const seq = ++this.targetSeq;
+      if (!path) {
+        this.target = null;
+        this.targetFor = '';
+        return;
+      }
+      const info = await api.targetInfo(path).catch(() => null);
+      if (seq !== this.targetSeq) return;
+      this.target = info;
+      this.targetFor = path;
+    },
+    /** The typed path is checked as it is typed (a moment after the last key), not only when the field is left. */
+    typedTarget(): void {
+      clearTimeout(typingTimer);
+      typingTimer = setTimeout(() => void this.checkTarget(), 250);
     },
     async run(options: Record<string, string | number | boolean>): Promise<void> {
       if (!this.source) return;

@@ -28,6 +28,8 @@ export interface RefusedBacking {
 export const useImageStore = defineStore('image', {
   state: () => ({
     path: '' as string,
+    /** The image opened with "Open read-only anyway" while another program writes it ('' for none). */
+    readingWhileInUse: '' as string,
     /** The format the user chose for the file (Open as raw); undefined when it was recognised. */
     format: undefined as FormatName | undefined,
     info: null as ImageInfo | null,
@@ -66,7 +68,24 @@ export const useImageStore = defineStore('image', {
      * Reads the image's facts; resolves with the error (also kept in state) or null. Without `format` a file
      * no format recognises is not opened: status says 'unrecognised' and the user is asked.
      */
+    /**
+     * "Open read-only anyway" for an image another program is writing: its reads stop asking for a consistent
+     * state (as qemu-img -U), and the page says that what it shows may change.
+     */
+    async openWhileInUse(path: string): Promise<ApiError | null> {
+      try {
+        await api.readWhileInUse(path);
+      } catch (err) {
+        this.status = 'failed';
+        this.error = toApiError(err);
+        return this.error;
+      }
+      const err = await this.open(path);
+      if (!err) this.readingWhileInUse = path;
+      return err;
+    },
     async open(path: string, format?: FormatName): Promise<ApiError | null> {
+      if (path !== this.readingWhileInUse) this.readingWhileInUse = '';
       const gen = ++this.generation;
       // A new session: the keys of the image shown before are wiped (a new image's own key is kept).
       void useKeysStore().forgetAllBut(path);

@@ -81,6 +81,9 @@ export const useNewImageStore = defineStore('newImage', {
         size,
         options: this.format === 'qcow2' ? withEncryption(options, this.encryption) : options,
         ...(this.backing ? { backing: this.backing.filename, backingFormat: this.backing.format } : {}),
+        // The review said "The file already there is replaced" and the person pressed Create: that is the
+        // confirmation the job needs (it refuses an existing file otherwise, and a file that is no disk image always).
+        ...(this.target?.exists ? { replace: true } : {}),
       });
       if (outcome && 'error' in outcome) this.step = 'failed';
       // The key set for the new image is wiped unless the image was made (it is opened next, unlocked).

@@ -68,6 +68,51 @@ test('the page needs the launch token; the answer carries a strict CSP', async (
   assert.equal(ok.headers['cache-control'], 'no-store');
 });
 
+test('the first load sets the token as a cookie (HttpOnly, SameSite=Strict, Path=/); later loads present the cookie', async () => {
+  const first = await get('/?token=' + token);
+  assert.equal(first.status, 200);
+  const set = first.headers['set-cookie'];
+  assert.ok(set && set.length === 1, `one cookie is set: ${JSON.stringify(set)}`);
+  const parts = set[0].split(';').map((p) => p.trim());
+  assert.equal(parts[0], `diskwright-${host.port}=${token}`);
+  assert.deepEqual(parts.slice(1).map((p) => p.toLowerCase()).sort(), ['httponly', 'path=/', 'samesite=strict']);
+
+  const cookie = { Cookie: parts[0] };
+  const again = await get('/', cookie);
+  assert.equal(again.status, 200, 'a reload without the token in the address opens with the cookie');
+  assert.equal(again.headers['set-cookie'], undefined, 'the cookie is set once, by the load that brought the token');
+  assert.match(again.body, /<div id="app">/);
+  // Without either, or with a wrong one, or with another port's cookie: refused.
+  assert.equal((await get('/')).status, 403);
+  assert.equal((await get('/', { Cookie: `diskwright-${host.port}=${'0'.repeat(64)}` })).status, 403);
+  assert.equal((await get('/', { Cookie: `diskwright-${host.port + 1}=${token}` })).status, 403);
+  assert.equal((await get('/index.html', { Cookie: `other=1; diskwright-${host.port}=${token}x` })).status, 403);
+  assert.equal((await get('/index.html', { Cookie: `other=1; diskwright-${host.port}=${token}` })).status, 200);
+});
+
+test('the socket authenticates by the cookie, and still checks Origin and Host', async () => {
+  const withCookie = (cookie: string, wsOrigin = origin, hostHeader?: string) =>
+    new Promise<WebSocket>((resolve, reject) => {
+      const headers: Record<string, string> = { Cookie: cookie };
+      if (hostHeader) headers.Host = hostHeader;
+      const ws = new WebSocket(`ws://127.0.0.1:${host.port}/ws`, { origin: wsOrigin, headers });
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`refused with ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+  const good = `diskwright-${host.port}=${token}`;
+  await assert.rejects(withCookie(`diskwright-${host.port}=${'a'.repeat(64)}`), /refused with 403/);
+  await assert.rejects(withCookie(good, 'http://attacker.example'), /refused with 403/);
+  await assert.rejects(withCookie(good, origin, `attacker.example:${host.port}`), /refused with 403/);
+  const c = new SocketClient(await withCookie(good));
+  try {
+    const formats = await c.result<unknown[]>('formats', []);
+    assert.ok(formats.length > 0);
+  } finally {
+    c.close();
+  }
+});
+
 test('other host names, methods and paths outside the renderer folder are refused', async () => {
   assert.equal((await get('/?token=' + token, { Host: `attacker.example:${host.port}` })).status, 421);
   assert.equal((await get('/../../package.json')).status, 404);
@@ -82,7 +127,7 @@ test('other host names, methods and paths outside the renderer folder are refuse
   assert.match(String(js.headers['content-type']), /javascript/);
 });
 
-test('the socket needs the token and our own origin', async () => {
+test('the socket needs the token (or its cookie) and our own origin', async () => {
   await assert.rejects(connect(''), /refused with 403/);
   await assert.rejects(connect('?token=' + 'f'.repeat(64)), /refused with 403/);
   await assert.rejects(connect('?token=' + token, 'http://attacker.example'), /refused with 403/);

@@ -171,7 +171,7 @@ test('an image another program is writing is browsed but not changed', async () 
     await page.getByRole('heading', { name: 'busy.qcow2', level: 1 }).waitFor();
     await page.getByTestId('open-snapshots').click();
     await page.getByTestId('refusal').waitFor();
-    assert.match(await page.getByTestId('refusal').innerText(), /in use by another program/);
+    assert.match(await page.getByTestId('refusal').innerText(), /in use by qemu-io \(pid \d+: qemu-io -r -f qcow2 /);
     assert.equal(await page.getByTestId('take').isDisabled(), true);
     await shots(page, 'snapshots-busy');
   } finally {

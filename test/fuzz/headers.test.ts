@@ -6,50 +6,19 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, fstatSync, openSync, readFileSync, statSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
-import { DiskError } from '../../src-main/block/errors';
-import { ImageFile } from '../../src-main/block/file';
-import { driverFor, openImage } from '../../src-main/registry';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { ImageFile } from '../../src-main/block/file';
+import { openImage } from '../../src-main/registry';
 import type { FormatName } from '../../src-main/block/types';
 import { parseHeader as parseQcow2Header, readLayout } from '../../src-main/formats/qcow2/layout';
 import { crc32c } from '../../src-main/formats/vhdx/layout';
 import { must, scratch, seededRandom } from '../helpers';
+import { assertLookedOnly, attempt, caseCount, describeStep, rewriteFile, SEED, truncateOrExtend, watch } from './harness';
 
-const SEED = Number(process.env.DISKWRIGHT_FUZZ_SEED ?? 0x5eed);
-const CASES = Number(process.env.DISKWRIGHT_FUZZ_CASES ?? 300);
-/** One mutated image must be handled within this; a longer run is a hang. */
-const CASE_LIMIT_MS = 5000;
+const CASES = caseCount(300);
 
 const s = scratch('dw-fuzz-');
 after(() => s.cleanup());
-
-const rng = seededRandom;
-
-// ---- watching every read the drivers make ----
-
-interface ReadWatch {
-  largest: number;
-  overFile: string[];
-}
-const watch: ReadWatch = { largest: 0, overFile: [] };
-{
-  const proto = ImageFile.prototype as unknown as {
-    readExact: (this: ImageFile, pos: number, into: Uint8Array, what?: string) => Promise<Uint8Array>;
-    readBlock: (this: ImageFile, pos: number, length: number, what?: string) => Promise<Uint8Array>;
-  };
-  const readExact = proto.readExact;
-  const readBlock = proto.readBlock;
-  // A buffer handed to readExact was allocated by the caller: it must never be larger than the file.
-  proto.readExact = function (pos, into, what) {
-    watch.largest = Math.max(watch.largest, into.length);
-    if (into.length > this.size) watch.overFile.push(`${what ?? 'read'}: ${into.length} bytes from a ${this.size}-byte file`);
-    return readExact.call(this, pos, into, what);
-  };
-  proto.readBlock = function (pos, length, what) {
-    if (Number.isFinite(length)) watch.largest = Math.max(watch.largest, length);
-    return readBlock.call(this, pos, length, what);
-  };
-}
 
 // ---- mutations ----
 
@@ -79,7 +48,7 @@ function interesting(fileSize: number, r: () => number): bigint {
 
 /** Applies 1-4 random edits inside the target's regions; sometimes truncates or extends the file. */
 function mutate(original: Buffer, t: Target, r: () => number): { bytes: Buffer; label: string } {
-  let bytes = Buffer.from(original);
+  let bytes: Buffer = Buffer.from(original);
   const labels: string[] = [];
   const edits = 1 + Math.floor(r() * 4);
   for (let i = 0; i < edits; i++) {
@@ -117,72 +86,15 @@ function mutate(original: Buffer, t: Target, r: () => number): { bytes: Buffer; 
     }
   }
   t.fixup?.(bytes, r);
-  const cut = r();
-  if (cut < 0.08) {
-    const len = Math.floor(r() * bytes.length);
-    bytes = bytes.subarray(0, len);
-    labels.push(`truncate ${len}`);
-  } else if (cut < 0.1) {
-    bytes = Buffer.concat([bytes, Buffer.alloc(1 + Math.floor(r() * 4096), 0xa5)]);
-    labels.push(`extend ${bytes.length}`);
-  }
+  bytes = truncateOrExtend(bytes, r, labels);
   return { bytes, label: labels.join(', ') };
 }
 
 // ---- running one case ----
 
-function withLimit<T>(p: Promise<T>, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`hang: ${label} took longer than ${CASE_LIMIT_MS} ms`)), CASE_LIMIT_MS);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
-function assertDiskError(err: unknown, label: string): void {
-  if (err instanceof DiskError) {
-    assert.ok(err.message.length > 0 && !err.message.includes('undefined'), `${label}: message '${err.message}'`);
-    return;
-  }
-  const e = err as Error;
-  assert.fail(`${label}: threw ${e?.name ?? typeof err} instead of a DiskError: ${e?.message}\n${e?.stack ?? ''}`);
-}
-
-async function attempt(label: string, fn: () => Promise<unknown>): Promise<'ok' | 'refused'> {
-  try {
-    await withLimit(fn(), label);
-    return 'ok';
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith('hang:')) assert.fail(err.message);
-    assertDiskError(err, label);
-    return 'refused';
-  }
-}
-
 async function runCase(t: Target, work: string, bytes: Buffer, label: string): Promise<{ describe: string; open: string }> {
-  // Rewrite the working copy in place: whole file, so truncation and extension are real.
-  const fd = openSync(work, 'r+');
-  try {
-    ftruncateSync(fd, 0);
-    writeSync(fd, bytes, 0, bytes.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  const before = statSync(work);
-  watch.overFile = [];
-  const driver = driverFor(t.format);
-  const describe = await attempt(`${label}: describe`, async () => {
-    const f = await ImageFile.open(work, false);
-    try {
-      const info = await driver.describe(f);
-      assert.ok(Number.isSafeInteger(info['virtual-size']) && info['virtual-size'] >= 0, `${label}: virtual-size ${info['virtual-size']}`);
-      if (info['cluster-size'] !== undefined) assert.ok(Number.isSafeInteger(info['cluster-size']) && info['cluster-size'] > 0, `${label}: cluster-size`);
-      JSON.stringify(info); // no bigints or cycles reach the JSON output
-      await t.extra?.(f, bytes);
-    } finally {
-      await f.close();
-    }
-  });
+  const before = rewriteFile(work, bytes);
+  const describe = await describeStep(t.format, work, label, (f) => t.extra?.(f, bytes) ?? Promise.resolve());
   const open = await attempt(`${label}: open`, async () => {
     const dev = await openImage(work, { format: t.format, readOnly: true, backingPolicy: 'inside-folder' });
     try {
@@ -198,10 +110,7 @@ async function runCase(t: Target, work: string, bytes: Buffer, label: string): P
       await dev.close();
     }
   });
-  assert.deepEqual(watch.overFile, [], `${label}: read buffers larger than the file`);
-  const afterStat = fstatSync(openSync(work, 'r'));
-  assert.equal(afterStat.size, before.size, `${label}: a read-only look changed the file's size`);
-  assert.equal(afterStat.mtimeMs, before.mtimeMs, `${label}: a read-only look wrote to the file`);
+  assertLookedOnly(work, before, label);
   return { describe, open };
 }
 
@@ -212,7 +121,7 @@ async function fuzz(t: Target, note: (msg: string) => void): Promise<void> {
   // The unmutated image is accepted: otherwise the loop would only test the first check.
   const clean = await runCase(t, work, original, `${t.format} unmutated`);
   assert.equal(clean.describe, 'ok', `${t.format}: describe accepts the image qemu-img wrote`);
-  const r = rng(SEED ^ crc32c(Buffer.from(t.format + t.path.split('/').pop())));
+  const r = seededRandom(SEED ^ crc32c(Buffer.from(t.format + t.path.split('/').pop())));
   const tally = { describeOk: 0, describeRefused: 0, openOk: 0, openRefused: 0 };
   for (let i = 0; i < CASES; i++) {
     const { bytes, label } = mutate(original, t, r);

@@ -7,33 +7,16 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { DiskError } from '../../src-main/block/errors';
-import { ImageFile } from '../../src-main/block/file';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { driverFor, openImage } from '../../src-main/registry';
 import { parseHeader, serializeHeader, TYPE_DIFFERENCING } from '../../src-main/formats/vdi/layout';
 import { must, scratch, seededRandom } from '../helpers';
+import { assertLookedOnly, attempt, caseCount, describeStep, rewriteFile, SEED, truncateOrExtend, watch } from './harness';
 
-const SEED = Number(process.env.DISKWRIGHT_FUZZ_SEED ?? 0x5eed);
-const CASES = Number(process.env.DISKWRIGHT_FUZZ_CASES ?? 250);
-const CASE_LIMIT_MS = 5000;
+const CASES = caseCount(250);
 
 const s = scratch('dw-fuzz-vdi-');
 after(() => s.cleanup());
-
-/** The largest buffer any read asked for, and reads asking for more than the file holds. */
-const watch = { largest: 0, overFile: [] as string[] };
-{
-  const proto = ImageFile.prototype as unknown as {
-    readExact: (this: ImageFile, pos: number, into: Uint8Array, what?: string) => Promise<Uint8Array>;
-  };
-  const readExact = proto.readExact;
-  proto.readExact = function (pos, into, what) {
-    watch.largest = Math.max(watch.largest, into.length);
-    if (into.length > this.size) watch.overFile.push(`${what ?? 'read'}: ${into.length} bytes from a ${this.size}-byte file`);
-    return readExact.call(this, pos, into, what);
-  };
-}
 
 /** Header fields (offset, width) that mutations aim at, besides random bytes. */
 const FIELDS: Array<[number, 4 | 8]> = [
@@ -47,7 +30,7 @@ function interesting(fileSize: number, r: () => number): bigint {
 }
 
 function mutate(original: Buffer, bmapEntries: number, r: () => number): { bytes: Buffer; label: string } {
-  let b = Buffer.from(original);
+  let b: Buffer = Buffer.from(original);
   const labels: string[] = [];
   const edits = 1 + Math.floor(r() * 4);
   for (let i = 0; i < edits; i++) {
@@ -72,53 +55,14 @@ function mutate(original: Buffer, bmapEntries: number, r: () => number): { bytes
       labels.push(`flip ${at}.${bit}`);
     }
   }
-  const cut = r();
-  if (cut < 0.08) {
-    const len = Math.floor(r() * b.length);
-    b = b.subarray(0, len);
-    labels.push(`truncate ${len}`);
-  } else if (cut < 0.1) {
-    b = Buffer.concat([b, Buffer.alloc(1 + Math.floor(r() * 4096), 0xa5)]);
-    labels.push(`extend ${b.length}`);
-  }
+  b = truncateOrExtend(b, r, labels);
   return { bytes: b, label: labels.join(', ') };
 }
 
-async function attempt(label: string, fn: () => Promise<unknown>): Promise<'ok' | 'refused'> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`hang: ${label} took longer than ${CASE_LIMIT_MS} ms`)), CASE_LIMIT_MS);
-  });
-  try {
-    await Promise.race([fn(), limit]);
-    return 'ok';
-  } catch (err) {
-    if (err instanceof DiskError) {
-      assert.ok(err.message.length > 0 && !err.message.includes('undefined'), `${label}: message '${err.message}'`);
-      return 'refused';
-    }
-    const e = err as Error;
-    return assert.fail(`${label}: threw ${e?.name} instead of a DiskError: ${e?.message}\n${e?.stack ?? ''}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function runCase(work: string, bytes: Buffer, label: string): Promise<string> {
-  writeFileSync(work, bytes);
-  const before = statSync(work);
-  watch.overFile = [];
+  const before = rewriteFile(work, bytes);
   const driver = driverFor('vdi');
-  const describe = await attempt(`${label}: describe`, async () => {
-    const f = await ImageFile.open(work, false);
-    try {
-      const info = await driver.describe(f);
-      assert.ok(Number.isSafeInteger(info['virtual-size']) && info['virtual-size'] >= 0);
-      JSON.stringify(info);
-    } finally {
-      await f.close();
-    }
-  });
+  const describe = await describeStep('vdi', work, label);
   const open = await attempt(`${label}: open`, async () => {
     const dev = await openImage(work, { format: 'vdi', readOnly: true, backingPolicy: 'inside-folder' });
     try {
@@ -133,9 +77,7 @@ async function runCase(work: string, bytes: Buffer, label: string): Promise<stri
     }
   });
   await attempt(`${label}: check`, () => driver.check!(work, 'none'));
-  const after = statSync(work);
-  assert.equal(after.size, before.size, `${label}: a read-only look changed the file's size`);
-  assert.equal(after.mtimeMs, before.mtimeMs, `${label}: a read-only look wrote to the file`);
+  assertLookedOnly(work, before, label);
   const copy = `${work}.repair.vdi`;
   copyFileSync(work, copy);
   const repaired = await attempt(`${label}: repair`, () => driver.check!(copy, 'all'));
@@ -143,7 +85,7 @@ async function runCase(work: string, bytes: Buffer, label: string): Promise<stri
     const again = await driver.check!(copy, 'none');
     assert.equal(again.corruptions, 0, `${label}: a repaired image checks clean`);
   }
-  assert.deepEqual(watch.overFile, [], `${label}: read buffers larger than the file`);
+  assert.deepEqual(watch.overFile, [], `${label}: the repair read buffers larger than the file`);
   return `${describe}/${open}`;
 }
 

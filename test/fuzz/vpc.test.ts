@@ -7,29 +7,16 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { DiskError } from '../../src-main/block/errors';
-import { ImageFile } from '../../src-main/block/file';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { driverFor, openImage } from '../../src-main/registry';
 import { vhdChecksum } from '../../src-main/formats/vpc/layout';
 import { dwOk, must, scratch, seededRandom } from '../helpers';
+import { attempt, caseCount, describeStep, rewriteFile, SEED, truncateOrExtend, watch } from './harness';
 
-const SEED = Number(process.env.DISKWRIGHT_FUZZ_SEED ?? 0x5eed);
-const CASES = Number(process.env.DISKWRIGHT_FUZZ_CASES ?? 200);
-const CASE_LIMIT_MS = 5000;
+const CASES = caseCount(200);
 
 const s = scratch('dw-fuzz-vpc-');
 after(() => s.cleanup());
-
-let overFile: string[] = [];
-{
-  const proto = ImageFile.prototype as unknown as { readExact: (this: ImageFile, pos: number, into: Uint8Array, what?: string) => Promise<Uint8Array> };
-  const readExact = proto.readExact;
-  proto.readExact = function (pos, into, what) {
-    if (into.length > this.size) overFile.push(`${what ?? 'read'}: ${into.length} bytes from a ${this.size}-byte file`);
-    return readExact.call(this, pos, into, what);
-  };
-}
 
 interface Target {
   name: string;
@@ -69,7 +56,7 @@ function fixChecksums(b: Buffer): void {
 }
 
 function mutate(original: Buffer, t: Target, r: () => number): { bytes: Buffer; label: string } {
-  let bytes = Buffer.from(original);
+  let bytes: Buffer = Buffer.from(original);
   const labels: string[] = [];
   const vals = [0n, 1n, 511n, 512n, 0x7fffffffn, 0xffffffffn, 2n ** 53n + 1n, 2n ** 64n - 1n, BigInt(original.length), BigInt(original.length / 512)];
   for (let i = 0, n = 1 + Math.floor(r() * 4); i < n; i++) {
@@ -98,41 +85,8 @@ function mutate(original: Buffer, t: Target, r: () => number): { bytes: Buffer; 
     fixChecksums(bytes);
     labels.push('checksums fixed');
   }
-  const cut = r();
-  if (cut < 0.08) {
-    bytes = bytes.subarray(0, Math.floor(r() * bytes.length));
-    labels.push(`truncate ${bytes.length}`);
-  }
+  bytes = truncateOrExtend(bytes, r, labels, false);
   return { bytes, label: labels.join(', ') };
-}
-
-async function attempt(label: string, fn: () => Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`hang: ${label}`)), CASE_LIMIT_MS);
-  });
-  try {
-    await Promise.race([fn(), limit]);
-  } catch (err) {
-    if (err instanceof DiskError) {
-      assert.ok(err.message.length > 0 && !err.message.includes('undefined'), `${label}: message '${err.message}'`);
-      return;
-    }
-    const e = err as Error;
-    assert.fail(`${label}: threw ${e?.name} instead of a DiskError: ${e?.message}\n${e?.stack ?? ''}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function writeFile(path: string, bytes: Buffer): void {
-  const fd = openSync(path, 'w');
-  try {
-    ftruncateSync(fd, 0);
-    writeSync(fd, bytes, 0, bytes.length, 0);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 test(`vpc: ${CASES} seeded mutations per image give DiskErrors or sound reads, never a crash or a hang (seed ${SEED})`, async () => {
@@ -144,18 +98,8 @@ test(`vpc: ${CASES} seeded mutations per image give DiskErrors or sound reads, n
     for (let i = 0; i < CASES; i++) {
       const { bytes, label: what } = mutate(original, t, r);
       const label = `${t.name} case ${i} (${what})`;
-      writeFile(work, bytes);
-      overFile = [];
-      await attempt(`${label}: describe`, async () => {
-        const f = await ImageFile.open(work, false);
-        try {
-          const info = await driver.describe(f);
-          assert.ok(Number.isSafeInteger(info['virtual-size']) && info['virtual-size'] >= 0);
-          JSON.stringify(info);
-        } finally {
-          await f.close();
-        }
-      });
+      rewriteFile(work, bytes);
+      await describeStep('vpc', work, label);
       await attempt(`${label}: open and read`, async () => {
         const dev = await openImage(work, { format: 'vpc', readOnly: true, backingPolicy: 'inside-folder' });
         try {
@@ -179,7 +123,7 @@ test(`vpc: ${CASES} seeded mutations per image give DiskErrors or sound reads, n
           await dev.close();
         }
       });
-      assert.deepEqual(overFile, [], `${label}: reads larger than the file`);
+      assert.deepEqual(watch.overFile, [], `${label}: reads larger than the file`);
     }
   }
 });

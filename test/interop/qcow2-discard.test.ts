@@ -9,8 +9,8 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { dw, must, run, scratch } from '../helpers';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dw, must, qemuIo, run, scratch } from '../helpers';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import type { BlockDevice } from '../../src-main/block/types';
 import { assertPlainError, io } from './qcow2-common';
@@ -196,11 +196,17 @@ test('discard says which part was released when the range has partial clusters a
   assert.equal(dw(['discard', img, '0', String(128 * KiB)]).stdout, '', 'nothing to say when the range is whole clusters');
 });
 
-test('raw images refuse discard with one plain line and stay unchanged; bad ranges and arguments are plain errors', () => {
+test('raw images discard by punching a hole, as qemu-io does; bad ranges and arguments are plain errors', () => {
   const raw = s.path('r.raw');
-  writeFileSync(raw, Buffer.alloc(64 * KiB, 0x42));
-  assertPlainError(['discard', '-f', 'raw', raw, '0', '4096'], /raw images cannot discard/);
-  assert.ok(readFileSync(raw).equals(Buffer.alloc(64 * KiB, 0x42)));
+  const theirs = s.path('r-qemu.raw');
+  writeFileSync(raw, Buffer.alloc(256 * KiB, 0x42));
+  writeFileSync(theirs, Buffer.alloc(256 * KiB, 0x42));
+  assert.equal(dw(['discard', '-f', 'raw', raw, String(64 * KiB), String(128 * KiB)]).status, 0);
+  qemuIo(theirs, 'raw', [`discard ${64 * KiB} ${128 * KiB}`]);
+  assert.ok(readFileSync(raw).equals(readFileSync(theirs)), 'the same content as qemu-io discard gives');
+  assert.ok(readFileSync(raw).subarray(64 * KiB, 192 * KiB).every((b) => b === 0), 'the range reads as zeros');
+  assert.ok(statSync(raw).blocks * 512 <= 128 * KiB, 'and its blocks went back to the host');
+  assert.equal(statSync(raw).size, 256 * KiB, 'the file keeps its length');
   const img = plainImage(VARIANTS[1]);
   const before = readFileSync(img);
   assertPlainError(['discard', img, String(SIZE), '4096'], /outside the image/);

@@ -99,3 +99,35 @@ test('convert --target azure of a disk larger than a page blob: refused in one l
   assert.match(r2.stderr, /leave out -O/);
   assert.ok(readFileSync(source()).length > 0);
 });
+
+test('lint --target azure --fix: a fixed VHD from qemu-img (force_size, and CHS-rounded) grows to the next whole MiB with its data kept; qemu-img reads the new size, compares equal over the old size, zeros after; lint then says ready', () => {
+  for (const [name, opts, asked] of [
+    ['force.vhd', 'subformat=fixed,force_size=on', 10 * MiB + 4096],
+    ['chs.vhd', 'subformat=fixed', 20 * MiB + 7 * 512],
+  ] as const) {
+    const img = s.path(name);
+    must('qemu-img', ['create', '-f', 'vpc', '-o', opts, img, String(asked)]);
+    const before = qinfo(img, 'vpc')['virtual-size'] as number;
+    assert.notEqual(before % MiB, 0, `${name}: the case needs a size that is not whole MiB`);
+    qemuIo(img, 'vpc', ['write -P 0x3c 0 64k', `write -P 0x4d ${before - 4096} 4096`]);
+    const plain = s.path(`${name}.before.raw`);
+    must('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', img, plain]);
+    const r = dwOk(['lint', '--target', 'azure', '--fix', img]);
+    assert.match(r.stdout, /grew the disk from \d+ to \d+ bytes/, name);
+    const want = Math.ceil(before / MiB) * MiB;
+    const info = qinfo(img, 'vpc');
+    assert.equal(info['virtual-size'], want, `${name}: qemu-img reads the new size`);
+    assert.equal(statSync(img).size, want + 512, `${name}: the data and one footer`);
+    // qemu-img has no check for vpc; its open warns on a footer checksum it does not accept.
+    assert.equal(must('qemu-img', ['info', '-f', 'vpc', img]).stderr, '', `${name}: qemu-img opens it without a warning`);
+    // The old content is all there; what was added reads as zeros (qemu-img compare of a shorter raw: the rest must be zero).
+    assert.match(must('qemu-img', ['compare', '-f', 'raw', '-F', 'vpc', plain, img]).stdout, /size mismatch!\nImages are identical\./, name);
+    assert.equal(dw(['lint', '--target', 'azure', img]).status, 0, `${name}: ready after the fix`);
+  }
+  // A dynamic VHD is not resized: the finding stays, named as one to convert.
+  const dyn = s.path('dyn-fix.vhd');
+  must('qemu-img', ['create', '-f', 'vpc', '-o', 'subformat=dynamic', dyn, '10M']);
+  const r = dw(['lint', '--target', 'azure', '--fix', dyn]);
+  assert.equal(r.status, 2);
+  assert.match(r.stdout, /convert it for Azure/);
+});

@@ -6,8 +6,7 @@
  * facts when the user says the change is harmless.
  */
 import { promises as fsp } from 'node:fs';
-import * as nodePath from 'node:path';
-import { resolveBackingPath } from '../../block/backing-path';
+import { overridePath, resolveBackingPath } from '../../block/backing-path';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BackingPolicy, OpenOptions } from '../../block/types';
@@ -48,7 +47,7 @@ export async function readCowHeader(file: ImageFile): Promise<{ head: Uint8Array
  */
 export function locateBacking(path: string, h: CowHeader, policy: BackingPolicy, override?: string): string | undefined {
   if (policy === 'none') return undefined;
-  if (override !== undefined) return nodePath.resolve(override);
+  if (override !== undefined) return overridePath(override, policy);
   if (h.backingFile === '') return undefined;
   return resolveBackingPath(path, h.backingFile, policy);
 }

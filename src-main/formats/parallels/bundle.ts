@@ -8,7 +8,8 @@ import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import type * as FastXmlParser from 'fast-xml-parser';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
-import { ImageFile } from '../../block/file';
+import { reachedPath, within } from '../../block/backing-path';
+import { ImageFile, openingChecked } from '../../block/file';
 import type { BlockDevice, CheckOptions, CheckReport, HeaderInfo, OpenOptions } from '../../block/types';
 import { checkParallels } from './check';
 import { openParallels } from './device';
@@ -130,9 +131,16 @@ export async function readBundle(path: string): Promise<Bundle> {
     await file.close();
   }
   const b = parseDescriptor(xml, path);
+  // The descriptor names its images inside the bundle; what decides is where each name leads. A member that is
+  // a link to a file outside the folder is refused (it would be read, and a repair would write to it), and the
+  // others are opened by their real paths under openingChecked, so a link swapped in later does not pass.
+  const realDir = reachedPath(nodePath.dirname(nodePath.resolve(path)));
   for (const im of b.chain) {
     const st = await fsp.stat(im.path).catch(() => undefined);
     if (!st?.isFile()) throw corrupt(`${path}: image ${im.file} of the bundle is missing`, path);
+    const real = reachedPath(im.path);
+    if (!within(realDir, real)) throw new DiskError('EOUTSIDE', `${path}: image ${im.file} of the bundle is a link to ${real}, outside the bundle folder; not following it`, path);
+    im.path = real;
   }
   return b;
 }
@@ -141,7 +149,11 @@ export async function readBundle(path: string): Promise<Bundle> {
 export async function descriptorIn(dir: string): Promise<string | undefined> {
   const p = nodePath.join(dir, DESCRIPTOR_NAME);
   const st = await fsp.stat(p).catch(() => undefined);
-  return st?.isFile() ? p : undefined;
+  if (!st?.isFile()) return undefined;
+  // A descriptor that links out of the bundle is not this bundle's.
+  const real = reachedPath(p);
+  if (!within(reachedPath(dir), real)) throw new DiskError('EOUTSIDE', `${dir}: its ${DESCRIPTOR_NAME} is a link to ${real}, outside the bundle folder; not following it`, dir);
+  return real === nodePath.resolve(p) ? p : real;
 }
 
 /**
@@ -158,7 +170,7 @@ export async function openBundle(descriptor: string, opts: OpenOptions): Promise
       const readOnly = i > 0 || opts.readOnly;
       const below = dev;
       dev = undefined; // openParallels closes `below` when it fails
-      dev = im.type === 'Plain' ? await opts.openBacking(im.path, 'raw', readOnly) : await openParallels(im.path, { ...opts, readOnly }, below);
+      dev = await openingChecked(im.path, () => (im.type === 'Plain' ? opts.openBacking(im.path, 'raw', readOnly) : openParallels(im.path, { ...opts, readOnly }, below)));
     }
     return dev!;
   } catch (err) {
@@ -259,7 +271,7 @@ export async function checkBundle(descriptor: string, mode: 'none' | 'leaks' | '
   const total: CheckReport = { filename: descriptor, format: 'parallels', 'check-errors': 0, corruptions: 0, leaks: 0, 'corruptions-fixed': 0, 'leaks-fixed': 0, problems: [] };
   for (const im of b.chain) {
     if (im.type !== 'Compressed') continue;
-    const r = await checkParallels(im.path, mode, opts);
+    const r = await openingChecked(im.path, () => checkParallels(im.path, mode, opts));
     total['check-errors'] += r['check-errors'];
     total.corruptions += r.corruptions;
     total.leaks += r.leaks;

@@ -88,7 +88,7 @@ function statistics(img: ParallelsImage, r: Result): void {
 function examine(img: ParallelsImage, fileSize: number, problems: CheckProblem[], fixing: { errors: boolean; leaks: boolean }): { r: Result; damage: Map<number, Damage> } {
   const r: Result = { corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, imageEnd: 0, total: img.bat.length, allocated: 0, fragmented: 0 };
   if (img.header.inUse === INUSE_MAGIC) {
-    problems.push({ severity: 'corruption', message: `${fixing.errors ? 'Repairing' : 'ERROR'} image was not closed correctly`, fixed: fixing.errors });
+    problems.push({ severity: 'corruption', kind: 'unclean', message: `${fixing.errors ? 'Repairing' : 'ERROR'} image was not closed correctly`, fixed: fixing.errors });
     r.corruptions++;
   }
   const damage = findDamage(img, fileSize);

@@ -31,6 +31,7 @@ import { Qcow2Geometry } from './geometry';
 import { Tables } from './tables';
 import { write } from './write';
 import { writeZeroes } from './zero';
+import { copyIn, storedAt } from './copy-in';
 
 export class Qcow2Device implements BlockDevice, Qcow2State {
   readonly format = 'qcow2' as const;
@@ -155,6 +156,14 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   writeZeroes(offset: number, length: number): Promise<void> {
     if (this.encryption && !sectorAligned(offset, length)) return writeZeroesAligned(this, offset, length);
     return writeZeroes(this, offset, length);
+  }
+
+  storedAt(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined> {
+    return storedAt(this, offset, length);
+  }
+
+  copyIn(offset: number, length: number, from: ImageFile, fromOffset: number): Promise<number> {
+    return copyIn(this, offset, length, from, fromOffset);
   }
 
   /** Data as it goes to host offset `host` (guest `guest`): encrypted in a copy when the image is encrypted. */

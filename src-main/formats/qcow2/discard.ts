@@ -8,11 +8,13 @@
  *
  * Two departures, neither visible to qemu-img check, compare or map: qemu also allocates (or copies, when
  * shared with a snapshot) the L2 table of every range it looks at even when no entry changes; we leave such
- * tables alone. And qemu punches holes in the freed host clusters; Node cannot, so the file keeps its
- * length and blocks (the clusters are free for reuse). Nothing is truncated, as qemu truncates nothing.
+ * tables alone. And qemu punches holes in the freed host clusters only when opened with discard=unmap; we
+ * punch them whenever the native helper can (fallocate PUNCH_HOLE, after the new entries and refcounts are
+ * written, so a crash leaks at worst), which is how sparsify --in-place gives the space back to the host.
+ * Nothing is truncated, as qemu truncates nothing.
  */
 import { DiskError, toDiskError } from '../../block/errors';
-import { EMPTY_ENTRY, isCompressedEntry, readEntry, zeroEntry, type L2Entry } from './entry';
+import { EMPTY_ENTRY, hostOf, isCompressedEntry, readEntry, zeroEntry, type L2Entry } from './entry';
 import type { Qcow2State } from './state';
 import { replaceEntries, type EntryChange } from './write';
 
@@ -75,4 +77,29 @@ async function discardInTable(d: Qcow2State, l1i: number, c0: number, c1: number
   await d.beginWrite();
   // A table shared with a snapshot is copied there; the copy holds the same entries as `before`.
   await replaceEntries(d, l1i, changes);
+  await punchFreed(d, changes);
+}
+
+/**
+ * Gives the host clusters that the discard freed (refcount now 0) back to the host file system. Runs inside
+ * the discard's serial section, so no allocation can have reused one in between; a cluster still referenced
+ * (by a snapshot) keeps its data. Compressed sectors are left alone (they share clusters).
+ */
+async function punchFreed(d: Qcow2State, changes: EntryChange[]): Promise<void> {
+  if (!d.file.punchesHoles) return;
+  const cs = d.geometry.clusterSize;
+  const refs = await d.refcounts();
+  const hosts: number[] = [];
+  for (const ch of changes) {
+    if (isCompressedEntry(ch.old.hi)) continue;
+    const host = hostOf(ch.old);
+    if (host && (await refs.get(host / cs)) === 0) hosts.push(host);
+  }
+  hosts.sort((a, b) => a - b);
+  for (let i = 0; i < hosts.length; ) {
+    let j = i + 1;
+    while (j < hosts.length && hosts[j] === hosts[j - 1] + cs) j++;
+    if (!(await d.file.punchHole(hosts[i], (j - i) * cs))) return;
+    i = j;
+  }
 }

@@ -191,7 +191,7 @@ async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: numbe
 }
 
 /** The L2 entries of clusters [c0, c0 + n) newly at `host`, after guest bytes [pos, end) were written there. */
-function putNewEntries(d: Qcow2State, c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
+export function putNewEntries(d: Qcow2State, c0: number, n: number, pos: number, end: number, host: number, old: L2Entry[], table: Uint8Array): void {
   const g = d.geometry;
   const cs = g.clusterSize;
   for (let j = 0; j < n; j++) {

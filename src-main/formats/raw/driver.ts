@@ -23,8 +23,9 @@ const SECTOR = 512;
 const sectorRound = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 
 /**
- * No discard: releasing a raw file's space means punching a hole (fallocate PUNCH_HOLE), which Node cannot do.
- * Writing zeros instead would allocate the range rather than release it, so discard() refuses, saying why.
+ * Discard punches a hole (fallocate PUNCH_HOLE through the native helper), as qemu's raw driver does: the range
+ * reads as zeros and its space goes back to the host. Without the helper, or on a file system that cannot punch
+ * holes, discard() refuses, saying why: writing zeros instead would allocate the range rather than release it.
  */
 class RawDevice implements BlockDevice {
   readonly format = 'raw' as const;
@@ -68,6 +69,24 @@ class RawDevice implements BlockDevice {
       await this.file.write(pos, zero.subarray(0, Math.min(zero.length, offset + length - pos)));
     }
     this.probe = undefined;
+  }
+
+  /** The file is the disk: every guest byte the file holds lies at the same offset in it. */
+  async storedAt(offset: number, length: number): Promise<{ file: ImageFile; offset: number; length: number } | undefined> {
+    this.checkRange(offset, length);
+    const n = Math.min(length, this.file.size - offset);
+    return n > 0 ? { file: this.file, offset, length: n } : undefined;
+  }
+
+  async copyIn(offset: number, length: number, from: ImageFile, fromOffset: number): Promise<number> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    this.checkRange(offset, length);
+    this.probe = undefined;
+    try {
+      return await this.file.copyFrom(from, fromOffset, offset, length);
+    } finally {
+      this.probe = undefined;
+    }
   }
 
   /**
@@ -123,10 +142,14 @@ class RawDevice implements BlockDevice {
     this.noFlush = true;
   }
 
-  async discard(): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    this.checkRange(offset, length);
+    this.probe = undefined;
+    if (await this.file.punchHole(offset, length)) return;
     throw new DiskError(
       'EUNSUPPORTED',
-      `${this.path}: raw images cannot discard here: Node has no way to punch holes in a file, and writing zeros would allocate the range rather than release it`,
+      `${this.path}: raw images cannot discard here: this system (or its file system) cannot punch holes, and writing zeros would allocate the range rather than release it`,
       this.path,
     );
   }

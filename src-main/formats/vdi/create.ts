@@ -5,25 +5,16 @@
  * static image a file cut to its full length (sparse). The bytes are qemu-img's but for the UUIDs.
  */
 import { randomUUID } from 'node:crypto';
-import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
 import { VDI_CREATE_OPTIONS } from './create-options';
-import { createHeader, HEADER_SIZE, MAX_DISK_SIZE, SECTOR, serializeBmap, serializeHeader, UNALLOCATED } from './layout';
+import { createHeader, HEADER_SIZE, serializeBmap, serializeHeader, UNALLOCATED } from './layout';
+import { vdiSettings } from './settings';
 
 const MAP_CHUNK_ENTRIES = 1 << 18;
 
-/** The options as create and measure read them: the size qemu-img uses (rounded up to a sector) and whether the image is static. */
-export function vdiCreateParams(size: number, opts: CreateOptions): { size: number; isStatic: boolean } {
-  if (opts.backingFile) throw new DiskError('EUNSUPPORTED', "vdi images made by create have no backing file (a differencing VDI names its parent by UUID; make one by rebasing a VDI onto a parent beside it)");
-  const rounded = Math.ceil(size / SECTOR) * SECTOR;
-  if (rounded > MAX_DISK_SIZE) throw new DiskError('EUNSUPPORTED', `Unsupported VDI image size (size is ${rounded} bytes, the most supported is ${MAX_DISK_SIZE})`);
-  const v = opts.options.static;
-  return { size: rounded, isStatic: v === true || v === 'on' || v === 'true' };
-}
-
 export async function createVdi(path: string, size: number, opts: CreateOptions): Promise<void> {
-  const p = vdiCreateParams(size, opts);
+  const p = vdiSettings(size, opts);
   const h = createHeader(p.size, p.isStatic, randomUUID(), randomUUID());
   const file = await ImageFile.create(path);
   try {

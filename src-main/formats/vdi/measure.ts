@@ -5,11 +5,11 @@
  */
 import { touchedUnits } from '../../block/bytes';
 import type { CreateOptions, DiffRange, MeasureResult } from '../../block/types';
-import { vdiCreateParams } from './create';
+import { vdiSettings } from './settings';
 import { BLOCK_SIZE, createHeader, ZERO_UUID } from './layout';
 
 export async function measureVdi(size: number, opts: CreateOptions, data: readonly DiffRange[] | undefined): Promise<MeasureResult> {
-  const p = vdiCreateParams(size, opts);
+  const p = vdiSettings(size, opts);
   const h = createHeader(p.size, p.isStatic, ZERO_UUID, ZERO_UUID);
   const full = h.offsetData + h.blocksInImage * BLOCK_SIZE;
   const used = data === undefined ? 0 : touchedUnits(data, BLOCK_SIZE);

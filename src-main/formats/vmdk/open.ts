@@ -9,7 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { SECTOR, view } from '../../block/bytes';
-import { resolveBackingPath } from '../../block/backing-path';
+import { overridePath, resolveBackingPath } from '../../block/backing-path';
 import { DiskError, corrupt, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BackingPolicy, BlockDevice, OpenOptions } from '../../block/types';
@@ -220,7 +220,7 @@ const hex8 = (n: number) => n.toString(16).padStart(8, '0');
 export async function openParent(path: string, d: Descriptor, opts: OpenOptions): Promise<BlockDevice | undefined> {
   const hint = d.parentFileNameHint;
   if (hint === undefined || hint === '' || opts.backingPolicy === 'none') return undefined;
-  const full = opts.backingOverride !== undefined ? nodePath.resolve(opts.backingOverride) : resolveBackingPath(path, hint, opts.backingPolicy);
+  const full = opts.backingOverride !== undefined ? overridePath(opts.backingOverride, opts.backingPolicy) : resolveBackingPath(path, hint, opts.backingPolicy);
   const parent = await opts.openBacking(full, undefined, true);
   const parentCid = (parent as { cid?: number }).cid;
   if (staleCids(d, parent.format === 'vmdk' ? parentCid : undefined) && !opts.acceptChangedBacking) {

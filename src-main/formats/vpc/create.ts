@@ -33,11 +33,10 @@ import {
 } from './layout';
 import { parentFacts, type ParentFacts } from './parent';
 import { readVpcLayout } from './image';
+import { vpcSettings } from './settings';
 
 const roundUp = (n: number) => Math.ceil(n / SECTOR) * SECTOR;
 const ALL_ONES = 0xffffffffffffffffn;
-
-const isOn = (v: unknown) => v === true || v === 'on' || v === 'true';
 
 /** The geometry and footer sizes of a new image: qemu's rounding, or a parent's own figures for a child of the same size. */
 async function sizing(requested: number, force: boolean, parentPath: string | undefined): Promise<{ size: number; geometry: Geometry; force: boolean }> {
@@ -58,18 +57,11 @@ async function sizing(requested: number, force: boolean, parentPath: string | un
 }
 
 export async function createVpc(path: string, requested: number, opts: CreateOptions): Promise<void> {
-  const o = opts.options;
-  const subformat = String(o.subformat ?? 'dynamic');
-  if (subformat !== 'dynamic' && subformat !== 'fixed') throw new DiskError('EINVAL', `vpc subformat '${subformat}' is not known (dynamic or fixed)`);
-  const backingFile = opts.backingFile ?? (o.backing_file !== undefined ? String(o.backing_file) : undefined);
-  const backingFmt = opts.backingFormat ?? (o.backing_fmt !== undefined ? String(o.backing_fmt) : undefined);
-  if (backingFile !== undefined && subformat === 'fixed') throw new DiskError('EINVAL', 'a differencing VHD cannot be fixed');
-  // A fixed VHD parent probes as raw where it is not named .vhd: its footer is what decides (parentFacts).
-  if (backingFmt !== undefined && backingFmt !== 'vpc' && backingFmt !== 'raw') throw new DiskError('EUNSUPPORTED', `a differencing VHD needs a VHD parent, not ${backingFmt}`);
+  const { subformat, forceSize, backingFile } = vpcSettings(opts);
   const dir = nodePath.dirname(nodePath.resolve(opts.targetPath ?? path));
   const parentPath = backingFile !== undefined ? nodePath.resolve(dir, backingFile) : undefined;
   const parent = parentPath !== undefined ? await parentFacts(dir, parentPath) : undefined;
-  const { size, geometry, force } = await sizing(requested, isOn(o.force_size), parentPath);
+  const { size, geometry, force } = await sizing(requested, forceSize, parentPath);
   const type = parent ? DISK_DIFFERENCING : subformat === 'fixed' ? DISK_FIXED : DISK_DYNAMIC;
   const footer: Footer = {
     features: 2,

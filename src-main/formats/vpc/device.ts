@@ -25,7 +25,8 @@ const ZERO_CHUNK = 1 << 20;
 
 export class VpcDevice implements BlockDevice {
   readonly format = 'vpc' as const;
-  readonly size: number;
+  /** Changes only when a fixed image is resized. */
+  size: number;
   readonly clusterSize?: number;
   private readonly dyn?: DynamicLayout;
   private readonly bitmaps = new LruCache<number, Uint8Array>(256);
@@ -321,6 +322,19 @@ export class VpcDevice implements BlockDevice {
       await this.file.close();
       await this.backing?.close();
     }
+  }
+
+  /** Grows a fixed image (resize.ts says how, and why only fixed). */
+  async resize(newSize: number): Promise<void> {
+    this.writable();
+    await this.guard(async () => {
+      const { resizeFixed } = await import('./resize');
+      // Already right: the size the footer gives, its current size and the data area all agree.
+      if (!this.dyn && newSize === this.size && this.layout.footer.currentSize === BigInt(newSize) && this.fixedDataEnd === newSize) return;
+      this.layout.footer = await resizeFixed(this.file, this.layout, this.size, newSize, this.noFlush);
+      this.layout.virtualSize = newSize;
+      this.size = newSize;
+    });
   }
 
   // ---- commit and rebase (backing-edit.ts does the header work) ----

@@ -1,0 +1,267 @@
+/**
+ * Sparsify (compaction, issue 23): gives back the space a guest's file systems have freed, without booting it.
+ * The free ranges come from the file systems' own allocation maps (inside/free.ts: ext bitmaps, FAT, NTFS
+ * $Bitmap, swap pages after the header, the space no partition covers); everything else is kept as it is, and
+ * a file system not cleanly unmounted is left alone. Three ways:
+ *  - into a new image (convert's pipeline over the source with its free ranges reading as zeros): the source
+ *    is only read, and the new image is renamed into place only when complete;
+ *  - in place: the free ranges that hold data are discarded (qcow2: clusters released, zero clusters over a
+ *    backing file, and their host space punched out; raw: holes punched; VHDX: blocks set to zero); formats
+ *    that cannot release a range refuse, saying so; a raw file on a system that cannot punch holes has its
+ *    free ranges zeroed where they are not already (the guest reads the same; a sparse copy then drops them);
+ *  - dry run: the same figures, nothing written.
+ * The figures are per partition: what its file system marks free, and how much of that holds data in the
+ * image now (what the compaction gives back, before a format's rounding to its allocation unit).
+ */
+import { promises as fsp } from 'node:fs';
+import { deepStatus } from '../block/chain';
+import { isZeroRange } from '../block/bytes';
+import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import type { BackingPolicy, BlockDevice } from '../block/types';
+import { diskFreeMap, type ByteRange, type DiskFreeMap } from '../inside';
+import { imageEntry, openImage, resolveDriver } from '../registry';
+import { inspectImage } from './info';
+import { convertImage } from './convert';
+import { FreeMaskedDevice } from './sparsify/masked';
+
+export interface SparsifyRequest {
+  source: string;
+  sourceFormat?: string;
+  /** A new image (omit for in place or a dry run). */
+  target?: string;
+  /** The new image's format; default the source's. */
+  targetFormat?: string;
+  options?: Record<string, string | number | boolean | undefined>;
+  compress?: boolean;
+  cache?: string;
+  inPlace?: boolean;
+  dryRun?: boolean;
+  backingPolicy?: BackingPolicy;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+  onNotice?: (text: string) => void;
+}
+
+export interface SparsifyPartition {
+  /** sfdisk's number; 0 for a file system on the whole disk. */
+  number: number;
+  /** blkid's type word, '' for none. */
+  type: string;
+  /** 'mapped': its free space was read from its allocation map; 'kept': copied as it is (see reason). */
+  status: 'mapped' | 'kept';
+  reason?: string;
+  /** Bytes its file system marks free. */
+  freeBytes: number;
+  /** Of those, the bytes that hold data in the image now: what compaction gives back. */
+  reclaimBytes: number;
+}
+
+export interface SparsifyReport {
+  mode: 'new' | 'in-place' | 'dry-run';
+  source: string;
+  target?: string;
+  format: string;
+  virtualSize: number;
+  table: 'gpt' | 'mbr' | null;
+  partitions: SparsifyPartition[];
+  /** The space between and after partitions. */
+  unpartitioned: { freeBytes: number; reclaimBytes: number };
+  freeBytes: number;
+  reclaimBytes: number;
+  /** Bytes the image's file takes on the host before, and after (not for a dry run). */
+  sizeBefore: number;
+  sizeAfter?: number;
+  /** Plain sentences: what could not be done and why. */
+  notes: string[];
+}
+
+/** Free ranges are walked in status queries of at most this much. */
+const STATUS_SPAN = 1 << 30;
+/** The zero-writing fallback (raw without hole punching) reads and compares in pieces of this size. */
+const ZERO_PIECE = 1 << 20;
+const ZERO_GRAIN = 4096;
+
+export async function sparsify(req: SparsifyRequest): Promise<SparsifyReport> {
+  if (req.inPlace && req.target !== undefined) throw new DiskError('EINVAL', 'sparsify: --in-place takes one image, not a target');
+  if (req.dryRun) return dryRun(req);
+  if (req.inPlace) return inPlace(req);
+  if (req.target === undefined) throw new DiskError('EINVAL', 'sparsify: give a target image, or --in-place, or --dry-run');
+  return intoNewImage(req);
+}
+
+/** What a compaction would give back, nothing written. With inPlace the image's own allocation counts (not its backing file's). */
+async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
+  const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
+  try {
+    const map = await freeMap(dev, req.source);
+    const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
+    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
+    if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead`);
+    if (req.inPlace && dev.format === 'vhdx') out.notes.push('in place, VHDX blocks wholly free are set to read as zeros but the file keeps its length');
+    return out;
+  } finally {
+    await dev.close();
+  }
+}
+
+async function intoNewImage(req: SparsifyRequest): Promise<SparsifyReport> {
+  const target = req.target!;
+  const sizeBefore = await allocatedSize(req.source, req.sourceFormat);
+  const targetFormat = req.targetFormat ?? (await resolveDriver(await imageEntry(req.source), req.sourceFormat)).name;
+  let out: SparsifyReport | undefined;
+  await convertImage({
+    source: req.source,
+    sourceFormat: req.sourceFormat,
+    target,
+    targetFormat,
+    options: req.options,
+    compress: req.compress,
+    cache: req.cache,
+    backingPolicy: req.backingPolicy ?? 'anywhere',
+    signal: req.signal,
+    onProgress: req.onProgress,
+    onNotice: req.onNotice,
+    wrapSource: async (src) => {
+      const map = await freeMap(src, req.source);
+      const held = await heldRanges(src, map.ranges, false, req.signal);
+      out = report('new', req, src, map, held, sizeBefore);
+      return new FreeMaskedDevice(src, map.ranges);
+    },
+  });
+  out!.target = target;
+  out!.sizeAfter = await allocatedSize(target, targetFormat);
+  return out!;
+}
+
+async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
+  // Open for writing: the image is locked as a writer, so one another program holds is refused here.
+  const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
+  let closed = false;
+  try {
+    const sizeBefore = await allocatedSize(req.source, req.sourceFormat);
+    const map = await freeMap(dev, req.source);
+    // Only what this image itself holds can be given back; a free range that reads through to a backing file holds nothing here.
+    const held = await heldRanges(dev, map.ranges, true, req.signal);
+    const out = report('in-place', req, dev, map, held, sizeBefore);
+    const total = held.reduce((n, r) => n + r.length, 0);
+    let done = 0;
+    let zeroFallback = false;
+    for (const r of held) {
+      throwIfAborted(req.signal);
+      if (zeroFallback) await zeroWhereNonZero(dev, r, req.signal);
+      else {
+        try {
+          if (!dev.discard) throw new DiskError('EUNSUPPORTED', `${dev.format} images cannot release space in place`);
+          await dev.discard(r.start, r.length);
+        } catch (err) {
+          const e = toDiskError(err, req.source);
+          if (e.code !== 'EUNSUPPORTED') throw e;
+          if (dev.format !== 'raw' || done > 0) throw inPlaceRefusal(dev, e);
+          // Raw without hole punching: the guest's free blocks are zeroed (reading the same to a file system
+          // that does not look at free blocks); the file keeps its blocks, but a sparse copy drops them.
+          zeroFallback = true;
+          out.notes.push('this system cannot punch holes in the file: the free ranges were zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back');
+          await zeroWhereNonZero(dev, r, req.signal);
+        }
+      }
+      done += r.length;
+      req.onProgress?.(done, total);
+    }
+    await dev.flush();
+    if (dev.format === 'vhdx' && total > 0) out.notes.push('VHDX blocks wholly free were set to read as zeros; the file keeps its length (VHDX blocks are not moved in place)');
+    if (dev.format === 'qcow2' && dev.clusterSize && total > 0) out.notes.push(`only whole ${dev.clusterSize}-byte clusters inside free ranges are released`);
+    closed = true;
+    await dev.close();
+    out.sizeAfter = await allocatedSize(req.source, req.sourceFormat);
+    return out;
+  } finally {
+    if (!closed) await dev.close().catch(() => undefined);
+  }
+}
+
+function inPlaceRefusal(dev: BlockDevice, e: DiskError): DiskError {
+  return new DiskError('EUNSUPPORTED', `${dev.path}: cannot compact in place (${e.message.replace(`${dev.path}: `, '')}); compact into a new image instead: diskwright sparsify SRC DST`, dev.path);
+}
+
+async function freeMap(dev: BlockDevice, path: string): Promise<DiskFreeMap> {
+  try {
+    return await diskFreeMap(dev);
+  } catch (err) {
+    throw toDiskError(err, path);
+  }
+}
+
+/**
+ * The parts of the free ranges that hold data in the image: through the whole chain for a new image, in the top
+ * image only in place. Zero and unallocated ranges hold nothing to give back.
+ */
+async function heldRanges(dev: BlockDevice, free: readonly ByteRange[], topOnly: boolean, signal?: AbortSignal): Promise<ByteRange[]> {
+  const out: ByteRange[] = [];
+  for (const r of free) {
+    const end = Math.min(r.start + r.length, dev.size);
+    for (let pos = r.start; pos < end; ) {
+      throwIfAborted(signal);
+      const span = Math.min(STATUS_SPAN, end - pos);
+      const ext = topOnly ? await dev.status(pos, span) : await deepStatus(dev, pos, span);
+      const len = Math.max(1, Math.min(ext.length, span));
+      if (ext.kind === 'data' && !ext.readsAsZero) {
+        const last = out[out.length - 1];
+        if (last && last.start + last.length === pos) last.length += len;
+        else out.push({ start: pos, length: len });
+      }
+      pos += len;
+    }
+  }
+  return out;
+}
+
+function report(mode: SparsifyReport['mode'], req: SparsifyRequest, dev: BlockDevice, map: DiskFreeMap, held: ByteRange[], sizeBefore: number): SparsifyReport {
+  const overlap = (start: number, length: number) => {
+    let n = 0;
+    for (const r of held) n += Math.max(0, Math.min(r.start + r.length, start + length) - Math.max(r.start, start));
+    return n;
+  };
+  const partitions: SparsifyPartition[] = map.partitions.map((p) => {
+    const info = map.layout.partitions.find((q) => q.number === p.number);
+    const reclaim = p.status === 'mapped' && info ? overlap(info.start, Math.min(info.size, dev.size - info.start)) : 0;
+    return { number: p.number, type: p.type, status: p.status, ...(p.reason ? { reason: p.reason } : {}), freeBytes: p.freeBytes, reclaimBytes: reclaim };
+  });
+  const reclaimBytes = held.reduce((n, r) => n + r.length, 0);
+  const inParts = partitions.reduce((n, p) => n + p.reclaimBytes, 0);
+  const freeBytes = map.ranges.reduce((n, r) => n + r.length, 0);
+  return {
+    mode,
+    source: req.source,
+    format: dev.format,
+    virtualSize: dev.size,
+    table: map.layout.table,
+    partitions,
+    unpartitioned: { freeBytes: map.unpartitionedBytes, reclaimBytes: Math.max(0, reclaimBytes - inParts) },
+    freeBytes,
+    reclaimBytes,
+    sizeBefore,
+    notes: [],
+  };
+}
+
+/** Writes zeros over the 4 KiB blocks of `r` that are not zero already (raw without hole punching). */
+async function zeroWhereNonZero(dev: BlockDevice, r: ByteRange, signal?: AbortSignal): Promise<void> {
+  const buf = new Uint8Array(ZERO_PIECE);
+  for (let pos = r.start; pos < r.start + r.length; pos += ZERO_PIECE) {
+    throwIfAborted(signal);
+    const piece = buf.subarray(0, Math.min(ZERO_PIECE, r.start + r.length - pos));
+    await dev.read(pos, piece);
+    for (let off = 0; off < piece.length; off += ZERO_GRAIN) {
+      const n = Math.min(ZERO_GRAIN, piece.length - off);
+      if (!isZeroRange(piece, off, off + n)) await dev.writeZeroes(pos + off, n);
+    }
+  }
+}
+
+/** Bytes the image takes on the host (its allocated blocks; every file of an image spanning several), as info's actual-size. */
+async function allocatedSize(path: string, format?: string): Promise<number> {
+  const info = await inspectImage(path, { format, backingPolicy: 'none' }).catch(() => undefined);
+  if (info) return info['actual-size'];
+  const st = await fsp.stat(path).catch(() => undefined);
+  return st ? st.blocks * 512 : 0;
+}

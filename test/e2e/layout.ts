@@ -1,0 +1,100 @@
+/**
+ * What a person would see as broken on the page now, measured in the page (visible elements only). Shared by
+ * the layout audit and any e2e test that wants to check the view it has reached:
+ *
+ * - a form control or action button taller than 48 px (the 210 px fields of an earlier round);
+ * - an element whose content spills out of its box (content wider or taller than the box, and the box neither
+ *   scrolls nor clips);
+ * - text clipped by its box (overflow hidden or an ellipsis) with no title to read it in full;
+ * - a button overlapping another button, a form control or a line of text;
+ * - a button touching the text above it (less than 4 px between them);
+ * - a page that scrolls sideways.
+ */
+import type { Page } from 'playwright';
+
+export interface LayoutDefect {
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'sideways scroll';
+  detail: string;
+}
+
+// Given as text: the test runner's TypeScript transform adds helpers (__name) that the page does not have.
+const MEASURE = `(() => {
+  const out = [];
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    const st = getComputedStyle(el);
+    if (!(r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none' && st.opacity !== '0')) return false;
+    // The content of a closed <details> still has boxes in Chromium, but nobody sees it.
+    for (let d = el.closest('details'); d; d = d.parentElement && d.parentElement.closest('details')) {
+      if (!d.open && !el.closest('summary')) return false;
+    }
+    return true;
+  };
+  const hiddenForScreenReaders = (el) => el.closest('.visually-hidden') !== null;
+  const name = (el) => {
+    const t = (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().replace(/\\s+/g, ' ').slice(0, 40);
+    return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '') + (t ? ' “' + t + '”' : '');
+  };
+  const all = Array.from(document.querySelectorAll('body *')).filter((el) => !hiddenForScreenReaders(el) && visible(el));
+
+  for (const el of all) {
+    if (!el.matches('input:not([type=checkbox]):not([type=radio]), select, textarea:not([rows]), .button')) continue;
+    const h = el.getBoundingClientRect().height;
+    if (h > 48) out.push({ what: 'tall control', detail: name(el) + ' is ' + Math.round(h) + ' px tall' });
+  }
+
+  for (const el of all) {
+    if (el.matches('html, body, canvas, svg, svg *, input, select, textarea, option')) continue;
+    const st = getComputedStyle(el);
+    const overX = el.scrollWidth - el.clientWidth;
+    const overY = el.scrollHeight - el.clientHeight;
+    if (overX <= 1 && overY <= 1) continue;
+    const scrolls = (o) => o === 'auto' || o === 'scroll';
+    if ((overX > 1 && scrolls(st.overflowX)) || (overY > 1 && scrolls(st.overflowY))) continue;
+    const clips = st.overflowX === 'hidden' || st.overflowX === 'clip' || st.textOverflow === 'ellipsis';
+    if (clips) {
+      if (overX > 1 && !el.title && !el.closest('[title]')) out.push({ what: 'clipped text', detail: name(el) + ' shows ' + el.clientWidth + ' of ' + el.scrollWidth + ' px' });
+      continue;
+    }
+    if (overX > 1 && st.display !== 'inline') out.push({ what: 'overflow', detail: name(el) + ': content ' + el.scrollWidth + ' px wide in a ' + el.clientWidth + ' px box' });
+  }
+
+  const buttons = all.filter((el) => el.matches('button, .button, [role=button]'));
+  const others = all.filter((el) => el.matches('input, select, textarea, p, h1, h2, h3, label, li, td, th, dt, dd, summary, legend') && !el.matches('button *'));
+  // Anything a button could sit under: every block box that is not part of a button.
+  const blocks = all.filter((el) => !el.matches('button, .button, [role=button], button *, .button *') && getComputedStyle(el).display !== 'inline');
+  const rect = (el) => el.getBoundingClientRect();
+  const overlaps = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+  for (let i = 0; i < buttons.length; i++) {
+    const a = rect(buttons[i]);
+    for (let j = i + 1; j < buttons.length; j++) {
+      if (buttons[i].contains(buttons[j]) || buttons[j].contains(buttons[i])) continue;
+      if (overlaps(a, rect(buttons[j]))) out.push({ what: 'overlap', detail: name(buttons[i]) + ' overlaps ' + name(buttons[j]) });
+    }
+    for (const o of others) {
+      if (o.contains(buttons[i]) || buttons[i].contains(o)) continue;
+      const b = rect(o);
+      if (overlaps(a, b)) out.push({ what: 'overlap', detail: name(buttons[i]) + ' overlaps ' + name(o) });
+    }
+    // A box just above the button (sharing columns, not holding it): the button needs room to breathe.
+    for (const o of blocks) {
+      if (o.contains(buttons[i])) continue;
+      // Rows of a list (the folder list, Recent images) are meant to stack.
+      if (o.matches('li, li *') && buttons[i].closest('li')) continue;
+      const b = rect(o);
+      if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && b.bottom <= a.top + 1 && a.top - b.bottom < 4) {
+        out.push({ what: 'cramped', detail: name(buttons[i]) + ' is ' + Math.round(a.top - b.bottom) + ' px below ' + name(o) });
+        break;
+      }
+    }
+  }
+
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth + 1) out.push({ what: 'sideways scroll', detail: 'the page is ' + root.scrollWidth + ' px wide in a ' + root.clientWidth + ' px window' });
+  return out;
+})()`;
+
+/** The layout defects of the page as it is now. */
+export async function layoutDefects(page: Page): Promise<LayoutDefect[]> {
+  return page.evaluate(MEASURE) as Promise<LayoutDefect[]>;
+}
