@@ -146,16 +146,21 @@ export const useKeysStore = defineStore('keys', {
  * key set earlier for another target name is forgotten. Nothing is done when encryption is off (a key set
  * earlier is forgotten then too).
  */
+/** The targets whose key was handed over and not yet released (a page that goes wipes them: forgetTargetKeys). */
+const targetKeys = new Set<string>();
+
 export async function handOver(d: EncryptionDraft, target: string): Promise<void> {
   if (d.keySetFor && (!d.enabled || d.keySetFor !== target || d.passphrase)) {
     const old = d.keySetFor;
     d.keySetFor = '';
+    targetKeys.delete(old);
     await api.forgetImageKey(old).catch(() => undefined);
   }
   if (!d.enabled || !d.passphrase) return;
   const typed = d.passphrase;
   d.passphrase = '';
   d.confirm = '';
+  targetKeys.add(target);
   await api.setTargetKey(target, typed);
   d.keySetFor = target;
 }
@@ -166,5 +171,12 @@ export async function release(d: EncryptionDraft, kept = false): Promise<void> {
   d.confirm = '';
   const key = d.keySetFor;
   d.keySetFor = '';
+  targetKeys.delete(key);
   if (key && !kept) await api.forgetImageKey(key).catch(() => undefined);
+}
+
+/** Wipes the keys of every target handed over and not released (the page goes away mid-wizard). */
+export function forgetTargetKeys(): void {
+  for (const t of targetKeys) void api.forgetImageKey(t).catch(() => undefined);
+  targetKeys.clear();
 }

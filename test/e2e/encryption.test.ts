@@ -377,3 +377,25 @@ test('an image in the original qcow2 AES is said to be weak; its passphrase cann
   assert.ok(theirs.includes(fp.trim()), `the fingerprint ${fp} is that of qemu's plain copy (${theirs.trim()})`);
   assert.deepEqual(session.browser.problems, []);
 });
+
+test('a passphrase handed over for a new image is wiped when the page goes before the image is made', async () => {
+  const { page } = session.browser;
+  await page.goto(session.host.url);
+  await page.getByRole('button', { name: 'New image…' }).click();
+  await page.locator('.format-choice[data-format="qcow2"]').click();
+  await page.getByLabel('Virtual size').fill('4M');
+  await page.getByLabel('Encrypt with a passphrase').check();
+  await page.locator('#new-encrypt-pass').fill(PASS);
+  await page.locator('#new-encrypt-confirm').fill(PASS);
+  const target = session.work.path('never-made.qcow2');
+  await page.getByLabel('Save as').fill(target);
+  await page.getByLabel('Save as').blur();
+  await page.getByRole('button', { name: 'Review' }).click();
+  await page.getByTestId('review-encryption').waitFor();
+  for (let i = 0; i < 50 && !keyFor(target); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(keyFor(target), 'Review handed the passphrase to the main process');
+  await page.reload();
+  for (let i = 0; i < 100 && keyFor(target); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(keyFor(target), undefined, 'the target\'s key went with the page');
+  assert.deepEqual(session.browser.problems, []);
+});
