@@ -58,9 +58,8 @@ export const useInsideStore = defineStore('inside', {
     },
   },
   actions: {
-    /** Reads the partition table of `path` (once per image: a second call for the same image does nothing). */
+    /** Reads the partition table of `path`, afresh: the image may have changed (a revert, a repair) since it was last read. */
     async load(path: string): Promise<void> {
-      if (path === this.path && this.status !== 'idle' && this.status !== 'failed') return;
       slot.reset();
       this.$reset();
       const gen = ++this.generation;

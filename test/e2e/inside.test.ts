@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import AxeBuilder from '@axe-core/playwright';
 import type { Page } from 'playwright';
 import { SHOTS, e2eSession } from './browser';
 import { blkid, sfdiskPartitions } from '../interop/inside-common';
@@ -160,6 +161,9 @@ test('the file browser lists folders as they were put in, sorts, shows symlinks 
   await page.getByRole('heading', { name: /Files in partition 2/ }).waitFor();
   assert.deepEqual((await rows(page)).map(([n]) => n), ['EFI', 'startup.nsh']);
   await page.screenshot({ path: join(SHOTS, 'inside-browser.png'), fullPage: true });
+  // The card, the bar and the browser pass axe-core's rules (names, roles, contrast).
+  const audit = await new AxeBuilder({ page }).include('[data-testid="partitions-card"]').include('[data-testid="partition-bar"]').analyze();
+  assert.deepEqual(audit.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), []);
   assert.deepEqual(session.browser.problems, []);
 });
 

@@ -39,14 +39,16 @@ async function refusal(p: Promise<unknown>): Promise<DiskErrorDto> {
   assert.fail('expected a refusal');
 }
 
-/** Starts a job through the contract and waits for its end; `cancelAt` cancels it right after the start. */
+/** Starts a job through the contract and waits for its end; `cancel` cancels it right after the start. */
 async function runJob(spec: JobSpec, cancel = false): Promise<{ result?: InsideCopyResult; error?: DiskErrorDto }> {
   return new Promise((resolve, reject) => {
     let id: string | undefined;
     const early: Array<Parameters<Parameters<JobManager['onEvent']>[0]>[0]> = [];
     const settle = (e: (typeof early)[number]) => {
+      if (e.type === 'progress') return;
+      off();
       if (e.type === 'done') resolve({ result: e.result as InsideCopyResult });
-      else if (e.type === 'failed') resolve({ error: e.error });
+      else resolve({ error: e.error });
     };
     const off = jobs.onEvent((e) => {
       if (id === undefined) early.push(e);
@@ -57,8 +59,6 @@ async function runJob(spec: JobSpec, cancel = false): Promise<{ result?: InsideC
       if (cancel) void call('cancelJob', jobId);
       for (const e of early) if (e.id === jobId) settle(e);
     }, reject);
-    // The listener goes with the process; each job ends once.
-    void off;
   });
 }
 
