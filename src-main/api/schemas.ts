@@ -93,8 +93,9 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('snapshot-delete'), path: pathSchema, snapshot: snapshotKeySchema }),
     z.strictObject({ kind: z.literal('commit'), path: pathSchema, keepOverlay: z.boolean().optional() }),
     z.strictObject({ kind: z.literal('rebase'), path: pathSchema, newBacking: pathSchema, newBackingFormat: formatSchema.optional(), unsafe: z.boolean().optional() }),
+    z.strictObject({ kind: z.literal('sparsify'), path: pathSchema, mode: z.enum(['preview', 'new', 'in-place']), target: pathSchema.optional(), targetFormat: formatSchema.optional(), keepCopy: z.boolean().optional() }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit or rebase, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit, rebase or sparsify, with its fields' },
 );
 
 const jobIdSchema = z.string({ error: 'a job id must be text' }).min(1, 'the job id is empty').max(128, 'the job id is too long');

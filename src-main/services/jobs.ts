@@ -22,6 +22,8 @@ import { mapPicture } from './map';
 import { rebaseImage } from './rebase';
 import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
+import { sparsify } from './sparsify';
+import { compactViaCopy } from './sparsify/swap';
 
 type Listener = (e: JobEvent) => void;
 
@@ -86,6 +88,11 @@ const HANDLERS: Handlers = {
       signal,
       onProgress: progress('rebase'),
     }),
+  sparsify(spec, { backingPolicy, signal, progress }) {
+    if (spec.mode === 'in-place') return compactViaCopy({ path: spec.path, keepCopy: spec.keepCopy ?? true, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
+    if (spec.mode === 'new' && !spec.target) throw new DiskError('EINVAL', 'a compaction into a new image needs the new image\'s name');
+    return sparsify({ source: spec.path, target: spec.mode === 'new' ? spec.target : undefined, targetFormat: spec.targetFormat, dryRun: spec.mode === 'preview', backingPolicy, signal, onProgress: progress('sparsify') });
+  },
 };
 
 /** Runs one job by its kind's handler. */
