@@ -7,11 +7,13 @@ import type { FormatName } from '../src-shared/api';
 import { FORMAT_NAMES } from '../src-shared/api';
 import type { RouteEntry } from './router';
 import { useCheckRepairStore } from './stores/checkRepair';
+import { useCompactStore } from './stores/compact';
 import { useConvertStore } from './stores/convert';
 import { useImageStore } from './stores/image';
 import { useNewImageStore } from './stores/newImage';
 import { useSnapshotsStore } from './stores/snapshots';
 import CheckRepairView from './views/CheckRepairView.vue';
+import CompactView from './views/CompactView.vue';
 import ConvertView from './views/ConvertView.vue';
 import HomeView from './views/HomeView.vue';
 import InspectView from './views/InspectView.vue';
@@ -28,7 +30,19 @@ export function appRoutes(): RouteEntry[] {
   const newImage = useNewImageStore();
   const convert = useConvertStore();
   const snapshots = useSnapshotsStore();
+  const compact = useCompactStore();
   return [
+    {
+      name: 'compact',
+      view: CompactView,
+      active: () => compact.active,
+      query: () => ({ path: compact.path }),
+      enter: (q) => (q.path ? compact.start(q.path) : undefined),
+      leave: () => {
+        compact.cancel();
+        compact.close();
+      },
+    },
     {
       name: 'check',
       view: CheckRepairView,

@@ -259,6 +259,13 @@ export interface JobSpecs {
    * existing one): written beside it and renamed into place, so a cancel leaves nothing behind.
    */
   'inside-copy': { path: string; partition: number; inner: string; target: string };
+  /**
+   * Compaction (the Compact wizard): 'preview' writes nothing and says what would be given back; 'new' writes a
+   * compacted copy at `target` (`targetFormat`, default the image's); 'in-place' compacts a copy of the image
+   * beside it and renames it into place when done (a cancel or a failure leaves the image as it was), keeping
+   * the image as it was under a second name when `keepCopy`.
+   */
+  sparsify: { path: string; mode: 'preview' | 'new' | 'in-place'; target?: string; targetFormat?: FormatName; keepCopy?: boolean };
 }
 
 /** What each kind of job gives back when done; null where a job gives nothing (the contract carries no undefined). */
@@ -278,6 +285,40 @@ export interface JobResults {
   compare: CompareOutcome;
   checksum: ChecksumResult;
   'inside-copy': InsideCopyResult;
+  sparsify: SparsifyResult;
+}
+
+/** One partition of a compaction's figures. */
+export interface SparsifyPartitionDto {
+  /** sfdisk's number; 0 for a file system on the whole disk. */
+  number: number;
+  /** blkid's type word, '' for none. */
+  type: string;
+  /** 'mapped': its free space comes from its allocation map; 'kept': copied as it is (reason says why). */
+  status: 'mapped' | 'kept';
+  reason?: string;
+  /** Bytes its file system marks free, and of those the bytes holding data in the image (what is given back). */
+  freeBytes: number;
+  reclaimBytes: number;
+}
+
+/** What a 'sparsify' job gives back: the figures (a preview's, or the run's), and the sizes on the host. */
+export interface SparsifyResult {
+  mode: 'new' | 'in-place' | 'dry-run';
+  source: string;
+  target?: string;
+  format: string;
+  virtualSize: number;
+  table: 'gpt' | 'mbr' | null;
+  partitions: SparsifyPartitionDto[];
+  unpartitioned: { freeBytes: number; reclaimBytes: number };
+  freeBytes: number;
+  reclaimBytes: number;
+  sizeBefore: number;
+  sizeAfter?: number;
+  notes: string[];
+  /** In place with keepCopy: the image as it was. */
+  keptCopy?: string;
 }
 
 /** What a 'checksum' job gives back: the fingerprint of what the guest sees (docs/checksum.md). */
@@ -328,7 +369,7 @@ export interface RepairResult {
  * What a job's progress counts: most jobs have one phase named after their kind; a repair first copies the
  * image ('copy', bytes), then repairs the copy ('repair', the format's own unit).
  */
-export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum' | 'inside-copy';
+export type JobPhase = 'map' | 'check' | 'copy' | 'repair' | 'compare' | 'convert' | 'commit' | 'rebase' | 'checksum' | 'inside-copy' | 'sparsify';
 
 export interface JobProgress {
   done: number;

@@ -110,8 +110,9 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('commit'), path: pathSchema, keepOverlay: z.boolean().optional() }),
     z.strictObject({ kind: z.literal('rebase'), path: pathSchema, newBacking: pathSchema, newBackingFormat: formatSchema.optional(), unsafe: z.boolean().optional() }),
     z.strictObject({ kind: z.literal('inside-copy'), path: pathSchema, partition: partitionSchema, inner: innerPathSchema, target: pathSchema }),
+    z.strictObject({ kind: z.literal('sparsify'), path: pathSchema, mode: z.enum(['preview', 'new', 'in-place']), target: pathSchema.optional(), targetFormat: formatSchema.optional(), keepCopy: z.boolean().optional() }),
   ],
-  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit, rebase or inside-copy, with its fields' },
+  { error: 'the job must be one of inspect, map, create, check, repair, compare, checksum, convert, snapshot-create, snapshot-apply, snapshot-delete, commit, rebase, inside-copy or sparsify, with its fields' },
 );
 
 /**

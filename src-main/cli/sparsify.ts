@@ -59,6 +59,6 @@ export function sparsifyText(r: SparsifyReport): string {
   if (!r.partitions.length) lines.push('No partition table and no known file system: the image is copied as it is');
   lines.push(`${would ? 'Would give back' : 'Given back'}: ${size(r.reclaimBytes)} (before rounding to the format's allocation unit)`);
   if (r.sizeAfter !== undefined) lines.push(`${r.mode === 'new' ? `${r.source} takes ${size(r.sizeBefore)}; ${r.target} takes ${size(r.sizeAfter)}` : `${r.source}: ${size(r.sizeBefore)} before, ${size(r.sizeAfter)} after`} on the host`);
-  for (const n of r.notes) lines.push(`Note: ${n}`);
+  for (const n of r.notes) lines.push(n);
   return lines.join('\n');
 }

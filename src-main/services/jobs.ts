@@ -23,6 +23,8 @@ import { rebaseImage } from './rebase';
 import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
 import { copyOutNew } from './inside';
+import { sparsify } from './sparsify';
+import { compactViaCopy } from './sparsify/swap';
 
 type Listener = (e: JobEvent) => void;
 
@@ -89,6 +91,11 @@ const HANDLERS: Handlers = {
     }),
   'inside-copy': (spec, { backingPolicy, signal, progress }) =>
     copyOutNew({ path: spec.path, partition: spec.partition, inner: spec.inner, dest: spec.target, backingPolicy, signal, onProgress: progress('inside-copy') }),
+  sparsify(spec, { backingPolicy, signal, progress }) {
+    if (spec.mode === 'in-place') return compactViaCopy({ path: spec.path, keepCopy: spec.keepCopy ?? true, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
+    if (spec.mode === 'new' && !spec.target) throw new DiskError('EINVAL', 'a compaction into a new image needs the new image\'s name');
+    return sparsify({ source: spec.path, target: spec.mode === 'new' ? spec.target : undefined, targetFormat: spec.targetFormat, dryRun: spec.mode === 'preview', backingPolicy, signal, onProgress: progress('sparsify') });
+  },
 };
 
 /** Runs one job by its kind's handler. */

@@ -35,7 +35,7 @@ export function keptCopyName(path: string, now = new Date()): string {
 }
 
 /** Copies `src` to a new file `dst`: a reflink when the file system offers one, else only the data runs. */
-async function copyImage(src: string, dst: string, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<void> {
+export async function copyImage(src: string, dst: string, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<void> {
   try {
     await fsp.copyFile(src, dst, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
     const { size } = await fsp.stat(dst);

@@ -96,8 +96,8 @@ async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
     const map = await freeMap(dev, req.source);
     const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
     const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
-    if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead`);
-    if (req.inPlace && dev.format === 'vhdx') out.notes.push('in place, VHDX blocks wholly free are set to read as zeros but the file keeps its length');
+    if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead.`);
+    if (req.inPlace && dev.format === 'vhdx') out.notes.push('In place, VHDX blocks wholly free are set to read as zeros but the file keeps its length.');
     return out;
   } finally {
     await dev.close();
@@ -160,7 +160,7 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
           // Raw without hole punching: the guest's free blocks are zeroed (reading the same to a file system
           // that does not look at free blocks); the file keeps its blocks, but a sparse copy drops them.
           zeroFallback = true;
-          out.notes.push('this system cannot punch holes in the file: the free ranges were zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back');
+          out.notes.push('This system cannot punch holes in the file: the free ranges were zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back.');
           await zeroWhereNonZero(dev, r, req.signal);
         }
       }
@@ -168,8 +168,8 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
       req.onProgress?.(done, total);
     }
     await dev.flush();
-    if (dev.format === 'vhdx' && total > 0) out.notes.push('VHDX blocks wholly free were set to read as zeros; the file keeps its length (VHDX blocks are not moved in place)');
-    if (dev.format === 'qcow2' && dev.clusterSize && total > 0) out.notes.push(`only whole ${dev.clusterSize}-byte clusters inside free ranges are released`);
+    if (dev.format === 'vhdx' && total > 0) out.notes.push('VHDX blocks wholly free were set to read as zeros; the file keeps its length (VHDX blocks are not moved in place).');
+    if (dev.format === 'qcow2' && dev.clusterSize && total > 0) out.notes.push(`Only whole ${dev.clusterSize}-byte clusters inside free ranges are released.`);
     closed = true;
     await dev.close();
     out.sizeAfter = await allocatedSize(req.source, req.sourceFormat);

@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dw, dwOk, must, run, scratch } from '../helpers';
+import { assertPlainError, dw, dwOk, must, run, scratch } from '../helpers';
 import { dumpe2fs, makeExt, makeFat, makeNtfs, placeAt, sfdiskPartitions } from './inside-common';
 import { MiB, allocated, assertKeptAndZeroed, measureRequired, randomFile } from './sparsify-common';
 
@@ -224,4 +224,24 @@ test('a dirty ext4 is left as it is, saying why; an unknown file system is copie
   const u = dwOk(['sparsify', '-O', 'qcow2', unknown, uout]);
   assert.match(u.stdout, /copied as it is/);
   assert.equal(run('qemu-img', ['compare', unknown, uout]).status, 0, 'the same content');
+});
+
+test('bad arguments are plain errors; a format that cannot release space in place refuses, changing nothing, and the dry run says so', () => {
+  assertPlainError(['sparsify'], /expecting a source and a target/);
+  assertPlainError(['sparsify', '--in-place', 'a', 'b'], /expecting one image/);
+  assertPlainError(['sparsify', s.path('missing.img'), s.path('out.img')], /no such file/);
+  const raw = s.path('small-ext.img');
+  ext4WithDeletedFile(raw, '160M', 60);
+  const vdi = s.path('small.vdi');
+  must('qemu-img', ['convert', '-O', 'vdi', raw, vdi]);
+  const before = sha(vdi);
+  assertPlainError(['sparsify', '--in-place', vdi], /cannot compact in place .*compact into a new image instead/);
+  assert.equal(sha(vdi), before);
+  const dry = json(['sparsify', '--dry-run', '--in-place', vdi]);
+  assert.ok(dry.notes.some((n) => /vdi images cannot release space in place/.test(n)), dry.notes.join(' | '));
+  const out = s.path('small-out.vdi');
+  const r = json(['sparsify', vdi, out]);
+  assert.ok(r.reclaimBytes >= 120 * MiB);
+  assert.equal(run('qemu-img', ['check', out]).status, 0);
+  assert.ok(allocated(vdi) - allocated(out) >= 115 * MiB, `${allocated(vdi)} → ${allocated(out)}`);
 });

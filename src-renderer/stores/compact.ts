@@ -1,0 +1,99 @@
+/**
+ * The Compact wizard: preview (what each partition's file system has freed and how much of it the image still
+ * holds, nothing written) → choice: into a new image, or in place keeping a copy → run (progress, cancel) →
+ * result with the sizes before and after, and a check of the compacted image where the format has one.
+ */
+import { defineStore } from 'pinia';
+import type { CheckReport, FormatName, SparsifyResult } from '../../src-shared/api';
+import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+
+const slot = new JobSlot();
+
+export type CompactStep = 'previewing' | 'choose' | 'running' | 'verifying' | 'result' | 'failed';
+
+/** "disk.qcow2" → "disk.compact.qcow2", beside it. */
+export function compactTargetName(path: string): string {
+  const slash = path.lastIndexOf('/');
+  const dot = path.lastIndexOf('.');
+  return dot > slash + 1 ? `${path.slice(0, dot)}.compact${path.slice(dot)}` : `${path}.compact`;
+}
+
+export const useCompactStore = defineStore('compact', {
+  state: () => ({
+    active: false,
+    path: '',
+    step: 'previewing' as CompactStep,
+    ...jobState(),
+    preview: null as SparsifyResult | null,
+    where: 'in-place' as 'in-place' | 'new',
+    target: '',
+    targetFormat: undefined as FormatName | undefined,
+    keepCopy: true,
+    result: null as SparsifyResult | null,
+    verify: null as CheckReport | null,
+  }),
+  getters: {
+    verifyClean: (s) => !!s.verify && s.verify.corruptions === 0 && s.verify.leaks === 0 && s.verify['check-errors'] === 0,
+  },
+  actions: {
+    start(path: string): void {
+      this.$reset();
+      this.active = true;
+      this.path = path;
+      this.target = compactTargetName(path);
+      void this.runPreview();
+    },
+
+    async runPreview(): Promise<void> {
+      const gen = slot.next();
+      this.step = 'previewing';
+      const r = this.value(await slot.run(this, gen, { kind: 'sparsify', path: this.path, mode: 'preview' }));
+      if (r === undefined) return;
+      this.preview = r;
+      this.step = 'choose';
+    },
+
+    async run(canCheck: boolean): Promise<void> {
+      const gen = slot.next();
+      this.step = 'running';
+      const spec = this.where === 'new'
+        ? ({ kind: 'sparsify', path: this.path, mode: 'new', target: this.target.trim(), ...(this.targetFormat ? { targetFormat: this.targetFormat } : {}) } as const)
+        : ({ kind: 'sparsify', path: this.path, mode: 'in-place', keepCopy: this.keepCopy } as const);
+      const outcome = await slot.run(this, gen, spec);
+      if (outcome && 'error' in outcome && this.cancelled) {
+        // A cancelled compaction changed nothing: back to the choice.
+        this.error = null;
+        this.step = 'choose';
+        return;
+      }
+      const r = this.value(outcome);
+      if (r === undefined) return;
+      this.result = r;
+      if (!canCheck) {
+        this.step = 'result';
+        return;
+      }
+      this.step = 'verifying';
+      const checked = this.value(await slot.run(this, slot.next(), { kind: 'check', path: this.where === 'new' ? this.target.trim() : this.path }));
+      if (checked === undefined) return;
+      this.verify = checked;
+      this.step = 'result';
+    },
+
+    value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
+      if (!outcome) return undefined;
+      if ('value' in outcome) return outcome.value;
+      this.step = 'failed';
+      return undefined;
+    },
+
+    cancel(): void {
+      slot.cancel();
+    },
+
+    close(): void {
+      slot.reset();
+      this.$reset();
+    },
+  },
+});
