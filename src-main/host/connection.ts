@@ -14,11 +14,10 @@
  *   answers go nowhere.
  */
 import type { WebSocket, RawData } from 'ws';
-import type { DiskErrorDto, JobEvent, JobId, WireMessage } from '../../src-shared/api';
+import type { DiskErrorDto, DiskwrightApi, JobEvent, JobId, WireMessage } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
 import type { JobManager } from '../services/jobs';
 import { callApi, errorDto } from '../api';
-import type { DiskwrightApi } from '../../src-shared/api';
 
 /** Calls a window makes at once: a view asks for a few things together; nothing legitimate needs more. */
 export const MAX_CALLS_IN_FLIGHT = 16;
@@ -44,6 +43,8 @@ export class HostConnection {
   private readonly queue: Request[] = [];
   /** Jobs this socket started that have not ended. */
   private readonly ownJobs = new Set<JobId>();
+  /** startJob calls under way (not yet answered with an id). */
+  private starting = 0;
   /** The last jobs seen ending: one can end before its startJob call has answered (it failed at once). */
   private readonly recentEnds: JobId[] = [];
   private readonly unsubscribe: () => void;
@@ -58,11 +59,6 @@ export class HostConnection {
     ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onClose());
     ws.on('error', () => ws.terminate());
-  }
-
-  /** For tests and the host's own accounting. */
-  get stats(): { inFlight: number; queued: number; unsent: number; jobs: number; paused: boolean } {
-    return { inFlight: this.inFlight, queued: this.queue.length, unsent: this.unsent, jobs: this.ownJobs.size, paused: this.paused };
   }
 
   private onJobEvent(event: JobEvent): void {
@@ -119,10 +115,17 @@ export class HostConnection {
 
   private async call(req: Request): Promise<unknown> {
     if (req.method !== 'startJob') return callApi(this.api, req.method, req.args);
-    if (this.ownJobs.size >= MAX_JOBS_PER_SOCKET) {
+    // Starts still on their way count too: calls in flight run side by side.
+    if (this.ownJobs.size + this.starting >= MAX_JOBS_PER_SOCKET) {
       throw new DiskError('EINVAL', `startJob: ${MAX_JOBS_PER_SOCKET} jobs are already running from this window; wait for one to end or cancel one`);
     }
-    const id = await callApi(this.api, req.method, req.args);
+    this.starting++;
+    let id: unknown;
+    try {
+      id = await callApi(this.api, req.method, req.args);
+    } finally {
+      this.starting--;
+    }
     if (typeof id === 'string') {
       // The socket may have closed while the job started: it has no owner to follow it then.
       if (this.closed) this.jobs.cancel(id);

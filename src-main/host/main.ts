@@ -20,7 +20,10 @@ function parsePort(argv: string[]): number {
 async function main(): Promise<void> {
   const host = await startHost({ port: parsePort(process.argv.slice(2)), recentFile: nodePath.join(hostConfigDir(), 'recent.json') });
   console.log(`diskwright is ready. Open this address in a browser on this machine:\n\n    ${host.url}\n`);
-  console.log('The address includes a key made for this run; without it the page will not open. Press Ctrl+C to stop.');
+  console.log(
+    'The address includes a key made for this run; without it the page will not open. Whoever has it can read and write\n' +
+      'your files as you: share it with no one. Press Ctrl+C to stop.',
+  );
   const stop = () => {
     void host.close().finally(() => process.exit(0));
   };

@@ -19,6 +19,7 @@ const HOST_MAIN = join(ROOT, 'dist', 'main', 'src-main', 'host', 'main.js');
 const work = scratch('dw-host-limits-');
 let child: ChildProcess;
 let url: URL;
+const data = work.path('data.raw');
 
 /** The host process's resident memory now and at its peak (bytes), from /proc. */
 function memory(pid: number): { rss: number; peak: number } {
@@ -75,6 +76,11 @@ function reader(ws: WebSocket) {
 }
 
 before(async () => {
+  // 512 MiB of data (no zeros to skip), so that checksum jobs run long enough to be cancelled (16 share the cores).
+  const chunk = randomBytes(1 << 20);
+  const fd = openSync(data, 'w');
+  for (let i = 0; i < 512; i++) writeSync(fd, chunk);
+  closeSync(fd);
   assert.ok(existsSync(HOST_MAIN), `${HOST_MAIN} is missing: run node scripts/build.mjs first`);
   child = spawn(process.execPath, [HOST_MAIN, '--port', '0'], {
     env: { ...process.env, XDG_CONFIG_HOME: work.path('config') },
@@ -96,12 +102,6 @@ after(() => {
 });
 
 test('10,000 unread calls: memory stays bounded, the page and other windows answer, and the closed socket\'s jobs are cancelled', async () => {
-  // 512 MiB of data (no zeros to skip), so that checksum jobs run long enough to be cancelled (16 share the cores).
-  const data = work.path('data.raw');
-  const chunk = randomBytes(1 << 20);
-  const fd = openSync(data, 'w');
-  for (let i = 0; i < 512; i++) writeSync(fd, chunk);
-  closeSync(fd);
   const small = work.path('small.raw');
   writeFileSync(small, Buffer.alloc(1 << 20, 1));
 
@@ -131,8 +131,9 @@ test('10,000 unread calls: memory stays bounded, the page and other windows answ
   assert.equal(await get(`/?token=${url.searchParams.get('token')}`), 200);
   const answered = await observer.call('formats', []);
   assert.ok(Array.isArray(answered.result), JSON.stringify(answered));
-  // Give the host time to take in what it will of the flood, then measure.
-  await new Promise((r) => setTimeout(r, 1500));
+  // Give the host a moment to take in what it will of the flood (it stops reading at once: the replies back up),
+  // then measure. Short, so that the jobs (16 × 512 MiB to hash) are still running when the socket closes.
+  await new Promise((r) => setTimeout(r, 300));
   const during = memory(child.pid!);
 
   const endedBeforeClose = new Set(observer.events.filter((e) => e.type !== 'progress').map((e) => e.id));
@@ -160,4 +161,30 @@ test('10,000 unread calls: memory stays bounded, the page and other windows answ
   );
   // Unbounded, the probe saw 61 → 878 MB. Bounded: a few MiB of replies waiting, 16 calls in flight, 16 jobs.
   assert.ok(afterClose.peak - before.rss < 160 * 2 ** 20, `peak ${mb(afterClose.peak)} MB from ${mb(before.rss)} MB`);
+});
+
+test('a window may run 16 jobs at once: the 17th is refused in plain words, and runs once one has ended', async () => {
+  const ws = await open();
+  const c = reader(ws);
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const r = await c.call('startJob', [{ kind: 'checksum', path: data }]);
+      assert.equal(typeof r.result, 'string', JSON.stringify(r));
+      ids.push(r.result as string);
+    }
+    const refused = await c.call('startJob', [{ kind: 'checksum', path: data }]);
+    assert.equal(refused.error?.code, 'EINVAL');
+    assert.equal(refused.error?.message, 'startJob: 16 jobs are already running from this window; wait for one to end or cancel one');
+    // Cancel one; once its end has been seen, there is room again.
+    assert.deepEqual(await c.call('cancelJob', [ids[0]]), { id: 1_000_017, result: null });
+    await c.until(() => c.events.some((e) => e.id === ids[0] && e.type === 'failed'));
+    const again = await c.call('startJob', [{ kind: 'checksum', path: data }]);
+    assert.equal(typeof again.result, 'string', JSON.stringify(again));
+    ids.push(again.result as string);
+    for (const id of ids) await c.call('cancelJob', [id]);
+    await c.until(() => ids.every((id) => c.events.some((e) => e.id === id && e.type !== 'progress')));
+  } finally {
+    ws.close();
+  }
 });
