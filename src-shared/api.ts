@@ -340,6 +340,8 @@ export interface ConvertResult {
   target: string;
   /** Bytes the new image takes on disk. */
   targetBytes: number;
+  /** What an earlier convert to the same target left behind when it was stopped (killed), removed by this one. */
+  removedTemporaries?: string[];
 }
 
 /** What a 'compare' job gives back (qemu-img compare's verdict). */
@@ -363,6 +365,8 @@ export interface RepairResult {
   report: CheckReport;
   /** The image as it was before the repair, when a copy was asked for. */
   keptCopy?: string;
+  /** Working copies an earlier repair of the image left behind when it was stopped (killed), removed by this one. */
+  removedTemporaries?: string[];
 }
 
 /**

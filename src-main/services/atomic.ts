@@ -66,7 +66,8 @@ export async function removeStaleTemporaries(target: string): Promise<string[]> 
   }
   const removed: string[] = [];
   for (const path of doomed) {
-    await fsp.rm(path, { force: true }).then(
+    // A temporary may be a folder: a Parallels .hdd bundle being written (stillWritten looked at every file in it).
+    await fsp.rm(path, { force: true, recursive: true }).then(
       () => removed.push(path),
       () => undefined,
     );
@@ -81,7 +82,8 @@ async function sameFile(a: string, b: string): Promise<boolean> {
 }
 
 async function stillWritten(path: string): Promise<boolean> {
-  const st = await fsp.stat(path).catch(() => undefined);
+  const st = await fsp.lstat(path).catch(() => undefined);
+  if (st?.isDirectory()) return folderStillWritten(path);
   if (!st?.isFile()) return true; // not ours to remove
   if (!lockingAvailable()) return Date.now() - st.mtimeMs < STALE_AFTER_MS;
   const fh = await fsp.open(path, 'r').catch(() => undefined);
@@ -91,6 +93,26 @@ async function stillWritten(path: string): Promise<boolean> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A temporary folder (a bundle a killed convert was writing) is stale when every entry is a regular file that
+ * no live writer holds. Anything else in it (a folder, a link) means it is not what we write: it stays.
+ */
+async function folderStillWritten(dir: string): Promise<boolean> {
+  const names = await fsp.readdir(dir).catch(() => undefined);
+  if (names === undefined) return true;
+  for (const name of names) {
+    const path = nodePath.join(dir, name);
+    const st = await fsp.lstat(path).catch(() => undefined);
+    if (!st?.isFile() || (await stillWritten(path))) return true;
+  }
+  // An empty one may be a live job's that has not made its first file yet: only an old one goes.
+  if (names.length === 0) {
+    const st = await fsp.stat(dir).catch(() => undefined);
+    return st === undefined || Date.now() - st.mtimeMs < STALE_AFTER_MS;
+  }
+  return false;
 }
 
 /** Fails with a plain message naming the target when it is a folder, or its folder is missing or not a folder. */

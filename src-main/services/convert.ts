@@ -59,6 +59,8 @@ export interface ConvertRequest {
   onProgress?: (done: number, total: number) => void;
   /** Things worth a line to the user that are not errors (a stale temporary file removed). */
   onNotice?: (text: string) => void;
+  /** Each temporary file or folder a dead job left beside the target that this convert removed (ConvertResult.removedTemporaries). */
+  onStaleRemoved?: (path: string) => void;
 }
 
 /** Data is read and written in pieces of at most this many bytes: memory stays flat whatever the image size. */
@@ -107,7 +109,10 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       if (dst.size < src.size) throw new DiskError('EINVAL', `${req.target} (${dst.size} bytes) is smaller than ${req.source} (${src.size} bytes)`);
     } else {
       await checkTarget(req.target);
-      for (const stale of await removeStaleTemporaries(req.target)) req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
+      for (const stale of await removeStaleTemporaries(req.target)) {
+        req.onNotice?.(`removed ${stale}, left by an earlier convert that was stopped`);
+        req.onStaleRemoved?.(stale);
+      }
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
       extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);

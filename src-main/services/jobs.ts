@@ -47,6 +47,7 @@ const HANDLERS: Handlers = {
   compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, backingPolicy, signal, onProgress: progress('compare') }),
   checksum: (spec, { backingPolicy, signal, progress }) => checksumImage({ path: spec.path, format: spec.format, backingPolicy, signal, onProgress: progress('checksum') }),
   async convert(spec, { backingPolicy, signal, progress }) {
+    const removed: string[] = [];
     // For a hypervisor or cloud, the target's plan decides the format, options and size (services/targets.ts).
     const plan = spec.hostTarget ? await planForSource(spec.source, spec.hostTarget, spec.hostChoice ?? {}, { backingPolicy }) : undefined;
     if (plan && plan.format !== spec.targetFormat) throw new DiskError('EINVAL', `a disk for ${spec.hostTarget} is ${plan.format}, not ${spec.targetFormat}`);
@@ -62,9 +63,10 @@ const HANDLERS: Handlers = {
       backingPolicy,
       signal,
       onProgress: progress('convert'),
+      onStaleRemoved: (p) => removed.push(p),
     });
     // What the new image takes on disk, for the wizard's before/after.
-    return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512 };
+    return { target: spec.target, targetBytes: ((await fsp.stat(spec.target)).blocks ?? 0) * 512, ...(removed.length ? { removedTemporaries: removed } : {}) };
   },
   async 'snapshot-create'(spec) {
     await createNamedSnapshot(spec.path, spec.name);

@@ -9,9 +9,10 @@ import * as nodePath from 'node:path';
 import type { CheckReport, RepairResult } from '../../src-shared/api';
 import { isZeroRange } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import { ImageFile } from '../block/file';
 import { nativeFileOps } from '../block/native';
 import { imageEntry, resolveDriver } from '../registry';
-import { tempPathFor } from './atomic';
+import { removeStaleTemporaries, tempPathFor } from './atomic';
 
 export interface RepairRequest {
   path: string;
@@ -34,20 +35,34 @@ export function keptCopyName(path: string, now = new Date()): string {
   return nodePath.join(nodePath.dirname(path), `${stem}.before-repair-${stamp}${ext}`);
 }
 
-/** Copies `src` to a new file `dst`: a reflink when the file system offers one, else only the data runs. */
-export async function copyImage(src: string, dst: string, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<void> {
+/**
+ * Copies `src` into the working file `dst`, which exists (empty) and is held by `holder`'s write lock: a
+ * reflink when the file system offers one, else only the data runs. Returns the holder of `dst` afterwards. A
+ * reflink makes a new file, so it is made under a name the clean-up of dead jobs' temporaries counts as this
+ * job's (`…-TOKEN.clone.tmp`, kept while `dst` is held), locked, and renamed over `dst`.
+ */
+export async function copyImage(src: string, dst: string, holder: ImageFile, signal: AbortSignal | undefined, onProgress: (done: number, total: number) => void): Promise<ImageFile> {
+  const clone = dst.replace(/\.tmp$/, '.clone.tmp');
   try {
-    await fsp.copyFile(src, dst, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
-    const { size } = await fsp.stat(dst);
-    onProgress(size, size);
-    return;
+    await fsp.copyFile(src, clone, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE_FORCE);
+    const held = await ImageFile.open(clone, true);
+    try {
+      await fsp.rename(clone, dst);
+    } catch (err) {
+      await held.close();
+      throw err;
+    }
+    await holder.close();
+    onProgress(held.size, held.size);
+    return held;
   } catch {
-    await fsp.rm(dst, { force: true });
+    await fsp.rm(clone, { force: true });
   }
   const from = await fsp.open(src, 'r');
   try {
     const { size, mode } = await from.stat();
-    const to = await fsp.open(dst, 'wx', mode & 0o777);
+    const to = await fsp.open(dst, 'r+');
+    await to.chmod(mode & 0o777);
     try {
       const buf = Buffer.allocUnsafe(CHUNK);
       let pos = 0;
@@ -83,6 +98,7 @@ export async function copyImage(src: string, dst: string, signal: AbortSignal | 
   } finally {
     await from.close();
   }
+  return holder;
 }
 
 /** The report speaks of the image, not of the working copy it was made on. */
@@ -102,10 +118,16 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
   if (await driver.spansFiles?.(path)) {
     throw new DiskError('EUNSUPPORTED', `${req.path}: a ${driver.label} image can span several files; repair it in place with diskwright check -r ${req.mode}`, req.path);
   }
+  // Working copies a killed repair left beside the image go first (one a live repair holds is left alone).
+  const removed = await removeStaleTemporaries(path);
   const tmp = tempPathFor(path);
   let kept: string | undefined;
+  // The working copy is held by its write lock from the moment it exists, so that the clean-up above, run by
+  // another job, tells it from a dead one's.
+  let holder: ImageFile | undefined;
   try {
-    await copyImage(path, tmp, req.signal, (d, t) => req.onProgress?.('copy', d, t));
+    holder = await ImageFile.create(tmp);
+    holder = await copyImage(path, tmp, holder, req.signal, (d, t) => req.onProgress?.('copy', d, t));
     // The phase starts (and shows) even for a format whose check reports no finer progress.
     req.onProgress?.('repair', 0, 1);
     const report = await driver.check(tmp, req.mode, { signal: req.signal, onProgress: (d, t) => req.onProgress?.('repair', d, t) });
@@ -117,11 +139,13 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
       await fsp.link(path, kept);
     }
     await fsp.rename(tmp, path);
-    return { report: aboutImage(report, tmp, req.path), ...(kept ? { keptCopy: kept } : {}) };
+    return { report: aboutImage(report, tmp, req.path), ...(kept ? { keptCopy: kept } : {}), ...(removed.length ? { removedTemporaries: removed } : {}) };
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     if (kept) await fsp.rm(kept, { force: true }).catch(() => undefined);
     const e = toDiskError(err, req.path);
     throw e.message.includes(tmp) ? new DiskError(e.code, e.message.split(tmp).join(path), req.path) : e;
+  } finally {
+    await holder?.close();
   }
 }

@@ -13,7 +13,7 @@ import { ImageFile, openingChecked } from '../../block/file';
 import type { BlockDevice, CheckOptions, CheckReport, HeaderInfo, OpenOptions } from '../../block/types';
 import { checkParallels } from './check';
 import { openParallels } from './device';
-import { SECTOR } from './layout';
+import { HEADER_SIZE, parseHeader, SECTOR } from './layout';
 
 export const DESCRIPTOR_NAME = 'DiskDescriptor.xml';
 /** The top snapshot's GUID when the descriptor names none (TopGUID). */
@@ -170,7 +170,9 @@ export async function openBundle(descriptor: string, opts: OpenOptions): Promise
       const readOnly = i > 0 || opts.readOnly;
       const below = dev;
       dev = undefined; // openParallels closes `below` when it fails
-      dev = await openingChecked(im.path, () => (im.type === 'Plain' ? opts.openBacking(im.path, 'raw', readOnly) : openParallels(im.path, { ...opts, readOnly }, below)));
+      // The descriptor's Disk_size is the disk's size, as Parallels takes it, whatever the top image's header says.
+      const size = i === 0 ? b.size : undefined;
+      dev = await openingChecked(im.path, () => (im.type === 'Plain' ? opts.openBacking(im.path, 'raw', readOnly) : openParallels(im.path, { ...opts, readOnly }, below, size)));
     }
     return dev!;
   } catch (err) {
@@ -180,8 +182,31 @@ export async function openBundle(descriptor: string, opts: OpenOptions): Promise
 }
 
 /** What `info` shows for a bundle: the disk, its chain and its snapshot tree. */
+/**
+ * The size the top image's own header gives, when it differs from the descriptor's Disk_size (which wins, as
+ * in Parallels): what info and check say. Undefined when they agree or the top image is Plain (raw).
+ */
+export async function headerSizeMismatch(b: Bundle): Promise<{ file: string; headerSize: number } | undefined> {
+  const top = b.chain[0];
+  if (top.type !== 'Compressed') return undefined;
+  const f = await openingChecked(top.path, () => ImageFile.open(top.path, false));
+  try {
+    const h = parseHeader(await f.readBlock(0, Math.min(HEADER_SIZE, f.size), 'parallels header'), top.path);
+    const headerSize = h.nbSectors * SECTOR;
+    return headerSize === b.size ? undefined : { file: top.file, headerSize };
+  } finally {
+    await f.close();
+  }
+}
+
+/** The sentence info and check say when the two sizes differ. */
+function mismatchNote(b: Bundle, m: { file: string; headerSize: number }): string {
+  return `the descriptor says the disk is ${b.size} bytes but the header of ${m.file} says ${m.headerSize}; the descriptor's size is used, as Parallels does`;
+}
+
 export async function describeBundle(file: ImageFile): Promise<HeaderInfo> {
   const b = await readBundle(file.path);
+  const mismatch = await headerSizeMismatch(b);
   let actual = file.size;
   for (const im of b.chain) actual += ((await fsp.stat(im.path)).blocks ?? 0) * 512;
   return {
@@ -198,6 +223,7 @@ export async function describeBundle(file: ImageFile): Promise<HeaderInfo> {
         'top-guid': b.top,
         chain: b.chain.map((im) => ({ guid: im.guid, type: im.type, file: im.file })),
         snapshots: b.shots.map((s) => ({ guid: s.guid, 'parent-guid': s.parent, ...(b.chain.some((im) => im.guid === s.guid) ? { 'in-chain': true } : {}) })),
+        ...(mismatch ? { 'header-size': mismatch.headerSize, 'size-note': mismatchNote(b, mismatch) } : {}),
       },
     },
     'data-readable': true,
@@ -269,6 +295,11 @@ export interface ParallelsHeaderLike {
 export async function checkBundle(descriptor: string, mode: 'none' | 'leaks' | 'all', opts: CheckOptions): Promise<CheckReport> {
   const b = await readBundle(descriptor);
   const total: CheckReport = { filename: descriptor, format: 'parallels', 'check-errors': 0, corruptions: 0, leaks: 0, 'corruptions-fixed': 0, 'leaks-fixed': 0, problems: [] };
+  const mismatch = await headerSizeMismatch(b);
+  if (mismatch) {
+    total.corruptions += 1;
+    total.problems.push({ severity: 'corruption', message: mismatchNote(b, mismatch) });
+  }
   for (const im of b.chain) {
     if (im.type !== 'Compressed') continue;
     const r = await openingChecked(im.path, () => checkParallels(im.path, mode, opts));

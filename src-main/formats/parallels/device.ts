@@ -110,8 +110,10 @@ export class ParallelsDevice implements BlockDevice {
     /** Set when the image was marked in use: reads work, writes are refused until it is repaired. */
     private readonly unclean: boolean,
     readonly backing?: BlockDevice,
+    /** The disk's size where something above the header decides it (a bundle's DiskDescriptor.xml). */
+    size?: number,
   ) {
-    this.size = header.nbSectors * SECTOR;
+    this.size = size ?? header.nbSectors * SECTOR;
     this.clusterSize = header.tracks * SECTOR;
     this.dataEnd = dataEndSectors(header, bat);
     this.zeroFrom = file.size;
@@ -262,7 +264,7 @@ export class ParallelsDevice implements BlockDevice {
  * Opens a Parallels image. For writing, the in-use mark is set (and synced) before anything else is written,
  * as qemu does. An image already marked in use opens read-only: its writes fail with EUNCLEAN until repaired.
  */
-export async function openParallels(path: string, opts: OpenOptions, backing?: BlockDevice): Promise<BlockDevice> {
+export async function openParallels(path: string, opts: OpenOptions, backing?: BlockDevice, size?: number): Promise<BlockDevice> {
   let file = await ImageFile.open(path, !opts.readOnly);
   try {
     let img = await readImage(file);
@@ -280,7 +282,7 @@ export async function openParallels(path: string, opts: OpenOptions, backing?: B
       await file.write(0, serializeHeader({ ...img.header, inUse: INUSE_MAGIC }));
       await file.sync();
     }
-    return new ParallelsDevice(file, img.header, img.bat, readOnly, unclean, backing);
+    return new ParallelsDevice(file, img.header, img.bat, readOnly, unclean, backing, size);
   } catch (err) {
     await file.close();
     await backing?.close();

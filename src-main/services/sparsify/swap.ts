@@ -7,6 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
+import { ImageFile } from '../../block/file';
 import { imageEntry, resolveDriver } from '../../registry';
 import { tempPathFor } from '../atomic';
 import { copyImage } from '../repair';
@@ -37,8 +38,12 @@ export async function compactViaCopy(req: SwapRequest): Promise<SparsifyReport &
   const before = (await fsp.stat(path)).blocks * 512;
   const tmp = tempPathFor(path);
   let kept: string | undefined;
+  // The working copy is held by its write lock from the moment it exists (as a repair's: services/repair.ts),
+  // so that another job's clean-up of dead jobs' temporaries tells it from a dead one's.
+  let holder: ImageFile | undefined;
   try {
-    await copyImage(path, tmp, req.signal, (d, t) => req.onProgress?.('copy', d, t));
+    holder = await ImageFile.create(tmp);
+    holder = await copyImage(path, tmp, holder, req.signal, (d, t) => req.onProgress?.('copy', d, t));
     const report = await sparsify({ source: tmp, sourceFormat: driver.name, inPlace: true, backingPolicy: 'inside-folder', signal: req.signal, onProgress: (d, t) => req.onProgress?.('sparsify', d, t) });
     throwIfAborted(req.signal);
     const fh = await fsp.open(tmp, 'r+');
@@ -54,5 +59,7 @@ export async function compactViaCopy(req: SwapRequest): Promise<SparsifyReport &
     if (kept) await fsp.rm(kept, { force: true }).catch(() => undefined);
     const e = toDiskError(err, req.path);
     throw e.message.includes(tmp) ? new DiskError(e.code, e.message.split(tmp).join(path), req.path) : e;
+  } finally {
+    await holder?.close();
   }
 }
