@@ -43,6 +43,10 @@ export async function bundleCli() {
     target: 'node20',
     packages: 'external',
     legalComments: 'none',
+    // Whitespace and syntax only (names stay, so stack traces and constructor names read as in dist/main): a
+    // smaller file is read, hashed and scanned faster at every start.
+    minifyWhitespace: true,
+    minifySyntax: true,
     // A fresh id per build, which the code cache names (see loadBundle in bin/diskwright.js).
     footer: { js: `//# diskwright-build-id=${randomBytes(16).toString('hex')}` },
     logLevel: 'warning',

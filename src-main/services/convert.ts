@@ -72,8 +72,8 @@ const STATUS_SPAN = 1 << 30;
 /** Zeros that must really be written (-n, -B) go in steps of at most this much, so cancel stays responsive. */
 const ZERO_STEP = 64 * 1024 * 1024;
 /** Pieces read ahead of the writer, and pieces whose writes may be under way at once (each holds a buffer). */
-const READ_AHEAD = 4;
-const WRITES_IN_FLIGHT = 3;
+const READ_AHEAD = 2;
+const WRITES_IN_FLIGHT = 2;
 /** qemu's cache modes; all but unsafe flush once at the end (none/directsync do not bypass the page cache here). */
 const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
 /** Written bytes after which the target's dirty pages are sent to the disk in the background (see Writeback). */
