@@ -403,7 +403,7 @@ export async function main(): Promise<void> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   // On a terminal, an encrypted image whose key was not given is asked for (no echo).
-  if (canPrompt()) setKeyAsker(askPassphrase);
+  if (canPrompt()) setKeyAsker((path, attempt) => askPassphrase(path, attempt, ctl.signal));
   try {
     const code = await runCli(process.argv.slice(2), io);
     process.exitCode = exitFor !== undefined && code === 130 ? exitFor : code;
