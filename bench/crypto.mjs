@@ -115,4 +115,24 @@ const ourRead = await best(async () => {
 console.log(`LUKS qcow2 of the ${size} fs image (${(bytesWanted / (1 << 20)).toFixed(0)} MiB of files), best of ${repeats}:`);
 console.log(`  write: ours ${ourWrite.toFixed(0)} ms, qemu-img ${qWrite.toFixed(0)} ms, ratio ${(ourWrite / qWrite).toFixed(2)}`);
 console.log(`  read:  ours ${ourRead.toFixed(0)} ms, qemu-img ${qRead.toFixed(0)} ms, ratio ${(ourRead / qRead).toFixed(2)}`);
+
+// The same through the command lines, flag for flag (process start and the one LUKS unlock included): diskwright
+// convert against qemu-img convert, encrypting the raw image and decrypting qemu's LUKS image.
+const CLI = join(import.meta.dirname, '..', 'bin', 'diskwright.js');
+const cliOut = join(dir, 'cli.qcow2');
+const encryptArgs = (out) => ['convert', '-t', 'writeback', '--object', SECRET, '-O', 'qcow2', '-o', `encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=${ITER_TIME}`, raw, out];
+const cliWrite = await best(async () => {
+  rmSync(cliOut, { force: true });
+  sh(process.execPath, [CLI, ...encryptArgs(cliOut)]);
+});
+sh('qemu-img', ['compare', '--object', SECRET, '--image-opts', imageOpts(cliOut), `driver=raw,file.filename=${raw}`]);
+const cliRaw = join(dir, 'cli-read.raw');
+const cliRead = await best(async () => {
+  rmSync(cliRaw, { force: true });
+  sh(process.execPath, [CLI, 'convert', '-t', 'unsafe', '--object', SECRET, '--image-opts', imageOpts(qOut), '-O', 'raw', cliRaw]);
+});
+sh('cmp', [cliRaw, qRaw]);
+console.log(`the command lines (convert, ${ITER_TIME} ms iter-time):`);
+console.log(`  encrypt: diskwright ${cliWrite.toFixed(0)} ms, qemu-img ${qWrite.toFixed(0)} ms, ratio ${(cliWrite / qWrite).toFixed(2)}`);
+console.log(`  decrypt: diskwright ${cliRead.toFixed(0)} ms, qemu-img ${qRead.toFixed(0)} ms, ratio ${(cliRead / qRead).toFixed(2)}`);
 rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { checksFolder } from './block/backing-path';
 import type { BackingPolicy, BlockDevice, FormatDriver, OpenOptions } from './block/types';
 import { FORMAT_DRIVERS } from './formats/index';
 import { askForKey, keyFor } from './keyring';
-import { keyRefusal } from './crypto';
+import { keyRefusal } from './crypto/secret';
 
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
 export const DRIVERS = FORMAT_DRIVERS;

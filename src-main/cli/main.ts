@@ -12,7 +12,7 @@ import { BACKING, formatArg, need, optionsArg, outputArg, parseOffset, progressP
 import { checkJson, checkText, infoText, mapJson, mapText, snapshotTable, toJson } from './output';
 import { describeOptions, splitOptionString } from '../services/options';
 import { forgetAllKeys, setKeyAsker } from '../keyring';
-import { keyRefusal } from '../crypto';
+import { keyRefusal } from '../crypto/secret';
 import { askPassphrase, canPrompt } from './prompt';
 
 // Each command loads its service when it runs (`await import`), not at start-up: `info` of a small image should
@@ -369,7 +369,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     }
     // The flag that gets past a changed base is the command line's business, not the format's message.
     let hint = e.code === 'EBACKINGCHANGED' && !e.message.includes('--accept-changed-backing') ? ' (give --accept-changed-backing to read it anyway)' : '';
-    if (keyRefusal(e) === 'needed') hint = ` (give it: --object secret,id=sec0,file=KEYFILE --image-opts driver=qcow2,file.filename=${e.path ?? 'IMAGE'},encrypt.key-secret=sec0)`;
+    if (keyRefusal(e) === 'needed') {
+      hint = ` (give it with --object secret,id=sec0,file=KEYFILE and --image-opts driver=qcow2,file.filename=${e.path ?? 'IMAGE'},encrypt.key-secret=sec0; a backing file's key as backing.encrypt.key-secret=sec0 on the image above it)`;
+    }
     io.err(`diskwright: ${e.message}${hint}`);
     if (process.env.DISKWRIGHT_DEBUG) io.err(String((err as Error).stack));
     return 1;
@@ -407,7 +409,7 @@ export async function main(): Promise<void> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   // On a terminal, an encrypted image whose key was not given is asked for (no echo).
-  if (canPrompt()) setKeyAsker(askPassphrase);
+  if (canPrompt()) setKeyAsker((path, attempt) => askPassphrase(path, attempt, ctl.signal));
   try {
     const code = await runCli(process.argv.slice(2), io);
     process.exitCode = exitFor !== undefined && code === 130 ? exitFor : code;

@@ -13,18 +13,20 @@ export function canPrompt(): boolean {
 }
 
 /** Reads one line without echo; undefined when the person gives up (Ctrl-D on an empty line or end of input). */
-export function readHidden(question: string): Promise<Uint8Array | undefined> {
+export function readHidden(question: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
   const stdin = process.stdin;
-  process.stderr.write(question);
   let buf = Buffer.alloc(256);
   let len = 0;
   const wasRaw = stdin.isRaw;
+  // Raw mode first, then the question: what is typed once the question shows is never echoed.
   stdin.setRawMode(true);
+  process.stderr.write(question);
   stdin.resume();
   return new Promise((resolve, reject) => {
     const finish = (err: DiskError | undefined, give: boolean) => {
       stdin.off('data', onData);
       stdin.off('end', onEnd);
+      signal?.removeEventListener('abort', onAbort);
       stdin.setRawMode(wasRaw);
       stdin.pause();
       process.stderr.write('\n');
@@ -34,6 +36,7 @@ export function readHidden(question: string): Promise<Uint8Array | undefined> {
       else resolve(answer);
     };
     const onEnd = () => finish(undefined, false);
+    const onAbort = () => finish(new DiskError('ECANCELLED', 'cancelled at the passphrase prompt'), false);
     const onData = (chunk: Buffer) => {
       for (const byte of chunk) {
         if (byte === 0x0d || byte === 0x0a) return finish(undefined, true);
@@ -63,12 +66,14 @@ export function readHidden(question: string): Promise<Uint8Array | undefined> {
     };
     stdin.on('data', onData);
     stdin.on('end', onEnd);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort);
   });
 }
 
 /** The keyring's asker for the CLI: "Passphrase for IMAGE: ", and after a wrong one says so first. */
-export async function askPassphrase(path: string, attempt: number): Promise<Uint8Array | undefined> {
-  return readHidden(`${attempt > 1 ? 'No key slot opened with that passphrase; try again.\n' : ''}Passphrase for ${path}: `);
+export async function askPassphrase(path: string, attempt: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+  return readHidden(`${attempt > 1 ? 'No key slot opened with that passphrase; try again.\n' : ''}Passphrase for ${path}: `, signal);
 }
 
 /** A new image's passphrase, typed twice (create or convert to an encrypted target without encrypt.key-secret). */
