@@ -6,6 +6,7 @@ import { defineStore } from 'pinia';
 import type { FormatName, ImageInfo, OptionSpec, TargetInfo } from '../../src-shared/api';
 import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
+import { sizeText } from '../sizes';
 
 const slot = new JobSlot();
 
@@ -52,7 +53,7 @@ export const useNewImageStore = defineStore('newImage', {
       try {
         this.backing = await api.inspect(path);
         // A new overlay is as large as its base unless told otherwise.
-        this.sizeText = String(this.backing['virtual-size']);
+        this.sizeText = sizeText(this.backing['virtual-size']);
       } catch (err) {
         this.backingError = toApiError(err);
       }
