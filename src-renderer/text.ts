@@ -74,3 +74,11 @@ export function formatRange(start: number, end: number): string {
 function trimZeros(text: string): string {
   return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
 }
+
+/** What an image is called: its file name, or for a Parallels bundle (vm.hdd/DiskDescriptor.xml) the bundle's. */
+export function imageTitle(path: string): string {
+  const name = baseName(path);
+  if (name !== 'DiskDescriptor.xml') return name;
+  const parts = path.split(/[\\/]/).filter(Boolean);
+  return parts.length > 1 ? parts[parts.length - 2] : name;
+}

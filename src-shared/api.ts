@@ -227,7 +227,7 @@ export interface JobSpecs {
    * A repair that leaves the image as it was when it fails or is cancelled: it mends a copy made beside the
    * image and renames it into place when done. keepCopy keeps the image as it was under a name beside it.
    */
-  repair: { path: string; mode: 'leaks' | 'all'; keepCopy: boolean };
+  repair: { path: string; mode: 'leaks' | 'all'; keepCopy: boolean; target?: string };
   /** `snapshot`: export that internal snapshot (qemu-img convert -l); `keepSnapshots`: the target keeps the source's snapshots (qcow2 → qcow2). */
   /**
    * `hostTarget`: convert for a hypervisor or cloud (Azure, ESXi…): the target's plan sets the format, options and

@@ -89,7 +89,7 @@ export const jobSpecSchema = z.discriminatedUnion(
       replaceNotImage: z.boolean().optional(),
     }),
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
-    z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean() }),
+    z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean(), target: pathSchema.optional() }),
     z.strictObject({ kind: z.literal('checksum'), path: pathSchema, format: formatSchema.optional() }),
     z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema, formatB: formatSchema.optional() }),
     z.strictObject({

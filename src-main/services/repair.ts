@@ -19,6 +19,11 @@ export interface RepairRequest {
   format?: string;
   mode: 'leaks' | 'all';
   keepCopy: boolean;
+  /**
+   * Where the repaired image goes instead of over the image (which is then only read): for an image that cannot
+   * be written (write-protected, read-only media). A new file; the image is left as it is.
+   */
+  target?: string;
   signal?: AbortSignal;
   /** phase 'copy' (bytes) while the working copy is made, then 'repair' (the format's own unit). */
   onProgress?: (phase: 'copy' | 'repair', done: number, total: number) => void;
@@ -110,6 +115,11 @@ function aboutImage(report: CheckReport, tmp: string, path: string): CheckReport
   };
 }
 
+/** Writing the image is refused though reading it is not. */
+function notWritable(path: string): DiskError {
+  return new DiskError('EACCES', `${path}: the image can be read but not written (write-protected, or on read-only media); the repaired image can be saved as a new file instead`, path);
+}
+
 /** Repairs the image at req.path (see the file's comment for how it stays safe). */
 export async function repairImage(req: RepairRequest): Promise<RepairResult> {
   const path = await imageEntry(req.path);
@@ -118,9 +128,17 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
   if (await driver.spansFiles?.(path)) {
     throw new DiskError('EUNSUPPORTED', `${req.path}: a ${driver.label} image can span several files; repair it in place with diskwright check -r ${req.mode}`, req.path);
   }
-  // Working copies a killed repair left beside the image go first (one a live repair holds is left alone).
-  const removed = await removeStaleTemporaries(path);
-  const tmp = tempPathFor(path);
+  const target = req.target === undefined ? undefined : nodePath.resolve(req.target);
+  if (target !== undefined && target === path) throw new DiskError('EINVAL', `${req.path}: the repaired copy must go to a new file, not over the image`, req.path);
+  if (target === undefined) {
+    await fsp.access(path, fsc.W_OK).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPERM' || err.code === 'EACCES' || err.code === 'EROFS') throw notWritable(req.path);
+    });
+  }
+  // Working copies a killed repair left beside the image (or its new file) go first (one a live repair holds is
+  // left alone).
+  const removed = await removeStaleTemporaries(target ?? path);
+  const tmp = tempPathFor(target ?? path);
   let kept: string | undefined;
   // The working copy is held by its write lock from the moment it exists, so that the clean-up above, run by
   // another job, tells it from a dead one's.
@@ -134,11 +152,19 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
     throwIfAborted(req.signal);
     const fh = await fsp.open(tmp, 'r+');
     await fh.sync().finally(() => fh.close());
+    if (target !== undefined) {
+      await fsp.rename(tmp, target);
+      return { report: aboutImage(report, tmp, target), ...(removed.length ? { removedTemporaries: removed } : {}) };
+    }
     if (req.keepCopy) {
       kept = keptCopyName(path);
       await fsp.link(path, kept);
     }
-    await fsp.rename(tmp, path);
+    await fsp.rename(tmp, path).catch((err: NodeJS.ErrnoException) => {
+      // The image cannot be replaced (chattr +i, a read-only folder or medium): say it is writing that is refused.
+      if (err.code === 'EPERM' || err.code === 'EACCES' || err.code === 'EROFS') throw notWritable(req.path);
+      throw err;
+    });
     return { report: aboutImage(report, tmp, req.path), ...(kept ? { keptCopy: kept } : {}), ...(removed.length ? { removedTemporaries: removed } : {}) };
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);

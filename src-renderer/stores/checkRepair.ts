@@ -22,6 +22,8 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     keepCopy: true,
     repair: null as RepairResult | null,
     final: null as CheckReport | null,
+    /** The new file the last repair wrote, when the image itself could not be written ('' otherwise). */
+    repairedInto: '',
   }),
   getters: {
     clean: (s) => !!s.report && s.report.corruptions === 0 && s.report.leaks === 0 && s.report['check-errors'] === 0,
@@ -39,7 +41,8 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     async check(step: 'checking' | 'rechecking'): Promise<void> {
       const gen = slot.next();
       this.step = step;
-      const report = this.value(await slot.run(this, gen, { kind: 'check', path: this.path }));
+      const path = step === 'rechecking' && this.repairedInto ? this.repairedInto : this.path;
+      const report = this.value(await slot.run(this, gen, { kind: 'check', path }));
       if (report === undefined) return;
       if (step === 'checking') {
         this.report = report;
@@ -52,10 +55,12 @@ export const useCheckRepairStore = defineStore('checkRepair', {
       }
     },
 
-    async runRepair(): Promise<void> {
+    /** The repair; into `target` (a new file, the image only read) when the image itself cannot be written. */
+    async runRepair(target?: string): Promise<void> {
       const gen = slot.next();
       this.step = 'repairing';
-      const outcome = await slot.run(this, gen, { kind: 'repair', path: this.path, mode: this.mode, keepCopy: this.keepCopy });
+      this.repairedInto = target ?? '';
+      const outcome = await slot.run(this, gen, { kind: 'repair', path: this.path, mode: this.mode, keepCopy: target ? false : this.keepCopy, ...(target ? { target } : {}) });
       if (outcome && 'error' in outcome && this.cancelled) {
         // A cancelled repair changed nothing: back to the findings, which still hold.
         this.error = null;

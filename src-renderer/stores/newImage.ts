@@ -8,6 +8,7 @@ import { api, toApiError, type ApiError } from '../api';
 import { JobSlot, jobState } from '../api/jobs';
 import { newDraft, withEncryption } from '../encryptionDraft';
 import { release } from './keys';
+import { sizeText } from '../sizes';
 
 const slot = new JobSlot();
 
@@ -56,7 +57,7 @@ export const useNewImageStore = defineStore('newImage', {
       try {
         this.backing = await api.inspect(path);
         // A new overlay is as large as its base unless told otherwise.
-        this.sizeText = String(this.backing['virtual-size']);
+        this.sizeText = sizeText(this.backing['virtual-size']);
       } catch (err) {
         this.backingError = toApiError(err);
       }

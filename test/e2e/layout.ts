@@ -24,6 +24,13 @@ const MEASURE = `(() => {
     const r = el.getBoundingClientRect();
     const st = getComputedStyle(el);
     if (!(r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none' && st.opacity !== '0')) return false;
+    // Scrolled out of a scrolling box (a long list): clipped away, not on screen.
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const ps = getComputedStyle(p);
+      if (ps.overflowX === 'visible' && ps.overflowY === 'visible') continue;
+      const pr = p.getBoundingClientRect();
+      if (r.bottom <= pr.top || r.top >= pr.bottom || r.right <= pr.left || r.left >= pr.right) return false;
+    }
     // The content of a closed <details> still has boxes in Chromium, but nobody sees it.
     for (let d = el.closest('details'); d; d = d.parentElement && d.parentElement.closest('details')) {
       if (!d.open && !el.closest('summary')) return false;

@@ -255,12 +255,16 @@ test('the map: cells read from the keyboard with precise ranges, and data from t
   assert.match(await readout.innerText(), /^Cell 1 of 1024, 0 – 200 KiB: 100\.0% data \(100\.0% of it from the backing file\)/);
   await page.keyboard.press('ArrowDown'); // cell 65: 12.5 – 12.6953125 MiB, written in the top image
   assert.match(await readout.innerText(), /^Cell 65 of 1024, 12\.5 – 12\.7 MiB: 100\.0% data$/);
+  const byKeys = await readout.innerText();
   await page.keyboard.press('End');
   const last = await readout.innerText();
   const m = /^Cell 1024 of 1024, ([\d.]+) – ([\d.]+) MiB: 100\.0% unallocated$/.exec(last);
   assert.ok(m && m[1] !== m[2] && Number(m[2]) === 200, last);
   await shots(page, 'map-keyboard');
   await map.blur();
+  // The pointer on the same cell (65: first column, second row; 2 px pad, 12 px pitch) reads the same words.
+  await map.hover({ position: { x: 7, y: 19 } });
+  assert.equal(await readout.innerText(), byKeys, 'hover and keyboard say the same of one cell');
   assert.deepEqual(session.browser.problems, []);
 });
 
