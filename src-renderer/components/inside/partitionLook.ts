@@ -3,8 +3,8 @@ import type { DiskLayout, InsidePartition } from '../../../src-shared/api';
 import { formatBytes, formatPercent } from '../../text';
 import { partitionTypeName } from './partitionTypes';
 
-/** Partition hues: apart from the map's own colours (mapPalette.ts), so an outline never reads as a map kind. */
-const HUES = ['#b3541e', '#2e7d32', '#8e24aa', '#00838f', '#c2185b', '#6d4c41', '#3949ab', '#7cb342'];
+/** Partition hues (tokens.css --partition-1…8): apart from the map's own colours, so an outline never reads as a map kind. */
+const HUES = Array.from({ length: 8 }, (_, i) => `var(--partition-${i + 1})`);
 
 /** The partitions that hold space of their own (an MBR extended partition only holds the logical ones). */
 export function volumes(layout: DiskLayout): InsidePartition[] {
