@@ -52,6 +52,16 @@ for (const [what, at] of [['header', 512 + 40], ['entry array', 1024 + 20]] as c
   });
 }
 
+test('a primary header wiped whole (no signature left) is read from the backup, and said so', () => {
+  const p = damaged('wiped-header.raw', 512, Buffer.alloc(512));
+  assert.match(run('sgdisk', ['-v', p]).stdout, /corrupt|invalid|damaged/i, 'sgdisk sees the damage');
+  const got = partitions(p);
+  assert.equal(got.table, 'gpt');
+  assert.deepEqual(strip(got.partitions), want.partitions);
+  assert.equal(got.findings.length, 1, JSON.stringify(got.findings));
+  assert.match(got.findings[0].message, /primary GPT header is damaged.*read from the backup/);
+});
+
 test('a missing backup is reported; the primary is used', () => {
   const size = statSync(disk).size;
   const p = damaged('no-backup.raw', size - 512, Buffer.alloc(512));

@@ -24,8 +24,11 @@ export async function readTable(disk: Window, findings: Finding[], sectorSize?: 
   const head = await disk.bytesPadded(0, 8192);
   const sector0 = head.subarray(0, 512);
   const sizes = sectorSize ? [sectorSize] : [512, 4096];
+  // A primary header wiped whole (no signature left) is still a GPT when the backup at the disk's last sector
+  // is one: looked for only behind a protective MBR or no MBR at all, as gdisk does.
+  const mayHideGpt = !hasMbrSignature(sector0) || mbrEntries(sector0).some((e) => e.type === PROTECTIVE_TYPE);
   for (const ss of sizes) {
-    if (!hasGptSignature(head.subarray(ss, ss + 8))) continue;
+    if (!hasGptSignature(head.subarray(ss, ss + 8)) && !(mayHideGpt && (await backupSignature(disk, ss)))) continue;
     const gpt = await readGpt(disk, ss, findings);
     if (!gpt) break;
     if (!hasMbrSignature(sector0) || !mbrEntries(sector0).some((e) => e.type === PROTECTIVE_TYPE)) {
@@ -45,6 +48,13 @@ export async function readTable(disk: Window, findings: Finding[], sectorSize?: 
     return { table: 'mbr', sectorSize: ss, id: mbrDiskId(sector0), partitions };
   }
   return { table: null, sectorSize: sectorSize ?? 512, partitions: [] };
+}
+
+/** Whether the disk's last sector of size `ss` starts with a GPT header's signature. */
+async function backupSignature(disk: Window, ss: number): Promise<boolean> {
+  const last = Math.floor(disk.size / ss) - 1;
+  if (last < 2) return false;
+  return hasGptSignature(await disk.bytesPadded(last * ss, 8));
 }
 
 /** Overlaps and partitions past the end. An extended partition contains its logical ones and is left out of the overlap check. */
