@@ -15,6 +15,7 @@ import { BackingGrants } from '../block/backing-path';
 import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
 import { callApi, createApi, errorDto } from '../api';
+import { forgetAllKeys } from '../keyring';
 import { formatSummaries } from '../registry';
 import { menuTemplate } from './menu';
 import { imagePathsFromArgv, OpenQueue } from './open-requests';
@@ -205,4 +206,6 @@ if (!app.requestSingleInstanceLock()) {
   app.on('window-all-closed', () => {
     if (!isMac) app.quit();
   });
+  // Passphrases live in the main process only while the app runs: wiped (not just dropped) on the way out.
+  app.on('will-quit', () => forgetAllKeys());
 }

@@ -19,6 +19,7 @@ import { JobManager } from '../services/jobs';
 import { createApi } from '../api';
 import { contentSecurityPolicy } from '../api/csp';
 import { HostConnection } from './connection';
+import { forgetAllKeys } from '../keyring';
 
 export interface HostOptions {
   /** 0 (the default) picks a free port. */
@@ -230,6 +231,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      // The passphrases the page unlocked images with die with the host: wiped, not just dropped.
+      forgetAllKeys();
     },
   };
 }

@@ -290,6 +290,18 @@ describe('Electron main process configuration (a recording stand-in for electron
     assert.equal(win.focused, true, 'the running window comes forward');
   });
 
+  test('quitting wipes every passphrase the main process holds (will-quit)', () => {
+    // The keyring module instance the compiled main uses (dist/), not the sources'.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const keyring = require('../../dist/main/src-main/keyring.js') as typeof import('../../src-main/keyring');
+    const image = work.path('locked.qcow2');
+    keyring.rememberKey(image, Buffer.from('a passphrase'));
+    const held = keyring.keyFor(image)!;
+    s.module.app.emit('will-quit', fakeEvent());
+    assert.equal(keyring.keyFor(image), undefined, 'no key held after quitting');
+    assert.ok(held.every((b) => b === 0), 'the held bytes are wiped');
+  });
+
   test('the window’s size and place are kept in userData and used by the next window', async () => {
     const [win] = s.rec.windows;
     win.bounds = { x: 200, y: 120, width: 1000, height: 700 };
