@@ -268,7 +268,7 @@ test("snapshots of an encrypted image: qemu-img's internal snapshot of our LUKS 
 test('measure counts the LUKS header as qemu-img measure does', async () => {
   const { measureQcow2 } = await import('../../src-main/formats/qcow2/measure');
   for (const extra of ['encrypt.format=luks', 'encrypt.format=luks,encrypt.cipher-alg=aes-128', 'encrypt.format=luks,encrypt.cipher-mode=cbc,cluster_size=4096', 'encrypt.format=aes']) {
-    const q = JSON.parse(must('qemu-img', ['measure', '--output', 'json', '--object', SECRET, '-O', 'qcow2', '-o', `${extra},encrypt.key-secret=s0`, '--size', '1G']).stdout);
+    const q = JSON.parse(qemuImgLuks(['measure', '--output', 'json', '--object', SECRET, '-O', 'qcow2', '-o', `${extra},encrypt.key-secret=s0`, '--size', '1G']).stdout);
     const options = Object.fromEntries(`${extra},encrypt.key-secret=s0`.split(',').map((kv) => kv.split('=') as [string, string]));
     const ours = await measureQcow2(1 << 30, { options }, undefined);
     assert.deepEqual({ required: ours.required, fully: ours.fullyAllocated }, { required: q.required, fully: q['fully-allocated'] }, extra);
