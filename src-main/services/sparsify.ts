@@ -14,6 +14,7 @@
  * image now (what the compaction gives back, before a format's rounding to its allocation unit).
  */
 import { promises as fsp } from 'node:fs';
+import type { SparsifyPartitionDto, SparsifyResult } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { isZeroRange } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
@@ -42,38 +43,9 @@ export interface SparsifyRequest {
   onNotice?: (text: string) => void;
 }
 
-export interface SparsifyPartition {
-  /** sfdisk's number; 0 for a file system on the whole disk. */
-  number: number;
-  /** blkid's type word, '' for none. */
-  type: string;
-  /** 'mapped': its free space was read from its allocation map; 'kept': copied as it is (see reason). */
-  status: 'mapped' | 'kept';
-  reason?: string;
-  /** Bytes its file system marks free. */
-  freeBytes: number;
-  /** Of those, the bytes that hold data in the image now: what compaction gives back. */
-  reclaimBytes: number;
-}
-
-export interface SparsifyReport {
-  mode: 'new' | 'in-place' | 'dry-run';
-  source: string;
-  target?: string;
-  format: string;
-  virtualSize: number;
-  table: 'gpt' | 'mbr' | null;
-  partitions: SparsifyPartition[];
-  /** The space between and after partitions. */
-  unpartitioned: { freeBytes: number; reclaimBytes: number };
-  freeBytes: number;
-  reclaimBytes: number;
-  /** Bytes the image's file takes on the host before, and after (not for a dry run). */
-  sizeBefore: number;
-  sizeAfter?: number;
-  /** Plain sentences: what could not be done and why. */
-  notes: string[];
-}
+/** A partition's figures and the whole report: the contract's shapes (src-shared/api.ts), which the CLI prints too. */
+export type SparsifyPartition = SparsifyPartitionDto;
+export type SparsifyReport = Omit<SparsifyResult, 'keptCopy'>;
 
 /** Free ranges are walked in status queries of at most this much. */
 const STATUS_SPAN = 1 << 30;
