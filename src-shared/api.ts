@@ -1,13 +1,19 @@
 /**
  * The contract between the renderer and the main process (Electron IPC or the browser host's WebSocket).
- * Nothing here imports Node, the DOM or Electron: both sides compile against it.
+ * Nothing here imports Node, the DOM or Electron: both sides compile against it. Its format names, named
+ * targets and inside-the-disk shapes live in formats.ts, targets.ts and inside.ts, re-exported here.
  */
 import type { DesktopCommand } from './desktop';
 import type { DiskErrorDto } from './errors';
 import type { OptionSpec, OptionValues } from './options';
+import { FORMAT_NAMES, type FormatName } from './formats';
+import { HOST_TARGET_NAMES, type HostTargetChoice, type HostTargetFinding, type HostTargetName, type HostTargetPlan, type HostTargetReport, type HostTargetSummary } from './targets';
+import type { DiskLayout, InsideCopyResult, InsideEntry, InsideFileSystem, InsideFinding, InsideFreePicture, InsideListing, InsidePartition, SparsifyPartitionDto, SparsifyResult } from './inside';
 
-export type FormatName = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'parallels' | 'cow' | 'vdi';
-export const FORMAT_NAMES: readonly FormatName[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'parallels', 'cow', 'vdi'];
+// The contract is spread over a few files; everything is reachable from here, as before.
+export { FORMAT_NAMES, HOST_TARGET_NAMES };
+export type { FormatName, HostTargetChoice, HostTargetFinding, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary };
+export type { DiskLayout, InsideCopyResult, InsideEntry, InsideFileSystem, InsideFinding, InsideFreePicture, InsideListing, InsidePartition, SparsifyPartitionDto, SparsifyResult };
 
 /** What the faces show about a format, taken from its driver (never from a list kept in a face). */
 export interface FormatSummary {
@@ -288,39 +294,6 @@ export interface JobResults {
   sparsify: SparsifyResult;
 }
 
-/** One partition of a compaction's figures. */
-export interface SparsifyPartitionDto {
-  /** sfdisk's number; 0 for a file system on the whole disk. */
-  number: number;
-  /** blkid's type word, '' for none. */
-  type: string;
-  /** 'mapped': its free space comes from its allocation map; 'kept': copied as it is (reason says why). */
-  status: 'mapped' | 'kept';
-  reason?: string;
-  /** Bytes its file system marks free, and of those the bytes holding data in the image (what is given back). */
-  freeBytes: number;
-  reclaimBytes: number;
-}
-
-/** What a 'sparsify' job gives back: the figures (a preview's, or the run's), and the sizes on the host. */
-export interface SparsifyResult {
-  mode: 'new' | 'in-place' | 'dry-run';
-  source: string;
-  target?: string;
-  format: string;
-  virtualSize: number;
-  table: 'gpt' | 'mbr' | null;
-  partitions: SparsifyPartitionDto[];
-  unpartitioned: { freeBytes: number; reclaimBytes: number };
-  freeBytes: number;
-  reclaimBytes: number;
-  sizeBefore: number;
-  sizeAfter?: number;
-  notes: string[];
-  /** In place with keepCopy: the image as it was. */
-  keptCopy?: string;
-}
-
 /** What a 'checksum' job gives back: the fingerprint of what the guest sees (docs/checksum.md). */
 export interface ChecksumResult {
   checksum: string;
@@ -396,47 +369,6 @@ export const JOB_EVENT_CHANNEL: JobEventChannel = 'job-event';
 /** The Electron IPC channel every contract call travels on, as (method, args); the main side checks both. */
 export type ApiCallChannel = 'api-call';
 export const API_CALL_CHANNEL: ApiCallChannel = 'api-call';
-
-/** The hypervisors and clouds a disk can be made ready for (convert --target, lint --target). */
-export type HostTargetName = 'azure' | 'esxi' | 'hyperv' | 'virtualbox' | 'kvm';
-export const HOST_TARGET_NAMES: readonly HostTargetName[] = ['azure', 'esxi', 'hyperv', 'virtualbox', 'kvm'];
-
-/** What a target leaves to the person: ESXi's subformat and SCSI controller, Hyper-V's 4 KiB sectors. */
-export interface HostTargetChoice {
-  subformat?: string;
-  adapter?: 'lsilogic' | 'pvscsi';
-  logicalSector4k?: boolean;
-}
-
-/** A target as the Convert wizard offers it. */
-export interface HostTargetSummary {
-  name: HostTargetName;
-  label: string;
-  description: string;
-  format: FormatName;
-}
-
-/** One thing a target would refuse in an image, in a person's words. */
-export interface HostTargetFinding {
-  rule: string;
-  message: string;
-  fixable: boolean;
-}
-
-/** The "Ready for …" verdict of an image for one target; `findings` empty means ready. */
-export interface HostTargetReport {
-  target: HostTargetName;
-  label: string;
-  findings: HostTargetFinding[];
-}
-
-/** What a convert for a target will do to a source: the size it will have and what is worth saying. */
-export interface HostTargetPlan {
-  target: HostTargetName;
-  format: FormatName;
-  size: number;
-  notes: string[];
-}
 
 /**
  * The contract. Everything it carries survives JSON (the browser host's WebSocket): "nothing" is null, never
@@ -565,90 +497,3 @@ export type IpcReply<T> = { ok: true; result: T } | { ok: false; error: DiskErro
  * where the disk does not say (the same shapes as `diskwright partitions --output json`, in camelCase).
  */
 
-/** A plain-words observation about the disk: a damaged table read from its backup, a hybrid MBR, an overlap. */
-export interface InsideFinding {
-  severity: 'info' | 'warning' | 'error';
-  message: string;
-}
-
-/** A file system as identified from its superblock, in blkid's words. */
-export interface InsideFileSystem {
-  /** blkid's TYPE word: ext4, vfat, ntfs, xfs, btrfs, swap, LVM2_member, crypto_LUKS, iso9660, exfat, or unknown. */
-  type: string;
-  label?: string;
-  uuid?: string;
-  size: number;
-  blockSize?: number;
-  used?: number;
-  version?: string;
-  flags?: string[];
-  volumeGroup?: string;
-  firstBytes?: string;
-  /** diskwright can list and copy its files (ext2/3/4, FAT, NTFS). */
-  browsable?: boolean;
-}
-
-export interface InsidePartition {
-  /** As sfdisk numbers it (0: the whole disk holds one file system, no table). */
-  number: number;
-  start: number;
-  size: number;
-  /** GPT type GUID upper-case, or the MBR type byte in hex as sfdisk prints it. */
-  type: string;
-  name?: string;
-  uuid?: string;
-  bootable?: boolean;
-  kind?: 'primary' | 'extended' | 'logical';
-  filesystem?: InsideFileSystem;
-}
-
-export interface DiskLayout {
-  table: 'gpt' | 'mbr' | null;
-  sectorSize: number;
-  size: number;
-  id?: string;
-  firstUsable?: number;
-  lastUsable?: number;
-  partitions: InsidePartition[];
-  findings: InsideFinding[];
-}
-
-/** One entry of a folder inside the disk. Times are milliseconds since 1970 (UTC). */
-export interface InsideEntry {
-  name: string;
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  mtime?: number;
-  mode?: number;
-  /** A symlink's target text, shown, never followed. */
-  target?: string;
-}
-
-export interface InsideListing {
-  partition: number;
-  /** The folder listed, absolute inside the file system ('/', '/etc'). */
-  path: string;
-  entries: InsideEntry[];
-}
-
-/** The map's "allocated in the image but free in the file system" layer. */
-export interface InsideFreePicture {
-  virtualSize: number;
-  /** The same cut as mapPicture's for the same bucket count. */
-  bucketSize: number;
-  /** Per bucket: bytes the image itself holds (not a backing file) that the file systems mark free, or that no partition covers. */
-  buckets: number[];
-  /** Their sum. */
-  bytes: number;
-  /** Per partition: whether its free space was read ('mapped') or not, and why not. */
-  partitions: Array<{ number: number; type: string; status: 'mapped' | 'kept'; reason?: string; freeBytes: number }>;
-}
-
-/** What an 'inside-copy' job gives back. */
-export interface InsideCopyResult {
-  target: string;
-  files: number;
-  bytes: number;
-  /** Entries not copied (special files, names that cannot be files here), in plain words. */
-  skipped: string[];
-}
