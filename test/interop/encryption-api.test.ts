@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { after, test } from 'node:test';
-import type { DiskErrorDto, DiskwrightApi, JobEvent, JobResults, JobSpec } from '../../src-shared/api';
+import type { DiskErrorDto, DiskwrightApi, JobResults, JobSpec } from '../../src-shared/api';
 import { callApi, createApi } from '../../src-main/api';
 import { JobManager } from '../../src-main/services/jobs';
 import { forgetAllKeys, keyFor } from '../../src-main/keyring';
 import { must, qemuImgLuks, run, scratch } from '../helpers';
+import { jobEnd } from '../job-end';
 
 const s = scratch('dw-enc-api-');
 after(() => {
@@ -44,25 +45,7 @@ async function failure(p: Promise<unknown>): Promise<DiskErrorDto> {
 
 /** Runs a job to its end: its result, or the error it failed with. */
 function runJob<K extends JobSpec['kind']>(spec: JobSpec & { kind: K }): Promise<{ result?: JobResults[K]; error?: DiskErrorDto }> {
-  return new Promise((resolve, reject) => {
-    let id: string | undefined;
-    const seen: JobEvent[] = [];
-    const settle = (e: JobEvent) => {
-      if (e.type === 'done') resolve({ result: e.result as JobResults[K] });
-      else if (e.type === 'failed') resolve({ error: e.error });
-    };
-    const off = api.onJobEvent((e) => {
-      if (id === undefined) seen.push(e);
-      else if (e.id === id) {
-        if (e.type !== 'progress') off();
-        settle(e);
-      }
-    });
-    api.startJob(spec).then((jobId) => {
-      id = jobId;
-      for (const e of seen.filter((x) => x.id === jobId && x.type !== 'progress')) settle(e);
-    }, reject);
-  });
+  return jobEnd((l) => api.onJobEvent(l), () => api.startJob(spec)).then((e) => (e.type === 'done' ? { result: e.result as JobResults[K] } : { error: e.error }));
 }
 
 function luksImage(name: string): string {

@@ -13,6 +13,7 @@ import type { DiskErrorDto, DiskLayout, InsideCopyResult, InsideFreePicture, Ins
 import { callApi, createApi } from '../../src-main/api';
 import { JobManager } from '../../src-main/services/jobs';
 import { must, scratch } from '../helpers';
+import { jobEnd } from '../job-end';
 import { assertSameTree, blkid, dumpe2fs, sfdiskPartitions } from './inside-common';
 import { buildAppDisk, type AppDisk } from './inside-app-disk';
 
@@ -41,25 +42,12 @@ async function refusal(p: Promise<unknown>): Promise<DiskErrorDto> {
 
 /** Starts a job through the contract and waits for its end; `cancel` cancels it right after the start. */
 async function runJob(spec: JobSpec, cancel = false): Promise<{ result?: InsideCopyResult; error?: DiskErrorDto }> {
-  return new Promise((resolve, reject) => {
-    let id: string | undefined;
-    const early: Array<Parameters<Parameters<JobManager['onEvent']>[0]>[0]> = [];
-    const settle = (e: (typeof early)[number]) => {
-      if (e.type === 'progress') return;
-      off();
-      if (e.type === 'done') resolve({ result: e.result as InsideCopyResult });
-      else resolve({ error: e.error });
-    };
-    const off = jobs.onEvent((e) => {
-      if (id === undefined) early.push(e);
-      else if (e.id === id) settle(e);
-    });
-    call<string>('startJob', spec).then((jobId) => {
-      id = jobId;
-      if (cancel) void call('cancelJob', jobId);
-      for (const e of early) if (e.id === jobId) settle(e);
-    }, reject);
+  const end = await jobEnd((l) => jobs.onEvent(l), async () => {
+    const jobId = await call<string>('startJob', spec);
+    if (cancel) void call('cancelJob', jobId);
+    return jobId;
   });
+  return end.type === 'done' ? { result: end.result as InsideCopyResult } : { error: end.error };
 }
 
 test('partitions: as sfdisk --json and blkid -p say', async () => {

@@ -19,26 +19,12 @@ import { createImage } from '../../src-main/services/create';
 import { writeBytes } from '../../src-main/services/rw';
 import type { JobEvent, JobSpec } from '../../src-shared/api';
 import { dw, must, scratch } from '../helpers';
+import { jobEnd } from '../job-end';
 
 const MiB = 1 << 20;
 
 function runJob(jobs: JobManager, spec: JobSpec): Promise<JobEvent> {
-  return new Promise((resolve) => {
-    const job: { id?: string } = {};
-    const seen: JobEvent[] = [];
-    const finish = (e: JobEvent) => {
-      off();
-      resolve(e);
-    };
-    const off = jobs.onEvent((e) => {
-      if (e.type === 'progress') return;
-      if (job.id === undefined) seen.push(e);
-      else if (e.id === job.id) finish(e);
-    });
-    job.id = jobs.start(spec);
-    const early = seen.find((e) => e.id === job.id);
-    if (early) finish(early);
-  });
+  return jobEnd((l) => jobs.onEvent(l), () => jobs.start(spec));
 }
 
 interface Case {

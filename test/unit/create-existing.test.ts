@@ -11,24 +11,10 @@ import { createImage } from '../../src-main/services/create';
 import { parseArgs } from '../../src-main/api/schemas';
 import type { JobEvent, JobSpecOf } from '../../src-shared/api';
 import { dwOk, must, scratch } from '../helpers';
+import { jobEnd } from '../job-end';
 
 function runJob(jobs: JobManager, spec: JobSpecOf<'create'>): Promise<JobEvent> {
-  return new Promise((resolve) => {
-    const job: { id?: string } = {};
-    const seen: JobEvent[] = [];
-    const finish = (e: JobEvent) => {
-      off();
-      resolve(e);
-    };
-    const off = jobs.onEvent((e) => {
-      if (e.type === 'progress') return;
-      if (job.id === undefined) seen.push(e);
-      else if (e.id === job.id) finish(e);
-    });
-    job.id = jobs.start(spec);
-    const early = seen.find((e) => e.id === job.id);
-    if (early) finish(early);
-  });
+  return jobEnd((l) => jobs.onEvent(l), () => jobs.start(spec));
 }
 
 const spec = (path: string, extra: Partial<JobSpecOf<'create'>> = {}): JobSpecOf<'create'> => ({ kind: 'create', path, format: 'qcow2', size: 1 << 20, options: {}, ...extra });

@@ -15,24 +15,10 @@ import { repairImage } from '../../src-main/services/repair';
 import { heldAgainstWriting } from '../../src-main/block/lock';
 import type { JobEvent, JobSpec } from '../../src-shared/api';
 import { must, ROOT, scratch } from '../helpers';
+import { jobEnd } from '../job-end';
 
 function runJob(jobs: JobManager, spec: JobSpec): Promise<JobEvent> {
-  return new Promise((resolve) => {
-    const job: { id?: string } = {};
-    const seen: JobEvent[] = [];
-    const finish = (e: JobEvent) => {
-      off();
-      resolve(e);
-    };
-    const off = jobs.onEvent((e) => {
-      if (e.type === 'progress') return;
-      if (job.id === undefined) seen.push(e);
-      else if (e.id === job.id) finish(e);
-    });
-    job.id = jobs.start(spec);
-    const early = seen.find((e) => e.id === job.id);
-    if (early) finish(early);
-  });
+  return jobEnd((l) => jobs.onEvent(l), () => jobs.start(spec));
 }
 
 /** qemu-io holding `file` open for writing (qemu's write lock) until killed. */
