@@ -7,25 +7,13 @@
  */
 import type { Protocol } from 'electron';
 import { promises as fsp } from 'node:fs';
-import * as nodePath from 'node:path';
 import { contentSecurityPolicy } from '../api/csp';
+import { contentTypeOf, realRendererFile, rendererPathFor } from '../api/renderer-files';
 
 export const APP_SCHEME = 'app';
 export const APP_HOST = 'diskwright';
 /** The window's page. */
 export const APP_INDEX_URL = `${APP_SCHEME}://${APP_HOST}/index.html`;
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2',
-  '.json': 'application/json',
-};
 
 /**
  * Before the app is ready (Electron allows it only then): app:// is a standard, secure scheme, so the page has
@@ -67,14 +55,7 @@ export function rendererFileFor(rendererDir: string, url: string): string | null
   } catch {
     return null;
   }
-  if (rel === '/' || rel === '') rel = '/index.html';
-  if (rel.includes('\0') || rel.includes('\\')) return null;
-  const root = nodePath.resolve(rendererDir);
-  const full = nodePath.resolve(root, '.' + rel);
-  const inside = nodePath.relative(root, full);
-  if (inside === '' || inside.startsWith('..') || nodePath.isAbsolute(inside)) return null;
-  if (inside.split(nodePath.sep).some((part) => part.startsWith('.'))) return null;
-  return full;
+  return rendererPathFor(rendererDir, rel);
 }
 
 /** The headers every answer carries. */
@@ -94,14 +75,10 @@ export async function serveAppRequest(rendererDir: string, request: { url: strin
   const file = rendererFileFor(rendererDir, request.url);
   if (!file) return notFound();
   try {
-    // A symlink inside the folder must not lead out of it either.
-    const real = await fsp.realpath(file);
-    const root = await fsp.realpath(rendererDir);
-    if (nodePath.relative(root, real).startsWith('..')) return notFound();
-    const st = await fsp.stat(real);
-    if (!st.isFile()) return notFound();
+    const real = await realRendererFile(rendererDir, file);
+    if (!real) return notFound();
     const body = request.method === 'HEAD' ? null : await fsp.readFile(real);
-    return new Response(body, { status: 200, headers: appHeaders(CONTENT_TYPES[nodePath.extname(real).toLowerCase()] ?? 'application/octet-stream') });
+    return new Response(body, { status: 200, headers: appHeaders(contentTypeOf(real)) });
   } catch {
     return notFound();
   }

@@ -18,6 +18,7 @@ import type { BackingPolicy } from '../block/types';
 import { JobManager } from '../services/jobs';
 import { createApi } from '../api';
 import { contentSecurityPolicy } from '../api/csp';
+import { contentTypeOf, realRendererFile, rendererPathFor } from '../api/renderer-files';
 import { HostConnection } from './connection';
 import { forgetAllKeys } from '../keyring';
 
@@ -44,19 +45,6 @@ const BIND_ADDRESS = '127.0.0.1';
 const MAX_MESSAGE_BYTES = 1 << 20;
 /** Windows open at once: a person has a few tabs, not hundreds; each socket holds buffers. */
 export const MAX_SOCKETS = 64;
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2',
-  '.json': 'application/json',
-  '.map': 'application/json',
-};
 
 /** The project's root, found from this file whether it runs from src-main (tsx) or dist/main (built). */
 function projectRoot(): string {
@@ -160,26 +148,24 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     }
     // The built assets hold no secrets; they are served to anyone who can reach the port, but only from
     // inside the renderer folder, and never dotfiles.
-    const full = nodePath.resolve(staticDir, '.' + rel);
-    const inside = nodePath.relative(staticDir, full);
-    if (rel.includes('\0') || inside.startsWith('..') || nodePath.isAbsolute(inside) || inside.split(nodePath.sep).some((p) => p.startsWith('.'))) {
-      return reply(res, 404, 'not found');
-    }
+    const full = rendererPathFor(staticDir, rel);
+    if (!full) return reply(res, 404, 'not found');
     return sendFile(req, res, full, false);
   }
 
   async function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, isPage: boolean, extra: Record<string, string> = {}): Promise<void> {
     let body: Buffer;
+    // Links followed, the file must still be a regular file inside the renderer folder.
+    const real = await realRendererFile(staticDir, file);
+    if (!real) return reply(res, 404, 'not found');
     try {
-      const st = await fsp.stat(file);
-      if (!st.isFile()) return reply(res, 404, 'not found');
-      body = await fsp.readFile(file);
+      body = await fsp.readFile(real);
     } catch {
       return reply(res, 404, 'not found');
     }
     res.writeHead(200, {
       ...securityHeaders(),
-      'Content-Type': CONTENT_TYPES[nodePath.extname(file).toLowerCase()] ?? 'application/octet-stream',
+      'Content-Type': contentTypeOf(real),
       'Content-Length': String(body.length),
       'Cache-Control': isPage ? 'no-store' : 'no-cache',
       ...extra,
