@@ -207,6 +207,11 @@ export interface SnapshotOps {
    * comes from that snapshot's tables (its L1 table, the L2 tables and data only it reaches).
    */
   exclusiveBytes?(path: string, signal?: AbortSignal): Promise<Record<string, number>>;
+  /**
+   * The list with each snapshot's disk size (by id) and the image's size now, from one read of the header and
+   * the snapshot table (the snapshot browser's listing; opening a view per snapshot costs O(n²) at 1,000).
+   */
+  listWithSizes?(path: string): Promise<{ snapshots: SnapshotInfo[]; diskSizes: Record<string, number>; currentSize: number }>;
 }
 
 export interface FormatDriver {

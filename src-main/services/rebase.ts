@@ -11,6 +11,7 @@
  * A failure or a cancel in safe mode leaves the image reading as before (what was copied in is what the old
  * chain read there) and still naming its old backing file.
  */
+import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { FormatName, RebasePlan, RebaseResult } from '../../src-shared/api';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
@@ -82,6 +83,43 @@ async function copyDifferences(top: BlockDevice, fresh: BlockDevice | undefined,
   return copied;
 }
 
+/**
+ * When the new backing file is an image of the old chain (rebasing onto a base further down, the usual case), the
+ * layers of the old chain above it: a range none of them allocates reads the same through the old chain and the
+ * new backing file, so it needs no comparison (qemu-img rebase does the same since 4.1: "in-chain rebase").
+ * Undefined when the new backing file is not in the chain (or is a different format of the same file).
+ */
+async function layersAboveNewBacking(top: BlockDevice, fresh: BlockDevice | undefined): Promise<BlockDevice[] | undefined> {
+  if (!fresh) return undefined;
+  const id = async (path: string) => {
+    const st = await fsp.stat(path).catch(() => undefined);
+    return st ? `${st.dev}:${st.ino}` : undefined;
+  };
+  const want = await id(fresh.path);
+  if (want === undefined) return undefined;
+  const layers: BlockDevice[] = [];
+  for (let d = top.backing; d; d = d.backing) {
+    if (d.format === fresh.format && (await id(d.path)) === want) return layers;
+    layers.push(d);
+  }
+  return undefined;
+}
+
+/**
+ * Whether any of `layers` (top first) allocates the start of [pos, pos + len), and for how long that answer holds.
+ * Past a layer's end the old chain reads zeros whatever lies below, so that counts as allocated (compared).
+ */
+async function allocatedAbove(layers: BlockDevice[], pos: number, len: number): Promise<{ allocated: boolean; length: number }> {
+  for (const d of layers) {
+    if (pos >= d.size) return { allocated: true, length: len };
+    len = Math.min(len, d.size - pos);
+    const st = await d.status(pos, len);
+    len = Math.min(len, st.length);
+    if (st.kind !== 'unallocated') return { allocated: true, length: len };
+  }
+  return { allocated: false, length: len };
+}
+
 export async function rebaseImage(req: RebaseRequest): Promise<RebaseResult> {
   const target = newBackingPath(req);
   if (target !== undefined && req.newBackingFormat === undefined) {
@@ -103,13 +141,22 @@ export async function rebaseImage(req: RebaseRequest): Promise<RebaseResult> {
       const oldBuf = new Uint8Array(STEP);
       const newBuf = new Uint8Array(STEP);
       const grain = Math.min(STEP, Math.max(512, top.clusterSize ?? 65536));
+      const above = await layersAboveNewBacking(top, fresh);
       for (let pos = 0; pos < top.size; ) {
         throwIfAborted(req.signal);
         const stepEnd = Math.min(top.size, pos + STEP);
         while (pos < stepEnd) {
           const st = await top.status(pos, stepEnd - pos);
-          if (st.kind === 'unallocated') copied += await copyDifferences(top, fresh, pos, st.length, oldBuf, newBuf, grain);
-          pos += st.length;
+          if (st.kind !== 'unallocated') {
+            pos += st.length;
+            continue;
+          }
+          const end = pos + st.length;
+          while (pos < end) {
+            const a = above ? await allocatedAbove(above, pos, end - pos) : { allocated: true, length: end - pos };
+            if (a.allocated) copied += await copyDifferences(top, fresh, pos, a.length, oldBuf, newBuf, grain);
+            pos += a.length;
+          }
         }
         req.onProgress?.(pos, top.size);
       }

@@ -56,6 +56,17 @@ test('1,000 snapshots: a compact, filterable list; actions and forms in view; Sh
   await page.getByRole('heading', { name: /^Where “snap-0999” and now differ/ }).waitFor();
   await inView(page, page.getByTestId('revert'), 'Revert after a compare');
 
+  // Rows out of view are not laid out (content-visibility): scrolled to the top, the first one shows in full.
+  await page.evaluate("document.querySelector('[data-testid=timeline]').scrollTop = 0");
+  const firstRow = timeline.locator('[data-snapshot="snap-0001"]');
+  await inView(page, firstRow, 'snap-0001 after scrolling up');
+  assert.match(await firstRow.innerText(), /snap-0001[\s\S]*id 1 ·[\s\S]*disk 64 MiB[\s\S]*holds alone/);
+  const rowBox = (await firstRow.boundingBox())!;
+  assert.ok(rowBox.height > 20 && rowBox.height < 120, `the first row is laid out (${Math.round(rowBox.height)} px tall)`);
+  await page.screenshot({ path: join(SHOTS, 'snapshots-1000-top.png') });
+  // Back to the end (the layout audit takes a row cut by the list's bottom edge as overlapping what lies below).
+  await page.evaluate("document.querySelector('[data-testid=timeline]').scrollTop = 1e9");
+
   // Delete…: the confirmation opens by the buttons, in view, its button focused.
   await page.getByTestId('delete').click();
   const confirm = page.getByTestId('confirm-button');

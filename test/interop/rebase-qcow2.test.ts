@@ -107,3 +107,41 @@ test('a cancelled safe rebase leaves the image reading as before and naming its 
   assert.deepEqual(backingOf(x.top), { name: 'base.qcow2', format: 'qcow2' });
   assert.equal(run('qemu-img', ['check', x.top]).status, 0);
 });
+
+test('in-chain safe rebase (onto an image further down the chain: only what the layers above it hold is compared) gives what qemu-img rebase gives', () => {
+  mkdirSync(s.path('in-chain'));
+  const p = (n: string) => s.path(`in-chain/${n}`);
+  // base.raw (16M) <- low.qcow2 (16M) <- mid.qcow2 (8M: shorter, so 8M..16M reads as zeros above it) <- top.qcow2 (16M)
+  must('qemu-img', ['create', '-q', '-f', 'raw', p('base.raw'), '16M']);
+  qemuIo(p('base.raw'), 'raw', ['write -P 1 0 16M']);
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', p('low.qcow2'), '16M']);
+  qemuIo(p('low.qcow2'), 'qcow2', ['write -P 2 1M 1M', 'write -z 3M 512k', 'write -c -P 5 5M 64k', 'write -P 6 12M 1M']);
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'low.qcow2', '-F', 'qcow2', p('mid.qcow2'), '8M']);
+  qemuIo(p('mid.qcow2'), 'qcow2', ['write -P 3 2M 1M', 'write -z 4M 64k', 'discard 1M 64k', 'write -P 7 7M 4k']);
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', p('top.qcow2'), '16M']);
+  qemuIo(p('top.qcow2'), 'qcow2', ['write -P 4 2M 64k', 'write -P 8 10M 1M']);
+  const original = twin(p('top.qcow2'), 'orig');
+  for (const [nb, fmt] of [
+    ['mid.qcow2', 'qcow2'],
+    ['low.qcow2', 'qcow2'],
+    ['base.raw', 'raw'],
+  ] as const) {
+    const a = twin(p('top.qcow2'), 'a');
+    const b = twin(p('top.qcow2'), 'b');
+    must('qemu-img', ['rebase', '-b', nb, '-F', fmt, a]);
+    dwOk(['rebase', '-b', nb, '-F', fmt, b]);
+    same(a, b, `rebased onto '${nb}'`);
+    same(original, b, `guest view unchanged after rebase onto '${nb}'`);
+    assert.deepEqual(backingOf(b), backingOf(a));
+    assert.equal(run('qemu-img', ['check', b]).status, 0);
+  }
+  // Onto the middle of the chain, only what mid.qcow2 holds (and the zeros past its end) was copied: the low
+  // layer's own data is not (it is still read from there).
+  const b = twin(p('top.qcow2'), 'c');
+  dwOk(['rebase', '-b', 'low.qcow2', '-F', 'qcow2', b]);
+  const map = JSON.parse(must('qemu-img', ['map', '--output=json', b]).stdout) as Array<{ start: number; length: number; depth: number; data: boolean }>;
+  const at = (off: number) => map.find((e) => e.start <= off && off < e.start + e.length)!;
+  assert.equal(at(12 * 1024 * 1024).depth, 0, "low's 12M lies past mid's end: zeros were copied into top");
+  assert.equal(at(1024 * 1024 + 128 * 1024).depth, 1, "low's own data at 1M is read from low");
+  assert.equal(at(2 * 1024 * 1024 + 128 * 1024).depth, 0, "mid's data at 2M was copied into top");
+});

@@ -80,6 +80,7 @@ export const qcow2Driver: FormatDriver = {
     delete: async (path, nameOrId) => (await import('./snapshot/operations')).qcow2Snapshots.delete(path, nameOrId),
     diff: async (path, a, b) => (await import('./snapshot/operations')).qcow2Snapshots.diff(path, a, b),
     exclusiveBytes: async (path, signal) => (await import('./snapshot/space')).exclusiveBytes(path, signal),
+    listWithSizes: async (path) => (await import('./snapshot/operations')).listWithSizes(path),
   },
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     return (await import('./device')).openQcow2(path, opts);

@@ -95,6 +95,26 @@ async function list(path: string): Promise<SnapshotInfo[]> {
   }
 }
 
+/**
+ * SnapshotOps.listWithSizes: the list, each snapshot's disk size (its extra data's, else the image's size, as a
+ * view opened on it reads) and the size now, from one open of the file.
+ */
+export async function listWithSizes(path: string): Promise<{ snapshots: SnapshotInfo[]; diskSizes: Record<string, number>; currentSize: number }> {
+  const file = await ImageFile.open(path, false);
+  try {
+    const layout = await readLayout(file);
+    const entries = (await readSnapshotTable(file, layout)).entries;
+    const currentSize = layout.header.size;
+    const diskSizes: Record<string, number> = {};
+    for (const e of entries) diskSizes[e.id] = e.diskSize ?? currentSize;
+    return { snapshots: entries.map(snapshotInfo), diskSizes, currentSize };
+  } catch (err) {
+    throw toDiskError(err, path);
+  } finally {
+    await file.close();
+  }
+}
+
 /** What a new snapshot may carry over from elsewhere (convert --keep-snapshots recreates snapshots exactly). */
 export interface SnapshotMeta {
   name: string;

@@ -37,11 +37,55 @@ class Reach {
   }
 }
 
-/** How many clusters deleting `sn` frees: its L1 table, and every cluster all of whose references are its own. */
-export async function clustersOnlyIn(dev: Qcow2State, sn: SnapshotEntry, signal?: AbortSignal): Promise<number> {
-  const refs = await dev.refcounts();
+/**
+ * What one L2 table's entries reach, as Reach counts it. Refcounts do not change while the figures are counted, so
+ * a table reached from several L1 tables (snapshots share them: a thousand snapshots of one image may all point at
+ * the same few tables) is walked once and its counts added for each L1 table that points to it.
+ */
+interface TableReach {
+  single: number;
+  shared: Map<number, number>;
+}
+
+async function tableReach(dev: Qcow2State, l2: number, refcountOf: (c: number) => Promise<number>): Promise<TableReach> {
   const g = dev.geometry;
-  const reach = new Reach((c) => refs.get(c));
+  const reach = new Reach(refcountOf);
+  const table = await dev.tables.l2Table(l2);
+  const words = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  const stride = g.extendedL2 ? 16 : 8;
+  for (let k = 0; k < g.l2Entries; k++) {
+    // Most entries of most tables are empty: passed over without decoding (a thousand tables of 8192 entries).
+    if ((words.getUint32(k * stride) | words.getUint32(k * stride + 4)) === 0) continue;
+    const e = readEntry(table, k, g.extendedL2);
+    if (isCompressedEntry(e.hi)) {
+      const { offset, length } = compressedExtent(entryBig(e), g.clusterBits);
+      const { first, last } = g.clusterRange(offset, length);
+      for (let c = first; c <= last; c++) await reach.add(c);
+    } else {
+      const host = hostOf(e);
+      if (host) await reach.add(g.clusterIndex(host));
+    }
+  }
+  return { single: reach.single, shared: reach.shared };
+}
+
+/** The walked tables that more than one L1 table points to (by L2 offset), kept for the next snapshot's walk. */
+export type SharedTables = Map<number, TableReach>;
+
+/** How many clusters deleting `sn` frees: its L1 table, and every cluster all of whose references are its own. */
+export async function clustersOnlyIn(
+  dev: Qcow2State,
+  sn: SnapshotEntry,
+  signal?: AbortSignal,
+  sharedTables: SharedTables = new Map(),
+  refcountOf?: (c: number) => Promise<number>,
+): Promise<number> {
+  if (!refcountOf) {
+    const refs = await dev.refcounts();
+    refcountOf = (c: number) => refs.get(c);
+  }
+  const g = dev.geometry;
+  const reach = new Reach(refcountOf);
   const l1 = sn.l1Size ? await dev.file.readBlock(sn.l1TableOffset, sn.l1Size * 8, 'snapshot L1 table') : new Uint8Array(0);
   const view = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
   for (let i = 0; i < sn.l1Size; i++) {
@@ -49,22 +93,40 @@ export async function clustersOnlyIn(dev: Qcow2State, sn: SnapshotEntry, signal?
     const l2 = l1EntryOffset(view.getUint32(i * 8), view.getUint32(i * 8 + 4));
     if (!l2) continue;
     if (g.offsetInCluster(l2) !== 0) throw new DiskError('ECORRUPT', `${dev.path}: an L1 entry of snapshot ${sn.id} points to an unaligned L2 table`, dev.path);
-    await reach.add(g.clusterIndex(l2));
-    const table = await dev.tables.l2Table(l2);
-    for (let k = 0; k < g.l2Entries; k++) {
-      const e = readEntry(table, k, g.extendedL2);
-      if (isCompressedEntry(e.hi)) {
-        const { offset, length } = compressedExtent(entryBig(e), g.clusterBits);
-        const { first, last } = g.clusterRange(offset, length);
-        for (let c = first; c <= last; c++) await reach.add(c);
-      } else {
-        const host = hostOf(e);
-        if (host) await reach.add(g.clusterIndex(host));
-      }
+    const l2Cluster = g.clusterIndex(l2);
+    await reach.add(l2Cluster);
+    let t = sharedTables.get(l2);
+    if (!t) {
+      t = await tableReach(dev, l2, refcountOf);
+      // Only a table with more than one reference will be met again.
+      if ((await refcountOf(l2Cluster)) > 1) sharedTables.set(l2, t);
     }
+    reach.single += t.single;
+    for (const [c, k] of t.shared) reach.shared.set(c, (reach.shared.get(c) ?? 0) + k);
   }
   const l1Clusters = g.sizeToClusters(sn.l1Size * 8);
   return (await reach.freed()) + l1Clusters;
+}
+
+/** Clusters of the file whose refcounts are remembered in an array (4 bytes each: 64 MiB at most). */
+const MAX_REMEMBERED_CLUSTERS = 16 * 1024 * 1024;
+
+/**
+ * The refcount of a cluster, looked up once: every snapshot's walk asks for the same clusters again (a thousand
+ * snapshots, a thousand times), and each lookup through the refcount block cache costs far more than an array read.
+ */
+async function rememberedRefcounts(dev: Qcow2State): Promise<(c: number) => Promise<number>> {
+  const refs = await dev.refcounts();
+  const clusters = Math.ceil(dev.file.size / dev.geometry.clusterSize);
+  if (clusters > MAX_REMEMBERED_CLUSTERS) return (c) => refs.get(c);
+  const known = new Int32Array(clusters).fill(-1);
+  return async (c) => {
+    if (c >= clusters) return refs.get(c);
+    if (known[c] >= 0) return known[c];
+    const r = await refs.get(c);
+    if (r <= 0x7fffffff) known[c] = r;
+    return r;
+  };
 }
 
 /** SnapshotOps.exclusiveBytes: for each snapshot id, the bytes deleting it would give back. */
@@ -84,7 +146,9 @@ export async function exclusiveBytes(path: string, signal?: AbortSignal): Promis
     const cs = g.clusterSize;
     const span = g.clusterRange(dev.header.snapshotsOffset, table.byteLength);
     const tableClusters = table.entries.length === 1 ? span.last - span.first + 1 : 0;
-    for (const sn of table.entries) out[sn.id] = ((await clustersOnlyIn(dev, sn, signal)) + tableClusters) * cs;
+    const sharedTables: SharedTables = new Map();
+    const refcountOf = await rememberedRefcounts(dev);
+    for (const sn of table.entries) out[sn.id] = ((await clustersOnlyIn(dev, sn, signal, sharedTables, refcountOf)) + tableClusters) * cs;
     return out;
   } catch (err) {
     throw toDiskError(err, path);
