@@ -4,8 +4,12 @@
  * result with the sizes before and after, and a check of the compacted image where the format has one.
  */
 import { defineStore } from 'pinia';
-import type { CheckReport, FormatName, SparsifyResult } from '../../src-shared/api';
+import type { CheckReport, FormatName, MapPicture, SparsifyResult } from '../../src-shared/api';
+import { api } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+
+/** Cells of the preview's map: as many as Inspect's, so that the two pictures cut the disk alike. */
+export const COMPACT_MAP_BUCKETS = 1024;
 
 const slot = new JobSlot();
 
@@ -25,6 +29,9 @@ export const useCompactStore = defineStore('compact', {
     step: 'previewing' as CompactStep,
     ...jobState(),
     preview: null as SparsifyResult | null,
+    /** The preview's map: the image's allocation, and per cell the data its file systems mark free (what compaction gives back). */
+    picture: null as MapPicture | null,
+    freeInFs: null as number[] | null,
     where: 'in-place' as 'in-place' | 'new',
     target: '',
     targetFormat: undefined as FormatName | undefined,
@@ -51,6 +58,20 @@ export const useCompactStore = defineStore('compact', {
       if (r === undefined) return;
       this.preview = r;
       this.step = 'choose';
+      void this.loadMap(gen);
+    },
+
+    /** The map for the preview (read only; without it the figures still stand, so a failure just leaves it out). */
+    async loadMap(gen: number): Promise<void> {
+      const path = this.path;
+      try {
+        const [picture, free] = await Promise.all([api.mapPicture(path, COMPACT_MAP_BUCKETS), api.insideFree(path, COMPACT_MAP_BUCKETS)]);
+        if (!slot.isCurrent(gen) || path !== this.path) return;
+        this.picture = picture;
+        this.freeInFs = free.buckets;
+      } catch {
+        // No map: the table says the same in figures.
+      }
     },
 
     async run(canCheck: boolean): Promise<void> {
