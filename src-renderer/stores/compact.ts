@@ -7,6 +7,7 @@ import { defineStore } from 'pinia';
 import type { CheckReport, FormatName, MapPicture, SparsifyResult } from '../../src-shared/api';
 import { api } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+import { backIfCancelled, outcomeValue, reportClean } from './workingCopyWizard';
 
 /** Cells of the preview's map: as many as Inspect's, so that the two pictures cut the disk alike. */
 export const COMPACT_MAP_BUCKETS = 1024;
@@ -40,7 +41,7 @@ export const useCompactStore = defineStore('compact', {
     verify: null as CheckReport | null,
   }),
   getters: {
-    verifyClean: (s) => !!s.verify && s.verify.corruptions === 0 && s.verify.leaks === 0 && s.verify['check-errors'] === 0,
+    verifyClean: (s) => reportClean(s.verify),
   },
   actions: {
     start(path: string): void {
@@ -81,12 +82,8 @@ export const useCompactStore = defineStore('compact', {
         ? ({ kind: 'sparsify', path: this.path, mode: 'new', target: this.target.trim(), ...(this.targetFormat ? { targetFormat: this.targetFormat } : {}) } as const)
         : ({ kind: 'sparsify', path: this.path, mode: 'in-place', keepCopy: this.keepCopy } as const);
       const outcome = await slot.run(this, gen, spec);
-      if (outcome && 'error' in outcome && this.cancelled) {
-        // A cancelled compaction changed nothing: back to the choice.
-        this.error = null;
-        this.step = 'choose';
-        return;
-      }
+      // A cancelled compaction changed nothing: back to the choice.
+      if (backIfCancelled(this, outcome, 'choose')) return;
       const r = this.value(outcome);
       if (r === undefined) return;
       this.result = r;
@@ -102,10 +99,7 @@ export const useCompactStore = defineStore('compact', {
     },
 
     value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
-      if (!outcome) return undefined;
-      if ('value' in outcome) return outcome.value;
-      this.step = 'failed';
-      return undefined;
+      return outcomeValue(this, outcome);
     },
 
     cancel(): void {
