@@ -149,3 +149,16 @@ suite('sparsify --in-place in the other formats: a crash at any step leaves an i
     });
   }
 });
+
+test('vmdk child over a parent (zeroed_grain=on): grains released as zeroed grains, never showing the parent', () => {
+  // The parent holds the disk before the deletion (the deleted files' data); the child holds every block after it.
+  const tree = s.path('tree-big');
+  const parentRaw = s.path('parent-big.raw');
+  must('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-d', tree, parentRaw, '24M']);
+  const parent = s.path('parent-big.vmdk');
+  must('qemu-img', ['convert', '-O', 'vmdk', parentRaw, parent]);
+  const tpl = s.path('template-child.vmdk');
+  must('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'zeroed_grain=on', '-b', parent, '-F', 'vmdk', tpl]);
+  must('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'vmdk', s.path('big.raw'), tpl]);
+  expectOldOrNew({ image: 'child.vmdk', format: 'vmdk', args: ['sparsify', '--in-place', 'child.vmdk'], verify: verifier('child.vmdk', 'vmdk') });
+});
