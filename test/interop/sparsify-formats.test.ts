@@ -137,3 +137,51 @@ test('a differencing VHD and a streamOptimized VMDK cannot release space in plac
   assertPlainError(['sparsify', '--in-place', stream], /cannot compact in place .*streamOptimized/);
   assert.equal(sha(stream), sb);
 });
+
+test('in place, a differencing VDI: free blocks become "discarded" (zeros, not the parent), the rest packed and the file cut', () => {
+  // The parent holds the disk before the deletion; the child (made differencing by rebase -u) every block after it.
+  const parentRaw = s.path('vdi-parent.raw');
+  makeExt(parentRaw, s.path('tree'), '64M', ['-t', 'ext4', '-b', '4096']);
+  const dir = s.path('vdi-chain');
+  mkdirSync(dir);
+  const parent = join(dir, 'parent.vdi');
+  const child = join(dir, 'child.vdi');
+  must('qemu-img', ['convert', '-O', 'vdi', parentRaw, parent]);
+  must('qemu-img', ['convert', '-O', 'vdi', disk, child]);
+  const entriesBefore = vdiMap(child).entries;
+  dwOk(['rebase', '-u', '-b', 'parent.vdi', '-F', 'vdi', child]);
+  const r = JSON.parse(dwOk(['sparsify', '--in-place', child, '--output', 'json']).stdout) as Report;
+  assert.ok(r.reclaimBytes >= 40 * MiB);
+
+  // The block map as the VDI header lays it out (VirtualBox's VDICore.h; qemu's block/vdi.c), read here.
+  const m = vdiMap(child);
+  const bs = m.blockSize;
+  let discarded = 0;
+  for (let g = 0; g < m.entries.length; g++) {
+    const whollyFree = free.some((f) => f.start <= g * bs && (g + 1) * bs <= f.start + f.length);
+    if (whollyFree && entriesBefore[g] < 0xfffffffe) {
+      assert.equal(m.entries[g], 0xfffffffe, `block ${g} is marked discarded`);
+      discarded++;
+    } else if (!whollyFree) assert.equal(m.entries[g] < 0xfffffffe, entriesBefore[g] < 0xfffffffe, `block ${g} keeps its data`);
+  }
+  assert.ok(discarded * bs >= 36 * MiB, `${discarded} blocks discarded`);
+  const inUse = m.entries.filter((e) => e < 0xfffffffe);
+  assert.equal(m.allocated, inUse.length, 'blocks_allocated counts the entries in use');
+  assert.deepEqual([...inUse].sort((a, b) => a - b), inUse.map((_, i) => i), 'the data blocks are 0..n-1: no hole left');
+  assert.equal(statSync(child).size, m.dataOffset + m.allocated * bs, 'the file ends after the last block');
+
+  // Made standalone again, qemu reads it: what the guest had, zeros in the free blocks.
+  dwOk(['rebase', '-u', '-b', '', child]);
+  qemuClean(child, 'vdi');
+  assertGuestKept(child, 'vdi');
+});
+
+/** A VDI's block map and the header fields about it, read from the file at the 1.1 header's offsets. */
+function vdiMap(path: string): { entries: number[]; blockSize: number; allocated: number; dataOffset: number } {
+  const b = readFileSync(path);
+  const bmap = b.readUInt32LE(0x154);
+  const blocks = b.readUInt32LE(0x180);
+  const entries: number[] = [];
+  for (let g = 0; g < blocks; g++) entries.push(b.readUInt32LE(bmap + 4 * g));
+  return { entries, blockSize: b.readUInt32LE(0x178), allocated: b.readUInt32LE(0x184), dataOffset: b.readUInt32LE(0x158) };
+}
