@@ -144,8 +144,21 @@ function sparsifyCase(size, fsRaw) {
   const rmB = () => rmSync(b, { force: true });
   const tOurs = best(() => ours(['sparsify', '-q', '-t', 'unsafe', '-f', 'raw', '-O', 'qcow2', input, a]), rmA);
   const tQemu = best(() => qemu(['convert', '-f', 'raw', '-O', 'qcow2', input, b]), rmB);
+  // CPU time (user + sys, best of the runs) as well: on a loaded machine the wall times above are mostly the
+  // other sessions' load, while the CPU each tool spends is its own.
+  const cpu = (cmd, args, rm) => {
+    let min = Infinity;
+    for (let i = 0; i < repeats; i++) {
+      rm();
+      const m = /DWCPU ([\d.]+) ([\d.]+)\s*$/.exec(sh('/usr/bin/time', ['-f', 'DWCPU %U %S', cmd, ...args]).stderr);
+      if (m) min = Math.min(min, Number(m[1]) + Number(m[2]));
+    }
+    return min;
+  };
+  const cOurs = cpu(process.execPath, [cli, 'sparsify', '-q', '-t', 'unsafe', '-f', 'raw', '-O', 'qcow2', input, a], rmA);
+  const cQemu = cpu('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', input, b], rmB);
   const mib = (p) => (Number(sh('stat', ['-c', '%b', p]).stdout) * 512) / 1048576;
-  let note = `sizes: ours ${mib(a).toFixed(0)} MiB, qemu-img convert ${mib(b).toFixed(0)} MiB`;
+  let note = `sizes: ours ${mib(a).toFixed(0)} MiB, qemu-img convert ${mib(b).toFixed(0)} MiB; CPU ours ${cOurs.toFixed(2)} s, qemu-img ${cQemu.toFixed(2)} s (${(cOurs / cQemu).toFixed(2)}x)`;
   if (sh('qemu-img', ['check', '-q', a], [0, 1, 2, 3]).status !== 0) note += '; qemu-img check fails';
   rows.push({ size, input: 'fs+deleted', name: 'sparsify raw -> qcow2 -t unsafe', ours: tOurs, qemu: tQemu, note });
   rmA();

@@ -69,7 +69,7 @@ async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
     const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
     const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
     if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead.`);
-    if (req.inPlace && dev.format === 'vhdx') out.notes.push('In place, VHDX blocks wholly free are set to read as zeros but the file keeps its length.');
+    if (req.inPlace && sumLengths(held) > 0) out.notes.push(...inPlaceNotes(dev));
     return out;
   } finally {
     await dev.close();
@@ -140,8 +140,7 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
       req.onProgress?.(done, total);
     }
     await dev.flush();
-    if (dev.format === 'vhdx' && total > 0) out.notes.push('VHDX blocks wholly free were set to read as zeros; the file keeps its length (VHDX blocks are not moved in place).');
-    if (dev.format === 'qcow2' && dev.clusterSize && total > 0) out.notes.push(`Only whole ${dev.clusterSize}-byte clusters inside free ranges are released.`);
+    if (total > 0) out.notes.push(...inPlaceNotes(dev));
     closed = true;
     await dev.close();
     out.sizeAfter = await allocatedSize(req.source, req.sourceFormat);
@@ -149,6 +148,21 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
   } finally {
     if (!closed) await dev.close().catch(() => undefined);
   }
+}
+
+const sumLengths = (ranges: readonly ByteRange[]) => ranges.reduce((n, r) => n + r.length, 0);
+
+/** What in place does with the freed space, per format: where the file gets shorter and where it only takes less room. */
+function inPlaceNotes(dev: BlockDevice): string[] {
+  const unit = dev.clusterSize ? `Only whole ${dev.clusterSize}-byte ${dev.format === 'qcow2' || dev.format === 'parallels' ? 'clusters' : dev.format === 'vmdk' ? 'grains' : 'blocks'} inside free ranges are released.` : undefined;
+  const notes: Record<string, string> = {
+    vhdx: 'Wholly free VHDX blocks read as zeros and their space is punched out of the file: it keeps its length (VHDX blocks are not moved in place) but takes less room on the host (du).',
+    vdi: 'The last VDI blocks move into the freed ones and the file is cut after the new last block.',
+    vpc: 'Freed VHD blocks are punched out of the file (holes: du shows the space back); the file gets shorter only where they were last in it.',
+    vmdk: 'Freed VMDK grains are punched out of the file (holes: du shows the space back); the file keeps its length.',
+    parallels: 'Freed Parallels clusters are punched out of the file (holes: du shows the space back); the file gets shorter only where they were last in it.',
+  };
+  return [...(unit ? [unit] : []), ...(notes[dev.format] ? [notes[dev.format]] : [])];
 }
 
 function inPlaceRefusal(dev: BlockDevice, e: DiskError): DiskError {

@@ -5,6 +5,7 @@
 import { defineStore } from 'pinia';
 import type { CheckReport, RepairResult } from '../../src-shared/api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+import { backIfCancelled, outcomeValue, reportClean } from './workingCopyWizard';
 
 const slot = new JobSlot();
 
@@ -26,8 +27,8 @@ export const useCheckRepairStore = defineStore('checkRepair', {
     repairedInto: '',
   }),
   getters: {
-    clean: (s) => !!s.report && s.report.corruptions === 0 && s.report.leaks === 0 && s.report['check-errors'] === 0,
-    finalClean: (s) => !!s.final && s.final.corruptions === 0 && s.final.leaks === 0 && s.final['check-errors'] === 0,
+    clean: (s) => reportClean(s.report),
+    finalClean: (s) => reportClean(s.final),
   },
   actions: {
     /** Opens the wizard on an image and runs the check at once. */
@@ -61,12 +62,8 @@ export const useCheckRepairStore = defineStore('checkRepair', {
       this.step = 'repairing';
       this.repairedInto = target ?? '';
       const outcome = await slot.run(this, gen, { kind: 'repair', path: this.path, mode: this.mode, keepCopy: target ? false : this.keepCopy, ...(target ? { target } : {}) });
-      if (outcome && 'error' in outcome && this.cancelled) {
-        // A cancelled repair changed nothing: back to the findings, which still hold.
-        this.error = null;
-        this.step = 'findings';
-        return;
-      }
+      // A cancelled repair changed nothing: back to the findings, which still hold.
+      if (backIfCancelled(this, outcome, 'findings')) return;
       const result: RepairResult | undefined = this.value(outcome);
       if (result === undefined) return;
       this.repair = result;
@@ -75,10 +72,7 @@ export const useCheckRepairStore = defineStore('checkRepair', {
 
     /** A job's value; undefined when it failed (the wizard then shows its error), or the wizard moved on. */
     value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
-      if (!outcome) return undefined;
-      if ('value' in outcome) return outcome.value;
-      this.step = 'failed';
-      return undefined;
+      return outcomeValue(this, outcome);
     },
 
     cancel(): void {

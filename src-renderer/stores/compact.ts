@@ -4,8 +4,13 @@
  * result with the sizes before and after, and a check of the compacted image where the format has one.
  */
 import { defineStore } from 'pinia';
-import type { CheckReport, FormatName, SparsifyResult } from '../../src-shared/api';
+import type { CheckReport, FormatName, MapPicture, SparsifyResult } from '../../src-shared/api';
+import { api } from '../api';
 import { JobSlot, jobState, type JobOutcome } from '../api/jobs';
+import { backIfCancelled, outcomeValue, reportClean } from './workingCopyWizard';
+
+/** Cells of the preview's map: as many as Inspect's, so that the two pictures cut the disk alike. */
+export const COMPACT_MAP_BUCKETS = 1024;
 
 const slot = new JobSlot();
 
@@ -25,6 +30,9 @@ export const useCompactStore = defineStore('compact', {
     step: 'previewing' as CompactStep,
     ...jobState(),
     preview: null as SparsifyResult | null,
+    /** The preview's map: the image's allocation, and per cell the data its file systems mark free (what compaction gives back). */
+    picture: null as MapPicture | null,
+    freeInFs: null as number[] | null,
     where: 'in-place' as 'in-place' | 'new',
     target: '',
     targetFormat: undefined as FormatName | undefined,
@@ -33,7 +41,7 @@ export const useCompactStore = defineStore('compact', {
     verify: null as CheckReport | null,
   }),
   getters: {
-    verifyClean: (s) => !!s.verify && s.verify.corruptions === 0 && s.verify.leaks === 0 && s.verify['check-errors'] === 0,
+    verifyClean: (s) => reportClean(s.verify),
   },
   actions: {
     start(path: string): void {
@@ -51,6 +59,20 @@ export const useCompactStore = defineStore('compact', {
       if (r === undefined) return;
       this.preview = r;
       this.step = 'choose';
+      void this.loadMap(gen);
+    },
+
+    /** The map for the preview (read only; without it the figures still stand, so a failure just leaves it out). */
+    async loadMap(gen: number): Promise<void> {
+      const path = this.path;
+      try {
+        const [picture, free] = await Promise.all([api.mapPicture(path, COMPACT_MAP_BUCKETS), api.insideFree(path, COMPACT_MAP_BUCKETS)]);
+        if (!slot.isCurrent(gen) || path !== this.path) return;
+        this.picture = picture;
+        this.freeInFs = free.buckets;
+      } catch {
+        // No map: the table says the same in figures.
+      }
     },
 
     async run(canCheck: boolean): Promise<void> {
@@ -60,12 +82,8 @@ export const useCompactStore = defineStore('compact', {
         ? ({ kind: 'sparsify', path: this.path, mode: 'new', target: this.target.trim(), ...(this.targetFormat ? { targetFormat: this.targetFormat } : {}) } as const)
         : ({ kind: 'sparsify', path: this.path, mode: 'in-place', keepCopy: this.keepCopy } as const);
       const outcome = await slot.run(this, gen, spec);
-      if (outcome && 'error' in outcome && this.cancelled) {
-        // A cancelled compaction changed nothing: back to the choice.
-        this.error = null;
-        this.step = 'choose';
-        return;
-      }
+      // A cancelled compaction changed nothing: back to the choice.
+      if (backIfCancelled(this, outcome, 'choose')) return;
       const r = this.value(outcome);
       if (r === undefined) return;
       this.result = r;
@@ -81,10 +99,7 @@ export const useCompactStore = defineStore('compact', {
     },
 
     value<T>(outcome: JobOutcome<T> | undefined): T | undefined {
-      if (!outcome) return undefined;
-      if ('value' in outcome) return outcome.value;
-      this.step = 'failed';
-      return undefined;
+      return outcomeValue(this, outcome);
     },
 
     cancel(): void {

@@ -3,7 +3,11 @@
  * 40 MiB file was deleted (debugfs) is previewed (per partition, nothing written), then compacted in place
  * keeping a copy. The preview's figure is the one the result gives back, the file shrinks on the host by about
  * that much, qemu-img check is clean, the kept copy is the image as it was, and e2fsck finds the file system
- * clean with the kept file intact. Screenshots at 1280×800 go to test-results/e2e.
+ * clean with the kept file intact. Then "into a new image": the preview's map colours the deleted file's data as
+ * "free in the file system" (read back from the canvas: as many cells as the deleted file fills, inside the file
+ * system, the legend's figure the heading's), the new image gives back what the preview said, checks clean by
+ * qemu-img, and reads as the source outside dumpe2fs's free blocks (zeros inside them); the source is only read.
+ * Screenshots at 1280×800 go to test-results/e2e.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -11,14 +15,20 @@ import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { must, run } from '../helpers';
+import { dumpe2fs } from '../interop/inside-common';
+import { assertKeptAndZeroed } from '../interop/sparsify-common';
 import { SHOTS, e2eSession } from './browser';
+
+/** The map's grid and the light theme's "free in the file system" colour (src-renderer/mapPalette.ts, tokens.css). */
+const GRID = { columns: 64, cell: 10, gap: 2, pitch: 12, pad: 2 };
+const FREE_IN_FS = [0xd4, 0xa2, 0x1c] as const;
 
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 const session = e2eSession('dw-e2e-compact-');
 const MiB = 1 << 20;
 
-test('Compact: the preview says what in-place compaction then gives back; a copy is kept and the image checks clean', async () => {
-  const tree = session.work.path('tree');
+/** An ext4 (64 MiB) that held a 40 MiB file, deleted by debugfs, as raw; returns the kept file. */
+function ext4Disk(raw: string, tree: string): Buffer {
   mkdirSync(tree);
   const keep = Buffer.alloc(2 * MiB);
   for (let i = 0; i < keep.length; i += 4) keep.writeUInt32LE((Math.imul(i + 7, 2654435761) ^ (i >>> 5)) >>> 0, i);
@@ -26,9 +36,14 @@ test('Compact: the preview says what in-place compaction then gives back; a copy
   const big = Buffer.alloc(40 * MiB);
   for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i + 3, 2246822519) ^ (i >>> 7)) >>> 0, i);
   writeFileSync(join(tree, 'big.bin'), big);
-  const raw = session.work.path('disk.raw');
   must('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-d', tree, raw, '64M']);
   must('debugfs', ['-w', '-R', 'rm /big.bin', raw]);
+  return keep;
+}
+
+test('Compact: the preview says what in-place compaction then gives back; a copy is kept and the image checks clean', async () => {
+  const raw = session.work.path('disk.raw');
+  const keep = ext4Disk(raw, session.work.path('tree'));
   const img = session.work.path('disk.qcow2');
   must('qemu-img', ['convert', '-O', 'qcow2', raw, img]);
   const before = sha(img);
@@ -85,5 +100,85 @@ test('Compact: the preview says what in-place compaction then gives back; a copy
 
   await page.getByRole('button', { name: 'Back to the image' }).click();
   await page.getByRole('heading', { name: 'disk.qcow2', level: 1 }).waitFor();
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('Compact into a new image: the map colours what is given back, the new image gives back what the preview said, checks clean and reads as the source where the file system holds data', async () => {
+  const raw = session.work.path('second.raw');
+  const keep = ext4Disk(raw, session.work.path('tree2'));
+  const img = session.work.path('second.qcow2');
+  must('qemu-img', ['convert', '-O', 'qcow2', raw, img]);
+  const before = sha(img);
+
+  const { page } = session.browser;
+  await page.goto(session.host.url);
+  await page.getByLabel('Image path').fill(img);
+  await page.getByRole('button', { name: 'Open', exact: true }).click();
+  await page.getByRole('heading', { name: 'second.qcow2', level: 1 }).waitFor();
+  await page.getByTestId('open-compact').click();
+  await page.getByTestId('compact-preview').waitFor({ timeout: 30_000 });
+  const m = /^About (.+) can be given back$/.exec((await page.getByTestId('compact-would-give').innerText()).trim());
+  assert.ok(m);
+
+  // The map: data / free in the file system / already free, the middle one the figure the heading gives.
+  const map = page.getByTestId('compact-map');
+  await map.locator('.legend-item[data-kind="freeInFs"]').waitFor({ timeout: 30_000 });
+  const legend = await map.locator('.legend-item').evaluateAll((els) => els.map((e) => [e.getAttribute('data-kind'), e.querySelector('.legend-label')!.textContent!.trim(), e.querySelector('.legend-bytes')!.textContent!.trim()]));
+  const labels = Object.fromEntries(legend.map(([kind, label]) => [kind, label]));
+  assert.equal(labels.data, 'Data');
+  assert.equal(labels.freeInFs, 'Free in the file system');
+  assert.match(labels.zero ?? labels.unallocated ?? '', /^Already free/);
+  const freeBytes = legend.find(([kind]) => kind === 'freeInFs')![2];
+  assert.equal(freeBytes, m[1], 'the map gives back what the heading says');
+  const cells = (await map.getByTestId('allocation-map').evaluate(
+    `(() => {
+      const el = document.querySelector('[data-testid="compact-map"] [data-testid="allocation-map"]');
+      const ctx = el.getContext('2d');
+      const dpr = el.width / ${GRID.columns * GRID.pitch - GRID.gap + 2 * GRID.pad};
+      const px = ctx.getImageData(0, 0, el.width, el.height).data;
+      const found = [];
+      for (let i = 0; i < 1024; i++) {
+        const x0 = ${GRID.pad} + (i % ${GRID.columns}) * ${GRID.pitch};
+        const y0 = ${GRID.pad} + Math.floor(i / ${GRID.columns}) * ${GRID.pitch};
+        let hit = false;
+        for (let y = y0; y < y0 + ${GRID.cell} && !hit; y++) for (let x = x0; x < x0 + ${GRID.cell} && !hit; x++) {
+          const o = (Math.floor(y * dpr) * el.width + Math.floor(x * dpr)) * 4;
+          if (px[o] === ${FREE_IN_FS[0]} && px[o + 1] === ${FREE_IN_FS[1]} && px[o + 2] === ${FREE_IN_FS[2]}) hit = true;
+        }
+        if (hit) found.push(i);
+      }
+      return found;
+    })()`,
+  )) as number[];
+  // 64 MiB in 1,024 cells: 64 KiB each; the deleted 40 MiB colours at least 640 of them, and the cells coloured
+  // cover no more than dumpe2fs's free blocks do.
+  const d = dumpe2fs(raw);
+  const freeCells = new Set<number>();
+  for (const r of d.free) for (let c = Math.floor(r.start / (64 * 1024)); c * 64 * 1024 < r.start + r.length; c++) freeCells.add(c);
+  assert.ok(cells.length >= 640, `${cells.length} cells coloured free in the file system`);
+  assert.deepEqual(cells.filter((c) => !freeCells.has(c)), [], 'every coloured cell lies where dumpe2fs lists free blocks');
+  await page.screenshot({ path: join(SHOTS, 'compact-map-1280.png'), fullPage: true });
+
+  await page.getByLabel('Into a new image').check();
+  const target = session.work.path('second.compact.qcow2');
+  assert.equal(await page.getByRole('textbox', { name: 'New image' }).inputValue(), target, 'the new image is named beside the source');
+  await page.getByRole('button', { name: 'Compact', exact: true }).click();
+  await page.getByTestId('compact-result').waitFor({ timeout: 60_000 });
+  assert.equal((await page.getByTestId('compact-given').innerText()).trim(), `Given back: ${m[1]}`, 'the result gives back what the preview said');
+  assert.match(await page.getByTestId('compact-verify').innerText(), /no damage and no leaked space/);
+  assert.match(await page.getByTestId('compact-sizes').innerText(), /second\.compact\.qcow2 takes/);
+  await page.screenshot({ path: join(SHOTS, 'compact-new-result-1280.png'), fullPage: true });
+
+  assert.equal(sha(img), before, 'the source is only read');
+  assert.equal(run('qemu-img', ['check', target]).status, 0, 'qemu-img check of the new image is clean');
+  const back = session.work.path('second-back.raw');
+  must('qemu-img', ['convert', '-O', 'raw', target, back]);
+  const held = assertKeptAndZeroed(raw, back, d.free);
+  assert.ok(held >= 40 * MiB, 'the deleted file lay in the free blocks');
+  assert.equal(run('e2fsck', ['-fn', back]).status, 0, 'e2fsck -fn is clean');
+  const out = session.work.path('keep2.out');
+  must('debugfs', ['-R', `dump /keep.bin ${out}`, back]);
+  assert.ok(readFileSync(out).equals(keep), 'the kept file is intact');
+  assert.ok(statSync(img).blocks * 512 - statSync(target).blocks * 512 >= 38 * MiB, 'the new image is smaller by the freed space');
   assert.deepEqual(session.browser.problems, []);
 });

@@ -226,19 +226,20 @@ test('a dirty ext4 is left as it is, saying why; an unknown file system is copie
   assert.equal(run('qemu-img', ['compare', unknown, uout]).status, 0, 'the same content');
 });
 
-test('bad arguments are plain errors; a format that cannot release space in place refuses, changing nothing, and the dry run says so', () => {
+test('bad arguments are plain errors; a format that cannot release space in place refuses, changing nothing', () => {
   assertPlainError(['sparsify'], /expecting a source and a target/);
   assertPlainError(['sparsify', '--in-place', 'a', 'b'], /expecting one image/);
   assertPlainError(['sparsify', s.path('missing.img'), s.path('out.img')], /no such file/);
   const raw = s.path('small-ext.img');
   ext4WithDeletedFile(raw, '160M', 60);
+  // streamOptimized VMDK cannot be written in place (sparsify-formats.test.ts has the rest).
+  const stream = s.path('small-stream.vmdk');
+  must('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, stream]);
+  const before = sha(stream);
+  assertPlainError(['sparsify', '--in-place', stream], /cannot compact in place .*compact into a new image instead/);
+  assert.equal(sha(stream), before);
   const vdi = s.path('small.vdi');
   must('qemu-img', ['convert', '-O', 'vdi', raw, vdi]);
-  const before = sha(vdi);
-  assertPlainError(['sparsify', '--in-place', vdi], /cannot compact in place .*compact into a new image instead/);
-  assert.equal(sha(vdi), before);
-  const dry = json(['sparsify', '--dry-run', '--in-place', vdi]);
-  assert.ok(dry.notes.some((n) => /vdi images cannot release space in place/.test(n)), dry.notes.join(' | '));
   const out = s.path('small-out.vdi');
   const r = json(['sparsify', vdi, out]);
   assert.ok(r.reclaimBytes >= 120 * MiB);

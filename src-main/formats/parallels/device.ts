@@ -231,6 +231,47 @@ export class ParallelsDevice implements BlockDevice {
     }
   }
 
+  /**
+   * Releases the whole clusters inside the range: their BAT entries become 0 (zeros, as qemu reads them),
+   * written and synced before the clusters' space is punched out of the file (where this system can); the data
+   * area's end is worked out again, so that close cuts the file after the last cluster left (qemu's check counts
+   * anything past it as leaked). An image over a backing image refuses: a cluster not in the BAT reads the
+   * backing image's data, and Parallels has no entry that reads as zeros.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, this.path);
+    if (this.backing) {
+      throw new DiskError('EUNSUPPORTED', `${this.path}: this Parallels image lies over a backing image: a released cluster would read the backing image's data, and the format has no way to mark one as zeros`, this.path);
+    }
+    const cs = this.clusterSize;
+    const first = Math.ceil(offset / cs);
+    const end = Math.min(this.bat.length, offset + length >= this.size ? Math.ceil(this.size / cs) : Math.floor((offset + length) / cs));
+    const freed: number[] = [];
+    try {
+      for (let i = first; i < end; ) {
+        if (this.bat[i] === 0) {
+          i++;
+          continue;
+        }
+        let j = i;
+        while (j < end && this.bat[j] !== 0) {
+          freed.push(this.host(j));
+          this.bat[j] = 0;
+          j++;
+        }
+        await this.file.write(batEntryOffset(i), new Uint8Array((j - i) * 4));
+        i = j;
+      }
+      if (freed.length === 0) return;
+      if (!this.noFlush) await this.file.sync();
+      for (const at of freed) await this.file.punchHole(at, cs);
+      this.dataEnd = dataEndSectors(this.header, this.bat);
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
   skipFlushes(): void {
     this.noFlush = true;
   }

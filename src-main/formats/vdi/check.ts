@@ -52,11 +52,13 @@ function judge(img: VdiImage, f: BmapFindings, fixing: boolean): Verdict {
   return { corruptions, problems };
 }
 
-/** True when the only damage is a count above the entries in use, with the entries already 0..n-1 (a crash during an allocation): a leak. */
+/**
+ * True when the only damage is a count above the entries in use, every entry below it and none shared: data
+ * blocks no entry names, leaked (a crash during an allocation, or while a discard packed the blocks: discard.ts).
+ * The next allocation goes past every block in use, so nothing is at risk; the repair packs them.
+ */
 function onlyLeaked(img: VdiImage, f: BmapFindings): boolean {
-  if (f.tooLarge.length || f.shared.length || f.counted > img.header.blocksAllocated) return false;
-  for (const e of img.bmap) if (isAllocated(e) && e >= f.counted) return false;
-  return true;
+  return f.tooLarge.length === 0 && f.shared.length === 0 && f.pastCount.length === 0 && f.counted < img.header.blocksAllocated;
 }
 
 /** The repair described in the header comment. */

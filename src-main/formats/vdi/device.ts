@@ -29,6 +29,7 @@ import {
   ZERO_UUID,
   type VdiHeader,
 } from './layout';
+import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
 
 /** Entries per block-map sector: qemu rewrites the map a sector at a time. */
@@ -47,6 +48,8 @@ export class VdiDevice implements BlockDevice {
   private zeroFrom: number;
   private noFlush = false;
   private closed = false;
+  /** A discard left data blocks unreferenced: the next flush packs them (discard.ts). */
+  private toPack = false;
   /**
    * Mutations run one after another, in call order (an allocation reads and moves blocks_allocated); reads do
    * not wait: the map entries of a new block are set only once its data is written, so a read sees the block
@@ -310,11 +313,35 @@ export class VdiDevice implements BlockDevice {
     this.zeroFrom = this.file.size;
   }
 
+  /**
+   * Releases the whole blocks inside the range (discard.ts): they read as zeros, over a parent too. Their data
+   * blocks are given back at the next flush, which moves the last blocks into the holes and cuts the file.
+   */
+  discard(offset: number, length: number): Promise<void> {
+    return this.serial(async () => {
+      this.writable();
+      checkRange(this.size, offset, length, this.path);
+      if (await releaseBlocks(this.space(), offset, length)) this.toPack = true;
+    });
+  }
+
+  private space(): VdiSpace {
+    return { file: this.file, header: this.header, bmap: this.bmap, size: this.size, readsThrough: this.readsThrough, noFlush: this.noFlush, writeHeader: () => this.writeHeader() };
+  }
+
   skipFlushes(): void {
     this.noFlush = true;
   }
 
   async flush(): Promise<void> {
+    if (this.toPack) {
+      await this.serial(async () => {
+        if (!this.toPack) return;
+        this.toPack = false;
+        await packBlocks(this.space());
+        this.zeroFrom = this.file.size;
+      });
+    }
     await this.queue;
     if (!this.noFlush && !this.readOnly) await this.file.sync();
   }

@@ -314,8 +314,10 @@ export class VhdxDevice implements BlockDevice {
   }
 
   /**
-   * Releases the whole blocks inside the range: they take the ZERO state and read as zeros, over a parent too (the
-   * file keeps their bytes, unused: Node cannot punch holes). A fixed image keeps its blocks: EUNSUPPORTED.
+   * Releases the whole blocks inside the range: they take the ZERO state and read as zeros, over a parent too.
+   * Once the BAT change is through the log, the blocks' old space is punched out of the file (where this system
+   * can): the file keeps its length (VHDX blocks are not moved in place) but takes less room on the host.
+   * A fixed image keeps its blocks: EUNSUPPORTED.
    */
   async discard(offset: number, length: number): Promise<void> {
     this.journalForWriting();
@@ -325,7 +327,15 @@ export class VhdxDevice implements BlockDevice {
     const first = Math.ceil(offset / bs);
     const endBlock = offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs);
     if (first >= endBlock) return;
+    const held: Array<[number, number]> = [];
+    for (let b = first; b < endBlock; b++) {
+      const e = await this.bat.payload(b);
+      if ((e.state === FULL || e.state === PARTIAL) && e.offset > 0) held.push([b, e.offset]);
+    }
     await this.writeZeroes(first * bs, Math.min(this.size, endBlock * bs) - first * bs);
+    // writeZeroes journals the BAT (log written and synced, then applied): only then is the old space unreferenced.
+    const file = this.vhdxFile.file;
+    for (const [b, at] of held) if ((await this.bat.payload(b)).offset !== at) await file.punchHole(at, bs);
   }
 
   /**

@@ -19,6 +19,8 @@ import { MutationQueue } from '../../block/mutation-queue';
 
 /** The parentCID of an image without a parent. */
 const NO_PARENT_CID = 0xffffffff;
+/** Flat extents release whole pages of their file. */
+const PAGE = 4096;
 
 /** `parts` as one buffer of `bytes` bytes; no copy when they lie one after another in one buffer (a long write's grains). */
 function join(parts: Uint8Array[], bytes: number): Uint8Array {
@@ -344,6 +346,54 @@ export class VmdkDevice implements BlockDevice {
       const cid = await cidOf(parentPath).catch(() => undefined);
       if (cid !== undefined && cid !== this.descriptor.parentCid) await this.rewriteDescriptor((text) => withParent(text, hint, cid));
     }
+  }
+
+  /**
+   * Releases the whole grains inside the range: unallocated (zeros) without a parent, the zeroed-grain entry over
+   * one where the extent has that entry (qemu's zeroed_grain=on), else EUNSUPPORTED (the parent's data would
+   * show). The tables are synced before the grains' space is punched out of the file (where this system can).
+   * A flat extent punches holes in its file, as a raw file does.
+   */
+  discard(offset: number, length: number): Promise<void> {
+    return this.mutations.run(() => this.discardNow(offset, length));
+  }
+
+  private async discardNow(offset: number, length: number): Promise<void> {
+    this.writableCheck();
+    checkRange(this.size, offset, length, this.path);
+    const punches: Array<{ file: ImageFile; at: number; length: number }> = [];
+    let changed = false;
+    for (let pos = offset; pos < offset + length; ) {
+      const { e, off, room } = this.locate(pos);
+      const n = Math.min(room, offset + length - pos);
+      if (e instanceof SparseExtent) {
+        e.checkWritable();
+        const gb = e.grainBytes;
+        const first = Math.ceil(off / gb);
+        const end = off + n >= e.bytes ? Math.ceil(e.bytes / gb) : Math.floor((off + n) / gb);
+        if (first < end) {
+          if (this.backing && !e.facts.zeroGrain) {
+            throw new DiskError('EUNSUPPORTED', `${this.path}: this VMDK lies over a parent and its extent has no zeroed-grain entries, so a released grain would read the parent's data`, this.path);
+          }
+          if (!changed) await this.updateCid();
+          changed = true;
+          for (const at of await e.releaseGrains(first, end, this.backing !== undefined)) punches.push({ file: e.file, at, length: gb });
+        }
+      } else if (e instanceof FlatExtent) {
+        if (!e.writable) throw new DiskError('EREADONLY', `${this.path}: extent ${e.file.path} is read-only`, this.path);
+        const from = Math.ceil((e.start + off) / PAGE) * PAGE;
+        const to = Math.floor((e.start + off + n) / PAGE) * PAGE;
+        if (to > from) {
+          if (!changed) await this.updateCid();
+          changed = true;
+          if (!(await e.file.punchHole(from, to - from))) throw new DiskError('EUNSUPPORTED', `${this.path}: this system cannot punch holes in the flat extent ${e.file.path}`, this.path);
+        }
+      } else if (e.type !== 'ZERO') throw new DiskError('EUNSUPPORTED', `${this.path}: a ${e.type} extent cannot release space`, this.path);
+      pos += n;
+    }
+    if (punches.length === 0) return;
+    await this.flushNow();
+    for (const p of punches) await p.file.punchHole(p.at, p.length);
   }
 
   skipFlushes(): void {

@@ -459,6 +459,41 @@ export class SparseExtent implements VmdkExtent {
   }
 
   /**
+   * Releases grains [g, end): their entries become 0 (unallocated) or, with `zeroed`, the zeroed-grain entry
+   * (over a parent, where unallocated would read the parent's data), in the primary table and its redundant
+   * copy, one write per run each. Returns where the data grains that were released start in the file (bytes),
+   * for the caller to punch out once the tables are durable; their space is otherwise left unused, as qemu does.
+   */
+  async releaseGrains(g: number, end: number, zeroed: boolean): Promise<number[]> {
+    this.checkWritable();
+    const n = this.facts.numGtes;
+    const value = zeroed ? GTE_ZEROED : 0;
+    const freed: number[] = [];
+    for (let i = Math.floor(g / n); i * n < end; i++) {
+      const from = Math.max(g, i * n) - i * n;
+      const to = Math.min(end, (i + 1) * n) - i * n;
+      let t = await this.table(i);
+      if (!t) {
+        if (!zeroed) continue; // no table: every grain of it is unallocated already
+        t = await this.ensureTable(i);
+      }
+      let lo = -1;
+      let hi = -1;
+      for (let k = from; k < to; k++) {
+        const e = t[k];
+        if (e === value) continue;
+        if (e > GTE_ZEROED) freed.push(e * SECTOR);
+        t[k] = value;
+        if (lo < 0) lo = k;
+        hi = k;
+      }
+      if (lo >= 0) await this.writeEntries(i, t, lo, hi - lo + 1);
+    }
+    this.lastGrain = undefined;
+    return freed;
+  }
+
+  /**
    * Every grain table entry back to 0 (unallocated), in the primary tables and their redundant copies: reads go
    * through to the parent again (commit empties the overlay). Tables are only written where they hold an entry.
    * A crash part way leaves some grains allocated, holding what the parent holds after commit: both read alike.

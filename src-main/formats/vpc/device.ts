@@ -303,6 +303,75 @@ export class VpcDevice implements BlockDevice {
     }
   }
 
+  /**
+   * Releases the whole blocks inside the range. A dynamic image's BAT entries become unused (zeros, as qemu
+   * reads them), written and synced before the blocks' space is punched out of the file (where this system can);
+   * when the freed blocks were the last in the file, the footer moves down after the last block left and the
+   * file is cut there (the new footer synced first, so the file always ends with one). A fixed image punches
+   * holes in its data area, as a raw file. A differencing image refuses: a block not in the BAT reads the parent,
+   * and VHD has no entry that reads as zeros.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, this.path);
+    await this.guard(async () => {
+      if (!this.dyn) return this.punchFixed(offset, length);
+      if (this.differencing) {
+        throw new DiskError('EUNSUPPORTED', `${this.path}: a differencing VHD cannot release blocks: a block not in its table reads the parent's data, and VHD has no way to mark one as zeros`, this.path);
+      }
+      const dyn = this.dyn;
+      const bs = dyn.blockSize;
+      const first = Math.ceil(offset / bs);
+      const end = Math.min(dyn.bat.length, offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs));
+      if (first >= end) return;
+      await this.commitMetadata();
+      const freed: number[] = [];
+      let lo = -1;
+      let hi = -1;
+      for (let b = first; b < end; b++) {
+        const at = this.blockOffset(b);
+        if (at === undefined) continue;
+        freed.push(at);
+        dyn.bat[b] = BAT_UNUSED;
+        this.bitmaps.delete(b);
+        if (lo < 0) lo = b;
+        hi = b;
+      }
+      if (lo < 0) return;
+      const run = new Uint8Array((hi - lo + 1) * 4);
+      const v = new DataView(run.buffer);
+      for (let b = lo; b <= hi; b++) v.setUint32((b - lo) * 4, dyn.bat[b]);
+      await this.file.write(dyn.batOffset + lo * 4, run);
+      if (!this.noFlush) await this.file.sync();
+      for (const at of freed) await this.file.punchHole(at, dyn.bitmapSize + bs);
+      await this.cutAfterLastBlock();
+    });
+  }
+
+  /** Moves the footer down to just after the last block (or the metadata) when blocks past it were freed, and cuts the file there. */
+  private async cutAfterLastBlock(): Promise<void> {
+    const dyn = this.dyn!;
+    if (!this.layout.endFooterOk) return;
+    let end = Math.max(dyn.metaEnd, Math.ceil((dyn.batOffset + dyn.bat.length * 4) / SECTOR) * SECTOR);
+    for (let b = 0; b < dyn.bat.length; b++) if (dyn.bat[b] !== BAT_UNUSED) end = Math.max(end, dyn.bat[b] * SECTOR + dyn.bitmapSize + dyn.blockSize);
+    if (end >= this.nextFree) return;
+    await this.file.write(end, this.footerBytes());
+    if (!this.noFlush) await this.file.sync();
+    await this.file.truncate(end + FOOTER_SIZE);
+    this.nextFree = end;
+  }
+
+  /** A fixed image: holes punched in the 4 KiB pieces of its data area that lie wholly inside the range. */
+  private async punchFixed(offset: number, length: number): Promise<void> {
+    const PAGE = 4096;
+    const from = Math.ceil(offset / PAGE) * PAGE;
+    const to = Math.min(this.fixedDataEnd, Math.floor((offset + length) / PAGE) * PAGE);
+    if (to <= from) return;
+    if (!(await this.file.punchHole(from, to - from))) {
+      throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHD keeps its whole data area, and this system cannot punch holes in the file`, this.path);
+    }
+  }
+
   skipFlushes(): void {
     this.noFlush = true;
   }
