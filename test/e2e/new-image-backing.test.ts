@@ -7,11 +7,11 @@
  * made by qemu-img is still asked about.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { must, qemuIo } from '../helpers';
+import { must, qemuIo, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
 
 const session = e2eSession('dw-e2e-newbacking-');
@@ -111,5 +111,66 @@ test('the grant is for the image the wizard made only: another overlay of the sa
   await page.getByRole('button', { name: 'Open', exact: true }).click();
   await page.getByRole('heading', { name: 'overlay.qcow2', level: 1 }).waitFor();
   await page.getByTestId('backing-question').waitFor();
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('a differencing VHDX: New Image says qemu cannot open it before making it (qemu-img indeed cannot)', async () => {
+  const base = session.work.path('diff-base.vhdx');
+  must('qemu-img', ['create', '-q', '-f', 'vhdx', base, '64M']);
+  const target = session.work.path('diff-child.vhdx');
+  const { page } = session.browser;
+  await page.goto(session.host.url);
+  await page.getByRole('button', { name: 'New image…' }).click();
+  await page.locator('.format-choice[data-format="vhdx"]').click();
+  await page.getByRole('heading', { name: 'VHDX image' }).waitFor();
+  assert.equal(await page.getByTestId('qemu-cannot-open').count(), 0, 'a plain VHDX is no matter for the warning');
+  await page.getByLabel(/^Backing file/).fill(base);
+  await page.getByRole('button', { name: 'Check' }).click();
+  await page.getByTestId('backing-found').waitFor();
+  assert.match(await page.getByTestId('qemu-cannot-open').innerText(), /qemu and qemu-img cannot open a differencing VHDX/);
+  const saveAs = page.getByLabel('Save as');
+  await saveAs.fill(target);
+  await saveAs.blur();
+  await page.getByText(/free in that folder/).waitFor();
+  await page.getByRole('button', { name: 'Review' }).click();
+  assert.match(await page.getByTestId('review-qemu-cannot-open').innerText(), /cannot open a differencing VHDX/);
+  await page.screenshot({ path: join(SHOTS, 'new-vhdx-differencing-review.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { name: 'diff-child.vhdx', level: 1 }).waitFor();
+  const qemu = run('qemu-img', ['info', target]);
+  assert.notEqual(qemu.status, 0, 'what the warning says is true of qemu-img');
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('UML COW over a 10 GiB base: the space line says what the sparse file takes now, not 10 GiB', async () => {
+  const base = session.work.path('big-base.img');
+  must('qemu-img', ['create', '-q', '-f', 'raw', base, '10G']);
+  const target = session.work.path('big.cow');
+  const { page } = session.browser;
+  await page.goto(session.host.url);
+  await page.getByRole('button', { name: 'New image…' }).click();
+  await page.locator('.format-choice[data-format="cow"]').click();
+  await page.getByRole('heading', { name: 'UML COW image' }).waitFor();
+  await page.getByLabel(/^Backing file/).fill(base);
+  await page.getByRole('button', { name: 'Check' }).click();
+  await page.getByTestId('backing-found').waitFor();
+  const saveAs = page.getByLabel('Save as');
+  await saveAs.fill(target);
+  await saveAs.blur();
+  const help = page.getByTestId('space-help');
+  await help.getByText(/now/).waitFor();
+  const said = (await help.innerText()).replace(/\s+/g, ' ');
+  assert.doesNotMatch(said, /needs 10 GiB now/);
+  const m = /the new file is 10 GiB long but sparse: it takes at most ([\d.]+) (bytes|KiB|MiB) now/.exec(said);
+  assert.ok(m, said);
+  const atMost = Number(m[1]) * { bytes: 1, KiB: 1024, MiB: 1024 * 1024 }[m[2] as 'bytes' | 'KiB' | 'MiB'];
+  assert.ok(atMost < 16 * 1024 * 1024, said);
+  await page.getByRole('button', { name: 'Review' }).click();
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { name: 'big.cow', level: 1 }).waitFor();
+  // The file system's count of what the new file takes (st_blocks) is within what was said.
+  const taken = statSync(target).blocks * 512;
+  assert.ok(taken <= atMost * 1.05 + 4096, `the file takes ${taken} bytes; the wizard said at most ${atMost}`);
+  assert.equal(statSync(target).size >= 10 * 2 ** 30, true, 'and it is as long as the disk');
   assert.deepEqual(session.browser.problems, []);
 });
