@@ -7,7 +7,8 @@
  *   scrolls nor clips);
  * - text clipped by its box (overflow hidden or an ellipsis) with no title to read it in full;
  * - a button overlapping another button, a form control or a line of text;
- * - a button touching the text above it (less than 4 px between them);
+ * - a button touching the text above it or the box below it (less than 4 px between them);
+ * - cards (boxes with a border of their own) closer than 8 px to each other, above, below or beside;
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
@@ -93,6 +94,35 @@ const MEASURE = `(() => {
         out.push({ what: 'cramped', detail: name(buttons[i]) + ' is ' + Math.round(a.top - b.bottom) + ' px below ' + name(o) });
         break;
       }
+    }
+    // And a box just below it (the next card, a list under a header's button): not touching either.
+    for (const o of blocks) {
+      if (o.contains(buttons[i])) continue;
+      if (o.matches('li, li *') && buttons[i].closest('li')) continue;
+      const b = rect(o);
+      if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && b.top >= a.bottom - 1 && b.top - a.bottom < 4) {
+        out.push({ what: 'cramped', detail: name(buttons[i]) + ' is ' + Math.round(b.top - a.bottom) + ' px above ' + name(o) });
+        break;
+      }
+    }
+  }
+
+  // Cards stacked or side by side need a gap a person sees as one (8 px at least).
+  const cards = all.filter((el) => el.matches('.card, .stat, .legend-item, .format-choice, .timeline-card'));
+  for (let i = 0; i < cards.length; i++) {
+    const a = rect(cards[i]);
+    for (let j = i + 1; j < cards.length; j++) {
+      if (cards[i].contains(cards[j]) || cards[j].contains(cards[i])) continue;
+      // Only cards of the same kind are compared: the rows of one list, the cards of one stack.
+      if (cards[i].className !== cards[j].className && !(cards[i].matches('.card') && cards[j].matches('.card'))) continue;
+      const b = rect(cards[j]);
+      const sharedX = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const sharedY = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      const min = cards[i].matches('.timeline-card') ? 4 : 8;
+      const gapY = Math.max(b.top - a.bottom, a.top - b.bottom);
+      const gapX = Math.max(b.left - a.right, a.left - b.right);
+      if (sharedX > 1 && gapY < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapY) + ' px apart (above and below)' });
+      else if (sharedY > 1 && gapX < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapX) + ' px apart (side by side)' });
     }
   }
 
