@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
+import { AxeBuilder } from '@axe-core/playwright';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
 import { must, qemuIo, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
@@ -265,6 +266,13 @@ test('Snapshots with the keyboard alone: take one, then revert to the first keep
   await page.getByTestId('done').getByText(/Reverted to “first”/).waitFor({ timeout: 60_000 });
   await stepFocus(page, 'Snapshots: after reverting');
   await page.screenshot({ path: join(SHOTS, 'keyboard-snapshots-reverted.png'), fullPage: true });
+  // The line saying what was done is in the calm colour, readable in both themes.
+  for (const scheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const axe = await new AxeBuilder({ page }).include('[data-testid="done"]').withTags(['wcag2a', 'wcag2aa']).analyze();
+    assert.deepEqual(axe.violations.map((v) => v.id), [], `${scheme}: the done line passes axe-core`);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
   await page.getByTestId('timeline').getByText('counting…').first().waitFor({ state: 'detached' });
   await page.getByText('Drawing…').waitFor({ state: 'detached' });
   assert.deepEqual(names(), ['first', 'by-keyboard', 'left-behind']);
