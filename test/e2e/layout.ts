@@ -71,7 +71,22 @@ const MEASURE = `(() => {
   const others = all.filter((el) => el.matches('input, select, textarea, p, h1, h2, h3, label, li, td, th, dt, dd, summary, legend') && !el.matches('button *'));
   // Anything a button could sit under: every block box that is not part of a button.
   const blocks = all.filter((el) => !el.matches('button, .button, [role=button], button *, .button *') && getComputedStyle(el).display !== 'inline');
-  const rect = (el) => el.getBoundingClientRect();
+  // What is seen of a box: cut by every ancestor that scrolls or clips (a row half scrolled out of its list
+  // reaches, in its own rectangle, over the buttons under the list, but nobody sees that part).
+  const rect = (el) => {
+    const r = el.getBoundingClientRect();
+    let left = r.left, top = r.top, right = r.right, bottom = r.bottom;
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const ps = getComputedStyle(p);
+      if (ps.overflowX === 'visible' && ps.overflowY === 'visible') continue;
+      const pr = p.getBoundingClientRect();
+      left = Math.max(left, pr.left);
+      top = Math.max(top, pr.top);
+      right = Math.min(right, pr.right);
+      bottom = Math.min(bottom, pr.bottom);
+    }
+    return { left, top, right, bottom };
+  };
   const overlaps = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
   for (let i = 0; i < buttons.length; i++) {
     const a = rect(buttons[i]);
