@@ -48,7 +48,8 @@ export function baseName(path: string): string {
 
 /** "lazy-refcounts" → "Lazy refcounts". */
 export function humanKey(key: string): string {
-  const words = key.replace(/[-_]/g, ' ');
+  // Abbreviations keep their capitals: "Extended L2", not "Extended l2".
+  const words = key.replace(/[-_]/g, ' ').replace(/\b(l1|l2|luks|uuid|cid|chs|iv|aes|lba)\b/gi, (w) => w.toUpperCase());
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 

@@ -257,7 +257,8 @@ export interface JobSpecs {
   rebase: { path: string; newBacking: string; newBackingFormat?: FormatName; unsafe?: boolean };
   /** Compares the guest-visible content of two images (the Convert wizard's verify). */
   /** `formatB`: read b as that format (a fixed VHD has no header to be probed by: Convert's verify names it). */
-  compare: { a: string; b: string; formatB?: FormatName };
+  /** `snapshotA`: read a as it was at that internal snapshot (the verify of a snapshot's export). */
+  compare: { a: string; b: string; formatB?: FormatName; snapshotA?: string };
   /** One fingerprint of the guest's content, equal for the same content in any format (diskwright checksum). */
   checksum: { path: string; format?: FormatName };
   /**

@@ -91,7 +91,7 @@ export const jobSpecSchema = z.discriminatedUnion(
     z.strictObject({ kind: z.literal('check'), path: pathSchema, repair: z.enum(['leaks', 'all']).optional() }),
     z.strictObject({ kind: z.literal('repair'), path: pathSchema, mode: z.enum(['leaks', 'all']), keepCopy: z.boolean(), target: pathSchema.optional() }),
     z.strictObject({ kind: z.literal('checksum'), path: pathSchema, format: formatSchema.optional() }),
-    z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema, formatB: formatSchema.optional() }),
+    z.strictObject({ kind: z.literal('compare'), a: pathSchema, b: pathSchema, formatB: formatSchema.optional(), snapshotA: snapshotKeySchema.optional() }),
     z.strictObject({
       kind: z.literal('convert'),
       source: pathSchema,

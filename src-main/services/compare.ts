@@ -20,6 +20,8 @@ export interface CompareRequest {
   /** Read backing files that changed since their children were made (a UML COW base, a VMDK parent); `backingOverride` applies to `a`. */
   acceptChangedBacking?: boolean;
   backingOverride?: string;
+  /** Read `a` as it was at this internal snapshot (an id, else a name), read-only: the verify of a snapshot's export. */
+  snapshotA?: string;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -34,7 +36,7 @@ const READ_AHEAD = 4;
 /** Compares the guest-visible content of two images, reading only where either holds data. */
 export async function compareImages(req: CompareRequest): Promise<CompareResult> {
   const policy = req.backingPolicy ?? 'anywhere';
-  const a = await openImage(req.a, { format: req.formatA, readOnly: true, backingPolicy: policy, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride });
+  const a = await openImage(req.a, { format: req.formatA, readOnly: true, backingPolicy: policy, acceptChangedBacking: req.acceptChangedBacking, backingOverride: req.backingOverride, snapshot: req.snapshotA });
   try {
     const b = await openImage(req.b, { format: req.formatB, readOnly: true, backingPolicy: policy, acceptChangedBacking: req.acceptChangedBacking });
     try {

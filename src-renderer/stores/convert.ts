@@ -39,6 +39,11 @@ export const useConvertStore = defineStore('convert', {
     verdict: null as CompareOutcome | null,
     /** The internal snapshot being exported instead of the image's current state (the snapshot browser's Export). */
     snapshot: null as SnapshotInfo | null,
+    /**
+     * The exported snapshot's own data in the image file (its clusters, not a backing file's): the "Before" of
+     * the result, since the file's size counts every snapshot it holds. undefined until its map is read.
+     */
+    snapshotBytes: undefined as number | undefined,
     /** qcow2 → qcow2: the new image keeps the source's snapshots. */
     keepSnapshots: false,
     /** A hypervisor or cloud the copy is for (Azure, ESXi…): it decides the format, options and size. */
@@ -64,8 +69,8 @@ export const useConvertStore = defineStore('convert', {
         if (typeof snapshot === 'string' && !chosen) throw new Error(`${path} has no snapshot with id ${snapshot}`);
         if (chosen) {
           this.snapshot = chosen;
-          // The verify compares the image as it is now, not the snapshot: it does not apply here.
-          this.verify = false;
+          // What the snapshot holds (its map, from the tables alone): the estimate and the result's "Before".
+          void this.measureSnapshot(path, chosen.id);
         }
         // A copy reads the data: every encrypted image of the source's chain must be unlocked first.
         const source = this.source;
@@ -76,6 +81,23 @@ export const useConvertStore = defineStore('convert', {
       } catch (err) {
         this.error = toApiError(err);
         this.step = 'failed';
+      }
+    },
+    /** The data the exported snapshot reads (for the estimate) and holds in this file itself (for "Before"). */
+    async measureSnapshot(path: string, id: string): Promise<void> {
+      try {
+        const picture = await api.snapshotMap(path, id, 64);
+        if (this.snapshot?.id !== id || this.source?.filename === undefined) return;
+        let data = 0;
+        let backing = 0;
+        for (const b of picture.buckets) {
+          data += b.data;
+          backing += b.backing ?? 0;
+        }
+        this.sourceData = data;
+        this.snapshotBytes = data - backing;
+      } catch {
+        // Without it the estimate falls back to the file's size and "Before" says the file's size is all snapshots'.
       }
     },
     /** A copy for a hypervisor or cloud: its format with the options it takes, planned for this source. */
@@ -163,7 +185,8 @@ export const useConvertStore = defineStore('convert', {
       this.result = result;
       if (this.verify) {
         this.step = 'verifying';
-        const verdict = this.value(await slot.run(this, gen, { kind: 'compare', a: this.source.filename, b: target, formatB: this.format as FormatName }));
+        // An exported snapshot is compared with the snapshot, not with the image as it is now.
+        const verdict = this.value(await slot.run(this, gen, { kind: 'compare', a: this.source.filename, b: target, formatB: this.format as FormatName, ...(this.snapshot ? { snapshotA: this.snapshot.id } : {}) }));
         if (!verdict) return;
         this.verdict = verdict;
       }

@@ -7,7 +7,8 @@
  *   scrolls nor clips);
  * - text clipped by its box (overflow hidden or an ellipsis) with no title to read it in full;
  * - a button overlapping another button, a form control or a line of text;
- * - a button touching the text above it (less than 4 px between them);
+ * - a button touching the text above it or the box below it (less than 4 px between them);
+ * - cards (boxes with a border of their own) closer than 8 px to each other, above, below or beside;
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
@@ -70,7 +71,22 @@ const MEASURE = `(() => {
   const others = all.filter((el) => el.matches('input, select, textarea, p, h1, h2, h3, label, li, td, th, dt, dd, summary, legend') && !el.matches('button *'));
   // Anything a button could sit under: every block box that is not part of a button.
   const blocks = all.filter((el) => !el.matches('button, .button, [role=button], button *, .button *') && getComputedStyle(el).display !== 'inline');
-  const rect = (el) => el.getBoundingClientRect();
+  // What is seen of a box: cut by every ancestor that scrolls or clips (a row half scrolled out of its list
+  // reaches, in its own rectangle, over the buttons under the list, but nobody sees that part).
+  const rect = (el) => {
+    const r = el.getBoundingClientRect();
+    let left = r.left, top = r.top, right = r.right, bottom = r.bottom;
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const ps = getComputedStyle(p);
+      if (ps.overflowX === 'visible' && ps.overflowY === 'visible') continue;
+      const pr = p.getBoundingClientRect();
+      left = Math.max(left, pr.left);
+      top = Math.max(top, pr.top);
+      right = Math.min(right, pr.right);
+      bottom = Math.min(bottom, pr.bottom);
+    }
+    return { left, top, right, bottom };
+  };
   const overlaps = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
   for (let i = 0; i < buttons.length; i++) {
     const a = rect(buttons[i]);
@@ -93,6 +109,35 @@ const MEASURE = `(() => {
         out.push({ what: 'cramped', detail: name(buttons[i]) + ' is ' + Math.round(a.top - b.bottom) + ' px below ' + name(o) });
         break;
       }
+    }
+    // And a box just below it (the next card, a list under a header's button): not touching either.
+    for (const o of blocks) {
+      if (o.contains(buttons[i])) continue;
+      if (o.matches('li, li *') && buttons[i].closest('li')) continue;
+      const b = rect(o);
+      if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && b.top >= a.bottom - 1 && b.top - a.bottom < 4) {
+        out.push({ what: 'cramped', detail: name(buttons[i]) + ' is ' + Math.round(b.top - a.bottom) + ' px above ' + name(o) });
+        break;
+      }
+    }
+  }
+
+  // Cards stacked or side by side need a gap a person sees as one (8 px at least).
+  const cards = all.filter((el) => el.matches('.card, .stat, .legend-item, .format-choice, .timeline-card'));
+  for (let i = 0; i < cards.length; i++) {
+    const a = rect(cards[i]);
+    for (let j = i + 1; j < cards.length; j++) {
+      if (cards[i].contains(cards[j]) || cards[j].contains(cards[i])) continue;
+      // Only cards of the same kind are compared: the rows of one list, the cards of one stack.
+      if (cards[i].className !== cards[j].className && !(cards[i].matches('.card') && cards[j].matches('.card'))) continue;
+      const b = rect(cards[j]);
+      const sharedX = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const sharedY = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      const min = cards[i].matches('.timeline-card') ? 4 : 8;
+      const gapY = Math.max(b.top - a.bottom, a.top - b.bottom);
+      const gapX = Math.max(b.left - a.right, a.left - b.right);
+      if (sharedX > 1 && gapY < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapY) + ' px apart (above and below)' });
+      else if (sharedY > 1 && gapX < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapX) + ' px apart (side by side)' });
     }
   }
 
