@@ -45,9 +45,32 @@ export function keepAsTemplates(dir: string, names: string[]): void {
   }
 }
 
+/** Copies template-NAME back to NAME, times kept (as the harness does before each run). */
+export function restoreTemplates(dir: string, names: string[]): void {
+  for (const n of names) {
+    const from = join(dir, `template-${n}`);
+    copyFileSync(from, join(dir, n));
+    const st = statSync(from);
+    utimesSync(join(dir, n), st.atime, st.mtime);
+  }
+}
+
+/**
+ * The base as qemu-img reads it: the file itself for raw; a VHDX whose log a stop left pending is first
+ * replayed as qemu does it (`qemu-img check -r all`, which qemu asks for before it opens one), on a copy.
+ */
+function qemuBase(dir: string, c: CommitChainCase): string {
+  const p = join(dir, c.base);
+  if (c.baseFormat !== 'vhdx') return p;
+  const copy = join(dir, '.base-replayed.vhdx');
+  copyFileSync(p, copy);
+  run('qemu-img', ['check', '-q', '-r', 'all', '-f', 'vhdx', copy]);
+  return copy;
+}
+
 /** The base's own content: qemu-img's reading, or the file itself for raw. */
 function baseBytes(dir: string, c: CommitChainCase): Buffer {
-  return c.baseFormat === 'raw' ? readFileSync(join(dir, c.base)) : guestBytes(join(dir, c.base), c.baseFormat, dir);
+  return c.baseFormat === 'raw' ? readFileSync(join(dir, c.base)) : guestBytes(qemuBase(dir, c), c.baseFormat, dir);
 }
 
 /** The chain as `diskwright convert` reads it (no accept flag); fails the test when it cannot. */
@@ -90,7 +113,7 @@ export function commitCrashCase(dir: string, c: CommitChainCase, counts: CommitC
       if (completed) baseAfter = base;
       assertOldOrNew(base, baseBefore, baseAfter!, 'the base');
       if (c.baseFormat !== 'raw') {
-        const bc = qemuCheck(join(d, c.base), c.baseFormat);
+        const bc = qemuCheck(qemuBase(d, c), c.baseFormat);
         if (bc.corruptions !== 0 || bc.checkErrors !== 0) assert.fail(`qemu-img check of the base: ${bc.text.trim()}`);
       }
       const flying = c.inFlight?.(d) ?? false;

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe as suite, test } from 'node:test';
 import { dw, must, qemuIo, scratch } from '../helpers';
-import { commitCrashCase, keepAsTemplates, type CommitChainCase } from './commit-common';
+import { commitCrashCase, keepAsTemplates, restoreTemplates, type CommitChainCase } from './commit-common';
 import { crashEveryStep, describe, guestBytes, runWriter } from './harness';
 
 const s = scratch('dw-crash-commit-vmdk-');
@@ -60,9 +60,7 @@ suite('VMDK commit: a stop at any step leaves a chain that opens and reads as be
 
   test('a base changed by anything else is still refused: after a stopped commit and after a completed one', () => {
     const args = ['commit', '-f', 'vmdk', 'ov.vmdk'];
-    const fresh = () => {
-      for (const n of ['base.vmdk', 'ov.vmdk']) writeFileSync(s.path(n), readFileSync(s.path(`template-${n}`)));
-    };
+    const fresh = () => restoreTemplates(s.dir, ['base.vmdk', 'ov.vmdk']);
     fresh();
     const total = runWriter(args, { cwd: s.dir }).steps;
     for (const at of [Math.max(2, Math.floor(total / 2)), 0]) {
