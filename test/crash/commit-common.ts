@@ -68,9 +68,9 @@ function qemuBase(dir: string, c: CommitChainCase): string {
   return copy;
 }
 
-/** The base's own content: qemu-img's reading, or the file itself for raw. */
-function baseBytes(dir: string, c: CommitChainCase): Buffer {
-  return c.baseFormat === 'raw' ? readFileSync(join(dir, c.base)) : guestBytes(qemuBase(dir, c), c.baseFormat, dir);
+/** The base's own content (`at`: qemuBase's path): qemu-img's reading, or the file itself for raw. */
+function baseBytes(dir: string, c: CommitChainCase, at = qemuBase(dir, c)): Buffer {
+  return c.baseFormat === 'raw' ? readFileSync(at) : guestBytes(at, c.baseFormat, dir);
 }
 
 /** The chain as `diskwright convert` reads it (no accept flag); fails the test when it cannot. */
@@ -109,11 +109,12 @@ export function commitCrashCase(dir: string, c: CommitChainCase, counts: CommitC
       assert.equal(info.status, 0, `diskwright info --backing-chain refused the chain: ${info.stderr.trim()}`);
       assert.doesNotMatch(info.stdout, /stale: true/, 'diskwright info calls the chain stale');
       assert.ok(ourReading(d, c).equals(c.model), 'diskwright reads the chain otherwise than before the commit');
-      const base = baseBytes(d, c);
+      const baseAt = qemuBase(d, c);
+      const base = baseBytes(d, c, baseAt);
       if (completed) baseAfter = base;
       assertOldOrNew(base, baseBefore, baseAfter!, 'the base');
       if (c.baseFormat !== 'raw') {
-        const bc = qemuCheck(qemuBase(d, c), c.baseFormat);
+        const bc = qemuCheck(baseAt, c.baseFormat);
         if (bc.corruptions !== 0 || bc.checkErrors !== 0) assert.fail(`qemu-img check of the base: ${bc.text.trim()}`);
       }
       const flying = c.inFlight?.(d) ?? false;
