@@ -22,6 +22,12 @@ export interface Extent {
 }
 
 /** An open image. Offsets are guest (virtual) byte addresses. */
+/** An image's content identity now and after its planned change (BlockDevice.planContentChange). */
+export interface ContentChange {
+  now: string;
+  next: string;
+}
+
 export interface BlockDevice {
   readonly format: FormatName;
   readonly path: string;
@@ -69,6 +75,25 @@ export interface BlockDevice {
    * overlay after copying its data down, as qemu-img commit does). Space is given back where the format can.
    */
   makeEmpty?(): Promise<void>;
+  /**
+   * The identity a child records for this image's content (VMDK CID, VHDX data write GUID), which this image's
+   * first change replaces. Chooses now the identity that change will give (kept until it is made) and returns
+   * both, so that a child can accept either before anything is written (commit's handover, services/commit.ts).
+   */
+  planContentChange?(): ContentChange | undefined;
+  /** Makes the planned change now (the new identity written and synced), whether or not data follows. */
+  adoptContentChange?(): Promise<void>;
+  /**
+   * Commit's handover, on the image that records its parent's identity (VMDK parentCID, VHDX parent_linkage,
+   * UML COW mtime): `beginParentChange` records, synced, that the parent may be as it is or as it will be
+   * (`change`: the parent's content identities, where it has them), before the parent is written;
+   * `parentWritten` runs after each write into the parent (COW sets the parent's mtime back to the one it
+   * recorded); `endParentChange` records only the parent as it is now, in one write. Between the two, the
+   * image opens over the parent in either state, so a kill at any step leaves a chain that opens.
+   */
+  beginParentChange?(change: ContentChange | undefined): Promise<void>;
+  parentWritten?(): Promise<void>;
+  endParentChange?(): Promise<void>;
   /**
    * Where the guest range from `offset` lies stored as is (no compression, encryption or other change) in one
    * file, in one piece: the file, the offset in it, and how many bytes of the asked `length` lie there (at least

@@ -7,10 +7,12 @@
  * - -b implies -d: the overlay is kept as it is and keeps naming the image under it. Its guest view stays
  *   the same, but the images between it and the base no longer read what they read before (qemu-img says
  *   they "will be invalid"), since the base now holds data that was written over them.
- * Format-neutral: it works on BlockDevices from registry.openImage and the hooks makeEmpty/setBackingFile.
+ * Format-neutral: it works on BlockDevices from registry.openImage and the hooks makeEmpty, setBackingFile and
+ * the identity handover (planContentChange, adoptContentChange, begin/endParentChange: see commitImage).
  *
- * A failure or a cancel leaves the overlay untouched and the base holding part of the data (every range it
- * got is whole and flushed), as with qemu-img; the error says so.
+ * A failure or a cancel leaves the overlay's data untouched (it then names the base's new identity, under which
+ * it reads the same) and the base holding part of the data (every range it got is whole and flushed), as with
+ * qemu-img; the error says so.
  */
 import * as nodePath from 'node:path';
 import { promises as fsp } from 'node:fs';
@@ -109,14 +111,27 @@ async function above(chain: BlockDevice[], baseIndex: number, pos: number, len: 
   return { what: 'skip', length: len };
 }
 
-/** Copies what the overlay (and the images above the base) hold into the base, then empties the overlay unless -d/-b. */
+/**
+ * Copies what the overlay (and the images above the base) hold into the base, then empties the overlay unless -d/-b.
+ *
+ * Crash safety: the base's child (the overlay, when the base is its own backing file) records the base's
+ * identity (VMDK parentCID, VHDX parent_linkage, UML COW mtime), which the base's first write replaces. So that
+ * a kill at any step leaves a chain that opens and reads as before or after, the identity is handed over in
+ * this order: the base plans its next identity; the child records that it accepts the base as it is or as it
+ * will be (synced); the base takes the new identity (synced) and the data; the child then records only the new
+ * identity, in one write; only after that is the child emptied. A base written by anything else still gets an
+ * identity the child never recorded, and is refused as before.
+ */
 export async function commitImage(req: CommitRequest): Promise<CommitResult> {
   const drop = !req.keepOverlay && req.base === undefined;
-  // The overlay is written only to be emptied; the chain under it is opened read-only by openImage.
+  // The overlay is written only to be emptied (then it also takes part in the handover below); -d and -b leave
+  // it byte for byte as it was, as qemu-img and uml_moo -d do. The chain under it is opened read-only by openImage.
   const top = await openTop(req, !drop);
   let base: BlockDevice | undefined;
   let copied = 0;
   let basePath = '';
+  // The child while it accepts the base in either identity: a failure or a cancel leaves it recording the new one.
+  let handover: BlockDevice | undefined;
   try {
     const chain = chainOf(top);
     const b = await findBase(chain, req);
@@ -131,9 +146,22 @@ export async function commitImage(req: CommitRequest): Promise<CommitResult> {
     const openBase = () => openImage(basePath, { format: chain[b].format, readOnly: false, backingPolicy: policy });
     // Under a folder policy the chain was checked by real paths: the base opened for writing must still be that file.
     base = await (checksFolder(policy) ? openingChecked(basePath, openBase) : openBase());
+    // The image that records the base's identity takes part in the handover when it is the overlay being
+    // emptied. With -d it is left as it was and keeps naming the base's old identity, as qemu-img and uml_moo -d
+    // leave it; with -b it is an image between, which the commit makes invalid (qemu-img says so).
+    const child = drop && b === 1 ? top : undefined;
+    if (child?.beginParentChange) {
+      await child.beginParentChange(base.planContentChange?.());
+      await base.adoptContentChange?.();
+      handover = child;
+    }
+    const written = async () => {
+      if (child?.parentWritten) await child.parentWritten();
+    };
     if (top.size > base.size) {
       if (!base.resize) throw new DiskError('EUNSUPPORTED', `${basePath}: the base (${base.size} bytes) is smaller than ${top.path} (${top.size} bytes) and ${base.format} images cannot grow`, basePath);
       await base.resize(top.size, false);
+      await written();
     }
     const buf = new Uint8Array(STEP);
     for (let pos = 0; pos < top.size; ) {
@@ -145,7 +173,11 @@ export async function commitImage(req: CommitRequest): Promise<CommitResult> {
           const part = buf.subarray(0, a.length);
           await top.read(pos, part);
           await base.write(pos, part);
-        } else if (a.what === 'zero') await base.writeZeroes(pos, a.length);
+          await written();
+        } else if (a.what === 'zero') {
+          await base.writeZeroes(pos, a.length);
+          await written();
+        }
         if (a.what !== 'skip') copied += a.length;
         pos += a.length;
       }
@@ -155,12 +187,22 @@ export async function commitImage(req: CommitRequest): Promise<CommitResult> {
     await base.flush();
     await base.close();
     base = undefined;
+    await written();
+    handover = undefined;
+    if (child?.endParentChange) await child.endParentChange();
     if (drop) await top.makeEmpty!();
     return { copiedBytes: copied, base: basePath, emptied: drop };
   } catch (err) {
+    if (handover?.endParentChange) {
+      // The base has its new identity and part of the data; the overlay still holds all of its own, so it reads
+      // the same over the base as it is now, which it then names.
+      await base?.close().catch(() => undefined);
+      base = undefined;
+      await handover.endParentChange().catch(() => undefined);
+    }
     const e = toDiskError(err, req.path);
     if (copied > 0 && e.code !== 'ECANCELLED') {
-      throw new DiskError(e.code, `${e.message} (the commit stopped; ${basePath} may hold part of the data, ${req.path} is unchanged)`, e.path);
+      throw new DiskError(e.code, `${e.message} (the commit stopped; ${basePath} may hold part of the data, ${req.path} still holds all of its data)`, e.path);
     }
     throw e;
   } finally {

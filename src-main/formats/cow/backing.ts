@@ -10,6 +10,7 @@ import { overridePath, resolveBackingPath } from '../../block/backing-path';
 import { corrupt, DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { BackingPolicy, OpenOptions } from '../../block/types';
+import { markAccepts, withCommitMark, type CommitMark } from './commit-mark';
 import { cowSizes, MAX_HEADER_SIZE, parseHeader, patchBackingFacts, type CowHeader } from './layout';
 
 /**
@@ -77,10 +78,16 @@ export function describeChange(h: CowHeader, now: BackingFacts): string | undefi
   return parts.length ? parts.join(' and ') : undefined;
 }
 
-/** Refuses a backing file that changed since the COW file was made, unless the caller accepts it. */
-export async function verifyBacking(cowPath: string, h: CowHeader, full: string, accept: boolean): Promise<void> {
-  const change = describeChange(h, await backingFacts(cowPath, full));
+/**
+ * Refuses a backing file that changed since the COW file was made, unless the caller accepts it. While a commit
+ * into the backing file runs (`mark`: commit-mark.ts), its mtime from before the commit or from the commit's
+ * writes is accepted too; its size must still be the recorded one.
+ */
+export async function verifyBacking(cowPath: string, h: CowHeader, full: string, accept: boolean, mark?: CommitMark): Promise<void> {
+  const now = await backingFacts(cowPath, full);
+  const change = describeChange(h, now);
   if (change === undefined || accept) return;
+  if (mark && now.size === h.size && markAccepts(mark, now.mtime)) return;
   throw new DiskError(
     'EBACKINGCHANGED',
     `${cowPath}: its backing file ${full} changed since the COW file was made (${change}); UML refuses such a pair. Accept the change only if the backing file still holds what the COW file was made over`,
@@ -109,7 +116,8 @@ export async function acceptBackingChange(cowPath: string, opts: { backingOverri
         throw new DiskError('EUNSUPPORTED', `${cowPath}: the backing file's new size (${now.size} bytes) would move the COW file's data; make a new COW file instead`, cowPath);
       }
     }
-    await file.write(0, patchBackingFacts(head, h, now.mtime, now.size));
+    // The facts recorded now are the whole truth: a commit's mark (commit-mark.ts) goes with them.
+    await file.write(0, withCommitMark(patchBackingFacts(head, h, now.mtime, now.size), h, undefined));
     await file.sync();
     return { before, after: now };
   } catch (err) {

@@ -11,6 +11,7 @@ import { throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { backingFacts, describeChange, locateBacking, readCowHeader } from './backing';
+import { commitMarkOf, markAccepts, type CommitMark } from './commit-mark';
 import { CowBitmap } from './bitmap';
 import { cowSizes, sectorsWithBits, type CowHeader } from './layout';
 
@@ -58,11 +59,15 @@ async function scan(file: ImageFile, h: CowHeader, opts: CheckOptions): Promise<
 }
 
 /** The backing file's state, as a problem that is reported but not counted. */
-async function backingProblem(path: string, h: CowHeader): Promise<CheckProblem | undefined> {
+async function backingProblem(path: string, h: CowHeader, mark: CommitMark | undefined): Promise<CheckProblem | undefined> {
   try {
     const full = locateBacking(path, h, 'anywhere');
     if (full === undefined) return undefined;
-    const change = describeChange(h, await backingFacts(path, full));
+    const now = await backingFacts(path, full);
+    const change = describeChange(h, now);
+    if (change && mark && now.size === h.size && markAccepts(mark, now.mtime)) {
+      return { severity: 'error', message: `Warning: a commit into the backing file ${full} did not finish (${change}); the COW file still holds all of its data and reads the same over it. Commit again to finish` };
+    }
     return change ? { severity: 'error', message: `Warning: the backing file ${full} changed since the COW file was made (${change}); UML refuses such a pair` } : undefined;
   } catch (err) {
     return { severity: 'error', message: `Warning: ${toDiskError(err, path).message}` };
@@ -73,7 +78,7 @@ export async function checkCow(path: string, repair: 'none' | 'leaks' | 'all', o
   const fix = repair === 'all';
   const file = await ImageFile.open(path, fix);
   try {
-    const { header: h } = await readCowHeader(file);
+    const { head, header: h } = await readCowHeader(file);
     let f = await scan(file, h, opts);
     const report = (found: Findings, fixed: number, extra: CheckProblem[]): CheckReport => ({
       filename: path,
@@ -89,7 +94,7 @@ export async function checkCow(path: string, repair: 'none' | 'leaks' | 'all', o
       'fragmented-clusters': 0,
       problems: [...extra, ...found.problems],
     });
-    const warn = await backingProblem(path, h);
+    const warn = await backingProblem(path, h, commitMarkOf(head, h));
     const warnings = warn ? [warn] : [];
     const count = f.problems.length;
     if (!fix || count === 0) return report(f, 0, warnings);

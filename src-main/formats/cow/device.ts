@@ -4,6 +4,7 @@
  * Writes put whole sectors in the data area first, make them durable, and only then set their bits, so a
  * crash leaves every sector with its old content or its new one, never a mix of a bit and stale data.
  */
+import { promises as fsp } from 'node:fs';
 import { readBelow } from '../../block/chain';
 import { checkRange } from '../../block/bytes';
 import { DiskError, toDiskError, readOnlyError } from '../../block/errors';
@@ -11,6 +12,7 @@ import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { backingFacts, locateBacking, readCowHeader, verifyBacking } from './backing';
 import { CowBitmap } from './bitmap';
+import { commitMarkOf, hasRoomForMark, withCommitMark } from './commit-mark';
 import { absoluteBackingName } from './create';
 import { patchBackingFacts, patchBackingName, sectorsWithBits, type CowHeader } from './layout';
 
@@ -21,6 +23,8 @@ export class CowDevice implements BlockDevice {
   readonly format = 'cow' as const;
   private readonly ss: number;
   private noFlush = false;
+  /** During commit's handover: the mtime the header records for the backing file, set back after each write into it. */
+  private pinnedMtime?: number;
 
   constructor(
     private readonly file: ImageFile,
@@ -160,6 +164,58 @@ export class CowDevice implements BlockDevice {
     }
   }
 
+  /**
+   * Commit's handover (BlockDevice.beginParentChange; commit-mark.ts says why): the header records the mtime the
+   * commit will leave the backing file with (now, or just after its present one) and the mark, in one write,
+   * synced; then the backing file's mtime is set to it. UML COW backing files are raw: `change` is none.
+   */
+  async beginParentChange(): Promise<void> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    if (this.backingPath === undefined) return;
+    try {
+      const { head } = await readCowHeader(this.file);
+      if (!hasRoomForMark(this.header)) {
+        throw new DiskError('EUNSUPPORTED', `${this.path}: its backing file name leaves no room in the header to mark a commit in progress; rebase it onto a shorter name first`, this.path);
+      }
+      const facts = await backingFacts(this.path, this.backingPath);
+      const since = Math.floor(Date.now() / 1000) >>> 0;
+      const pinned = Math.max(since, (facts.mtime + 1) >>> 0) >>> 0;
+      const marked = withCommitMark(patchBackingFacts(head, this.header, pinned, facts.size), this.header, { previousMtime: facts.mtime, since });
+      await this.file.write(0, marked);
+      await this.file.sync();
+      Object.assign(this.header, { mtime: pinned });
+      this.pinnedMtime = pinned;
+      await this.parentWritten();
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
+  /** Sets the backing file's mtime back to the one the header records (a write into it has just changed it). */
+  async parentWritten(): Promise<void> {
+    if (this.pinnedMtime === undefined || this.backingPath === undefined) return;
+    await fsp.utimes(this.backingPath, new Date(), this.pinnedMtime).catch((err: unknown) => {
+      throw toDiskError(err, this.backingPath);
+    });
+  }
+
+  /** Ends the handover: the backing file's mtime set once more, and the mark cleared with the facts recorded, in one write. */
+  async endParentChange(): Promise<void> {
+    if (this.readOnly) throw readOnlyError(this.path);
+    if (this.pinnedMtime === undefined || this.backingPath === undefined) return;
+    try {
+      await this.parentWritten();
+      const facts = await backingFacts(this.path, this.backingPath);
+      const { head } = await readCowHeader(this.file);
+      await this.file.write(0, withCommitMark(patchBackingFacts(head, this.header, facts.mtime, facts.size), this.header, undefined));
+      await this.file.sync();
+      Object.assign(this.header, { mtime: facts.mtime });
+      this.pinnedMtime = undefined;
+    } catch (err) {
+      throw toDiskError(err, this.path);
+    }
+  }
+
   skipFlushes(): void {
     this.noFlush = true;
   }
@@ -186,10 +242,10 @@ export async function openCow(path: string, opts: OpenOptions): Promise<CowDevic
   const file = await ImageFile.open(path, !opts.readOnly);
   let backing: BlockDevice | undefined;
   try {
-    const { header: h } = await readCowHeader(file);
+    const { head, header: h } = await readCowHeader(file);
     const full = locateBacking(path, h, opts.backingPolicy, opts.backingOverride);
     if (full !== undefined) {
-      await verifyBacking(path, h, full, opts.acceptChangedBacking === true);
+      await verifyBacking(path, h, full, opts.acceptChangedBacking === true, commitMarkOf(head, h));
       backing = await opts.openBacking(full, 'raw', true);
     }
     return new CowDevice(file, h, new CowBitmap(file, h.bitmapOffset, sectorsWithBits(h)), opts.readOnly, backing, full);

@@ -11,6 +11,7 @@ import { isZero } from '../../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import { locateBacking, readCowHeader, verifyBacking, type CowOpenOptions } from './backing';
+import { commitMarkOf } from './commit-mark';
 import { CowBitmap } from './bitmap';
 import { sectorsWithBits } from './layout';
 
@@ -32,10 +33,10 @@ export async function mergeIntoBacking(cowPath: string, opts: MergeOptions = {})
   const cow = await ImageFile.open(cowPath, false);
   let back: ImageFile | undefined;
   try {
-    const { header: h } = await readCowHeader(cow);
+    const { head, header: h } = await readCowHeader(cow);
     const full = locateBacking(cowPath, h, 'anywhere', opts.backingOverride);
     if (full === undefined) throw new DiskError('EINVAL', `${cowPath}: the COW file names no backing file to merge into`, cowPath);
-    await verifyBacking(cowPath, h, full, opts.acceptChangedBacking === true);
+    await verifyBacking(cowPath, h, full, opts.acceptChangedBacking === true, commitMarkOf(head, h));
     back = await ImageFile.open(full, true);
     const ss = h.sectorSize;
     const sectors = Math.floor(h.size / ss);

@@ -23,10 +23,14 @@ export async function locatorPages(vhdxFile: VhdxFile, layout: VhdxLayout, loc: 
   if (!entry) throw new DiskError('EUNSUPPORTED', `${vhdxFile.path}: the image has no parent locator to rewrite`, vhdxFile.path);
   if (bytes.length > entry.length) {
     const end = items.reduce((m, e) => Math.max(m, e.length > 0 ? e.offset + e.length : METADATA_TABLE_SIZE), METADATA_TABLE_SIZE);
-    if (end + bytes.length > layout.metadata.length) {
+    // The last item grows where it is (a commit's handover adds parent_linkage2 and takes it out again, so
+    // moving it each time would walk it through the region); another moves past the last.
+    const last = entry.length > 0 && entry.offset + entry.length === end;
+    if (last && entry.offset + bytes.length <= layout.metadata.length) {
+      // grows in place
+    } else if (end + bytes.length > layout.metadata.length) {
       throw new DiskError('EUNSUPPORTED', `${vhdxFile.path}: the new parent's names (${bytes.length} bytes) do not fit in the image's metadata region`, vhdxFile.path);
-    }
-    entry.offset = end;
+    } else entry.offset = end;
   }
   entry.length = bytes.length;
   const base = layout.metadata.fileOffset;

@@ -7,7 +7,7 @@ import { readBelow } from '../../block/chain';
 import { checkRange } from '../../block/bytes';
 import { corrupt, DiskError, toDiskError, readOnlyError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
+import type { BlockDevice, ContentChange, Extent, OpenOptions } from '../../block/types';
 import { Bat, bitmapBit, Journal, MetaPages } from './bat';
 import { newGuid, readVhdxLayout, VhdxFile, type VhdxLayout } from './image';
 import {
@@ -39,6 +39,8 @@ export class VhdxDevice implements BlockDevice {
   private readonly bat: Bat;
   private readonly journal?: Journal;
   private firstWrite = true;
+  /** The data write GUID the first write gives (chosen early by planContentChange, so that a child can accept it first). */
+  private nextDataWriteGuid?: string;
   /** The logical sector size: the unit a differencing image marks present. */
   private readonly sectorSize: number;
 
@@ -180,8 +182,42 @@ export class VhdxDevice implements BlockDevice {
   /** The first change of guest data gets new file and data write GUIDs in the header (the spec; qemu does it too). */
   private async beginWrite(): Promise<void> {
     if (!this.firstWrite) return;
-    await this.journalForWriting().setHeader({ fileWriteGuid: newGuid(), dataWriteGuid: newGuid() });
+    await this.journalForWriting().setHeader({ fileWriteGuid: newGuid(), dataWriteGuid: this.nextDataWriteGuid ?? newGuid() });
     this.firstWrite = false;
+  }
+
+  /** The data write GUID now and the one the first write will give (none to plan once it happened). */
+  planContentChange(): ContentChange | undefined {
+    if (!this.journal || !this.firstWrite) return undefined;
+    this.nextDataWriteGuid ??= newGuid();
+    return { now: this.dataWriteGuid, next: this.nextDataWriteGuid };
+  }
+
+  /** Takes the planned data write GUID now (the header update is synced). */
+  async adoptContentChange(): Promise<void> {
+    await this.guard(() => this.beginWrite());
+  }
+
+  /**
+   * Commit's handover (BlockDevice.beginParentChange): the locator links to the parent's next data write GUID
+   * and keeps the present one as parent_linkage2, which the spec has a parent match as well as parent_linkage
+   * (and which this driver's open accepts). One locator write through the log.
+   */
+  async beginParentChange(change: ContentChange | undefined): Promise<void> {
+    this.journalForWriting();
+    if (!change || !this.layout.hasParent) return;
+    await this.guard(() => this.relink({ ...this.layout.parentLocator!.entries, parent_linkage: `{${change.next}}`, parent_linkage2: `{${change.now}}` }));
+  }
+
+  /** Ends the handover: the locator links to the parent as it is now, without parent_linkage2 (one log write). */
+  async endParentChange(): Promise<void> {
+    this.journalForWriting();
+    if (!this.layout.hasParent || this.parentPath === undefined) return;
+    await this.guard(async () => {
+      const entries: Record<string, string> = { ...this.layout.parentLocator!.entries, parent_linkage: `{${await dataWriteGuidOf(this.parentPath!)}}` };
+      delete entries.parent_linkage2;
+      await this.relink(entries);
+    });
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -381,9 +417,10 @@ export class VhdxDevice implements BlockDevice {
       }
       await this.journalStagedPages();
       if (this.parentPath !== undefined) {
-        const entries: Record<string, string> = { ...this.layout.parentLocator!.entries, parent_linkage: `{${await dataWriteGuidOf(this.parentPath)}}` };
-        delete entries.parent_linkage2;
-        await this.relink(entries);
+        const entries = this.layout.parentLocator!.entries;
+        const theirs = await dataWriteGuidOf(this.parentPath);
+        // After commit's handover the locator names the parent as it is already.
+        if (linkageGuid(entries.parent_linkage) !== linkageGuid(theirs) || entries.parent_linkage2 !== undefined) await this.endParentChange();
       }
     });
   }

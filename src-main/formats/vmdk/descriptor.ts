@@ -10,10 +10,35 @@ import * as nodePath from 'node:path';
 import { DiskError, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
 import { MAX_BACKING_NAME } from './layout';
+export { PARENT_CID_BEFORE_COMMIT } from './layout';
 import type { DescriptorPlace } from './open';
 
 /** qemu writes CIDs with %x: lower-case hex, no padding. */
 const hex = (n: number) => (n >>> 0).toString(16);
+export const hexCid = hex;
+
+/**
+ * The text with the ddb entry `key` set to `value` (a line `ddb.KEY = "VALUE"` at the end, as the Disk Data Base
+ * lines are laid out), or removed when `value` is undefined. Every other line is kept as it was.
+ */
+export function withDdb(text: string, key: string, value: string | undefined): string {
+  const eol = eolOf(text);
+  const lines = text.split(/\r?\n/);
+  const escaped = key.replace(/[.]/g, '\\.');
+  const re = new RegExp(`^\\s*ddb\\.${escaped}\\s*=`);
+  const at = lines.findIndex((l) => re.test(l));
+  const line = value === undefined ? undefined : `ddb.${key} = "${value}"`;
+  if (at >= 0) {
+    if (line === undefined) lines.splice(at, 1);
+    else lines[at] = line;
+  } else if (line !== undefined) {
+    // Before the trailing empty lines, so the text keeps ending as it did.
+    let end = lines.length;
+    while (end > 0 && lines[end - 1] === '') end--;
+    lines.splice(end, 0, line);
+  }
+  return lines.join(eol);
+}
 
 function eolOf(text: string): string {
   return text.includes('\r\n') ? '\r\n' : '\n';

@@ -10,8 +10,8 @@ import * as nodePath from 'node:path';
 import { SECTOR, checkRange } from '../../block/bytes';
 import { DiskError, corrupt, readOnlyError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import type { BlockDevice, Extent, FormatName } from '../../block/types';
-import { checkParentName, readPlaceText, withCid, withParent, writePlaceText } from './descriptor';
+import type { BlockDevice, ContentChange, Extent, FormatName } from '../../block/types';
+import { checkParentName, hexCid, PARENT_CID_BEFORE_COMMIT, readPlaceText, withCid, withDdb, withParent, writePlaceText } from './descriptor';
 import { FlatExtent, GTE_ZEROED, SparseExtent, type Piece, type VmdkExtent } from './extent';
 import { parseDescriptor, type Descriptor } from './layout';
 import { cidOf, type DescriptorPlace } from './open';
@@ -46,6 +46,8 @@ export class VmdkDevice implements BlockDevice {
   /** Guest byte where each extent starts. */
   private readonly starts: number[] = [];
   private cidUpdated = false;
+  /** The CID the first change gives (chosen early by planContentChange, so that a child can accept it first). */
+  private nextCid?: number;
   private noFlush = false;
   /** Mutations run one at a time, in call order (reads do not wait). */
   private readonly mutations = new MutationQueue();
@@ -276,9 +278,59 @@ export class VmdkDevice implements BlockDevice {
   private async updateCid(): Promise<void> {
     if (this.cidUpdated || !this.place) return;
     this.cidUpdated = true;
-    let cid = randomBytes(4).readUInt32LE(0);
-    if (cid === this.descriptor.cid) cid = (cid + 1) >>> 0;
+    const cid = this.nextCid ?? this.drawCid();
     await this.rewriteDescriptor((text) => withCid(text, cid));
+  }
+
+  /** A random CID other than the present one and other than "no parent". */
+  private drawCid(): number {
+    let cid = randomBytes(4).readUInt32LE(0);
+    while (cid === this.descriptor.cid || cid === NO_PARENT_CID) cid = (cid + 1) >>> 0;
+    return cid;
+  }
+
+  /** The CID now and the one the first change will give (none to plan once it happened, or without a descriptor). */
+  planContentChange(): ContentChange | undefined {
+    if (this.readOnly || this.cidUpdated || !this.place || this.descriptor.cid === undefined) return undefined;
+    this.nextCid ??= this.drawCid();
+    return { now: hexCid(this.descriptor.cid), next: hexCid(this.nextCid) };
+  }
+
+  /** Takes the planned CID now, synced. */
+  adoptContentChange(): Promise<void> {
+    return this.mutations.run(async () => {
+      this.writableCheck();
+      await this.updateCid();
+      await this.flushNow();
+    });
+  }
+
+  /**
+   * Commit's handover (BlockDevice.beginParentChange): parentCID names the parent's next CID and the descriptor
+   * keeps the present one as ddb.diskwright.parentCidBeforeCommit, which openParent accepts too; one descriptor
+   * write, synced. A VMDK descriptor's ddb lines are free-form keys that readers keep or ignore.
+   */
+  beginParentChange(change: ContentChange | undefined): Promise<void> {
+    return this.mutations.run(async () => {
+      this.writableCheck();
+      const hint = this.descriptor.parentFileNameHint;
+      if (!change || hint === undefined || hint === '') return;
+      await this.rewriteDescriptor((text) => withDdb(withParent(text, hint, parseInt(change.next, 16)), PARENT_CID_BEFORE_COMMIT, change.now));
+      await this.flushNow();
+    });
+  }
+
+  /** Ends the handover: parentCID names the parent's CID as it is now, the older one is no longer accepted (one write). */
+  endParentChange(): Promise<void> {
+    return this.mutations.run(async () => {
+      this.writableCheck();
+      const hint = this.descriptor.parentFileNameHint;
+      const parentPath = this.backing?.path;
+      if (hint === undefined || hint === '' || parentPath === undefined) return;
+      const cid = await cidOf(parentPath).catch(() => undefined);
+      await this.rewriteDescriptor((text) => withDdb(cid !== undefined ? withParent(text, hint, cid) : text, PARENT_CID_BEFORE_COMMIT, undefined));
+      await this.flushNow();
+    });
   }
 
   /** Rewrites the descriptor text through `edit`, where it lives (descriptor.ts), and keeps our copy in step. */

@@ -217,6 +217,13 @@ export interface ExtentLine {
   offset: number;
 }
 
+/**
+ * The ddb key (without "ddb.") under which a child keeps its parent's CID from before a commit into the parent,
+ * while the commit runs (services/commit.ts): parentCID already names the parent's next CID, and either is
+ * accepted. Its name holds no "CID" in capitals, since qemu finds the CID and parentCID lines by substring.
+ */
+export const PARENT_CID_BEFORE_COMMIT = 'diskwright.parentCidBeforeCommit';
+
 export interface Descriptor {
   version?: number;
   cid?: number;

@@ -16,6 +16,7 @@ import type { BackingPolicy, BlockDevice, OpenOptions } from '../../block/types'
 import { FlatExtent, SparseExtent, ZeroExtent, readSparseFacts, type SparseFacts, type VmdkExtent } from './extent';
 import {
   MAX_DESCRIPTOR_BYTES,
+  PARENT_CID_BEFORE_COMMIT,
   SPARSE_DESCRIPTOR_PROBE,
   VMDK3_MAGIC,
   VMDK4_MAGIC,
@@ -234,7 +235,13 @@ export async function openParent(path: string, d: Descriptor, opts: OpenOptions)
   return parent;
 }
 
-/** True when a child's parentCID names another content than its VMDK parent's CID (ffffffff: no parent recorded). */
+/**
+ * True when a child's parentCID names another content than its VMDK parent's CID (ffffffff: no parent recorded).
+ * While a commit into the parent hands its identity over, the child accepts the parent's CID from before the
+ * commit too (descriptor.ts PARENT_CID_BEFORE_COMMIT), and no other.
+ */
 export function staleCids(d: Descriptor, parentCid: number | undefined): boolean {
-  return parentCid !== undefined && d.parentCid !== undefined && d.parentCid !== 0xffffffff && parentCid !== d.parentCid;
+  if (parentCid === undefined || d.parentCid === undefined || d.parentCid === 0xffffffff || parentCid === d.parentCid) return false;
+  const before = d.ddb[PARENT_CID_BEFORE_COMMIT];
+  return !(before !== undefined && /^[0-9a-f]{1,8}$/i.test(before.trim()) && parseInt(before, 16) === parentCid);
 }
