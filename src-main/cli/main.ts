@@ -175,7 +175,7 @@ async function cmdCheck(argv: string[], io: Io): Promise<number> {
   const { checkExitCode, checkImage } = await import('../services/check');
   let report;
   try {
-    report = await checkImage({ path: p.positional[0], format, repair: r, signal: io.signal });
+    report = await checkImage({ path: p.positional[0], format, repair: r, backingPolicy: BACKING, signal: io.signal });
   } catch (err) {
     const e = toDiskError(err, p.positional[0]);
     if (e.code === 'EUNSUPPORTED' && /does not support checks/.test(e.message)) {

@@ -4,12 +4,14 @@
  */
 import { DiskError } from '../block/errors';
 import { imageEntry, resolveDriver } from '../registry';
-import type { CheckReport } from '../block/types';
+import type { BackingPolicy, CheckReport } from '../block/types';
 
 export interface CheckRequest {
   path: string;
   format?: string;
   repair?: 'leaks' | 'all';
+  /** Where the check may follow extents, parents and backing files (the CLI: anywhere, as qemu-img; the app: its grants). */
+  backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -19,7 +21,7 @@ export async function checkImage(req: CheckRequest): Promise<CheckReport> {
   const path = await imageEntry(req.path);
   const driver = await resolveDriver(path, req.format);
   if (!driver.check) throw new DiskError('EUNSUPPORTED', `This image format (${driver.name}) does not support checks`, req.path);
-  return driver.check(path, req.repair ?? 'none', { signal: req.signal, onProgress: req.onProgress });
+  return driver.check(path, req.repair ?? 'none', { backingPolicy: req.backingPolicy, signal: req.signal, onProgress: req.onProgress });
 }
 
 /** qemu-img check's exit codes: 0 clean, 2 corruptions, 3 leaks only, 1 could not check. */

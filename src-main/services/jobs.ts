@@ -42,8 +42,8 @@ const HANDLERS: Handlers = {
   inspect: (spec, { backingPolicy }) => inspectImage(spec.path, { backingChain: true, backingPolicy }),
   map: (spec, { backingPolicy, signal, progress }) => mapPicture(spec.path, spec.buckets, { backingPolicy, signal, onProgress: progress('map') }),
   create: (spec) => createImage({ path: spec.path, format: spec.format, size: spec.size, options: spec.options, backingFile: spec.backing, backingFormat: spec.backingFormat, existing: existingRule(spec) }),
-  check: (spec, { signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
-  repair: (spec, { signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, target: spec.target, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
+  check: (spec, { backingPolicy, signal, progress }) => checkImage({ path: spec.path, repair: spec.repair, backingPolicy, signal, onProgress: progress(spec.repair ? 'repair' : 'check') }),
+  repair: (spec, { backingPolicy, signal, progress }) => repairImage({ path: spec.path, mode: spec.mode, keepCopy: spec.keepCopy, target: spec.target, backingPolicy, signal, onProgress: (phase, d, t) => progress(phase)(d, t) }),
   compare: (spec, { backingPolicy, signal, progress }) => compareImages({ a: spec.a, b: spec.b, formatB: spec.formatB, snapshotA: spec.snapshotA, backingPolicy, signal, onProgress: progress('compare') }),
   checksum: (spec, { backingPolicy, signal, progress }) => checksumImage({ path: spec.path, format: spec.format, backingPolicy, signal, onProgress: progress('checksum') }),
   async convert(spec, { backingPolicy, signal, progress }) {

@@ -7,6 +7,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { CheckReport, RepairResult } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
+import type { BackingPolicy } from '../block/types';
 import { imageEntry, resolveDriver } from '../registry';
 import { beforeCopyName, workOnCopy } from './copy-swap';
 
@@ -20,6 +21,8 @@ export interface RepairRequest {
    * be written (write-protected, read-only media). A new file; the image is left as it is.
    */
   target?: string;
+  /** Where the check may follow extents, parents and backing files (the app: its grants). */
+  backingPolicy?: BackingPolicy;
   signal?: AbortSignal;
   /** phase 'copy' (bytes) while the working copy is made, then 'repair' (the format's own unit). */
   onProgress?: (phase: 'copy' | 'repair', done: number, total: number) => void;
@@ -70,7 +73,7 @@ export async function repairImage(req: RepairRequest): Promise<RepairResult> {
     work: (tmp) => {
       // The phase starts (and shows) even for a format whose check reports no finer progress.
       req.onProgress?.('repair', 0, 1);
-      return driver.check!(tmp, req.mode, { signal: req.signal, onProgress: (d, t) => req.onProgress?.('repair', d, t) });
+      return driver.check!(tmp, req.mode, { backingPolicy: req.backingPolicy, signal: req.signal, onProgress: (d, t) => req.onProgress?.('repair', d, t) });
     },
     // The image cannot be replaced (chattr +i, a read-only folder or medium): say it is writing that is refused.
     renameRefused: (err) => (target === undefined && (err.code === 'EPERM' || err.code === 'EACCES' || err.code === 'EROFS') ? notWritable(req.path) : undefined),

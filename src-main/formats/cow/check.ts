@@ -9,7 +9,7 @@
  */
 import { throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
+import type { BackingPolicy, CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { backingFacts, describeChange, locateBacking, readCowHeader } from './backing';
 import { commitMarkOf, markAccepts, type CommitMark } from './commit-mark';
 import { CowBitmap } from './bitmap';
@@ -59,9 +59,9 @@ async function scan(file: ImageFile, h: CowHeader, opts: CheckOptions): Promise<
 }
 
 /** The backing file's state, as a problem that is reported but not counted. */
-async function backingProblem(path: string, h: CowHeader, mark: CommitMark | undefined): Promise<CheckProblem | undefined> {
+async function backingProblem(path: string, h: CowHeader, mark: CommitMark | undefined, policy: BackingPolicy): Promise<CheckProblem | undefined> {
   try {
-    const full = locateBacking(path, h, 'anywhere');
+    const full = locateBacking(path, h, policy);
     if (full === undefined) return undefined;
     const now = await backingFacts(path, full);
     const change = describeChange(h, now);
@@ -94,7 +94,7 @@ export async function checkCow(path: string, repair: 'none' | 'leaks' | 'all', o
       'fragmented-clusters': 0,
       problems: [...extra, ...found.problems],
     });
-    const warn = await backingProblem(path, h, commitMarkOf(head, h));
+    const warn = await backingProblem(path, h, commitMarkOf(head, h), opts.backingPolicy ?? 'inside-folder');
     const warnings = warn ? [warn] : [];
     const count = f.problems.length;
     if (!fix || count === 0) return report(f, 0, warnings);

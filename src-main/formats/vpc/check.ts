@@ -14,7 +14,7 @@ import * as nodePath from 'node:path';
 import { checkReport } from '../../block/check-report';
 import { throwIfAborted, toDiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
-import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
+import type { BackingPolicy, CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { readVpcLayout, type VpcLayout } from './image';
 import { BAT_UNUSED, DISK_DIFFERENCING, DISK_FIXED, FOOTER_SIZE, footerChecksumOk, HEADER_SIZE, headerChecksumOk, locatorSpaceBytes, parseFooter, SECTOR, serializeDynamicHeader, serializeFooter } from './layout';
 import { parentCandidates, readLocatorTexts, resolveParent } from './parent';
@@ -44,7 +44,7 @@ export async function checkVpc(path: string, repair: 'none' | 'leaks' | 'all', o
       if (e.code === 'ECANCELLED') throw e;
       return checkReport(path, 'vpc', { checkErrors: 1, corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0 }, [{ severity: 'error', message: e.message }]);
     }
-    const warnings = await parentProblem(file, l);
+    const warnings = await parentProblem(file, l, opts.backingPolicy ?? 'inside-folder');
     const found = await scan(file, l, opts);
     let corruptionsFixed = 0;
     let leaksFixed = 0;
@@ -183,11 +183,11 @@ function fixedFooterAt(file: ImageFile, l: VpcLayout): number {
 }
 
 /** A differencing image's parent that cannot be found or is not the disk the image was made over: reported, not counted. */
-async function parentProblem(file: ImageFile, l: VpcLayout): Promise<CheckProblem[]> {
+async function parentProblem(file: ImageFile, l: VpcLayout, policy: BackingPolicy): Promise<CheckProblem[]> {
   if (l.diskType !== DISK_DIFFERENCING) return [];
   try {
     const dyn = l.dyn!;
-    const parentPath = resolveParent(file.path, parentCandidates(await readLocatorTexts(file, dyn), dyn.header.parentName), 'anywhere');
+    const parentPath = resolveParent(file.path, parentCandidates(await readLocatorTexts(file, dyn), dyn.header.parentName), policy);
     const pf = await ImageFile.open(parentPath, false);
     try {
       const tail = await pf.readBlock(pf.size - FOOTER_SIZE, FOOTER_SIZE, 'VHD footer').catch(() => undefined);
