@@ -138,7 +138,8 @@ async function cmdConvert(argv: string[], io: Io): Promise<number> {
     options,
     targetSize: targeted?.targetSize,
     compress: has(p, '-c'),
-    copyOffload: has(p, '-C'),
+    // -C: always; -S (a zero-detection grain to honour): never; else the service's default (reflinks only).
+    copyOffload: has(p, '-C') ? true : last(p, '-S') !== undefined ? false : undefined,
     backingFile: last(p, '-B'),
     acceptChangedBacking: has(p, '--accept-changed-backing'),
     backingOverride: last(p, '--backing-file'),
