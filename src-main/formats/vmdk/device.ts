@@ -5,7 +5,7 @@
  * commit/rebase hooks record a new parent and empty the image.
  */
 import { readBelow } from '../../block/chain';
-import { randomBytes } from 'node:crypto';
+import { randomBytesQuick } from '../../block/random';
 import * as nodePath from 'node:path';
 import { SECTOR, checkRange } from '../../block/bytes';
 import { DiskError, corrupt, readOnlyError } from '../../block/errors';
@@ -274,7 +274,7 @@ export class VmdkDevice implements BlockDevice {
   private async updateCid(): Promise<void> {
     if (this.cidUpdated || !this.place) return;
     this.cidUpdated = true;
-    let cid = randomBytes(4).readUInt32LE(0);
+    let cid = randomBytesQuick(4).readUInt32LE(0);
     if (cid === this.descriptor.cid) cid = (cid + 1) >>> 0;
     await this.rewriteDescriptor((text) => withCid(text, cid));
   }
