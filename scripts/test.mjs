@@ -14,7 +14,7 @@ const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', '
 const TOOLS = {
   'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', uml_mkcow: 'uml-utilities', uml_moo: 'uml-utilities', '7zz': '7zip', chromium: 'chromium',
   // What the inside-the-disk, compaction and LUKS tests build their disks with.
-  mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', sfdisk: 'fdisk', sgdisk: 'gdisk', blkid: 'util-linux', mkswap: 'util-linux',
+  mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', filefrag: 'e2fsprogs', sfdisk: 'fdisk', sgdisk: 'gdisk', blkid: 'util-linux', mkswap: 'util-linux',
   'mkfs.vfat': 'dosfstools', mcopy: 'mtools', 'mkfs.ntfs': 'ntfs-3g', ntfscp: 'ntfs-3g', 'mkfs.xfs': 'xfsprogs', 'mkfs.btrfs': 'btrfs-progs',
   cryptsetup: 'cryptsetup-bin',
 };

@@ -4,15 +4,15 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { DiskError, toDiskError } from '../block/errors';
 import { isLockedByOthers, lockingAvailable } from '../block/lock';
 import type { CreatedFiles } from '../block/types';
+import { randomBytesQuick } from '../block/random';
 
 /** A name beside the target (same folder, so the final rename is atomic) for the file while it is written. */
 export function tempPathFor(target: string): string {
   const dir = nodePath.dirname(target);
-  return nodePath.join(dir, `.${nodePath.basename(target)}.diskwright-${randomBytes(4).toString('hex')}.tmp`);
+  return nodePath.join(dir, `.${nodePath.basename(target)}.diskwright-${randomBytesQuick(4).toString('hex')}.tmp`);
 }
 
 /** How long a temporary file must have been left alone to count as stale where locks cannot tell. */

@@ -26,14 +26,14 @@ import {
   passphraseNeeded,
   qcowAesCipher,
   unlockLuks,
-  type LuksCreateOptions,
   type LuksHeader,
   type SectorCipher,
 } from '../../crypto';
 import { EXT_CRYPTO, type Qcow2Layout } from './layout';
+import { CRYPT_AES, CRYPT_LUKS, type EncryptionSettings } from './encryption-settings';
 
-export const CRYPT_AES = 1;
-export const CRYPT_LUKS = 2;
+// The settings of a new image's encryption live in encryption-settings.ts (no ciphers there); still named here.
+export { CRYPT_AES, CRYPT_LUKS, CRYPTO_EXT_PLACEHOLDER, type EncryptionSettings } from './encryption-settings';
 
 /** The LUKS header's place in the file, from the FULL_DISK_ENCRYPTION extension, bounded by the file. */
 export function luksRegion(layout: Qcow2Layout, fileSize: number, path: string): { offset: number; length: number } {
@@ -125,11 +125,6 @@ export async function describeEncryption(file: ImageFile, layout: Qcow2Layout): 
   return { ...head, format: 'luks', 'cipher-mode': mode, slots, 'payload-offset': payloadOffset, 'master-key-iters': iters };
 }
 
-/** How a new image is to be encrypted (decoded from the encrypt.* create options in settings.ts). */
-export interface EncryptionSettings {
-  method: typeof CRYPT_AES | typeof CRYPT_LUKS;
-  luks?: Omit<LuksCreateOptions, 'passphrase'>;
-}
 
 /** The clusters a new image's LUKS header takes (qemu-img measure counts them): 0 unless encrypt.format=luks. */
 export function luksHeaderBytes(s: EncryptionSettings | undefined, clusterSize: number): number {
@@ -138,5 +133,3 @@ export function luksHeaderBytes(s: EncryptionSettings | undefined, clusterSize: 
   return Math.ceil((luksLayout(keyBytes).payloadOffset * CRYPT_SECTOR) / clusterSize) * clusterSize;
 }
 
-/** The placeholder FULL_DISK_ENCRYPTION extension create.ts writes into a new LUKS image's header (filled by encrypt-new.ts). */
-export const CRYPTO_EXT_PLACEHOLDER = { type: EXT_CRYPTO, data: new Uint8Array(16) };

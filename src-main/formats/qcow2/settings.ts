@@ -8,9 +8,9 @@ import type { OptionValues } from '../../../src-shared/options';
 import { booleanOption, numberOption, stringOption } from '../../block/option-values';
 import { DiskError } from '../../block/errors';
 import type { CreateOptions } from '../../block/types';
-import { isCipherMode, isHashAlg, isIvGenAlg } from '../../crypto';
+import { isCipherMode, isHashAlg, isIvGenAlg } from '../../crypto/algorithms';
 import { QCOW2_CREATE_OPTIONS } from './create-options';
-import { CRYPT_AES, CRYPT_LUKS, type EncryptionSettings } from './encryption';
+import { CRYPT_AES, CRYPT_LUKS, type EncryptionSettings } from './encryption-settings';
 
 export interface Qcow2Settings {
   version: 2 | 3;

@@ -4,7 +4,7 @@
  * right after it (all unallocated, or for a static image every guest block at its own data block), and for a
  * static image a file cut to its full length (sparse). The bytes are qemu-img's but for the UUIDs.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUuidQuick } from '../../block/random';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
 import { VDI_CREATE_OPTIONS } from './create-options';
@@ -15,7 +15,7 @@ const MAP_CHUNK_ENTRIES = 1 << 18;
 
 export async function createVdi(path: string, size: number, opts: CreateOptions): Promise<void> {
   const p = vdiSettings(size, opts);
-  const h = createHeader(p.size, p.isStatic, randomUUID(), randomUUID());
+  const h = createHeader(p.size, p.isStatic, randomUuidQuick(), randomUuidQuick());
   const file = await ImageFile.create(path);
   try {
     await file.write(0, serializeHeader(h));

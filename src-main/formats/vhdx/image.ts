@@ -4,7 +4,7 @@
  * by the file's length. Also the header updates a writer makes (new write GUIDs, the log GUID), always written
  * to the older slot first so that a crash leaves one valid newest header.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUuidQuick } from '../../block/random';
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import {
@@ -186,7 +186,7 @@ export async function updateHeaders(file: ImageFile, current: { header: VhdxHead
   return cur;
 }
 
-export const newGuid = (): string => randomUUID();
+export const newGuid = (): string => randomUuidQuick();
 
 /** Reads the region table, falling back to the second copy when the first fails its checks. */
 async function readRegions(vhdxFile: VhdxFile): Promise<RegionEntry[]> {

@@ -5,7 +5,7 @@
  * stream writer in stream.ts fills in increasing order).
  */
 import { ADAPTER_TYPES, SUBFORMATS, VMDK_CREATE_OPTIONS } from './create-options';
-import { randomBytes } from 'node:crypto';
+import { randomBytesQuick } from '../../block/random';
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { SECTOR } from '../../block/bytes';
@@ -20,7 +20,7 @@ import { writeEmptyStream } from './stream';
 
 /** A random CID, as qemu draws one (never the "no parent" value). */
 export function newCid(): number {
-  let c = randomBytes(4).readUInt32LE(0);
+  let c = randomBytesQuick(4).readUInt32LE(0);
   if (c === 0xffffffff || c === 0xfffffffe) c = 0x12345678;
   return c;
 }
@@ -52,7 +52,7 @@ export function descriptorText(s: VmdkSettings, sectors: number, cid: number, pa
     '# The Disk Data Base\n' +
     '#DDB\n' +
     '\n' +
-    (stream ? `ddb.longContentID = "${randomBytes(16).toString('hex')}"\n` : '') +
+    (stream ? `ddb.longContentID = "${randomBytesQuick(16).toString('hex')}"\n` : '') +
     `ddb.virtualHWVersion = "${s.hwversion}"\n` +
     `ddb.geometry.cylinders = "${cylinders}"\n` +
     `ddb.geometry.heads = "${heads}"\n` +
@@ -163,7 +163,7 @@ export function extentNames(path: string, subformat: Subformat, count: number, t
 export function besideTempStem(path: string): string {
   const base = nodePath.basename(path);
   const m = /^(\..+\.diskwright-[0-9a-f]{8})\.tmp$/.exec(base);
-  return nodePath.join(nodePath.dirname(path), m ? m[1] : `.${base}.diskwright-${randomBytes(4).toString('hex')}`);
+  return nodePath.join(nodePath.dirname(path), m ? m[1] : `.${base}.diskwright-${randomBytesQuick(4).toString('hex')}`);
 }
 
 export async function createVmdk(path: string, requested: number, opts: CreateOptions): Promise<void | CreatedFiles> {

@@ -4,7 +4,7 @@
  * An embedded descriptor (monolithicSparse) has a fixed room in its file and is rewritten in place; a
  * descriptor file is written beside itself and renamed over the old one, so a crash leaves one or the other.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytesQuick } from '../../block/random';
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { DiskError, toDiskError } from '../../block/errors';
@@ -139,7 +139,7 @@ export async function writePlaceText(pl: DescriptorPlace, text: string, path: st
  * of that job the same clean-up recognises (services/atomic.ts removeStaleTemporaries).
  */
 function textTempPath(path: string): string {
-  const rand = randomBytes(4).toString('hex');
+  const rand = randomBytesQuick(4).toString('hex');
   const base = nodePath.basename(path);
   const m = /^(\..+\.diskwright-[0-9a-f]{8})\.tmp$/.exec(base);
   return nodePath.join(nodePath.dirname(path), m ? `${m[1]}.descriptor-${rand}.tmp` : `.${base}.diskwright-${rand}.tmp`);

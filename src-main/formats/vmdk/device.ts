@@ -5,7 +5,7 @@
  * commit/rebase hooks record a new parent and empty the image.
  */
 import { readBelow } from '../../block/chain';
-import { randomBytes } from 'node:crypto';
+import { randomBytesQuick } from '../../block/random';
 import * as nodePath from 'node:path';
 import { SECTOR, checkRange } from '../../block/bytes';
 import { DiskError, corrupt, readOnlyError } from '../../block/errors';
@@ -284,7 +284,7 @@ export class VmdkDevice implements BlockDevice {
 
   /** A random CID other than the present one and other than "no parent". */
   private drawCid(): number {
-    let cid = randomBytes(4).readUInt32LE(0);
+    let cid = randomBytesQuick(4).readUInt32LE(0);
     while (cid === this.descriptor.cid || cid === NO_PARENT_CID) cid = (cid + 1) >>> 0;
     return cid;
   }

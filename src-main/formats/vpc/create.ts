@@ -6,7 +6,7 @@
  * locators (W2ku, W2ru) between the header and the BAT, so that a writer allocating after the BAT, as qemu does,
  * never overwrites them.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUuidQuick } from '../../block/random';
 import * as nodePath from 'node:path';
 import { DiskError } from '../../block/errors';
 import { ImageFile } from '../../block/file';
@@ -78,7 +78,7 @@ export async function createVpc(path: string, requested: number, opts: CreateOpt
     sectorsPerTrack: geometry.sectorsPerTrack,
     diskType: type,
     checksum: 0,
-    uuid: randomUUID(),
+    uuid: randomUuidQuick(),
     savedState: 0,
   };
   const fb = serializeFooter(footer);
