@@ -71,13 +71,16 @@ export async function copyImage(src: string, dst: string, holder: ImageFile, sig
         if (bytesRead !== n) throw new DiskError('EIO', `${src}: the file shrank while it was copied`, src);
         // Zero runs stay holes in the copy: an image's unused space reads as zeros either way.
         let run = -1; // start of the current run of non-zero blocks
-        for (let at = 0; at <= n; at += 4096) {
-          const zero = at === n || isZeroRange(buf, at, Math.min(n, at + 4096));
+        // The last step is at n itself, which ends a run still open: a piece whose length is no multiple of
+        // 4 KiB (the file's tail: a VHD's footer) must not lose its last part.
+        for (let at = 0; ; at = Math.min(n, at + 4096)) {
+          const zero = at >= n || isZeroRange(buf, at, Math.min(n, at + 4096));
           if (!zero && run < 0) run = at;
           if (zero && run >= 0) {
-            await to.write(buf, run, Math.min(at, n) - run, pos + run);
+            await to.write(buf, run, at - run, pos + run);
             run = -1;
           }
+          if (at >= n) break;
         }
         pos += n;
         onProgress(pos, size);
