@@ -140,12 +140,12 @@ export async function openImage(givenPath: string, opts: OpenImageOptions = {}):
   }
   const guard = new ChainGuard(path);
   const accept = { acceptChangedBacking: opts.acceptChangedBacking, withoutKey: opts.withoutKey };
-  const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean): Promise<BlockDevice> => {
+  const openBacking = async (backingPath: string, format: FormatName | undefined, backingReadOnly: boolean, declaredSize?: number): Promise<BlockDevice> => {
     guard.visit(backingPath);
     backingPath = await imageEntry(backingPath);
     const open = async () => {
       const d = await resolveDriver(backingPath, format);
-      return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath) });
+      return openCutting(d, backingPath, { readOnly: backingReadOnly, backingPolicy, openBacking, ...accept, passphrase: keyFor(backingPath), declaredSize });
     };
     // Under a folder policy the format checked the real path it hands us: the file opened must be that one.
     return checksFolder(backingPolicy) ? openingChecked(backingPath, open) : open();

@@ -49,7 +49,13 @@ export function baseName(path: string): string {
 /** "lazy-refcounts" → "Lazy refcounts". */
 export function humanKey(key: string): string {
   // Abbreviations keep their capitals: "Extended L2", not "Extended l2".
-  const words = key.replace(/[-_]/g, ' ').replace(/\b(l1|l2|luks|uuid|cid|chs|iv|aes|lba)\b/gi, (w) => w.toUpperCase());
+  // qemu's dotted keys ("encrypt.cipher-alg") read as words too: "Encrypt cipher algorithm".
+  const words = key
+    .replace(/[-_.]/g, ' ')
+    .replace(/\b(l1|l2|luks|uuid|cid|chs|iv|aes|lba)\b/gi, (w) => w.toUpperCase())
+    .replace(/\balg\b/gi, 'algorithm')
+    .replace(/\bivgen\b/gi, 'IV generator')
+    .replace(/\biter time\b/gi, 'iteration time');
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 

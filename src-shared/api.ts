@@ -207,6 +207,8 @@ export interface TargetInfo {
   folderExists: boolean;
   /** Something already has that name (a new image would replace it). */
   exists: boolean;
+  /** What has that name is not a disk image diskwright recognises: replacing it takes a second confirmation (replaceNotImage). */
+  notImage?: boolean;
   /** Free space in the folder's file system, when it can be told. */
   freeBytes?: number;
 }

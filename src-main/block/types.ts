@@ -144,8 +144,13 @@ export interface OpenOptions {
   snapshot?: string;
   /** The actual backing file, when the recorded name is not where it lies (uml_moo -b: a path from inside a chroot). */
   backingOverride?: string;
-  /** Opens a backing image: given by the registry so that formats never import it. */
-  openBacking: (path: string, format: FormatName | undefined, readOnly: boolean) => Promise<BlockDevice>;
+  /**
+   * Opens a backing image: given by the registry so that formats never import it. `declaredSize`: the size
+   * a container says a raw member is (a .hdd bundle's Disk_size for a Plain image), which wins over its length.
+   */
+  openBacking: (path: string, format: FormatName | undefined, readOnly: boolean, declaredSize?: number) => Promise<BlockDevice>;
+  /** The size a container declares for a raw image (see openBacking): the disk is that long, whatever the file's length. */
+  declaredSize?: number;
   /** The passphrase of an encrypted image (the secret's bytes); never logged or echoed. */
   passphrase?: Uint8Array;
   /**

@@ -5,6 +5,7 @@ import * as nodePath from 'node:path';
 import type { DirListing, DirEntry, TargetInfo } from '../../src-shared/api';
 import { toDiskError } from '../block/errors';
 import { PROBE_BYTES, recognisedFormat } from '../registry';
+import { isRecognisedImage } from './create';
 
 /** Whether a new image can be written at `path` (see TargetInfo). */
 export async function targetInfo(path: string): Promise<TargetInfo> {
@@ -18,7 +19,10 @@ export async function targetInfo(path: string): Promise<TargetInfo> {
     const fs = await fsp.statfs(dir).catch(() => undefined);
     if (fs) freeBytes = Number(fs.bavail) * Number(fs.bsize);
   }
-  return { path: full, folderExists, exists, ...(freeBytes !== undefined ? { freeBytes } : {}) };
+  // The same test the create job applies before it replaces a file (services/create.ts), so the wizard asks
+  // the second question exactly when the job would want it.
+  const notImage = exists && !(await isRecognisedImage(full));
+  return { path: full, folderExists, exists, ...(notImage ? { notImage } : {}), ...(freeBytes !== undefined ? { freeBytes } : {}) };
 }
 
 /** How many files of one folder have their first bytes probed; the rest are listed without a format. */

@@ -52,7 +52,7 @@ async function checkExisting(path: string, rule: ExistingRule): Promise<void> {
 }
 
 /** True when `path` is a regular file (or an image folder, a .hdd bundle) whose first bytes a format other than raw recognises. */
-async function isRecognisedImage(path: string): Promise<boolean> {
+export async function isRecognisedImage(path: string): Promise<boolean> {
   const st = await fsp.lstat(path).catch(() => undefined);
   if (st === undefined || st.isSymbolicLink()) return false;
   const entry = st.isDirectory() ? await imageEntry(path) : path;

@@ -28,6 +28,8 @@ export const useNewImageStore = defineStore('newImage', {
     backingError: null as ApiError | null,
     targetPath: '',
     target: null as TargetInfo | null,
+    /** The review's second question, for a file there that is no disk image: "yes, replace it". */
+    replaceNotImage: false,
     /** "Encrypt with a passphrase" (qcow2): the choice, and the passphrase until Review hands it over. */
     encryption: newDraft(),
     /** The create job (a create reports no progress and has no Cancel). */
@@ -65,6 +67,7 @@ export const useNewImageStore = defineStore('newImage', {
     async checkTarget(): Promise<void> {
       const path = this.targetPath.trim();
       this.target = null;
+      this.replaceNotImage = false;
       if (!path) return;
       try {
         this.target = await api.targetInfo(path);
@@ -85,6 +88,8 @@ export const useNewImageStore = defineStore('newImage', {
         // The review said "The file already there is replaced" and the person pressed Create: that is the
         // confirmation the job needs (it refuses an existing file otherwise, and a file that is no disk image always).
         ...(this.target?.exists ? { replace: true } : {}),
+        // …and a file that is no disk image only after the review's second question was answered yes.
+        ...(this.target?.exists && this.target.notImage && this.replaceNotImage ? { replaceNotImage: true } : {}),
       });
       if (outcome && 'error' in outcome) this.step = 'failed';
       // The key set for the new image is wiped unless the image was made (it is opened next, unlocked).

@@ -4,6 +4,7 @@
  * other format this build can create; each opens in Inspect at the end. Screenshots at 1280×800 and 800×600.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright';
@@ -91,5 +92,30 @@ test('every other format this build creates is offered and made (qemu-img reads 
       assert.equal(info['virtual-size'], expected, f.name);
     }
   }
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('a file that is no disk image is replaced only after the review asks a second time', async () => {
+  const { page } = session.browser;
+  const target = session.work.path('notes.qcow2');
+  writeFileSync(target, 'my notes, not a disk image\n');
+  await startWizard(page, 'qcow2');
+  await page.getByLabel('Virtual size').fill('64M');
+  await saveAs(page, target);
+  await page.getByTestId('target-not-image').waitFor();
+  await page.getByRole('button', { name: 'Review' }).click();
+  const review = page.getByTestId('review');
+  await review.waitFor();
+  assert.match(await review.innerText(), /not a disk image, and it is replaced/);
+  const create = page.getByRole('button', { name: 'Create' });
+  assert.equal(await create.isDisabled(), true, 'Create waits for the second answer');
+  await page.screenshot({ path: join(SHOTS, 'new-replace-not-image-1280.png'), fullPage: true });
+  assert.equal(readFileSync(target, 'utf8'), 'my notes, not a disk image\n');
+  await page.getByTestId('confirm-replace-not-image').getByRole('checkbox').check();
+  await create.click();
+  await page.getByRole('heading', { name: 'notes.qcow2', level: 1 }).waitFor();
+  const info = JSON.parse(must('qemu-img', ['info', '--output=json', target]).stdout) as { format: string; 'virtual-size': number };
+  assert.equal(info.format, 'qcow2');
+  assert.equal(info['virtual-size'], 64 * 2 ** 20);
   assert.deepEqual(session.browser.problems, []);
 });

@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dw, dwOk, must, scratch } from '../helpers';
+import { dw, dwOk, must, run, scratch } from '../helpers';
 import { create, io, ourCheck, patch32, qemuCheck } from './parallels-common';
 import { parallelsDriver } from '../../src-main/formats/parallels/driver';
 
@@ -219,4 +219,34 @@ test('parallels bundle: check goes through every image of the chain (counts add 
   const after = s.path('chk.after.raw');
   must('qemu-img', ['convert', '-O', 'raw', json, after]);
   assert.ok(readFileSync(after).equals(readFileSync(before)), 'guest bytes unchanged');
+});
+
+test('parallels bundle: a Plain (raw) top image is as long as the descriptor says, not as its file (issue 26 item 6)', () => {
+  for (const [name, fileBytes] of [['plain-long.hdd', 6 << 20], ['plain-short.hdd', 3 << 20]] as const) {
+    const dir = s.path(name);
+    mkdirSync(dir);
+    const raw = join(dir, 'disk.raw');
+    must('qemu-img', ['create', '-q', '-f', 'raw', raw, String(fileBytes)]);
+    must('qemu-io', ['-f', 'raw', '-c', `write -P 0x5a 0 ${fileBytes}`, raw]);
+    writeFileSync(join(dir, 'DiskDescriptor.xml'), descriptor(8192, 128, [{ guid: TOP, type: 'Plain', file: 'disk.raw', parent: ZERO }]));
+    const info = JSON.parse(dwOk(['info', '--output', 'json', dir]).stdout);
+    assert.equal(info['virtual-size'], 4 << 20, `${name}: the descriptor's 4 MiB, not the file's ${fileBytes} bytes`);
+    assert.match(info['format-specific'].data['size-note'], new RegExp(`the Plain image disk.raw is ${fileBytes} bytes long; the descriptor's size is used`));
+    const check = dw(['check', '--output', 'json', dir]);
+    assert.equal(check.status, 0, 'said, not counted: a raw file has no header to be wrong');
+    assert.match(check.stderr, /Warning: .*the Plain image disk.raw is/);
+    const out = `${dir}.raw`;
+    dwOk(['convert', '-O', 'raw', dir, out]);
+    const got = readFileSync(out);
+    assert.equal(got.length, 4 << 20);
+    const want = Buffer.alloc(4 << 20);
+    want.fill(0x5a, 0, Math.min(fileBytes, 4 << 20));
+    assert.ok(got.equals(want), `${name}: the file's bytes, then zeros past its end`);
+    if (fileBytes > 4 << 20) {
+      // qemu's raw driver takes a size too: the same 4 MiB window of the file.
+      const json = `json:${JSON.stringify({ driver: 'raw', size: 4 << 20, file: { driver: 'file', filename: raw } })}`;
+      assert.equal(run('qemu-img', ['compare', '-f', 'raw', out, json]).status, 0, 'qemu-img reads the same window');
+    }
+    assert.equal(statSync(raw).size, fileBytes, 'reading left the file as it was');
+  }
 });

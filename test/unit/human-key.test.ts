@@ -11,4 +11,8 @@ test('humanKey: "Extended L2", not "Extended l2"; ordinary words untouched', () 
   assert.equal(humanKey('parent_cid'), 'Parent CID');
   // An abbreviation inside a word is not one.
   assert.equal(humanKey('civil_build'), 'Civil build');
+  // qemu's dotted option keys read as words, not "Encrypt.cipher alg".
+  assert.equal(humanKey('encrypt.cipher-alg'), 'Encrypt cipher algorithm');
+  assert.equal(humanKey('encrypt.ivgen-alg'), 'Encrypt IV generator algorithm');
+  assert.equal(humanKey('encrypt.iter-time'), 'Encrypt iteration time');
 });

@@ -170,9 +170,10 @@ export async function openBundle(descriptor: string, opts: OpenOptions): Promise
       const readOnly = i > 0 || opts.readOnly;
       const below = dev;
       dev = undefined; // openParallels closes `below` when it fails
-      // The descriptor's Disk_size is the disk's size, as Parallels takes it, whatever the top image's header says.
+      // The descriptor's Disk_size is the disk's size, as Parallels takes it, whatever the top image's header
+      // (or a Plain one's file length) says.
       const size = i === 0 ? b.size : undefined;
-      dev = await openingChecked(im.path, () => (im.type === 'Plain' ? opts.openBacking(im.path, 'raw', readOnly) : openParallels(im.path, { ...opts, readOnly }, below, size)));
+      dev = await openingChecked(im.path, () => (im.type === 'Plain' ? opts.openBacking(im.path, 'raw', readOnly, size) : openParallels(im.path, { ...opts, readOnly }, below, size)));
     }
     return dev!;
   } catch (err) {
@@ -183,12 +184,16 @@ export async function openBundle(descriptor: string, opts: OpenOptions): Promise
 
 /** What `info` shows for a bundle: the disk, its chain and its snapshot tree. */
 /**
- * The size the top image's own header gives, when it differs from the descriptor's Disk_size (which wins, as
- * in Parallels): what info and check say. Undefined when they agree or the top image is Plain (raw).
+ * The size the top image's own header gives (a Plain image's: its file's length in whole sectors), when it
+ * differs from the descriptor's Disk_size (which wins, as in Parallels): what info and check say. Undefined
+ * when they agree.
  */
-export async function headerSizeMismatch(b: Bundle): Promise<{ file: string; headerSize: number } | undefined> {
+export async function headerSizeMismatch(b: Bundle): Promise<{ file: string; headerSize: number; plain?: true } | undefined> {
   const top = b.chain[0];
-  if (top.type !== 'Compressed') return undefined;
+  if (top.type === 'Plain') {
+    const length = Math.ceil((await fsp.stat(top.path)).size / SECTOR) * SECTOR;
+    return length === b.size ? undefined : { file: top.file, headerSize: length, plain: true };
+  }
   const f = await openingChecked(top.path, () => ImageFile.open(top.path, false));
   try {
     const h = parseHeader(await f.readBlock(0, Math.min(HEADER_SIZE, f.size), 'parallels header'), top.path);
@@ -200,8 +205,9 @@ export async function headerSizeMismatch(b: Bundle): Promise<{ file: string; hea
 }
 
 /** The sentence info and check say when the two sizes differ. */
-function mismatchNote(b: Bundle, m: { file: string; headerSize: number }): string {
-  return `the descriptor says the disk is ${b.size} bytes but the header of ${m.file} says ${m.headerSize}; the descriptor's size is used, as Parallels does`;
+function mismatchNote(b: Bundle, m: { file: string; headerSize: number; plain?: true }): string {
+  const other = m.plain ? `the Plain image ${m.file} is ${m.headerSize} bytes long` : `the header of ${m.file} says ${m.headerSize}`;
+  return `the descriptor says the disk is ${b.size} bytes but ${other}; the descriptor's size is used, as Parallels does`;
 }
 
 export async function describeBundle(file: ImageFile): Promise<HeaderInfo> {
@@ -296,7 +302,10 @@ export async function checkBundle(descriptor: string, mode: 'none' | 'leaks' | '
   const b = await readBundle(descriptor);
   const total: CheckReport = { filename: descriptor, format: 'parallels', 'check-errors': 0, corruptions: 0, leaks: 0, 'corruptions-fixed': 0, 'leaks-fixed': 0, problems: [] };
   const mismatch = await headerSizeMismatch(b);
-  if (mismatch) {
+  // A Plain image's length is said but not counted: a raw file has no header to be wrong, and its bytes past
+  // the disk's end (or the zeros after its own end) are all the descriptor's size changes.
+  if (mismatch?.plain) total.problems.push({ severity: 'error', message: `Warning: ${mismatchNote(b, mismatch)}` });
+  else if (mismatch) {
     total.corruptions += 1;
     total.problems.push({ severity: 'corruption', message: mismatchNote(b, mismatch) });
   }

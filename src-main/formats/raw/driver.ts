@@ -32,12 +32,17 @@ class RawDevice implements BlockDevice {
   /** The window last read for zero detection (status without hole detection); dropped by every change. */
   private probe?: { at: number; data: Uint8Array };
   private noFlush = false;
-  constructor(private readonly file: ImageFile, readonly readOnly: boolean) {}
+  /** `declaredSize`: the size a container says the disk is (OpenOptions.declaredSize); else the file's length. */
+  constructor(
+    private readonly file: ImageFile,
+    readonly readOnly: boolean,
+    private readonly declaredSize?: number,
+  ) {}
   get path(): string {
     return this.file.path;
   }
   get size(): number {
-    return sectorRound(this.file.size);
+    return this.declaredSize ?? sectorRound(this.file.size);
   }
 
   private checkRange(offset: number, length: number): void {
@@ -180,7 +185,7 @@ export const rawDriver: FormatDriver = {
 
   async open(path: string, opts: OpenOptions): Promise<BlockDevice> {
     const file = await ImageFile.open(path, !opts.readOnly);
-    return new RawDevice(file, opts.readOnly);
+    return new RawDevice(file, opts.readOnly, opts.declaredSize);
   },
 
   async create(path: string, requested: number, opts: CreateOptions): Promise<void> {
