@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import { DiskError, toDiskError } from '../block/errors';
 import { setForceShare } from '../block/lock';
+import { useBlockingIo } from '../block/file';
 import { DRIVERS, driverFor } from '../registry';
 import { parseSize } from '../block/sizes';
 import { has, last, parseArgs, type ParsedArgs } from './args';
@@ -386,6 +387,8 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
 
 /** Entry point used by bin/diskwright.js. */
 export async function main(): Promise<void> {
+  // One job per process: blocking pread/pwrite on this thread copy faster than the thread pool (block/file.ts).
+  if (process.env.DISKWRIGHT_ASYNC_IO !== '1') useBlockingIo(true);
   const io: Io = {
     // Lines through cli/stdio.ts (a write(2), not Node's stdout stream: ~10 ms less start-up).
     out: (s) => writeText('stdout', s.endsWith('\n') || s === '' ? s : s + '\n'),

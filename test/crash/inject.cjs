@@ -12,6 +12,8 @@
 'use strict';
 /* eslint-disable @typescript-eslint/no-require-imports */
 const fs = require('node:fs');
+/** The real writeSync: the injector's own writes (undo) go through it; the one patched below counts steps. */
+const rawWriteSync = fs.writeSync;
 
 const at = Number(process.env.DW_CRASH_AT || 0);
 const mode = process.env.DW_CRASH_MODE || 'kill';
@@ -63,8 +65,8 @@ function undo(fd, list) {
   for (let i = list.length - 1; i >= 0; i--) {
     const r = list[i];
     try {
-      if (r.old.length) fs.writeSync(fd, r.old, 0, r.old.length, r.position);
-      if (r.truncatedTail) fs.writeSync(fd, r.truncatedTail, 0, r.truncatedTail.length, r.position);
+      if (r.old.length) rawWriteSync(fd, r.old, 0, r.old.length, r.position);
+      if (r.truncatedTail) rawWriteSync(fd, r.truncatedTail, 0, r.truncatedTail.length, r.position);
       fs.ftruncateSync(fd, r.size);
     } catch {
       // a closed descriptor: its writes were synced at close or are gone with it
@@ -75,7 +77,7 @@ function undo(fd, list) {
   for (const r of list) {
     if (!keep()) continue;
     try {
-      if (r.data) fs.writeSync(fd, r.data, 0, r.data.length, r.position);
+      if (r.data) rawWriteSync(fd, r.data, 0, r.data.length, r.position);
       else if (r.truncateTo !== undefined) fs.ftruncateSync(fd, r.truncateTo);
     } catch {
       // as above
@@ -168,6 +170,17 @@ fs.promises.open = async function (path) {
   patch(Object.getPrototypeOf(fh));
   if (typeof path === 'string') fdPaths.set(fh.fd, path);
   return fh;
+};
+// The command line writes images with blocking pwrite (block/file.ts useBlockingIo): a write to a descriptor
+// opened above is a step as a FileHandle write is.
+fs.writeSync = function (fd, buffer, offset, length, position) {
+  if (fdPaths.has(fd) && typeof buffer !== 'string' && typeof position === 'number') {
+    step();
+    const len = typeof length === 'number' ? length : buffer.byteLength - (offset || 0);
+    const view = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    undoRecord(fd, position, len, Buffer.from(view.subarray(offset || 0, (offset || 0) + len)));
+  }
+  return rawWriteSync.apply(this, arguments);
 };
 const origRename = fs.promises.rename;
 fs.promises.rename = async function () {
