@@ -30,6 +30,8 @@ export interface CompareRequest {
 export type CompareResult = CompareOutcome;
 
 const CHUNK = 1024 * 1024;
+/** Status is asked for at most this much at a time. */
+const STATUS_SPAN = 1 << 30;
 /** Pieces whose reads run ahead of the comparison (each holds two CHUNK buffers). */
 const READ_AHEAD = 4;
 
@@ -78,16 +80,29 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
     if (v) free.push(new Uint8Array(v.buffer, 0, CHUNK));
   };
   let next = 0;
+  // The extent each image's status last gave (its end and whether it holds data): asked again only past its end,
+  // so a long run of holes is one step, not one query per MiB (qemu-img compare -s keeps its MiB steps, below).
+  const extA = { end: 0, data: false };
+  const extB = { end: 0, data: false };
+  const span = req.strict ? CHUNK : STATUS_SPAN;
+  const refresh = async (dev: BlockDevice, ext: { end: number; data: boolean }, pos: number, limit: number) => {
+    if (req.strict || pos >= ext.end) {
+      const s = await deepStatus(dev, pos, limit);
+      ext.end = pos + s.length;
+      ext.data = s.kind === 'data';
+    }
+  };
   const plan = async (): Promise<Piece> => {
     const pos = next;
-    const len0 = Math.min(CHUNK, common - pos);
-    const sa = await deepStatus(a, pos, len0);
-    const sb = await deepStatus(b, pos, Math.min(len0, sa.length));
-    const len = Math.min(sa.length, sb.length);
+    const len0 = Math.min(span, common - pos);
+    await refresh(a, extA, pos, len0);
+    await refresh(b, extB, pos, Math.min(len0, extA.end - pos));
+    let len = Math.min(extA.end, extB.end, pos + len0) - pos;
+    if (extA.data || extB.data) len = Math.min(len, CHUNK);
     next = pos + len;
     const piece: Piece = { pos, len, statusMismatch: req.strict === true && !(await sameBlockStatus(a, b, pos, common)) };
-    const zeroA = sa.kind !== 'data';
-    const zeroB = sb.kind !== 'data';
+    const zeroA = !extA.data;
+    const zeroB = !extB.data;
     if (!(zeroA && zeroB) && !piece.statusMismatch) {
       const va = (piece.bufA = take().subarray(0, len));
       const vb = (piece.bufB = take().subarray(0, len));
