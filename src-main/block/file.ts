@@ -207,6 +207,7 @@ export class ImageFile {
   }
 
   async sync(): Promise<void> {
+    if (syncsSkipped.getStore() === true) return;
     if (this.writable) await this.fh.datasync().catch((err) => { throw toDiskError(err, this.path); });
   }
 
@@ -236,6 +237,18 @@ function yieldNow(): Promise<void> | undefined {
   if (now - lastYield < YIELD_MS) return undefined;
   lastYield = now;
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Set inside withoutSyncs: ImageFile.sync does nothing there. */
+const syncsSkipped = new AsyncLocalStorage<boolean>();
+
+/**
+ * Runs `work` with every ImageFile.sync in it skipped: convert -t unsafe's create of its target under a
+ * temporary name (as qemu-img's unsafe target, nothing of it is flushed; a crash before the rename leaves only a
+ * temporary to remove).
+ */
+export function withoutSyncs<T>(work: () => Promise<T>): Promise<T> {
+  return syncsSkipped.run(true, work);
 }
 
 /** The real path whose folder policy was checked, for opens run under openingChecked. */

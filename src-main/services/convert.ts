@@ -9,7 +9,7 @@ import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
-import type { ImageFile } from '../block/file';
+import { withoutSyncs, type ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
@@ -123,8 +123,13 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       }
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
-      extras = await createUnplaced({ path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat }, tmp);
-      dst = await openTarget(tmp, req);
+      // Under -t unsafe nothing is flushed, the create included (as qemu-img's unsafe target). Otherwise the
+      // create's own syncs stay: not every file it writes is one the open image flushes later (a .hdd bundle's
+      // DiskDescriptor.xml).
+      const createReq = { path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat };
+      extras = await (unsafe ? withoutSyncs(() => createUnplaced(createReq, tmp!)) : createUnplaced(createReq, tmp!));
+      // Its open too (a Parallels image syncs its in-use mark when opened for writing).
+      dst = await (unsafe ? withoutSyncs(() => openTarget(tmp!, req)) : openTarget(tmp, req));
     }
     if (unsafe) dst.skipFlushes?.();
     // Copy offload: asked for (-C), else by default only where the new image can share the source's blocks
