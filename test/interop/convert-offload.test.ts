@@ -11,45 +11,21 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertPlainError, dwOk, must, run, scratch } from '../helpers';
+import { assertPlainError, dwOk, must, scratch } from '../helpers';
 import { qemuIo } from '../oracles';
+import { identical, mapOf as rawMapOf, offloadSourceRaw } from './offload-common';
 
 const s = scratch('dw-convert-offload-');
 after(() => s.cleanup());
 let n = 0;
 
-/**
- * 5 MiB + 1000 bytes (no whole number of sectors): patterned data with 64 KiB of zeros written inside it (data
- * on disk, zeros to read), a punched hole, and data up to the last byte.
- */
+/** The shared source (offload-common.ts), named afresh in `dir`. */
 function sourceRaw(dir = s.dir): string {
-  const size = 5 * 1048576 + 1000;
-  const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) b[i] = (i * 13 + (i >> 9)) & 0xff || 1;
-  b.fill(0, 1048576, 1048576 + 65536);
-  const p = join(dir, `src${n++}.raw`);
-  writeFileSync(p, b);
-  must('fallocate', ['--punch-hole', '--offset', String(3 * 1048576), '--length', String(1048576), p]);
-  return p;
+  return offloadSourceRaw(join(dir, `src${n++}.raw`));
 }
-
-function identical(a: string, b: string): void {
-  const r = run('qemu-img', ['compare', a, b]);
-  assert.equal(r.status, 0, `qemu-img compare ${a} ${b}: ${r.stdout}${r.stderr}`);
-}
-
-/** qemu-img's map of a raw file as [start, length, data] runs (its offsets are the file's own). */
-function mapOf(image: string): Array<[number, number, boolean]> {
-  const runs: Array<[number, number, boolean]> = [];
-  for (const e of JSON.parse(must('qemu-img', ['map', '--output', 'json', '-f', 'raw', image]).stdout) as Array<{ start: number; length: number; data: boolean }>) {
-    const last = runs[runs.length - 1];
-    if (last && last[2] === e.data && last[0] + last[1] === e.start) last[1] += e.length;
-    else runs.push([e.start, e.length, e.data]);
-  }
-  return runs;
-}
+const mapOf = (image: string) => rawMapOf(image, 'raw');
 
 test('convert -C raw -> raw: identical, and allocated as qemu-img convert -C allocates (zeros inside data copied)', () => {
   const src = sourceRaw();

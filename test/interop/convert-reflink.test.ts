@@ -11,9 +11,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dwOk, must, run, scratch } from '../helpers';
+import { identical, mapOf, offloadSourceRaw } from './offload-common';
 
 const s = scratch('dw-convert-reflink-');
 const mounted: string[] = [];
@@ -23,32 +24,9 @@ after(() => {
 });
 let n = 0;
 
-/** 5 MiB + 1000 bytes: patterned data with 64 KiB of zeros written inside it (data on disk, zeros to read), a hole. */
+/** The shared source (offload-common.ts), named afresh in `dir`. */
 function sourceRaw(dir: string): string {
-  const size = 5 * 1048576 + 1000;
-  const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) b[i] = (i * 13 + (i >> 9)) & 0xff || 1;
-  b.fill(0, 1048576, 1048576 + 65536);
-  const p = join(dir, `src${n++}.raw`);
-  writeFileSync(p, b);
-  must('fallocate', ['--punch-hole', '--offset', String(3 * 1048576), '--length', String(1048576), p]);
-  return p;
-}
-
-function identical(a: string, b: string): void {
-  const r = run('qemu-img', ['compare', a, b]);
-  assert.equal(r.status, 0, `qemu-img compare ${a} ${b}: ${r.stdout}${r.stderr}`);
-}
-
-/** qemu-img's map as [start, length, data] runs, neighbours of one kind merged (offsets are guest offsets). */
-function mapOf(image: string): Array<[number, number, boolean]> {
-  const runs: Array<[number, number, boolean]> = [];
-  for (const e of JSON.parse(must('qemu-img', ['map', '--output', 'json', image]).stdout) as Array<{ start: number; length: number; data: boolean }>) {
-    const last = runs[runs.length - 1];
-    if (last && last[2] === e.data && last[0] + last[1] === e.start) last[1] += e.length;
-    else runs.push([e.start, e.length, e.data]);
-  }
-  return runs;
+  return offloadSourceRaw(join(dir, `src${n++}.raw`));
 }
 
 /** Bytes of `file` in extents filefrag flags as shared with another file. */
