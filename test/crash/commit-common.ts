@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { dw, run } from '../helpers';
-import { assertOldOrNew, guestBytes, qemuCheck, type CrashCase } from './harness';
+import { assertOldOrNew, guestBytes, qemuCheck, runWriter, type CrashCase } from './harness';
 
 export interface CommitChainCase {
   /** The overlay's file name (committed) and its format. */
@@ -143,4 +143,27 @@ export function commitCrashCase(dir: string, c: CommitChainCase, counts: CommitC
       }
     },
   };
+}
+
+/**
+ * A base changed by another writer is refused, whether our commit was stopped half-way or completed: the chain
+ * (`overlay` over `base` in `dir`, both kept as templates) reads before the change and not after it.
+ * `changeBase` writes into the base the way another program would.
+ */
+export function assertForeignBaseWriteRefused(dir: string, format: string, overlay: string, base: string, changeBase: () => void): void {
+  const args = ['commit', '-f', format, overlay];
+  const fresh = () => restoreTemplates(dir, [base, overlay]);
+  fresh();
+  const total = runWriter(args, { cwd: dir }).steps;
+  for (const at of [Math.max(2, Math.floor(total / 2)), 0]) {
+    fresh();
+    const r = runWriter(args, { cwd: dir, at, mode: 'kill' });
+    assert.equal(r.signal === 'SIGKILL', at !== 0, `the writer ${at ? 'was' : 'was not'} to be stopped: ${r.stderr}`);
+    const read = () => dw(['convert', '-O', 'raw', join(dir, overlay), join(dir, 'read.raw')]);
+    assert.equal(read().status, 0, 'the chain reads before the base is changed');
+    changeBase();
+    const refused = read();
+    assert.notEqual(refused.status, 0, `a base changed by another writer was accepted (${at ? `commit stopped at step ${at}` : 'completed commit'})`);
+    assert.match(refused.stderr, /stale|changed/);
+  }
 }
