@@ -191,3 +191,19 @@ for (const c of compacting) {
     assert.equal(fsck.status, 0, `e2fsck -fn: ${fsck.stdout}${fsck.stderr}`);
   });
 }
+
+test('the app\'s "in place, keeping a copy" refuses an image of several files before copying, as copySwapRefusal says (its preview can ask the same)', async () => {
+  const { compactViaCopy, copySwapRefusal } = await import('../../src-main/services/sparsify/swap');
+  const split = s.path('split.vmdk');
+  must('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', disk, split]);
+  const one = converted('one.vmdk', 'vmdk');
+  assert.equal(await copySwapRefusal(one), undefined);
+  const reason = await copySwapRefusal(split);
+  assert.match(reason ?? '', /can span several files/);
+  const files = readdirSync(s.dir).filter((n) => n.startsWith('split'));
+  assert.ok(files.length >= 2, `qemu-img wrote a descriptor and its extents: ${files.join(', ')}`);
+  const before = Object.fromEntries(files.map((n) => [n, digests(join(s.dir, n))]));
+  await assert.rejects(compactViaCopy({ path: split, keepCopy: true }), (e: Error) => e.message === `${split}: ${reason}; compact it into a new image instead`);
+  assert.deepEqual(readdirSync(s.dir).filter((n) => n.startsWith('split')).sort(), files.sort(), 'no copy left beside it');
+  assert.deepEqual(Object.fromEntries(files.map((n) => [n, digests(join(s.dir, n))])), before);
+});
