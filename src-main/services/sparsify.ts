@@ -18,6 +18,7 @@ import type { ImageInfo, SparsifyPartitionDto, SparsifyResult } from '../../src-
 import { deepStatus } from '../block/chain';
 import { isZeroRange } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import { nativeFileOps } from '../block/native';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { diskFreeMap, type ByteRange, type DiskFreeMap } from '../inside';
 import { imageEntry, openImage, resolveDriver } from '../registry';
@@ -77,7 +78,7 @@ async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
     const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat, info));
     if (refusal !== undefined) out.inPlaceRefusal = refusal;
     if (req.inPlace && refusal !== undefined) out.notes.push(`Warning: --in-place will refuse: ${refusalMessage(dev.path, refusal)}`);
-    else if (req.inPlace && sumLengths(held) > 0) out.notes.push(...inPlaceNotes(dev));
+    else if (req.inPlace && sumLengths(held) > 0) out.notes.push(...(dev.format === 'raw' && !punchesHoles() ? [ZERO_FALLBACK_NOTE] : inPlaceNotes(dev)));
     return out;
   } finally {
     await dev.close();
@@ -155,7 +156,7 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
           // Raw without hole punching: the guest's free blocks are zeroed (reading the same to a file system
           // that does not look at free blocks); the file keeps its blocks, but a sparse copy drops them.
           zeroFallback = true;
-          out.notes.push('This system cannot punch holes in the file: the free ranges were zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back.');
+          out.notes.push(ZERO_FALLBACK_NOTE);
           await zeroWhereNonZero(dev, r, req.signal);
         }
       }
@@ -174,6 +175,11 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
 }
 
 const sumLengths = (ranges: readonly ByteRange[]) => ranges.reduce((n, r) => n + r.length, 0);
+
+/** Raw in place where holes cannot be punched: the run's note, and the dry run's (where this system has no hole punching at all). */
+const ZERO_FALLBACK_NOTE =
+  'This system cannot punch holes in the file: the free ranges are zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back.';
+const punchesHoles = () => typeof nativeFileOps?.punchHole === 'function';
 
 /** What in place does with the freed space, per format: where the file gets shorter and where it only takes less room. */
 function inPlaceNotes(dev: BlockDevice): string[] {

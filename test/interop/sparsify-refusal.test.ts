@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dw, dwOk, must, run, scratch } from '../helpers';
+import { spawnSync } from 'node:child_process';
+import { CLI, dw, dwOk, must, run, scratch } from '../helpers';
 import { makeExt } from './inside-common';
 import { MiB, randomFile } from './sparsify-common';
 
@@ -206,4 +207,52 @@ test('the app\'s "in place, keeping a copy" refuses an image of several files be
   await assert.rejects(compactViaCopy({ path: split, keepCopy: true }), (e: Error) => e.message === `${split}: ${reason}; compact it into a new image instead`);
   assert.deepEqual(readdirSync(s.dir).filter((n) => n.startsWith('split')).sort(), files.sort(), 'no copy left beside it');
   assert.deepEqual(Object.fromEntries(files.map((n) => [n, digests(join(s.dir, n))])), before);
+});
+
+/** diskwright without the native helper (DISKWRIGHT_NO_NATIVE=1): a system that cannot punch holes. */
+function dwNoPunch(args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, DISKWRIGHT_NO_NATIVE: '1' }, encoding: 'utf8' });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const needPunching: Array<{ name: string; make: () => string; reason: RegExp }> = [
+  { name: 'a fixed VHD', make: () => converted('np-fixed.vhd', 'vpc', ['-o', 'subformat=fixed']), reason: /fixed VHD keeps its whole data area, and this system cannot punch holes/ },
+  { name: 'a static VDI', make: () => converted('np-static.vdi', 'vdi', ['-o', 'static=on']), reason: /static VDI keeps every block in place, and this system cannot punch holes/ },
+  { name: 'a monolithicFlat VMDK', make: () => converted('np-flat.vmdk', 'vmdk', ['-o', 'subformat=monolithicFlat']), reason: /cannot punch holes in the flat extent/ },
+];
+
+for (const c of needPunching) {
+  test(`on a system that cannot punch holes, ${c.name}: the dry run warns and the run refuses in the same words; nothing written`, () => {
+    const img = c.make();
+    const before = digests(img);
+    const flat = img.endsWith('.vmdk') ? digests(img.replace(/\.vmdk$/, '-flat.vmdk')) : {};
+    const d = dwNoPunch(['sparsify', '--dry-run', '--in-place', img, '--output', 'json']);
+    assert.equal(d.status, 0, d.stderr);
+    const dry = JSON.parse(d.stdout) as DryReport;
+    assert.match(dry.inPlaceRefusal ?? '', c.reason, JSON.stringify(dry));
+    const warning = dry.notes.find((n) => n.startsWith('Warning: --in-place will refuse: '))!;
+    const r = dwNoPunch(['sparsify', '--in-place', img]);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.equal(r.stderr.trim(), `diskwright: ${warning.slice('Warning: --in-place will refuse: '.length)}`);
+    // With the helper (hole punching), the same image compacts: no warning.
+    assert.equal((JSON.parse(dwOk(['sparsify', '--dry-run', '--in-place', img, '--output', 'json']).stdout) as DryReport).inPlaceRefusal, undefined);
+    assert.deepEqual(digests(img), before);
+    if (img.endsWith('.vmdk')) assert.deepEqual(digests(img.replace(/\.vmdk$/, '-flat.vmdk')), flat);
+  });
+}
+
+test('on a system that cannot punch holes, a raw image is not refused: the dry run and the run say its free ranges are zeroed instead', () => {
+  const img = s.path('np.raw');
+  must('cp', [disk, img]);
+  const dry = JSON.parse(dwNoPunch(['sparsify', '--dry-run', '--in-place', '-f', 'raw', img, '--output', 'json']).stdout) as DryReport;
+  assert.equal(dry.inPlaceRefusal, undefined);
+  const zeroed = dry.notes.find((n) => /cannot punch holes in the file: the free ranges are zeroed instead/.test(n));
+  assert.ok(zeroed, dry.notes.join(' | '));
+  const r = dwNoPunch(['sparsify', '--in-place', '-f', 'raw', img, '--output', 'json']);
+  assert.equal(r.status, 0, r.stderr);
+  const ran = JSON.parse(r.stdout) as DryReport;
+  assert.ok(ran.notes.includes(zeroed), `the run's note is the dry run's: ${ran.notes.join(' | ')}`);
+  assert.equal(ran.reclaimBytes, dry.reclaimBytes);
+  const fsck = run('e2fsck', ['-fn', img]);
+  assert.equal(fsck.status, 0, fsck.stdout + fsck.stderr);
 });
