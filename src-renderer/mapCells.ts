@@ -23,11 +23,12 @@ export function cellAt(e: MouseEvent, canvas: HTMLCanvasElement, g: CellGrid): n
 
 /**
  * Sizes the canvas for the screen's pixel density and returns its context, cleared and scaled so that drawing
- * happens in `width` x `height` drawn pixels; undefined when there is nothing to draw on.
+ * happens in `width` x `height` drawn pixels; undefined when there is nothing to draw on. `scale`: the canvas is
+ * shown that many times its drawn size (a map stretched to its card), so it gets as many more pixels and stays sharp.
  */
-export function prepareCanvas(el: HTMLCanvasElement | null | undefined, width: number, height: number): CanvasRenderingContext2D | undefined {
+export function prepareCanvas(el: HTMLCanvasElement | null | undefined, width: number, height: number, scale = 1): CanvasRenderingContext2D | undefined {
   if (!el) return undefined;
-  const dpr = window.devicePixelRatio || 1;
+  const dpr = (window.devicePixelRatio || 1) * scale;
   el.width = Math.round(width * dpr);
   el.height = Math.round(height * dpr);
   const ctx = el.getContext('2d');

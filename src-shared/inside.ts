@@ -29,6 +29,8 @@ export interface SparsifyResult {
   sizeBefore: number;
   sizeAfter?: number;
   notes: string[];
+  /** A dry run's (preview's): why a compaction in place would refuse, in words ("a differencing VHD cannot release blocks: …"); absent when it can run. */
+  inPlaceRefusal?: string;
   /** In place with keepCopy: the image as it was. */
   keptCopy?: string;
 }

@@ -14,16 +14,18 @@
  * image now (what the compaction gives back, before a format's rounding to its allocation unit).
  */
 import { promises as fsp } from 'node:fs';
-import type { SparsifyPartitionDto, SparsifyResult } from '../../src-shared/api';
+import type { ImageInfo, SparsifyPartitionDto, SparsifyResult } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { isZeroRange } from '../block/bytes';
 import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
+import { nativeFileOps } from '../block/native';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { diskFreeMap, type ByteRange, type DiskFreeMap } from '../inside';
 import { imageEntry, openImage, resolveDriver } from '../registry';
 import { inspectImage } from './info';
 import { convertImage } from './convert';
 import { FreeMaskedDevice } from './sparsify/masked';
+import { inPlaceRefusalReason } from './sparsify/refusal';
 
 export interface SparsifyRequest {
   source: string;
@@ -61,15 +63,22 @@ export async function sparsify(req: SparsifyRequest): Promise<SparsifyReport> {
   return intoNewImage(req);
 }
 
-/** What a compaction would give back, nothing written. With inPlace the image's own allocation counts (not its backing file's). */
+/**
+ * What a compaction would give back, nothing written. With inPlace the image's own allocation counts (not its
+ * backing file's). Every dry run says whether in place would refuse (inPlaceRefusal: the app offers in place only
+ * without it); with inPlace the warning is a note too, in the words the run's refusal uses.
+ */
 async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
   const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
   try {
+    const info = await imageInfo(req.source, req.sourceFormat);
+    const refusal = inPlaceRefusalReason(dev, info);
     const map = await freeMap(dev, req.source);
     const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
-    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat));
-    if (req.inPlace && !dev.discard) out.notes.push(`${dev.format} images cannot release space in place: compact into a new image instead.`);
-    if (req.inPlace && sumLengths(held) > 0) out.notes.push(...inPlaceNotes(dev));
+    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat, info));
+    if (refusal !== undefined) out.inPlaceRefusal = refusal;
+    if (req.inPlace && refusal !== undefined) out.notes.push(`Warning: --in-place will refuse: ${refusalMessage(dev.path, refusal)}`);
+    else if (req.inPlace && sumLengths(held) > 0) out.notes.push(...(dev.format === 'raw' && !punchesHoles() ? [ZERO_FALLBACK_NOTE] : inPlaceNotes(dev)));
     return out;
   } finally {
     await dev.close();
@@ -105,12 +114,26 @@ async function intoNewImage(req: SparsifyRequest): Promise<SparsifyReport> {
   return out!;
 }
 
+/** Refuses as the dry run warns, from a read-only look (nothing written, not even an in-use mark); undefined when it may run. */
+async function refuseBeforeWriting(req: SparsifyRequest): Promise<ImageInfo | undefined> {
+  const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
+  try {
+    const info = await imageInfo(req.source, req.sourceFormat);
+    const refusal = inPlaceRefusalReason(dev, info);
+    if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', refusalMessage(dev.path, refusal), dev.path);
+    return info;
+  } finally {
+    await dev.close();
+  }
+}
+
 async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
+  const info = await refuseBeforeWriting(req);
   // Open for writing: the image is locked as a writer, so one another program holds is refused here.
   const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
   let closed = false;
   try {
-    const sizeBefore = await allocatedSize(req.source, req.sourceFormat);
+    const sizeBefore = await allocatedSize(req.source, req.sourceFormat, info);
     const map = await freeMap(dev, req.source);
     // Only what this image itself holds can be given back; a free range that reads through to a backing file holds nothing here.
     const held = await heldRanges(dev, map.ranges, true, req.signal);
@@ -128,11 +151,12 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
         } catch (err) {
           const e = toDiskError(err, req.source);
           if (e.code !== 'EUNSUPPORTED') throw e;
-          if (dev.format !== 'raw' || done > 0) throw inPlaceRefusal(dev, e);
+          // What refuseBeforeWriting could not know (a file system that cannot punch holes where the system can).
+          if (dev.format !== 'raw' || done > 0) throw new DiskError('EUNSUPPORTED', refusalMessage(dev.path, e.message.replace(`${dev.path}: `, '')), dev.path);
           // Raw without hole punching: the guest's free blocks are zeroed (reading the same to a file system
           // that does not look at free blocks); the file keeps its blocks, but a sparse copy drops them.
           zeroFallback = true;
-          out.notes.push('This system cannot punch holes in the file: the free ranges were zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back.');
+          out.notes.push(ZERO_FALLBACK_NOTE);
           await zeroWhereNonZero(dev, r, req.signal);
         }
       }
@@ -152,6 +176,11 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
 
 const sumLengths = (ranges: readonly ByteRange[]) => ranges.reduce((n, r) => n + r.length, 0);
 
+/** Raw in place where holes cannot be punched: the run's note, and the dry run's (where this system has no hole punching at all). */
+const ZERO_FALLBACK_NOTE =
+  'This system cannot punch holes in the file: the free ranges are zeroed instead, so the file keeps its size; a sparse copy (sparsify into a new image) gives the space back.';
+const punchesHoles = () => typeof nativeFileOps?.punchHole === 'function';
+
 /** What in place does with the freed space, per format: where the file gets shorter and where it only takes less room. */
 function inPlaceNotes(dev: BlockDevice): string[] {
   const unit = dev.clusterSize ? `Only whole ${dev.clusterSize}-byte ${dev.format === 'qcow2' || dev.format === 'parallels' ? 'clusters' : dev.format === 'vmdk' ? 'grains' : 'blocks'} inside free ranges are released.` : undefined;
@@ -165,8 +194,9 @@ function inPlaceNotes(dev: BlockDevice): string[] {
   return [...(unit ? [unit] : []), ...(notes[dev.format] ? [notes[dev.format]] : [])];
 }
 
-function inPlaceRefusal(dev: BlockDevice, e: DiskError): DiskError {
-  return new DiskError('EUNSUPPORTED', `${dev.path}: cannot compact in place (${e.message.replace(`${dev.path}: `, '')}); compact into a new image instead: diskwright sparsify SRC DST`, dev.path);
+/** The one wording of a refusal in place: the run's error, and the dry run's warning. */
+function refusalMessage(path: string, reason: string): string {
+  return `${path}: cannot compact in place (${reason}); compact into a new image instead: diskwright sparsify SRC DST`;
 }
 
 async function freeMap(dev: BlockDevice, path: string): Promise<DiskFreeMap> {
@@ -244,9 +274,14 @@ async function zeroWhereNonZero(dev: BlockDevice, r: ByteRange, signal?: AbortSi
   }
 }
 
+/** info of the image alone (its backing file named, not opened); undefined where info cannot read it. */
+function imageInfo(path: string, format?: string): Promise<ImageInfo | undefined> {
+  return inspectImage(path, { format, backingPolicy: 'none' }).catch(() => undefined);
+}
+
 /** Bytes the image takes on the host (its allocated blocks; every file of an image spanning several), as info's actual-size. */
-async function allocatedSize(path: string, format?: string): Promise<number> {
-  const info = await inspectImage(path, { format, backingPolicy: 'none' }).catch(() => undefined);
+async function allocatedSize(path: string, format?: string, known?: ImageInfo): Promise<number> {
+  const info = known ?? (await imageInfo(path, format));
   if (info) return info['actual-size'];
   const st = await fsp.stat(path).catch(() => undefined);
   return st ? st.blocks * 512 : 0;

@@ -58,6 +58,8 @@ export const useCompactStore = defineStore('compact', {
       const r = this.value(await slot.run(this, gen, { kind: 'sparsify', path: this.path, mode: 'preview' }));
       if (r === undefined) return;
       this.preview = r;
+      // In place would refuse (the preview says why): into a new image is the one way left.
+      if (r.inPlaceRefusal) this.where = 'new';
       this.step = 'choose';
       void this.loadMap(gen);
     },

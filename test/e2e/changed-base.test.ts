@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { dwOk, must, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
+import { toneOf } from './tones';
 
 const session = e2eSession('dw-e2e-changed-base-');
 
@@ -37,6 +38,7 @@ test('a COW file whose base changed is accepted by clicking, and uml_moo takes t
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.getByTestId('accept-base').click();
   await page.getByTestId('accepted-base').waitFor({ timeout: 60_000 });
+  assert.equal(await toneOf(page, '[data-testid="accepted-base"]'), 'info', 'accepting the base is news, not a warning: the neutral tone');
   await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
   await banner.waitFor({ state: 'detached' });
 

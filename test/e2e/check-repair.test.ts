@@ -44,6 +44,9 @@ test('a leaky qcow2 is repaired by clicking, and qemu-img check is clean afterwa
   await page.getByRole('heading', { name: 'The image leaks space' }).waitFor();
   assert.match(await findings.locator('.finding[data-kind="leak"]').innerText(), /Harmless: 2 leaked clusters[\s\S]*No data is at risk/);
   assert.equal(await findings.locator('.finding[data-kind="corruption"]').count(), 0);
+  // Leaks alone leave one way to repair: said as text, not a radio group of one.
+  assert.equal(await page.getByRole('radio').count(), 0, 'no radio button for the one choice');
+  assert.equal((await page.getByTestId('repair-only').innerText()).trim(), 'Free the leaked space');
   assert.equal(await page.getByLabel('Keep a copy of the image as it was, beside it').isChecked(), true, 'keeping a copy is offered by default');
   assert.equal(sha(img), before, 'checking did not change the image');
   await page.screenshot({ path: join(SHOTS, 'check-findings-1280.png'), fullPage: true });
@@ -78,7 +81,7 @@ test('a clean image says so, and no repair is offered', async () => {
   // From the home screen: the path field's Check & Repair.
   await page.goto(session.host.url);
   await page.getByLabel('Image path').fill(img);
-  await page.getByRole('button', { name: 'Check & Repair', exact: true }).click();
+  await page.getByRole('button', { name: 'Check & Repair…', exact: true }).click();
   await page.getByRole('heading', { name: 'The image is clean' }).waitFor();
   assert.equal(await page.getByRole('button', { name: 'Repair', exact: true }).count(), 0);
   await page.screenshot({ path: join(SHOTS, 'check-clean-1280.png'), fullPage: true });
@@ -104,6 +107,7 @@ test('a damaged qcow2 (a refcount too low) is shown as data at risk and repaired
   await page.getByRole('heading', { name: 'The image is damaged' }).waitFor();
   assert.match(await page.locator('.finding[data-kind="corruption"]').innerText(), /Data at risk/);
   assert.equal(await page.getByLabel(/Repair everything/).isChecked(), true);
+  assert.equal(await page.getByRole('radio').count(), 2, 'damage offers two ways: everything, or the leaks only');
   await page.getByLabel('Keep a copy of the image as it was, beside it').uncheck();
   await page.screenshot({ path: join(SHOTS, 'check-damaged-1280.png'), fullPage: true });
   await page.getByRole('button', { name: 'Repair', exact: true }).click();

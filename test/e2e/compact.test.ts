@@ -18,6 +18,7 @@ import { must, run } from '../helpers';
 import { dumpe2fs } from '../interop/inside-common';
 import { assertKeptAndZeroed } from '../interop/sparsify-common';
 import { SHOTS, e2eSession } from './browser';
+import { layoutDefects } from './layout';
 
 /** The map's grid and the light theme's "free in the file system" colour (src-renderer/mapPalette.ts, tokens.css). */
 const GRID = { columns: 64, cell: 10, gap: 2, pitch: 12, pad: 2 };
@@ -158,6 +159,22 @@ test('Compact into a new image: the map colours what is given back, the new imag
   assert.ok(cells.length >= 640, `${cells.length} cells coloured free in the file system`);
   assert.deepEqual(cells.filter((c) => !freeCells.has(c)), [], 'every coloured cell lies where dumpe2fs lists free blocks');
   await page.screenshot({ path: join(SHOTS, 'compact-map-1280.png'), fullPage: true });
+  // What the screenshot showed wrong last round: the map and legend 90 px short of the card, one legend title in
+  // normal weight, shares side by side without saying of what. Now: both span the card's content, one weight,
+  // and every figure names its whole.
+  const spans = (await page.evaluate(`(() => {
+    const card = document.querySelector('[data-testid="compact-preview"]');
+    const st = getComputedStyle(card);
+    const right = card.getBoundingClientRect().right - parseFloat(st.paddingRight) - parseFloat(st.borderRightWidth);
+    const gap = (sel) => right - card.querySelector(sel).getBoundingClientRect().right;
+    return { canvas: gap('[data-testid="allocation-map"]'), legend: gap('.legend') };
+  })()`)) as { canvas: number; legend: number };
+  assert.ok(Math.abs(spans.canvas) <= 2 && Math.abs(spans.legend) <= 2, `the map and its legend reach the card's right edge: ${JSON.stringify(spans)}`);
+  const weights = await map.locator('.legend-label').evaluateAll((els) => els.map((e) => getComputedStyle(e).fontWeight));
+  assert.equal(new Set(weights).size, 1, `one weight for the legend's titles: ${weights.join(', ')}`);
+  for (const figure of await map.locator('.legend-figure').allInnerTexts()) assert.match(figure, /^[\d.]+ (bytes|KiB|MiB) of 64 MiB \(\d+\.\d%\)$/, figure);
+  assert.match(await map.locator('.legend-item[data-kind="freeInFs"] .legend-note').innerText(), /^part of the data/);
+  assert.deepEqual(await layoutDefects(page), [], 'the layout audit finds nothing on the preview');
 
   await page.getByLabel('Into a new image').check();
   const target = session.work.path('second.compact.qcow2');
@@ -180,5 +197,44 @@ test('Compact into a new image: the map colours what is given back, the new imag
   must('debugfs', ['-R', `dump /keep.bin ${out}`, back]);
   assert.ok(readFileSync(out).equals(keep), 'the kept file is intact');
   assert.ok(statSync(img).blocks * 512 - statSync(target).blocks * 512 >= 38 * MiB, 'the new image is smaller by the freed space');
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('Compact of a differencing VHD: in place is not offered (the reason shown), into a new image is chosen; the preview writes nothing', async () => {
+  const base = session.work.path('vhd-base.vhd');
+  must('qemu-img', ['create', '-q', '-f', 'vpc', base, '16M']);
+  const child = session.work.path('vhd-diff.vhd');
+  // qemu-img makes no VHD over a parent: ours does.
+  must(process.execPath, [join(__dirname, '..', '..', 'bin', 'diskwright.js'), 'create', '-f', 'vpc', '-b', 'vhd-base.vhd', '-F', 'vpc', child]);
+  const before = sha(child);
+  const cli = JSON.parse(must(process.execPath, [join(__dirname, '..', '..', 'bin', 'diskwright.js'), 'sparsify', '--dry-run', '--in-place', '--output', 'json', child]).stdout);
+
+  const { page } = session.browser;
+  await page.goto(session.host.url);
+  await page.getByLabel('Image path').fill(child);
+  await page.getByRole('button', { name: 'Compact…', exact: true }).click();
+  await page.getByTestId('compact-preview').waitFor({ timeout: 30_000 });
+  const inPlace = page.getByRole('radio', { name: 'In place' });
+  assert.equal(await inPlace.isDisabled(), true, 'in place cannot be chosen');
+  assert.equal(await page.getByRole('radio', { name: 'Into a new image' }).isChecked(), true, 'into a new image is chosen');
+  const reason = (await page.getByTestId('in-place-refused').innerText()).trim();
+  assert.equal(reason, `Not possible in place: ${cli.inPlaceRefusal}.`, 'the reason is the one the CLI\'s dry run gives');
+  assert.match(reason, /a differencing VHD cannot release blocks/);
+  assert.equal(await inPlace.getAttribute('aria-describedby'), 'in-place-refused', 'the reason is read with the choice');
+  assert.equal(await page.getByRole('textbox', { name: 'New image' }).inputValue(), session.work.path('vhd-diff.compact.vhd'));
+  // Seen in this screenshot before: the name's field 160 px wide beside its label, an empty table of figures.
+  const field = (await page.evaluate(`(() => {
+    const set = document.querySelector('.repair-choice');
+    const st = getComputedStyle(set);
+    const right = set.getBoundingClientRect().right - parseFloat(st.paddingRight) - parseFloat(st.borderRightWidth);
+    const input = document.getElementById('compact-target').getBoundingClientRect();
+    const label = document.querySelector('label[for="compact-target"]').getBoundingClientRect();
+    return { short: right - input.right, below: input.top >= label.bottom - 1 };
+  })()`)) as { short: number; below: boolean };
+  assert.ok(Math.abs(field.short) <= 2 && field.below, `the new image's field spans the choice, under its label: ${JSON.stringify(field)}`);
+  assert.equal(await page.getByTestId('compact-partitions').count(), 0, 'no table of figures without a partition or file system');
+  await page.screenshot({ path: join(SHOTS, 'compact-refused-1280.png'), fullPage: true });
+  assert.deepEqual(await layoutDefects(page), []);
+  assert.equal(sha(child), before, 'the preview wrote nothing');
   assert.deepEqual(session.browser.problems, []);
 });

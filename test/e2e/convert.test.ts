@@ -12,6 +12,7 @@ import type { Page } from 'playwright';
 import { formatSummaries } from '../../src-main/registry';
 import { must, qemuIo, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
+import { toneOf } from './tones';
 
 const session = e2eSession('dw-e2e-convert-');
 
@@ -92,6 +93,7 @@ test('cancelling a large convert leaves neither the target nor a temporary file'
   await page.getByRole('button', { name: 'Cancel' }).click();
   await page.screenshot({ path: join(SHOTS, 'convert-cancelled-1280.png'), fullPage: true });
   await page.getByText('The conversion was cancelled; nothing was left behind.').waitFor().catch(async (e) => { console.log('page at the failure:', page.url(), await page.locator('main').innerText()); throw e; });
+  assert.equal(await toneOf(page, '[data-testid="cancelled-note"]'), 'info', 'a cancel the user asked for is not a warning: the neutral tone');
   const left = readdirSync(session.work.dir).filter((n) => n.includes('big-out'));
   assert.deepEqual(left, []);
   assert.deepEqual(session.browser.problems, []);

@@ -9,12 +9,17 @@
  * - a button overlapping another button, a form control or a line of text;
  * - a button touching the text above it or the box below it (less than 4 px between them);
  * - cards (boxes with a border of their own) closer than 8 px to each other, above, below or beside;
+ * - a part of a card that fills its width in the flow (a map, a legend, a table, a fieldset) ending short of it:
+ *   a block box (not text, not a control) in the normal flow of a box that spans the card, wider than half of
+ *   that box's content yet ending more than 16 px before its right edge (the Compact map 90 px short);
+ * - titles of one kind side by side in different weights: elements of the same tag and class, holding text,
+ *   under one grandparent (the labels of a legend's items, one of them normal and its siblings bold);
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'sideways scroll';
   detail: string;
 }
 
@@ -138,6 +143,56 @@ const MEASURE = `(() => {
       const gapX = Math.max(b.left - a.right, a.left - b.right);
       if (sharedX > 1 && gapY < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapY) + ' px apart (above and below)' });
       else if (sharedY > 1 && gapX < min - 0.5) out.push({ what: 'cramped', detail: name(cards[i]) + ' and ' + name(cards[j]) + ' are ' + Math.round(gapX) + ' px apart (side by side)' });
+    }
+  }
+
+  // Parts of a card that fill its width, ending short: walked down the card's normal flow, box by box.
+  const shown = new Set(all);
+  const FLOW = ['block', 'flow-root', 'list-item'];
+  const BLOCKS = ['block', 'flow-root', 'list-item', 'flex', 'grid', 'table'];
+  const TEXT = 'p, h1, h2, h3, h4, h5, h6, label, legend, summary, dt, dd, pre, blockquote, span, a, code, li, button, .button, input, select, textarea';
+  const contentBox = (el) => {
+    const r = el.getBoundingClientRect();
+    const st = getComputedStyle(el);
+    return { left: r.left + parseFloat(st.borderLeftWidth) + parseFloat(st.paddingLeft), right: r.right - parseFloat(st.borderRightWidth) - parseFloat(st.paddingRight) };
+  };
+  for (const card of all.filter((el) => el.matches('.card'))) {
+    const spanning = [card];
+    while (spanning.length) {
+      const parent = spanning.pop();
+      if (!FLOW.includes(getComputedStyle(parent).display)) continue;
+      const box = contentBox(parent);
+      const width = box.right - box.left;
+      for (const el of parent.children) {
+        if (!shown.has(el) || el.matches(TEXT)) continue;
+        const st = getComputedStyle(el);
+        if (!BLOCKS.includes(st.display) || st.position === 'absolute' || st.position === 'fixed' || st.float !== 'none') continue;
+        const r = el.getBoundingClientRect();
+        if (r.width <= width / 2 || Math.abs(r.left - box.left) > 2) continue;
+        const short = box.right - r.right;
+        if (short > 16) out.push({ what: 'short of the card', detail: name(el) + ' ends ' + Math.round(short) + ' px before the right edge of ' + name(parent) + ' (' + Math.round(r.width) + ' of ' + Math.round(width) + ' px)' });
+        else spanning.push(el);
+      }
+    }
+  }
+
+  // Titles of one kind side by side: one weight.
+  const titleGroups = new Map();
+  for (const el of all) {
+    const grand = el.parentElement && el.parentElement.parentElement;
+    if (!grand || typeof el.className !== 'string' || !el.className.trim()) continue;
+    if (!Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (!titleGroups.has(grand)) titleGroups.set(grand, new Map());
+    const kinds = titleGroups.get(grand);
+    const kind = el.tagName + '.' + el.className.trim().split(/\s+/).sort().join('.');
+    if (!kinds.has(kind)) kinds.set(kind, []);
+    kinds.get(kind).push(el);
+  }
+  for (const kinds of titleGroups.values()) {
+    for (const els of kinds.values()) {
+      if (els.length < 2) continue;
+      const weights = new Set(els.map((el) => getComputedStyle(el).fontWeight));
+      if (weights.size > 1) out.push({ what: 'uneven titles', detail: els.map((el) => name(el) + ' ' + getComputedStyle(el).fontWeight).join(', ') });
     }
   }
 

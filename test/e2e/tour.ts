@@ -3,9 +3,11 @@
  * with a short name. The layout audit, the accessibility audit and the contact sheet all take the same walk, so a
  * view added here is audited three ways.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
-import { must, qemuIo } from '../helpers';
+import { dwOk, must, qemuIo } from '../helpers';
 import type { E2eSession } from './browser';
 
 export type Visit = (stop: string) => Promise<void>;
@@ -16,6 +18,10 @@ export interface TourImages {
   img: string;
   /** A qcow2 that leaks two clusters (Check & Repair has findings to show). */
   leaky: string;
+  /** A qcow2 holding an ext4 whose 4 MiB file was deleted (Compact has space to give back, and a map to show it). */
+  fs: string;
+  /** A differencing VHD over a VHD beside it (Compact cannot work in place: it says why). */
+  diffVhd: string;
 }
 
 export function makeTourImages(session: E2eSession): TourImages {
@@ -33,7 +39,23 @@ export function makeTourImages(session: E2eSession): TourImages {
   const p = new Qcow2Patcher(leaky);
   p.setRefcount(p.appendCluster(0x5a), 1);
   p.setRefcount(p.appendCluster(0x5b), 1);
-  return { img, leaky };
+
+  const tree = session.work.path('fs-tree');
+  mkdirSync(tree);
+  writeFileSync(join(tree, 'keep.bin'), Buffer.alloc(1 << 20, 0x42));
+  writeFileSync(join(tree, 'gone.bin'), Buffer.alloc(4 << 20, 0x43));
+  const fsRaw = session.work.path('fs.raw');
+  must('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, fsRaw, '16M']);
+  must('debugfs', ['-w', '-R', 'rm /gone.bin', fsRaw]);
+  const fs = session.work.path('fs.qcow2');
+  must('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', fsRaw, fs]);
+
+  // qemu-img makes no VHD over a parent: the parent is qemu's, the child ours.
+  const vhdBase = session.work.path('base.vhd');
+  must('qemu-img', ['create', '-q', '-f', 'vpc', vhdBase, '16M']);
+  const diffVhd = session.work.path('diff.vhd');
+  dwOk(['create', '-f', 'vpc', '-b', 'base.vhd', '-F', 'vpc', diffVhd]);
+  return { img, leaky, fs, diffVhd };
 }
 
 async function open(page: Page, url: string, image: string, name: string): Promise<void> {
@@ -105,6 +127,16 @@ export async function tour(page: Page, session: E2eSession, images: TourImages, 
   await page.getByRole('button', { name: 'Check & Repair…' }).click();
   await page.getByTestId('findings').getByRole('heading', { level: 2 }).waitFor();
   await visit('check-findings');
+
+  await open(page, url, images.fs, 'fs.qcow2');
+  await page.getByTestId('open-compact').click();
+  await page.getByTestId('compact-map').locator('.legend-item[data-kind="freeInFs"]').waitFor({ timeout: 30_000 });
+  await visit('compact-preview');
+
+  await open(page, url, images.diffVhd, 'diff.vhd');
+  await page.getByTestId('open-compact').click();
+  await page.getByTestId('in-place-refused').waitFor({ timeout: 30_000 });
+  await visit('compact-refused');
 
   // Home again, now with images in Recent.
   await page.goto(url);

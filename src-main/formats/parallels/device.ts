@@ -232,18 +232,27 @@ export class ParallelsDevice implements BlockDevice {
   }
 
   /**
-   * Releases the whole clusters inside the range: their BAT entries become 0 (zeros, as qemu reads them),
-   * written and synced before the clusters' space is punched out of the file (where this system can); the data
-   * area's end is worked out again, so that close cuts the file after the last cluster left (qemu's check counts
-   * anything past it as leaked). An image over a backing image refuses: a cluster not in the BAT reads the
-   * backing image's data, and Parallels has no entry that reads as zeros.
+   * Why discard refuses on this image, from its own facts (undefined: it can release space), asked before
+   * anything is written (sparsify's dry run and its in-place run, services/sparsify/refusal.ts): an image marked
+   * in use, one that may not be written (what opening it for writing checks; a writable device passed it), or
+   * one over a backing image.
    */
+  discardRefusal(): string | undefined {
+    if (this.unclean) return 'the image is marked in use (it was not closed cleanly): repair it first (check -r all)';
+    const cannotWrite = this.readOnly ? writeRefusal(this.header, this.bat, this.file.size, this.path) : undefined;
+    if (cannotWrite) return cannotWrite.message.replace(`${this.path}: `, '');
+    return this.overBackingRefusal();
+  }
+
+  private overBackingRefusal(): string | undefined {
+    return this.backing ? "this Parallels image lies over a backing image: a released cluster would read the backing image's data, and the format has no way to mark one as zeros" : undefined;
+  }
+
   async discard(offset: number, length: number): Promise<void> {
     this.writable();
     checkRange(this.size, offset, length, this.path);
-    if (this.backing) {
-      throw new DiskError('EUNSUPPORTED', `${this.path}: this Parallels image lies over a backing image: a released cluster would read the backing image's data, and the format has no way to mark one as zeros`, this.path);
-    }
+    const refusal = this.overBackingRefusal();
+    if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: ${refusal}`, this.path);
     const cs = this.clusterSize;
     const first = Math.ceil(offset / cs);
     const end = Math.min(this.bat.length, offset + length >= this.size ? Math.ceil(this.size / cs) : Math.floor((offset + length) / cs));

@@ -38,6 +38,8 @@ function join(parts: Uint8Array[], bytes: number): Uint8Array {
   return out;
 }
 
+const OVER_PARENT_REFUSAL = "this VMDK lies over a parent and its extent has no zeroed-grain entries, so a released grain would read the parent's data";
+
 /** The most one status answer covers, to bound the work of one call. */
 const STATUS_MAX = 1 << 30;
 
@@ -401,6 +403,24 @@ export class VmdkDevice implements BlockDevice {
   }
 
   /**
+   * Why discard refuses on this image, from its own facts (undefined: it can release space), asked before
+   * anything is written (sparsify's dry run and its in-place run, services/sparsify/refusal.ts). The same
+   * conditions discardNow meets extent by extent, taken over every extent.
+   */
+  discardRefusal(): string | undefined {
+    for (const e of this.extents) {
+      if (e instanceof SparseExtent) {
+        const cannotWrite = e.writeRefusal();
+        if (cannotWrite !== undefined) return cannotWrite;
+        if (this.backing && !e.facts.zeroGrain) return OVER_PARENT_REFUSAL;
+      } else if (e instanceof FlatExtent) {
+        if (!e.file.punchesHoles) return `this system cannot punch holes in the flat extent ${e.file.path}`;
+      } else if (e.type !== 'ZERO') return `a ${e.type} extent cannot release space`;
+    }
+    return undefined;
+  }
+
+  /**
    * Releases the whole grains inside the range: unallocated (zeros) without a parent, the zeroed-grain entry over
    * one where the extent has that entry (qemu's zeroed_grain=on), else EUNSUPPORTED (the parent's data would
    * show). The tables are synced before the grains' space is punched out of the file (where this system can).
@@ -425,7 +445,7 @@ export class VmdkDevice implements BlockDevice {
         const end = off + n >= e.bytes ? Math.ceil(e.bytes / gb) : Math.floor((off + n) / gb);
         if (first < end) {
           if (this.backing && !e.facts.zeroGrain) {
-            throw new DiskError('EUNSUPPORTED', `${this.path}: this VMDK lies over a parent and its extent has no zeroed-grain entries, so a released grain would read the parent's data`, this.path);
+            throw new DiskError('EUNSUPPORTED', `${this.path}: ${OVER_PARENT_REFUSAL}`, this.path);
           }
           if (!changed) await this.updateCid();
           changed = true;

@@ -242,11 +242,18 @@ export class SparseExtent implements VmdkExtent {
   /** Refuses writes this extent cannot take, with the reason. */
   checkWritable(): void {
     const path = this.file.path;
-    if (this.facts.compressed || this.facts.markers || this.facts.footer) {
-      throw new DiskError('EUNSUPPORTED', `${path}: writing into an existing streamOptimized (compressed) VMDK is not supported; convert it to another subformat first`, path);
-    }
-    if (!this.facts.vmdk3 && this.facts.version === 3) throw new DiskError('EUNSUPPORTED', `${path}: VMDK version 3 images can only be opened read-only`, path);
+    const refusal = this.writeRefusal();
+    if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${path}: ${refusal}`, path);
     if (!this.writable) throw new DiskError('EREADONLY', `${path}: the extent is read-only`, path);
+  }
+
+  /** Why this extent's kind can never be written (whatever mode it was opened in), or undefined. */
+  writeRefusal(): string | undefined {
+    if (this.facts.compressed || this.facts.markers || this.facts.footer) {
+      return 'writing into an existing streamOptimized (compressed) VMDK is not supported; convert it to another subformat first';
+    }
+    if (!this.facts.vmdk3 && this.facts.version === 3) return 'VMDK version 3 images can only be opened read-only';
+    return undefined;
   }
 
   /** Appends `sectors` sectors at the end of the file (never over existing bytes) and returns their first sector. */

@@ -314,11 +314,10 @@ export class VpcDevice implements BlockDevice {
   async discard(offset: number, length: number): Promise<void> {
     this.writable();
     checkRange(this.size, offset, length, this.path);
+    const refusal = this.discardRefusal();
+    if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: ${refusal}`, this.path);
     await this.guard(async () => {
       if (!this.dyn) return this.punchFixed(offset, length);
-      if (this.differencing) {
-        throw new DiskError('EUNSUPPORTED', `${this.path}: a differencing VHD cannot release blocks: a block not in its table reads the parent's data, and VHD has no way to mark one as zeros`, this.path);
-      }
       const dyn = this.dyn;
       const bs = dyn.blockSize;
       const first = Math.ceil(offset / bs);
@@ -346,6 +345,16 @@ export class VpcDevice implements BlockDevice {
       for (const at of freed) await this.file.punchHole(at, dyn.bitmapSize + bs);
       await this.cutAfterLastBlock();
     });
+  }
+
+  /**
+   * Why discard refuses on this image, from its own facts (undefined: it can release space), asked before
+   * anything is written (sparsify's dry run and its in-place run, services/sparsify/refusal.ts).
+   */
+  discardRefusal(): string | undefined {
+    if (!this.dyn) return this.file.punchesHoles ? undefined : 'a fixed VHD keeps its whole data area, and this system cannot punch holes in the file';
+    if (this.differencing) return "a differencing VHD cannot release blocks: a block not in its table reads the parent's data, and VHD has no way to mark one as zeros";
+    return undefined;
   }
 
   /** Moves the footer down to just after the last block (or the metadata) when blocks past it were freed, and cuts the file there. */

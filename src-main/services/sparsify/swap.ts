@@ -21,12 +21,22 @@ export interface SwapRequest {
   onProgress?: (phase: 'copy' | 'sparsify', done: number, total: number) => void;
 }
 
+/**
+ * Why "in place, keeping a copy" refuses an image before the compaction itself could (one copied file cannot
+ * hold an image of several files), in words after "cannot compact in place (…)"; undefined when it may run.
+ * For the app's preview to offer in place only where this and the compaction's own refusal agree.
+ */
+export async function copySwapRefusal(shownPath: string): Promise<string | undefined> {
+  const path = await imageEntry(shownPath);
+  const driver = await resolveDriver(path);
+  return (await driver.spansFiles?.(path)) ? `a ${driver.label} image can span several files` : undefined;
+}
+
 export async function compactViaCopy(req: SwapRequest): Promise<SparsifyReport & { keptCopy?: string }> {
   const path = await imageEntry(req.path);
   const driver = await resolveDriver(path);
-  if (await driver.spansFiles?.(path)) {
-    throw new DiskError('EUNSUPPORTED', `${req.path}: a ${driver.label} image can span several files; compact it into a new image instead`, req.path);
-  }
+  const refusal = await copySwapRefusal(req.path);
+  if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${req.path}: ${refusal}; compact it into a new image instead`, req.path);
   const before = (await fsp.stat(path)).blocks * 512;
   const done = await workOnCopy({
     path,

@@ -1,0 +1,92 @@
+/**
+ * The layout audit's rules can fail: layout.ts's `layoutDefects` over fixture pages in Chromium. A card laid out
+ * as the Compact preview was (a 766 px map and its legend in a wider card, one legend title in normal weight
+ * among bold ones) is reported, part by part; the same card fixed (map and legend spanning, titles one weight)
+ * is not, and neither is content meant to be narrow (buttons, a short line, a field, a paragraph with a
+ * reading measure, a centred box, a row of buttons).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launch, type Browser } from './browser';
+import { layoutDefects } from './layout';
+
+let browser: Browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser.close();
+});
+
+const STYLE = `
+  .card > * { margin: 8px 0; }
+  body { font: 16px sans-serif; margin: 0; padding: 24px; }
+  .card { width: 846px; box-sizing: border-box; padding: 18px; border: 1px solid #ccc; border-radius: 8px; margin-bottom: 16px; }
+  .allocation-map { width: 766px; max-width: 100%; }
+  .allocation-map.fill { width: auto; }
+  .map-frame { overflow-x: auto; }
+  canvas { display: block; }
+  .legend { list-style: none; margin: 0; padding: 0; display: grid; grid-template-columns: repeat(auto-fit, minmax(12rem, 1fr)); gap: 8px; }
+  .legend-item { border: 1px solid #ccc; padding: 6px; }
+  .legend-label { font-weight: 600; }
+  .legend-part .legend-label { font-weight: 500; }
+  .narrow-p { max-width: 40ch; }
+  .centred { width: 60%; margin: 8px auto; height: 20px; }
+  .row { display: flex; gap: 8px; }
+  select { width: 200px; }
+`;
+
+function page(mapClass: string, partClass: string): string {
+  return `<!doctype html><html><head><style>${STYLE}</style></head><body>
+    <section class="card">
+      <h2>About 40.1 MiB can be given back</h2>
+      <p class="narrow-p">A paragraph kept to a reading measure, narrower than the card on purpose.</p>
+      <section class="compact-map">
+        <div class="allocation-map ${mapClass}">
+          <div class="map-frame"><canvas width="766" height="200" style="width: 100%; height: 200px"></canvas></div>
+          <ul class="legend">
+            <li class="legend-item"><span class="legend-label">Data</span></li>
+            <li class="legend-item ${partClass}"><span class="legend-label">Free in the file system</span></li>
+            <li class="legend-item"><span class="legend-label">Already free (zeros)</span></li>
+            <li class="legend-item"><span class="legend-label">Already free (not stored)</span></li>
+          </ul>
+        </div>
+      </section>
+      <div class="centred"></div>
+      <select><option>KVM / QEMU</option></select>
+      <div class="row"><button type="button">Compact</button><button type="button">Not now</button></div>
+      <button type="button">Alone</button>
+      <span>Short inline text.</span>
+    </section>
+  </body></html>`;
+}
+
+test('the layout audit reports a card part ending short of the card and legend titles of one kind in two weights (the Compact preview as it was)', async () => {
+  await browser.page.setContent(page('', 'legend-part'));
+  const defects = await layoutDefects(browser.page);
+  const short = defects.filter((d) => d.what === 'short of the card');
+  assert.equal(short.length, 1, JSON.stringify(defects, null, 1));
+  assert.match(short[0].detail, /^div\.allocation-map .* ends 4\d px before the right edge of section\.compact-map .*\(766 of 8\d\d px\)$/);
+  const uneven = defects.filter((d) => d.what === 'uneven titles');
+  assert.equal(uneven.length, 1, JSON.stringify(defects, null, 1));
+  assert.match(uneven[0].detail, /“Data” 600, .*“Free in the file system” 500/);
+  assert.deepEqual(defects.filter((d) => d.what !== 'short of the card' && d.what !== 'uneven titles'), []);
+});
+
+test('the same card fixed (the map and its legend spanning the card, one weight): no defect; narrow content on purpose is not one', async () => {
+  await browser.page.setContent(page('fill', ''));
+  assert.deepEqual(await layoutDefects(browser.page), []);
+});
+
+test('a fixed-width table or fieldset stopping short is reported as well; a legend inside a narrow column is not', async () => {
+  await browser.page.setContent(`<!doctype html><html><head><style>${STYLE}
+      table { width: 600px; } fieldset { width: 500px; }
+      .cols { display: grid; grid-template-columns: 1fr 1fr; } .cols > div > div { width: 300px; height: 10px; }
+    </style></head><body>
+    <section class="card"><table><tr><td>Whole disk</td><td>40.1 MiB</td></tr></table><fieldset><legend>Where</legend>In place</fieldset>
+      <div class="cols"><div><div></div></div><div></div></div></section></body></html>`);
+  const short = (await layoutDefects(browser.page)).filter((d) => d.what === 'short of the card').map((d) => d.detail);
+  assert.equal(short.length, 2, short.join('\n'));
+  assert.match(short[0], /^table .* ends \d+ px before/);
+  assert.match(short[1], /^fieldset .* ends \d+ px before/);
+});
