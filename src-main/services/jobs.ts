@@ -24,7 +24,7 @@ import { repairImage } from './repair';
 import { createNamedSnapshot, deleteSnapshot, revertToSnapshot } from './snapshot';
 import { copyOutNew } from './inside';
 import { sparsify } from './sparsify';
-import { compactViaCopy } from './sparsify/swap';
+import { compactViaCopy, copySwapRefusal } from './sparsify/swap';
 
 type Listener = (e: JobEvent) => void;
 
@@ -96,7 +96,14 @@ const HANDLERS: Handlers = {
   sparsify(spec, { backingPolicy, signal, progress }) {
     if (spec.mode === 'in-place') return compactViaCopy({ path: spec.path, keepCopy: spec.keepCopy ?? true, signal, onProgress: (phase, d, t) => progress(phase)(d, t) });
     if (spec.mode === 'new' && !spec.target) throw new DiskError('EINVAL', 'a compaction into a new image needs the new image\'s name');
-    return sparsify({ source: spec.path, target: spec.mode === 'new' ? spec.target : undefined, targetFormat: spec.targetFormat, dryRun: spec.mode === 'preview', backingPolicy, signal, onProgress: progress('sparsify') });
+    const run = sparsify({ source: spec.path, target: spec.mode === 'new' ? spec.target : undefined, targetFormat: spec.targetFormat, dryRun: spec.mode === 'preview', backingPolicy, signal, onProgress: progress('sparsify') });
+    if (spec.mode !== 'preview') return run;
+    // The app compacts in place through a working copy (copy-swap), which refuses an image of several files: the
+    // preview says so as well, so that "in place" is not offered only to be refused after the click.
+    return run.then(async (r) => {
+      r.inPlaceRefusal ??= await copySwapRefusal(spec.path);
+      return r;
+    });
   },
 };
 

@@ -209,6 +209,21 @@ test('the app\'s "in place, keeping a copy" refuses an image of several files be
   assert.deepEqual(Object.fromEntries(files.map((n) => [n, digests(join(s.dir, n))])), before);
 });
 
+test("the app's Compact preview (the sparsify job) says in place will be refused for an image of several files, and not for one file", async () => {
+  const { JobManager } = await import('../../src-main/services/jobs');
+  const { jobEnd } = await import('../job-end');
+  const jobs = new JobManager('anywhere');
+  const preview = async (path: string) => {
+    const end = await jobEnd((l) => jobs.onEvent(l), () => jobs.start({ kind: 'sparsify', path, mode: 'preview' }));
+    assert.equal(end.type, 'done', JSON.stringify(end));
+    return (end as { result: { inPlaceRefusal?: string } }).result;
+  };
+  const split = s.path('split-preview.vmdk');
+  must('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', disk, split]);
+  assert.match((await preview(split)).inPlaceRefusal ?? '', /can span several files/);
+  assert.equal((await preview(converted('one-preview.vmdk', 'vmdk'))).inPlaceRefusal, undefined);
+});
+
 /** diskwright without the native helper (DISKWRIGHT_NO_NATIVE=1): a system that cannot punch holes. */
 function dwNoPunch(args: string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, DISKWRIGHT_NO_NATIVE: '1' }, encoding: 'utf8' });
