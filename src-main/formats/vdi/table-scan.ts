@@ -1,14 +1,17 @@
 /**
  * Walks over a block table (a Uint32Array, one entry a block) without a JavaScript loop over its unused
- * entries: stretches holding one value are compared with memcmp against a template of that value, 1 KiB at a
- * time, and only entries that differ are visited one by one. So the work and the memory of a scan follow the
+ * entries: stretches holding one value are compared with memcmp against a template of that value, 64 KiB at
+ * a time, a stretch that differs is halved down to 16 entries, and only entries that differ are visited one by
+ * one. So the work and the memory of a scan follow the
  * blocks in use, not the disk's size: a loop over a 1 TiB image's 1 Mi entries costs a few milliseconds and
  * does not make V8 compile it (an optimizing compile costs megabytes of resident memory that stay).
  * The same code lives in parallels/table-scan.ts: a format folder imports no other's.
  */
 
-/** Entries compared at once. */
-const SPAN = 256;
+/** Entries compared at once: a 64 KiB template. */
+const SPAN = 16384;
+/** A mismatching stretch is halved until it is this short, then looked at entry by entry. */
+const SHORT = 16;
 const templates = new Map<number, Buffer>();
 
 function templateOf(value: number): Buffer {
@@ -20,23 +23,31 @@ function templateOf(value: number): Buffer {
   return t;
 }
 
-function bytesOf(table: Uint32Array): Uint8Array {
-  return new Uint8Array(table.buffer, table.byteOffset, table.byteLength);
-}
-
 /** The first index in [from, to) whose entry is not `value` (`to` when there is none). */
 export function endOfRun(table: Uint32Array, from: number, to: number, value: number): number {
-  const bytes = bytesOf(table);
+  const bytes = new Uint8Array(table.buffer, table.byteOffset, table.byteLength);
   const t = templateOf(value);
+  const same = (at: number, n: number) => t.compare(bytes, at * 4, (at + n) * 4, 0, n * 4) === 0;
   let i = from;
-  // Entry by entry up to a span boundary, then whole spans while they match, then entry by entry again.
-  while (i < to && i % SPAN !== 0) {
+  while (i < to) {
     if (table[i] !== value) return i;
-    i++;
+    let n = Math.min(SPAN, to - i);
+    if (same(i, n)) {
+      i += n;
+      continue;
+    }
+    // The first entry that differs lies in [i, i + n): halve the stretch, keeping the half that holds it.
+    while (n > SHORT) {
+      const half = n >>> 1;
+      if (same(i, half)) {
+        i += half;
+        n -= half;
+      } else n = half;
+    }
+    while (table[i] === value) i++;
+    return i;
   }
-  while (i + SPAN <= to && t.compare(bytes, i * 4, (i + SPAN) * 4) === 0) i += SPAN;
-  while (i < to && table[i] === value) i++;
-  return i;
+  return to;
 }
 
 /** Calls `visit` for every entry that is not `unused`, in index order. */
