@@ -146,3 +146,23 @@ test('a 1 TiB VDI and Parallels image: the table is one Uint32Array of 4 bytes a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const [name, scan] of [
+  ['vdi', vdiScan],
+  ['parallels', parallelsScan],
+] as const) {
+  test(`${name} RunMemo: answers as endOfRun for questions inside and outside the remembered run, and after forget() a changed table`, () => {
+    const t = sparseTable(70000, 0, 7, (r) => 1 + Math.floor(r() * 9));
+    const memo = new scan.RunMemo(t);
+    const r = rng(99);
+    for (let k = 0; k < 2000; k++) {
+      const at = k < 1000 ? Math.floor(r() * t.length) : (k * 37) % t.length;
+      const to = at + Math.floor(r() * (t.length - at + 1));
+      assert.equal(memo.endOf(at, to, t[at]), scan.endOfRun(t, at, to, t[at]), `question ${k}`);
+      if (k % 100 === 0) {
+        t[Math.floor(r() * t.length)] = t[at] === 0 ? 5 : 0;
+        memo.forget();
+      }
+    }
+  });
+}

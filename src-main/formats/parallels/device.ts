@@ -25,7 +25,7 @@ import {
   validateHeader,
   type ParallelsHeader,
 } from './layout';
-import { endOfRun, forEachUsed } from './table-scan';
+import { forEachUsed, RunMemo } from './table-scan';
 
 const ZERO_CHUNK = 1 << 20;
 const MAX_BAT_VALUE = 0xffffffff;
@@ -104,6 +104,8 @@ export class ParallelsDevice implements BlockDevice {
   private zeroFrom: number;
   private noFlush = false;
   private closed = false;
+  /** The last run of unallocated entries run() found in the BAT; forgotten whenever the BAT changes. */
+  private readonly runs: RunMemo;
 
   constructor(
     private readonly file: ImageFile,
@@ -118,6 +120,7 @@ export class ParallelsDevice implements BlockDevice {
   ) {
     this.size = size ?? header.nbSectors * SECTOR;
     this.clusterSize = header.tracks * SECTOR;
+    this.runs = new RunMemo(bat);
     this.dataEnd = dataEndSectors(header, bat);
     this.zeroFrom = file.size;
   }
@@ -141,7 +144,7 @@ export class ParallelsDevice implements BlockDevice {
     let end = idx + 1;
     if (first === 0) {
       // Without a loop over a sparse disk's BAT; clusters past its end are unallocated too.
-      end = endOfRun(this.bat, Math.min(end, this.bat.length), Math.min(last, this.bat.length), 0);
+      if (idx < this.bat.length) end = this.runs.endOf(idx, Math.min(last, this.bat.length), 0);
       if (end >= this.bat.length) end = last;
     } else while (end < last && this.host(end) === first + (end - idx) * cs) end++;
     return { host: first === 0 ? 0 : first + within, n: Math.min(len, Math.max(1, end - idx) * cs - within) };
@@ -213,6 +216,7 @@ export class ParallelsDevice implements BlockDevice {
     this.zeroFrom = Math.max(this.zeroFrom, end);
     const entries = new Uint8Array(count * 4);
     const v = new DataView(entries.buffer);
+    this.runs.forget();
     for (let k = 0; k < count; k++) {
       const value = (start + k * this.header.tracks) / mult;
       this.bat[first + k] = value;
@@ -262,6 +266,7 @@ export class ParallelsDevice implements BlockDevice {
         while (j < end && this.bat[j] !== 0) {
           freed.push(this.host(j));
           this.bat[j] = 0;
+          this.runs.forget();
           j++;
         }
         await this.file.write(batEntryOffset(i), new Uint8Array((j - i) * 4));

@@ -31,7 +31,7 @@ import {
 } from './layout';
 import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
-import { endOfRun } from './table-scan';
+import { RunMemo } from './table-scan';
 
 /** Entries per block-map sector: qemu rewrites the map a sector at a time. */
 const ENTRIES_PER_SECTOR = SECTOR / 4;
@@ -57,9 +57,21 @@ export class VdiDevice implements BlockDevice {
    * before or after, never half-made. So the driver takes overlapping calls (convert keeps reads in flight).
    */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The last run of one unallocated value run() found in the map. */
+  private readonly runs: RunMemo;
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    // A mutation may change the map: what runs() remembers is forgotten before and after it (a read that
+    // overlaps the mutation sees the map before or after, as it would without the memo).
+    const changing = async () => {
+      this.runs.forget();
+      try {
+        return await fn();
+      } finally {
+        this.runs.forget();
+      }
+    };
+    const run = this.queue.then(changing, changing);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -74,6 +86,7 @@ export class VdiDevice implements BlockDevice {
     readonly backing?: BlockDevice,
   ) {
     this.size = guestSize(header);
+    this.runs = new RunMemo(bmap);
     this.bs = header.blockSize;
     if (header.imageType !== TYPE_STATIC) this.clusterSize = header.blockSize;
     this.zeroFrom = file.size;
@@ -96,7 +109,7 @@ export class VdiDevice implements BlockDevice {
     const entry = this.bmap[idx];
     const last = Math.ceil((pos + len) / bs); // past the last block the range touches
     let end = idx + 1;
-    if (!isAllocated(entry)) end = endOfRun(this.bmap, end, last, entry); // without a loop over a sparse disk's map
+    if (!isAllocated(entry)) end = this.runs.endOf(idx, last, entry); // without a loop over a sparse disk's map
     else if (this.header.blockExtra === 0) while (end < last && this.bmap[end] === entry + (end - idx)) end++;
     return { entry, host: isAllocated(entry) ? blockHostOffset(this.header, entry) + within : 0, n: Math.min(len, (end - idx) * bs - within) };
   }
