@@ -153,6 +153,13 @@ export class VhdxDevice implements BlockDevice {
       let len = first.length;
       // Whole following blocks in the same state join the extent (data only when contiguous in the file).
       while (len < length && (offset + len) % bs === 0) {
+        if (first.kind === 'unallocated') {
+          // Blocks whose entries are all zeros (not present) join without a call each.
+          const block = (offset + len) / bs;
+          const end = await this.bat.zeroEntriesEnd(block, Math.ceil((offset + length) / bs));
+          len = Math.min(length, len + (end - block) * bs);
+          if (end > block) continue;
+        }
         const next = await this.blockStatus(offset + len, length - len);
         if (next.kind !== first.kind) break;
         if (first.kind === 'data' && (next.hostOffset !== first.hostOffset! + len || next.readsAsZero !== first.readsAsZero)) break;
