@@ -8,8 +8,9 @@ import { DiskError, throwIfAborted, toDiskError } from '../../block/errors';
 import { checkReport } from '../../block/check-report';
 import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
-import { batEntryOffset, batMultiplier, dataOffsetBytes, INUSE_MAGIC, SECTOR, serializeBatEntry, serializeHeader } from './layout';
+import { batEntryOffset, batMultiplier, dataOffsetBytes, INUSE_MAGIC, SECTOR, serializeBatEntry, serializeHeader, sharedEntries } from './layout';
 import { hostBytes, readImage, type ParallelsImage } from './device';
+import { forEachUsed } from './table-scan';
 
 type RepairMode = 'none' | 'leaks' | 'all';
 
@@ -36,21 +37,20 @@ type Damage = { kind: 'outside' } | { kind: 'header' } | { kind: 'shared'; with:
 function findDamage(img: ParallelsImage, fileSize: number): Map<number, Damage> {
   const { header: h, bat } = img;
   const out = new Map<number, Damage>();
-  const owner = new Map<number, number>();
+  // Entries with one value name one cluster, so they are all outside, all over the header, or all in the data area.
+  const shared = new Map(sharedEntries(bat));
   // The header and BAT themselves, not data_off: a data offset that is itself damaged must not condemn good clusters.
   const start = batEntryOffset(bat.length);
-  for (let i = 0; i < bat.length; i++) {
-    if (bat[i] === 0) continue;
-    const off = hostBytes(h, bat[i]);
+  forEachUsed(bat, 0, (i, value) => {
+    const off = hostBytes(h, value);
     // qemu 7.2: "off > size" — a cluster starting exactly at the end of the file is not outside.
     if (off > fileSize) out.set(i, { kind: 'outside' });
     else if (off < start) out.set(i, { kind: 'header' });
     else {
-      const first = owner.get(off);
+      const first = shared.get(i);
       if (first !== undefined) out.set(i, { kind: 'shared', with: first });
-      else owner.set(off, i);
     }
-  }
+  });
   return out;
 }
 

@@ -17,13 +17,15 @@ import {
   FORMAT_EXTENSION_MAGIC,
   HEADER_SIZE,
   INUSE_MAGIC,
-  parseBat,
+  batFromLittleEndian,
   parseHeader,
   SECTOR,
   serializeHeader,
+  sharedEntries,
   validateHeader,
   type ParallelsHeader,
 } from './layout';
+import { forEachUsed, RunMemo } from './table-scan';
 
 const ZERO_CHUNK = 1 << 20;
 const MAX_BAT_VALUE = 0xffffffff;
@@ -38,14 +40,17 @@ export async function readImage(file: ImageFile): Promise<ParallelsImage> {
   const head = await file.readBlock(0, Math.min(HEADER_SIZE, file.size), 'parallels header');
   const header = parseHeader(head, file.path);
   validateHeader(header, file.path, file.size);
-  const raw = await file.readBlock(HEADER_SIZE, header.batEntries * 4, 'parallels BAT');
+  // validateHeader has bounded the BAT by the file's length, so its size is safe to allocate; the bytes are read
+  // into the table itself (no second copy as bytes).
+  const bat = new Uint32Array(header.batEntries);
+  await file.readExact(HEADER_SIZE, new Uint8Array(bat.buffer), 'parallels BAT');
   if (header.extOff !== 0) {
     // As qemu's read-only open: a format extension cluster must start with its magic.
     const at = header.extOff * SECTOR;
     const magic = view(await file.readBlock(at, 8, 'parallels format extension')).getBigUint64(0, true);
     if (magic !== FORMAT_EXTENSION_MAGIC) throw corrupt(`${file.path}: the parallels format extension at offset ${at} has a wrong magic (0x${magic.toString(16)})`, file.path);
   }
-  return { header, bat: parseBat(raw, header.batEntries) };
+  return { header, bat: batFromLittleEndian(bat) };
 }
 
 /** Where BAT entry `value` puts its cluster in the file, in bytes (past any real file when the entry is damaged). */
@@ -60,10 +65,9 @@ export function hostBytes(h: ParallelsHeader, value: number): number {
 export function dataEndSectors(h: ParallelsHeader, bat: Uint32Array): number {
   let end = dataOffsetBytes(h) / SECTOR;
   const mult = batMultiplier(h);
-  for (let i = 0; i < bat.length; i++) {
-    const sec = bat[i] * mult;
-    if (bat[i] !== 0 && sec >= end) end = sec + h.tracks;
-  }
+  forEachUsed(bat, 0, (_, value) => {
+    if (value * mult >= end) end = value * mult + h.tracks;
+  });
   return end;
 }
 
@@ -77,18 +81,17 @@ function writeRefusal(h: ParallelsHeader, bat: Uint32Array, fileSize: number, pa
     return new DiskError('EUNSUPPORTED', `${path}: the image has a Parallels format extension (dirty bitmaps) at offset ${h.extOff * SECTOR}; this build reads such images but does not write them, so that the extension stays intact`, path);
   }
   const start = batEntryOffset(bat.length); // the BAT's end (data_off may itself be damaged)
-  const seen = new Map<number, number>();
-  for (let i = 0; i < bat.length; i++) {
-    if (bat[i] === 0) continue;
-    const off = hostBytes(h, bat[i]);
-    const repair = 'repair it first (check -r all)';
-    if (off > fileSize) return corrupt(`${path}: BAT entry ${i} points past the end of the file; ${repair}`, path);
-    if (off < start) return corrupt(`${path}: BAT entry ${i} points into the header and BAT; ${repair}`, path);
-    const other = seen.get(off);
-    if (other !== undefined) return corrupt(`${path}: BAT entries ${other} and ${i} share one cluster; ${repair}`, path);
-    seen.set(off, i);
-  }
-  return undefined;
+  const repair = 'repair it first (check -r all)';
+  const shared = sharedEntries(bat)[0];
+  let refusal: DiskError | undefined;
+  forEachUsed(bat, 0, (i, value) => {
+    if (refusal) return;
+    const off = hostBytes(h, value);
+    if (off > fileSize) refusal = corrupt(`${path}: BAT entry ${i} points past the end of the file; ${repair}`, path);
+    else if (off < start) refusal = corrupt(`${path}: BAT entry ${i} points into the header and BAT; ${repair}`, path);
+    else if (shared?.[0] === i) refusal = corrupt(`${path}: BAT entries ${shared[1]} and ${i} share one cluster; ${repair}`, path);
+  });
+  return refusal;
 }
 
 export class ParallelsDevice implements BlockDevice {
@@ -101,6 +104,8 @@ export class ParallelsDevice implements BlockDevice {
   private zeroFrom: number;
   private noFlush = false;
   private closed = false;
+  /** The last run of unallocated entries run() found in the BAT; forgotten whenever the BAT changes. */
+  private readonly runs: RunMemo;
 
   constructor(
     private readonly file: ImageFile,
@@ -115,6 +120,7 @@ export class ParallelsDevice implements BlockDevice {
   ) {
     this.size = size ?? header.nbSectors * SECTOR;
     this.clusterSize = header.tracks * SECTOR;
+    this.runs = new RunMemo(bat);
     this.dataEnd = dataEndSectors(header, bat);
     this.zeroFrom = file.size;
   }
@@ -134,13 +140,14 @@ export class ParallelsDevice implements BlockDevice {
     const idx = Math.floor(pos / cs);
     const within = pos - idx * cs;
     const first = this.host(idx);
-    let n = Math.min(cs - within, len);
-    for (let k = 1; n < len; k++) {
-      const h = this.host(idx + k);
-      if (first === 0 ? h !== 0 : h !== first + k * cs) break;
-      n += Math.min(cs, len - n);
-    }
-    return { host: first === 0 ? 0 : first + within, n };
+    const last = Math.ceil((pos + len) / cs); // past the last cluster the range touches
+    let end = idx + 1;
+    if (first === 0) {
+      // Without a loop over a sparse disk's BAT; clusters past its end are unallocated too.
+      if (idx < this.bat.length) end = this.runs.endOf(idx, Math.min(last, this.bat.length), 0);
+      if (end >= this.bat.length) end = last;
+    } else while (end < last && this.host(end) === first + (end - idx) * cs) end++;
+    return { host: first === 0 ? 0 : first + within, n: Math.min(len, Math.max(1, end - idx) * cs - within) };
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
@@ -209,6 +216,7 @@ export class ParallelsDevice implements BlockDevice {
     this.zeroFrom = Math.max(this.zeroFrom, end);
     const entries = new Uint8Array(count * 4);
     const v = new DataView(entries.buffer);
+    this.runs.forget();
     for (let k = 0; k < count; k++) {
       const value = (start + k * this.header.tracks) / mult;
       this.bat[first + k] = value;
@@ -267,6 +275,7 @@ export class ParallelsDevice implements BlockDevice {
         while (j < end && this.bat[j] !== 0) {
           freed.push(this.host(j));
           this.bat[j] = 0;
+          this.runs.forget();
           j++;
         }
         await this.file.write(batEntryOffset(i), new Uint8Array((j - i) * 4));

@@ -4,6 +4,7 @@
  */
 import { SECTOR, view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
+import { forEachUsed } from './table-scan';
 
 export { SECTOR };
 export const HEADER_SIZE = 64;
@@ -133,6 +134,45 @@ export function batEntryOffset(idx: number): number {
 /** Sectors one unit of a BAT entry stands for: 1 in old images (sectors), the cluster in extended ones. */
 export function batMultiplier(h: ParallelsHeader): number {
   return h.extended ? h.tracks : 1;
+}
+
+/** True where a Uint32Array's bytes are little-endian (every host Node ships for but s390x). */
+const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * A BAT read straight into a Uint32Array's bytes (little-endian entries on disk) made into numbers in place: on
+ * a little-endian host its bytes already are, so a 1 TiB image's BAT (1 Mi entries) costs its 4 MiB once.
+ */
+export function batFromLittleEndian(bat: Uint32Array): Uint32Array {
+  if (HOST_LITTLE_ENDIAN) return bat;
+  const v = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
+  for (let i = 0; i < bat.length; i++) bat[i] = v.getUint32(i * 4, true);
+  return bat;
+}
+
+/**
+ * The entries that name a cluster an earlier entry names too, in entry order, each with that earlier entry.
+ * The values in use are sorted in a typed array (4 bytes an allocated entry, dropped afterwards) rather than
+ * kept in a map per entry, so a fully allocated 1 TiB image costs 4 MiB here, not an object per cluster.
+ */
+export function sharedEntries(bat: Uint32Array): Array<[entry: number, first: number]> {
+  let used = 0;
+  forEachUsed(bat, 0, () => used++);
+  const values = new Uint32Array(used);
+  let k = 0;
+  forEachUsed(bat, 0, (_, value) => (values[k++] = value));
+  values.sort();
+  const twice = new Map<number, number>();
+  for (let j = 1; j < values.length; j++) if (values[j] === values[j - 1]) twice.set(values[j], -1);
+  const out: Array<[number, number]> = [];
+  if (twice.size === 0) return out;
+  forEachUsed(bat, 0, (i, value) => {
+    const first = twice.get(value);
+    if (first === undefined) return;
+    if (first < 0) twice.set(value, i);
+    else out.push([i, first]);
+  });
+  return out;
 }
 
 /** The BAT entries from their little-endian bytes (the bytes right after the header). */

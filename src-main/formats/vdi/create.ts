@@ -8,7 +8,7 @@ import { randomUuidQuick } from '../../block/random';
 import { ImageFile } from '../../block/file';
 import type { CreateOptions } from '../../block/types';
 import { VDI_CREATE_OPTIONS } from './create-options';
-import { createHeader, HEADER_SIZE, serializeBmap, serializeHeader, UNALLOCATED } from './layout';
+import { bmapAsStored, createHeader, HEADER_SIZE, serializeHeader, UNALLOCATED } from './layout';
 import { vdiSettings } from './settings';
 
 const MAP_CHUNK_ENTRIES = 1 << 18;
@@ -20,12 +20,13 @@ export async function createVdi(path: string, size: number, opts: CreateOptions)
   try {
     await file.write(0, serializeHeader(h));
     // The map in pieces, so a huge disk does not need its whole map in memory at once; padded to a sector.
+    const chunk = new Uint32Array(Math.min(MAP_CHUNK_ENTRIES, h.blocksInImage));
+    if (!p.isStatic) chunk.fill(UNALLOCATED);
     for (let from = 0; from < h.blocksInImage; from += MAP_CHUNK_ENTRIES) {
       const to = Math.min(h.blocksInImage, from + MAP_CHUNK_ENTRIES);
-      const entries = new Uint32Array(to - from);
+      const entries = chunk.subarray(0, to - from);
       if (p.isStatic) for (let i = from; i < to; i++) entries[i - from] = i;
-      else entries.fill(UNALLOCATED);
-      await file.write(HEADER_SIZE + from * 4, serializeBmap(entries));
+      await file.write(HEADER_SIZE + from * 4, bmapAsStored(entries));
     }
     if (h.offsetData > file.size) await file.truncate(h.offsetData);
     if (p.isStatic) await file.truncate(h.offsetData + h.blocksInImage * h.blockSize);

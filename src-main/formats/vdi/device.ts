@@ -15,12 +15,12 @@ import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { readHeader, readImage, writeRefusal } from './image';
 import {
   blockHostOffset,
+  bmapAsStored,
   DISCARDED,
   guestSize,
   isAllocated,
   isDifferencing,
   SECTOR,
-  serializeBmap,
   serializeHeader,
   TYPE_DIFFERENCING,
   TYPE_DYNAMIC,
@@ -31,6 +31,7 @@ import {
 } from './layout';
 import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
+import { RunMemo } from './table-scan';
 
 /** Entries per block-map sector: qemu rewrites the map a sector at a time. */
 const ENTRIES_PER_SECTOR = SECTOR / 4;
@@ -56,9 +57,21 @@ export class VdiDevice implements BlockDevice {
    * before or after, never half-made. So the driver takes overlapping calls (convert keeps reads in flight).
    */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The last run of one unallocated value run() found in the map. */
+  private readonly runs: RunMemo;
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    // A mutation may change the map: what runs() remembers is forgotten before and after it (a read that
+    // overlaps the mutation sees the map before or after, as it would without the memo).
+    const changing = async () => {
+      this.runs.forget();
+      try {
+        return await fn();
+      } finally {
+        this.runs.forget();
+      }
+    };
+    const run = this.queue.then(changing, changing);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -73,6 +86,7 @@ export class VdiDevice implements BlockDevice {
     readonly backing?: BlockDevice,
   ) {
     this.size = guestSize(header);
+    this.runs = new RunMemo(bmap);
     this.bs = header.blockSize;
     if (header.imageType !== TYPE_STATIC) this.clusterSize = header.blockSize;
     this.zeroFrom = file.size;
@@ -93,13 +107,11 @@ export class VdiDevice implements BlockDevice {
     const idx = Math.floor(pos / bs);
     const within = pos - idx * bs;
     const entry = this.bmap[idx];
-    let n = Math.min(bs - within, len);
-    for (let k = 1; n < len; k++) {
-      const e = this.bmap[idx + k];
-      if (isAllocated(entry) ? e !== entry + k || this.header.blockExtra !== 0 : e !== entry) break;
-      n += Math.min(bs, len - n);
-    }
-    return { entry, host: isAllocated(entry) ? blockHostOffset(this.header, entry) + within : 0, n };
+    const last = Math.ceil((pos + len) / bs); // past the last block the range touches
+    let end = idx + 1;
+    if (!isAllocated(entry)) end = this.runs.endOf(idx, last, entry); // without a loop over a sparse disk's map
+    else if (this.header.blockExtra === 0) while (end < last && this.bmap[end] === entry + (end - idx)) end++;
+    return { entry, host: isAllocated(entry) ? blockHostOffset(this.header, entry) + within : 0, n: Math.min(len, (end - idx) * bs - within) };
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
@@ -205,7 +217,7 @@ export class VdiDevice implements BlockDevice {
     await this.writeHeader();
     const from = Math.floor(first / ENTRIES_PER_SECTOR) * ENTRIES_PER_SECTOR;
     const to = Math.min(this.bmap.length, (Math.floor(last / ENTRIES_PER_SECTOR) + 1) * ENTRIES_PER_SECTOR);
-    await this.file.write(this.header.offsetBmap + from * 4, serializeBmap(this.bmap, from, to));
+    await this.file.write(this.header.offsetBmap + from * 4, bmapAsStored(this.bmap, from, to));
   }
 
   private async writeHeader(): Promise<void> {
@@ -303,7 +315,7 @@ export class VdiDevice implements BlockDevice {
     this.writable();
     if (!this.readsThrough) throw new DiskError('EUNSUPPORTED', `${this.path}: only a differencing VDI image can be emptied into its parent`, this.path);
     this.bmap.fill(UNALLOCATED);
-    await this.file.write(this.header.offsetBmap, serializeBmap(this.bmap));
+    await this.file.write(this.header.offsetBmap, bmapAsStored(this.bmap));
     await this.file.sync();
     this.header.blocksAllocated = 0;
     await this.writeHeader();

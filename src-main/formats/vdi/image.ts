@@ -5,7 +5,8 @@
  */
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import { HEADER_SIZE, isAllocated, parseBmap, parseHeader, validateHeader, type VdiHeader } from './layout';
+import { bmapFromLittleEndian, HEADER_SIZE, isAllocated, parseHeader, UNALLOCATED, validateHeader, type VdiHeader } from './layout';
+import { forEachUsed } from './table-scan';
 
 export interface VdiImage {
   header: VdiHeader;
@@ -24,8 +25,11 @@ export async function readHeader(file: ImageFile): Promise<{ header: VdiHeader; 
 
 export async function readImage(file: ImageFile): Promise<VdiImage> {
   const { header, headerBytes } = await readHeader(file);
-  const raw = await file.readBlock(header.offsetBmap, header.blocksInImage * 4, 'VDI block map');
-  return { header, headerBytes, bmap: parseBmap(raw, header.blocksInImage) };
+  // validateHeader has bounded the map by the file's length, so its size is safe to allocate; the bytes are read
+  // into the table itself (no second copy as bytes).
+  const bmap = new Uint32Array(header.blocksInImage);
+  await file.readExact(header.offsetBmap, new Uint8Array(bmap.buffer), 'VDI block map');
+  return { header, headerBytes, bmap: bmapFromLittleEndian(bmap) };
 }
 
 /** What is wrong with a block map, in qemu's terms (vdi_co_check). */
@@ -45,21 +49,32 @@ export interface BmapFindings {
 }
 
 export function examineBmap(h: VdiHeader, bmap: Uint32Array): BmapFindings {
-  const owner = new Int32Array(h.blocksInImage).fill(-1);
+  // One bit per data block marks it named (blocksInImage / 8 bytes: 128 KiB for a 1 TiB image); the guest
+  // blocks naming one already named are kept, and only for those is the first namer looked up afterwards, so
+  // memory follows the damage, not the image's size.
+  const named = new Uint8Array(Math.ceil(h.blocksInImage / 8));
+  const again: number[] = [];
   const f: BmapFindings = { tooLarge: [], shared: [], counted: 0, pastCount: [] };
-  for (let g = 0; g < bmap.length; g++) {
-    const e = bmap[g];
-    if (!isAllocated(e)) continue;
+  forEachUsed(bmap, UNALLOCATED, (g, e) => {
+    if (!isAllocated(e)) return;
     if (e >= h.blocksInImage) {
       f.tooLarge.push(g);
-      continue;
+      return;
     }
     f.counted++;
-    if (owner[e] >= 0) f.shared.push([g, owner[e]]);
+    const bit = 1 << (e & 7);
+    if (named[e >>> 3] & bit) again.push(g);
     else {
-      owner[e] = g;
+      named[e >>> 3] |= bit;
       if (e >= h.blocksAllocated) f.pastCount.push(g);
     }
+  });
+  if (again.length) {
+    const firstNamer = new Map<number, number>(again.map((g) => [bmap[g], -1]));
+    forEachUsed(bmap, UNALLOCATED, (g, e) => {
+      if (firstNamer.get(e) === -1) firstNamer.set(e, g);
+    });
+    for (const g of again) f.shared.push([g, firstNamer.get(bmap[g])!]);
   }
   return f;
 }

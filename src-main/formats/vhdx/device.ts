@@ -28,6 +28,8 @@ import { batPages, dataWriteGuidOf, locatorPages } from './backing-edit';
 import { parentFacts } from './create';
 
 const ZERO_STATES = [PAYLOAD_ZERO, PAYLOAD_UNDEFINED, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_V095];
+/** Reads of a read-only image at least this long ask the file where its holes are and read only its data. */
+const HOLE_SKIP_MIN = 64 * 1024;
 /** Zeroed blocks are journaled in batches of this many changed BAT pages. */
 const ZERO_BATCH_PAGES = 64;
 
@@ -97,7 +99,11 @@ export class VhdxDevice implements BlockDevice {
 
   private async readInBlock(block: number, pos: number, inb: number, dst: Uint8Array): Promise<void> {
     const e = await this.bat.payload(block);
-    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return this.vhdxFile.read(e.offset + inb, dst);
+    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) {
+      // A read-only image cannot change under us (the lock), so what the file calls a hole stays one until read.
+      if (this.readOnly && dst.length >= HOLE_SKIP_MIN) return this.vhdxFile.readSkippingHoles(e.offset + inb, dst);
+      return this.vhdxFile.read(e.offset + inb, dst);
+    }
     if (e.state === PARTIAL) {
       let done = 0;
       while (done < dst.length) {
@@ -147,9 +153,16 @@ export class VhdxDevice implements BlockDevice {
       let len = first.length;
       // Whole following blocks in the same state join the extent (data only when contiguous in the file).
       while (len < length && (offset + len) % bs === 0) {
+        if (first.kind === 'unallocated') {
+          // Blocks whose entries are all zeros (not present) join without a call each.
+          const block = (offset + len) / bs;
+          const end = await this.bat.zeroEntriesEnd(block, Math.ceil((offset + length) / bs));
+          len = Math.min(length, len + (end - block) * bs);
+          if (end > block) continue;
+        }
         const next = await this.blockStatus(offset + len, length - len);
         if (next.kind !== first.kind) break;
-        if (first.kind === 'data' && next.hostOffset !== first.hostOffset! + len) break;
+        if (first.kind === 'data' && (next.hostOffset !== first.hostOffset! + len || next.readsAsZero !== first.readsAsZero)) break;
         len += next.length;
       }
       return { ...first, length: len };
@@ -161,7 +174,7 @@ export class VhdxDevice implements BlockDevice {
     const inb = pos % this.clusterSize;
     const n = Math.min(this.clusterSize - inb, max);
     const e = await this.bat.payload(block);
-    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return { kind: 'data', length: n, hostOffset: e.offset + inb };
+    if (e.state === FULL || (e.state === PARTIAL && !this.layout.hasParent)) return this.dataAt(e.offset + inb, n);
     if (e.state === PARTIAL) {
       const run = await this.bitmapRun(block, inb, n);
       return run.set ? { kind: 'data', length: run.length, hostOffset: e.offset + inb } : { kind: 'unallocated', length: run.length };
@@ -169,6 +182,16 @@ export class VhdxDevice implements BlockDevice {
     if (e.state === PAYLOAD_NOT_PRESENT) return { kind: 'unallocated', length: n };
     if (ZERO_STATES.includes(e.state)) return { kind: 'zero', length: n };
     throw corrupt(`${this.path}: vhdx BAT entry of block ${block} has the unknown state ${e.state}`, this.path);
+  }
+
+  /**
+   * Data stored at `host`: where the file has a hole there it reads as zeros, which the extent says (as VDI and
+   * VPC say it, and as qemu's map shows such data), so that convert and map need not read it.
+   */
+  private dataAt(host: number, n: number): Extent {
+    const a = this.vhdxFile.allocationAt(host, n);
+    if (!a) return { kind: 'data', length: n, hostOffset: host };
+    return a.hole ? { kind: 'data', length: a.length, hostOffset: host, readsAsZero: true } : { kind: 'data', length: a.length, hostOffset: host };
   }
 
   // ---- writing ----

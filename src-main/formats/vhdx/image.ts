@@ -91,6 +91,33 @@ export class VhdxFile {
     }
   }
 
+  /**
+   * Where the file itself says [pos, pos + max) is a hole (reads as zeros) or data, and for how many bytes from
+   * pos (at least 1, at most max); undefined where it cannot tell: no hole detection on this system, or a log
+   * entry laid over the file in memory (its bytes are not in the file's allocation).
+   */
+  allocationAt(pos: number, max: number): { hole: boolean; length: number } | undefined {
+    if (!this.file.seesHoles || this.overlaid) return undefined;
+    if (pos >= this.file.size) return { hole: true, length: max };
+    const a = this.file.allocationAt(pos);
+    return { hole: !a.data, length: Math.min(max, Math.max(1, a.end - pos)) };
+  }
+
+  /**
+   * Reads as read() does, but fills the file's holes with zeros instead of reading them: a 32 MiB block holding
+   * 1 MiB of data is otherwise read whole, and the kernel copies zeros for the rest (2 GiB of them, 3.7 s of
+   * system time, for a 1 TiB image qemu-img wrote 64 MiB into).
+   */
+  async readSkippingHoles(pos: number, into: Uint8Array): Promise<void> {
+    for (let done = 0; done < into.length; ) {
+      const a = this.allocationAt(pos + done, into.length - done);
+      const part = into.subarray(done, done + (a?.length ?? into.length - done));
+      if (a?.hole) part.fill(0);
+      else await this.read(pos + done, part);
+      done += part.length;
+    }
+  }
+
   /** Reads a structure whose place and size came from the file, refusing any that lies past its end. */
   async readBlock(pos: number, length: number, what: string): Promise<Uint8Array> {
     const limit = Math.max(this.file.size, this.dataEnd);
