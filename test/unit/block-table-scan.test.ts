@@ -9,8 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageFile } from '../../src-main/block/file';
-import * as vdiScan from '../../src-main/formats/vdi/table-scan';
-import * as parallelsScan from '../../src-main/formats/parallels/table-scan';
+import * as tableScan from '../../src-main/block/table-scan';
 import { examineBmap, readImage as readVdi } from '../../src-main/formats/vdi/image';
 import { createVdi } from '../../src-main/formats/vdi/create';
 import { createHeader, DISCARDED, UNALLOCATED } from '../../src-main/formats/vdi/layout';
@@ -42,11 +41,9 @@ function sparseTable(n: number, unused: number, seed: number, values: (r: () => 
   return t;
 }
 
-for (const [name, scan] of [
-  ['vdi', vdiScan],
-  ['parallels', parallelsScan],
-] as const) {
-  test(`${name} table-scan: endOfRun and forEachUsed agree with a plain loop (tables of many sizes and fills)`, () => {
+{
+  const scan = tableScan;
+  test(`table-scan: endOfRun and forEachUsed agree with a plain loop (tables of many sizes and fills)`, () => {
     for (let seed = 1; seed <= 60; seed++) {
       const n = [0, 1, 255, 256, 257, 1000, 70000][seed % 7];
       const unused = seed % 2 ? 0 : UNALLOCATED;
@@ -147,11 +144,9 @@ test('a 1 TiB VDI and Parallels image: the table is one Uint32Array of 4 bytes a
   }
 });
 
-for (const [name, scan] of [
-  ['vdi', vdiScan],
-  ['parallels', parallelsScan],
-] as const) {
-  test(`${name} RunMemo: answers as endOfRun for questions inside and outside the remembered run, and after forget() a changed table`, () => {
+{
+  const scan = tableScan;
+  test(`RunMemo: answers as endOfRun for questions inside and outside the remembered run, and after forget() a changed table`, () => {
     const t = sparseTable(70000, 0, 7, (r) => 1 + Math.floor(r() * 9));
     const memo = new scan.RunMemo(t);
     const r = rng(99);

@@ -10,7 +10,7 @@ import { ImageFile } from '../../block/file';
 import type { CheckOptions, CheckProblem, CheckReport } from '../../block/types';
 import { batEntryOffset, batMultiplier, dataOffsetBytes, INUSE_MAGIC, SECTOR, serializeBatEntry, serializeHeader, sharedEntries } from './layout';
 import { hostBytes, readImage, type ParallelsImage } from './device';
-import { forEachUsed } from './table-scan';
+import { forEachUsed } from '../../block/table-scan';
 
 type RepairMode = 'none' | 'leaks' | 'all';
 

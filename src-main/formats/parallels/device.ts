@@ -25,7 +25,7 @@ import {
   validateHeader,
   type ParallelsHeader,
 } from './layout';
-import { forEachUsed, RunMemo } from './table-scan';
+import { forEachUsed, RunMemo } from '../../block/table-scan';
 
 const ZERO_CHUNK = 1 << 20;
 const MAX_BAT_VALUE = 0xffffffff;

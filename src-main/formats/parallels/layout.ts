@@ -4,7 +4,7 @@
  */
 import { SECTOR, view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
-import { forEachUsed } from './table-scan';
+import { forEachUsed } from '../../block/table-scan';
 
 export { SECTOR };
 export const HEADER_SIZE = 64;

@@ -31,7 +31,7 @@ import {
 } from './layout';
 import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
-import { RunMemo } from './table-scan';
+import { RunMemo } from '../../block/table-scan';
 
 /** Entries per block-map sector: qemu rewrites the map a sector at a time. */
 const ENTRIES_PER_SECTOR = SECTOR / 4;

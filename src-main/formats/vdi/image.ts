@@ -6,7 +6,7 @@
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import { bmapFromLittleEndian, HEADER_SIZE, isAllocated, parseHeader, UNALLOCATED, validateHeader, type VdiHeader } from './layout';
-import { forEachUsed } from './table-scan';
+import { forEachUsed } from '../../block/table-scan';
 
 export interface VdiImage {
   header: VdiHeader;

@@ -5,7 +5,6 @@
  * one. So the work and the memory of a scan follow the
  * blocks in use, not the disk's size: a loop over a 1 TiB image's 1 Mi entries costs a few milliseconds and
  * does not make V8 compile it (an optimizing compile costs megabytes of resident memory that stay).
- * The same code lives in parallels/table-scan.ts: a format folder imports no other's.
  */
 
 /** Entries compared at once: a 64 KiB template. */
