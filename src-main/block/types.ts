@@ -174,6 +174,11 @@ export interface CreateOptions {
   targetPath?: string;
   /** The passphrase of an image created encrypted (encrypt.format, encrypt.key-secret); never logged or echoed. */
   passphrase?: Uint8Array;
+  /**
+   * false: the caller syncs the new image itself before renaming it into place (convert, after filling it), or
+   * never (-t unsafe), so the create makes no sync at all. By default the create ends with one sync.
+   */
+  durable?: boolean;
 }
 
 /**

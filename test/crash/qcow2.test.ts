@@ -15,15 +15,22 @@ after(() => s.cleanup());
 
 const SIZE = 4 * 1024 * 1024;
 
-/** A 4 MiB qcow2 with 64 KiB clusters, data here and there, and (with `snap`) one snapshot taken by qemu-img. */
-function template(name: string, opts: { snap?: boolean; extra?: string[]; create?: string[] } = {}): string {
+/**
+ * A 4 MiB qcow2 with 64 KiB clusters, data here and there, and (with `snap`) one snapshot taken by qemu-img,
+ * or by us with `snapBy: 'dw'`; with `writesAfter: false` nothing is written after it, so the active layer
+ * still shares its L2 tables with the snapshot.
+ */
+function template(name: string, opts: { snap?: boolean; snapBy?: 'qemu' | 'dw'; writesAfter?: boolean; extra?: string[]; create?: string[] } = {}): string {
   const p = s.path(`template-${name}`);
   must('qemu-img', ['create', '-q', '-f', 'qcow2', ...(opts.create ?? []), p, String(SIZE)]);
   const io = (cmds: string[]) => must('qemu-io', ['-f', 'qcow2', ...cmds.flatMap((c) => ['-c', c]), p]);
   io(['write -P 0x11 0 192k', 'write -P 0x22 1M 64k', 'write -P 0x33 3M 100k']);
   if (opts.snap) {
-    must('qemu-img', ['snapshot', '-c', 'base', p]);
-    io(['write -P 0x44 64k 64k', 'write -P 0x55 2M 64k']);
+    if (opts.snapBy === 'dw') {
+      const r = dw(['snapshot', '-c', 'base', p]);
+      assert.equal(r.status, 0, r.stderr);
+    } else must('qemu-img', ['snapshot', '-c', 'base', p]);
+    if (opts.writesAfter !== false) io(['write -P 0x44 64k 64k', 'write -P 0x55 2M 64k']);
   }
   if (opts.extra) io(opts.extra);
   return p;
@@ -76,11 +83,17 @@ suite('qcow2: a crash at any step can only leak', () => {
     template('snap-c.qcow2');
     template('snap-a.qcow2', { snap: true });
     template('snap-d.qcow2', { snap: true });
+    // L2 tables shared by the active layer and a snapshot: a new snapshot shares them once more; deleting
+    // the snapshot makes them the active layer's alone again (copied, with OFLAG_COPIED set).
+    template('snap-c-shared.qcow2', { snap: true, snapBy: 'dw', writesAfter: false });
+    template('snap-d-shared.qcow2', { snap: true, snapBy: 'dw', writesAfter: false });
   });
 
   test('snapshot -c', () => expectLeaksOnly(qcow2Case('snap-c.qcow2', (img) => ['snapshot', '-c', 'taken', img])));
   test('snapshot -a', () => expectLeaksOnly(qcow2Case('snap-a.qcow2', (img) => ['snapshot', '-a', 'base', img])));
   test('snapshot -d', () => expectLeaksOnly(qcow2Case('snap-d.qcow2', (img) => ['snapshot', '-d', 'base', img])));
+  test('snapshot -c over L2 tables shared with a snapshot', () => expectLeaksOnly(qcow2Case('snap-c-shared.qcow2', (img) => ['snapshot', '-c', 'taken', img])));
+  test('snapshot -d of a snapshot sharing L2 tables with the active layer', () => expectLeaksOnly(qcow2Case('snap-d-shared.qcow2', (img) => ['snapshot', '-d', 'base', img])));
 });
 
 /** A file of `len` bytes with a pattern, for `diskwright write`. */
@@ -94,6 +107,7 @@ suite('qcow2 writes, discard, resize, repair, convert: a crash at any step can o
   before(() => {
     template('write.qcow2');
     template('write-snap.qcow2', { snap: true });
+    template('write-dwsnap.qcow2', { snap: true, snapBy: 'dw', writesAfter: false });
     template('write-lazy.qcow2', { create: ['-o', 'lazy_refcounts=on'] });
     template('discard.qcow2', { snap: true });
     template('grow.qcow2', { create: ['-o', 'cluster_size=4k'] }); // 2 MiB per L2 table: growing grows the L1 table
@@ -106,6 +120,7 @@ suite('qcow2 writes, discard, resize, repair, convert: a crash at any step can o
   const data = () => payload('payload.bin', 300 * 1024, 0x77);
   test('write (new clusters and overwrites)', () => expectLeaksOnly(qcow2Case('write.qcow2', (img) => ['write', img, '100k', data()])));
   test('write over clusters shared with a snapshot (copy on write)', () => expectLeaksOnly(qcow2Case('write-snap.qcow2', (img) => ['write', img, '1000k', data()])));
+  test('write into L2 tables our snapshot shares (L2 and cluster copy on write)', () => expectLeaksOnly(qcow2Case('write-dwsnap.qcow2', (img) => ['write', img, '1000k', data()])));
   test('write with lazy refcounts', () => expectLeaksOnly(qcow2Case('write-lazy.qcow2', (img) => ['write', img, '100k', data()])));
   test('discard (clusters shared with a snapshot and not)', () => expectLeaksOnly(qcow2Case('discard.qcow2', (img) => ['discard', '-q', img, '0', '2304k'])));
   test('resize: grow', () => expectLeaksOnly(qcow2Case('grow.qcow2', (img) => ['resize', img, '64M'])));

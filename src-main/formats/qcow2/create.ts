@@ -17,6 +17,7 @@ import {
   featureNameTable,
   INCOMPAT_EXTL2,
   MAX_BACKING_NAME,
+  MAX_L1_BYTES,
   serializeExtensions,
   serializeHeader,
   setRefcount,
@@ -61,8 +62,15 @@ function settingsFrom(opts: CreateOptions): Qcow2CreateSettings {
   return { version, clusterBits: Math.log2(clusterSize), refcountOrder: Math.log2(refcountBits), lazyRefcounts, extendedL2, preallocation, backingFile, backingFormat, encryption };
 }
 
+/** Where the L1 table goes in a new image (none: it is made by growing it, as for a resize). */
+interface NewL1 {
+  size: number;
+  entries: number;
+  offset: number;
+}
+
 /** The first cluster: header, extensions, end marker, then the backing file name. */
-function headerCluster(s: Qcow2CreateSettings): Uint8Array {
+function headerCluster(s: Qcow2CreateSettings, l1?: NewL1): Uint8Array {
   const cs = 2 ** s.clusterBits;
   const enc = new TextEncoder();
   const h: Qcow2Header = {
@@ -70,10 +78,10 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
     backingFileOffset: 0,
     backingFileSize: 0,
     clusterBits: s.clusterBits,
-    size: 0,
+    size: l1?.size ?? 0,
     cryptMethod: 0,
-    l1Size: 0,
-    l1TableOffset: 0,
+    l1Size: l1?.entries ?? 0,
+    l1TableOffset: l1?.entries ? l1.offset : 0,
     refcountTableOffset: cs,
     refcountTableClusters: 1,
     nbSnapshots: 0,
@@ -113,31 +121,60 @@ function headerCluster(s: Qcow2CreateSettings): Uint8Array {
   return buf;
 }
 
+/**
+ * The L1 table of a new image of `size` bytes at cluster 3, where growing it would put it (qemu's layout), when
+ * the first refcount block can count it; undefined otherwise (then it is grown as by a resize).
+ */
+function directL1(s: Qcow2CreateSettings, size: number): NewL1 | undefined {
+  const cs = 2 ** s.clusterBits;
+  const l2Span = (cs / (s.extendedL2 ? 16 : 8)) * cs;
+  const entries = Math.ceil(size / l2Span);
+  const perBlock = (cs * 8) / 2 ** s.refcountOrder;
+  if (entries * 8 > MAX_L1_BYTES || 3 + Math.ceil((entries * 8) / cs) > perBlock) return undefined;
+  return { size, entries, offset: 3 * cs };
+}
+
+/**
+ * Creates the image. Durability: the file is new, under a temporary name until its caller renames it into
+ * place (services/atomic.ts, convert), so no sync while it is written keeps anything safe: a crash leaves only
+ * a temporary, removed by the next job to that target. What counts is one fdatasync before the rename, made
+ * here at the end, or by the caller when it asks for none here (`durable: false`: convert syncs the image it
+ * has filled, or nothing under -t unsafe).
+ */
 export async function createQcow2(path: string, size: number, opts: CreateOptions): Promise<void> {
   const s = settingsFrom(opts);
   if (s.encryption && !opts.passphrase) throw new DiskError('EINVAL', "encrypt.key-secret is required: the image's passphrase");
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
+  const durable = opts.durable !== false;
   // qemu-img rounds the virtual size up to whole 512-byte sectors.
   const virtualSize = Math.ceil(size / 512) * 512;
   const cs = 2 ** s.clusterBits;
+  const l1 = directL1(s, virtualSize);
   const file = await ImageFile.create(path);
+  const needsDevice = !l1 || s.encryption !== undefined || s.preallocation !== 'off';
   try {
-    // Cluster 0: header. Cluster 1: refcount table pointing at cluster 2, the refcount block counting 0-2.
-    await file.write(0, headerCluster(s));
+    // Cluster 0: header. Cluster 1: refcount table pointing at cluster 2, the refcount block counting 0-2
+    // (and the L1 table from cluster 3, when it is made here).
+    await file.write(0, headerCluster(s, l1));
     const table = new Uint8Array(cs);
     new DataView(table.buffer).setBigUint64(0, BigInt(2 * cs));
     await file.write(cs, table);
     const block = new Uint8Array(cs);
     const bits = 2 ** s.refcountOrder;
-    for (let i = 0; i < 3; i++) setRefcount(block, i, bits, 1);
+    const l1Clusters = l1 ? Math.ceil((l1.entries * 8) / cs) : 0;
+    for (let i = 0; i < 3 + l1Clusters; i++) setRefcount(block, i, bits, 1);
     await file.write(2 * cs, block);
-    await file.sync();
+    // Exactly the table's bytes, as qemu writes it (the file ends there).
+    if (l1?.entries) await file.write(l1.offset, new Uint8Array(l1.entries * 8));
+    if (durable && !needsDevice) await file.sync();
   } catch (err) {
     throw toDiskError(err, path);
   } finally {
     await file.close();
   }
-  // The L1 table and any preallocation are made by the driver itself, as qemu-img does by resizing.
+  if (!needsDevice) return;
+  // The L1 table (when not made above), encryption and preallocation are made by the driver itself, as
+  // qemu-img does by resizing.
   const dev = await openQcow2(path, {
     readOnly: false,
     backingPolicy: 'none',
@@ -145,12 +182,13 @@ export async function createQcow2(path: string, size: number, opts: CreateOption
       throw new DiskError('EINVAL', 'no backing file is opened while creating an image');
     },
   });
+  // Its close syncs once, unless the caller syncs (see above).
+  if (!durable) dev.skipFlushes();
   try {
-    if (virtualSize > 0) await dev.resize(virtualSize, false);
+    if (virtualSize > dev.size) await dev.resize(virtualSize, false);
     // Loaded only for an encrypted image: it brings the ciphers and node:crypto (~10 ms to load).
     if (s.encryption) dev.encryption = await (await import('./encrypt-new')).encryptNewImage(dev, s.encryption, opts.passphrase);
     if (s.preallocation !== 'off') await dev.preallocate(s.preallocation === 'full');
-    await dev.flush();
   } finally {
     await dev.close();
   }

@@ -45,6 +45,8 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   private refs?: Refcounts;
   private closed = false;
   private noFlush = false;
+  /** WriteOrder.jobsStarted when the last flush synced (-1: never). */
+  private flushedAtJob = -1;
   /** The data cipher of an encrypted image (encryption.ts); data I/O is in whole sectors then. */
   encryption?: QcowEncryption;
   /** Whether the image looks preallocated with metadata only (read.ts decides it once). */
@@ -210,7 +212,10 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 
   async flush(): Promise<void> {
     if (this.noFlush) return;
-    await this.order.serial(() => this.file.sync());
+    await this.order.serial(async () => {
+      await this.file.sync();
+      this.flushedAtJob = this.order.jobsStarted;
+    });
   }
 
   async close(): Promise<void> {
@@ -220,8 +225,10 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
       this.closed = true;
       try {
         await this.order.settle();
-        await this.headerState.markClean(this.noFlush);
-        if (!this.readOnly && !this.noFlush) await this.file.sync();
+        // Nothing ran since a flush (this close is the one job after it): that sync holds everything already.
+        const flushedJustBefore = this.flushedAtJob === this.order.jobsStarted - 1;
+        const headerWritten = await this.headerState.markClean(this.noFlush);
+        if (!this.readOnly && !this.noFlush && (headerWritten || !flushedJustBefore)) await this.file.sync();
       } finally {
         this.encryption?.close();
         await this.file.close();

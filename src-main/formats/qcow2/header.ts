@@ -59,12 +59,16 @@ export class HeaderState {
     }
   }
 
-  /** At close, after everything else is written: clears the dirty bit we set (synced first unless `noFlush`). */
-  async markClean(noFlush: boolean): Promise<void> {
-    if (!this.dirtySetByUs) return;
+  /**
+   * At close, after everything else is written: clears the dirty bit we set (synced first unless `noFlush`).
+   * True when it wrote the header.
+   */
+  async markClean(noFlush: boolean): Promise<boolean> {
+    if (!this.dirtySetByUs) return false;
     if (!noFlush) await this.file.sync();
     this.header.incompatibleFeatures &= ~INCOMPAT_DIRTY;
     await writeHeaderFields(this.file, { incompatibleFeatures: this.header.incompatibleFeatures });
+    return true;
   }
 
   /** Rewrites nb_snapshots and snapshots_offset together (one write). */

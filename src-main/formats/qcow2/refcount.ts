@@ -236,6 +236,56 @@ export class Refcounts {
     }
   }
 
+  /**
+   * Drops one reference per listed cluster (a cluster listed twice loses two), with one write per refcount
+   * block touched instead of one per cluster: freeing the clusters of a whole L2 table (makeEmpty, discard,
+   * a rewrite) then costs a handful of writes. The caller has already written (and synced) what no longer
+   * points at them. Each block is checked whole before it changes, so a bad count leaves that block as it was.
+   */
+  async dropEach(clusters: number[]): Promise<void> {
+    if (clusters.length === 0) return;
+    const sorted = Float64Array.from(clusters).sort();
+    for (let i = 0; i < sorted.length; ) {
+      const ti = Math.floor(sorted[i] / this.perBlock);
+      let j = i;
+      while (j < sorted.length && Math.floor(sorted[j] / this.perBlock) === ti) j++;
+      await this.dropInBlock(ti, sorted.subarray(i, j));
+      i = j;
+    }
+  }
+
+  /** dropEach for the sorted clusters of refcount block `ti`. */
+  private async dropInBlock(ti: number, clusters: Float64Array): Promise<void> {
+    const b = await this.block(ti);
+    if (!b) throw corrupt(`${this.path}: cluster ${clusters[0]} has no refcount block but is in use`, this.path);
+    // Validate first: every cluster's count must cover the references dropped from it.
+    for (let i = 0; i < clusters.length; ) {
+      let j = i + 1;
+      while (j < clusters.length && clusters[j] === clusters[i]) j++;
+      if (getRefcount(b, clusters[i] % this.perBlock, this.bits) < j - i) {
+        throw corrupt(`${this.path}: the refcount of cluster ${clusters[i]} would drop below zero`, this.path);
+      }
+      i = j;
+    }
+    const freed: number[] = [];
+    for (const c of clusters) {
+      const k = c % this.perBlock;
+      const now = getRefcount(b, k, this.bits) - 1;
+      setRefcount(b, k, this.bits, now);
+      if (now === 0) freed.push(c);
+    }
+    const first = clusters[0] % this.perBlock;
+    const last = clusters[clusters.length - 1] % this.perBlock;
+    const byteStart = Math.floor((first * this.bits) / 8);
+    const byteEnd = Math.ceil(((last + 1) * this.bits) / 8);
+    // Bytes in between that did not change are written as they are in memory (the block's current state).
+    await this.file.write(this.table[ti] + byteStart, b.subarray(byteStart, byteEnd));
+    for (const c of freed) {
+      if (c < this.freeIndex) this.freeIndex = c;
+      this.onFreed?.(c * this.clusterSize);
+    }
+  }
+
   /** Makes sure refcount block `ti` exists, allocating (and if need be growing the table) for it. */
   private async ensureBlock(ti: number): Promise<void> {
     if (ti < this.table.length && this.table[ti]) return;

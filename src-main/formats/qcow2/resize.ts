@@ -6,7 +6,7 @@
 import { DiskError, toDiskError } from '../../block/errors';
 import { hasZeroFlag, hostOf, isCompressedEntry, normalEntry, putEntry, readEntry, EMPTY_ENTRY, type L2Entry } from './entry';
 import type { Qcow2State } from './state';
-import { holdsCluster, releaseEntry } from './write';
+import { holdsCluster, releaseEntries } from './write';
 
 /** BlockDevice.resize. */
 export async function resize(d: Qcow2State, newSize: number, shrink: boolean): Promise<void> {
@@ -66,7 +66,11 @@ async function shrinkTo(d: Qcow2State, newSize: number): Promise<void> {
       await tables.setL1Entry(l1i, 0, false);
       const rc = await refs.get(geo.clusterIndex(offset));
       await refs.update(offset, cs, -1);
-      if (rc === 1) for (let k = 0; k < l2Entries; k++) await releaseEntry(d, readEntry(table, k, ext));
+      if (rc === 1) {
+        const held: L2Entry[] = [];
+        for (let k = 0; k < l2Entries; k++) held.push(readEntry(table, k, ext));
+        await releaseEntries(d, held);
+      }
       continue;
     }
     const { offset: l2off, table } = await tables.l2ForWrite(l1i);
@@ -78,7 +82,7 @@ async function shrinkTo(d: Qcow2State, newSize: number): Promise<void> {
       putEntry(table, k, EMPTY_ENTRY, ext);
     }
     await tables.writeEntries(l2off, table, from, l2Entries - from);
-    for (const e of released) await releaseEntry(d, e);
+    await releaseEntries(d, released);
   }
 }
 

@@ -15,6 +15,8 @@ export class WriteOrder {
   /** Guest clusters whose new host clusters are being written; their L2 entries change when that is done. */
   readonly landing = new Map<number, Promise<void>>();
   private writeBackQueued = false;
+  /** Jobs started so far (flush and close compare it: was anything run in between?). */
+  jobsStarted = 0;
 
   /** `writeBack` writes the deferred metadata (WriteBackCache.writeBack through the device's L2 writer). */
   constructor(private readonly writeBack: () => Promise<void>) {}
@@ -26,6 +28,7 @@ export class WriteOrder {
    */
   serial<T>(fn: () => Promise<T>, posting: boolean | 'settles-itself' = false): Promise<T> {
     const job = async (): Promise<T> => {
+      this.jobsStarted++;
       if (posting === true) this.throwPostedFailure();
       else if (!posting) await this.settle();
       return fn();

@@ -79,6 +79,27 @@ export async function releaseEntry(d: Qcow2State, e: L2Entry): Promise<void> {
   if (host) await refs.update(host, d.geometry.clusterSize, -1);
 }
 
+/**
+ * Releases what many L2 entries held, with one refcount write per refcount block touched (Refcounts.dropEach)
+ * rather than one per entry. The entries no longer pointing at them must be on disk already.
+ */
+export async function releaseEntries(d: Qcow2State, entries: L2Entry[]): Promise<void> {
+  const g = d.geometry;
+  const clusters: number[] = [];
+  for (const e of entries) {
+    if (isCompressedEntry(e.hi)) {
+      const { offset, length } = compressedExtent(entryBig(e), g.clusterBits);
+      const start = offset - (offset % 512);
+      const { first, last } = g.clusterRange(start, length + (offset % 512));
+      for (let c = first; c <= last; c++) clusters.push(c);
+    } else {
+      const host = hostOf(e);
+      if (host) clusters.push(g.clusterIndex(host));
+    }
+  }
+  if (clusters.length) await (await d.refcounts()).dropEach(clusters);
+}
+
 /** A change of one L2 entry: its index in its table, the entry it gets, and the one it had. */
 export interface EntryChange {
   idx: number;
@@ -101,7 +122,7 @@ export async function replaceEntries(d: Qcow2State, l1i: number, changes: EntryC
   const released = changes.filter((ch) => holdsCluster(ch.old));
   if (released.length === 0) return;
   await d.file.sync();
-  for (const ch of released) await releaseEntry(d, ch.old);
+  await releaseEntries(d, released.map((ch) => ch.old));
 }
 
 /** Whether the entry holds anything to release: compressed sectors or a host cluster. */
@@ -187,7 +208,7 @@ async function writeNewClusters(d: Qcow2State, c0: number, n: number, pos: numbe
   await d.file.write(host, d.sealed(buf, host, c0 * cs));
   putNewEntries(d, c0, n, pos, end, host, old, table);
   await d.tables.writeEntries(l2off, table, g.l2IndexOfCluster(c0), n);
-  for (const o of released) await releaseEntry(d, o);
+  await releaseEntries(d, released);
 }
 
 /** The L2 entries of clusters [c0, c0 + n) newly at `host`, after guest bytes [pos, end) were written there. */

@@ -7,7 +7,7 @@
 import { toDiskError } from '../../block/errors';
 import { ALL_SUBCLUSTERS, hostOf, isCompressedEntry, normalEntry, putEntry, readEntry, touchedMask, zeroEntry, type L2Entry } from './entry';
 import type { Qcow2State } from './state';
-import { holdsCluster, ownsCluster, releaseEntry, writeData } from './write';
+import { holdsCluster, ownsCluster, releaseEntries, writeData } from './write';
 
 /** BlockDevice.writeZeroes. */
 export async function writeZeroes(d: Qcow2State, offset: number, length: number): Promise<void> {
@@ -88,7 +88,7 @@ async function zeroClusters(d: Qcow2State, c0: number, n: number): Promise<void>
     else putEntry(table, idx, host ? normalEntry(host, 0, 0, true) : zeroEntry(false), false);
   }
   await d.tables.writeEntries(l2off, table, geo.l2IndexOfCluster(c0), n);
-  for (const e of released) await releaseEntry(d, e);
+  await releaseEntries(d, released);
 }
 
 /** Extended L2: marks whole subclusters [a, b) of cluster `c` as zero, where the cluster allows it. */

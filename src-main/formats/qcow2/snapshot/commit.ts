@@ -10,20 +10,27 @@
  * in step: the header holds both the active L1 table's offset and the refcount table's (and the snapshot
  * table's and the virtual size), all within bytes 24..72 of its first sector, which one write replaces.
  *
- * So a commit writes, past the end of the file: copies of the active L2 tables with OFLAG_COPIED recomputed,
- * a new active L1 table pointing at them, the new snapshot table, and a complete new set of refcount
- * structures (table and blocks) counting exactly the state after the switch, in which the old structures
- * that are no longer reachable already count zero. It syncs, writes the header fields in one write, syncs.
- * A crash before the header write leaves the old image untouched (the new clusters are past anything
- * counted); after it, the new image complete. Nothing is left to free afterwards.
+ * So a commit writes, in clusters free before and after it (placement.ts) or past the end of the file: copies of
+ * the active L2 tables whose OFLAG_COPIED flags must change, a new active L1 table pointing at them and at the
+ * tables it shares, the new snapshot table, and a complete new set of refcount structures (table and blocks)
+ * counting exactly the state after the switch, in which the old structures that are no longer reachable
+ * already count zero. It syncs, writes the header fields in one write, syncs. A crash before the header write
+ * leaves the old image untouched (the new clusters are free in it); after it, the new image complete. Nothing
+ * is left to free afterwards.
  *
- * Cost: the active L2 tables and the refcount structures are rewritten (metadata only, about 1/8192 of the
- * data with 64 KiB clusters); the clusters they used become free for later allocations.
+ * Sharing, as qemu does: an L2 table whose flags are already right under the new counts (every entry's flag
+ * clear because its cluster stays shared, as after an earlier snapshot with no write since) is not copied:
+ * the new active L1 points at it and its refcount goes up by one. A write later copies it (tables.ts
+ * l2ForWrite). So a snapshot costs copies only of the tables written since the last one.
+ *
+ * Cost: those L2 copies, the L1 table and the refcount structures (metadata only, about 1/8192 of the data
+ * with 64 KiB clusters); the clusters the old ones used are free for the next switch and for later writes.
  */
 import { corrupt, DiskError } from '../../../block/errors';
 import { compressedExtent, getRefcount, maxRefcount, setRefcount } from '../layout';
-import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry } from '../entry';
+import { entryBig, HI_COPIED, hostOf, isCompressedEntry, l1Offset as l1EntryOffset, putEntry, readEntry, type L2Entry } from '../entry';
 import { writeHeaderFields } from '../header';
+import { ClusterPlacer, mergePieces } from './placement';
 import { serializeSnapshotTable, type SnapshotEntry, type SnapshotTable } from './table-codec';
 import type { Qcow2State } from '../state';
 
@@ -56,6 +63,36 @@ export interface SnapshotCommit {
 function l1At(l1: Uint8Array, i: number): number {
   const v = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
   return l1EntryOffset(v.getUint32(i * 8), v.getUint32(i * 8 + 4));
+}
+
+/** Where each new structure of a switch goes (cluster indexes), and the end of everything in use after it. */
+interface Placement {
+  copies: number[];
+  l1: number;
+  snap: number;
+  rt: number;
+  rtClusters: number;
+  blocks: number[];
+  end: number;
+  /** The new clusters placed below the old end. */
+  taken: Set<number>;
+}
+
+function placeAll(placer: ClusterPlacer, copies: number, l1Clusters: number, snapClusters: number, rtClusters: number, blocks: number): Placement {
+  const taken = new Set<number>();
+  const take = (n: number) => {
+    const at = placer.take(n);
+    for (let i = at; i < at + n; i++) taken.add(i);
+    return at;
+  };
+  const copyAt: number[] = [];
+  for (let i = 0; i < copies; i++) copyAt.push(take(1));
+  const l1 = l1Clusters ? take(l1Clusters) : 0;
+  const snap = snapClusters ? take(snapClusters) : 0;
+  const rt = take(rtClusters);
+  const blockAt: number[] = [];
+  for (let t = 0; t < blocks; t++) blockAt.push(take(1));
+  return { copies: copyAt, l1, snap, rt, rtClusters, blocks: blockAt, end: placer.beyond, taken };
 }
 
 /** Writes the commit and switches the header to it (see the file comment). */
@@ -103,13 +140,14 @@ export async function commitSnapshotChange(dev: Qcow2State, c: SnapshotCommit): 
     for (let k = first; k <= last; k++) bump(k, by, what);
   };
   // Every cluster reached through an L1 table's L2 tables (the tables themselves with `withTables`).
-  const reach = async (l1: Uint8Array, by: number, withTables: boolean) => {
+  const reach = async (l1: Uint8Array, by: number, withTables: boolean, keep?: Map<number, Uint8Array>) => {
     for (let i = 0; i < l1.length / 8; i++) {
       const l2 = l1At(l1, i);
       if (!l2) continue;
       if (g.offsetInCluster(l2) !== 0) throw corrupt(`${dev.path}: L1 entry ${i} points to an unaligned L2 table; repair the image first`, dev.path);
       if (withTables) bump(g.clusterIndex(l2), by, 'an L1 entry');
-      const table = await file.readBlock(l2, cs, 'L2 table');
+      const table = keep?.get(l2) ?? (await file.readBlock(l2, cs, 'L2 table'));
+      keep?.set(l2, table);
       for (let k = 0; k < g.l2Entries; k++) {
         const e = readEntry(table, k, g.extendedL2);
         if (isCompressedEntry(e.hi)) {
@@ -126,30 +164,13 @@ export async function commitSnapshotChange(dev: Qcow2State, c: SnapshotCommit): 
     bumpRange(r.offset, r.entries * 8, -1, 'an L1 table');
     await reach(r.bytes, -1, true);
   }
-  await reach(c.activeFrom, +1, false);
+  const activeTables = new Map<number, Uint8Array>();
+  await reach(c.activeFrom, +1, false, activeTables);
   const tableBytes = c.snapshots?.length ? serializeSnapshotTable(c.snapshots, dev.version) : undefined;
   if (c.snapshots && c.oldTable.entries.length && c.oldTable.byteLength) bumpRange(dev.header.snapshotsOffset, c.oldTable.byteLength, -1, 'the snapshot table');
   bumpRange(refs.tableOffset, refs.tableClusters * cs, -1, 'the refcount table');
   for (const t of oldBlocks.keys()) bump(g.clusterIndex(refs.table[t]), -1, 'a refcount block');
 
-  // The new clusters, from `start` on: L2 copies, the active L1, the snapshot table, the refcount table, its blocks.
-  const l2Sources: number[] = [];
-  for (let i = 0; i < c.activeFrom.length / 8; i++) l2Sources.push(l1At(c.activeFrom, i));
-  const copies = l2Sources.filter((o) => o !== 0).length;
-  const l1Clusters = g.sizeToClusters(c.activeEntries * 8);
-  const snapClusters = tableBytes ? g.sizeToClusters(tableBytes.length) : 0;
-  const fixed = copies + l1Clusters + snapClusters;
-  let blocks = 0;
-  let rtClusters = 0;
-  for (;;) {
-    const end = start + fixed + rtClusters + blocks;
-    const nb = Math.ceil(end / perBlock);
-    const rt = Math.max(1, g.sizeToClusters(nb * 8));
-    if (nb === blocks && rt === rtClusters) break;
-    blocks = nb;
-    rtClusters = rt;
-  }
-  const end = start + fixed + rtClusters + blocks;
   const newRef = (i: number): number => {
     if (i >= start) return 1;
     const v = baseRef(i) + delta[i];
@@ -157,67 +178,111 @@ export async function commitSnapshotChange(dev: Qcow2State, c: SnapshotCommit): 
     if (v > maxRefcount(bits)) throw new DiskError('EUNSUPPORTED', `${dev.path}: its ${bits}-bit refcounts cannot count clusters shared by another snapshot (the largest is ${maxRefcount(bits)}); convert it with a larger refcount_bits`, dev.path);
     return v;
   };
-
-  const out = new Uint8Array((end - start) * cs);
-  let next = 0;
-  const place = (n: number) => {
-    const at = next;
-    next += n;
-    return at;
+  // OFLAG_COPIED exactly where a data cluster's new refcount is 1 (never on compressed entries).
+  const wantCopied = (e: L2Entry) => {
+    const host = isCompressedEntry(e.hi) ? 0 : hostOf(e);
+    return host !== 0 && newRef(g.clusterIndex(host)) === 1;
   };
-  // Active L2 copies: OFLAG_COPIED exactly where the cluster's new refcount is 1.
-  const copyAt: number[] = [];
-  for (const src of l2Sources) {
-    if (!src) {
-      copyAt.push(0);
-      continue;
-    }
-    const at = place(1);
-    copyAt.push((start + at) * cs);
-    const table = out.subarray(at * cs, (at + 1) * cs);
-    table.set(await file.readBlock(src, cs, 'L2 table'));
+  const flagsRight = (table: Uint8Array) => {
     for (let k = 0; k < g.l2Entries; k++) {
       const e = readEntry(table, k, g.extendedL2);
-      const host = isCompressedEntry(e.hi) ? 0 : hostOf(e);
-      const want = host !== 0 && newRef(g.clusterIndex(host)) === 1;
-      const hi = (want ? e.hi | HI_COPIED : e.hi & ~HI_COPIED) >>> 0;
+      if (((e.hi & HI_COPIED) !== 0) !== wantCopied(e)) return false;
+    }
+    return true;
+  };
+
+  // The new active L1 shares an L2 table as it is (one more reference to it) when its flags are already right
+  // under the new counts: as qemu shares them, with no copy (a later write copies it, tables.ts l2ForWrite).
+  // A table whose flags must change is copied, since the flags and the counts must change in one write.
+  const l2Sources: number[] = [];
+  for (let i = 0; i < c.activeFrom.length / 8; i++) l2Sources.push(l1At(c.activeFrom, i));
+  const shared = new Set<number>();
+  for (const src of new Set(l2Sources)) {
+    if (src && flagsRight(activeTables.get(src)!)) shared.add(src);
+  }
+  for (const src of l2Sources) if (src && shared.has(src)) bump(g.clusterIndex(src), +1, 'an L1 entry');
+
+  // The new clusters (L2 copies, the active L1, the snapshot table, the refcount table and its blocks), placed
+  // in clusters free before and after the switch (placement.ts), else past `start`. Where the counts are the
+  // check's (`base`), nothing is reused: the new structures go past everything the file holds.
+  const isFree = c.base ? () => false : (i: number) => oldRef(i) === 0 && delta[i] === 0;
+  const copies = l2Sources.filter((o) => o !== 0 && !shared.has(o)).length;
+  const l1Clusters = g.sizeToClusters(c.activeEntries * 8);
+  const snapClusters = tableBytes ? g.sizeToClusters(tableBytes.length) : 0;
+  let blocks = Math.max(1, Math.ceil(start / perBlock));
+  let plan: ReturnType<typeof placeAll>;
+  for (;;) {
+    const rtClusters = Math.max(1, g.sizeToClusters(blocks * 8));
+    plan = placeAll(new ClusterPlacer(start, isFree), copies, l1Clusters, snapClusters, rtClusters, blocks);
+    const need = Math.ceil(plan.end / perBlock);
+    if (need <= blocks) break;
+    blocks = need;
+  }
+  const isNew = (i: number) => (i >= start ? true : plan.taken.has(i));
+  const refOf = (i: number): number => (isNew(i) ? 1 : newRef(i));
+
+  const pieces: Array<{ cluster: number; bytes: Uint8Array }> = [];
+  // Active L2 copies, with the flags recomputed.
+  const l1Bytes = new Uint8Array(l1Clusters * cs);
+  const l1View = new DataView(l1Bytes.buffer);
+  let copyIndex = 0;
+  for (let i = 0; i < l2Sources.length; i++) {
+    const src = l2Sources[i];
+    if (!src) continue;
+    if (shared.has(src)) {
+      const copied = newRef(g.clusterIndex(src)) === 1;
+      l1View.setBigUint64(i * 8, BigInt(src) | (copied ? 1n << 63n : 0n));
+      continue;
+    }
+    const at = plan.copies[copyIndex++];
+    const table = activeTables.get(src)!.slice();
+    for (let k = 0; k < g.l2Entries; k++) {
+      const e = readEntry(table, k, g.extendedL2);
+      const hi = (wantCopied(e) ? e.hi | HI_COPIED : e.hi & ~HI_COPIED) >>> 0;
       if (hi !== e.hi) putEntry(table, k, { ...e, hi }, g.extendedL2);
     }
+    pieces.push({ cluster: at, bytes: table });
+    l1View.setBigUint64(i * 8, BigInt(at * cs) | (1n << 63n)); // each copy is the active layer's alone
   }
-  const l1At0 = place(l1Clusters);
-  const l1View = new DataView(out.buffer, l1At0 * cs, l1Clusters * cs);
-  copyAt.forEach((off, i) => {
-    if (off) l1View.setBigUint64(i * 8, BigInt(off) | (1n << 63n)); // each copy is the active layer's alone
-  });
-  const snapAt = place(snapClusters);
-  if (tableBytes) out.set(tableBytes, snapAt * cs);
-  const rtAt = place(rtClusters);
-  const rtView = new DataView(out.buffer, rtAt * cs, rtClusters * cs);
+  if (l1Clusters) pieces.push({ cluster: plan.l1, bytes: l1Bytes });
+  if (tableBytes) {
+    const snap = new Uint8Array(snapClusters * cs);
+    snap.set(tableBytes);
+    pieces.push({ cluster: plan.snap, bytes: snap });
+  }
+  const rtBytes = new Uint8Array(plan.rtClusters * cs);
+  const rtView = new DataView(rtBytes.buffer);
   for (let t = 0; t < blocks; t++) {
-    const at = place(1);
-    rtView.setBigUint64(t * 8, BigInt((start + at) * cs));
-    const block = out.subarray(at * cs, (at + 1) * cs);
+    const at = plan.blocks[t];
+    rtView.setBigUint64(t * 8, BigInt(at * cs));
+    const block = new Uint8Array(cs);
     for (let k = 0; k < perBlock; k++) {
       const i = t * perBlock + k;
-      if (i >= end) break;
-      const v = newRef(i);
+      if (i >= plan.end) break;
+      const v = refOf(i);
       if (v) setRefcount(block, k, bits, v);
     }
+    pieces.push({ cluster: at, bytes: block });
   }
+  pieces.push({ cluster: plan.rt, bytes: rtBytes });
 
   // Everything new is written and on disk before the one header write that makes it live.
-  await file.write(start * cs, out);
+  for (const w of mergePieces(pieces, cs)) await file.write(w.offset, w.bytes);
   await file.sync();
+  const rtAt = plan.rt;
+  const rtClusters = plan.rtClusters;
+  const l1At0 = plan.l1;
+  const snapAt = plan.snap;
   const h = dev.header;
   const size = c.virtualSize ?? h.size;
   const nb = c.snapshots ? c.snapshots.length : h.nbSnapshots;
-  const snapOffset = c.snapshots ? (tableBytes ? (start + snapAt) * cs : 0) : h.snapshotsOffset;
+  const snapOffset = c.snapshots ? (tableBytes ? snapAt * cs : 0) : h.snapshotsOffset;
   await writeHeaderFields(file, {
     size,
     cryptMethod: h.cryptMethod,
     l1Size: c.activeEntries,
-    l1TableOffset: c.activeEntries ? (start + l1At0) * cs : 0,
-    refcountTableOffset: (start + rtAt) * cs,
+    l1TableOffset: c.activeEntries ? l1At0 * cs : 0,
+    refcountTableOffset: rtAt * cs,
     refcountTableClusters: rtClusters,
     nbSnapshots: nb,
     snapshotsOffset: snapOffset,
@@ -225,8 +290,8 @@ export async function commitSnapshotChange(dev: Qcow2State, c: SnapshotCommit): 
   await file.sync();
   h.size = size;
   h.l1Size = c.activeEntries;
-  h.l1TableOffset = c.activeEntries ? (start + l1At0) * cs : 0;
-  h.refcountTableOffset = (start + rtAt) * cs;
+  h.l1TableOffset = c.activeEntries ? l1At0 * cs : 0;
+  h.refcountTableOffset = rtAt * cs;
   h.refcountTableClusters = rtClusters;
   h.nbSnapshots = nb;
   h.snapshotsOffset = snapOffset;

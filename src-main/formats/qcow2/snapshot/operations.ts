@@ -147,8 +147,9 @@ function checkMeta(meta: SnapshotMeta, entries: SnapshotEntry[], path: string): 
 
 /**
  * Takes a snapshot with the given id, date, VM clock and instruction count (defaults: the next id, now, 0,
- * none). The old active L1 table and its L2 tables become the snapshot's; the active layer gets copies
- * (commit.ts says why, and how a crash can only leak).
+ * none). The old active L1 table and its L2 tables become the snapshot's; the active layer gets a new L1
+ * table sharing the L2 tables whose flags need no change, and copies of the others (commit.ts says why, and
+ * how a crash can only leak).
  */
 export async function createSnapshotWithMeta(path: string, meta: SnapshotMeta): Promise<void> {
   await withImage(path, false, async (dev) => {
