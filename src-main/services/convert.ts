@@ -75,8 +75,6 @@ const CHUNK = 1024 * 1024;
 const WHOLE_UNIT_MAX = 2 * 1024 * 1024;
 /** Granularity of zero detection inside data: all-zero 4 KiB blocks are not written (qemu-img's -S 4k). */
 const ZERO_GRAIN = 4096;
-/** One status query looks this far ahead; a long hole or zero run is then a single step. */
-const STATUS_SPAN = 1 << 30;
 /** Zeros that must really be written (-n, -B) go in steps of at most this much, so cancel stays responsive. */
 const ZERO_STEP = 64 * 1024 * 1024;
 /** Pieces read ahead of the writer, and pieces whose writes may be under way at once (each holds a buffer). */
@@ -123,11 +121,12 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       }
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
-      // Under -t unsafe nothing is flushed, the create included (as qemu-img's unsafe target). Otherwise the
-      // create's own syncs stay: not every file it writes is one the open image flushes later (a .hdd bundle's
+      // Under -t unsafe nothing is flushed, the create included (as qemu-img's unsafe target). Otherwise a driver
+      // that can leave its sync to us (durable: false; dst.flush below syncs the filled image) does, and the others
+      // keep theirs: not every file a create writes is one the open image flushes later (a .hdd bundle's
       // DiskDescriptor.xml).
       const createReq = { path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat };
-      extras = await (unsafe ? withoutSyncs(() => createUnplaced(createReq, tmp!)) : createUnplaced(createReq, tmp!));
+      extras = await (unsafe ? withoutSyncs(() => createUnplaced(createReq, tmp!, false)) : createUnplaced(createReq, tmp!, false));
       // Its open too (a Parallels image syncs its in-use mark when opened for writing).
       dst = await (unsafe ? withoutSyncs(() => openTarget(tmp!, req)) : openTarget(tmp, req));
     }
@@ -238,7 +237,9 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   const planStep = async (): Promise<Step> => {
     if (next >= extEnd) {
       holder = undefined;
-      const span = Math.min(STATUS_SPAN, src.size - next);
+      // Status is asked for the whole rest of the image: a long hole or zero run is one step, so a sparse 1 TiB
+      // image is not 1,024 turns of this loop (which also had V8 compile it: megabytes of resident memory).
+      const span = src.size - next;
       if (withBacking) {
         // -B: only what the source's top image holds is copied; the rest comes from the new backing file.
         const ext = await src.status(next, span);
@@ -246,9 +247,10 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
         extEnd = next + ext.length;
       } else {
         const ext = await deepStatus(src, next, span);
-        extKind = ext.kind === 'data' ? 'data' : 'zero';
+        // Data the image stores where its file has a hole (VHDX, VDI, VHD say readsAsZero) is zeros: not read.
+        extKind = ext.kind === 'data' && !ext.readsAsZero ? 'data' : 'zero';
         extEnd = next + ext.length;
-        if (offload && ext.kind === 'data') {
+        if (offload && extKind === 'data') {
           holder = chainOf(src)[ext.depth];
           holderStart = next;
           holderEnd = extEnd;

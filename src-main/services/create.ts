@@ -84,15 +84,16 @@ export async function createImage(req: CreateRequest): Promise<string[]> {
 /**
  * Creates the image at `writeTo` as is, for a caller that fills it and renames it into place itself (convert).
  * The files written beside it stay under temporary names until the caller places them (ExtraFiles.place, just
- * before its rename; settle after it; discard if its job fails).
+ * before its rename; settle after it; discard if its job fails). `durable: false` tells a driver that honours it
+ * (CreateOptions.durable: qcow2) that the caller flushes the whole image before its rename, so the create need not.
  */
-export async function createUnplaced(req: CreateRequest, writeTo: string): Promise<ExtraFiles> {
+export async function createUnplaced(req: CreateRequest, writeTo: string, durable = true): Promise<ExtraFiles> {
   const make = await prepare(req);
-  return new ExtraFiles(await make(writeTo));
+  return new ExtraFiles(await make(writeTo, durable));
 }
 
 /** Validates the request and looks the backing file up; returns the create itself, given the path to write. */
-async function prepare(req: CreateRequest): Promise<(path: string) => Promise<CreatedFiles | undefined>> {
+async function prepare(req: CreateRequest): Promise<(path: string, durable?: boolean) => Promise<CreatedFiles | undefined>> {
   const driver = driverFor(req.format);
   await checkExisting(req.path, req.existing ?? 'replace');
   if (!driver.create) throw new DiskError('EUNSUPPORTED', `${req.format}: creating images is not supported yet by this build`);
@@ -114,8 +115,9 @@ async function prepare(req: CreateRequest): Promise<(path: string) => Promise<Cr
   if (size === undefined) throw new DiskError('EINVAL', 'an image size is required (e.g. 10G)');
   if (!Number.isSafeInteger(size) || size < 0) throw new DiskError('EINVAL', `invalid image size ${size}`);
   const bytes = size;
-  return async (path) => {
+  return async (path, durable = true) => {
     const made = await driver.create!(path, bytes, {
+      durable,
       options,
       backingFile: req.backingFile,
       backingFormat: (req.backingFormat as FormatName | undefined) ?? backingFormat,
