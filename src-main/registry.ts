@@ -17,6 +17,11 @@ import { keyRefusal } from './crypto/secret';
 /** Every driver, in probe order; raw is last and matches anything with the lowest score. */
 export const DRIVERS = FORMAT_DRIVERS;
 
+/** Loads every driver's open and describe code now (the app's first image then opens as fast as the next). */
+export async function preloadDrivers(): Promise<void> {
+  for (const d of FORMAT_DRIVERS) await d.preload?.();
+}
+
 // The contract's FormatName union and the driver list must name the same formats, once each.
 for (const name of FORMAT_NAMES) {
   if (DRIVERS.filter((d) => d.name === name).length !== 1) throw new Error(`formats/index.ts must list exactly one driver named '${name}'`);

@@ -258,6 +258,11 @@ export interface FormatDriver {
   /** File name extensions without the dot, the usual one first: open dialogs, file filters, the default target name. */
   readonly extensions: readonly string[];
   /**
+   * Loads now the code its open and describe load on first use (the app's first image would otherwise wait for
+   * it): a long-running face calls it once it is idle (registry preloadDrivers).
+   */
+  preload?(): Promise<void>;
+  /**
    * True when its open devices take overlapping calls safely, so callers may keep several reads (or writes)
    * under way: raw does positioned file I/O only, and qcow2 queues its mutations in call order while its reads
    * touch only caches. Devices of other formats are given one call at a time.

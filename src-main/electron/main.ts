@@ -16,7 +16,7 @@ import { DiskError } from '../block/errors';
 import { JobManager } from '../services/jobs';
 import { callApi, createApi, errorDto } from '../api';
 import { forgetAllKeys } from '../keyring';
-import { formatSummaries } from '../registry';
+import { formatSummaries, preloadDrivers } from '../registry';
 import { menuTemplate } from './menu';
 import { imagePathsFromArgv, OpenQueue } from './open-requests';
 import { APP_INDEX_URL, handleAppProtocol, isAppPage, registerAppScheme } from './protocol';
@@ -199,6 +199,8 @@ if (!app.requestSingleInstanceLock()) {
     bindApi();
     void refreshMenu();
     if (!mainWindow) createWindow();
+    // The format drivers' code loads while the window opens, not when the first image is opened.
+    setImmediate(() => void preloadDrivers().catch(() => undefined));
     app.on('activate', () => {
       if (BrowserWindow.getAllWindows().length === 0) createWindow();
     });

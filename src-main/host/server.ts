@@ -16,6 +16,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { BackingGrants } from '../block/backing-path';
 import type { BackingPolicy } from '../block/types';
 import { JobManager } from '../services/jobs';
+import { preloadDrivers } from '../registry';
 import { createApi } from '../api';
 import { contentSecurityPolicy } from '../api/csp';
 import { contentTypeOf, realRendererFile, rendererPathFor } from '../api/renderer-files';
@@ -208,6 +209,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     });
   });
   port = (server.address() as AddressInfo).port;
+  // The format drivers' code loads now, while the person opens the page, not when the first image is opened.
+  setImmediate(() => void preloadDrivers().catch(() => undefined));
 
   return {
     url: `http://${BIND_ADDRESS}:${port}/?token=${token}`,

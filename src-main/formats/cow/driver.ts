@@ -53,6 +53,9 @@ export const cowDriver: FormatDriver = {
   label: 'UML COW',
   description: 'User-Mode Linux copy-on-write overlay of a backing file',
   extensions: ['cow'],
+  preload: async () => {
+    await Promise.all([import('./device')]);
+  },
   // One call at a time: a write's read-modify-write of edge sectors and its bitmap update must not interleave.
   concurrentCalls: false,
   backingFiles: 'required',

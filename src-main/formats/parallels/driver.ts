@@ -71,6 +71,9 @@ export const parallelsDriver: FormatDriver = {
   label: 'Parallels',
   description: 'Parallels Desktop expanding disk (.hdd/.hds)',
   extensions: ['hds', 'hdd'],
+  preload: async () => {
+    await Promise.all([import('./device')]);
+  },
   concurrentCalls: false,
   probe: (head: Uint8Array, path: string) => probeParallels(head) || (isDescriptorHead(head, path) ? 100 : 0),
   describe,

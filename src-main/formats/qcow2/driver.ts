@@ -59,6 +59,9 @@ export const qcow2Driver: FormatDriver = {
   label: 'QCOW2',
   description: 'QEMU/KVM disk: grows as written, snapshots, compression, backing files',
   extensions: ['qcow2', 'qcow', 'img'],
+  preload: async () => {
+    await Promise.all([import('./device'), import('./header'), import('./snapshot/table-codec'), import('./snapshot/entry-to-info')]);
+  },
   concurrentCalls: true,
   writesCompressed: true,
   backingFiles: 'optional',

@@ -52,6 +52,9 @@ export const vdiDriver: FormatDriver = {
   label: 'VDI',
   description: 'VirtualBox disk image: dynamic, static or differencing',
   extensions: ['vdi'],
+  preload: async () => {
+    await Promise.all([import('./device'), import('./image'), import('./layout'), import('./parent')]);
+  },
   // Reads overlap freely; the device queues its mutations in call order (device.ts).
   concurrentCalls: true,
   probe: (head: Uint8Array) => probeVdi(head),

@@ -46,6 +46,9 @@ export const vhdxDriver: FormatDriver = {
   label: 'VHDX',
   description: 'Hyper-V virtual hard disk: fixed, dynamic or differencing',
   extensions: ['vhdx'],
+  preload: async () => {
+    await Promise.all([import('./device'), import('./image'), import('./parent')]);
+  },
   concurrentCalls: false,
   backingFiles: 'optional',
   probe: (head: Uint8Array) => probeVhdx(head),

@@ -32,6 +32,9 @@ export const vmdkDriver: FormatDriver = {
   label: 'VMDK',
   description: 'VMware disk: Workstation, Fusion, ESXi, VirtualBox',
   extensions: ['vmdk'],
+  preload: async () => {
+    await Promise.all([import('./open'), import('./extent'), import('./device'), import('./describe')]);
+  },
   // The devices would take overlapping calls (their mutations queue in call order: block/mutation-queue.ts), but
   // convert measured no faster with them (the bench rows are I/O and start-up bound), so callers keep to one
   // call at a time.

@@ -87,6 +87,9 @@ export const vpcDriver: FormatDriver = {
   label: 'VHD',
   description: 'Virtual PC / Hyper-V / Azure virtual hard disk: fixed, dynamic or differencing',
   extensions: ['vhd', 'vpc'],
+  preload: async () => {
+    await Promise.all([import('./open'), import('./image'), import('./layout'), import('./parent')]);
+  },
   concurrentCalls: false,
   backingFiles: 'optional',
   probe: (head: Uint8Array, path: string) => probeVpc(head, path),
