@@ -4,6 +4,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { OpenOptions } from '../src-main/block/types';
 
 export const ROOT = join(__dirname, '..');
 export const CLI = join(ROOT, 'bin', 'diskwright.js');
@@ -92,3 +93,12 @@ export function assertPlainError(args: string[], pattern?: RegExp): string {
   if (pattern) assert.match(lines[0], pattern);
   return lines[0];
 }
+
+/** Open options for a format driver opened directly by a test: writable, with no backing file to follow. */
+export const OPEN_WRITABLE_NO_BACKING: OpenOptions = {
+  readOnly: false,
+  backingPolicy: 'none',
+  openBacking: async () => {
+    throw new Error('no backing');
+  },
+};

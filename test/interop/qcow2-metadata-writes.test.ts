@@ -7,9 +7,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, copyFileSync } from 'node:fs';
-import { must, scratch } from '../helpers';
+import { must, OPEN_WRITABLE_NO_BACKING, scratch } from '../helpers';
 import { ImageFile } from '../../src-main/block/file';
-import type { OpenOptions } from '../../src-main/block/types';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { qcow2Snapshots } from '../../src-main/formats/qcow2/snapshot/operations';
@@ -17,13 +16,7 @@ import { qcow2Snapshots } from '../../src-main/formats/qcow2/snapshot/operations
 const s = scratch('dw-qcow2-meta-');
 after(() => s.cleanup());
 
-const OPEN: OpenOptions = {
-  readOnly: false,
-  backingPolicy: 'none',
-  openBacking: async () => {
-    throw new Error('no backing');
-  },
-};
+const OPEN = OPEN_WRITABLE_NO_BACKING;
 
 function qemuCheckClean(img: string): void {
   const r = JSON.parse(must('qemu-img', ['check', '--output', 'json', img]).stdout);

@@ -4,25 +4,18 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { scratch } from '../helpers';
+import { OPEN_WRITABLE_NO_BACKING, scratch } from '../helpers';
 import { createQcow2 } from '../../src-main/formats/qcow2/create';
 import { openQcow2 } from '../../src-main/formats/qcow2/device';
 import { Refcounts } from '../../src-main/formats/qcow2/refcount';
 import { compressedExtent, encodeCompressedEntry } from '../../src-main/formats/qcow2/layout';
 import { ImageFile } from '../../src-main/block/file';
 import { DiskError } from '../../src-main/block/errors';
-import type { OpenOptions } from '../../src-main/block/types';
 
 const s = scratch('dw-qcow2-unit-');
 after(() => s.cleanup());
 
-const OPEN: OpenOptions = {
-  readOnly: false,
-  backingPolicy: 'none',
-  openBacking: async () => {
-    throw new Error('no backing');
-  },
-};
+const OPEN = OPEN_WRITABLE_NO_BACKING;
 
 test('compressed cluster descriptors round-trip for every cluster size', () => {
   for (let bits = 9; bits <= 21; bits++) {
