@@ -15,6 +15,15 @@ export function tempPathFor(target: string): string {
   return nodePath.join(dir, `.${nodePath.basename(target)}.diskwright-${randomBytesQuick(4).toString('hex')}.tmp`);
 }
 
+/**
+ * The stem every file of the temporary `tmp` (from tempPathFor) starts with: `.NAME.diskwright-TOKEN.`, which
+ * names the image itself (`….tmp`), the files written beside it (`….EXTRA.tmp`, see temporaryOf) and, for a
+ * bundle folder, what it holds.
+ */
+export function temporaryStem(tmp: string): string {
+  return tmp.slice(0, -'tmp'.length);
+}
+
 /** How long a temporary file must have been left alone to count as stale where locks cannot tell. */
 const STALE_AFTER_MS = 10 * 60 * 1000;
 

@@ -9,11 +9,11 @@ import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
-import { withoutSyncs, type ImageFile } from '../block/file';
+import { skipSyncs, type ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
-import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor, type ExtraFiles } from './atomic';
+import { aboutTarget, checkTarget, removeStaleTemporaries, tempPathFor, temporaryStem, type ExtraFiles } from './atomic';
 import { reflinksBetween } from './reflink';
 
 export interface ConvertRequest {
@@ -109,6 +109,8 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
   /** Files the create wrote beside the target (VMDK extents): given their final names just before the rename. */
   let extras: ExtraFiles | undefined;
   let dst: BlockDevice | undefined;
+  /** Ends the skipping of the new image's syncs (-t unsafe). */
+  let keepSyncs: (() => void) | undefined;
   try {
     if (req.existingTarget) {
       dst = await openImage(req.target, { format: req.targetFormat, readOnly: false, backingPolicy: 'anywhere' });
@@ -121,14 +123,16 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
       }
       if (req.targetSize !== undefined && req.targetSize < src.size) throw new DiskError('EINVAL', `the target size ${req.targetSize} is smaller than ${req.source} (${src.size} bytes)`);
       tmp = tempPathFor(req.target);
-      // Under -t unsafe nothing is flushed, the create included (as qemu-img's unsafe target). Otherwise a driver
+      // Under -t unsafe nothing is flushed (as qemu-img's unsafe target). Otherwise a driver
       // that can leave its sync to us (durable: false; dst.flush below syncs the filled image) does, and the others
       // keep theirs: not every file a create writes is one the open image flushes later (a .hdd bundle's
       // DiskDescriptor.xml).
       const createReq = { path: req.target, format: req.targetFormat, size: req.targetSize ?? src.size, options: req.options, backingFile: req.backingFile, backingFormat: req.backingFormat };
-      extras = await (unsafe ? withoutSyncs(() => createUnplaced(createReq, tmp!, false)) : createUnplaced(createReq, tmp!, false));
-      // Its open too (a Parallels image syncs its in-use mark when opened for writing).
-      dst = await (unsafe ? withoutSyncs(() => openTarget(tmp!, req)) : openTarget(tmp, req));
+      // Under -t unsafe, nothing of the new image syncs from here to its rename: its create, its open (a Parallels
+      // image syncs its in-use mark), what a write rewrites (a split VMDK's descriptor), its extents' final names.
+      if (unsafe) keepSyncs = skipSyncs(temporaryStem(tmp));
+      extras = await createUnplaced(createReq, tmp, false);
+      dst = await openTarget(tmp, req);
     }
     if (unsafe) dst.skipFlushes?.();
     // Copy offload: asked for (-C), else by default only where the new image can share the source's blocks
@@ -157,6 +161,7 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     await src.close().catch(() => undefined);
     if (tmp) await fsp.rm(tmp, { force: true, recursive: true }).catch(() => undefined);
     await extras?.discard();
+    keepSyncs?.();
   }
 }
 

@@ -21,7 +21,7 @@ import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { nativeFileOps } from '../block/native';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { diskFreeMap, type ByteRange, type DiskFreeMap } from '../inside';
-import { imageEntry, openImage, resolveDriver } from '../registry';
+import { driverFor, imageEntry, isFormatName, openImage, resolveDriver } from '../registry';
 import { inspectImage } from './info';
 import { convertImage } from './convert';
 import { FreeMaskedDevice } from './sparsify/masked';
@@ -87,7 +87,6 @@ async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
 
 async function intoNewImage(req: SparsifyRequest): Promise<SparsifyReport> {
   const target = req.target!;
-  const sizeBefore = await allocatedSize(req.source, req.sourceFormat);
   const targetFormat = req.targetFormat ?? (await resolveDriver(await imageEntry(req.source), req.sourceFormat)).name;
   let out: SparsifyReport | undefined;
   await convertImage({
@@ -105,7 +104,7 @@ async function intoNewImage(req: SparsifyRequest): Promise<SparsifyReport> {
     wrapSource: async (src) => {
       const map = await freeMap(src, req.source);
       const held = await heldRanges(src, map.ranges, false, req.signal);
-      out = report('new', req, src, map, held, sizeBefore);
+      out = report('new', req, src, map, held, await allocatedSize(req.source, src.format));
       return new FreeMaskedDevice(src, map.ranges);
     },
   });
@@ -167,7 +166,7 @@ async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
     if (total > 0) out.notes.push(...inPlaceNotes(dev));
     closed = true;
     await dev.close();
-    out.sizeAfter = await allocatedSize(req.source, req.sourceFormat);
+    out.sizeAfter = await allocatedSize(req.source, dev.format);
     return out;
   } finally {
     if (!closed) await dev.close().catch(() => undefined);
@@ -279,9 +278,20 @@ function imageInfo(path: string, format?: string): Promise<ImageInfo | undefined
   return inspectImage(path, { format, backingPolicy: 'none' }).catch(() => undefined);
 }
 
-/** Bytes the image takes on the host (its allocated blocks; every file of an image spanning several), as info's actual-size. */
+/**
+ * Bytes the image takes on the host, as info's actual-size: its file's allocated blocks, or for an image of
+ * several files (a VMDK's extents, a Parallels bundle) what info adds up. One stat where one file says it: info
+ * opens and reads the image (5 ms of a 1 GiB compaction's 320, twice).
+ */
 async function allocatedSize(path: string, format?: string, known?: ImageInfo): Promise<number> {
-  const info = known ?? (await imageInfo(path, format));
+  if (known) return known['actual-size'];
+  const entry = await imageEntry(path);
+  const driver = format !== undefined && isFormatName(format) ? driverFor(format) : undefined;
+  if (driver && !(await driver.spansFiles?.(entry))) {
+    const st = await fsp.stat(entry).catch(() => undefined);
+    if (st?.isFile()) return st.blocks * 512;
+  }
+  const info = await imageInfo(path, format);
   if (info) return info['actual-size'];
   const st = await fsp.stat(path).catch(() => undefined);
   return st ? st.blocks * 512 : 0;

@@ -8,7 +8,7 @@ import { randomBytesQuick } from '../../block/random';
 import { promises as fsp } from 'node:fs';
 import * as nodePath from 'node:path';
 import { DiskError, toDiskError } from '../../block/errors';
-import { ImageFile } from '../../block/file';
+import { ImageFile, syncsSkippedFor } from '../../block/file';
 import { MAX_BACKING_NAME } from './layout';
 export { PARENT_CID_BEFORE_COMMIT } from './layout';
 import type { DescriptorPlace } from './open';
@@ -126,7 +126,7 @@ export async function writePlaceText(pl: DescriptorPlace, text: string, path: st
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
-  await syncDir(dir);
+  await syncDir(dir, pl.file.path);
   const old = pl.file;
   pl.file = await ImageFile.open(old.path, true);
   return old;
@@ -145,8 +145,12 @@ function textTempPath(path: string): string {
   return nodePath.join(nodePath.dirname(path), m ? `${m[1]}.descriptor-${rand}.tmp` : `.${base}.diskwright-${rand}.tmp`);
 }
 
-/** Makes a rename durable: the folder's entry is synced too (best effort: not every file system allows it). */
-async function syncDir(dir: string): Promise<void> {
+/**
+ * Makes the rename to `renamed` durable: the folder's entry is synced too (best effort: not every file system
+ * allows it); not where the file's syncs are skipped (a convert -t unsafe target's temporary).
+ */
+async function syncDir(dir: string, renamed: string): Promise<void> {
+  if (syncsSkippedFor(renamed)) return;
   const fh = await fsp.open(dir, 'r').catch(() => undefined);
   if (!fh) return;
   await fh.sync().catch(() => undefined);

@@ -58,19 +58,33 @@ export function mergeRanges(ranges: ByteRange[]): ByteRange[] {
 
 /** Free ranges from an allocation bitmap: bit i (LSB first) clear = unit `firstUnit + i` free, at byte `(firstUnit + i) * unit + base`. */
 export function freeFromBitmap(bitmap: Uint8Array, bits: number, firstUnit: number, unit: number, base: number, out: ByteRange[]): void {
+  // Whole bytes at a time where they are all used (0xff) or all free (0): a mostly empty file system's bitmap is
+  // long runs of zero bytes, which a bit at a time walked 170,000 times for 1 GiB of ext4 (5 ms of a compaction).
+  const wholeBytes = bits >> 3;
   let i = 0;
   while (i < bits) {
-    // Skip whole bytes of used units quickly.
-    if ((i & 7) === 0 && bitmap[i >> 3] === 0xff && i + 8 <= bits) {
-      i += 8;
-      continue;
+    if ((i & 7) === 0) {
+      let byte = i >> 3;
+      while (byte < wholeBytes && bitmap[byte] === 0xff) byte++;
+      if (byte << 3 > i) {
+        i = byte << 3;
+        continue;
+      }
     }
     if (bitmap[i >> 3] & (1 << (i & 7))) {
       i++;
       continue;
     }
     const s = i;
-    while (i < bits && !(bitmap[i >> 3] & (1 << (i & 7)))) i++;
+    for (;;) {
+      if ((i & 7) === 0) {
+        let byte = i >> 3;
+        while (byte < wholeBytes && bitmap[byte] === 0) byte++;
+        i = byte << 3;
+      }
+      if (i >= bits || bitmap[i >> 3] & (1 << (i & 7))) break;
+      i++;
+    }
     out.push({ start: base + (firstUnit + s) * unit, length: (i - s) * unit });
   }
 }
