@@ -229,6 +229,14 @@ let blockingIo = false;
 let lastYield = 0;
 const YIELD_MS = 20;
 
+/**
+ * Whether reads and writes block (useBlockingIo): a copy then gains nothing from several pieces under way (each
+ * call is done when it returns) and keeps one buffer, not four (each fresh MiB is 256 page faults).
+ */
+export function blockingIoInUse(): boolean {
+  return blockingIo;
+}
+
 export function useBlockingIo(on: boolean): void {
   blockingIo = on;
 }

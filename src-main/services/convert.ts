@@ -9,7 +9,7 @@ import { DiskError, throwIfAborted, toDiskError } from '../block/errors';
 import { driverFor, openImage, takesConcurrentCalls } from '../registry';
 import { isZeroRange } from '../block/bytes';
 import { alignDown, alignUp } from '../block/sizes';
-import { skipSyncs, type ImageFile } from '../block/file';
+import { blockingIoInUse, skipSyncs, type ImageFile } from '../block/file';
 import type { BackingPolicy, BlockDevice } from '../block/types';
 import { forgetKey, keyFor, rememberKey } from '../keyring';
 import { createUnplaced } from './create';
@@ -214,8 +214,10 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   const grain = compress ? unit ?? 65536 : wholeUnits ? unit : ZERO_GRAIN;
   const chunk = Math.max(CHUNK, grain);
   const skipZeros = fresh && !withBacking;
-  const srcConcurrent = takesConcurrentCalls(src);
-  const dstConcurrent = takesConcurrentCalls(dst);
+  // With blocking I/O (the command line) every call is over when it returns: one piece at a time, one buffer.
+  const serial = blockingIoInUse();
+  const srcConcurrent = !serial && takesConcurrentCalls(src);
+  const dstConcurrent = !serial && takesConcurrentCalls(dst);
   const readAhead = srcConcurrent ? READ_AHEAD : 1;
   const writesInFlight = dstConcurrent ? WRITES_IN_FLIGHT : 1;
   const free: Uint8Array[] = [];
