@@ -24,6 +24,8 @@ const SOURCE = path.join(root, 'src-main', 'cli', 'main.ts');
  * and rejects a mismatching cache (cachedDataRejected): the bundle is simply compiled. A cache that cannot be
  * read is no cache.
  */
+const WRAPPER_START = '(function (exports, require, module, __filename, __dirname) { ';
+const WRAPPER_END = '\n});';
 const BUILD_ID = /\/\/# diskwright-build-id=([0-9a-f]{32})\s*$/;
 function buildId(source) {
   const m = BUILD_ID.exec(source.slice(-100));
@@ -50,8 +52,10 @@ function loadBundle(file, useCache = true) {
       if (id !== undefined && data.length > 33 && data.toString('latin1', 0, 33) === `${id}\n`) cachedData = data.subarray(33);
     }
   }
-  // The wrapper Node puts around a CommonJS module (on the source's first line, so line numbers stay true).
-  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
+  // The wrapper Node puts around a CommonJS module (on the source's first line, so line numbers stay true):
+  // scripts/bundle-cli.mjs writes it into the bundle, so the text read is compiled as it is; another file is
+  // wrapped here.
+  const wrapped = source.startsWith(WRAPPER_START) ? source : `${WRAPPER_START}${source}${WRAPPER_END}`;
   const script = new vm.Script(wrapped, { filename: file, cachedData });
   if (cachedData !== undefined) cache = script.cachedDataRejected ? 'rejected' : 'accepted';
   const mod = { exports: {}, filename: file, id: file, loaded: false };
