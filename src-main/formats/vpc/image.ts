@@ -4,7 +4,9 @@
  * 512 bytes), the dynamic header and the BAT. The refusals are qemu's (a bad footer checksum, a bad block
  * size, a BAT too small for the disk, blocks past the end of the file), in plain words.
  */
+import { endianness } from 'node:os';
 import { corrupt, DiskError } from '../../block/errors';
+import { forEachUsed } from '../../block/table-scan';
 import type { ImageFile } from '../../block/file';
 import {
   BAT_UNUSED,
@@ -130,16 +132,17 @@ async function readDynamic(file: ImageFile, footer: Footer, virtualSize: number,
   if (entries * bs < virtualSize) throw corrupt(`${path}: the VHD BAT (${entries} entries of ${bs}-byte blocks) is too small for the ${virtualSize}-byte disk`, path);
   if (entries * 4 > MAX_BAT_BYTES) throw new DiskError('EUNSUPPORTED', `${path}: the VHD BAT (${entries} entries) is larger than this program reads`, path);
   const batOffset = toNumber(header.tableOffset, 'BAT offset', path);
-  const raw = await file.readBlock(batOffset, entries * 4, 'VHD BAT');
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  // Read straight into the table and put its big-endian entries in host order natively (swap32), then visit only
+  // the blocks in use (forEachUsed): a 1 TiB image's 2 MiB BAT is read once, with no JavaScript loop over its half
+  // million entries (such a loop gets compiled by V8, megabytes that stay resident: block/table-scan.ts).
   const bat = new Uint32Array(entries);
+  await file.readExact(batOffset, new Uint8Array(bat.buffer), 'VHD BAT');
+  if (endianness() === 'LE') Buffer.from(bat.buffer, bat.byteOffset, bat.byteLength).swap32();
   const bm = bitmapSize(bs);
   let dataEnd = Math.ceil((batOffset + entries * 4) / SECTOR) * SECTOR;
-  for (let i = 0; i < entries; i++) {
-    const e = dv.getUint32(i * 4);
-    bat[i] = e;
-    if (e !== BAT_UNUSED) dataEnd = Math.max(dataEnd, e * SECTOR + bm + bs);
-  }
+  forEachUsed(bat, BAT_UNUSED, (_, e) => {
+    dataEnd = Math.max(dataEnd, e * SECTOR + bm + bs);
+  });
   if (dataEnd > file.size) {
     throw corrupt(`${path}: a VHD block lies past the end of the file (blocks reach ${dataEnd} bytes, the file has ${file.size}); the image has been truncated`, path);
   }
