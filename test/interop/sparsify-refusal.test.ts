@@ -163,7 +163,20 @@ for (const c of refusing) {
     assert.equal(r.stderr.trim(), `diskwright: ${warning.slice('Warning: --in-place will refuse: '.length)}`, 'the refusal is the warning, word for word');
     assert.match(r.stderr, c.reason);
     assert.deepEqual(digests(img), before, 'nothing written by the dry run or the refusal');
+    assertDiscardSays(dw, img, dry.inPlaceRefusal!);
   });
+}
+
+/**
+ * The device's discard itself (diskwright discard: a writable open, then BlockDevice.discard over the whole disk)
+ * refuses in the words the dry run took from its discardRefusal, so the two cannot drift. A format without
+ * discard says so in the discard command's own words.
+ */
+function assertDiscardSays(cli: typeof dw, img: string, reason: string): void {
+  const r = cli(['discard', img, '0', String(statSync(disk).size)]);
+  assert.equal(r.status, 1, `discard refuses: ${r.stdout}${r.stderr}`);
+  if (reason.endsWith('images cannot release space in place')) assert.match(r.stderr, /images cannot discard in this build/);
+  else assert.ok(r.stderr.trim().endsWith(`: ${reason}`), `discard's refusal is discardRefusal's: ${r.stderr} / ${reason}`);
 }
 
 const compacting: Array<{ name: string; format: string; make: () => string }> = [
@@ -253,6 +266,7 @@ for (const c of needPunching) {
     assert.equal((JSON.parse(dwOk(['sparsify', '--dry-run', '--in-place', img, '--output', 'json']).stdout) as DryReport).inPlaceRefusal, undefined);
     assert.deepEqual(digests(img), before);
     if (img.endsWith('.vmdk')) assert.deepEqual(digests(img.replace(/\.vmdk$/, '-flat.vmdk')), flat);
+    assertDiscardSays(dwNoPunch, img, dry.inPlaceRefusal!);
   });
 }
 

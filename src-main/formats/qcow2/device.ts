@@ -14,7 +14,7 @@ import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { WriteBackCache } from './cache';
 import { writeCompressed } from './compress';
 import { CompressedClusters } from './compressed-clusters';
-import { discard } from './discard';
+import { discard, discardRefusal } from './discard';
 import type { QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
@@ -175,6 +175,10 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 
   discard(offset: number, length: number): Promise<void> {
     return discard(this, offset, length);
+  }
+
+  discardRefusal(): string | undefined {
+    return discardRefusal(this);
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {

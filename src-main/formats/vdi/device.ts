@@ -29,7 +29,7 @@ import {
   ZERO_UUID,
   type VdiHeader,
 } from './layout';
-import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
+import { discardRefusal, packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
 import { RunMemo } from '../../block/table-scan';
 
@@ -335,6 +335,10 @@ export class VdiDevice implements BlockDevice {
       checkRange(this.size, offset, length, this.path);
       if (await releaseBlocks(this.space(), offset, length)) this.toPack = true;
     });
+  }
+
+  discardRefusal(): string | undefined {
+    return discardRefusal(this.header, this.file.punchesHoles);
   }
 
   private space(): VdiSpace {
