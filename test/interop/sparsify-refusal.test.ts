@@ -172,7 +172,7 @@ for (const c of refusing) {
  * refuses in the words the dry run took from its discardRefusal, so the two cannot drift. A format without
  * discard says so in the discard command's own words.
  */
-function assertDiscardSays(cli: typeof dw, img: string, reason: string): void {
+function assertDiscardSays(cli: (args: string[]) => { status: number | null; stderr: string; stdout: string }, img: string, reason: string): void {
   const r = cli(['discard', img, '0', String(statSync(disk).size)]);
   assert.equal(r.status, 1, `discard refuses: ${r.stdout}${r.stderr}`);
   if (reason.endsWith('images cannot release space in place')) assert.match(r.stderr, /images cannot discard in this build/);
