@@ -131,6 +131,33 @@ const refusing: Array<{ name: string; make: () => string; reason: RegExp }> = [
   },
   { name: 'a fixed VHDX', make: () => converted('fixed.vhdx', 'vhdx', ['-o', 'subformat=fixed']), reason: /fixed VHDX image keeps every block/ },
   {
+    // What opening for writing refuses, the read-only look says first: qemu-io aborted after a write with lazy
+    // refcounts leaves the dirty bit set (a write into the file system's free space, so its files stay whole).
+    name: 'a qcow2 not closed cleanly (the dirty bit, left by qemu-io aborting)',
+    make: () => {
+      const img = converted('dirty.qcow2', 'qcow2', ['-o', 'lazy_refcounts=on']);
+      const r = run('qemu-io', ['-c', 'write -P 0 15M 64k', '-c', 'abort', img]);
+      assert.notEqual(r.status, 0, 'qemu-io aborted');
+      assert.equal(JSON.parse(must('qemu-img', ['info', '--output=json', img]).stdout)['dirty-flag'], true, 'qemu-img info: dirty');
+      return img;
+    },
+    reason: /the image was not closed cleanly; repair it with check -r all first/,
+  },
+  {
+    name: 'a VDI whose block map names one data block twice (a writable open refuses it)',
+    make: () => {
+      const img = converted('shared.vdi', 'vdi');
+      const buf = readFileSync(img);
+      const map = buf.readUInt32LE(0x154);
+      const first = buf.readUInt32LE(map);
+      assert.notEqual(first, 0xffffffff, 'guest block 0 holds data');
+      buf.writeUInt32LE(first, map + 15 * 4);
+      writeFileSync(img, buf);
+      return img;
+    },
+    reason: /guest blocks 0 and 15 share one data block; repair it first/,
+  },
+  {
     name: 'a UML COW file (no discard at all)',
     make: () => {
       const base = s.path('cow-base.raw');

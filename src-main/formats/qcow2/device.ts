@@ -177,8 +177,19 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
     return discard(this, offset, length);
   }
 
+  /**
+   * BlockDevice.discardRefusal: discard.ts's, from the header; a read-only device adds what opening it for
+   * writing refuses (not closed cleanly, marked corrupt), so a look before writing says it in the run's words.
+   */
   discardRefusal(): string | undefined {
-    return discardRefusal(this);
+    const refusal = discardRefusal(this);
+    if (refusal !== undefined || !this.readOnly) return refusal;
+    try {
+      checkFeatures(this.layout, this.path, true);
+      return undefined;
+    } catch (err) {
+      return toDiskError(err, this.path).message.replace(`${this.path}: `, '');
+    }
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {

@@ -337,8 +337,14 @@ export class VdiDevice implements BlockDevice {
     });
   }
 
+  /**
+   * BlockDevice.discardRefusal: discard.ts's, from the header; a read-only device adds what opening it for
+   * writing refuses (a damaged block map), so a look before writing says it in the run's words.
+   */
   discardRefusal(): string | undefined {
-    return discardRefusal(this.header, this.file.punchesHoles);
+    const refusal = discardRefusal(this.header, this.file.punchesHoles);
+    if (refusal !== undefined || !this.readOnly) return refusal;
+    return writeRefusal(this.header, this.bmap, this.path)?.message.replace(`${this.path}: `, '');
   }
 
   private space(): VdiSpace {
