@@ -54,6 +54,12 @@ export interface BlockDevice {
    * EUNSUPPORTED without it). Formats without discard cannot release space.
    */
   discard?(offset: number, length: number): Promise<void>;
+  /**
+   * Why discard would refuse on this image, from the open image's own facts (undefined: it can release space):
+   * the words its discard throws, asked before anything is written (sparsify's dry run and in-place run), of a
+   * read-only device too.
+   */
+  discardRefusal?(): string | undefined;
   /** Changes the virtual size. Shrinking is only done when `shrink` is true. */
   resize?(newSize: number, shrink: boolean): Promise<void>;
   flush(): Promise<void>;

@@ -71,11 +71,10 @@ export async function sparsify(req: SparsifyRequest): Promise<SparsifyReport> {
 async function dryRun(req: SparsifyRequest): Promise<SparsifyReport> {
   const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
   try {
-    const info = await imageInfo(req.source, req.sourceFormat);
-    const refusal = inPlaceRefusalReason(dev, info);
+    const refusal = inPlaceRefusalReason(dev);
     const map = await freeMap(dev, req.source);
     const held = await heldRanges(dev, map.ranges, req.inPlace === true, req.signal);
-    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, req.sourceFormat, info));
+    const out = report('dry-run', req, dev, map, held, await allocatedSize(req.source, dev.format));
     if (refusal !== undefined) out.inPlaceRefusal = refusal;
     if (req.inPlace && refusal !== undefined) out.notes.push(`Warning: --in-place will refuse: ${refusalMessage(dev.path, refusal)}`);
     else if (req.inPlace && sumLengths(held) > 0) out.notes.push(...(dev.format === 'raw' && !punchesHoles() ? [ZERO_FALLBACK_NOTE] : inPlaceNotes(dev)));
@@ -113,26 +112,27 @@ async function intoNewImage(req: SparsifyRequest): Promise<SparsifyReport> {
   return out!;
 }
 
-/** Refuses as the dry run warns, from a read-only look (nothing written, not even an in-use mark); undefined when it may run. */
-async function refuseBeforeWriting(req: SparsifyRequest): Promise<ImageInfo | undefined> {
+/**
+ * Refuses as the dry run warns, from a read-only look (the device's discardRefusal): nothing written, not even
+ * the in-use mark a writable open of a Parallels image sets.
+ */
+async function refuseBeforeWriting(req: SparsifyRequest): Promise<void> {
   const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: true, backingPolicy: req.backingPolicy ?? 'anywhere' });
   try {
-    const info = await imageInfo(req.source, req.sourceFormat);
-    const refusal = inPlaceRefusalReason(dev, info);
+    const refusal = inPlaceRefusalReason(dev);
     if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', refusalMessage(dev.path, refusal), dev.path);
-    return info;
   } finally {
     await dev.close();
   }
 }
 
 async function inPlace(req: SparsifyRequest): Promise<SparsifyReport> {
-  const info = await refuseBeforeWriting(req);
+  await refuseBeforeWriting(req);
   // Open for writing: the image is locked as a writer, so one another program holds is refused here.
   const dev = await openImage(req.source, { format: req.sourceFormat, readOnly: false, backingPolicy: req.backingPolicy ?? 'anywhere' });
   let closed = false;
   try {
-    const sizeBefore = await allocatedSize(req.source, req.sourceFormat, info);
+    const sizeBefore = await allocatedSize(req.source, dev.format);
     const map = await freeMap(dev, req.source);
     // Only what this image itself holds can be given back; a free range that reads through to a backing file holds nothing here.
     const held = await heldRanges(dev, map.ranges, true, req.signal);
@@ -283,8 +283,7 @@ function imageInfo(path: string, format?: string): Promise<ImageInfo | undefined
  * several files (a VMDK's extents, a Parallels bundle) what info adds up. One stat where one file says it: info
  * opens and reads the image (5 ms of a 1 GiB compaction's 320, twice).
  */
-async function allocatedSize(path: string, format?: string, known?: ImageInfo): Promise<number> {
-  if (known) return known['actual-size'];
+async function allocatedSize(path: string, format?: string): Promise<number> {
   const entry = await imageEntry(path);
   const driver = format !== undefined && isFormatName(format) ? driverFor(format) : undefined;
   if (driver && !(await driver.spansFiles?.(entry))) {

@@ -131,6 +131,33 @@ const refusing: Array<{ name: string; make: () => string; reason: RegExp }> = [
   },
   { name: 'a fixed VHDX', make: () => converted('fixed.vhdx', 'vhdx', ['-o', 'subformat=fixed']), reason: /fixed VHDX image keeps every block/ },
   {
+    // What opening for writing refuses, the read-only look says first: qemu-io aborted after a write with lazy
+    // refcounts leaves the dirty bit set (a write into the file system's free space, so its files stay whole).
+    name: 'a qcow2 not closed cleanly (the dirty bit, left by qemu-io aborting)',
+    make: () => {
+      const img = converted('dirty.qcow2', 'qcow2', ['-o', 'lazy_refcounts=on']);
+      const r = run('qemu-io', ['-c', 'write -P 0 15M 64k', '-c', 'abort', img]);
+      assert.notEqual(r.status, 0, 'qemu-io aborted');
+      assert.equal(JSON.parse(must('qemu-img', ['info', '--output=json', img]).stdout)['dirty-flag'], true, 'qemu-img info: dirty');
+      return img;
+    },
+    reason: /the image was not closed cleanly; repair it with check -r all first/,
+  },
+  {
+    name: 'a VDI whose block map names one data block twice (a writable open refuses it)',
+    make: () => {
+      const img = converted('shared.vdi', 'vdi');
+      const buf = readFileSync(img);
+      const map = buf.readUInt32LE(0x154);
+      const first = buf.readUInt32LE(map);
+      assert.notEqual(first, 0xffffffff, 'guest block 0 holds data');
+      buf.writeUInt32LE(first, map + 15 * 4);
+      writeFileSync(img, buf);
+      return img;
+    },
+    reason: /guest blocks 0 and 15 share one data block; repair it first/,
+  },
+  {
     name: 'a UML COW file (no discard at all)',
     make: () => {
       const base = s.path('cow-base.raw');
@@ -163,7 +190,20 @@ for (const c of refusing) {
     assert.equal(r.stderr.trim(), `diskwright: ${warning.slice('Warning: --in-place will refuse: '.length)}`, 'the refusal is the warning, word for word');
     assert.match(r.stderr, c.reason);
     assert.deepEqual(digests(img), before, 'nothing written by the dry run or the refusal');
+    assertDiscardSays(dw, img, dry.inPlaceRefusal!);
   });
+}
+
+/**
+ * The device's discard itself (diskwright discard: a writable open, then BlockDevice.discard over the whole disk)
+ * refuses in the words the dry run took from its discardRefusal, so the two cannot drift. A format without
+ * discard says so in the discard command's own words.
+ */
+function assertDiscardSays(cli: (args: string[]) => { status: number | null; stderr: string; stdout: string }, img: string, reason: string): void {
+  const r = cli(['discard', img, '0', String(statSync(disk).size)]);
+  assert.equal(r.status, 1, `discard refuses: ${r.stdout}${r.stderr}`);
+  if (reason.endsWith('images cannot release space in place')) assert.match(r.stderr, /images cannot discard in this build/);
+  else assert.ok(r.stderr.trim().endsWith(`: ${reason}`), `discard's refusal is discardRefusal's: ${r.stderr} / ${reason}`);
 }
 
 const compacting: Array<{ name: string; format: string; make: () => string }> = [
@@ -253,6 +293,7 @@ for (const c of needPunching) {
     assert.equal((JSON.parse(dwOk(['sparsify', '--dry-run', '--in-place', img, '--output', 'json']).stdout) as DryReport).inPlaceRefusal, undefined);
     assert.deepEqual(digests(img), before);
     if (img.endsWith('.vmdk')) assert.deepEqual(digests(img.replace(/\.vmdk$/, '-flat.vmdk')), flat);
+    assertDiscardSays(dwNoPunch, img, dry.inPlaceRefusal!);
   });
 }
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { endianness, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageFile } from '../../src-main/block/file';
 import * as tableScan from '../../src-main/block/table-scan';
@@ -65,6 +65,24 @@ function sparseTable(n: number, unused: number, seed: number, values: (r: () => 
     }
   });
 }
+
+test('uint32TableFromLittleEndian: little-endian bytes on disk become the entries, on either path (a VDI map and a Parallels BAT use it)', () => {
+  assert.equal(tableScan.HOST_LITTLE_ENDIAN, endianness() === 'LE');
+  const r = rng(7);
+  const want = Array.from({ length: 1000 }, (_, i) => (i % 3 ? Math.floor(r() * 2 ** 32) : [0, UNALLOCATED, DISCARDED, 1][i % 4]));
+  const onDisk = Buffer.alloc(want.length * 4);
+  want.forEach((v, i) => onDisk.writeUInt32LE(v, i * 4));
+  const read = () => {
+    const table = new Uint32Array(want.length);
+    new Uint8Array(table.buffer).set(onDisk);
+    return table;
+  };
+  const table = read();
+  assert.equal(tableScan.uint32TableFromLittleEndian(table), table, 'converted in place');
+  assert.deepEqual([...table], want, "on this host's path");
+  const swapped = read();
+  assert.deepEqual([...tableScan.uint32TableFromLittleEndian(swapped, false)], want, 'the byte-swapping loop reads each entry as little-endian');
+});
 
 test('vdi examineBmap: shared, out-of-range and past-count entries as a plain loop with an owner per data block finds them', () => {
   for (let seed = 1; seed <= 40; seed++) {

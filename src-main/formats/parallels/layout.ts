@@ -4,7 +4,7 @@
  */
 import { SECTOR, view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
-import { forEachUsed } from '../../block/table-scan';
+import { forEachUsed, uint32TableFromLittleEndian } from '../../block/table-scan';
 
 export { SECTOR };
 export const HEADER_SIZE = 64;
@@ -136,19 +136,8 @@ export function batMultiplier(h: ParallelsHeader): number {
   return h.extended ? h.tracks : 1;
 }
 
-/** True where a Uint32Array's bytes are little-endian (every host Node ships for but s390x). */
-const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
-
-/**
- * A BAT read straight into a Uint32Array's bytes (little-endian entries on disk) made into numbers in place: on
- * a little-endian host its bytes already are, so a 1 TiB image's BAT (1 Mi entries) costs its 4 MiB once.
- */
-export function batFromLittleEndian(bat: Uint32Array): Uint32Array {
-  if (HOST_LITTLE_ENDIAN) return bat;
-  const v = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
-  for (let i = 0; i < bat.length; i++) bat[i] = v.getUint32(i * 4, true);
-  return bat;
-}
+/** The BAT read straight into a Uint32Array, as numbers: block/table-scan's one conversion (device.ts imports it by this name). */
+export const batFromLittleEndian = uint32TableFromLittleEndian;
 
 /**
  * The entries that name a cluster an earlier entry names too, in entry order, each with that earlier entry.
@@ -173,14 +162,6 @@ export function sharedEntries(bat: Uint32Array): Array<[entry: number, first: nu
     else out.push([i, first]);
   });
   return out;
-}
-
-/** The BAT entries from their little-endian bytes (the bytes right after the header). */
-export function parseBat(buf: Uint8Array, entries: number): Uint32Array {
-  const v = view(buf);
-  const bat = new Uint32Array(entries);
-  for (let i = 0; i < entries; i++) bat[i] = v.getUint32(i * 4, true);
-  return bat;
 }
 
 export function serializeBatEntry(value: number): Uint8Array {

@@ -14,7 +14,7 @@ import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { WriteBackCache } from './cache';
 import { writeCompressed } from './compress';
 import { CompressedClusters } from './compressed-clusters';
-import { discard } from './discard';
+import { discard, discardRefusal } from './discard';
 import type { QcowEncryption } from './encryption';
 import { makeEmpty, setBackingFile } from './backing-edit';
 import { backingFormatName, checkFeatures, HeaderState } from './header';
@@ -175,6 +175,21 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
 
   discard(offset: number, length: number): Promise<void> {
     return discard(this, offset, length);
+  }
+
+  /**
+   * BlockDevice.discardRefusal: discard.ts's, from the header; a read-only device adds what opening it for
+   * writing refuses (not closed cleanly, marked corrupt), so a look before writing says it in the run's words.
+   */
+  discardRefusal(): string | undefined {
+    const refusal = discardRefusal(this);
+    if (refusal !== undefined || !this.readOnly) return refusal;
+    try {
+      checkFeatures(this.layout, this.path, true);
+      return undefined;
+    } catch (err) {
+      return toDiskError(err, this.path).message.replace(`${this.path}: `, '');
+    }
   }
 
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {

@@ -23,14 +23,9 @@ export async function discard(d: Qcow2State, offset: number, length: number): Pr
   d.checkWritable();
   d.checkRange(offset, length);
   if (length === 0) return;
-  const hasBacking = d.layout.backingFile !== undefined || d.backing !== undefined;
-  if (d.version === 2 && hasBacking) {
-    throw new DiskError(
-      'EUNSUPPORTED',
-      `${d.path}: a version 2 (compat=0.10) image with a backing file cannot discard: it has no zero flag, so released clusters would show the backing file's data`,
-      d.path,
-    );
-  }
+  const refusal = discardRefusal(d);
+  if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${d.path}: ${refusal}`, d.path);
+  const hasBacking = hasBackingFile(d);
   const geo = d.geometry;
   const end = offset + length;
   // Whole clusters only; the last, partial cluster counts as whole when the range reaches the virtual size.
@@ -47,6 +42,20 @@ export async function discard(d: Qcow2State, offset: number, length: number): Pr
   }).catch((err) => {
     throw toDiskError(err, d.path);
   });
+}
+
+/** A backing file named in the header counts even when it was not opened (info's backing policy 'none'). */
+const hasBackingFile = (d: Qcow2State) => d.layout.backingFile !== undefined || d.backing !== undefined;
+
+/**
+ * BlockDevice.discardRefusal: why discard refuses on this image (undefined: it can release clusters), the words
+ * discard throws, from the header alone, so a read-only device answers it before anything is written.
+ */
+export function discardRefusal(d: Qcow2State): string | undefined {
+  if (d.version === 2 && hasBackingFile(d)) {
+    return "a version 2 (compat=0.10) image with a backing file cannot discard: it has no zero flag, so released clusters would show the backing file's data";
+  }
+  return undefined;
 }
 
 /** What a discarded cluster's entry becomes, or undefined when it stays as it is. */

@@ -29,7 +29,7 @@ import {
   ZERO_UUID,
   type VdiHeader,
 } from './layout';
-import { packBlocks, releaseBlocks, type VdiSpace } from './discard';
+import { discardRefusal, packBlocks, releaseBlocks, type VdiSpace } from './discard';
 import { resolveParent } from './parent';
 import { RunMemo } from '../../block/table-scan';
 
@@ -335,6 +335,16 @@ export class VdiDevice implements BlockDevice {
       checkRange(this.size, offset, length, this.path);
       if (await releaseBlocks(this.space(), offset, length)) this.toPack = true;
     });
+  }
+
+  /**
+   * BlockDevice.discardRefusal: discard.ts's, from the header; a read-only device adds what opening it for
+   * writing refuses (a damaged block map), so a look before writing says it in the run's words.
+   */
+  discardRefusal(): string | undefined {
+    const refusal = discardRefusal(this.header, this.file.punchesHoles);
+    if (refusal !== undefined || !this.readOnly) return refusal;
+    return writeRefusal(this.header, this.bmap, this.path)?.message.replace(`${this.path}: `, '');
   }
 
   private space(): VdiSpace {

@@ -33,6 +33,18 @@ export interface VdiSpace {
   writeHeader(): Promise<void>;
 }
 
+const STATIC_CANNOT_PUNCH = 'a static VDI keeps every block in place, and this system cannot punch holes in the file';
+
+/**
+ * BlockDevice.discardRefusal: why releasing blocks refuses on this image (undefined: it can), the words
+ * releaseBlocks throws, from the header and whether this system can punch holes, asked before anything is written.
+ */
+export function discardRefusal(h: VdiHeader, punchesHoles: boolean): string | undefined {
+  if (h.blockExtra !== 0) return `this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`;
+  if (h.imageType === TYPE_STATIC && !punchesHoles) return STATIC_CANNOT_PUNCH;
+  return undefined;
+}
+
 /** Writes the block-map sectors holding entries [first, last]. */
 async function writeMap(s: VdiSpace, first: number, last: number): Promise<void> {
   const from = Math.floor(first / ENTRIES_PER_SECTOR) * ENTRIES_PER_SECTOR;
@@ -51,7 +63,8 @@ async function sync(s: VdiSpace): Promise<void> {
 export async function releaseBlocks(s: VdiSpace, offset: number, length: number): Promise<boolean> {
   const h = s.header;
   const bs = h.blockSize;
-  if (h.blockExtra !== 0) throw new DiskError('EUNSUPPORTED', `${s.file.path}: this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`, s.file.path);
+  const refusal = discardRefusal(h, s.file.punchesHoles);
+  if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${s.file.path}: ${refusal}`, s.file.path);
   const first = Math.ceil(offset / bs);
   const end = Math.min(s.bmap.length, offset + length >= s.size ? Math.ceil(s.size / bs) : Math.floor((offset + length) / bs));
   if (first >= end) return false;
@@ -59,9 +72,8 @@ export async function releaseBlocks(s: VdiSpace, offset: number, length: number)
     for (let g = first; g < end; g++) {
       if (!isAllocated(s.bmap[g])) continue;
       const host = blockHostOffset(h, s.bmap[g]);
-      if (!(await s.file.punchHole(host, bs))) {
-        throw new DiskError('EUNSUPPORTED', `${s.file.path}: a static VDI keeps every block in place, and this system cannot punch holes in the file`, s.file.path);
-      }
+      // The system can, but this file system may not (EOPNOTSUPP): the same refusal, found here.
+      if (!(await s.file.punchHole(host, bs))) throw new DiskError('EUNSUPPORTED', `${s.file.path}: ${STATIC_CANNOT_PUNCH}`, s.file.path);
     }
     return false;
   }

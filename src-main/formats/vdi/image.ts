@@ -5,8 +5,8 @@
  */
 import { corrupt, DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import { bmapFromLittleEndian, HEADER_SIZE, isAllocated, parseHeader, UNALLOCATED, validateHeader, type VdiHeader } from './layout';
-import { forEachUsed } from '../../block/table-scan';
+import { HEADER_SIZE, isAllocated, parseHeader, UNALLOCATED, validateHeader, type VdiHeader } from './layout';
+import { forEachUsed, uint32TableFromLittleEndian } from '../../block/table-scan';
 
 export interface VdiImage {
   header: VdiHeader;
@@ -29,7 +29,7 @@ export async function readImage(file: ImageFile): Promise<VdiImage> {
   // into the table itself (no second copy as bytes).
   const bmap = new Uint32Array(header.blocksInImage);
   await file.readExact(header.offsetBmap, new Uint8Array(bmap.buffer), 'VDI block map');
-  return { header, headerBytes, bmap: bmapFromLittleEndian(bmap) };
+  return { header, headerBytes, bmap: uint32TableFromLittleEndian(bmap) };
 }
 
 /** What is wrong with a block map, in qemu's terms (vdi_co_check). */

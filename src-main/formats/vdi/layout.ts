@@ -5,6 +5,7 @@
  */
 import { readGuid, SECTOR, view, writeGuid } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
+import { HOST_LITTLE_ENDIAN } from '../../block/table-scan';
 
 export { SECTOR };
 export const HEADER_SIZE = 512;
@@ -224,21 +225,6 @@ export function validateHeader(h: VdiHeader, path: string, fileSize: number): vo
   }
 }
 
-/** True where a Uint32Array's bytes are little-endian (every host Node ships for but s390x). */
-const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
-
-/**
- * A block map read straight into a Uint32Array's bytes (little-endian entries on disk) made into numbers in
- * place: on a little-endian host its bytes already are, so a 1 TiB image's map (1 Mi entries) costs its 4 MiB
- * once, not a second time as bytes to parse.
- */
-export function bmapFromLittleEndian(bmap: Uint32Array): Uint32Array {
-  if (HOST_LITTLE_ENDIAN) return bmap;
-  const v = new DataView(bmap.buffer, bmap.byteOffset, bmap.byteLength);
-  for (let i = 0; i < bmap.length; i++) bmap[i] = v.getUint32(i * 4, true);
-  return bmap;
-}
-
 /**
  * The entries [from, to) of the map as the file holds them: on a little-endian host a view of the table's own
  * bytes (no copy, no loop over the entries), else serializeBmap's copy.
@@ -246,14 +232,6 @@ export function bmapFromLittleEndian(bmap: Uint32Array): Uint32Array {
 export function bmapAsStored(bmap: Uint32Array, from = 0, to = bmap.length): Uint8Array {
   if (HOST_LITTLE_ENDIAN) return new Uint8Array(bmap.buffer, bmap.byteOffset + from * 4, (to - from) * 4);
   return serializeBmap(bmap, from, to);
-}
-
-/** The block map as numbers (`raw` holds at least blocksInImage little-endian entries). */
-export function parseBmap(raw: Uint8Array, blocks: number): Uint32Array {
-  const out = new Uint32Array(blocks);
-  const v = view(raw);
-  for (let i = 0; i < blocks; i++) out[i] = v.getUint32(i * 4, true);
-  return out;
 }
 
 /** The entries [from, to) of the map as little-endian bytes. */

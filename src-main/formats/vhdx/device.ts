@@ -23,7 +23,7 @@ import {
   SECTOR_BITMAP_SIZE,
   type BatEntry,
 } from './layout';
-import { linkageGuid, resolveParent } from './parent';
+import { linkageGuid, openParent } from './parent';
 import { batPages, dataWriteGuidOf, locatorPages } from './backing-edit';
 import { parentFacts } from './create';
 
@@ -376,12 +376,13 @@ export class VhdxDevice implements BlockDevice {
    * Releases the whole blocks inside the range: they take the ZERO state and read as zeros, over a parent too.
    * Once the BAT change is through the log, the blocks' old space is punched out of the file (where this system
    * can): the file keeps its length (VHDX blocks are not moved in place) but takes less room on the host.
-   * A fixed image keeps its blocks: EUNSUPPORTED.
+   * A fixed image keeps its blocks: EUNSUPPORTED, in discardRefusal's words.
    */
   async discard(offset: number, length: number): Promise<void> {
     this.journalForWriting();
     checkRange(this.size, offset, length, this.path);
-    if (this.layout.leaveBlocksAllocated) throw new DiskError('EUNSUPPORTED', `${this.path}: a fixed VHDX image keeps every block allocated; nothing can be discarded`, this.path);
+    const refusal = this.discardRefusal();
+    if (refusal !== undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: ${refusal}`, this.path);
     const bs = this.clusterSize;
     const first = Math.ceil(offset / bs);
     const endBlock = offset + length >= this.size ? Math.ceil(this.size / bs) : Math.floor((offset + length) / bs);
@@ -395,6 +396,11 @@ export class VhdxDevice implements BlockDevice {
     // writeZeroes journals the BAT (log written and synced, then applied): only then is the old space unreferenced.
     const file = this.vhdxFile.file;
     for (const [b, at] of held) if ((await this.bat.payload(b)).offset !== at) await file.punchHole(at, bs);
+  }
+
+  /** BlockDevice.discardRefusal, from the header alone: a fixed image (the spec's LeaveBlocksAllocated) keeps its blocks. */
+  discardRefusal(): string | undefined {
+    return this.layout.leaveBlocksAllocated ? 'a fixed VHDX image keeps every block allocated; nothing can be discarded' : undefined;
   }
 
   /**
@@ -481,15 +487,7 @@ export async function openVhdxFile(file: ImageFile, opts: OpenOptions): Promise<
     const f = new VhdxFile(file);
     const l = await readVhdxLayout(f, !opts.readOnly);
     if (l.hasParent && opts.backingPolicy !== 'none') {
-      const loc = l.parentLocator!;
-      const parentPath = resolveParent(path, loc, opts.backingPolicy);
-      parent = await opts.openBacking(parentPath, 'vhdx', true);
-      const linkage = linkageGuid(loc.entries.parent_linkage);
-      const theirs = parent instanceof VhdxDevice ? parent.dataWriteGuid : undefined;
-      if (theirs !== undefined && linkage !== theirs && linkageGuid(loc.entries.parent_linkage2) !== theirs) {
-        throw new DiskError('ECORRUPT', `${path}: the chain is stale: its parent ${parentPath} was changed after this image was made (parent linkage ${linkage ?? 'missing'}, parent's data write GUID ${theirs})`, path);
-      }
-      if (parent.size < l.virtualSize) throw corrupt(`${path}: its parent ${parentPath} is smaller (${parent.size} bytes) than the image (${l.virtualSize})`, path);
+      parent = await openParent(path, l.parentLocator!, l.virtualSize, opts, (p) => (p instanceof VhdxDevice ? p.dataWriteGuid : undefined));
     }
     return new VhdxDevice(f, l, opts.readOnly, parent, parent?.path);
   } catch (err) {

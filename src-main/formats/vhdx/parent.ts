@@ -1,13 +1,14 @@
 /**
  * A differencing image's parent: the file names its parent locator gives (relative_path, volume_path,
  * absolute_win32_path, as Hyper-V writes them with Windows separators) turned into paths this system can open,
- * tried in the spec's order, each through the backing-path policy.
+ * tried in the spec's order, each through the backing-path policy; the parent opened and checked against the
+ * locator's linkage.
  */
 import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { resolveBackingPath } from '../../block/backing-path';
-import { DiskError } from '../../block/errors';
-import type { BackingPolicy } from '../../block/types';
+import { corrupt, DiskError } from '../../block/errors';
+import type { BackingPolicy, BlockDevice, OpenOptions } from '../../block/types';
 import type { ParentLocator } from './layout';
 
 /** The locator's names as paths here: backslashes become slashes; drive letters and volume GUID paths cannot be followed on this system. */
@@ -57,4 +58,32 @@ export function resolveParent(imagePath: string, p: ParentLocator, policy: Backi
 /** The GUID text of a linkage value as the locator stores it ("{…}"), lower-case and without braces. */
 export function linkageGuid(v: string | undefined): string | undefined {
   return v?.replace(/[{}]/g, '').toLowerCase();
+}
+
+/**
+ * Opens a differencing image's parent (opts.openBacking) and checks that it is the one the locator links to: a
+ * VHDX parent's data write GUID (`guidOf`; undefined for another format) must be parent_linkage, or
+ * parent_linkage2 (commit's handover), and the parent must be at least as large as the image.
+ */
+export async function openParent(
+  path: string,
+  loc: ParentLocator,
+  virtualSize: number,
+  opts: OpenOptions,
+  guidOf: (parent: BlockDevice) => string | undefined,
+): Promise<BlockDevice> {
+  const parentPath = resolveParent(path, loc, opts.backingPolicy);
+  const parent = await opts.openBacking(parentPath, 'vhdx', true);
+  try {
+    const linkage = linkageGuid(loc.entries.parent_linkage);
+    const theirs = guidOf(parent);
+    if (theirs !== undefined && linkage !== theirs && linkageGuid(loc.entries.parent_linkage2) !== theirs) {
+      throw new DiskError('ECORRUPT', `${path}: the chain is stale: its parent ${parentPath} was changed after this image was made (parent linkage ${linkage ?? 'missing'}, parent's data write GUID ${theirs})`, path);
+    }
+    if (parent.size < virtualSize) throw corrupt(`${path}: its parent ${parentPath} is smaller (${parent.size} bytes) than the image (${virtualSize})`, path);
+    return parent;
+  } catch (err) {
+    await parent.close().catch(() => undefined);
+    throw err;
+  }
 }
