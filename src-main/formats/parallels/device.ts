@@ -17,7 +17,6 @@ import {
   FORMAT_EXTENSION_MAGIC,
   HEADER_SIZE,
   INUSE_MAGIC,
-  batFromLittleEndian,
   parseHeader,
   SECTOR,
   serializeHeader,
@@ -25,7 +24,7 @@ import {
   validateHeader,
   type ParallelsHeader,
 } from './layout';
-import { forEachUsed, RunMemo } from '../../block/table-scan';
+import { forEachUsed, RunMemo, uint32TableFromLittleEndian } from '../../block/table-scan';
 
 const ZERO_CHUNK = 1 << 20;
 const MAX_BAT_VALUE = 0xffffffff;
@@ -50,7 +49,7 @@ export async function readImage(file: ImageFile): Promise<ParallelsImage> {
     const magic = view(await file.readBlock(at, 8, 'parallels format extension')).getBigUint64(0, true);
     if (magic !== FORMAT_EXTENSION_MAGIC) throw corrupt(`${file.path}: the parallels format extension at offset ${at} has a wrong magic (0x${magic.toString(16)})`, file.path);
   }
-  return { header, bat: batFromLittleEndian(bat) };
+  return { header, bat: uint32TableFromLittleEndian(bat) };
 }
 
 /** Where BAT entry `value` puts its cluster in the file, in bytes (past any real file when the entry is damaged). */

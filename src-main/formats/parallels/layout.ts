@@ -4,7 +4,7 @@
  */
 import { SECTOR, view } from '../../block/bytes';
 import { corrupt, DiskError } from '../../block/errors';
-import { forEachUsed, uint32TableFromLittleEndian } from '../../block/table-scan';
+import { forEachUsed } from '../../block/table-scan';
 
 export { SECTOR };
 export const HEADER_SIZE = 64;
@@ -135,9 +135,6 @@ export function batEntryOffset(idx: number): number {
 export function batMultiplier(h: ParallelsHeader): number {
   return h.extended ? h.tracks : 1;
 }
-
-/** The BAT read straight into a Uint32Array, as numbers: block/table-scan's one conversion (device.ts imports it by this name). */
-export const batFromLittleEndian = uint32TableFromLittleEndian;
 
 /**
  * The entries that name a cluster an earlier entry names too, in entry order, each with that earlier entry.
