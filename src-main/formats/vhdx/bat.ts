@@ -5,7 +5,6 @@
  * the new state.
  */
 import { LruCache } from '../../block/cache';
-import { isZeroRange } from '../../block/bytes';
 import { corrupt } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
 import type { VhdxFile, VhdxLayout } from './image';
@@ -17,11 +16,14 @@ import {
   chunkRatio,
   parseBatEntry,
   payloadBatIndex,
+  PAYLOAD_NOT_PRESENT,
   serializeBatEntry,
   type BatEntry,
   type VhdxHeader,
+  ZERO_STATES,
 } from './layout';
 import { encodeLogEntry, LOG_SECTOR } from './log';
+import { leadingMatches } from './bat-runs';
 
 const PAGE = LOG_SECTOR;
 const CACHED_PAGES = 2048; // 8 MiB of BAT and bitmap pages
@@ -104,33 +106,60 @@ export class Bat {
     serializeBatEntry(e, await this.pages.stage(off), at);
   }
 
-  /** Blocks [from, end) whose BAT bytes are all zeros, as pages version `version` hold them. */
-  private zeroRun = { from: 0, end: 0, version: -1 };
+  /** The 8 bytes of block `block`'s payload entry, as the pages hold them now (a copy). */
+  async rawPayload(block: number): Promise<Uint8Array> {
+    const { off, at } = this.where(this.payloadIndex(block));
+    return (await this.pages.page(off)).slice(at, at + 8);
+  }
 
   /**
-   * The first block at or past `block` (at most `limit`) whose payload entry is not all zeros (NOT_PRESENT
-   * without an offset), found by comparing whole BAT pages with zeros: the status of a sparse 1 TiB image
-   * (32 Ki blocks of 32 MiB) asked a gigabyte at a time then costs one walk over its pages, not a call per block.
+   * The payload entry that following blocks must hold to join a run (no data) begun in block `block`: its own
+   * where it is NOT_PRESENT or a ZERO state, else, after unallocated sectors of a partial block, NOT_PRESENT
+   * with no offset (zeros); undefined where none joins that way.
    */
-  async zeroEntriesEnd(block: number, limit: number): Promise<number> {
-    const z = this.zeroRun;
-    if (z.version === this.pages.version && block >= z.from && block < z.end) return Math.min(limit, z.end);
+  async runEntry(block: number, unallocated: boolean): Promise<Uint8Array | undefined> {
+    const e = await this.payload(block);
+    if (e.state === PAYLOAD_NOT_PRESENT || ZERO_STATES.includes(e.state)) return this.rawPayload(block);
+    return unallocated ? new Uint8Array(8) : undefined;
+  }
+
+  /** Blocks [from, end) whose payload entries are `entry` (hex), as pages version `version` hold them. */
+  private sameRun = { from: 0, end: 0, entry: '', version: -1 };
+
+  /**
+   * The first block at or past `block` (at most `limit`) whose payload entry is not `entry` (8 bytes), found by
+   * comparing BAT pages with a template of it (bat-runs.ts): the status of a sparse 1 TiB image (32 Ki blocks of
+   * 32 MiB, NOT_PRESENT or ZERO), asked a gigabyte at a time or all at once, costs one walk over its pages, not a
+   * call per block. A sector bitmap entry that is not zero ends the run too (sooner than needed, never wrongly).
+   */
+  async sameEntriesEnd(entry: Uint8Array, block: number, limit: number): Promise<number> {
+    const key = Buffer.from(entry).toString('hex');
+    const r = this.sameRun;
+    if (r.version === this.pages.version && r.entry === key && block >= r.from && block <= r.end) return Math.min(limit, r.end);
     const blocks = Math.ceil(this.layout.virtualSize / this.layout.blockSize);
+    const period = this.ratio + 1;
+    const lastIndex = this.payloadIndex(blocks - 1) + 1;
     let b = block;
     while (b < blocks) {
-      const byte = this.layout.bat.fileOffset + this.payloadIndex(b) * 8;
-      const off = byte - (byte % PAGE);
+      const idx = this.payloadIndex(b);
+      const { off, at } = this.where(idx);
       const page = await this.pages.page(off);
-      if (!isZeroRange(page, byte - off, byte - off + 8)) break;
-      if (isZeroRange(page, byte - off, PAGE)) {
-        // Every entry to the page's end is zero: on to the first payload entry of the next page.
-        const next = (off + PAGE - this.layout.bat.fileOffset) / 8;
-        const chunk = Math.floor(next / (this.ratio + 1));
-        b = Math.max(b + 1, chunk * this.ratio + Math.min(next % (this.ratio + 1), this.ratio));
-      } else b++;
+      const n = Math.min((PAGE - at) / 8, lastIndex - idx);
+      const m = leadingMatches(page, at, n, idx % period, period, entry);
+      b = Math.max(b, this.blockAtOrAfter(idx + m));
+      if (m < n) break;
     }
-    this.zeroRun = { from: block, end: Math.min(b, blocks), version: this.pages.version };
+    b = Math.min(b, blocks);
+    this.sameRun = { from: block, end: b, entry: key, version: this.pages.version };
     return Math.min(limit, b);
+  }
+
+  /** The first payload block whose entry is at BAT index `index` or later. */
+  private blockAtOrAfter(index: number): number {
+    const period = this.ratio + 1;
+    const chunk = Math.floor(index / period);
+    const r = index % period;
+    return r < this.ratio ? chunk * this.ratio + r : (chunk + 1) * this.ratio;
   }
 
   payloadIndex(block: number): number {

@@ -15,10 +15,8 @@ import {
   PAYLOAD_FULLY_PRESENT as FULL,
   PAYLOAD_NOT_PRESENT,
   PAYLOAD_PARTIALLY_PRESENT as PARTIAL,
-  PAYLOAD_UNDEFINED,
-  PAYLOAD_UNMAPPED,
-  PAYLOAD_UNMAPPED_V095,
   PAYLOAD_ZERO,
+  ZERO_STATES,
   SB_PRESENT,
   SECTOR_BITMAP_SIZE,
   type BatEntry,
@@ -27,7 +25,6 @@ import { linkageGuid, openParent } from './parent';
 import { batPages, dataWriteGuidOf, locatorPages } from './backing-edit';
 import { parentFacts } from './create';
 
-const ZERO_STATES = [PAYLOAD_ZERO, PAYLOAD_UNDEFINED, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_V095];
 /** Reads of a read-only image at least this long ask the file where its holes are and read only its data. */
 const HOLE_SKIP_MIN = 64 * 1024;
 /** Zeroed blocks are journaled in batches of this many changed BAT pages. */
@@ -151,12 +148,14 @@ export class VhdxDevice implements BlockDevice {
       const bs = this.clusterSize;
       const first = await this.blockStatus(offset, length);
       let len = first.length;
+      // Following blocks whose entry is the first's (NOT_PRESENT, ZERO: no data of their own) join without a
+      // call each; after unallocated sectors of a partial block, blocks not present do.
+      const like = first.kind === 'data' ? undefined : await this.bat.runEntry(Math.floor(offset / bs), first.kind === 'unallocated');
       // Whole following blocks in the same state join the extent (data only when contiguous in the file).
       while (len < length && (offset + len) % bs === 0) {
-        if (first.kind === 'unallocated') {
-          // Blocks whose entries are all zeros (not present) join without a call each.
+        if (like) {
           const block = (offset + len) / bs;
-          const end = await this.bat.zeroEntriesEnd(block, Math.ceil((offset + length) / bs));
+          const end = await this.bat.sameEntriesEnd(like, block, Math.ceil((offset + length) / bs));
           len = Math.min(length, len + (end - block) * bs);
           if (end > block) continue;
         }

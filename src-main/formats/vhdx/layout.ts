@@ -399,6 +399,8 @@ export const PAYLOAD_UNMAPPED = 3;
 export const PAYLOAD_UNMAPPED_V095 = 5;
 export const PAYLOAD_FULLY_PRESENT = 6;
 export const PAYLOAD_PARTIALLY_PRESENT = 7;
+/** The states in which a block reads as zeros whatever lies below (ZERO, and those qemu reads alike). */
+export const ZERO_STATES: readonly number[] = [PAYLOAD_ZERO, PAYLOAD_UNDEFINED, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_V095];
 /** Sector bitmap block states. */
 export const SB_NOT_PRESENT = 0;
 export const SB_PRESENT = 6;
