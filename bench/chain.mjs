@@ -1,6 +1,7 @@
 // The chain commands and the check at scale against qemu-img on the same inputs (issue 24): rebase, compare,
-// check and commit, alternating rounds, medians of wall and CPU time (user + sys, GNU time) and the largest peak
-// RSS, as ratios ours / qemu-img. Nothing here asserts a timing; every result is checked against qemu-img's.
+// check and commit, alternating rounds, medians of wall and CPU time (user + sys, GNU time) with the best run of
+// each in brackets (on a shared machine the best is the steadier figure), and the largest peak RSS, as ratios
+// ours / qemu-img. Nothing here asserts a timing; every result is checked against qemu-img's.
 //
 //   node bench/chain.mjs                       all rows, 5 rounds
 //   node bench/chain.mjs --rounds 3 --only rebase,check
@@ -44,6 +45,7 @@ function timed(cmd, args, ok) {
   return { wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]), rss: Number(m[4]) / 1024, out: r.stdout };
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const best = (xs) => Math.min(...xs);
 const qemuIo = (img, fmt, cmds) => sh('qemu-io', ['-f', fmt, ...cmds.flatMap((c) => ['-c', c]), img]);
 
 /** A 1 GiB qcow2 with data in every other MiB. */
@@ -69,10 +71,13 @@ function row(name, { qemu, ours, before = () => undefined, verify = () => undefi
   }
   verify(runs.qemu.at(-1).out, runs.ours.at(-1).out);
   const m = (k, side) => median(runs[side].map((x) => x[k]));
+  const b = (k, side) => best(runs[side].map((x) => x[k]));
   const rss = (side) => Math.max(...runs[side].map((x) => x.rss)).toFixed(0);
+  const figure = (k) =>
+    `${m(k, 'ours').toFixed(2)} / ${m(k, 'qemu').toFixed(2)} s = ${(m(k, 'ours') / m(k, 'qemu')).toFixed(2)}x` +
+    ` [best ${(b(k, 'ours') / b(k, 'qemu')).toFixed(2)}x]`;
   console.log(
-    `${name.padEnd(34)} wall ${m('wall', 'ours').toFixed(2)} / ${m('wall', 'qemu').toFixed(2)} s = ${(m('wall', 'ours') / m('wall', 'qemu')).toFixed(2)}x` +
-      `   CPU ${m('cpu', 'ours').toFixed(2)} / ${m('cpu', 'qemu').toFixed(2)} s = ${(m('cpu', 'ours') / m('cpu', 'qemu')).toFixed(2)}x` +
+    `${name.padEnd(34)} wall ${figure('wall')}   CPU ${figure('cpu')}` +
       `   RSS ${rss('ours')} / ${rss('qemu')} MB   [load ${loadavg().map((x) => x.toFixed(1)).join(' ')}]`,
   );
 }

@@ -5,6 +5,7 @@
 import type { CompareOutcome } from '../../src-shared/api';
 import { deepStatus } from '../block/chain';
 import { throwIfAborted } from '../block/errors';
+import { blockingIoInUse } from '../block/file';
 import { openImage, takesConcurrentCalls } from '../registry';
 import { isZero } from '../block/bytes';
 import type { BackingPolicy, BlockDevice } from '../block/types';
@@ -32,7 +33,7 @@ export type CompareResult = CompareOutcome;
 const CHUNK = 1024 * 1024;
 /** Status is asked for at most this much at a time. */
 const STATUS_SPAN = 1 << 30;
-/** Pieces whose reads run ahead of the comparison (each holds two CHUNK buffers). */
+/** Pieces whose reads run ahead of the comparison (each holds up to two CHUNK buffers). */
 const READ_AHEAD = 4;
 
 /** Compares the guest-visible content of two images, reading only where either holds data. */
@@ -59,7 +60,7 @@ interface Piece {
   statusMismatch: boolean;
   bufA?: Uint8Array;
   bufB?: Uint8Array;
-  /** Both reads (a side that reads as zero is filled with zeros instead). */
+  /** The reads (a side that reads as zero is not read: it has no buffer, and the other is checked for zeros). */
   ready?: Promise<unknown>;
 }
 
@@ -72,8 +73,10 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
   if (a.size !== b.size && req.strict) return { identical: false, messages: ['Strict mode: Image size mismatch!'] };
   const common = Math.min(a.size, b.size);
   const total = Math.max(a.size, b.size);
-  // Reads of one image overlap each other only where its drivers allow it.
-  const readAhead = takesConcurrentCalls(a) && takesConcurrentCalls(b) ? READ_AHEAD : 1;
+  // Reads of one image overlap each other only where its drivers allow it; with blocking I/O (the command line)
+  // each read is over when it returns, so reading ahead gains nothing and costs buffers (each fresh MiB is 256
+  // first-touch page faults).
+  const readAhead = !blockingIoInUse() && takesConcurrentCalls(a) && takesConcurrentCalls(b) ? READ_AHEAD : 1;
   const free: Uint8Array[] = [];
   const take = () => free.pop() ?? new Uint8Array(CHUNK);
   const give = (v?: Uint8Array) => {
@@ -104,9 +107,9 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
     const zeroA = !extA.data;
     const zeroB = !extB.data;
     if (!(zeroA && zeroB) && !piece.statusMismatch) {
-      const va = (piece.bufA = take().subarray(0, len));
-      const vb = (piece.bufB = take().subarray(0, len));
-      piece.ready = Promise.all([zeroA ? va.fill(0) : a.read(pos, va), zeroB ? vb.fill(0) : b.read(pos, vb)]);
+      const va = zeroA ? undefined : (piece.bufA = take().subarray(0, len));
+      const vb = zeroB ? undefined : (piece.bufB = take().subarray(0, len));
+      piece.ready = Promise.all([va && a.read(pos, va), vb && b.read(pos, vb)]);
       // Keep a failed read from being reported as unhandled before the comparison reaches it.
       piece.ready.catch(() => undefined);
     }
@@ -124,10 +127,12 @@ async function compareDevices(a: BlockDevice, b: BlockDevice, req: CompareReques
       }
       if (p.ready) {
         await p.ready;
-        const va = p.bufA!;
-        const vb = p.bufB!;
-        if (Buffer.compare(va, vb) !== 0) {
-          const at = p.pos + sectorFloor(firstDifference(va, vb));
+        const va = p.bufA;
+        const vb = p.bufB;
+        // One side reads as zeros: the other must too.
+        const differs = va && vb ? Buffer.compare(va, vb) !== 0 : !isZero((va ?? vb)!);
+        if (differs) {
+          const at = p.pos + sectorFloor(va && vb ? firstDifference(va, vb) : (va ?? vb)!.findIndex((x) => x !== 0));
           return { identical: false, mismatchOffset: at, messages: [...messages, `Content mismatch at offset ${at}!`] };
         }
         give(va);

@@ -33,8 +33,13 @@ export interface RebaseRequest {
   onProgress?: (done: number, total: number) => void;
 }
 
-
+/** Guest bytes looked at per step (status asked, progress reported, cancel checked). */
 const STEP = 4 << 20;
+/**
+ * Bytes compared at a time: the size of each of the two buffers. Each fresh MiB costs 256 first-touch page faults
+ * (~3 ms on a VM), so two of 1 MiB rather than two of STEP.
+ */
+const PIECE = 1 << 20;
 
 /** The new backing file's path (relative names are relative to the image's folder), or undefined for none. */
 function newBackingPath(req: RebaseRequest): string | undefined {
@@ -57,12 +62,16 @@ async function readAsBacking(dev: BlockDevice | undefined, pos: number, into: Ui
   into.fill(0, n);
 }
 
-/** Copies into `top`, at the granules where they differ, what its old chain reads over [pos, pos + len). */
-async function copyDifferences(top: BlockDevice, fresh: BlockDevice | undefined, pos: number, len: number, oldBuf: Uint8Array, newBuf: Uint8Array, grain: number): Promise<number> {
+/**
+ * Copies into `top`, at the granules where they differ, what its old chain reads over [pos, pos + len) (at most
+ * the buffers' length).
+ */
+async function copyDifferences(top: BlockDevice, fresh: BlockDevice | undefined, pos: number, len: number, oldBuf: Buffer, newBuf: Buffer, grain: number): Promise<number> {
   const o = oldBuf.subarray(0, len);
   const n = newBuf.subarray(0, len);
   await top.read(pos, o); // unallocated in the image: this is what the old chain reads
   await readAsBacking(fresh, pos, n);
+  if (o.equals(n)) return 0; // the usual case: one memcmp for the piece
   let copied = 0;
   let runStart = -1;
   const flushRun = async (end: number) => {
@@ -74,7 +83,7 @@ async function copyDifferences(top: BlockDevice, fresh: BlockDevice | undefined,
   // Granules aligned to the guest address, so a qcow2 overlay allocates whole clusters once.
   for (let a = 0; a < len; ) {
     const b = Math.min(len, Math.floor((pos + a) / grain) * grain + grain - pos);
-    const same = Buffer.from(o.buffer, o.byteOffset + a, b - a).equals(Buffer.from(n.buffer, n.byteOffset + a, b - a));
+    const same = o.compare(n, a, b, a, b) === 0;
     if (same) await flushRun(a);
     else if (runStart < 0) runStart = a;
     a = b;
@@ -138,9 +147,9 @@ export async function rebaseImage(req: RebaseRequest): Promise<RebaseResult> {
       fresh = await openImage(target, { format: req.newBackingFormat, readOnly: true, backingPolicy: policy });
     }
     if (!req.unsafe) {
-      const oldBuf = new Uint8Array(STEP);
-      const newBuf = new Uint8Array(STEP);
-      const grain = Math.min(STEP, Math.max(512, top.clusterSize ?? 65536));
+      const oldBuf = Buffer.allocUnsafeSlow(PIECE);
+      const newBuf = Buffer.allocUnsafeSlow(PIECE);
+      const grain = Math.min(PIECE, Math.max(512, top.clusterSize ?? 65536));
       const above = await layersAboveNewBacking(top, fresh);
       for (let pos = 0; pos < top.size; ) {
         throwIfAborted(req.signal);
@@ -154,8 +163,10 @@ export async function rebaseImage(req: RebaseRequest): Promise<RebaseResult> {
           const end = pos + st.length;
           while (pos < end) {
             const a = above ? await allocatedAbove(above, pos, end - pos) : { allocated: true, length: end - pos };
-            if (a.allocated) copied += await copyDifferences(top, fresh, pos, a.length, oldBuf, newBuf, grain);
-            pos += a.length;
+            // Pieces end at PIECE-aligned guest offsets, so that no granule (a power of two up to PIECE) spans two.
+            const n = a.allocated ? Math.min(a.length, PIECE - (pos % PIECE)) : a.length;
+            if (a.allocated) copied += await copyDifferences(top, fresh, pos, n, oldBuf, newBuf, grain);
+            pos += n;
           }
         }
         req.onProgress?.(pos, top.size);

@@ -77,6 +77,30 @@ test('commit into a raw base and into a VHDX base (qemu-img writes both) gives w
   }
 });
 
+test('a base whose clusters lie out of guest order, with an allocated zero cluster among them: in-place runs stop where the host offsets do', () => {
+  const make = (tag: string) => {
+    const base = s.path(`order-${tag}.base.qcow2`);
+    const top = s.path(`order-${tag}.top.qcow2`);
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', base, '4M']);
+    // MiB 3 then 2 then 1 (host order reversed against guest order), MiB 0 cluster by cluster from its end,
+    // then an allocated zero cluster (zero flag, host cluster kept) inside MiB 2's contiguous run.
+    const backwards = Array.from({ length: 16 }, (_, k) => `write -P ${k + 5} ${(15 - k) * 64}k 64k`);
+    qemuIo(base, 'qcow2', ['write -P 1 3M 1M', 'write -P 2 2M 1M', 'write -P 3 1M 1M', ...backwards, 'write -z 2176k 64k']);
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+    // Unaligned at both ends, over every cluster of the base.
+    qemuIo(top, 'qcow2', ['write -P 0x77 100k 3900k']);
+    return { base, top };
+  };
+  const a = make('a');
+  const b = make('b');
+  must('qemu-img', ['commit', a.top]);
+  dwOk(['commit', b.top]);
+  same(a.base, b.base, 'bases');
+  clean(b.base);
+  // Every cluster was written where it was: the base did not grow.
+  assert.equal(readFileSync(b.base).length, readFileSync(a.base).length);
+});
+
 test('-d leaves the overlay byte for byte as it was; the base is what qemu-img commit -d makes', () => {
   const { a, b } = chain('keep', 'qcow2', '');
   const before = readFileSync(b.top);
