@@ -107,11 +107,15 @@ async function metadataPreallocated(d: Qcow2State): Promise<boolean> {
   if (d.preallocDetected === undefined) {
     d.preallocDetected = false;
     if (d.file.seesHoles) {
-      const refs = await d.refcounts();
       const realClusters = d.geometry.clusterIndex(await d.file.allocatedSize());
       const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
       const endCluster = d.geometry.sizeToClusters(d.file.size);
-      d.preallocDetected = (await refs.countInUse(endCluster, threshold)) > threshold;
+      // No more clusters can be in use than the file holds: a file not sparse (nearly every image) cannot pass
+      // the threshold, and its refcounts need not be loaded for the answer (10 ms of a small image's map).
+      if (endCluster > threshold) {
+        const refs = await d.refcounts();
+        d.preallocDetected = (await refs.countInUse(endCluster, threshold)) > threshold;
+      }
     }
   }
   return d.preallocDetected;
