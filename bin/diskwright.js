@@ -35,7 +35,9 @@ function buildId(source) {
 function loadBundle(file, useCache = true) {
   const vm = require('node:vm');
   const Module = require('node:module');
-  const source = fs.readFileSync(file, 'utf8');
+  // latin1: the bundle is ASCII (scripts/bundle-cli.mjs has esbuild escape everything else), and decoding it as
+  // latin1 makes the one-byte string straight from the bytes, where utf8 touches 0.8 MB more (~190 page faults).
+  const source = fs.readFileSync(file, 'latin1');
   const id = buildId(source);
   let cachedData;
   let cache = 'none';

@@ -50,6 +50,9 @@ export async function bundleCli() {
     // smaller file is read, hashed and scanned faster at every start.
     minifyWhitespace: true,
     minifySyntax: true,
+    // Every character outside ASCII escaped (esbuild's default, said here because bin/diskwright.js reads the
+    // bundle as latin1, which is right only for ASCII).
+    charset: 'ascii',
     // The wrapper Node puts around a CommonJS module is written into the file (bin/diskwright.js compiles the
     // text as it is read: no second 0.8 MB string made by wrapping it at every start), and a fresh id per build,
     // which the code cache names (see loadBundle in bin/diskwright.js).

@@ -64,6 +64,8 @@ test('after a build the CLI runs the bundle with its code cache, and says what q
   assert.ok(existsSync(`${BUNDLE}.cache`), 'the code cache was not written beside the bundle');
   // vm.Script is given no dynamic-import callback: the bundle must have none left (tsc turns them into require).
   assert.doesNotMatch(readFileSync(BUNDLE, 'utf8'), /\bimport\(/);
+  // bin/diskwright.js reads the bundle as latin1, which is the text only where every byte is ASCII.
+  assert.ok(readFileSync(BUNDLE).every((b) => b < 0x80), 'the bundle holds bytes outside ASCII');
   const r = runBin(CLI, ['info', '--output', 'json', image]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.from, `bundle ${BUNDLE} (code cache accepted)`);
