@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The diskwright command line. Start-up time counts (info of a small image should cost little more than a bare
 // node start), so it runs, in this order of preference:
-//   1. dist/cli/diskwright.js: the whole CLI bundled into one file by scripts/bundle-cli.mjs, compiled with the
-//      V8 code cache written beside it at build time (one file read and no module resolution, no parsing);
+//   1. dist/cli/diskwright.js: the CLI packed by scripts/bundle-cli.mjs (info's modules in this file, the others
+//      in parts read when first needed), compiled with the V8 code cache written beside it at build time (one
+//      file read and no module resolution, no parsing);
 //   2. dist/main (the compiled TypeScript, one module per file), when the bundle is missing, older than
 //      dist/main, or cannot be loaded;
 //   3. the TypeScript sources through tsx, in a checkout without a build (or with DISKWRIGHT_FROM_SOURCE set).
@@ -64,7 +65,8 @@ function loadBundle(file, useCache = true) {
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   mod.loaded = true;
   if (typeof mod.exports.main !== 'function' || typeof mod.exports.runCli !== 'function') throw new Error('it does not export the command line');
-  return { cli: mod.exports, script, cache, id };
+  // pack: the loader's view of the modules (scripts/bundle-cli.mjs), when the file is a pack.
+  return { cli: mod.exports, script, cache, id, pack: mod.pack };
 }
 
 function mtime(file) {
@@ -85,7 +87,7 @@ async function chooseCli() {
     if (bundled !== undefined && (built === undefined || bundled >= built)) {
       try {
         const b = loadBundle(BUNDLE);
-        return { cli: b.cli, from: `bundle ${BUNDLE} (code cache ${b.cache})` };
+        return { cli: b.cli, from: `bundle ${BUNDLE} (code cache ${b.cache})`, pack: b.pack };
       } catch (err) {
         note(`the CLI bundle ${BUNDLE} could not be loaded (${err && err.message ? err.message : String(err)}); running dist/main (run \`npm run build\` to rebuild it)`);
       }
@@ -106,7 +108,12 @@ async function chooseCli() {
 if (require.main === module) {
   chooseCli()
     .then((chosen) => {
-      if (process.env.DISKWRIGHT_STARTUP_DEBUG) process.stderr.write(`diskwright: startup: ${chosen.from}\n`);
+      if (process.env.DISKWRIGHT_STARTUP_DEBUG) {
+        process.stderr.write(`diskwright: startup: ${chosen.from}\n`);
+        // Which of the pack's other files the command read (info should read none).
+        const pack = chosen.pack;
+        if (pack) process.on('exit', () => process.stderr.write(`diskwright: startup: parts loaded: ${pack.loadedParts().map((p) => `${p.name} (code cache ${p.cache})`).join(', ') || 'none'}\n`));
+      }
       return chosen.cli.main();
     })
     .catch((err) => {

@@ -3,7 +3,7 @@
  * formats (block/ never imports a format); formats reach other images only through OpenOptions.openBacking.
  */
 import type { FormatName, FormatSummary } from '../src-shared/api';
-import { promises as fsp } from 'node:fs';
+import { statPath } from './block/open-file';
 import { FORMAT_NAMES } from '../src-shared/api';
 import { ChainGuard, chainOf } from './block/chain';
 import { DiskError } from './block/errors';
@@ -86,7 +86,7 @@ export function recognisedFormat(head: Uint8Array, path: string): FormatName | u
 export async function imageEntry(path: string): Promise<string> {
   let isDir = false;
   try {
-    isDir = (await fsp.stat(path)).isDirectory();
+    isDir = (await statPath(path)).isDirectory();
   } catch {
     return path; // a missing file gets its own plain error where it is opened
   }

@@ -1,8 +1,9 @@
-import { promises as fsp, constants as fsc, readSync, writeSync } from 'node:fs';
+import { constants as fsc, readSync, writeSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { DiskError, toDiskError, corrupt } from './errors';
 import { lockImage, type ImageLock } from './lock';
 import { nativeFileOps } from './native';
+import { blockingIoOn, lstatPath, openFile, readLink, readTextFile, realPath, setBlockingIo, statPath, type OpenFile } from './open-file';
 
 /**
  * A file opened for image work. Every metadata read goes through readExact, which bounds the offset and
@@ -11,7 +12,7 @@ import { nativeFileOps } from './native';
 export class ImageFile {
   private constructor(
     readonly path: string,
-    private readonly fh: fsp.FileHandle,
+    private readonly fh: OpenFile,
     readonly writable: boolean,
     private length: number,
     private readonly lock: ImageLock,
@@ -25,14 +26,14 @@ export class ImageFile {
   static async open(path: string, writable: boolean): Promise<ImageFile> {
     // A name read from a damaged header can hold a NUL, which no file name can: say so, not Node's TypeError.
     if (path.includes('\0')) throw new DiskError('ECORRUPT', `${JSON.stringify(path).slice(1, -1)}: a file name cannot contain a NUL byte (a damaged name in an image's header?)`);
-    const st = await fsp.stat(path).catch((err) => {
+    const st = await statPath(path).catch((err) => {
       throw toDiskError(err, path);
     });
     if (st.isDirectory()) throw new DiskError('EISDIR', `${path}: is a directory, not an image`, path);
     if (!st.isFile() && !st.isBlockDevice()) throw new DiskError('EINVAL', `${path}: not a regular file or a block device, so not a disk image`, path);
-    let fh: fsp.FileHandle;
+    let fh: OpenFile;
     try {
-      fh = await fsp.open(path, writable ? fsc.O_RDWR : fsc.O_RDONLY);
+      fh = await openFile(path, writable ? fsc.O_RDWR : fsc.O_RDONLY);
     } catch (err) {
       throw toDiskError(err, path);
     }
@@ -57,9 +58,9 @@ export class ImageFile {
 
   /** Creates (or truncates) a file for writing, locked for writing. */
   static async create(path: string): Promise<ImageFile> {
-    let fh: fsp.FileHandle | undefined;
+    let fh: OpenFile | undefined;
     try {
-      fh = await fsp.open(path, 'w+');
+      fh = await openFile(path, 'w+');
       const st = await fh.stat();
       const lock = await lockImage(path, st.dev, st.ino, 'write');
       return new ImageFile(path, fh, true, 0, lock);
@@ -105,10 +106,10 @@ export class ImageFile {
 
   private async readInto(pos: number, into: Uint8Array): Promise<void> {
     let done = 0;
-    if (blockingIo) await yieldNow();
+    if (blockingIoOn()) await yieldNow();
     try {
       while (done < into.length) {
-        const bytesRead = blockingIo ? readSync(this.fh.fd, into, done, into.length - done, pos + done) : (await this.fh.read(into, done, into.length - done, pos + done)).bytesRead;
+        const bytesRead = blockingIoOn() ? readSync(this.fh.fd, into, done, into.length - done, pos + done) : (await this.fh.read(into, done, into.length - done, pos + done)).bytesRead;
         if (bytesRead === 0) {
           into.fill(0, done);
           return;
@@ -144,10 +145,10 @@ export class ImageFile {
   async write(pos: number, data: Uint8Array): Promise<void> {
     if (!this.writable) throw new DiskError('EREADONLY', `${this.path}: opened read-only`, this.path);
     let done = 0;
-    if (blockingIo) await yieldNow();
+    if (blockingIoOn()) await yieldNow();
     try {
       while (done < data.length) {
-        const bytesWritten = blockingIo ? writeSync(this.fh.fd, data, done, data.length - done, pos + done) : (await this.fh.write(data, done, data.length - done, pos + done)).bytesWritten;
+        const bytesWritten = blockingIoOn() ? writeSync(this.fh.fd, data, done, data.length - done, pos + done) : (await this.fh.write(data, done, data.length - done, pos + done)).bytesWritten;
         done += bytesWritten;
       }
     } catch (err) {
@@ -225,7 +226,6 @@ export class ImageFile {
  * CPU; docs/performance.md). The event loop still turns at least every YIELD_MS, so Ctrl-C, progress and
  * timers are not starved while a long copy runs on resolved promises.
  */
-let blockingIo = false;
 let lastYield = 0;
 const YIELD_MS = 20;
 
@@ -234,11 +234,12 @@ const YIELD_MS = 20;
  * call is done when it returns) and keeps one buffer, not four (each fresh MiB is 256 page faults).
  */
 export function blockingIoInUse(): boolean {
-  return blockingIo;
+  return blockingIoOn();
 }
 
+/** Also opens files as plain descriptors (block/open-file.ts): no node:fs/promises at the command line's start. */
 export function useBlockingIo(on: boolean): void {
-  blockingIo = on;
+  setBlockingIo(on);
 }
 
 function yieldNow(): Promise<void> | undefined {
@@ -309,20 +310,20 @@ export async function openingChecked<T>(path: string, open: () => Promise<T>): P
   }
 }
 
-async function verifyLanding(fh: fsp.FileHandle, fst: { dev: number; ino: number }, expected: string): Promise<void> {
-  const there = await fsp.lstat(expected).catch(() => undefined);
-  const landed = await fsp.readlink(`/proc/self/fd/${fh.fd}`).catch(() => fsp.realpath(expected).catch(() => undefined));
+async function verifyLanding(fh: OpenFile, fst: { dev: number; ino: number }, expected: string): Promise<void> {
+  const there = await lstatPath(expected).catch(() => undefined);
+  const landed = await readLink(`/proc/self/fd/${fh.fd}`).catch(() => realPath(expected).catch(() => undefined));
   if (there === undefined || there.dev !== fst.dev || there.ino !== fst.ino || landed !== expected) {
     throw new DiskError('EOUTSIDE', `${expected}: the file changed while it was being opened, so it is not the file the folder rule allowed; not opening it`, expected);
   }
 }
 
 /** A block device's size: stat says 0, lseek to its end (native helper) or the kernel's count of sectors says it. */
-async function blockDeviceSize(fh: fsp.FileHandle, rdev: number, path: string): Promise<number> {
+async function blockDeviceSize(fh: OpenFile, rdev: number, path: string): Promise<number> {
   if (nativeFileOps) return nativeFileOps.sizeOf(fh.fd);
   const major = Math.floor(rdev / 256) & 0xfff;
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-  const text = await fsp.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8').catch(() => undefined);
+  const text = await readTextFile(`/sys/dev/block/${major}:${minor}/size`).catch(() => undefined);
   const sectors = text === undefined ? NaN : Number(text.trim());
   if (!Number.isSafeInteger(sectors)) throw new DiskError('EUNSUPPORTED', `${path}: the size of this block device cannot be read on this system`, path);
   return sectors * 512;

@@ -9,10 +9,11 @@
  * the union of their permissions: our own readers and writers never refuse each other, and coordinating them
  * is the services' business. Without the native helper there are no locks, and `lockingAvailable` says so.
  */
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import { DiskError } from './errors';
 import { nativeFileOps } from './native';
 import { describeLockHolders } from './lock-holder';
+import { openFile, statPath, type OpenFile } from './open-file';
 
 const PERM_BASE = 100;
 const SHARED_BASE = 200;
@@ -57,7 +58,7 @@ export function shareReadsOf(dev: number, ino: number): void {
 }
 
 interface Holder {
-  fh: fsp.FileHandle;
+  fh: OpenFile;
   users: Map<number, LockAccess>;
   perm: number;
   unshared: number;
@@ -122,7 +123,7 @@ export async function lockImage(path: string, dev: number, ino: number, access: 
   let h = holders.get(key);
   if (!h) {
     // Its own read-only description: the locks live as long as it does, whatever the image's users do.
-    const fh = await fsp.open(path, fsc.O_RDONLY);
+    const fh = await openFile(path, fsc.O_RDONLY);
     // Another open of the same image may have made the holder while this one waited for its file: there must
     // be only one, or this process's second description would hold locks that refuse its own writers.
     h = holders.get(key);
@@ -183,7 +184,7 @@ export function isLockedByOthers(fd: number): boolean {
  */
 export async function heldAgainstWriting(path: string): Promise<boolean> {
   if (!nativeFileOps) return false;
-  const fh = await fsp.open(path, fsc.O_RDONLY);
+  const fh = await openFile(path, fsc.O_RDONLY);
   try {
     const st = await fh.stat();
     const h = holders.get(`${st.dev}:${st.ino}`);
@@ -195,6 +196,6 @@ export async function heldAgainstWriting(path: string): Promise<boolean> {
 
 /** Who holds the image, in words for a message: a program named from /proc where Linux can tell, else "another program". */
 export async function lockHolderOf(path: string): Promise<string> {
-  const st = await fsp.stat(path);
+  const st = await statPath(path);
   return describeLockHolders(st.dev, st.ino);
 }

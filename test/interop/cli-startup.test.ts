@@ -1,7 +1,8 @@
 /**
- * The command line's start-up path (bin/diskwright.js): after a build it runs the one-file bundle dist/cli with
- * its V8 code cache; a missing, stale or broken bundle or cache falls back to dist/main with the same output, and
- * with nothing to run the command fails in one plain line. Also that `info` of a qcow2 image loads only what it
+ * The command line's start-up path (bin/diskwright.js): after a build it runs the pack in dist/cli with its V8
+ * code caches (info's modules in diskwright.js, map's, check's and the rest's in parts read when first needed);
+ * a missing, stale or broken pack or cache falls back to dist/main with the same output, a missing or foreign
+ * part fails in one plain line, and with nothing to run the command fails in one plain line. Also that `info` of a qcow2 image loads only what it
  * needs (the lazy loading that keeps start-up short). Needs the build (`node scripts/build.mjs`), as the CLI
  * tests do, and qemu-img (an interop test: what it says about the image is the reference); no timings are
  * asserted here.
@@ -9,7 +10,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT, must, qemuIo, scratch } from '../helpers';
 
@@ -28,14 +29,18 @@ interface Run {
   stderr: string;
   /** What DISKWRIGHT_STARTUP_DEBUG said ran. */
   from: string;
+  /** The pack's parts the command read, as DISKWRIGHT_STARTUP_DEBUG said at exit. */
+  parts: string;
 }
 
 function runBin(bin: string, args: string[], env: Record<string, string> = {}): Run {
   const r = spawnSync(process.execPath, [bin, ...args], { env: { ...process.env, DISKWRIGHT_STARTUP_DEBUG: '1', ...env }, encoding: 'utf8' });
   if (r.error) throw r.error;
   const lines = r.stderr.split('\n');
-  const from = lines.find((l) => l.startsWith('diskwright: startup: '))?.slice('diskwright: startup: '.length) ?? '';
-  return { status: r.status ?? -1, stdout: r.stdout, from, stderr: lines.filter((l) => !l.startsWith('diskwright: startup: ')).join('\n').trim() };
+  const said = lines.filter((l) => l.startsWith('diskwright: startup: ')).map((l) => l.slice('diskwright: startup: '.length));
+  const parts = said.find((l) => l.startsWith('parts loaded: '))?.slice('parts loaded: '.length) ?? '';
+  const from = said.find((l) => !l.startsWith('parts loaded: ')) ?? '';
+  return { status: r.status ?? -1, stdout: r.stdout, from, parts, stderr: lines.filter((l) => !l.startsWith('diskwright: startup: ')).join('\n').trim() };
 }
 
 /** A copy of the checkout's start-up files in a scratch folder: bin/ copied, the rest linked or written per case. */
@@ -66,9 +71,15 @@ test('after a build the CLI runs the bundle with its code cache, and says what q
   assert.doesNotMatch(readFileSync(BUNDLE, 'utf8'), /\bimport\(/);
   // bin/diskwright.js reads the bundle as latin1, which is the text only where every byte is ASCII.
   assert.ok(readFileSync(BUNDLE).every((b) => b < 0x80), 'the bundle holds bytes outside ASCII');
+  for (const f of readdirSync(join(ROOT, 'dist', 'cli')).filter((n) => n.endsWith('.js'))) {
+    assert.doesNotMatch(readFileSync(join(ROOT, 'dist', 'cli', f), 'utf8'), /\bimport\(/, f);
+    assert.ok(readFileSync(join(ROOT, 'dist', 'cli', f)).every((b) => b < 0x80), `${f} holds bytes outside ASCII`);
+  }
   const r = runBin(CLI, ['info', '--output', 'json', image]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.from, `bundle ${BUNDLE} (code cache accepted)`);
+  // info reads the first file only: that is what the split is for.
+  assert.equal(r.parts, 'none');
   const ours = JSON.parse(r.stdout);
   const qemu = JSON.parse(must('qemu-img', ['info', '--output=json', image]).stdout);
   for (const k of ['format', 'virtual-size', 'cluster-size', 'dirty-flag']) assert.deepEqual(ours[k], qemu[k], k);
@@ -90,6 +101,39 @@ test('the bundle, dist/main and the sources give the same output for info, map a
   const src = runBin(CLI, ['info', image], { DISKWRIGHT_FROM_SOURCE: '1' });
   assert.match(src.from, /^sources /);
   assert.equal(src.stdout, runBin(CLI, ['info', image]).stdout);
+});
+
+test('map, check and a convert read the parts they need, with their code caches, and agree with dist/main and qemu-img', () => {
+  const distOnly = tree('dist-only-parts', { distMain: true });
+  assert.equal(runBin(CLI, ['map', image]).parts, 'map (code cache accepted)');
+  assert.equal(runBin(CLI, ['check', image]).parts, 'check (code cache accepted)');
+  // convert runs code that no warm-up command ran: the "more" part, whose cache holds no compiled function.
+  const outs = [s.path('parts-bundle.vdi'), s.path('parts-dist.vdi')];
+  const bundled = runBin(CLI, ['convert', '-O', 'vdi', image, outs[0]]);
+  const built = runBin(distOnly, ['convert', '-O', 'vdi', image, outs[1]]);
+  assert.equal(bundled.status, 0, bundled.stderr);
+  assert.equal(built.status, 0, built.stderr);
+  assert.match(bundled.parts, /\bmore \(code cache accepted\)/);
+  for (const out of outs) must('qemu-img', ['compare', '-q', image, out]);
+});
+
+test('a part missing or from another build fails the command in one plain line', () => {
+  const bin = tree('parts-broken', { bundle: 'copy', cache: 'copy', distMain: true });
+  const cliDir = join(bin, '..', '..', 'dist', 'cli');
+  // map's part from another build: the same text with another id.
+  writeFileSync(join(cliDir, 'diskwright-map.js'), readFileSync(join(ROOT, 'dist', 'cli', 'diskwright-map.js'), 'latin1').replace(/diskwright-build-id=[0-9a-f]{32}/, `diskwright-build-id=${'0'.repeat(32)}`));
+  for (const [args, words] of [
+    [['map', image], /diskwright-map\.js is from another build \(run `npm run build`\)$/],
+    [['check', image], /diskwright-check\.js cannot be read \(ENOENT; run `npm run build`\)$/],
+  ] as const) {
+    const r = runBin(bin, [...args]);
+    assert.equal(r.status, 1, args.join(' '));
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, words);
+    assert.equal(r.stderr.split('\n').length, 1, r.stderr);
+  }
+  // info needs neither.
+  assert.equal(runBin(bin, ['info', image]).status, 0);
 });
 
 test('a broken bundle falls back to dist/main, saying so in one line; a missing or older one silently', () => {
@@ -175,4 +219,19 @@ test('info of a qcow2 image loads no other format\'s device code, no other comma
   assert.deepEqual(services.filter((f) => !/\/(info|options)\.js$/.test(f)), [], 'services other than info (and the option parser)');
   assert.ok(services.includes('src-main/services/info.js'));
   for (const mod of ['NativeModule crypto', 'NativeModule zlib']) assert.ok(!builtins.includes(mod), `${mod} was loaded`);
+});
+
+test('info, map and check as the command line runs them (blocking I/O) do not load node:fs/promises', () => {
+  // Its first use compiles readline, the file watchers and directory streams: 2 ms of every start (block/open-file.ts).
+  const preload = s.path('module-list.js');
+  writeFileSync(preload, "process.on('exit', () => process.stderr.write('\\nMODULES ' + JSON.stringify(process.moduleLoadList) + '\\n'));\n");
+  for (const args of [['info', image], ['map', image], ['check', image]]) {
+    const r = spawnSync(process.execPath, ['-r', preload, CLI, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const line = r.stderr.split('\n').find((l) => l.startsWith('MODULES '));
+    assert.ok(line, r.stderr);
+    const loaded = JSON.parse(line.slice('MODULES '.length)) as string[];
+    assert.ok(loaded.includes('NativeModule vm'), 'the list is the one of a run of the pack');
+    assert.ok(!loaded.includes('NativeModule internal/fs/promises'), `${args[0]} loaded node:fs/promises`);
+  }
 });
