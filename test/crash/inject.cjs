@@ -1,6 +1,7 @@
 // The crash injector, preloaded (node --require) into a writer run by test/crash/harness.ts. It wraps the
-// fs.promises FileHandle calls that change a file (write, writev, truncate, sync, datasync) and
-// fs.promises.rename, counting them as steps. Environment:
+// fs.promises FileHandle calls that change a file (write, writev, truncate, sync, datasync), their blocking
+// counterparts on descriptors from fs.openSync (writeSync, ftruncateSync, fsyncSync, fdatasyncSync: the command
+// line's block/open-file.ts) and fs.promises.rename, counting them as steps. Environment:
 //   DW_CRASH_COUNT=FILE  write the number of steps taken to FILE at exit (the counting run)
 //   DW_CRASH_AT=N        stop before step N (1-based): steps 1..N-1 happened, N and later never do
 //   DW_CRASH_MODE=kill   the process dies at once: everything written so far stays (the OS keeps it)
@@ -14,6 +15,8 @@
 const fs = require('node:fs');
 /** The real writeSync: the injector's own writes (undo) go through it; the one patched below counts steps. */
 const rawWriteSync = fs.writeSync;
+const rawFtruncateSync = fs.ftruncateSync;
+const rawOpenSync = fs.openSync;
 
 const at = Number(process.env.DW_CRASH_AT || 0);
 const mode = process.env.DW_CRASH_MODE || 'kill';
@@ -53,7 +56,7 @@ const keep = kept();
 function powerCut() {
   for (const { path, list } of pending) {
     try {
-      undo(fs.openSync(path, 'r+'), list);
+      undo(rawOpenSync(path, 'r+'), list);
     } catch {
       // removed or renamed away since: nothing of it is left to undo
     }
@@ -67,7 +70,7 @@ function undo(fd, list) {
     try {
       if (r.old.length) rawWriteSync(fd, r.old, 0, r.old.length, r.position);
       if (r.truncatedTail) rawWriteSync(fd, r.truncatedTail, 0, r.truncatedTail.length, r.position);
-      fs.ftruncateSync(fd, r.size);
+      rawFtruncateSync(fd, r.size);
     } catch {
       // a closed descriptor: its writes were synced at close or are gone with it
     }
@@ -78,7 +81,7 @@ function undo(fd, list) {
     if (!keep()) continue;
     try {
       if (r.data) rawWriteSync(fd, r.data, 0, r.data.length, r.position);
-      else if (r.truncateTo !== undefined) fs.ftruncateSync(fd, r.truncateTo);
+      else if (r.truncateTo !== undefined) rawFtruncateSync(fd, r.truncateTo);
     } catch {
       // as above
     }
@@ -121,17 +124,7 @@ function patch(proto) {
     return writev.apply(this, arguments);
   };
   proto.truncate = function (len) {
-    step();
-    let size = 0;
-    try {
-      size = fs.fstatSync(this.fd).size;
-    } catch {}
-    const to = len || 0;
-    const tail = to < size ? Buffer.alloc(size - to) : undefined;
-    if (tail) fs.readSync(this.fd, tail, 0, tail.length, to);
-    const list = unsynced.get(this.fd) || [];
-    list.push({ position: to, old: Buffer.alloc(0), size, truncatedTail: tail, truncateTo: to });
-    unsynced.set(this.fd, list);
+    truncateStep(this.fd, len);
     return truncate.apply(this, arguments);
   };
   const synced = function (orig) {
@@ -149,16 +142,38 @@ function patch(proto) {
   proto.sync = synced(sync);
   proto.datasync = synced(datasync);
   proto.close = function () {
-    // A descriptor closed without a sync keeps its unsynced writes at risk; the file stays open in the
-    // model only by its records, which the power cut replays through a fresh descriptor.
-    const list = unsynced.get(this.fd);
-    if (list && list.length) {
-      const path = fdPaths.get(this.fd);
-      if (path) pending.push({ path, list });
-    }
-    unsynced.delete(this.fd);
+    closing(this.fd);
     return close.apply(this, arguments);
   };
+}
+
+/** A truncation is a step; its undo record keeps the tail it cuts off. */
+function truncateStep(fd, len) {
+  step();
+  let size = 0;
+  try {
+    size = fs.fstatSync(fd).size;
+  } catch {}
+  const to = len || 0;
+  const tail = to < size ? Buffer.alloc(size - to) : undefined;
+  if (tail) fs.readSync(fd, tail, 0, tail.length, to);
+  const list = unsynced.get(fd) || [];
+  list.push({ position: to, old: Buffer.alloc(0), size, truncatedTail: tail, truncateTo: to });
+  unsynced.set(fd, list);
+}
+
+/**
+ * A descriptor closed without a sync keeps its unsynced writes at risk; the file stays open in the model only
+ * by its records, which the power cut replays through a fresh descriptor.
+ */
+function closing(fd) {
+  const list = unsynced.get(fd);
+  if (list && list.length) {
+    const path = fdPaths.get(fd);
+    if (path) pending.push({ path, list });
+  }
+  unsynced.delete(fd);
+  fdPaths.delete(fd);
 }
 
 /** Paths of descriptors we opened, so a power cut can undo unsynced writes of files closed since. */
@@ -182,6 +197,33 @@ fs.writeSync = function (fd, buffer, offset, length, position) {
   }
   return rawWriteSync.apply(this, arguments);
 };
+// Descriptors opened with blocking calls (block/open-file.ts under the command line's blocking I/O).
+fs.openSync = function (path) {
+  const fd = rawOpenSync.apply(this, arguments);
+  if (typeof path === 'string') fdPaths.set(fd, path);
+  return fd;
+};
+const rawCloseSync = fs.closeSync;
+fs.closeSync = function (fd) {
+  closing(fd);
+  return rawCloseSync.apply(this, arguments);
+};
+fs.ftruncateSync = function (fd, len) {
+  if (fdPaths.has(fd)) truncateStep(fd, len);
+  return rawFtruncateSync.apply(this, arguments);
+};
+for (const name of ['fsyncSync', 'fdatasyncSync']) {
+  const orig = fs[name];
+  fs[name] = function (fd) {
+    if (!fdPaths.has(fd)) return orig.apply(this, arguments);
+    step();
+    const before = (unsynced.get(fd) || []).length;
+    const r = orig.apply(this, arguments);
+    const list = unsynced.get(fd);
+    if (list) list.splice(0, before);
+    return r;
+  };
+}
 const origRename = fs.promises.rename;
 fs.promises.rename = async function () {
   step();
