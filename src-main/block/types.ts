@@ -41,6 +41,13 @@ export interface BlockDevice {
   status(offset: number, length: number): Promise<Extent>;
   /** The allocation unit, where the format has one (qcow2 cluster, VHDX block); convert aligns its work to it. */
   readonly clusterSize?: number;
+  /**
+   * True where a write into a unit the image has not allocated yet writes only that data, the rest of the unit
+   * staying a hole in the file that reads as zeros (a dynamic VHD's block, placed past the end of the file):
+   * convert then writes only the data of such a unit, as qemu-img does, not the whole unit with its zeros (the
+   * qcow2 cluster, VMDK grain and VDI block that qemu writes whole).
+   */
+  readonly newUnitsStaySparse?: boolean;
   /** Writes whole clusters compressed (convert -c); only formats that store compressed clusters have it. */
   writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
   /**

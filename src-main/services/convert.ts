@@ -208,9 +208,10 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
   // qcow2 cluster, a VMDK grain), so that a cluster holding any data is written whole in one piece (qemu-img
   // gets the same file by writing the data and zeroing the rest of the cluster); 4 KiB otherwise (raw, VHDX's
   // 32 MiB blocks; -B, where only what the source's top image holds is copied), as qemu-img's -S 4k. With -c
-  // compressed clusters are written whole anyway.
+  // compressed clusters are written whole anyway. A VHD block's zeros stay holes (newUnitsStaySparse): 4 KiB there
+  // too (writing a 2 MiB block whole took 16x qemu-img's space for sparse data).
   const unit = dst.clusterSize;
-  const wholeUnits = !withBacking && unit !== undefined && unit > ZERO_GRAIN && unit <= WHOLE_UNIT_MAX && (unit & (unit - 1)) === 0;
+  const wholeUnits = !withBacking && !dst.newUnitsStaySparse && unit !== undefined && unit > ZERO_GRAIN && unit <= WHOLE_UNIT_MAX && (unit & (unit - 1)) === 0;
   const grain = compress ? unit ?? 65536 : wholeUnits ? unit : ZERO_GRAIN;
   const chunk = Math.max(CHUNK, grain);
   const skipZeros = fresh && !withBacking;

@@ -29,6 +29,7 @@ export class VpcDevice implements BlockDevice {
   /** Changes only when a fixed image is resized. */
   size: number;
   readonly clusterSize?: number;
+  readonly newUnitsStaySparse?: boolean;
   private readonly dyn?: DynamicLayout;
   private readonly bitmaps = new LruCache<number, Uint8Array>(256);
   /** Blocks whose BAT entry (and bitmap, when dirty) wait to be written. */
@@ -50,6 +51,9 @@ export class VpcDevice implements BlockDevice {
     this.dyn = layout.dyn;
     if (this.dyn) {
       this.clusterSize = this.dyn.blockSize;
+      // A new block goes where the footer was, past which the file is a hole: writeInBlock writes its bitmap
+      // (over the old footer) and the data, and the rest of the block reads as zeros without being written.
+      this.newUnitsStaySparse = true;
       const footerAt = layout.endFooterOk ? file.size - FOOTER_SIZE : Math.ceil(file.size / SECTOR) * SECTOR;
       this.nextFree = Math.max(this.dyn.dataEnd, this.dyn.metaEnd, footerAt);
     }
