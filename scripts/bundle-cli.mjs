@@ -1,4 +1,4 @@
-// Packs the command line into two files with V8's code cache beside each, so that `diskwright info` starts in
+// Packs the command line into a few files with V8's code cache beside each, so that `diskwright info` starts in
 // little more than a bare node start (one file read instead of ~100 module look-ups, and no parsing):
 //   dist/cli/diskwright.js        the modules `info` and `--help` run (found by running them, see assignParts)
 //                                 and the small loader that runs them;
@@ -32,7 +32,6 @@ const distMain = join(root, 'dist', 'main');
 const ENTRY = 'src-main/cli/main.js';
 const outDir = join(root, 'dist', 'cli');
 const bundle = join(outDir, 'diskwright.js');
-const more = join(outDir, 'diskwright-more.js');
 const cacheScript = join(root, 'scripts', 'cli-code-cache.mjs');
 // scripts/cli-code-cache.mjs's groups of warm-up commands ('quick' first).
 const WARM_UP_GROUPS = ['quick', 'map', 'check'];
@@ -165,8 +164,9 @@ function writePack(modules, partOf, buildId) {
 
 /**
  * Which part each module goes to, from the modules each group of warm-up commands loaded (scripts/cli-code-cache.mjs
- * --list-modules, each group in a fresh node): the quick group's (info, --help) and those two other groups share in
- * the first file, each group's own in a part of that name, the rest (every command not warmed up) in "more".
+ * --list-modules, each group in a fresh node): the quick group's (info, --help) and what two or more other groups
+ * share (a few small qcow2 modules map and check both use) in the first file, each group's own in a part of that
+ * name, the rest (every command not warmed up) in "more".
  */
 function assignParts(modules, loadedBy) {
   const partOf = new Map();
