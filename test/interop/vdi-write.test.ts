@@ -133,6 +133,25 @@ test('vdi: a write to an image whose map is damaged is refused with a plain line
   assert.ok(readFileSync(img).equals(b));
 });
 
+test('vdi with extra data per block (VirtualBox can keep some): read, but a write and a discard refuse in the same words; the file is unchanged', () => {
+  const img = s.path('extra.vdi');
+  qimg(['create', '-q', '-f', 'vdi', img, '4M']);
+  const b = readFileSync(img);
+  b.writeUInt32LE(512, 0x17c); // cbBlockExtra: no block is allocated, so nothing else moves
+  writeFileSync(img, b);
+  assert.match(dwOk(['info', img]).stdout, /file format: vdi/);
+  const f = s.path('extra-one');
+  writeFileSync(f, Buffer.alloc(512, 9));
+  const words = /this VDI keeps 512 bytes of extra data per block; such images are read but not written/;
+  const w = dw(['write', img, String(MiB), f]);
+  assert.equal(w.status, 1);
+  assert.match(w.stderr, words);
+  const d = dw(['discard', img, '0', String(4 * MiB)]);
+  assert.notEqual(d.status, 0);
+  assert.match(d.stderr, words);
+  assert.ok(readFileSync(img).equals(b));
+});
+
 test('vdi in a conversion chain raw -> qcow2 -> vdi -> vmdk -> vhdx -> raw (all by us): the raw bytes come back; the vdi step equal under qemu-img compare', () => {
   const raw = s.path('chain.raw');
   qimg(['create', '-q', '-f', 'raw', raw, '12M']);

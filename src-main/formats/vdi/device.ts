@@ -14,6 +14,7 @@ import { ImageFile } from '../../block/file';
 import type { BlockDevice, Extent, OpenOptions } from '../../block/types';
 import { readHeader, readImage, writeRefusal } from './image';
 import {
+  blockExtraRefusal,
   blockHostOffset,
   bmapAsStored,
   DISCARDED,
@@ -185,7 +186,8 @@ export class VdiDevice implements BlockDevice {
     const bs = this.bs;
     const first = Math.floor(pos / bs);
     const count = Math.ceil((pos + data.length) / bs) - first;
-    if (h.blockExtra !== 0) throw new DiskError('EUNSUPPORTED', `${this.path}: this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`, this.path);
+    const extra = blockExtraRefusal(h);
+    if (extra !== undefined) throw new DiskError('EUNSUPPORTED', `${this.path}: ${extra}`, this.path);
     const index = h.blocksAllocated;
     if (index + count > h.blocksInImage) {
       // Only a count left too high (a crash, or damage) gets here: the new block would lie past the map's range.

@@ -17,7 +17,7 @@
  */
 import { DiskError } from '../../block/errors';
 import type { ImageFile } from '../../block/file';
-import { blockHostOffset, DISCARDED, isAllocated, SECTOR, serializeBmap, TYPE_STATIC, UNALLOCATED, type VdiHeader } from './layout';
+import { blockExtraRefusal, blockHostOffset, DISCARDED, isAllocated, SECTOR, serializeBmap, TYPE_STATIC, UNALLOCATED, type VdiHeader } from './layout';
 
 const ENTRIES_PER_SECTOR = SECTOR / 4;
 
@@ -40,7 +40,8 @@ const STATIC_CANNOT_PUNCH = 'a static VDI keeps every block in place, and this s
  * releaseBlocks throws, from the header and whether this system can punch holes, asked before anything is written.
  */
 export function discardRefusal(h: VdiHeader, punchesHoles: boolean): string | undefined {
-  if (h.blockExtra !== 0) return `this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written`;
+  const extra = blockExtraRefusal(h);
+  if (extra !== undefined) return extra;
   if (h.imageType === TYPE_STATIC && !punchesHoles) return STATIC_CANNOT_PUNCH;
   return undefined;
 }

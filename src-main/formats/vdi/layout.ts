@@ -116,6 +116,14 @@ function writeGeometry(v: DataView, at: number, g: Geometry): void {
 }
 
 /** 100 when the signature is at its place (qemu's probe), 0 otherwise. */
+/**
+ * Why an image that keeps extra data per block is not written (undefined for every other): the words both a
+ * write (device allocate) and a discard refuse with, so that sparsify's dry run and the run say the same.
+ */
+export function blockExtraRefusal(h: VdiHeader): string | undefined {
+  return h.blockExtra !== 0 ? `this VDI keeps ${h.blockExtra} bytes of extra data per block; such images are read but not written` : undefined;
+}
+
 export function probeVdi(head: Uint8Array): number {
   return head.length >= HEADER_SIZE && view(head).getUint32(0x40, true) === SIGNATURE ? 100 : 0;
 }
