@@ -14,12 +14,14 @@
  *   that box's content yet ending more than 16 px before its right edge (the Compact map 90 px short);
  * - titles of one kind side by side in different weights: elements of the same tag and class, holding text,
  *   under one grandparent (the labels of a legend's items, one of them normal and its siblings bold);
+ * - the notes of cards (paragraphs in the muted colour: .muted or .help) more than a pixel apart in size on one
+ *   page (the Partitions card's "Nothing on this disk was recognised" at 15 px under 12.8 px notes elsewhere);
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'sideways scroll';
   detail: string;
 }
 
@@ -195,6 +197,18 @@ const MEASURE = `(() => {
       if (weights.size > 1) out.push({ what: 'uneven titles', detail: els.map((el) => name(el) + ' ' + getComputedStyle(el).fontWeight).join(', ') });
     }
   }
+
+  // The notes of cards: one size on a page.
+  const notes = all.filter((el) => el.matches('.card p.muted, .card p.help') && !el.closest('table, li, button, .button'));
+  const noteSizes = new Map();
+  for (const el of notes) {
+    const size = Math.round(parseFloat(getComputedStyle(el).fontSize) * 10) / 10;
+    if (!noteSizes.has(size)) noteSizes.set(size, []);
+    noteSizes.get(size).push(el);
+  }
+  // Within a pixel is one size to the eye (a map's 12 px caption beside 12.8 px help).
+  const sizes = Array.from(noteSizes.keys());
+  if (sizes.length && Math.max(...sizes) - Math.min(...sizes) > 1) out.push({ what: 'uneven notes', detail: Array.from(noteSizes, ([size, els]) => size + ' px: ' + els.slice(0, 3).map(name).join(', ')).join('; ') });
 
   const root = document.documentElement;
   if (root.scrollWidth > root.clientWidth + 1) out.push({ what: 'sideways scroll', detail: 'the page is ' + root.scrollWidth + ' px wide in a ' + root.clientWidth + ' px window' });
