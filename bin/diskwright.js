@@ -33,9 +33,13 @@ function buildId(source) {
   return m ? m[1] : undefined;
 }
 
-function loadBundle(file, useCache = true) {
+/**
+ * Compiles `file` with its code cache (`file`.cache, taken only when it names the file's build id): the script,
+ * the file's build id and what became of the cache. `wrap` puts Node's CommonJS wrapper around a text that lacks
+ * it. Also how the pack's loader compiles its parts (module.compilePart, below).
+ */
+function compileCached(file, useCache, wrap) {
   const vm = require('node:vm');
-  const Module = require('node:module');
   // latin1: the bundle is ASCII (scripts/bundle-cli.mjs has esbuild escape everything else), and decoding it as
   // latin1 makes the one-byte string straight from the bytes, where utf8 touches 0.8 MB more (~190 page faults).
   const source = fs.readFileSync(file, 'latin1');
@@ -58,10 +62,17 @@ function loadBundle(file, useCache = true) {
   // The wrapper Node puts around a CommonJS module (on the source's first line, so line numbers stay true):
   // scripts/bundle-cli.mjs writes it into the bundle, so the text read is compiled as it is; another file is
   // wrapped here.
-  const wrapped = source.startsWith(WRAPPER_START) ? source : `${WRAPPER_START}${source}${WRAPPER_END}`;
+  const wrapped = !wrap || source.startsWith(WRAPPER_START) ? source : `${WRAPPER_START}${source}${WRAPPER_END}`;
   const script = new vm.Script(wrapped, { filename: file, cachedData });
   if (cachedData !== undefined) cache = script.cachedDataRejected ? 'rejected' : 'accepted';
-  const mod = { exports: {}, filename: file, id: file, loaded: false };
+  return { script, id, cache };
+}
+
+function loadBundle(file, useCache = true) {
+  const Module = require('node:module');
+  const { script, id, cache } = compileCached(file, useCache, true);
+  // compilePart: how the pack's loader (scripts/bundle-cli.mjs) compiles its other files, the same way.
+  const mod = { exports: {}, filename: file, id: file, loaded: false, compilePart: (part) => compileCached(part, useCache, false) };
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   mod.loaded = true;
   if (typeof mod.exports.main !== 'function' || typeof mod.exports.runCli !== 'function') throw new Error('it does not export the command line');

@@ -43,12 +43,11 @@ const WRAPPER_END = '\n});';
 /**
  * The loader at the head of dist/cli/diskwright.js. `define` names each module's function; `load` runs it once
  * (a module that throws is forgotten, as Node forgets it); a relative require names a module by the id the pack
- * resolved it to. A module not in this file is in the file PART_OF names, read (once, with its code cache) when
- * the first of its modules is required. module.pack is how bin/diskwright.js and scripts/cli-code-cache.mjs see
- * what was loaded.
+ * resolved it to. A module not in this file is in the file PART_OF names, read (once, with its code cache, by
+ * bin/diskwright.js's compileCached, handed in as module.compilePart) when the first of its modules is required.
+ * module.pack is how bin/diskwright.js and scripts/cli-code-cache.mjs see what was loaded.
  */
 const LOADER = `"use strict";
-var nodeFs = require("node:fs");
 var DIST = __dirname.slice(0, Math.max(__dirname.lastIndexOf("/"), __dirname.lastIndexOf("\\\\")));
 var MAIN_DIR = DIST + "/main";
 var factories = new Map(), loaded = new Map(), parts = new Map();
@@ -56,22 +55,12 @@ function define(id, dependencies, factory) { factories.set(id, { dependencies: d
 function loadPart(name) {
   var part = parts.get(name);
   if (part !== undefined) return part;
-  part = { name: name, cache: "none", script: undefined };
   var file = __dirname + "/diskwright-" + name + ".js";
-  var vm = require("node:vm");
-  var source;
-  try { source = nodeFs.readFileSync(file, "latin1"); }
-  catch (err) { throw new Error("the command line's build is incomplete: " + file + " cannot be read (" + err.code + "; run \`npm run build\`)"); }
-  var id = /\\/\\/# diskwright-build-id=([0-9a-f]{32})\\s*$/.exec(source.slice(-100));
-  if (!id || id[1] !== BUILD_ID) throw new Error("the command line's build is mixed: " + file + " is from another build (run \`npm run build\`)");
-  var cachedData;
-  try {
-    var data = nodeFs.readFileSync(file + ".cache");
-    part.cache = "stale";
-    if (data.length > 33 && data.toString("latin1", 0, 33) === BUILD_ID + "\\n") cachedData = data.subarray(33);
-  } catch {}
-  part.script = new vm.Script(source, { filename: file, cachedData: cachedData });
-  if (cachedData !== undefined) part.cache = part.script.cachedDataRejected ? "rejected" : "accepted";
+  var compiled;
+  try { compiled = module.compilePart(file); }
+  catch (err) { throw new Error("the command line's build is incomplete: " + file + " cannot be read (" + (err.code || err.message) + "; run \`npm run build\`)"); }
+  if (compiled.id !== BUILD_ID) throw new Error("the command line's build is mixed: " + file + " is from another build (run \`npm run build\`)");
+  part = { name: name, cache: compiled.cache, script: compiled.script };
   part.script.runInThisContext()(define);
   parts.set(name, part);
   return part;

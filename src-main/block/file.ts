@@ -233,14 +233,10 @@ const YIELD_MS = 20;
  * Whether reads and writes block (useBlockingIo): a copy then gains nothing from several pieces under way (each
  * call is done when it returns) and keeps one buffer, not four (each fresh MiB is 256 page faults).
  */
-export function blockingIoInUse(): boolean {
-  return blockingIoOn();
-}
+export { blockingIoOn as blockingIoInUse };
 
 /** Also opens files as plain descriptors (block/open-file.ts): no node:fs/promises at the command line's start. */
-export function useBlockingIo(on: boolean): void {
-  setBlockingIo(on);
-}
+export { setBlockingIo as useBlockingIo };
 
 function yieldNow(): Promise<void> | undefined {
   // Date.now, not performance.now: the first use of `performance` loads perf_hooks (2-3 ms of start-up). A clock

@@ -10,6 +10,7 @@
  * when nothing is ever under way. The app and the browser host keep FileHandle.
  */
 import * as fs from 'node:fs';
+import { promisify } from 'node:util';
 
 /** What the block layer uses of an open file; Node's FileHandle has all of it. */
 export interface OpenFile {
@@ -73,13 +74,8 @@ export async function openFile(path: string, flags: number | string): Promise<Op
 }
 
 /** fs.stat, fs.lstat, fs.readlink, fs.realpath and fs.readFile as promises, through their callback forms. */
-const settle =
-  <T>(resolve: (v: T) => void, reject: (e: unknown) => void) =>
-  (err: NodeJS.ErrnoException | null, value: T): void =>
-    err ? reject(err) : resolve(value);
-
-export const statPath = (path: string): Promise<fs.Stats> => new Promise((ok, fail) => fs.stat(path, settle(ok, fail)));
-export const lstatPath = (path: string): Promise<fs.Stats> => new Promise((ok, fail) => fs.lstat(path, settle(ok, fail)));
-export const readLink = (path: string): Promise<string> => new Promise((ok, fail) => fs.readlink(path, settle(ok, fail)));
-export const realPath = (path: string): Promise<string> => new Promise((ok, fail) => fs.realpath(path, settle(ok, fail)));
-export const readTextFile = (path: string): Promise<string> => new Promise((ok, fail) => fs.readFile(path, 'utf8', settle(ok, fail)));
+export const statPath = promisify(fs.stat);
+export const lstatPath = promisify(fs.lstat);
+export const readLink = promisify(fs.readlink);
+export const realPath = promisify(fs.realpath);
+export const readTextFile = (path: string): Promise<string> => promisify(fs.readFile)(path, 'utf8');

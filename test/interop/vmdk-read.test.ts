@@ -163,7 +163,6 @@ test('a large sparse image whose grain tables lie mostly in holes of the file re
   const st = statSync(p);
   assert.ok(st.blocks * 512 < st.size / 4, `the grain tables should be holes in the file (${st.blocks * 512} of ${st.size} bytes allocated)`);
   assertReadsLikeQemu(p, s.path, 'holes');
-  assert.match(dwOk(['compare', p, p]).stdout, /Images are identical/);
   // A writable open reads the tables it changes whatever the holes: a grain in a table that was a hole.
   writeFileSync(s.path('holes-data.bin'), Buffer.alloc(4096, 0x35));
   dwOk(['write', p, String(100 * 2 ** 30), s.path('holes-data.bin')]);
