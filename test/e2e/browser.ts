@@ -2,7 +2,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before } from 'node:test';
+import { after, afterEach, before } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright';
 import { startHost, type Host } from '../../src-main/host/server';
 import { ROOT, scratch } from '../helpers';
@@ -75,6 +75,16 @@ export function e2eSession(prefix: string): E2eSession {
     host = await startHost({ port: 0 });
     browser = await launch();
     mkdirSync(SHOTS, { recursive: true });
+  });
+  // A failed test leaves what the page showed: a wait that timed out says only what it waited for, and a
+  // flake seen once under the full run's load is otherwise gone. The screenshot and the page's alerts say why.
+  afterEach(async (t) => {
+    if (t.passed || !browser) return;
+    const page = browser.page;
+    const name = t.name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60);
+    const alerts = await page.getByRole('alert').allInnerTexts().catch(() => [] as string[]);
+    console.error(`e2e failure '${t.name}': the page was at ${page.url()}; alerts: ${JSON.stringify(alerts)}; problems: ${JSON.stringify(browser.problems)}`);
+    await page.screenshot({ path: join(SHOTS, `FAILED-${prefix}${name}.png`), fullPage: true }).catch(() => undefined);
   });
   after(async () => {
     await browser?.close();
