@@ -19,6 +19,7 @@
 //   about, so event-cost also measures what one event costs directly (runs first; no browser needed).
 //
 // The host is the built one (dist/, `node scripts/build.mjs` first), started as `npm start` starts it.
+import './node-env.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';

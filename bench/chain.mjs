@@ -15,6 +15,7 @@
 // - check: a 1 TiB qcow2 with 100 snapshots, 1 MiB written at a different place before each (qemu-img snapshot -c).
 // - commit: 192 MiB written into an overlay (6 runs of 32 MiB) of a 1 GiB base with data in every other MiB,
 //   committed into the base (both tools from copies of the same files).
+import './node-env.mjs';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';

@@ -5,6 +5,7 @@
 //
 //   node --import tsx bench/crypto.mjs                 256 MiB fs image, best of 3
 //   node --import tsx bench/crypto.mjs --size 1G --repeats 5
+import './node-env.mjs';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';

@@ -6,6 +6,7 @@
 //
 // Each command runs under /bin/sh -c through /usr/bin/time (GNU time's %e %U %S %M). --before runs, untimed,
 // ahead of every command (delete the last target, so no run pays for freeing another's file).
+import './node-env.mjs';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 

@@ -29,6 +29,7 @@
 // Durability differs by default: qemu-img convert opens its target with cache=unsafe (no flush at all),
 // while diskwright flushes the new image once before renaming it into place. Rows marked "-t unsafe" run both
 // without a flush, rows marked "-t writeback" both with one; the plain rows compare each tool's default.
+import './node-env.mjs';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

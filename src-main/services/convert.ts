@@ -82,8 +82,6 @@ const READ_AHEAD = 2;
 const WRITES_IN_FLIGHT = 2;
 /** qemu's cache modes; all but unsafe flush once at the end (none/directsync do not bypass the page cache here). */
 const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
-/** Written bytes after which the target's dirty pages are sent to the disk in the background (see Writeback). */
-const WRITEBACK_EVERY = 32 * 1024 * 1024;
 
 /**
  * Copies the guest-visible content of `source` (its whole chain) into a new image of `targetFormat`.
@@ -138,12 +136,9 @@ export async function convertImage(req: ConvertRequest): Promise<void> {
     // Copy offload: asked for (-C), else by default only where the new image can share the source's blocks
     // (a reflink: services/reflink.ts says why not elsewhere). Never for a stand-in source (sparsify's).
     const offload = req.copyOffload ?? (!req.compress && !req.wrapSource && req.backingFile === undefined && (await reflinksBetween(req.source, req.target)));
-    const writeback = unsafe ? Writeback.none() : await Writeback.open(tmp ?? req.target);
-    try {
-      await copyContent(src, dst, req, writeback, offload);
-    } finally {
-      await writeback.close();
-    }
+    // The target's pages go to the disk while the copy runs (block/file.ts, ImageFile.startWriteback), so that
+    // this flush, which makes it durable before the rename, finds little left to write.
+    await copyContent(src, dst, req, offload);
     await dst.flush();
     await dst.close();
     dst = undefined;
@@ -200,7 +195,7 @@ interface Step {
  * qemu-img's parallel requests. Writes are issued in guest order (qcow2 allocates clusters in that order), and
  * every buffer belongs to one piece at a time, so memory stays bounded.
  */
-async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertRequest, writeback: Writeback, copyOffload: boolean): Promise<void> {
+async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertRequest, copyOffload: boolean): Promise<void> {
   const fresh = !req.existingTarget; // a fresh target reads as zeros everywhere already
   const withBacking = req.backingFile !== undefined;
   const compress = req.compress === true;
@@ -335,7 +330,6 @@ async function copyContent(src: BlockDevice, dst: BlockDevice, req: ConvertReque
     return Promise.allSettled(ops).then((results) => {
       const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (bad) fail(bad.reason);
-      else if (step.kind === 'data') writeback.wrote(step.len);
     });
   };
 
@@ -408,41 +402,3 @@ function emitCompressedRun(pos: number, run: Uint8Array, cluster: number, emit: 
   }
 }
 
-/**
- * The target's dirty pages are sent to the disk while the copy goes on, one fdatasync at a time on a second
- * handle, so that the flush at the end, which makes the new image durable before it is renamed into place,
- * finds little left to write. Best effort: its errors are ignored, the final flush is the one that counts.
- */
-class Writeback {
-  private pending = 0;
-  private syncing?: Promise<void>;
-  private constructor(private readonly fh: fsp.FileHandle | undefined) {}
-
-  static none(): Writeback {
-    return new Writeback(undefined);
-  }
-
-  static async open(path: string): Promise<Writeback> {
-    const fh = await fsp.open(path, 'r').catch(() => undefined);
-    return new Writeback(fh);
-  }
-
-  wrote(bytes: number): void {
-    this.pending += bytes;
-    if (!this.fh || this.syncing || this.pending < WRITEBACK_EVERY) return;
-    this.pending = 0;
-    this.syncing = this.fh.datasync().then(
-      () => {
-        this.syncing = undefined;
-      },
-      () => {
-        this.syncing = undefined;
-      },
-    );
-  }
-
-  async close(): Promise<void> {
-    await this.syncing;
-    await this.fh?.close().catch(() => undefined);
-  }
-}

@@ -79,7 +79,8 @@ export function e2eSession(prefix: string): E2eSession {
   // A failed test leaves what the page showed: a wait that timed out says only what it waited for, and a
   // flake seen once under the full run's load is otherwise gone. The screenshot and the page's alerts say why.
   afterEach(async (t) => {
-    if (t.passed || !browser) return;
+    // TestContext.passed (Node 20.12+) is not in this @types/node; without it nothing is left.
+    if ((t as unknown as { passed?: boolean }).passed !== false || !browser) return;
     const page = browser.page;
     const name = t.name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60);
     const alerts = await page.getByRole('alert').allInnerTexts().catch(() => [] as string[]);

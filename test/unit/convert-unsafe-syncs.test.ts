@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp, writeFileSync } from 'node:fs';
+import fs, { promises as fsp, writeFileSync } from 'node:fs';
 import { ImageFile, skipSyncs } from '../../src-main/block/file';
 import { convertImage } from '../../src-main/services/convert';
 import { scratch } from '../helpers';
@@ -82,4 +82,61 @@ test("skipSyncs skips only the files under its stem: another file's sync meanwhi
     await beside.sync();
   });
   assert.equal(after.syncs.length, 2);
+});
+
+/** Runs `work` counting fs.fdatasync (the callback form: ImageFile's writeback while a copy runs), by descriptor. */
+async function countingWritebacks<T>(work: () => Promise<T>): Promise<number> {
+  const original = fs.fdatasync;
+  let calls = 0;
+  (fs as { fdatasync: unknown }).fdatasync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    calls++;
+    return original(fd, cb);
+  };
+  try {
+    await work();
+    return calls;
+  } finally {
+    (fs as { fdatasync: unknown }).fdatasync = original;
+  }
+}
+
+test('a target that will be flushed goes to the disk while the copy runs; an unsafe one does not', async (t) => {
+  const s = scratch('dw-unsafe-syncs-');
+  t.after(s.cleanup);
+  // 80 MiB of data (every 4 KiB block non-zero, so all of it is written): past two of ImageFile's 32 MiB steps.
+  const src = s.path('src.raw');
+  const data = Buffer.alloc(80 << 20);
+  for (let i = 0; i < data.length; i += 4096) data[i] = 1;
+  writeFileSync(src, data);
+  for (const format of ['raw', 'qcow2']) {
+    const early = await countingWritebacks(() => convertImage({ source: src, sourceFormat: 'raw', target: s.path(`wb.${format}`), targetFormat: format, cache: 'writeback' }));
+    assert.ok(early >= 1, `${format}: no writeback was started during an 80 MiB copy`);
+    const unsafe = await countingWritebacks(() => convertImage({ source: src, sourceFormat: 'raw', target: s.path(`unsafe.${format}`), targetFormat: format, cache: 'unsafe' }));
+    assert.equal(unsafe, 0, `${format} -t unsafe started a writeback`);
+  }
+  // Small writes never reach a step: nothing is started for them.
+  const small = await ImageFile.create(s.path('small.raw'));
+  t.after(() => small.close());
+  assert.equal(await countingWritebacks(() => small.write(0, Buffer.alloc(1 << 20, 1))), 0);
+});
+
+test("a writeback's failure is reported by the next sync, not lost to it", async (t) => {
+  const s = scratch('dw-unsafe-syncs-');
+  t.after(s.cleanup);
+  const file = await ImageFile.create(s.path('failing.raw'));
+  t.after(() => file.close());
+  const original = fs.fdatasync;
+  // The kernel reports a write-back error once per open file: after the background fdatasync took it, the final
+  // one on the same descriptor would succeed.
+  (fs as { fdatasync: unknown }).fdatasync = (_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 })));
+  };
+  try {
+    await file.write(0, Buffer.alloc(40 << 20, 1));
+  } finally {
+    (fs as { fdatasync: unknown }).fdatasync = original;
+  }
+  await assert.rejects(file.sync(), (err: Error & { code?: string }) => err.name === 'DiskError' && /failing\.raw/.test(err.message));
+  // Reported once: the next sync is the file's own again.
+  await file.sync();
 });
