@@ -19,6 +19,8 @@ export class ImageFile {
    * once per open file, so the final fdatasync on this descriptor would otherwise succeed over lost data.
    */
   private writebackError: NodeJS.ErrnoException | undefined;
+  /** Set by skipWriteback: nothing of this file is flushed (cache=unsafe). */
+  private noWriteback = false;
 
   private constructor(
     readonly path: string,
@@ -178,7 +180,7 @@ export class ImageFile {
    */
   private startWriteback(): void {
     this.unsent = 0;
-    if (this.writeback !== undefined || syncsSkippedFor(this.path)) return;
+    if (this.noWriteback || this.writeback !== undefined || syncsSkippedFor(this.path)) return;
     this.writeback = new Promise((resolve) =>
       fdatasync(this.fh.fd, (err) => {
         if (err) this.writebackError ??= err;
@@ -188,6 +190,14 @@ export class ImageFile {
     void this.writeback.then(() => {
       this.writeback = undefined;
     });
+  }
+
+  /**
+   * No writeback while writing (an image under cache=unsafe: its device's skipFlushes, for a target that is not
+   * under skipSyncs, e.g. convert -n -t unsafe into an existing image). Its own syncs are the device's business.
+   */
+  skipWriteback(): void {
+    this.noWriteback = true;
   }
 
   /** True when this system can punch holes (the native helper has fallocate PUNCH_HOLE). */

@@ -100,7 +100,7 @@ async function countingWritebacks<T>(work: () => Promise<T>): Promise<number> {
   }
 }
 
-test('a target that will be flushed goes to the disk while the copy runs; an unsafe one does not', async (t) => {
+test('a target that will be flushed goes to the disk while the copy runs; an unsafe one does not, new or existing (-n)', async (t) => {
   const s = scratch('dw-unsafe-syncs-');
   t.after(s.cleanup);
   // 80 MiB of data (every 4 KiB block non-zero, so all of it is written): past two of ImageFile's 32 MiB steps.
@@ -113,6 +113,10 @@ test('a target that will be flushed goes to the disk while the copy runs; an uns
     assert.ok(early >= 1, `${format}: no writeback was started during an 80 MiB copy`);
     const unsafe = await countingWritebacks(() => convertImage({ source: src, sourceFormat: 'raw', target: s.path(`unsafe.${format}`), targetFormat: format, cache: 'unsafe' }));
     assert.equal(unsafe, 0, `${format} -t unsafe started a writeback`);
+    // -n: into the existing image, written in place (no temporary under skipSyncs; the device's skipFlushes says it).
+    const inPlace = (cache: 'unsafe' | 'writeback') => countingWritebacks(() => convertImage({ source: src, sourceFormat: 'raw', target: s.path(`wb.${format}`), targetFormat: format, cache, existingTarget: true }));
+    assert.ok((await inPlace('writeback')) >= 1, `${format} -n: no writeback was started`);
+    assert.equal(await inPlace('unsafe'), 0, `${format} -n -t unsafe started a writeback`);
   }
   // Small writes never reach a step: nothing is started for them.
   const small = await ImageFile.create(s.path('small.raw'));

@@ -218,6 +218,7 @@ export class CowDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async flush(): Promise<void> {

@@ -291,6 +291,7 @@ export class ParallelsDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async flush(): Promise<void> {

@@ -223,6 +223,7 @@ export class Qcow2Device implements BlockDevice, Qcow2State {
   /** cache=unsafe: no syncs at flush and close (the other syncs of rare metadata moves stay). */
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async flush(): Promise<void> {

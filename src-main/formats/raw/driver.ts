@@ -145,6 +145,7 @@ class RawDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async discard(offset: number, length: number): Promise<void> {

@@ -355,6 +355,7 @@ export class VdiDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async flush(): Promise<void> {

@@ -456,6 +456,7 @@ export class VhdxDevice implements BlockDevice {
   /** convert -t unsafe: metadata updates keep their order through the log but are not synced one by one. */
   skipFlushes(): void {
     if (this.journal) this.journal.syncs = false;
+    this.vhdxFile.file.skipWriteback();
   }
 
   async flush(): Promise<void> {

@@ -470,6 +470,7 @@ export class VmdkDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    for (const f of this.files) f.skipWriteback();
   }
 
   flush(): Promise<void> {

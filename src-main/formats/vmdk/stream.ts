@@ -309,6 +309,7 @@ export class StreamWriter implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   /** Data reaches the file as grains fill; the stream's tail can only be written once, at close. */

@@ -389,6 +389,7 @@ export class VpcDevice implements BlockDevice {
 
   skipFlushes(): void {
     this.noFlush = true;
+    this.file.skipWriteback();
   }
 
   async flush(): Promise<void> {
