@@ -70,7 +70,7 @@ function compileCached(file, useCache, wrap) {
     const buf = Buffer.allocUnsafeSlow(Math.max(sourceSize, cacheSize));
     // latin1: the bundle is ASCII (scripts/bundle-cli.mjs has esbuild escape everything else), and decoding it as
     // latin1 makes the one-byte string straight from the bytes, where utf8 touches 0.8 MB more (~190 page faults).
-    source = readInto(sourceFd, buf, sourceSize).latin1Slice();
+    source = readInto(sourceFd, buf, sourceSize).toString('latin1');
     if (cacheFd !== undefined) {
       try {
         data = readInto(cacheFd, buf, cacheSize);
