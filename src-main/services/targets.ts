@@ -14,6 +14,7 @@
  */
 import type { FormatName, HostTargetChoice, HostTargetFinding, HostTargetName, HostTargetPlan, HostTargetReport, HostTargetSummary, ImageInfo } from '../../src-shared/api';
 import { DiskError } from '../block/errors';
+import { driverFor, isFormatName } from '../registry';
 
 export type TargetName = HostTargetName;
 
@@ -51,7 +52,9 @@ export interface TargetSpec {
 type Data = Record<string, unknown>;
 const dataOf = (info: ImageInfo): Data => ((info['format-specific'] as { data?: Data } | undefined)?.data ?? {});
 const wrongFormat = (info: ImageInfo, want: string, label: string): TargetFinding[] =>
-  info.format === want ? [] : [{ rule: 'format', message: `${label} takes ${want === 'vpc' ? 'VHD' : want.toUpperCase()} images; this one is ${info.format} (convert it for ${label})`, fixable: false }];
+  info.format === want ? [] : [{ rule: 'format', message: `${label} takes ${driverFor(want).label} images; this one is ${formatLabel(info.format)} (convert it for ${label})`, fixable: false }];
+/** A format's name as the app writes it (its driver's label), or the name info gave when no driver has it. */
+const formatLabel = (format: string): string => (isFormatName(format) ? driverFor(format).label : format);
 const size = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`);
 
 const azure: TargetSpec = {

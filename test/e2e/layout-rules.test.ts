@@ -90,3 +90,22 @@ test('a fixed-width table or fieldset stopping short is reported as well; a lege
   assert.match(short[0], /^table .* ends \d+ px before/);
   assert.match(short[1], /^fieldset .* ends \d+ px before/);
 });
+
+test('a format named in a sentence by its internal name is reported; the app\'s name, code, file names and values are not', async () => {
+  const { page } = browser;
+  const html = (body: string) => `<!doctype html><html><head><style>${STYLE}</style></head><body><div class="card">${body}</div></body></html>`;
+  await page.setContent(html('<p>KVM / QEMU would refuse it:</p><ul><li>KVM takes QCOW2 images; this one is parallels (convert it for KVM)</li></ul>'));
+  const found = (await layoutDefects(page)).filter((d) => d.what === 'format id in words');
+  assert.equal(found.length, 1, JSON.stringify(found));
+  assert.match(found[0].detail, /“is parallels”/);
+  await page.setContent(
+    html(
+      '<ul><li>KVM takes QCOW2 images; this one is Parallels (convert it for KVM)</li></ul>' +
+        '<p>Run <code>qemu-img convert -O qcow2 a.raw b.qcow2</code> to make one.</p>' +
+        '<p>The base is /tmp/x/the qcow2.img and top.qcow2 is its overlay.</p>' +
+        '<dl><dt>Backing format</dt><dd>qcow2</dd></dl>' +
+        '<select><option>a vmdk</option></select>',
+    ),
+  );
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'format id in words'), []);
+});

@@ -16,12 +16,15 @@
  *   under one grandparent (the labels of a legend's items, one of them normal and its siblings bold);
  * - the notes of cards (paragraphs in the muted colour: .muted or .help) more than a pixel apart in size on one
  *   page (the Partitions card's "Nothing on this disk was recognised" at 15 px under 12.8 px notes elsewhere);
+ * - a format named in a sentence by its internal name ("this one is parallels", "a qcow2 image") where the app's
+ *   name (Parallels, QCOW2) belongs: the id after an article, "is", "of", "from", "to" or "into" in text outside
+ *   code, a file name or a field's value;
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'sideways scroll';
   detail: string;
 }
 
@@ -209,6 +212,16 @@ const MEASURE = `(() => {
   // Within a pixel is one size to the eye (a map's 12 px caption beside 12.8 px help).
   const sizes = Array.from(noteSizes.keys());
   if (sizes.length && Math.max(...sizes) - Math.min(...sizes) > 1) out.push({ what: 'uneven notes', detail: Array.from(noteSizes, ([size, els]) => size + ' px: ' + els.slice(0, 3).map(name).join(', ')).join('; ') });
+
+  // Words: a format's internal name where a sentence names the format (the KVM card's "this one is parallels").
+  const ID_IN_WORDS = /\\b(?:is|are|a|an|the|of|from|to|into) (qcow2|vmdk|vhdx|vpc|vdi|parallels|cow)\\b(?![.\\/-]\\w)/;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const el = t.parentElement;
+    if (!el || el.closest('code, pre, kbd, samp, script, style, option, textarea') || !visible(el)) continue;
+    const m = ID_IN_WORDS.exec(t.textContent || '');
+    if (m) out.push({ what: 'format id in words', detail: name(el) + ' says “' + m[0] + '”' });
+  }
 
   const root = document.documentElement;
   if (root.scrollWidth > root.clientWidth + 1) out.push({ what: 'sideways scroll', detail: 'the page is ' + root.scrollWidth + ' px wide in a ' + root.clientWidth + ' px window' });

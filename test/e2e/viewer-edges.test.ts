@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
 import { dw, must, qemuIo } from '../helpers';
 import { CHROMIUM, SHOTS, e2eSession } from './browser';
+import { layoutDefects } from './layout';
 
 const MiB = 1024 * 1024;
 const session = e2eSession('dw-e2e-viewer-');
@@ -141,6 +142,9 @@ test('format details say what the fields mean: VMDK extents as a table, no paren
   assert.equal((await header.innerText()).trim(), magic === 'WithouFreSpacExt' ? 'extended header (block table in clusters)' : 'original header (block table in sectors)');
   assert.equal(await header.getAttribute('title'), `stored as ${magic}`);
   assert.doesNotMatch(await page.locator('.format-details').innerText(), /WithouFreSpacExt/);
+  // The KVM card names the format as the app does ("this one is Parallels", not the id "parallels").
+  await page.getByText('KVM / QEMU would refuse it').waitFor();
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'format id in words'), []);
   await shots(page, 'parallels-details');
 
   // UML COW: the backing file's time as uml_mkcow recorded it (its mtime), as a date.

@@ -62,7 +62,7 @@ test('lint --target azure: a dynamic VHD and a size that is not whole MiB are na
   must('qemu-img', ['create', '-f', 'qcow2', qcow, '1M']);
   const r3 = dw(['lint', '--target', 'azure', qcow]);
   assert.equal(r3.status, 2);
-  assert.match(r3.stdout, /Azure takes VHD images; this one is qcow2/);
+  assert.match(r3.stdout, /Azure takes VHD images; this one is QCOW2 \(convert it for Azure\)/);
 });
 
 test('convert --target virtualbox, esxi, hyperv, kvm: the format and subformat each host takes, same content (qemu-img compare), qemu-img check clean', () => {
