@@ -184,12 +184,10 @@ export class ImageFile {
     this.writeback = new Promise((resolve) =>
       fdatasync(this.fh.fd, (err) => {
         if (err) this.writebackError ??= err;
+        this.writeback = undefined;
         resolve();
       }),
     );
-    void this.writeback.then(() => {
-      this.writeback = undefined;
-    });
   }
 
   /**
