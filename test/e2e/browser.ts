@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright';
 import { startHost, type Host } from '../../src-main/host/server';
 import { ROOT, scratch } from '../helpers';
 
@@ -53,6 +53,30 @@ export async function launch(): Promise<Browser> {
   };
 }
 
+/**
+ * What the page shows, in one line for a failure's message: its address, its level-1 headings, its alerts and
+ * busy buttons, and the image path field. CI keeps a failed test's message, not its screenshot or its output.
+ */
+export async function pageState(page: Page): Promise<string> {
+  const texts = (l: Locator) => l.allInnerTexts().then((all) => all.map((s) => s.trim().replace(/\s+/g, ' ').slice(0, 200)), () => ['?']);
+  const [headings, alerts, buttons, path] = await Promise.all([
+    texts(page.getByRole('heading', { level: 1 })),
+    texts(page.getByRole('alert')),
+    texts(page.locator('button:disabled')),
+    page.locator('#image-path').inputValue({ timeout: 500 }).catch(() => '(no path field)'),
+  ]);
+  return `the page was at ${page.url()}; headings: ${JSON.stringify(headings)}; alerts: ${JSON.stringify(alerts)}; disabled buttons: ${JSON.stringify(buttons)}; path field: ${JSON.stringify(path)}`;
+}
+
+/** Waits for `target` to be visible; a timeout's message says what the page showed instead. */
+export async function shown(page: Page, target: Locator, timeout?: number): Promise<void> {
+  try {
+    await target.waitFor({ timeout });
+  } catch (err) {
+    throw new Error(`${(err as Error).message.split('\n')[0]}: waiting for ${String(target)}; ${await pageState(page)}`);
+  }
+}
+
 /** Where the end-to-end tests save their screenshots. */
 export const SHOTS = join(ROOT, 'test-results', 'e2e');
 
@@ -83,8 +107,7 @@ export function e2eSession(prefix: string): E2eSession {
     if ((t as unknown as { passed?: boolean }).passed !== false || !browser) return;
     const page = browser.page;
     const name = t.name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60);
-    const alerts = await page.getByRole('alert').allInnerTexts().catch(() => [] as string[]);
-    console.error(`e2e failure '${t.name}': the page was at ${page.url()}; alerts: ${JSON.stringify(alerts)}; problems: ${JSON.stringify(browser.problems)}`);
+    console.error(`e2e failure '${t.name}': ${await pageState(page)}; problems: ${JSON.stringify(browser.problems)}`);
     await page.screenshot({ path: join(SHOTS, `FAILED-${prefix}${name}.png`), fullPage: true }).catch(() => undefined);
   });
   after(async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
 import { dw, must, qemuIo } from '../helpers';
-import { CHROMIUM, SHOTS, e2eSession } from './browser';
+import { CHROMIUM, SHOTS, e2eSession, shown } from './browser';
 import { layoutDefects } from './layout';
 
 const MiB = 1024 * 1024;
@@ -34,6 +34,8 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 async function home(page: Page): Promise<void> {
   await page.goto(session.host.url);
   await page.getByRole('heading', { name: 'Open a disk image' }).waitFor();
+  // The drivers' names arrive over the page's socket: once they show, the host answers this page.
+  await shown(page, page.locator('.home-intro p', { hasText: /^QCOW2, / }));
 }
 
 async function openByPath(page: Page, path: string): Promise<void> {
@@ -72,7 +74,7 @@ test('a file no format recognises is asked about and opened as raw only when the
   await shots(page, 'unrecognised');
 
   await page.getByRole('button', { name: 'Open as raw' }).click();
-  await page.getByRole('heading', { level: 1, name: 'noise.bin' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'noise.bin' }));
   assert.match(page.url(), /#\/inspect\?format=raw&path=/);
   const legendData = page.locator('.legend-item[data-kind="data"] .legend-percent');
   await legendData.waitFor();
@@ -83,7 +85,7 @@ test('a file no format recognises is asked about and opened as raw only when the
   must('qemu-img', ['create', '-q', '-f', 'qcow2', q, '16M']);
   await home(page);
   await openByPath(page, q);
-  await page.getByRole('heading', { level: 1, name: 'plain.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'plain.qcow2' }));
   assert.equal(await page.getByTestId('unrecognised').count(), 0);
   assert.deepEqual(session.browser.problems, []);
 });
@@ -115,7 +117,7 @@ test('format details say what the fields mean: VMDK extents as a table, no paren
 
   await home(page);
   await openByPath(page, vmdk);
-  await page.getByRole('heading', { level: 1, name: 'split.vmdk' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'split.vmdk' }));
   const table = page.getByRole('table', { name: 'Extents' });
   await table.waitFor();
   const rows = await table.locator('tbody tr').allInnerTexts();
@@ -137,7 +139,7 @@ test('format details say what the fields mean: VMDK extents as a table, no paren
   const magic = readFileSync(hds).subarray(0, 16).toString('latin1');
   await home(page);
   await openByPath(page, hds);
-  await page.getByRole('heading', { level: 1, name: 'disk.hds' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'disk.hds' }));
   const header = page.locator('.format-details dd[data-key="subformat"]');
   assert.equal((await header.innerText()).trim(), magic === 'WithouFreSpacExt' ? 'extended header (block table in clusters)' : 'original header (block table in sectors)');
   assert.equal(await header.getAttribute('title'), `stored as ${magic}`);
@@ -158,7 +160,7 @@ test('format details say what the fields mean: VMDK extents as a table, no paren
   const expected = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   await home(page);
   await openByPath(page, cow);
-  await page.getByRole('heading', { level: 1, name: 'over.cow' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'over.cow' }));
   const when = page.locator('.format-details dd[data-key="backing-mtime"]');
   assert.match(await when.innerText(), new RegExp(`^${expected}`));
   assert.equal(await when.getAttribute('title'), `stored as ${mtime}`);
@@ -247,7 +249,7 @@ test('the map: cells read from the keyboard with precise ranges, and data from t
 
   await home(page);
   await openByPath(page, top);
-  await page.getByRole('heading', { level: 1, name: 'mtop.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'mtop.qcow2' }));
   const map = page.getByRole('img', { name: /^Allocation map:/ });
   await map.waitFor();
   assert.equal((await page.locator('.legend-item[data-kind="data"] .legend-percent').innerText()).trim(), percent(truth.data));
@@ -279,30 +281,30 @@ test('the URL names the view: reload keeps the image, Back returns home or close
   await home(page);
   const start = page.url();
   await openByPath(page, img);
-  await page.getByRole('heading', { level: 1, name: 'routed.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'routed.qcow2' }));
   assert.equal(new URL(page.url()).hash, `#/inspect?path=${encodeURIComponent(img).replace(/%20/g, '+')}`);
 
   await page.reload();
-  await page.getByRole('heading', { level: 1, name: 'routed.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'routed.qcow2' }));
   await page.getByRole('button', { name: 'Check & Repair…' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Check & Repair' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'Check & Repair' }));
   assert.match(new URL(page.url()).hash, /^#\/check\?path=/);
   await shots(page, 'route-check');
 
   await page.goBack();
-  await page.getByRole('heading', { level: 1, name: 'routed.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'routed.qcow2' }));
   await page.goBack();
   await page.getByRole('heading', { name: 'Open a disk image' }).waitFor();
   assert.equal(new URL(page.url()).origin + new URL(page.url()).pathname + new URL(page.url()).search, new URL(start).origin + new URL(start).pathname + new URL(start).search);
   await page.goForward();
-  await page.getByRole('heading', { level: 1, name: 'routed.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'routed.qcow2' }));
 
   // A wizard's own Close returns to the entry before it instead of piling up history.
   await page.getByRole('button', { name: 'Check & Repair…' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Check & Repair' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'Check & Repair' }));
   const depth = await page.evaluate(() => window.history.length);
   await page.locator('.wizard-head').getByRole('button', { name: /Close/ }).click();
-  await page.getByRole('heading', { level: 1, name: 'routed.qcow2' }).waitFor();
+  await shown(page, page.getByRole('heading', { level: 1, name: 'routed.qcow2' }));
   assert.equal(await page.evaluate(() => window.history.length), depth);
   assert.match(new URL(page.url()).hash, /^#\/inspect\?path=/);
   await page.goBack();
