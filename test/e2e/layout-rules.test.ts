@@ -109,3 +109,26 @@ test('a format named in a sentence by its internal name is reported; the app\'s 
   );
   assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'format id in words'), []);
 });
+
+test('a choice named in words in a monospace select is reported; an option value in monospace and words in the app font are not', async () => {
+  const { page } = browser;
+  const html = (body: string) => `<!doctype html><html><head><style>${STYLE} select { font-family: monospace; } select.words { font-family: sans-serif; }</style></head><body><div class="card">${body}</div></body></html>`;
+  await page.setContent(html('<select><option>KVM / QEMU</option><option>Azure</option></select>'));
+  const found = (await layoutDefects(page)).filter((d) => d.what === 'words in a code font');
+  assert.equal(found.length, 1, JSON.stringify(found));
+  assert.match(found[0].detail, /“KVM \/ QEMU”/);
+  await page.setContent(html('<select><option>monolithicSparse</option></select><select class="words"><option>LSI Logic</option></select>'));
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'words in a code font'), []);
+});
+
+test('a select too narrow for the choice it shows is reported as clipped text; one that fits is not', async () => {
+  const { page } = browser;
+  const html = (body: string) => `<!doctype html><html><head><style>${STYLE} select { font: 14px sans-serif; padding: 8px 10px; }</style></head><body><div class="card">${body}</div></body></html>`;
+  // As the ESXi layout choice was: 16rem for "streamOptimized (OVF/OVA import, vSphere upload)".
+  await page.setContent(html('<select style="width: 16rem"><option>streamOptimized (OVF/OVA import, vSphere upload)</option></select>'));
+  const found = (await layoutDefects(page)).filter((d) => d.what === 'clipped text');
+  assert.equal(found.length, 1, JSON.stringify(found));
+  assert.match(found[0].detail, /streamOptimized/);
+  await page.setContent(html('<select style="width: 16rem"><option>LSI Logic</option><option>streamOptimized (OVF/OVA import, vSphere upload)</option></select><select style="width: auto"><option>streamOptimized (OVF/OVA import, vSphere upload)</option></select>'));
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'clipped text'), []);
+});

@@ -19,12 +19,15 @@
  * - a format named in a sentence by its internal name ("this one is parallels", "a qcow2 image") where the app's
  *   name (Parallels, QCOW2) belongs: the id after an article, "is", "of", "from", "to" or "into" in text outside
  *   code, a file name or a field's value;
+ * - a choice named in words (a hypervisor, "LSI Logic") shown in the monospace font of paths and option values: a
+ *   select whose chosen option's text has a space in it, drawn in a monospace font; and a select too narrow for the
+ *   choice it shows (reported as clipped text: a select cuts it off with no ellipsis);
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'words in a code font' | 'sideways scroll';
   detail: string;
 }
 
@@ -221,6 +224,21 @@ const MEASURE = `(() => {
     if (!el || el.closest('code, pre, kbd, samp, script, style, option, textarea') || !visible(el)) continue;
     const m = ID_IN_WORDS.exec(t.textContent || '');
     if (m) out.push({ what: 'format id in words', detail: name(el) + ' says “' + m[0] + '”' });
+  }
+
+  // A select's choice in words wants the app's font; the monospace is for paths and values typed as qemu-img takes them.
+  // And the choice shown must fit the box: a select cuts its text off without an ellipsis or a title.
+  const pen = document.createElement('canvas').getContext('2d');
+  for (const el of all) {
+    if (el.tagName !== 'SELECT' || el.selectedIndex < 0) continue;
+    const st = getComputedStyle(el);
+    const text = (el.options[el.selectedIndex].text || '').trim();
+    if (/\\s/.test(text) && /mono/i.test(st.fontFamily)) out.push({ what: 'words in a code font', detail: name(el) + ' shows “' + text.slice(0, 40) + '” in ' + st.fontFamily });
+    pen.font = st.font;
+    // The drop-down arrow takes ~20 px inside the padding box.
+    const room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight) - 20;
+    const width = pen.measureText(text).width;
+    if (width > room + 1) out.push({ what: 'clipped text', detail: name(el) + ' shows “' + text.slice(0, 60) + '” (' + Math.round(width) + ' px) in ' + Math.round(room) + ' px' });
   }
 
   const root = document.documentElement;

@@ -23,7 +23,7 @@ async function openInApp(page: Page, path: string): Promise<void> {
   await page.getByRole('button', { name: 'Open', exact: true }).click();
 }
 
-test('no partition table, no file system: said once, with the bytes the disk starts with', async () => {
+test('no partition table, no file system: said once, with the bytes the disk starts with (zeros said in words)', async () => {
   const img = session.work.path('plain.qcow2');
   must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '16M']);
   qemuIo(img, 'qcow2', ['write -P 0x11 0 1M']);
@@ -43,6 +43,16 @@ test('no partition table, no file system: said once, with the bytes the disk sta
   assert.doesNotMatch(text, /Note:/);
   assert.equal(await card.getByTestId('findings').count(), 0);
   await card.screenshot({ path: join(SHOTS, 'partitions-nothing.png') });
+
+  // A disk whose start was never written: its zeros in words, not a row of 00s.
+  const empty = session.work.path('empty-start.qcow2');
+  must('qemu-img', ['create', '-q', '-f', 'qcow2', empty, '16M']);
+  qemuIo(empty, 'qcow2', ['write -P 0x11 4M 1M']);
+  await openInApp(page, empty);
+  await page.getByTestId('partitions-card').getByTestId('nothing-found').waitFor();
+  const said = (await page.getByTestId('nothing-found').innerText()).replace(/\s+/g, ' ');
+  assert.match(said, /no file system at its start, whose first 32 bytes are zeros\.$/);
+  assert.doesNotMatch(said, /00 00/);
   assert.deepEqual(session.browser.problems, []);
 });
 

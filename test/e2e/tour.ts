@@ -22,6 +22,10 @@ export interface TourImages {
   fs: string;
   /** A differencing VHD over a VHD beside it (Compact cannot work in place: it says why). */
   diffVhd: string;
+  /** A VMDK split into 2 GiB sparse extents (the details show them as a table). */
+  splitVmdk: string;
+  /** A Parallels image with data (its header and block table in the details). */
+  parallels: string;
 }
 
 export function makeTourImages(session: E2eSession): TourImages {
@@ -55,7 +59,15 @@ export function makeTourImages(session: E2eSession): TourImages {
   must('qemu-img', ['create', '-q', '-f', 'vpc', vhdBase, '16M']);
   const diffVhd = session.work.path('diff.vhd');
   dwOk(['create', '-f', 'vpc', '-b', 'base.vhd', '-F', 'vpc', diffVhd]);
-  return { img, leaky, fs, diffVhd };
+
+  // The image views of formats other than qcow2 show their own details (extents, headers, parents).
+  const splitVmdk = session.work.path('split.vmdk');
+  must('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', splitVmdk, '5G']);
+  qemuIo(splitVmdk, 'vmdk', ['write -P 0x44 0 1M', 'write -P 0x45 3G 1M']);
+  const parallels = session.work.path('disk.hds');
+  must('qemu-img', ['create', '-q', '-f', 'parallels', parallels, '64M']);
+  qemuIo(parallels, 'parallels', ['write -P 0x46 1M 2M']);
+  return { img, leaky, fs, diffVhd, splitVmdk, parallels };
 }
 
 async function open(page: Page, url: string, image: string, name: string): Promise<void> {
@@ -63,6 +75,12 @@ async function open(page: Page, url: string, image: string, name: string): Promi
   await page.getByLabel('Image path').fill(image);
   await page.getByRole('button', { name: 'Open', exact: true }).click();
   await page.getByRole('heading', { name, level: 1 }).waitFor();
+}
+
+/** The image view once its map is drawn. */
+async function mapDrawn(page: Page): Promise<void> {
+  await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
+  await page.getByText('Drawing…').waitFor({ state: 'detached' });
 }
 
 /** Walks the app, stopping at each view and wizard step once it has settled. */
@@ -88,8 +106,7 @@ export async function tour(page: Page, session: E2eSession, images: TourImages, 
   await visit('new-review');
 
   await open(page, url, images.img, 'vm.qcow2');
-  await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
-  await page.getByText('Drawing…').waitFor({ state: 'detached' });
+  await mapDrawn(page);
   await visit('inspect');
   await page.getByRole('button', { name: 'Change base…' }).click();
   await page.getByLabel('New base image').waitFor();
@@ -99,6 +116,10 @@ export async function tour(page: Page, session: E2eSession, images: TourImages, 
   await page.getByRole('button', { name: 'Convert…' }).click();
   await page.locator('.format-choice[data-format="vmdk"]').waitFor();
   await visit('convert-target');
+  // For a hypervisor: ESXi's own choices (the VMDK layout, the SCSI controller).
+  await page.locator('.host-target[data-target="esxi"]').click();
+  await page.getByLabel('SCSI controller of the VM').waitFor();
+  await visit('convert-esxi');
   await page.locator('.format-choice[data-format="vmdk"]').click();
   const saveAs = page.getByLabel('Save as');
   await saveAs.waitFor();
@@ -133,7 +154,18 @@ export async function tour(page: Page, session: E2eSession, images: TourImages, 
   await page.getByTestId('compact-map').locator('.legend-item[data-kind="freeInFs"]').waitFor({ timeout: 30_000 });
   await visit('compact-preview');
 
+  // Image views of other formats: a split VMDK's extents, a Parallels header, a differencing VHD's parent.
+  await open(page, url, images.splitVmdk, 'split.vmdk');
+  await page.getByRole('table', { name: 'Extents' }).waitFor();
+  await mapDrawn(page);
+  await visit('inspect-vmdk');
+  await open(page, url, images.parallels, 'disk.hds');
+  await mapDrawn(page);
+  await visit('inspect-parallels');
+
   await open(page, url, images.diffVhd, 'diff.vhd');
+  await mapDrawn(page);
+  await visit('inspect-vhd');
   await page.getByTestId('open-compact').click();
   await page.getByTestId('in-place-refused').waitFor({ timeout: 30_000 });
   await visit('compact-refused');
