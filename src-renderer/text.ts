@@ -20,8 +20,13 @@ export function formatExactBytes(n: number): string {
   return `${grouped.format(n)} ${n === 1 ? 'byte' : 'bytes'}`;
 }
 
-/** A share as a percentage with one decimal: 0.125 → "12.5%". */
+/**
+ * A share as a percentage with one decimal: 0.125 → "12.5%". A share that rounds to 0.0% or 100.0% without
+ * being either says so ("<0.1%", ">99.9%"): 2 MiB of data on a 5 GiB disk is not "0.0%".
+ */
 export function formatPercent(share: number): string {
+  if (share > 0 && share < 0.0005) return '<0.1%';
+  if (share < 1 && share >= 0.9995) return '>99.9%';
   return `${(share * 100).toFixed(1)}%`;
 }
 

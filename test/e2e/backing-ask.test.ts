@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
+import { percentShown } from './percent';
 
 
 /** The allocation map's colours (AllocationMap.vue), as RGB. */
@@ -52,7 +53,7 @@ async function pictureShares(page: Page): Promise<Shares> {
   }, [COLOURS, BACKING_DATA] as const);
 }
 
-const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
+const percent = percentShown;
 
 /** Waits until the drawn map and its legend show `want`, then checks them kind by kind. */
 async function expectMap(page: Page, want: Shares, what: string): Promise<void> {

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
+import { percentShown } from './percent';
 
 const MiB = 1024 * 1024;
 
@@ -60,7 +61,7 @@ async function pictureShares(page: Page): Promise<Shares & { pixels: number }> {
   }, [COLOURS, BACKING_DATA] as const);
 }
 
-const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
+const percent = percentShown;
 
 /** The page's text for one map kind in the legend, e.g. "20.4%". */
 function legendPercent(page: Page, kind: Kind) {

@@ -132,3 +132,21 @@ test('a select too narrow for the choice it shows is reported as clipped text; o
   await page.setContent(html('<select style="width: 16rem"><option>LSI Logic</option><option>streamOptimized (OVF/OVA import, vSphere upload)</option></select><select style="width: auto"><option>streamOptimized (OVF/OVA import, vSphere upload)</option></select>'));
   assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'clipped text'), []);
 });
+
+test('a word broken inside its letters is reported; words wrapped between them, paths and code are not', async () => {
+  const { page } = browser;
+  const html = (body: string) => `<!doctype html><html><head><style>${STYLE} td { overflow-wrap: anywhere; padding: 2px; } table { width: 120px; table-layout: fixed; }</style></head><body><div class="card">${body}</div></body></html>`;
+  // As the VMDK extents table was in the side column: "Size" and "GiB" split in a column a few letters wide.
+  await page.setContent(html('<table><tr><td>File</td><td>sparse</td><td>Size</td><td>Grain</td></tr><tr><td>a</td><td>b</td><td>2 GiB</td><td>64 KiB</td></tr></table>'));
+  const found = (await layoutDefects(page)).filter((d) => d.what === 'broken word');
+  assert.ok(found.length >= 1, JSON.stringify(found));
+  assert.match(found.map((d) => d.detail).join(' '), /“(Size|Grain|GiB|KiB|sparse)”/);
+  await page.setContent(
+    html(
+      '<p style="width: 200px">A long sentence wraps between its words, as text does, over several lines here.</p>' +
+        '<p style="width: 60px; overflow-wrap: anywhere">/tmp/some-folder/disk.qcow2</p>' +
+        '<p style="width: 60px; overflow-wrap: anywhere"><code>0123456789abcdef</code></p>',
+    ),
+  );
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'broken word'), []);
+});

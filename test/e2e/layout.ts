@@ -22,12 +22,14 @@
  * - a choice named in words (a hypervisor, "LSI Logic") shown in the monospace font of paths and option values: a
  *   select whose chosen option's text has a space in it, drawn in a monospace font; and a select too narrow for the
  *   choice it shows (reported as clipped text: a select cuts it off with no ellipsis);
+ * - a word broken across two lines inside its letters ("Si / ze", "Gi / B": a column too narrow for it), outside
+ *   code, monospace and paths, which may break anywhere;
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'words in a code font' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'words in a code font' | 'broken word' | 'sideways scroll';
   detail: string;
 }
 
@@ -239,6 +241,29 @@ const MEASURE = `(() => {
     const room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight) - 20;
     const width = pen.measureText(text).width;
     if (width > room + 1) out.push({ what: 'clipped text', detail: name(el) + ' shows “' + text.slice(0, 60) + '” (' + Math.round(width) + ' px) in ' + Math.round(room) + ' px' });
+  }
+
+  // Words broken inside their letters: a run of letters whose first and last letters sit on different lines.
+  const wordWalker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  for (let t = wordWalker.nextNode(); t; t = wordWalker.nextNode()) {
+    const el = t.parentElement;
+    const text = t.textContent || '';
+    if (!el || /[\\/\\\\]/.test(text) || el.closest('code, pre, kbd, samp, script, style, option, textarea, svg') || !visible(el)) continue;
+    if (/mono/i.test(getComputedStyle(el).fontFamily)) continue;
+    const letters = /[A-Za-z]{2,}/g;
+    for (let m = letters.exec(text); m; m = letters.exec(text)) {
+      range.setStart(t, m.index);
+      range.setEnd(t, m.index + 1);
+      const first = range.getBoundingClientRect();
+      range.setStart(t, m.index + m[0].length - 1);
+      range.setEnd(t, m.index + m[0].length);
+      const last = range.getBoundingClientRect();
+      if (last.top > first.bottom - 2) {
+        out.push({ what: 'broken word', detail: name(el) + ' breaks “' + m[0] + '” across lines' });
+        break;
+      }
+    }
   }
 
   const root = document.documentElement;

@@ -13,6 +13,7 @@ import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo, run } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
+import { percentShown } from './percent';
 
 const session = e2eSession('dw-e2e-newbacking-');
 
@@ -36,7 +37,7 @@ function oracleDataShare(path: string, format: string): number {
   return data / total;
 }
 
-const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
+const percent = percentShown;
 
 async function makeOver(page: Page, format: string, label: string, base: string, target: string): Promise<void> {
   await page.goto(session.host.url);

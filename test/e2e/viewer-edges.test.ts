@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
 import { dw, must, qemuIo } from '../helpers';
 import { CHROMIUM, SHOTS, e2eSession, shown } from './browser';
+import { percentShown } from './percent';
 import { layoutDefects } from './layout';
 
 const MiB = 1024 * 1024;
@@ -55,7 +56,7 @@ function qemuData(path: string, format: string): { data: number; backing: number
   const backing = entries.filter((e) => e.data && e.depth > 0).reduce((n, e) => n + e.length, 0);
   return { data: data / total, backing: backing / total };
 }
-const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
+const percent = percentShown;
 
 test('a file no format recognises is asked about and opened as raw only when the user says so', async () => {
   const { page } = session.browser;
