@@ -3,7 +3,7 @@
  * table per format of how to label and show each field. The JSON keys stay qemu-img's; only the page
  * changes. A field no table names is shown with its key made readable, so a new field still appears.
  */
-import { formatBytes, formatDate, humanKey } from './text';
+import { formatBytes, formatDate, formatExactBytes, humanKey } from './text';
 
 /** One line of the details: a label and what the value means. */
 export interface Fact {
@@ -36,11 +36,31 @@ interface Field {
 const yesNo = (v: unknown) => (v === true ? 'yes' : v === false ? 'no' : plain(v));
 const bytes: Show = (v) => (typeof v === 'number' ? formatBytes(v) : plain(v));
 /** An offset into the file: where it is, in bytes and in the unit people read. */
-const offset: Show = (v) => (typeof v === 'number' ? `byte ${v.toLocaleString('en-US')} (${formatBytes(v)})` : plain(v));
+const offset: Show = (v) => (typeof v !== 'number' ? plain(v) : v < 1024 ? `byte ${v}` : `byte ${v.toLocaleString('en-US')} (${formatBytes(v)})`);
 const oneOf =
   (meanings: Record<string, string>): Show =>
   (v) =>
     meanings[String(v)] ?? plain(v);
+
+/** A size that must be exact (a VHD's current size decides what Azure takes): the bytes, then the unit people read. */
+const exactBytes: Show = (v) => (typeof v === 'number' ? `${formatExactBytes(v)} (${formatBytes(v)})` : plain(v));
+const count: Show = (v) => (typeof v === 'number' ? v.toLocaleString('en-US') : plain(v));
+/** Cylinders, heads and sectors per track, as a BIOS names them. */
+const chs: Show = (v) => {
+  if (!isRecord(v)) return plain(v);
+  const sectors = v['sectors-per-track'] ?? v.sectors;
+  return `${count(v.cylinders)} cylinders, ${count(v.heads)} heads, ${count(sectors)} sectors per track`;
+};
+/** A VHD time stamp as the driver gives it (ISO 8601, UTC): date and time, said to be UTC. */
+const utc: Show = (v) => (typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(v) ? `${v.slice(0, 10)} ${v.slice(11, 19)} UTC` : plain(v));
+/** VHD parent locators by their platform codes (MS VHD spec): where each names the parent. */
+const VHD_LOCATOR: Record<string, string> = { W2ru: 'Windows, relative', W2ku: 'Windows, absolute', Wi2r: 'Windows, relative (old)', Wi2k: 'Windows, absolute (old)', MacX: 'macOS, URL', Mac: 'Mac alias' };
+const locators: Show = (v) =>
+  isRecord(v) && Object.keys(v).length
+    ? Object.entries(v)
+        .map(([code, where]) => `${VHD_LOCATOR[code.trim()] ?? code} (${code}): ${plain(where)}`)
+        .join('; ')
+    : plain(v);
 
 /** VMDK: CIDs are 32-bit; ffffffff in a parent CID means there is no parent. */
 const cid: Show = (v) => (typeof v === 'number' ? v.toString(16).padStart(8, '0') : plain(v));
@@ -123,6 +143,47 @@ const PRESENTERS: Record<string, Record<string, Field>> = {
     'top-guid': { label: 'Top image' },
     chain: { label: 'Images', columns: [['file', 'File'], ['type', 'Kind'], ['guid', 'Id']] },
     snapshots: { columns: [['guid', 'Id'], ['parent-guid', 'Parent'], ['in-chain', 'In use', yesNo]] },
+  },
+  vpc: {
+    subformat: {
+      show: oneOf({ fixed: 'fixed (every byte stored, the footer at the end)', dynamic: 'dynamic (blocks allocated as written)', differencing: 'differencing (writes over a parent image)' }),
+    },
+    'creator-app': {
+      label: 'Made by',
+      show: oneOf({ qemu: 'qemu (QEMU)', qem2: 'qem2 (QEMU, size from the current size)', 'vpc ': 'vpc (Virtual PC)', 'vs  ': 'vs (Virtual Server)', 'win ': 'win (Windows, Hyper-V)', 'd2v ': 'd2v (Disk2vhd)', 'tap\\0': 'tap (Xen)', vbox: 'vbox (VirtualBox)', CTXS: 'CTXS (Citrix)' }),
+    },
+    'creator-os': { label: 'Made on', show: oneOf({ Wi2k: 'Windows (Wi2k)', 'Mac ': 'Mac (Mac)' }) },
+    'creator-version': { label: 'Creator version' },
+    'size-from': {
+      label: 'Guest size from',
+      show: oneOf({ geometry: 'the geometry (cylinders × heads × sectors), as Virtual PC reads it', 'current-size': 'the current size field' }),
+    },
+    geometry: { show: chs },
+    'current-size': { show: exactBytes },
+    'original-size': { show: exactBytes },
+    timestamp: { label: 'Made', show: utc },
+    'saved-state': { show: yesNo },
+    'block-size': { show: bytes },
+    'bat-entries': { label: 'Block table entries', show: count },
+    'parent-timestamp': { label: 'Parent last changed', show: utc },
+    'parent-locators': { label: 'Parent named as', show: locators },
+  },
+  vdi: {
+    subformat: {
+      show: oneOf({ dynamic: 'dynamic (blocks allocated as written)', static: 'static (every block stored)', differencing: 'differencing (writes over a parent image)', undo: 'undo (an old VirtualBox kind)' }),
+    },
+    text: { label: 'Header text' },
+    'header-size': { show: bytes },
+    'block-map-offset': { label: 'Block map at', show: offset },
+    'data-offset': { label: 'Data starts at', show: offset },
+    'blocks-in-image': { label: 'Blocks', show: count },
+    'blocks-allocated': { label: 'Blocks allocated', show: count },
+    'block-extra': { label: 'Extra data per block', show: bytes },
+    'last-modification-uuid': { label: 'Last change UUID' },
+    'parent-modification-uuid': { label: 'Parent change UUID' },
+    'legacy-geometry': { label: 'Geometry (legacy)', show: chs },
+    'lchs-geometry': { label: 'Geometry (logical CHS)', show: chs },
+    'parent-missing': { label: 'Parent', show: (v) => (v === true ? 'not found' : plain(v)) },
   },
   cow: {
     layout: { label: 'Header layout' },

@@ -79,7 +79,12 @@ const azure: TargetSpec = {
     // MiB, the footer saying it; a dynamic one would need a new block table, so it is converted instead.
     const fixed = d.subformat === 'fixed';
     if (!fixed) out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it for Azure)`, fixable: false });
-    if (v % MiB !== 0) out.push({ rule: 'size-mib', message: `the virtual size ${v} bytes is not a whole number of MiB; Azure refuses it (the next is ${Math.ceil(v / MiB) * MiB})`, fixable: fixed });
+    if (v % MiB !== 0) {
+      const next = Math.ceil(v / MiB) * MiB;
+      // Digits grouped: "16781312" and "17825792" side by side read as one number each only with commas.
+      const grouped = (n: number) => n.toLocaleString('en-US');
+      out.push({ rule: 'size-mib', message: `the virtual size ${grouped(v)} bytes is not a whole number of MiB; Azure refuses it (the next whole MiB is ${grouped(next)} bytes, ${next / MiB} MiB)`, fixable: fixed });
+    }
     if (d['current-size'] !== undefined && d['current-size'] !== v) {
       out.push({ rule: 'current-size', message: `the footer's current size (${String(d['current-size'])}) differs from the size the disk has by its CHS geometry (${v}); Azure reads the current size`, fixable: fixed });
     }

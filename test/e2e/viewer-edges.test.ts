@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
-import { dw, must, qemuIo } from '../helpers';
+import { dw, dwOk, must, qemuIo } from '../helpers';
 import { CHROMIUM, SHOTS, e2eSession, shown } from './browser';
 import { percentShown } from './percent';
 import { layoutDefects } from './layout';
@@ -44,7 +44,7 @@ async function openByPath(page: Page, path: string): Promise<void> {
   await page.getByRole('button', { name: 'Open', exact: true }).click();
 }
 
-function qemuInfo(path: string): { format: string; 'virtual-size': number; 'format-specific'?: { data: Record<string, unknown> } } {
+function qemuInfo(path: string): { format: string; 'virtual-size': number; 'cluster-size'?: number; 'format-specific'?: { data: Record<string, unknown> } } {
   return JSON.parse(must('qemu-img', ['info', '--output=json', path]).stdout);
 }
 
@@ -311,5 +311,56 @@ test('the URL names the view: reload keeps the image, Back returns home or close
   await page.goBack();
   await page.getByRole('heading', { name: 'Open a disk image' }).waitFor();
   await shots(page, 'route-home');
+  assert.deepEqual(session.browser.problems, []);
+});
+
+test('VHD and VDI details say what their fields mean: who made it, sizes in bytes, the parent as named, the block map', async () => {
+  const { page } = session.browser;
+  // A dynamic VHD made by qemu-img: its footer (copied at byte 0) says who made it and the exact current size.
+  const vhd = session.work.path('made.vhd');
+  must('qemu-img', ['create', '-q', '-f', 'vpc', vhd, '16M']);
+  const footer = readFileSync(vhd).subarray(0, 512);
+  const creatorApp = footer.toString('latin1', 28, 32);
+  const creatorOs = footer.toString('latin1', 36, 40);
+  const currentSize = Number(footer.readBigUInt64BE(48));
+  assert.equal(footer.readUInt32BE(60), 3, 'a dynamic disk');
+  await home(page);
+  await openByPath(page, vhd);
+  await shown(page, page.getByRole('heading', { level: 1, name: 'made.vhd' }));
+  const fact = (key: string) => page.locator(`.format-details dd[data-key="${key}"]`);
+  assert.equal((await fact('creator-app').innerText()).trim(), creatorApp === 'qemu' ? 'qemu (QEMU)' : creatorApp);
+  assert.equal(await fact('creator-app').getAttribute('title'), `stored as ${creatorApp}`);
+  assert.equal((await fact('creator-os').innerText()).trim(), creatorOs === 'Wi2k' ? 'Windows (Wi2k)' : creatorOs);
+  assert.equal((await fact('current-size').innerText()).trim().split(' (')[0], `${currentSize.toLocaleString('en-US')} bytes`);
+  assert.match(await fact('subformat').innerText(), /^dynamic \(blocks allocated as written\)$/);
+  assert.match(await fact('timestamp').innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+  const details = await page.locator('.format-details').innerText();
+  assert.equal((await fact('block-size').innerText()).trim(), '2 MiB');
+  assert.doesNotMatch(details, /Creator os|Bat entries|T\d\d:\d\d:\d\dZ/, details);
+  await shots(page, 'vhd-details');
+
+  // A differencing VHD over it (qemu-img makes none): the parent as each locator names it.
+  const diff = session.work.path('over.vhd');
+  dwOk(['create', '-f', 'vpc', '-b', 'made.vhd', '-F', 'vpc', diff]);
+  await home(page);
+  await openByPath(page, diff);
+  await shown(page, page.getByRole('heading', { level: 1, name: 'over.vhd' }));
+  assert.match(await fact('parent-locators').innerText(), /Windows, relative \(W2ru\): \.\\made\.vhd/);
+  assert.match(await fact('parent-timestamp').innerText(), /UTC$/);
+
+  // A VDI made by qemu-img: blocks as many as qemu-img's cluster size makes, the map and data offsets in bytes.
+  const vdi = session.work.path('made.vdi');
+  must('qemu-img', ['create', '-q', '-f', 'vdi', vdi, '16M']);
+  const q = qemuInfo(vdi);
+  await home(page);
+  await openByPath(page, vdi);
+  await shown(page, page.getByRole('heading', { level: 1, name: 'made.vdi' }));
+  assert.equal((await fact('blocks-in-image').innerText()).trim(), String(q['virtual-size'] / q['cluster-size']!));
+  assert.match(await fact('text').innerText(), /QEMU VM Virtual Disk Image/);
+  assert.match(await fact('data-offset').innerText(), /^byte [\d,]+ \(/);
+  assert.match(await fact('block-map-offset').innerText(), /^byte \d+$/, 'an offset under 1 KiB needs no unit');
+  assert.match(await fact('subformat').innerText(), /^dynamic \(blocks allocated as written\)$/);
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'format id in words' || d.what === 'broken word'), []);
+  await shots(page, 'vdi-details');
   assert.deepEqual(session.browser.problems, []);
 });
