@@ -2,7 +2,7 @@
 const grouped = new Intl.NumberFormat('en-US');
 const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
 
-/** 67108864 → "64 MiB"; 1536 → "1.5 KiB"; 512 → "512 bytes". */
+/** 67108864 → "64 MiB"; 1536 → "1.5 KiB"; 512 → "512 bytes"; 16781312 → "≈16 MiB". */
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n) || n < 1024) return `${grouped.format(n)} ${n === 1 ? 'byte' : 'bytes'}`;
   let unit = 0;
@@ -12,7 +12,10 @@ export function formatBytes(n: number): string {
     unit++;
   }
   const text = v >= 100 || Number.isInteger(v) ? Math.round(v).toString() : v.toFixed(v >= 10 ? 1 : 2).replace(/\.?0+$/, '');
-  return `${text} ${UNITS[unit]}`;
+  // A size that rounds to a whole number of units without being one says so: 16,781,312 bytes is not "16 MiB"
+  // (Azure refuses it for exactly that), it is "≈16 MiB".
+  const approx = !Number.isInteger(v) && /^\d+$/.test(text);
+  return `${approx ? '≈' : ''}${text} ${UNITS[unit]}`;
 }
 
 /** 67108864 → "67,108,864 bytes". */

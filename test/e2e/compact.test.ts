@@ -172,7 +172,7 @@ test('Compact into a new image: the map colours what is given back, the new imag
   assert.ok(Math.abs(spans.canvas) <= 2 && Math.abs(spans.legend) <= 2, `the map and its legend reach the card's right edge: ${JSON.stringify(spans)}`);
   const weights = await map.locator('.legend-label').evaluateAll((els) => els.map((e) => getComputedStyle(e).fontWeight));
   assert.equal(new Set(weights).size, 1, `one weight for the legend's titles: ${weights.join(', ')}`);
-  for (const figure of await map.locator('.legend-figure').allInnerTexts()) assert.match(figure, /^[\d.]+ (bytes|KiB|MiB) of 64 MiB \((?:\d+\.\d|<0\.1|>99\.9)%\)$/, figure);
+  for (const figure of await map.locator('.legend-figure').allInnerTexts()) assert.match(figure, /^≈?[\d.]+ (bytes|KiB|MiB) of 64 MiB \((?:\d+\.\d|<0\.1|>99\.9)%\)$/, figure);
   assert.match(await map.locator('.legend-item[data-kind="freeInFs"] .legend-note').innerText(), /^part of the data/);
   assert.deepEqual(await layoutDefects(page), [], 'the layout audit finds nothing on the preview');
 

@@ -150,3 +150,15 @@ test('a word broken inside its letters is reported; words wrapped between them, 
   );
   assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'broken word'), []);
 });
+
+test('a size rounded to whole units beside exact bytes it is not is reported; an exact one and a marked one are not', async () => {
+  const { page } = browser;
+  const html = (body: string) => `<!doctype html><html><head><style>${STYLE}</style></head><body><div class="card">${body}</div></body></html>`;
+  // As the VHD's stat card was: a 16 MiB + 4 KiB disk shown as "16 MiB".
+  await page.setContent(html('<dl><div class="stat"><dt>Virtual size</dt><dd>16 MiB<br>16,781,312 bytes</dd></div></dl>'));
+  const found = (await layoutDefects(page)).filter((d) => d.what === 'rounded size as exact');
+  assert.ok(found.length >= 1, JSON.stringify(found));
+  assert.match(found[0].detail, /“16 MiB” beside “16,781,312 bytes”/);
+  await page.setContent(html('<dl><div class="stat"><dt>Virtual size</dt><dd>≈16 MiB<br>16,781,312 bytes</dd></div><div class="stat"><dt>On disk</dt><dd>64 MiB<br>67,108,864 bytes</dd></div><dd>2.05 MiB (2,154,496 bytes)</dd></dl>'));
+  assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'rounded size as exact'), []);
+});

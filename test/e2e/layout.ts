@@ -24,12 +24,14 @@
  *   choice it shows (reported as clipped text: a select cuts it off with no ellipsis);
  * - a word broken across two lines inside its letters ("Si / ze", "Gi / B": a column too narrow for it), outside
  *   code, monospace and paths, which may break anywhere;
+ * - a size rounded to whole units beside its exact bytes as if it were exact ("16 MiB" over "16,781,312 bytes"): in a
+ *   stat card or a fact, a whole number of KiB..EiB without "≈" that the bytes beside it are not;
  * - a page that scrolls sideways.
  */
 import type { Page } from 'playwright';
 
 export interface LayoutDefect {
-  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'words in a code font' | 'broken word' | 'sideways scroll';
+  what: 'tall control' | 'overflow' | 'clipped text' | 'overlap' | 'cramped' | 'short of the card' | 'uneven titles' | 'uneven notes' | 'format id in words' | 'words in a code font' | 'broken word' | 'rounded size as exact' | 'sideways scroll';
   detail: string;
 }
 
@@ -263,6 +265,18 @@ const MEASURE = `(() => {
         out.push({ what: 'broken word', detail: name(el) + ' breaks “' + m[0] + '” across lines' });
         break;
       }
+    }
+  }
+
+  // A rounded size that reads as exact beside the exact bytes it is not.
+  const UNIT_BYTES = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40, PiB: 2 ** 50, EiB: 2 ** 60 };
+  for (const el of all) {
+    if (!el.matches('.stat, dd')) continue;
+    const text = el.innerText || '';
+    const exact = /([\\d,]+) bytes/.exec(text);
+    const whole = /(^|[^\\d.≈])(\\d+) (KiB|MiB|GiB|TiB|PiB|EiB)\\b/.exec(text);
+    if (exact && whole && Number(exact[1].replace(/,/g, '')) !== Number(whole[2]) * UNIT_BYTES[whole[3]]) {
+      out.push({ what: 'rounded size as exact', detail: name(el) + ' says “' + whole[2] + ' ' + whole[3] + '” beside “' + exact[0] + '”' });
     }
   }
 
