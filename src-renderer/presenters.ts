@@ -136,7 +136,7 @@ const PRESENTERS: Record<string, Record<string, Field>> = {
         bundle: '.hdd bundle (a folder with a descriptor)',
       }),
     },
-    'bat-entries': { label: 'Block table entries', show: (v) => (typeof v === 'number' ? v.toLocaleString('en-US') : plain(v)) },
+    'bat-entries': { label: 'Block table entries', show: count },
     'data-offset': { label: 'Data starts at', show: offset },
     'format-extension-offset': { label: 'Format extension at', show: offset },
     empty: { label: 'Empty-image flag', show: (v) => (v === true ? 'set (reads as zeros)' : v === false ? 'clear' : plain(v)) },

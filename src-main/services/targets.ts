@@ -55,7 +55,8 @@ const wrongFormat = (info: ImageInfo, want: string, label: string): TargetFindin
   info.format === want ? [] : [{ rule: 'format', message: `${label} takes ${driverFor(want).label} images; this one is ${formatLabel(info.format)} (convert it for ${label})`, fixable: false }];
 /** A format's name as the app writes it (its driver's label), or the name info gave when no driver has it. */
 const formatLabel = (format: string): string => (isFormatName(format) ? driverFor(format).label : format);
-const size = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`);
+/** A size in a finding: whole MiB as MiB, else the bytes with their digits grouped ("16,781,312 bytes"). */
+const size = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n.toLocaleString('en-US')} bytes`);
 
 const azure: TargetSpec = {
   name: 'azure',
@@ -80,13 +81,11 @@ const azure: TargetSpec = {
     const fixed = d.subformat === 'fixed';
     if (!fixed) out.push({ rule: 'subformat', message: `Azure takes only fixed VHDs; this one is ${String(d.subformat)} (convert it for Azure)`, fixable: false });
     if (v % MiB !== 0) {
-      const next = Math.ceil(v / MiB) * MiB;
-      // Digits grouped: "16781312" and "17825792" side by side read as one number each only with commas.
-      const grouped = (n: number) => n.toLocaleString('en-US');
-      out.push({ rule: 'size-mib', message: `the virtual size ${grouped(v)} bytes is not a whole number of MiB; Azure refuses it (the next whole MiB is ${grouped(next)} bytes, ${next / MiB} MiB)`, fixable: fixed });
+      out.push({ rule: 'size-mib', message: `the virtual size ${size(v)} is not a whole number of MiB; Azure refuses it (the next whole MiB is ${size(Math.ceil(v / MiB) * MiB)})`, fixable: fixed });
     }
     if (d['current-size'] !== undefined && d['current-size'] !== v) {
-      out.push({ rule: 'current-size', message: `the footer's current size (${String(d['current-size'])}) differs from the size the disk has by its CHS geometry (${v}); Azure reads the current size`, fixable: fixed });
+      const current = typeof d['current-size'] === 'number' ? size(d['current-size']) : String(d['current-size']);
+      out.push({ rule: 'current-size', message: `the footer's current size (${current}) differs from the size the disk has by its CHS geometry (${size(v)}); Azure reads the current size`, fixable: fixed });
     }
     if (fixed && fileSize !== v + VHD_FOOTER) out.push({ rule: 'file-size', message: `a fixed VHD is its data and a 512-byte footer: expected ${v + VHD_FOOTER} bytes, the file has ${fileSize}`, fixable: true });
     if (v > AZURE_MAX_VIRTUAL) out.push({ rule: 'limit', message: `the disk is larger than Azure's page blob limit (${AZURE_MAX_VIRTUAL / MiB} MiB)`, fixable: false });

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
-import { percentShown } from './percent';
+import { formatPercent } from '../../src-renderer/text';
 
 
 /** The allocation map's colours (AllocationMap.vue), as RGB. */
@@ -53,7 +53,7 @@ async function pictureShares(page: Page): Promise<Shares> {
   }, [COLOURS, BACKING_DATA] as const);
 }
 
-const percent = percentShown;
+const percent = formatPercent;
 
 /** Waits until the drawn map and its legend show `want`, then checks them kind by kind. */
 async function expectMap(page: Page, want: Shares, what: string): Promise<void> {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
-import { percentShown } from './percent';
+import { formatPercent } from '../../src-renderer/text';
 
 const session = e2eSession('dw-e2e-extent-');
 
@@ -44,7 +44,7 @@ test('a VMDK whose extent lies outside its folder asks before reading it, then m
   await ask.getByRole('button', { name: 'Read this file' }).click();
   await page.getByRole('img', { name: /^Allocation map:/ }).waitFor();
   await ask.waitFor({ state: 'detached' });
-  const dataPercent = percentShown(qemuData / (8 * 1024 * 1024));
+  const dataPercent = formatPercent(qemuData / (8 * 1024 * 1024));
   assert.equal(await page.locator('.legend-item[data-kind="data"] .legend-percent').innerText(), dataPercent, `qemu-img map says ${qemuData} bytes of data`);
   await page.screenshot({ path: join(SHOTS, 'extent-allowed-1280.png'), fullPage: true });
   assert.deepEqual(session.browser.problems, []);

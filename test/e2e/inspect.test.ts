@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
 import { SHOTS, e2eSession } from './browser';
-import { percentShown } from './percent';
+import { formatPercent } from '../../src-renderer/text';
 
 const MiB = 1024 * 1024;
 
@@ -61,7 +61,7 @@ async function pictureShares(page: Page): Promise<Shares & { pixels: number }> {
   }, [COLOURS, BACKING_DATA] as const);
 }
 
-const percent = percentShown;
+const percent = formatPercent;
 
 /** The page's text for one map kind in the legend, e.g. "20.4%". */
 function legendPercent(page: Page, kind: Kind) {

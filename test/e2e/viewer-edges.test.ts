@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
 import { dw, dwOk, must, qemuIo } from '../helpers';
 import { CHROMIUM, SHOTS, e2eSession, shown } from './browser';
-import { percentShown } from './percent';
+import { formatPercent } from '../../src-renderer/text';
 import { layoutDefects } from './layout';
 
 const MiB = 1024 * 1024;
@@ -56,7 +56,7 @@ function qemuData(path: string, format: string): { data: number; backing: number
   const backing = entries.filter((e) => e.data && e.depth > 0).reduce((n, e) => n + e.length, 0);
   return { data: data / total, backing: backing / total };
 }
-const percent = percentShown;
+const percent = formatPercent;
 
 test('a file no format recognises is asked about and opened as raw only when the user says so', async () => {
   const { page } = session.browser;

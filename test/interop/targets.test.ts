@@ -62,7 +62,7 @@ test('lint --target azure: a dynamic VHD and a size that is not whole MiB are na
   const made = (JSON.parse(must('qemu-img', ['info', '-f', 'vpc', '--output=json', odd]).stdout) as { 'virtual-size': number })['virtual-size'];
   const group = (n: number) => n.toLocaleString('en-US');
   const next = Math.ceil(made / MiB) * MiB;
-  assert.equal(j.findings[0].message, `the virtual size ${group(made)} bytes is not a whole number of MiB; Azure refuses it (the next whole MiB is ${group(next)} bytes, ${next / MiB} MiB)`);
+  assert.equal(j.findings[0].message, `the virtual size ${group(made)} bytes is not a whole number of MiB; Azure refuses it (the next whole MiB is ${next / MiB} MiB)`);
   const qcow = s.path('plain.qcow2');
   must('qemu-img', ['create', '-f', 'qcow2', qcow, '1M']);
   const r3 = dw(['lint', '--target', 'azure', qcow]);
