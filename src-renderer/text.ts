@@ -18,6 +18,11 @@ export function formatBytes(n: number): string {
   return `${approx ? '≈' : ''}${text} ${UNITS[unit]}`;
 }
 
+/** A size in a sentence that already says "about" ("about 4 MiB"): formatBytes without its "≈". */
+export function formatBytesAbout(n: number): string {
+  return formatBytes(n).replace(/^≈/, '');
+}
+
 /** 67108864 → "67,108,864 bytes". */
 export function formatExactBytes(n: number): string {
   return `${grouped.format(n)} ${n === 1 ? 'byte' : 'bytes'}`;

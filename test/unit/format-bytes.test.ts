@@ -1,7 +1,7 @@
 /** The renderer's sizes for people: a size that rounds to whole units without being one is marked "≈". */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatBytes } from '../../src-renderer/text';
+import { formatBytes, formatBytesAbout } from '../../src-renderer/text';
 
 test('formatBytes: whole units plain, decimals where they show, "≈" where rounding would read as exact', () => {
   assert.equal(formatBytes(64 * 2 ** 20), '64 MiB');
@@ -12,4 +12,9 @@ test('formatBytes: whole units plain, decimals where they show, "≈" where roun
   assert.equal(formatBytes(16781312), '≈16 MiB');
   assert.equal(formatBytes(64 * 2 ** 20 + 512), '≈64 MiB');
   assert.equal(formatBytes(100.4 * 2 ** 30), '≈100 GiB');
+});
+
+test('formatBytesAbout: a sentence that says "about" gets no "≈" as well', () => {
+  assert.equal(formatBytesAbout(16781312), '16 MiB');
+  assert.equal(formatBytesAbout(2154496), '2.05 MiB');
 });
