@@ -94,6 +94,45 @@ test('parallels write: convert -O parallels from raw passes qemu-img check and c
   assert.equal(run('qemu-img', ['compare', '-f', 'parallels', '-F', 'raw', p, raw]).status, 0);
 });
 
+test('parallels write: -t unsafe (BAT entries kept until flush or close, the file grown ahead) gives the default mode\'s bytes, new or into an existing image (-n); a flush writes the BAT out', async () => {
+  const raw = s.path('unsafe-src.raw');
+  // 3 MiB of data over 300 MiB: more than the 128 MiB the file grows ahead by, so the cut at close is seen.
+  must('qemu-img', ['create', '-q', '-f', 'raw', raw, '300M']);
+  must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 1M', '-c', 'write -P 0x62 150M 1M', '-c', 'write -P 0x63 299M 1M', raw]);
+  const safe = s.path('safe.hds');
+  const unsafe = s.path('unsafe.hds');
+  dwOk(['convert', '-O', 'parallels', raw, safe]);
+  dwOk(['convert', '-t', 'unsafe', '-O', 'parallels', raw, unsafe]);
+  assert.ok(readFileSync(unsafe).equals(readFileSync(safe)), '-t unsafe writes the same file as the default mode');
+  assert.equal(run('qemu-img', ['check', '-f', 'parallels', unsafe]).status, 0);
+  assert.equal(run('qemu-img', ['compare', '-f', 'parallels', '-F', 'raw', unsafe, raw]).status, 0);
+  // Into an existing, empty image of the same size: the entries written at close are all there.
+  const existing = s.path('existing.hds');
+  dwOk(['create', '-f', 'parallels', existing, '300M']);
+  dwOk(['convert', '-n', '-t', 'unsafe', '-O', 'parallels', raw, existing]);
+  assert.equal(run('qemu-img', ['compare', '-f', 'parallels', '-F', 'raw', existing, raw]).status, 0);
+  assert.equal(run('qemu-img', ['check', '-f', 'parallels', existing]).status, 0);
+  // Under skipFlushes a flush (before close) puts the BAT in the file: qemu-img, reading the file as it is
+  // then (the in-use mark aside), finds the written cluster.
+  const open = s.path('flushed.hds');
+  dwOk(['create', '-f', 'parallels', open, '4M']);
+  const dev = await openImage(open, { readOnly: false });
+  try {
+    dev.skipFlushes?.();
+    await dev.write(MiB, Buffer.alloc(4096, 0x64));
+    const before = readFileSync(open);
+    assert.equal(before.readUInt32LE(64 + 4), 0, 'the BAT entry waits in memory');
+    await dev.flush();
+    assert.notEqual(readFileSync(open).readUInt32LE(64 + 4), 0, 'flush wrote the BAT entry');
+    await dev.write(2 * MiB, Buffer.alloc(4096, 0x65)); // closed without a flush: close writes its entry
+  } finally {
+    await dev.close();
+  }
+  const read = must('qemu-io', ['-f', 'parallels', '-r', '-c', 'read -P 0x64 1M 4k', '-c', 'read -P 0x65 2M 4k', open]).stdout;
+  assert.doesNotMatch(read, /Pattern verification failed/);
+  assert.equal(run('qemu-img', ['check', '-f', 'parallels', open]).status, 0);
+});
+
 test('parallels write: the in-use mark is set while open for writing and cleared on close; writeZeroes reads back as qemu-io write -z', async () => {
   const p = s.path('mark.hds');
   const raw = s.path('mark.raw');
