@@ -2,13 +2,15 @@
  * Writing VDI images: create gives qemu-img create's file (the same size and bytes but for the two UUIDs) for
  * several sizes, dynamic and static; our writes give the file qemu-io's same writes give (qemu's allocation
  * order), pass `qemu-img check -f vdi`, equal a raw copy under `qemu-img compare` and read the same through
- * 7-Zip; convert from raw likewise, and into a file the size qemu-img convert makes.
+ * 7-Zip; convert from raw likewise, and into a file the size qemu-img convert makes; -t unsafe (header and map
+ * written at flush or close) the same file as the default mode.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dw, dwOk, must, run, scratch } from '../helpers';
 import { io, ioCmds, MiB, ourWrites, qimg, type W } from './vdi-common';
+import { openImage } from '../../src-main/registry';
 
 const s = scratch('dw-vdi-write-');
 after(() => s.cleanup());
@@ -105,6 +107,40 @@ test('vdi convert raw -> vdi: compare, check and 7-Zip equal; the file the size 
   }
 });
 
+test('vdi -t unsafe (header and map written at flush or close, not after every block): the default mode\'s file, new or into an existing image (-n); a flush writes them out', async () => {
+  const raw = s.path('unsafe-src.raw');
+  qimg(['create', '-q', '-f', 'raw', raw, '20M']);
+  io(raw, ['write -P 1 0 4k', 'write -P 2 3M 1500k', 'write -P 3 19M 1M'], 'raw');
+  const safe = s.path('unsafe-safe.vdi');
+  const unsafe = s.path('unsafe-unsafe.vdi');
+  dwOk(['convert', '-O', 'vdi', raw, safe]);
+  dwOk(['convert', '-t', 'unsafe', '-O', 'vdi', raw, unsafe]);
+  assertSameFile(unsafe, safe);
+  assertOracles(unsafe, raw);
+  const existing = s.path('unsafe-existing.vdi');
+  dwOk(['create', '-f', 'vdi', existing, '20M']);
+  dwOk(['convert', '-n', '-t', 'unsafe', '-O', 'vdi', raw, existing]);
+  assertOracles(existing, raw);
+  // On the device: the map entry waits in memory until a flush; one written after it waits for close.
+  const open = s.path('unsafe-flushed.vdi');
+  dwOk(['create', '-f', 'vdi', open, '4M']);
+  const dev = await openImage(open, { readOnly: false });
+  const mapAt = readFileSync(open).readUInt32LE(0x154); // the header's offset of the block map
+  try {
+    dev.skipFlushes?.();
+    await dev.write(MiB, Buffer.alloc(4096, 0x64));
+    assert.equal(readFileSync(open).readUInt32LE(mapAt + 4), 0xffffffff, 'the map entry waits in memory');
+    await dev.flush();
+    assert.equal(readFileSync(open).readUInt32LE(mapAt + 4), 0, 'flush wrote the map entry (the first data block)');
+    await dev.write(2 * MiB, Buffer.alloc(4096, 0x65));
+  } finally {
+    await dev.close();
+  }
+  const read = must('qemu-io', ['-f', 'vdi', '-r', '-c', 'read -P 0x64 1M 4k', '-c', 'read -P 0x65 2M 4k', open]).stdout;
+  assert.doesNotMatch(read, /Pattern verification failed/);
+  assert.equal(run('qemu-img', ['check', '-f', 'vdi', open]).status, 0);
+});
+
 test('vdi measure: the file sizes create and convert make', () => {
   const raw = s.path('m.raw');
   qimg(['create', '-q', '-f', 'raw', raw, '9M']);
@@ -191,7 +227,6 @@ test('vdi: overlapping calls (the driver says it takes them): writes land in cal
   qimg(['create', '-q', '-f', 'raw', raw, '8M']);
   const writes: W[] = [];
   for (let k = 0; k < 40; k++) writes.push([((k * 7919 * 4096) % (8 * MiB - 65536)), 4096 + ((k * 104729) % 60000), 1 + (k % 250)]);
-  const { openImage } = await import('../../src-main/registry');
   const dev = await openImage(img, { readOnly: false });
   const pending: Promise<unknown>[] = [];
   for (const [off, len, pat] of writes) {

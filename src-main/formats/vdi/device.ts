@@ -49,6 +49,9 @@ export class VdiDevice implements BlockDevice {
   /** Bytes from here on read as zeros: the file's end at open, then past our own allocations. */
   private zeroFrom: number;
   private noFlush = false;
+  /** Guest blocks [unpublishedFrom, unpublishedTo] allocated in memory, header and map not yet written (skipFlushes only). */
+  private unpublishedFrom = Infinity;
+  private unpublishedTo = -1;
   private closed = false;
   /** A discard left data blocks unreferenced: the next flush packs them (discard.ts). */
   private toPack = false;
@@ -173,7 +176,22 @@ export class VdiDevice implements BlockDevice {
       }
       done += n;
     }
-    if (firstNew >= 0) await this.publish(firstNew, lastNew);
+    if (firstNew < 0) return;
+    if (this.noFlush) {
+      // Nothing will be flushed, so no order of writes is kept anyway (cache=unsafe): the header and map go out
+      // with the next flush or at close, instead of two 512-byte writes after every new block.
+      this.unpublishedFrom = Math.min(this.unpublishedFrom, firstNew);
+      this.unpublishedTo = Math.max(this.unpublishedTo, lastNew);
+    } else await this.publish(firstNew, lastNew);
+  }
+
+  /** Publishes what writeNow left unpublished (under skipFlushes). Runs inside serial. */
+  private async publishPending(): Promise<void> {
+    if (this.unpublishedFrom > this.unpublishedTo) return;
+    const [first, last] = [this.unpublishedFrom, this.unpublishedTo];
+    this.unpublishedFrom = Infinity;
+    this.unpublishedTo = -1;
+    await this.publish(first, last);
   }
 
   /**
@@ -359,6 +377,7 @@ export class VdiDevice implements BlockDevice {
   }
 
   async flush(): Promise<void> {
+    await this.serial(() => this.publishPending());
     if (this.toPack) {
       await this.serial(async () => {
         if (!this.toPack) return;
