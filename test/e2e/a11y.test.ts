@@ -4,9 +4,8 @@
  * broken ARIA, …). Each violation is reported with its rule, help text and the elements it was found on.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import { AxeBuilder } from '@axe-core/playwright';
-import { e2eSession } from './browser';
+import { e2eSession, test } from './browser';
 import { makeTourImages, tour } from './tour';
 
 const session = e2eSession('dw-e2e-a11y-');

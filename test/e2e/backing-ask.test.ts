@@ -7,10 +7,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { formatPercent } from '../../src-renderer/text';
 
 

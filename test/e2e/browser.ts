@@ -2,7 +2,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, before } from 'node:test';
+import { after, afterEach, before, test as nodeTest, type TestContext } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright';
 import { startHost, type Host } from '../../src-main/host/server';
 import { ROOT, scratch } from '../helpers';
@@ -77,6 +77,34 @@ export async function shown(page: Page, target: Locator, timeout?: number): Prom
   }
 }
 
+/** The page of this file's session (e2eSession), for what a failed test's message says; one session per file. */
+let sessionPage: (() => Page | undefined) | undefined;
+
+type TestFn = (t: TestContext) => void | Promise<void>;
+
+/**
+ * node:test's test, whose failure message ends with what the page showed (pageState): CI keeps a failed
+ * test's message and nothing else, and a wait that timed out says only what it waited for. The e2e files take
+ * `test` from here.
+ */
+export function test(name: string, fn: TestFn): Promise<void>;
+export function test(name: string, options: { skip?: boolean | string; timeout?: number }, fn: TestFn): Promise<void>;
+export function test(name: string, a: TestFn | { skip?: boolean | string; timeout?: number }, b?: TestFn): Promise<void> {
+  const fn = (typeof a === 'function' ? a : b)!;
+  const described = async (t: TestContext): Promise<void> => {
+    try {
+      await fn(t);
+    } catch (err) {
+      const page = sessionPage?.();
+      if (page && err instanceof Error && !err.message.includes('the page was at')) {
+        err.message += `\n(${await pageState(page)})`;
+      }
+      throw err;
+    }
+  };
+  return typeof a === 'function' ? nodeTest(name, described) : nodeTest(name, a, described);
+}
+
 /** Where the end-to-end tests save their screenshots. */
 export const SHOTS = join(ROOT, 'test-results', 'e2e');
 
@@ -98,6 +126,7 @@ export function e2eSession(prefix: string): E2eSession {
   before(async () => {
     host = await startHost({ port: 0 });
     browser = await launch();
+    sessionPage = () => browser?.page;
     mkdirSync(SHOTS, { recursive: true });
   });
   // A failed test leaves what the page showed: a wait that timed out says only what it waited for, and a
@@ -107,7 +136,7 @@ export function e2eSession(prefix: string): E2eSession {
     if ((t as unknown as { passed?: boolean }).passed !== false || !browser) return;
     const page = browser.page;
     const name = t.name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60);
-    console.error(`e2e failure '${t.name}': ${await pageState(page)}; problems: ${JSON.stringify(browser.problems)}`);
+    console.error(`e2e failure '${t.name}': problems: ${JSON.stringify(browser.problems)}`);
     await page.screenshot({ path: join(SHOTS, `FAILED-${prefix}${name}.png`), fullPage: true }).catch(() => undefined);
   });
   after(async () => {

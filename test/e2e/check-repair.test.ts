@@ -8,11 +8,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo, run } from '../helpers';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 

@@ -5,9 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { test } from 'node:test';
 import { must, run } from '../helpers';
-import { e2eSession } from './browser';
+import { e2eSession, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-unclean-');

@@ -13,11 +13,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { must, run } from '../helpers';
 import { dumpe2fs } from '../interop/inside-common';
 import { assertKeptAndZeroed } from '../interop/sparsify-common';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { layoutDefects } from './layout';
 
 /** The map's grid and the light theme's "free in the file system" colour (src-renderer/mapPalette.ts, tokens.css). */

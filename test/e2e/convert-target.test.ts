@@ -5,9 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { test } from 'node:test';
 import { must } from '../helpers';
-import { e2eSession } from './browser';
+import { e2eSession, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-convert-target-');

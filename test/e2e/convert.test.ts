@@ -7,11 +7,10 @@
 import assert from 'node:assert/strict';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { formatSummaries } from '../../src-main/registry';
 import { must, qemuIo, run } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { toneOf } from './tones';
 
 const session = e2eSession('dw-e2e-convert-');

@@ -13,13 +13,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { AxeBuilder } from '@axe-core/playwright';
 import { keyFor } from '../../src-main/keyring';
 import { openImage } from '../../src-main/registry';
 import { dw, must, qemuImgLuks, run } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-enc-');
 const PASS = 'purple monkey dishwasher 42';

@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { must, qemuIo } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { formatPercent } from '../../src-renderer/text';
 
 const session = e2eSession('dw-e2e-extent-');

@@ -6,9 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { must } from '../helpers';
-import { e2eSession, SHOTS } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-host-token-');
 

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import { lockHolders } from '../../src-main/block/lock-holder';
 import { lockingAvailable } from '../../src-main/block/lock';
 import { must, run } from '../helpers';
-import { e2eSession } from './browser';
+import { e2eSession, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-in-use-');

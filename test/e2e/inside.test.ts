@@ -8,10 +8,9 @@
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import AxeBuilder from '@axe-core/playwright';
 import type { Page } from 'playwright';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { blkid, sfdiskPartitions } from '../interop/inside-common';
 import { buildAppDisk, type AppDisk } from '../interop/inside-app-disk';
 import { must } from '../helpers';

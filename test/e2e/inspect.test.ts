@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { basename, dirname, join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { formatPercent } from '../../src-renderer/text';
 
 const MiB = 1024 * 1024;

@@ -8,12 +8,11 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { AxeBuilder } from '@axe-core/playwright';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
 import { must, qemuIo, run } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-keyboard-');
 const MiB = 1 << 20;

@@ -8,9 +8,8 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { contactSheet, type Shot } from './contact-sheet';
 import { layoutDefects } from './layout';
 import { makeTourImages, tour } from './tour';

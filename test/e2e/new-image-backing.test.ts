@@ -9,10 +9,9 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo, run } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { formatPercent } from '../../src-renderer/text';
 
 const session = e2eSession('dw-e2e-newbacking-');

@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { formatSummaries } from '../../src-main/registry';
 import { must, run } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-new-');
 

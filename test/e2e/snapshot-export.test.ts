@@ -7,10 +7,9 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { must, qemuIo, run } from '../helpers';
 import { formatBytes } from '../../src-renderer/text';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-snapexport-');
 

@@ -5,9 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { must, qemuIo } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-snaplayout-');

@@ -7,11 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import type { Locator, Page } from 'playwright';
 import { createSnapshot } from '../../src-main/services/snapshot';
 import { must } from '../helpers';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-snap-scale-');

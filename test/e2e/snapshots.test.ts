@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { closeSync, copyFileSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { test } from 'node:test';
 import type { Page } from 'playwright';
 import { must, qemuIo, run } from '../helpers';
 import { formatBytes } from '../../src-renderer/text';
-import { SHOTS, e2eSession } from './browser';
+import { e2eSession, SHOTS, test } from './browser';
 
 const session = e2eSession('dw-e2e-snap-');
 const MiB = 1024 * 1024;

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { chromium, type Page } from 'playwright';
 import { dw, dwOk, must, qemuIo } from '../helpers';
-import { CHROMIUM, SHOTS, e2eSession, shown } from './browser';
+import { CHROMIUM, e2eSession, SHOTS, shown, test } from './browser';
 import { formatPercent } from '../../src-renderer/text';
 import { layoutDefects } from './layout';
 

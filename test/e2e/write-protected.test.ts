@@ -6,10 +6,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { test } from 'node:test';
 import { Qcow2Patcher } from '../interop/qcow2-check-patch';
 import { must, run } from '../helpers';
-import { e2eSession } from './browser';
+import { e2eSession, test } from './browser';
 import { layoutDefects } from './layout';
 
 const session = e2eSession('dw-e2e-write-protected-');
