@@ -39,6 +39,8 @@ export interface SparsifyResult {
 export interface InsideFinding {
   severity: 'info' | 'warning' | 'error';
   message: string;
+  /** A stable name for a finding a face says in its own words ('nothing-recognised': no table, no file system). */
+  code?: 'nothing-recognised';
 }
 
 /** A file system as identified from its superblock, in blkid's words. */
@@ -81,6 +83,8 @@ export interface DiskLayout {
   lastUsable?: number;
   partitions: InsidePartition[];
   findings: InsideFinding[];
+  /** With no partition table and no file system recognised: the disk's first bytes in hex (up to 32). */
+  firstBytes?: string;
 }
 
 /** One entry of a folder inside the disk. Times are milliseconds since 1970 (UTC). */

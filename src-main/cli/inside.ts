@@ -61,6 +61,7 @@ function layoutJson(l: DiskLayout): unknown {
         : {}),
     })),
     findings: l.findings,
+    ...(l.firstBytes !== undefined ? { 'first-bytes': l.firstBytes } : {}),
   };
 }
 

@@ -16,10 +16,14 @@ export async function inspectDisk(src: ByteSource, opts: { sectorSize?: number }
   const findings: Finding[] = [];
   const t = await readTable(disk, findings, opts.sectorSize);
   const partitions: PartitionInfo[] = t.partitions;
+  let firstBytes: string | undefined;
   if (t.table === null) {
     const fs = await identify(disk);
     if (fs.type !== 'unknown') partitions.push({ number: WHOLE_DISK, start: 0, size: disk.size, type: '', name: 'whole disk', filesystem: fs });
-    else findings.push({ severity: 'info', message: `no partition table and no known file system; the disk starts with ${fs.firstBytes}` });
+    else {
+      firstBytes = fs.firstBytes ?? '';
+      findings.push({ severity: 'info', code: 'nothing-recognised', message: `no partition table and no known file system; ${startInWords(firstBytes)}` });
+    }
   } else {
     for (const p of partitions) {
       if (p.kind === 'extended') continue;
@@ -28,7 +32,15 @@ export async function inspectDisk(src: ByteSource, opts: { sectorSize?: number }
     }
   }
   const usable = t.firstUsable !== undefined ? { firstUsable: t.firstUsable, lastUsable: t.lastUsable } : {};
-  return { table: t.table, sectorSize: t.sectorSize, size: disk.size, ...(t.id ? { id: t.id } : {}), ...usable, partitions, findings };
+  return { table: t.table, sectorSize: t.sectorSize, size: disk.size, ...(t.id ? { id: t.id } : {}), ...usable, partitions, findings, ...(firstBytes !== undefined ? { firstBytes } : {}) };
+}
+
+/** The disk's first bytes (hex, space-separated) as a sentence: a start of only zeros in words, not a row of 00s. */
+function startInWords(hexBytes: string): string {
+  const bytes = hexBytes.split(/\s+/).filter((b) => b !== '');
+  if (bytes.length === 0) return 'the disk is empty';
+  if (bytes.every((b) => /^0+$/.test(b))) return `the disk's first ${bytes.length} bytes are zeros`;
+  return `the disk starts with ${hexBytes}`;
 }
 
 /** The bytes of a partition, clipped to the disk (a partition past the end is read as far as the disk goes). */

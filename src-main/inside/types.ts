@@ -7,6 +7,8 @@
 export interface Finding {
   severity: 'info' | 'warning' | 'error';
   message: string;
+  /** A stable name for a finding a face says in its own words ('nothing-recognised': no table, no file system). */
+  code?: 'nothing-recognised';
 }
 
 /** A file system as identified from its superblock (blkid's words). */
@@ -60,6 +62,8 @@ export interface DiskLayout {
   lastUsable?: number;
   partitions: PartitionInfo[];
   findings: Finding[];
+  /** With no partition table and no file system recognised: the disk's first bytes in hex (up to 32). */
+  firstBytes?: string;
 }
 
 /** One directory entry or stat result. Times are milliseconds since 1970 (UTC). */

@@ -189,6 +189,18 @@ test('an unknown file system is "unknown" with its first bytes', () => {
   const got = JSON.parse(dwOk(['partitions', '--output', 'json', p]).stdout);
   assert.deepEqual(got.partitions, []);
   assert.match(got.findings[0].message, /6e 6f 74 20 61/);
+  // The bytes come as data too (the app says them in its own sentence), and the finding has a name.
+  const expected = [...Buffer.from('not a file system at all').subarray(0, 24), ...Buffer.alloc(8)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  assert.equal(got['first-bytes'], expected);
+  assert.equal(got.findings[0].code, 'nothing-recognised');
+  // A disk whose start is zeros says so in words, in the text output too; blkid and sfdisk find nothing there either.
+  const zeros = s.path('zero-start.img');
+  writeFileSync(zeros, Buffer.concat([Buffer.alloc(4096), Buffer.from('data further in'), Buffer.alloc(1 << 20)]));
+  assert.equal(run('blkid', ['-p', zeros]).stdout, '');
+  assert.notEqual(run('sfdisk', ['--json', zeros]).status, 0);
+  const text = dwOk(['partitions', zeros]).stdout;
+  assert.match(text, /info: no partition table and no known file system; the disk's first 32 bytes are zeros/);
+  assert.doesNotMatch(text, /00 00/);
 });
 
 test('a small FAT32 (mkfs.vfat -F 32 with fewer clusters than FAT32 usually has) is FAT32, as blkid and the kernel say', () => {
