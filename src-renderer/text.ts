@@ -76,6 +76,23 @@ export function humanKey(key: string): string {
  * A byte range in one unit with as many decimals as it takes for its two ends to differ: a 64 KiB cell of a
  * big disk reads "133.0625 – 133.125 MiB", not "133 MiB – 133 MiB". Exact bytes where no unit does.
  */
+/**
+ * A message cut where it names a command with an option ("vmkfstools -i", "qemu-img convert -O"): the command
+ * parts are kept on one line by the face, so an option is never split from its hyphen at a line's end.
+ */
+export function commandSegments(message: string): Array<{ text: string; command: boolean }> {
+  const out: Array<{ text: string; command: boolean }> = [];
+  const pattern = /[A-Za-z][\w.-]*(?: -{1,2}[A-Za-z][\w-]*)+/g;
+  let at = 0;
+  for (let m = pattern.exec(message); m; m = pattern.exec(message)) {
+    if (m.index > at) out.push({ text: message.slice(at, m.index), command: false });
+    out.push({ text: m[0], command: true });
+    at = m.index + m[0].length;
+  }
+  if (at < message.length) out.push({ text: message.slice(at), command: false });
+  return out;
+}
+
 export function formatRange(start: number, end: number): string {
   if (end < 1024) return `${grouped.format(start)} – ${formatExactBytes(end)}`;
   let unit = 0;

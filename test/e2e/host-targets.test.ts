@@ -95,3 +95,19 @@ test('Inspect: the "Ready for Azure" card of a dynamic VHD names what Azure refu
   await page.locator('.host-target[data-target="azure"][aria-pressed="true"]').waitFor();
   assert.deepEqual(session.browser.problems, []);
 });
+
+test('Inspect: "Ready for ESXi" of a split VMDK names the command it would take, kept on one line ("vmkfstools -i" not broken at its hyphen)', async () => {
+  const { page } = session.browser;
+  const split = session.work.path('split.vmdk');
+  must('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', split, '100M']);
+  await open(page, split, 'split.vmdk');
+  const card = page.getByTestId('ready-for');
+  await card.locator('#ready-target').selectOption('esxi');
+  const finding = card.locator('[data-rule="subformat"]');
+  await finding.waitFor();
+  assert.match(await finding.innerText(), /clones monolithicSparse \(vmkfstools -i\); this VMDK is twoGbMaxExtentSparse/);
+  const kept = finding.locator('.keep-together');
+  assert.equal(await kept.innerText(), 'vmkfstools -i');
+  assert.equal(await kept.evaluate((el) => getComputedStyle(el).whiteSpace), 'nowrap');
+  assert.deepEqual(session.browser.problems, []);
+});

@@ -149,6 +149,18 @@ test('a word broken inside its letters is reported; words wrapped between them, 
     ),
   );
   assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'broken word'), []);
+  // As ESXi's finding was: "vmkfstools -" at a line's end and "i)" on the next; kept together, it is not.
+  const esxi = (cmd: string) => `<p style="width: 16.5em">ESXi imports streamOptimized or clones monolithicSparse (${cmd}); this VMDK is twoGbMaxExtentSparse</p>`;
+  let broken: string | undefined;
+  for (let em = 13; em <= 22 && broken === undefined; em += 0.5) {
+    await page.setContent(html(esxi('vmkfstools -i').replace('16.5em', `${em}em`)));
+    broken = (await layoutDefects(page)).find((d) => d.what === 'broken word' && d.detail.includes('“-i”'))?.detail;
+    if (broken !== undefined) {
+      await page.setContent(html(esxi('<span style="white-space: nowrap">vmkfstools -i</span>').replace('16.5em', `${em}em`)));
+      assert.deepEqual((await layoutDefects(page)).filter((d) => d.what === 'broken word'), [], `at ${em}em`);
+    }
+  }
+  assert.ok(broken, 'no width between 13em and 22em broke "-i" from its hyphen');
 });
 
 test('a size rounded to whole units beside exact bytes it is not is reported; an exact one and a marked one are not', async () => {

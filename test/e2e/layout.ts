@@ -245,7 +245,8 @@ const MEASURE = `(() => {
     if (width > room + 1) out.push({ what: 'clipped text', detail: name(el) + ' shows “' + text.slice(0, 60) + '” (' + Math.round(width) + ' px) in ' + Math.round(room) + ' px' });
   }
 
-  // Words broken inside their letters: a run of letters whose first and last letters sit on different lines.
+  // Words broken inside their letters: a run of letters whose first and last letters sit on different lines; a
+  // command's option ("vmkfstools -i") counts as one word with its hyphen.
   const wordWalker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const range = document.createRange();
   for (let t = wordWalker.nextNode(); t; t = wordWalker.nextNode()) {
@@ -253,7 +254,7 @@ const MEASURE = `(() => {
     const text = t.textContent || '';
     if (!el || /[\\/\\\\]/.test(text) || el.closest('code, pre, kbd, samp, script, style, option, textarea, svg') || !visible(el)) continue;
     if (/mono/i.test(getComputedStyle(el).fontFamily)) continue;
-    const letters = /[A-Za-z]{2,}/g;
+    const letters = /(?<=^|\\s)-{1,2}[A-Za-z][A-Za-z0-9-]*|[A-Za-z]{2,}/g;
     for (let m = letters.exec(text); m; m = letters.exec(text)) {
       range.setStart(t, m.index);
       range.setEnd(t, m.index + 1);
